@@ -1,0 +1,104 @@
+/* The backend op table: everything the model forward needs from a device. Model code
+ * (src/model) calls only these; a backend never knows which model it runs.
+ *
+ * Conventions
+ * - Activations live in backend memory (sk_backend_alloc) as row-major matrices of the backend's
+ *   activation type (be->act_bytes bytes per element: fp32 on the CPU; bf16/fp16 on CUDA).
+ *   Pointers passed to ops are device pointers; model code does pointer arithmetic only with
+ *   act_bytes. "row stride" arguments are in elements.
+ * - A forward pass is: begin(batch) then ops. begin() copies the batch's token ids and positions
+ *   to the device, so that every later op is a plain launch (a CUDA graph can capture them).
+ * - Weights are loaded once (weight_load) from an sk_tensor of any supported dtype; the backend
+ *   keeps them in whatever layout its matmul wants (the CPU keeps the mapped file data and
+ *   dequantizes rows on the fly in fp32).
+ * - Every op is asynchronous with respect to the host on a device backend; download() syncs. */
+#ifndef SK_BACKEND_H
+#define SK_BACKEND_H
+
+#include "model/model_file.h"
+
+typedef struct sk_backend sk_backend;
+typedef struct sk_weight sk_weight;     /* backend-resident weight */
+typedef struct sk_kv_cache sk_kv_cache; /* backend-resident KV cache */
+
+/* One forward step: n_tokens rows, token i at position pos[i] of sequence seq[i]. Within one
+ * sequence, positions are consecutive and follow what is already in its cache. */
+typedef struct sk_batch {
+    int n_tokens;
+    const int32_t *tokens; /* host; [n_tokens] */
+    const int32_t *pos;    /* host; [n_tokens] */
+    const int32_t *seq;    /* host; [n_tokens] slot of the sequence in the KV cache */
+} sk_batch;
+
+/* RoPE parameters for one model. */
+typedef struct sk_rope_params {
+    int head_dim;
+    int rope_dim; /* rotated dims (<= head_dim); the rest pass through */
+    float theta;
+    sk_rope_pairing pairing;
+} sk_rope_params;
+
+typedef struct sk_backend_ops {
+    void (*destroy)(sk_backend *be);
+
+    /* Memory. alloc returns NULL (and sets the error) when out of memory. */
+    void *(*alloc)(sk_backend *be, size_t bytes);
+    void (*free)(sk_backend *be, void *p);
+    /* Copies n activations at src to host fp32 dst (waits for pending work). */
+    void (*download_f32)(sk_backend *be, const void *src, float *dst, size_t n);
+
+    sk_status (*weight_load)(sk_backend *be, const sk_tensor *t, sk_weight **out);
+    void (*weight_free)(sk_backend *be, sk_weight *w);
+
+    /* KV cache for n_seq sequences of up to n_ctx positions each. */
+    sk_status (*kv_new)(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
+                        int n_seq, sk_kv_cache **out);
+    void (*kv_free)(sk_backend *be, sk_kv_cache *kv);
+
+    /* Makes batch b the current one (copies tokens/positions/sequence slots to the device). */
+    sk_status (*begin)(sk_backend *be, const sk_batch *b);
+
+    /* out[T, D] = rows of table [V, D] for the current batch's tokens. */
+    void (*embed)(sk_backend *be, const sk_weight *table, void *out);
+    /* out[T, D] = x / rms(x) * w. out may equal x. */
+    void (*rmsnorm)(sk_backend *be, const void *x, const sk_weight *w, float eps, int T, int D,
+                    void *out);
+    /* out[T, D] = (x - mean) / std * w + b. out may equal x. */
+    void (*layernorm)(sk_backend *be, const void *x, const sk_weight *w, const sk_weight *b,
+                      float eps, int T, int D, void *out);
+    /* out[T, N] = x[T, K] @ W[N, K]^T (+ bias[N] when bias != NULL). */
+    void (*matmul)(sk_backend *be, const void *x, int T, const sk_weight *w, const sk_weight *bias,
+                   void *out);
+    /* x[n] += y[n]. */
+    void (*add)(sk_backend *be, void *x, const void *y, size_t n);
+    /* out[n] = silu(gate[n]) * up[n]. */
+    void (*swiglu)(sk_backend *be, const void *gate, const void *up, size_t n, void *out);
+    /* x[n] = gelu(x[n]) (exact, erf form). */
+    void (*gelu)(sk_backend *be, void *x, size_t n);
+    /* Rotates n_heads heads of head_dim at the start of each of the T rows of x (row stride in
+     * elements), each row at the current batch's position. */
+    void (*rope)(sk_backend *be, void *x, int T, int n_heads, int row_stride,
+                 const sk_rope_params *rp);
+    /* Attention for layer `layer` over the current batch: stores the batch's K and V rows
+     * (k/v [T, n_kv_heads*head_dim] with row stride kv_stride) in the cache at their positions,
+     * then for each row computes causal softmax(q k^T / sqrt(head_dim)) v over its sequence's
+     * cache up to and including its position. q [T, n_heads*head_dim] with row stride q_stride;
+     * out [T, n_heads*head_dim] contiguous. Query head h reads KV head h / (n_heads/n_kv_heads). */
+    void (*attention)(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
+                      const void *k, const void *v, int kv_stride, int n_heads, void *out);
+} sk_backend_ops;
+
+struct sk_backend {
+    const sk_backend_ops *ops;
+    const char *name;
+    size_t act_bytes; /* bytes per activation element */
+    void *ctx;        /* backend private */
+};
+
+/* Creates the CPU backend with n_threads (0: all cores). */
+sk_status sk_backend_cpu_new(int n_threads, sk_backend **out);
+#ifdef SAKER_HAVE_CUDA
+sk_status sk_backend_cuda_new(sk_backend **out);
+#endif
+
+#endif
