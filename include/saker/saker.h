@@ -1,6 +1,6 @@
 /* Saker public C API.
  *
- * Ownership: every *_open/*_new has a matching *_close/*_free. Functions that can fail on bad
+ * Ownership: every open/new function has a matching close/free. Functions that can fail on bad
  * input return an sk_status and leave a one-line message (naming the file/field and what is
  * wrong) retrievable with sk_last_error() on the calling thread. The library never exits. */
 #ifndef SAKER_H
@@ -28,6 +28,9 @@ typedef enum sk_status {
 const char *sk_status_name(sk_status s);
 /* Message of the last failing call on this thread ("" if none). */
 const char *sk_last_error(void);
+
+/* Monotonic wall clock in seconds. */
+double sk_time_now(void);
 
 typedef enum sk_device { SK_DEVICE_AUTO = 0, SK_DEVICE_CPU = 1, SK_DEVICE_CUDA = 2 } sk_device;
 
@@ -70,9 +73,11 @@ int sk_token_to_bytes(const sk_model *m, int32_t token, char *buf, int cap);
  * prompt if it has one) and the generation prompt. Returns a malloc'd string or NULL. */
 char *sk_chat_format(const sk_model *m, const char *user_message);
 
-/* Streaming detokenizer: emits only whole UTF-8 characters. */
+/* Streaming detokenizer: emits only whole UTF-8 characters. at_start: the tokens begin a text
+ * (after BOS), so a SentencePiece leading space on the first piece is dropped, as sentencepiece
+ * decoding does; false when continuing a prompt that was printed already. */
 typedef struct sk_detok sk_detok;
-sk_detok *sk_detok_new(const sk_model *m);
+sk_detok *sk_detok_new(const sk_model *m, bool at_start);
 /* Appends the token; returns the number of complete bytes now ready in *out (valid until the
  * next call). */
 int sk_detok_push(sk_detok *d, int32_t token, const char **out);

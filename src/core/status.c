@@ -92,3 +92,5 @@ double sk_time(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+double sk_time_now(void) { return sk_time(); }

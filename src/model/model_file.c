@@ -1,6 +1,7 @@
 #include "model/model_file.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,6 +118,19 @@ sk_status sk_model_file_load(const char *path, const char *tokenizer_path, sk_mo
                            mf->path, #field, (int64_t)hp->field, (int64_t)(lo), (int64_t)(hi));    \
     } while (0)
 
+/* Requires tensor fmt (printf-style name) with nd dims [a] or [a, b]. */
+static sk_status req(const sk_model_file *mf, int nd, int64_t a, int64_t b, const char *fmt, ...)
+    SK_PRINTF(5, 6);
+static sk_status req(const sk_model_file *mf, int nd, int64_t a, int64_t b, const char *fmt, ...) {
+    char nm[SK_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nm, sizeof nm, fmt, ap);
+    va_end(ap);
+    const int64_t shape[2] = {a, b};
+    return sk_mf_require(mf, nm, nd, shape, NULL);
+}
+
 sk_status sk_model_file_validate(const sk_model_file *mf) {
     const sk_hparams *hp = &mf->hp;
     if ((unsigned)hp->arch >= SK_ARCH_COUNT) return sk_fail(SK_ERR_UNSUPPORTED, "%s: unknown architecture", mf->path);
@@ -142,46 +156,37 @@ sk_status sk_model_file_validate(const sk_model_file *mf) {
 
     const int64_t D = hp->dim, V = hp->n_vocab, F = hp->ffn_dim, hd = hp->head_dim;
     const int64_t q = hp->n_heads * hd, kv = hp->n_kv_heads * hd;
-    char nm[SK_NAME_MAX];
-#define REQ(nd, ...)                                                                               \
-    do {                                                                                           \
-        const int64_t shp_[] = {__VA_ARGS__};                                                      \
-        SK_TRY(sk_mf_require(mf, nm, nd, shp_, NULL));                                             \
-    } while (0)
-#define NAME(...) snprintf(nm, sizeof nm, __VA_ARGS__)
-    NAME("token_embd.weight"), REQ(2, V, D);
-    NAME("output_norm.weight"), REQ(1, D);
-    if (!hp->tied_output) NAME("output.weight"), REQ(2, V, D);
+    SK_TRY(req(mf, 2, V, D, "token_embd.weight"));
+    SK_TRY(req(mf, 1, D, 0, "output_norm.weight"));
+    if (!hp->tied_output) SK_TRY(req(mf, 2, V, D, "output.weight"));
     bool falcon = hp->arch == SK_ARCH_FALCON;
-    if (falcon) NAME("output_norm.bias"), REQ(1, D);
+    if (falcon) SK_TRY(req(mf, 1, D, 0, "output_norm.bias"));
     for (int l = 0; l < hp->n_layers; l++) {
-        NAME("blk.%d.attn_norm.weight", l), REQ(1, D);
-        NAME("blk.%d.attn_output.weight", l), REQ(2, D, q);
-        NAME("blk.%d.ffn_up.weight", l), REQ(2, F, D);
-        NAME("blk.%d.ffn_down.weight", l), REQ(2, D, F);
+        SK_TRY(req(mf, 1, D, 0, "blk.%d.attn_norm.weight", l));
+        SK_TRY(req(mf, 2, D, q, "blk.%d.attn_output.weight", l));
+        SK_TRY(req(mf, 2, F, D, "blk.%d.ffn_up.weight", l));
+        SK_TRY(req(mf, 2, D, F, "blk.%d.ffn_down.weight", l));
         if (falcon) {
-            NAME("blk.%d.attn_norm.bias", l), REQ(1, D);
+            SK_TRY(req(mf, 1, D, 0, "blk.%d.attn_norm.bias", l));
             if (hp->n_ln_per_layer == 2) {
-                NAME("blk.%d.attn_norm_2.weight", l), REQ(1, D);
-                NAME("blk.%d.attn_norm_2.bias", l), REQ(1, D);
+                SK_TRY(req(mf, 1, D, 0, "blk.%d.attn_norm_2.weight", l));
+                SK_TRY(req(mf, 1, D, 0, "blk.%d.attn_norm_2.bias", l));
             }
-            NAME("blk.%d.attn_qkv.weight", l), REQ(2, q + 2 * kv, D);
+            SK_TRY(req(mf, 2, q + 2 * kv, D, "blk.%d.attn_qkv.weight", l));
             if (hp->linear_bias) {
-                NAME("blk.%d.attn_qkv.bias", l), REQ(1, q + 2 * kv);
-                NAME("blk.%d.attn_output.bias", l), REQ(1, D);
-                NAME("blk.%d.ffn_up.bias", l), REQ(1, F);
-                NAME("blk.%d.ffn_down.bias", l), REQ(1, D);
+                SK_TRY(req(mf, 1, q + 2 * kv, 0, "blk.%d.attn_qkv.bias", l));
+                SK_TRY(req(mf, 1, D, 0, "blk.%d.attn_output.bias", l));
+                SK_TRY(req(mf, 1, F, 0, "blk.%d.ffn_up.bias", l));
+                SK_TRY(req(mf, 1, D, 0, "blk.%d.ffn_down.bias", l));
             }
         } else {
-            NAME("blk.%d.attn_q.weight", l), REQ(2, q, D);
-            NAME("blk.%d.attn_k.weight", l), REQ(2, kv, D);
-            NAME("blk.%d.attn_v.weight", l), REQ(2, kv, D);
-            NAME("blk.%d.ffn_norm.weight", l), REQ(1, D);
-            NAME("blk.%d.ffn_gate.weight", l), REQ(2, F, D);
+            SK_TRY(req(mf, 2, q, D, "blk.%d.attn_q.weight", l));
+            SK_TRY(req(mf, 2, kv, D, "blk.%d.attn_k.weight", l));
+            SK_TRY(req(mf, 2, kv, D, "blk.%d.attn_v.weight", l));
+            SK_TRY(req(mf, 1, D, 0, "blk.%d.ffn_norm.weight", l));
+            SK_TRY(req(mf, 2, F, D, "blk.%d.ffn_gate.weight", l));
         }
     }
-#undef REQ
-#undef NAME
     if (mf->vocab.type != SK_VOCAB_NONE && mf->vocab.n_tokens != hp->n_vocab)
         SK_LOGW("%s: tokenizer has %d tokens, model vocabulary %d", mf->path, mf->vocab.n_tokens,
                 hp->n_vocab);
