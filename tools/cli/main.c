@@ -10,6 +10,7 @@ static const char k_usage[] =
     "  logits     write the logits of one forward pass over given token ids\n"
     "  tokenize   print the token ids of a text\n"
     "  info       validate a model file and describe it\n"
+    "  perplexity perplexity of a model on a text file\n"
     "\n"
     "'saker COMMAND --help' describes each command's options.\n";
 
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return sk_cmd_logits(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return sk_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return sk_cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perplexity")) return sk_cmd_perplexity(argc - 1, argv + 1);
     fprintf(stderr, "saker: unknown command '%s'\n\n%s", cmd, k_usage);
     return SK_EXIT_USAGE;
 }
