@@ -40,7 +40,7 @@ void sk_error_prefix(const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", pre, old);
+    if (snprintf(g_err, sizeof g_err, "%s: %s", pre, old) < 0) g_err[0] = 0;
 }
 
 static void oom(size_t n) {
