@@ -101,12 +101,7 @@ sk_status sk_model_file_load(const char *path, const char *tokenizer_path, sk_mo
         else
             s = sk_llama2c_load(path, tokenizer_path, mf);
     }
-    if (s != SK_OK) {
-        sk_mf_free(mf);
-        return s;
-    }
-    s = sk_model_file_validate(mf);
-    if (s != SK_OK) sk_mf_free(mf);
+    if (s != SK_OK) sk_mf_free(mf); /* loaders validate before returning */
     return s;
 }
 

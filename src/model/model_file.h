@@ -105,7 +105,7 @@ void sk_mf_free(sk_model_file *mf);
 
 /* Loaders. Each returns SK_OK with mf filled, or a status with sk_last_error naming the file and
  * what is wrong (mf is then empty). They set hp fully (defaults for what the file omits) and
- * validate it (sk_hparams_validate) before returning. */
+ * validate it (sk_model_file_validate) before returning. */
 sk_status sk_gguf_load(const char *path, sk_model_file *mf);
 sk_status sk_llama2c_load(const char *path, const char *tokenizer_path, sk_model_file *mf);
 sk_status sk_hf_load(const char *dir, sk_model_file *mf);
