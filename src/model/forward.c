@@ -1,0 +1,172 @@
+/* The forward pass, written once for all architectures in backend ops.
+ *
+ * Llama:  x = embed; per layer: h = rmsnorm(x); q, k, v = h Wq, h Wk, h Wv; rope(q), rope(k);
+ *         o = attention; x += o Wo; h = rmsnorm(x, ffn_norm); x += Wdown(silu(h Wgate) * h Wup).
+ *         logits = rmsnorm(x) Wout (Wout = token_embd when tied).
+ * Falcon: h = layernorm(x); qkv = h Wqkv (+b) as one matmul; rope on its Q and K parts in place;
+ *         a = attention Wo (+b). Parallel attention: MLP input = h (one LayerNorm) or
+ *         layernorm(x, attn_norm_2) (two), x += a + m. Sequential: x += a, then MLP input =
+ *         layernorm(x, attn_norm_2), x += m. m = Wdown(gelu(in Wup (+b))) (+b).
+ *         logits = layernorm(x, with bias) Wout. */
+#include "model/model.h"
+
+#include <string.h>
+
+/* p advanced by n activations. */
+static inline void *act_at(const sk_model *m, void *p, size_t n) {
+    return (char *)p + n * m->be->act_bytes;
+}
+
+sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf) {
+    memset(buf, 0, sizeof *buf);
+    SK_ASSERT(max_T > 0);
+    const sk_hparams *hp = &m->hp;
+    const size_t T = (size_t)max_T, D = (size_t)hp->dim, F = (size_t)hp->ffn_dim;
+    const size_t hd = (size_t)hp->head_dim, H = (size_t)hp->n_heads, KV = (size_t)hp->n_kv_heads;
+    const size_t ab = m->be->act_bytes;
+    struct {
+        void **p;
+        size_t n;
+    } want[] = {
+        {&buf->x, T * D},
+        {&buf->h, T * D},
+        {&buf->h2, T * D},
+        {&buf->a, T * D},
+        {&buf->qkv, T * (H + 2 * KV) * hd},
+        {&buf->att, T * H * hd},
+        {&buf->f1, T * F},
+        {&buf->f2, T * F},
+        {&buf->onorm, SK_FWD_LOGIT_ROWS * D},
+        {&buf->logits, SK_FWD_LOGIT_ROWS * (size_t)hp->n_vocab},
+    };
+    buf->max_T = max_T;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        *want[i].p = m->be->ops->alloc(m->be, want[i].n * ab);
+        if (!*want[i].p) {
+            sk_fwd_buffers_free(m, buf);
+            return SK_ERR_NOMEM; /* alloc set the message */
+        }
+    }
+    return SK_OK;
+}
+
+void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf) {
+    void *all[] = {buf->x,  buf->h,  buf->h2,    buf->a,     buf->qkv,
+                   buf->att, buf->f1, buf->f2, buf->onorm, buf->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]) m->be->ops->free(m->be, all[i]);
+    memset(buf, 0, sizeof *buf);
+}
+
+/* Llama layer l on the T rows of buf->x. */
+static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    const sk_hparams *hp = &m->hp;
+    const sk_layer_weights *L = &m->layers[l];
+    const int D = hp->dim, hd = hp->head_dim, H = hp->n_heads, KV = hp->n_kv_heads;
+    const sk_rope_params rp = {hd, hp->rope_dim, hp->rope_theta, hp->rope_pairing};
+    void *q = buf->qkv;
+    void *k = act_at(m, q, (size_t)T * H * hd);
+    void *v = act_at(m, k, (size_t)T * KV * hd);
+
+    op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
+    op->matmul(be, buf->h, T, L->wq, L->bq, q);
+    op->matmul(be, buf->h, T, L->wk, L->bk, k);
+    op->matmul(be, buf->h, T, L->wv, L->bv, v);
+    op->rope(be, q, T, H, H * hd, &rp);
+    op->rope(be, k, T, KV, KV * hd, &rp);
+    op->attention(be, kv, l, q, H * hd, k, v, KV * hd, H, buf->att);
+    op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
+    op->add(be, buf->x, buf->a, (size_t)T * D);
+
+    op->rmsnorm(be, buf->x, L->ffn_norm, hp->norm_eps, T, D, buf->h);
+    op->matmul(be, buf->h, T, L->ffn_gate, NULL, buf->f1);
+    op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
+    op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);
+    op->matmul(be, buf->f1, T, L->ffn_down, L->b_down, buf->a);
+    op->add(be, buf->x, buf->a, (size_t)T * D);
+}
+
+/* m = Wdown(gelu(in Wup + b)) + b into buf->a (uses f1). */
+static void falcon_mlp(const sk_model *m, sk_fwd_buffers *buf, const sk_layer_weights *L,
+                       const void *in, int T) {
+    sk_backend *be = m->be;
+    be->ops->matmul(be, in, T, L->ffn_up, L->b_up, buf->f1);
+    be->ops->gelu(be, buf->f1, (size_t)T * m->hp.ffn_dim);
+    be->ops->matmul(be, buf->f1, T, L->ffn_down, L->b_down, buf->a);
+}
+
+static void falcon_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    const sk_hparams *hp = &m->hp;
+    const sk_layer_weights *L = &m->layers[l];
+    const int D = hp->dim, hd = hp->head_dim, H = hp->n_heads, KV = hp->n_kv_heads;
+    const int W = (H + 2 * KV) * hd; /* fused qkv row width */
+    const sk_rope_params rp = {hd, hp->rope_dim, hp->rope_theta, hp->rope_pairing};
+    void *q = buf->qkv;
+    void *k = act_at(m, q, (size_t)H * hd);
+    void *v = act_at(m, k, (size_t)KV * hd);
+
+    op->layernorm(be, buf->x, L->attn_norm, L->attn_norm_b, hp->norm_eps, T, D, buf->h);
+    op->matmul(be, buf->h, T, L->wqkv, L->bqkv, buf->qkv);
+    op->rope(be, q, T, H, W, &rp);
+    op->rope(be, k, T, KV, W, &rp);
+    op->attention(be, kv, l, q, W, k, v, W, H, buf->att);
+
+    if (hp->parallel_attn) {
+        /* x += a + m. The MLP input (h or h2) is taken from the layer input first, so x can
+         * take a before the MLP reuses buf->a for m. */
+        const void *in = buf->h;
+        if (hp->n_ln_per_layer == 2) {
+            op->layernorm(be, buf->x, L->attn_norm_2, L->attn_norm_2_b, hp->norm_eps, T, D,
+                          buf->h2);
+            in = buf->h2;
+        }
+        op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
+        op->add(be, buf->x, buf->a, (size_t)T * D);
+        falcon_mlp(m, buf, L, in, T);
+        op->add(be, buf->x, buf->a, (size_t)T * D);
+    } else {
+        op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
+        op->add(be, buf->x, buf->a, (size_t)T * D);
+        op->layernorm(be, buf->x, L->attn_norm_2, L->attn_norm_2_b, hp->norm_eps, T, D, buf->h2);
+        falcon_mlp(m, buf, L, buf->h2, T);
+        op->add(be, buf->x, buf->a, (size_t)T * D);
+    }
+}
+
+sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
+                     int out_first, int n_out, float *logits) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    const sk_hparams *hp = &m->hp;
+    const int T = b->n_tokens, D = hp->dim, V = hp->n_vocab;
+    SK_ASSERT(T > 0 && T <= buf->max_T);
+    SK_ASSERT(n_out >= 0 && out_first >= 0 && out_first + n_out <= T);
+    SK_ASSERT(n_out == 0 || logits != NULL);
+
+    SK_TRY(op->begin(be, b));
+    op->embed(be, m->tok_embd, buf->x);
+    for (int l = 0; l < hp->n_layers; l++) {
+        if (hp->arch == SK_ARCH_FALCON)
+            falcon_layer(m, buf, kv, l, T);
+        else
+            llama_layer(m, buf, kv, l, T);
+    }
+
+    /* Only the wanted rows go through the final norm and the vocabulary projection, in groups
+     * of SK_FWD_LOGIT_ROWS (norms are per row, so a row range normalises on its own). */
+    for (int r = 0; r < n_out; r += SK_FWD_LOGIT_ROWS) {
+        const int n = n_out - r < SK_FWD_LOGIT_ROWS ? n_out - r : SK_FWD_LOGIT_ROWS;
+        const void *xr = act_at(m, buf->x, (size_t)(out_first + r) * D);
+        if (hp->arch == SK_ARCH_FALCON)
+            op->layernorm(be, xr, m->output_norm, m->output_norm_b, hp->norm_eps, n, D, buf->onorm);
+        else
+            op->rmsnorm(be, xr, m->output_norm, hp->norm_eps, n, D, buf->onorm);
+        op->matmul(be, buf->onorm, n, m->output, NULL, buf->logits);
+        op->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
+    }
+    return SK_OK;
+}

@@ -1,0 +1,70 @@
+/* Private to src/model: the loaded model (weights on a backend) and the forward pass, written once
+ * for every architecture in terms of backend ops (backend.h). */
+#ifndef SK_MODEL_H
+#define SK_MODEL_H
+
+#include "backend/backend.h"
+#include "tokenizer/tokenizer.h"
+
+/* One layer's weights (backend handles; NULL when the architecture or file has none).
+ * Shapes as in model_file.h: D = dim, F = ffn_dim, hd = head_dim, H = n_heads, KV = n_kv_heads. */
+typedef struct sk_layer_weights {
+    sk_weight *attn_norm, *attn_norm_b;     /* [D]; the bias only for Falcon's LayerNorm */
+    sk_weight *attn_norm_2, *attn_norm_2_b; /* [D]; Falcon's MLP LayerNorm (n_ln_per_layer 2, or
+                                               sequential attention) */
+    sk_weight *wq, *wk, *wv;                /* Llama: [H*hd, D], [KV*hd, D], [KV*hd, D] */
+    sk_weight *bq, *bk, *bv;                /* optional Llama biases [H*hd], [KV*hd], [KV*hd] */
+    sk_weight *wqkv, *bqkv;                 /* Falcon: [(H+2KV)*hd, D] rows Q heads, K, V; bias */
+    sk_weight *wo, *bo;                     /* [D, H*hd]; bias [D] */
+    sk_weight *ffn_norm;                    /* Llama RMSNorm [D] */
+    sk_weight *ffn_gate;                    /* Llama [F, D] */
+    sk_weight *ffn_up, *b_up;               /* [F, D]; bias [F] */
+    sk_weight *ffn_down, *b_down;           /* [D, F]; bias [D] */
+} sk_layer_weights;
+
+struct sk_model {
+    sk_model_file mf; /* owns the mappings the CPU weights point into */
+    sk_hparams hp;
+    sk_tokenizer *tok; /* NULL when the file has no vocabulary */
+    sk_backend *be;
+    sk_weight *tok_embd;                    /* [V, D] */
+    sk_weight *output_norm, *output_norm_b; /* [D]; the bias only for Falcon */
+    sk_weight *output;                      /* [V, D]; == tok_embd when tied (not owned twice) */
+    sk_layer_weights *layers;               /* [n_layers] */
+    int n_weights;
+    sk_weight **weights; /* every handle loaded, for weight_free */
+};
+
+/* Builds a model from a loaded (or hand-made) model file, taking ownership of *mf (it is
+ * emptied, and freed on failure). Validates mf, builds the tokenizer when there is a vocabulary,
+ * creates the backend asked for in p, and loads every weight. */
+sk_status sk_model_from_file(sk_model_file *mf, const sk_model_params *p, sk_model **out);
+
+/* Activation buffers (backend memory) for forward passes of up to max_T tokens. */
+typedef struct sk_fwd_buffers {
+    int max_T;
+    void *x;      /* [T, D] residual stream */
+    void *h;      /* [T, D] normed input */
+    void *h2;     /* [T, D] Falcon MLP input (attn_norm_2) */
+    void *a;      /* [T, D] attention projection, then MLP output */
+    void *qkv;    /* [T, (H+2KV)*hd]: Falcon's fused rows; Llama keeps q [T, H*hd], k [T, KV*hd],
+                     v [T, KV*hd] one after the other in it */
+    void *att;    /* [T, H*hd] attention output */
+    void *f1, *f2; /* [T, F] MLP hidden */
+    void *onorm;  /* [SK_FWD_LOGIT_ROWS, D] final-normed rows whose logits are wanted */
+    void *logits; /* [SK_FWD_LOGIT_ROWS, V] */
+} sk_fwd_buffers;
+
+/* Output rows go through the vocabulary projection this many at a time. */
+#define SK_FWD_LOGIT_ROWS 32
+
+sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf);
+void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf);
+
+/* Runs batch b (b->n_tokens <= buf->max_T; positions < the cache's n_ctx and token ids < n_vocab,
+ * checked by the caller) through the model, appending its K/V to kv. When n_out > 0, writes the
+ * logits of batch rows [out_first, out_first + n_out) to host logits [n_out, n_vocab]. */
+sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
+                     int out_first, int n_out, float *logits);
+
+#endif
