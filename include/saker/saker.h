@@ -48,6 +48,11 @@ void sk_model_params_default(sk_model_params *p);
 /* Opens a .gguf file, a llama2.c .bin, or a Hugging Face model directory. */
 sk_status sk_model_open(const char *path, const sk_model_params *p, sk_model **out);
 void sk_model_close(sk_model *m);
+/* A synthetic model with a published configuration (see sk_model_shape_names) and random
+ * weights drawn on the backend (deterministic; scaled like trained weights; never zeros). It
+ * has no tokenizer: feed it token ids. */
+sk_status sk_model_open_shape(const char *name, const sk_model_params *p, sk_model **out);
+const char *sk_model_shape_names(void);
 
 /* Human-readable description of the model (architecture, shapes, dtypes, parameter count,
  * memory), one item per line, written with fputs to f. */

@@ -49,6 +49,11 @@ typedef struct sk_backend_ops {
 
     sk_status (*weight_load)(sk_backend *be, const sk_tensor *t, sk_weight **out);
     void (*weight_free)(sk_backend *be, sk_weight *w);
+    /* A weight of t's shape (t->data is NULL: a synthetic model) drawn on the backend from a
+     * deterministic generator: element i = mean + std * sqrt(3) * u(seed, i), u uniform in
+     * [-1, 1) (sk_rand_uniform below), so big synthetic models need no host memory. */
+    sk_status (*weight_random)(sk_backend *be, const sk_tensor *t, float mean, float std,
+                               uint64_t seed, sk_weight **out);
 
     /* KV cache for n_seq sequences of up to n_ctx positions each. */
     sk_status (*kv_new)(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
@@ -94,6 +99,15 @@ struct sk_backend {
     size_t act_bytes; /* bytes per activation element */
     void *ctx;        /* backend private */
 };
+
+/* Counter-based uniform in [-1, 1): the same draw on every backend (a hash of seed and index). */
+static inline float sk_rand_uniform(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(int32_t)(uint32_t)(z >> 32) * (1.0f / 2147483648.0f);
+}
 
 /* Creates the CPU backend with n_threads (0: all cores). */
 sk_status sk_backend_cpu_new(int n_threads, sk_backend **out);

@@ -1,6 +1,7 @@
 /* The public model and session API (saker.h): opening a model file, loading its weights onto a
  * backend, sessions with a KV cache, and thin wrappers over the tokenizer. */
 #include "model/model.h"
+#include "model/shapes.h"
 #include "tokenizer/detok.h"
 
 #include <inttypes.h>
@@ -31,7 +32,14 @@ static sk_status load_w(sk_model *m, const char *name, bool required, sk_weight 
         return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s' is missing", m->mf.path, name);
     }
     sk_weight *w = NULL;
-    sk_status s = m->be->ops->weight_load(m->be, t, &w);
+    sk_status s;
+    if (t->data == NULL) { /* synthetic model: drawn on the backend */
+        float mean, std;
+        sk_shape_init_params(t, &mean, &std);
+        s = m->be->ops->weight_random(m->be, t, mean, std, 0x5a4b3c2d1e0full + (uint64_t)m->n_weights, &w);
+    } else {
+        s = m->be->ops->weight_load(m->be, t, &w);
+    }
     if (s != SK_OK) {
         sk_error_prefix("%s", m->mf.path);
         return s;
@@ -169,6 +177,17 @@ sk_status sk_model_open(const char *path, const sk_model_params *p, sk_model **o
     SK_TRY(sk_model_file_load(path, p ? p->tokenizer_path : NULL, &mf));
     return sk_model_from_file(&mf, p, out);
 }
+
+sk_status sk_model_open_shape(const char *name, const sk_model_params *p, sk_model **out) {
+    if (!out) return sk_fail(SK_ERR_ARG, "sk_model_open_shape: out is NULL");
+    *out = NULL;
+    if (!name) return sk_fail(SK_ERR_ARG, "sk_model_open_shape: name is NULL");
+    sk_model_file mf;
+    SK_TRY(sk_shape_model_file(name, SK_BF16, &mf));
+    return sk_model_from_file(&mf, p, out);
+}
+
+const char *sk_model_shape_names(void) { return sk_shape_names(); }
 
 void sk_model_close(sk_model *m) {
     if (!m) return;

@@ -13,6 +13,7 @@ enum { SK_EXIT_OK = 0, SK_EXIT_RUNTIME = 1, SK_EXIT_USAGE = 2 };
 /* Options every model-taking subcommand accepts. */
 typedef struct sk_cli_common {
     const char *model;
+    const char *shape; /* --shape NAME: a synthetic model instead of -m */
     const char *tokenizer;
     sk_device device;
     int threads;
@@ -38,6 +39,8 @@ int sk_cmd_perplexity(int argc, char **argv);
 
 #define SK_CLI_COMMON_HELP                                                                         \
     "  -m, --model PATH       .gguf file, llama2.c .bin (with --tokenizer), or HF directory\n"    \
+    "      --shape NAME       synthetic model with random weights instead of -m (llama2-7b,\n"   \
+    "                         llama2-13b, llama2-70b, falcon-7b, falcon-40b, falcon-180b, ...)\n" \
     "      --tokenizer FILE   llama2.c tokenizer (tok*.bin)\n"                                     \
     "      --device D         auto|cpu|cuda (default auto)\n"                                      \
     "  -t, --threads N        CPU threads (default: all cores)\n"

@@ -64,6 +64,9 @@ int sk_cli_common_opt(sk_cli_common *c, int argc, char **argv, int *i) {
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         if (!(v = sk_cli_value(argc, argv, i))) return -1;
         c->model = v;
+    } else if (!strcmp(a, "--shape")) {
+        if (!(v = sk_cli_value(argc, argv, i))) return -1;
+        c->shape = v;
     } else if (!strcmp(a, "--tokenizer")) {
         if (!(v = sk_cli_value(argc, argv, i))) return -1;
         c->tokenizer = v;
@@ -86,6 +89,10 @@ int sk_cli_common_opt(sk_cli_common *c, int argc, char **argv, int *i) {
 }
 
 sk_model *sk_cli_open_model(const sk_cli_common *c) {
+    if (c->model && c->shape) {
+        sk_cli_usage_error(NULL, "give -m MODEL or --shape NAME, not both");
+        return NULL;
+    }
     sk_model_params p;
     sk_model_params_default(&p);
     p.tokenizer_path = c->tokenizer;
@@ -93,11 +100,11 @@ sk_model *sk_cli_open_model(const sk_cli_common *c) {
     p.n_threads = c->threads;
     sk_model *m = NULL;
     double t0 = sk_time_now();
-    sk_status s = sk_model_open(c->model, &p, &m);
+    sk_status s = c->shape ? sk_model_open_shape(c->shape, &p, &m) : sk_model_open(c->model, &p, &m);
     if (s != SK_OK) {
         sk_cli_runtime_error("%s", sk_last_error()[0] ? sk_last_error() : sk_status_name(s));
         return NULL;
     }
-    fprintf(stderr, "saker: loaded %s in %.2f s\n", c->model, sk_time_now() - t0);
+    fprintf(stderr, "saker: loaded %s in %.2f s\n", c->shape ? c->shape : c->model, sk_time_now() - t0);
     return m;
 }

@@ -87,7 +87,7 @@ int sk_cmd_generate(int argc, char **argv) {
             return sk_cli_usage_error("generate", "unknown option '%s'", a);
         }
     }
-    if (!c.model) return sk_cli_usage_error("generate", "-m MODEL is required");
+    if (!c.model && !c.shape) return sk_cli_usage_error("generate", "-m MODEL (or --shape NAME) is required");
     if (!prompt) return sk_cli_usage_error("generate", "-p PROMPT is required (use -p \"\" to start from BOS)");
     if (!seed_set) sp.seed = (uint64_t)time(NULL);
     if (sp.temp > 0) fprintf(stderr, "saker: seed %llu\n", (unsigned long long)sp.seed);

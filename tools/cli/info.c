@@ -20,7 +20,7 @@ int sk_cmd_info(int argc, char **argv) {
         }
         return sk_cli_usage_error("info", "unknown option '%s'", a);
     }
-    if (!c.model) return sk_cli_usage_error("info", "-m MODEL is required");
+    if (!c.model && !c.shape) return sk_cli_usage_error("info", "-m MODEL (or --shape NAME) is required");
     sk_model *m = sk_cli_open_model(&c);
     if (!m) return SK_EXIT_RUNTIME;
     sk_model_print_info(m, stdout);

@@ -64,7 +64,7 @@ int sk_cmd_logits(int argc, char **argv) {
             return sk_cli_usage_error("logits", "unknown option '%s'", a);
         }
     }
-    if (!c.model) return sk_cli_usage_error("logits", "-m MODEL is required");
+    if (!c.model && !c.shape) return sk_cli_usage_error("logits", "-m MODEL (or --shape NAME) is required");
     if (!tokens) return sk_cli_usage_error("logits", "--tokens ID,ID,... is required");
     if (!outpath) return sk_cli_usage_error("logits", "-o FILE is required");
     int32_t *ids = NULL;

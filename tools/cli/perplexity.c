@@ -55,7 +55,7 @@ int sk_cmd_perplexity(int argc, char **argv) {
             return sk_cli_usage_error("perplexity", "unknown option '%s'", a);
         }
     }
-    if (!c.model) return sk_cli_usage_error("perplexity", "-m MODEL is required");
+    if (!c.model && !c.shape) return sk_cli_usage_error("perplexity", "-m MODEL (or --shape NAME) is required");
     if (!file) return sk_cli_usage_error("perplexity", "-f TEXT is required");
     if (!ctx) ctx = llama_cpp ? 512 : 2048;
 

@@ -36,7 +36,7 @@ int sk_cmd_tokenize(int argc, char **argv) {
             return sk_cli_usage_error("tokenize", "unknown option '%s'", a);
         }
     }
-    if (!c.model) return sk_cli_usage_error("tokenize", "-m MODEL is required");
+    if (!c.model && !c.shape) return sk_cli_usage_error("tokenize", "-m MODEL (or --shape NAME) is required");
     if (!text) return sk_cli_usage_error("tokenize", "-p TEXT is required");
     sk_model *m = sk_cli_open_model(&c);
     if (!m) return SK_EXIT_RUNTIME;

@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct cpu_ctx {
     int n_threads;
@@ -174,6 +175,30 @@ static sk_status cpu_weight_load(sk_backend *be, const sk_tensor *t, sk_weight *
         w->row_bytes = (size_t)cols * sizeof(float);
         w->data = w->owned;
     }
+    *out = w;
+    return SK_OK;
+}
+
+static sk_status cpu_weight_random(sk_backend *be, const sk_tensor *t, float mean, float std,
+                                   uint64_t seed, sk_weight **out) {
+    *out = NULL;
+    int64_t cols = t->shape[t->n_dims - 1], rows = sk_tensor_nelem(t) / cols;
+    size_t n = (size_t)rows * (size_t)cols;
+    /* Refuse what cannot fit instead of letting the OOM killer decide: fp32 on the CPU. */
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0 && (double)n * 4 > 0.5 * (double)pages * (double)psize)
+        return sk_fail(SK_ERR_NOMEM, "cpu: synthetic tensor '%s' (%zu fp32 values) does not fit in "
+                       "host memory; use --device cuda for big shapes", t->name, n);
+    float *d = malloc(n * sizeof(float));
+    if (!d) return sk_fail(SK_ERR_NOMEM, "cpu: tensor '%s': out of memory", t->name);
+    const float a = std * 1.7320508f;
+    for (size_t i = 0; i < n; i++) d[i] = mean + a * sk_rand_uniform(seed, i);
+    sk_weight *w = sk_xcalloc(1, sizeof *w);
+    w->type = SK_F32;
+    w->rows = rows;
+    w->cols = cols;
+    w->row_bytes = (size_t)cols * sizeof(float);
+    w->data = w->owned = d;
     *out = w;
     return SK_OK;
 }
@@ -462,6 +487,7 @@ static const sk_backend_ops k_cpu_ops = {
     .download_f32 = cpu_download_f32,
     .weight_load = cpu_weight_load,
     .weight_free = cpu_weight_free,
+    .weight_random = cpu_weight_random,
     .kv_new = cpu_kv_new,
     .kv_free = cpu_kv_free,
     .begin = cpu_begin,
