@@ -64,8 +64,8 @@ int sk_model_bos(const sk_model *m); /* -1 if none */
 int sk_model_eos(const sk_model *m); /* -1 if none */
 bool sk_model_is_eog(const sk_model *m, int32_t token); /* end of generation (eos, eot, ...) */
 
-/* Tokenizer. add_bos: prepend BOS if the model wants one (tokenizer.add_bos metadata, or
- * always for SentencePiece vocabularies). parse_special: text such as "<|im_start|>" becomes the
+/* Tokenizer. add_bos: prepend BOS when the vocabulary's add_bos says so (it defaults to true for
+ * SentencePiece vocabularies), and append EOS when its add_eos does. parse_special: text such as "<|im_start|>" becomes the
  * special token. Returns the number of tokens (> cap means the buffer was too small: nothing
  * beyond cap written), or -1 with sk_last_error set. */
 int sk_tokenize(const sk_model *m, const char *text, size_t len, bool add_bos, bool parse_special,
@@ -83,7 +83,8 @@ char *sk_chat_format(const sk_model *m, const char *user_message);
  * decoding does; false when continuing a prompt that was printed already. */
 typedef struct sk_detok sk_detok;
 sk_detok *sk_detok_new(const sk_model *m, bool at_start);
-/* Appends the token; returns the number of complete bytes now ready in *out (valid until the
+/* Appends the token; returns the number (a SentencePiece BOS prints nothing and starts a new
+ * text, with the at-start space rule again) of complete bytes now ready in *out (valid until the
  * next call). */
 int sk_detok_push(sk_detok *d, int32_t token, const char **out);
 /* Flushes whatever is pending (an incomplete character at the end is emitted as U+FFFD). */
