@@ -17,6 +17,10 @@
 
 #include "model/model_file.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_backend sk_backend;
 typedef struct sk_weight sk_weight;     /* backend-resident weight */
 typedef struct sk_kv_cache sk_kv_cache; /* backend-resident KV cache */
@@ -46,6 +50,8 @@ typedef struct sk_backend_ops {
     void (*free)(sk_backend *be, void *p);
     /* Copies n activations at src to host fp32 dst (waits for pending work). */
     void (*download_f32)(sk_backend *be, const void *src, float *dst, size_t n);
+    /* Copies n host fp32 values to n activations at dst (converted to the activation type). */
+    void (*upload_f32)(sk_backend *be, void *dst, const float *src, size_t n);
 
     sk_status (*weight_load)(sk_backend *be, const sk_tensor *t, sk_weight **out);
     void (*weight_free)(sk_backend *be, sk_weight *w);
@@ -113,6 +119,10 @@ static inline float sk_rand_uniform(uint64_t seed, uint64_t i) {
 sk_status sk_backend_cpu_new(int n_threads, sk_backend **out);
 #ifdef SAKER_HAVE_CUDA
 sk_status sk_backend_cuda_new(sk_backend **out);
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum sk_dtype {
     SK_F32 = 0,
     SK_F16,
@@ -33,5 +37,9 @@ uint16_t sk_f32_to_bf16(float f); /* round to nearest even */
 
 /* Converts n elements of src (of type t, n a multiple of the block size) to fp32. */
 void sk_dequant_row(sk_dtype t, const void *src, float *dst, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

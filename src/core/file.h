@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_file {
     const uint8_t *data; /* NULL for an empty file */
     size_t size;
@@ -18,5 +22,9 @@ void sk_file_unmap(sk_file *f);
 sk_status sk_file_read_all(const char *path, char **out, size_t *len);
 /* 1 if path is a directory, 0 if not, -1 if it does not exist. */
 int sk_path_is_dir(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

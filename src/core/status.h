@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define SK_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
@@ -54,5 +58,9 @@ void sk_log_set_level(int level);
 
 /* Wall clock in seconds (monotonic). */
 double sk_time(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -5,6 +5,10 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum sk_arch { SK_ARCH_LLAMA = 0, SK_ARCH_FALCON = 1, SK_ARCH_COUNT } sk_arch;
 
 /* Which elements RoPE rotates together inside a head of dim d:
@@ -35,5 +39,9 @@ typedef struct sk_hparams {
 } sk_hparams;
 
 const char *sk_arch_name(sk_arch a);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -125,6 +125,12 @@ static sk_status backend_new(const sk_model_params *p, sk_backend **out) {
     *out = NULL;
     switch (p->device) {
     case SK_DEVICE_AUTO:
+#ifdef SAKER_HAVE_CUDA
+        /* The GPU when there is a usable one, else the CPU. */
+        if (sk_backend_cuda_new(out) == SK_OK) return SK_OK;
+        SK_LOGI("%s; using the CPU", sk_last_error());
+#endif
+        return sk_backend_cpu_new(p->n_threads, out);
     case SK_DEVICE_CPU: return sk_backend_cpu_new(p->n_threads, out);
     case SK_DEVICE_CUDA:
 #ifdef SAKER_HAVE_CUDA

@@ -26,6 +26,10 @@
 #include "core/file.h"
 #include "model/hparams.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SK_MAX_DIMS 4
 #define SK_NAME_MAX 96
 
@@ -116,5 +120,9 @@ sk_status sk_model_file_load(const char *path, const char *tokenizer_path, sk_mo
  * heads divide, head_dim even, rope_dim <= head_dim ...) and that every tensor the architecture
  * needs exists with the right shape and a supported type. */
 sk_status sk_model_file_validate(const sk_model_file *mf);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

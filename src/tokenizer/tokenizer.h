@@ -5,6 +5,10 @@
 
 #include "model/model_file.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct sk_tokenizer sk_tokenizer;
 
 /* Builds the tokenizer; the vocab data must outlive it. n_vocab_model: ids at or above it are
@@ -35,5 +39,9 @@ typedef struct sk_chat_msg {
  * string, or NULL with the error set (naming the construct it cannot render). */
 char *sk_chat_apply(const sk_tokenizer *t, const sk_chat_msg *msgs, int n_msgs,
                     bool add_generation_prompt);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

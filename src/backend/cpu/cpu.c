@@ -141,6 +141,10 @@ static void cpu_download_f32(sk_backend *be, const void *src, float *dst, size_t
     memcpy(dst, src, n * sizeof(float));
 }
 
+static void cpu_upload_f32(sk_backend *be, void *dst, const float *src, size_t n) {
+    memcpy(dst, src, n * sizeof(float));
+}
+
 static sk_status cpu_weight_load(sk_backend *be, const sk_tensor *t, sk_weight **out) {
     *out = NULL;
     if ((unsigned)t->type >= SK_DTYPE_COUNT || t->type == SK_I32)
@@ -486,6 +490,7 @@ static const sk_backend_ops k_cpu_ops = {
     .free = cpu_free,
     .download_f32 = cpu_download_f32,
     .weight_load = cpu_weight_load,
+    .upload_f32 = cpu_upload_f32,
     .weight_free = cpu_weight_free,
     .weight_random = cpu_weight_random,
     .kv_new = cpu_kv_new,

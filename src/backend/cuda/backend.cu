@@ -1,0 +1,396 @@
+/* The CUDA backend: op table, device memory, weights, KV cache, batches.
+ *
+ * One device (0), one non-blocking stream; every op is a launch on that stream, and only
+ * download_f32, sk_cuda_upload_f32, kv_new and destroy wait for it. Weights are dequantized on
+ * the host (sk_dequant_row) in chunks of SK_CUDA_UPLOAD_CHUNK elements, rounded to bf16 into
+ * pinned staging and copied while the next chunk is prepared; 1-D tensors (norm weights, biases)
+ * also get an fp32 copy. */
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_backend.h"
+
+#include <string.h>
+
+int sk_cuda_sync_debug = 0;
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+/* cudaMalloc that returns NULL with SK_ERR_NOMEM set on failure (clearing CUDA's error). Other
+ * errors are bugs and abort. */
+static void *dev_alloc(size_t bytes, const char *what) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        sk_fail(SK_ERR_NOMEM, "cuda: cannot allocate %zu bytes of device memory for %s", bytes,
+                what);
+        return NULL;
+    }
+    CUDA_CHECK(e);
+    return p;
+}
+
+static void *host_alloc_pinned(size_t bytes, const char *what) {
+    void *p = NULL;
+    cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        sk_fail(SK_ERR_NOMEM, "cuda: cannot allocate %zu bytes of pinned host memory for %s",
+                bytes, what);
+        return NULL;
+    }
+    CUDA_CHECK(e);
+    return p;
+}
+
+static void *cuda_alloc(sk_backend *be, size_t bytes) { return dev_alloc(bytes, "activations"); }
+
+static void cuda_free(sk_backend *be, void *p) {
+    if (!p) return;
+    /* Pending kernels may still use p: cudaFree is not stream-ordered. */
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+    CUDA_CHECK(cudaFree(p));
+}
+
+/* Converts through the fixed device scratch, chunk by chunk. A D2H copy into pageable memory
+ * returns only once it is complete, so the scratch is free again for the next chunk. */
+static void cuda_download_f32(sk_backend *be, const void *src, float *dst, size_t n) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const bf16 *s = (const bf16 *)src;
+    for (size_t off = 0; off < n; off += SK_CUDA_SCRATCH_FLOATS) {
+        size_t m = n - off < SK_CUDA_SCRATCH_FLOATS ? n - off : SK_CUDA_SCRATCH_FLOATS;
+        sk_cuda_bf16_to_f32(c, s + off, c->d_scratch, m);
+        CUDA_CHECK(cudaMemcpyAsync(dst + off, c->d_scratch, m * sizeof(float),
+                                   cudaMemcpyDeviceToHost, c->stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+/* The H2D copies and the conversions are ordered on the stream, so the next chunk's copy into
+ * the scratch starts only after the previous conversion has read it. */
+extern "C" void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n) {
+    SK_ASSERT(be && be->ops && strcmp(be->name, "cuda") == 0);
+    cuda_ctx *c = sk_cuda_ctx(be);
+    bf16 *d = (bf16 *)dst;
+    for (size_t off = 0; off < n; off += SK_CUDA_SCRATCH_FLOATS) {
+        size_t m = n - off < SK_CUDA_SCRATCH_FLOATS ? n - off : SK_CUDA_SCRATCH_FLOATS;
+        CUDA_CHECK(cudaMemcpyAsync(c->d_scratch, src + off, m * sizeof(float),
+                                   cudaMemcpyHostToDevice, c->stream));
+        sk_cuda_f32_to_bf16(c, c->d_scratch, d + off, m);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+}
+
+/* ---- weights ------------------------------------------------------------------------------ */
+
+/* Uploads n elements of t's data (type t->type) as bf16 to dst, in chunks through the two pinned
+ * staging buffers: while chunk i is copied, chunk i+1 is dequantized on the host. Chunks are
+ * multiples of the block size, and a tensor's rows are contiguous, so the data is one stream of
+ * blocks. */
+static void upload_weight_bf16(cuda_ctx *c, const sk_tensor *t, int64_t n, bf16 *dst) {
+    const int blk = sk_dtype_block(t->type);
+    const size_t bb = sk_dtype_block_bytes(t->type);
+    const uint8_t *src = (const uint8_t *)t->data;
+    int buf = 0;
+    for (int64_t off = 0; off < n; off += (int64_t)SK_CUDA_UPLOAD_CHUNK, buf ^= 1) {
+        const int64_t chunk = (int64_t)SK_CUDA_UPLOAD_CHUNK;
+        const int64_t m = n - off < chunk ? n - off : chunk;
+        /* Staging buffer `buf` was last read by the copy two chunks ago (or never). */
+        CUDA_CHECK(cudaEventSynchronize(c->stage_done[buf]));
+        sk_dequant_row(t->type, src + (size_t)(off / blk) * bb, c->h_f32, m);
+        uint16_t *st = c->h_stage[buf];
+        for (int64_t i = 0; i < m; i++) st[i] = sk_f32_to_bf16(c->h_f32[i]);
+        CUDA_CHECK(cudaMemcpyAsync(dst + off, st, (size_t)m * sizeof(uint16_t),
+                                   cudaMemcpyHostToDevice, c->stream));
+        CUDA_CHECK(cudaEventRecord(c->stage_done[buf], c->stream));
+    }
+}
+
+static void cuda_weight_free(sk_backend *be, sk_weight *w) {
+    if (!w) return;
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+    if (w->bf) CUDA_CHECK(cudaFree(w->bf));
+    if (w->f32) CUDA_CHECK(cudaFree(w->f32));
+    free(w);
+}
+
+/* Checks t's type and shape and sets *rows, *cols ([prod(outer dims), last dim]). */
+static sk_status weight_shape(const sk_tensor *t, int64_t *rows, int64_t *cols) {
+    if ((unsigned)t->type >= SK_DTYPE_COUNT || t->type == SK_I32)
+        return sk_fail(SK_ERR_UNSUPPORTED,
+                       "cuda: tensor '%s' has type %s, which is not a weight type", t->name,
+                       sk_dtype_name(t->type));
+    if (t->n_dims < 1 || t->n_dims > SK_MAX_DIMS)
+        return sk_fail(SK_ERR_FORMAT, "cuda: tensor '%s' has %d dims", t->name, t->n_dims);
+    int64_t c = t->shape[t->n_dims - 1], r = 1;
+    for (int i = 0; i < t->n_dims - 1; i++) {
+        if (t->shape[i] <= 0 || r > INT64_MAX / t->shape[i])
+            return sk_fail(SK_ERR_FORMAT, "cuda: tensor '%s': bad shape", t->name);
+        r *= t->shape[i];
+    }
+    if (c <= 0 || c % sk_dtype_block(t->type) != 0)
+        return sk_fail(SK_ERR_FORMAT, "cuda: tensor '%s': bad shape for %s", t->name,
+                       sk_dtype_name(t->type));
+    if ((uint64_t)r > (SIZE_MAX / sizeof(float)) / (uint64_t)c)
+        return sk_fail(SK_ERR_NOMEM, "cuda: tensor '%s' is too large", t->name);
+    *rows = r;
+    *cols = c;
+    return SK_OK;
+}
+
+/* A weight of rows x cols with its device buffers allocated (the fp32 copy for 1-D tensors);
+ * NULL with SK_ERR_NOMEM set when device memory runs out. */
+static sk_weight *weight_alloc(sk_backend *be, const sk_tensor *t, int64_t rows, int64_t cols) {
+    sk_weight *w = (sk_weight *)sk_xcalloc(1, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->bf = (bf16 *)dev_alloc((size_t)(rows * cols) * sizeof(bf16), t->name);
+    if (w->bf && t->n_dims == 1) w->f32 = (float *)dev_alloc((size_t)cols * sizeof(float), t->name);
+    if (!w->bf || (t->n_dims == 1 && !w->f32)) {
+        cuda_weight_free(be, w);
+        return NULL;
+    }
+    return w;
+}
+
+static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight **out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    *out = NULL;
+    int64_t rows, cols;
+    SK_TRY(weight_shape(t, &rows, &cols));
+    const size_t row_bytes = sk_dtype_row_bytes(t->type, cols);
+    if (!t->data || (uint64_t)rows > SIZE_MAX / row_bytes || (size_t)rows * row_bytes > t->nbytes)
+        return sk_fail(SK_ERR_FORMAT,
+                       "cuda: tensor '%s': %zu bytes of data, too few for its shape", t->name,
+                       t->data ? t->nbytes : 0);
+    sk_weight *w = weight_alloc(be, t, rows, cols);
+    if (!w) return SK_ERR_NOMEM;
+    upload_weight_bf16(c, t, rows * cols, w->bf);
+    if (t->n_dims == 1) {
+        float *h = (float *)malloc((size_t)cols * sizeof(float));
+        if (!h) {
+            cuda_weight_free(be, w);
+            return sk_fail(SK_ERR_NOMEM, "cuda: tensor '%s': out of host memory", t->name);
+        }
+        sk_dequant_row(t->type, t->data, h, cols);
+        /* On the stream (a plain cudaMemcpy from pageable memory may return before its DMA
+         * ends, unordered with our non-blocking stream); the sync lets h go. */
+        CUDA_CHECK(cudaMemcpyAsync(w->f32, h, (size_t)cols * sizeof(float),
+                                   cudaMemcpyHostToDevice, c->stream));
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        free(h);
+    }
+    *out = w;
+    return SK_OK;
+}
+
+/* Element i = mean + std * sqrt(3) * sk_rand_uniform(seed, i), computed on the device with the
+ * same arithmetic as the CPU backend (see sk_cuda_fill_random), then stored as the weight's
+ * bf16 (and, 1-D, fp32) copy. */
+static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float mean, float std,
+                                    uint64_t seed, sk_weight **out) {
+    *out = NULL;
+    int64_t rows, cols;
+    SK_TRY(weight_shape(t, &rows, &cols));
+    sk_weight *w = weight_alloc(be, t, rows, cols);
+    if (!w) return SK_ERR_NOMEM;
+    const float a = std * 1.7320508f; /* as the CPU backend computes it */
+    sk_cuda_fill_random(sk_cuda_ctx(be), w->bf, w->f32, (size_t)(rows * cols), mean, a, seed);
+    *out = w;
+    return SK_OK;
+}
+
+/* ---- KV cache ----------------------------------------------------------------------------- */
+
+static void cuda_kv_free(sk_backend *be, sk_kv_cache *kv) {
+    if (!kv) return;
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+    if (kv->k) CUDA_CHECK(cudaFree(kv->k));
+    if (kv->v) CUDA_CHECK(cudaFree(kv->v));
+    free(kv);
+}
+
+static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
+                             int n_seq, sk_kv_cache **out) {
+    *out = NULL;
+    if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_ctx <= 0 || n_seq <= 0)
+        return sk_fail(SK_ERR_ARG, "cuda: KV cache with a non-positive size");
+    size_t le = (size_t)n_seq, total;
+    if (__builtin_mul_overflow(le, (size_t)n_ctx, &le) ||
+        __builtin_mul_overflow(le, (size_t)n_kv_heads, &le) ||
+        __builtin_mul_overflow(le, (size_t)head_dim, &le) ||
+        __builtin_mul_overflow(le, (size_t)n_layers, &total) ||
+        __builtin_mul_overflow(total, sizeof(bf16), &total))
+        return sk_fail(SK_ERR_NOMEM, "cuda: KV cache size overflows");
+    sk_kv_cache *kv = (sk_kv_cache *)sk_xcalloc(1, sizeof *kv);
+    kv->n_layers = n_layers;
+    kv->n_kv_heads = n_kv_heads;
+    kv->head_dim = head_dim;
+    kv->n_ctx = n_ctx;
+    kv->n_seq = n_seq;
+    kv->layer_elems = le;
+    kv->k = (bf16 *)dev_alloc(total, "the KV cache (K)");
+    if (kv->k) kv->v = (bf16 *)dev_alloc(total, "the KV cache (V)");
+    if (!kv->k || !kv->v) {
+        cuda_kv_free(be, kv);
+        return SK_ERR_NOMEM;
+    }
+    /* Never read before written (attention reads positions <= the current one only), but a
+     * defined value keeps a stray read reproducible. */
+    CUDA_CHECK(cudaMemsetAsync(kv->k, 0, total, sk_cuda_ctx(be)->stream));
+    CUDA_CHECK(cudaMemsetAsync(kv->v, 0, total, sk_cuda_ctx(be)->stream));
+    *out = kv;
+    return SK_OK;
+}
+
+/* ---- batch -------------------------------------------------------------------------------- */
+
+static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const int T = b->n_tokens;
+    SK_ASSERT(T > 0);
+    for (int i = 0; i < T; i++) SK_ASSERT(b->pos[i] >= 0 && b->seq[i] >= 0);
+    /* The previous batch's copy may still be reading the pinned buffer. */
+    CUDA_CHECK(cudaEventSynchronize(c->batch_copied));
+    if (T > c->cap) {
+        int cap = T > 2 * c->cap ? T : 2 * c->cap;
+        if (cap < 64) cap = 64;
+        if ((size_t)cap > SIZE_MAX / (3 * sizeof(int32_t)))
+            return sk_fail(SK_ERR_NOMEM, "cuda: batch of %d tokens is too large", T);
+        int32_t *h = (int32_t *)host_alloc_pinned(3 * sizeof(int32_t) * (size_t)cap, "a batch");
+        if (!h) return SK_ERR_NOMEM;
+        int32_t *d = (int32_t *)dev_alloc(3 * sizeof(int32_t) * (size_t)cap, "a batch");
+        if (!d) {
+            CUDA_CHECK(cudaFreeHost(h));
+            return SK_ERR_NOMEM;
+        }
+        /* Kernels of the previous batch may still read d_batch. */
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
+        if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
+        c->h_batch = h;
+        c->d_batch = d;
+        c->cap = cap;
+    }
+    c->T = T;
+    memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
+    memcpy(c->h_batch + c->cap, b->pos, sizeof(int32_t) * (size_t)T);
+    memcpy(c->h_batch + 2 * c->cap, b->seq, sizeof(int32_t) * (size_t)T);
+    /* The whole [3][cap] block in one copy: offsets of the three arrays never change. */
+    CUDA_CHECK(cudaMemcpyAsync(c->d_batch, c->h_batch, 3 * sizeof(int32_t) * (size_t)c->cap,
+                               cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(cudaEventRecord(c->batch_copied, c->stream));
+    return SK_OK;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void cuda_destroy(sk_backend *be) {
+    if (!be) return;
+    cuda_ctx *c = (cuda_ctx *)be->ctx;
+    if (c) {
+        if (c->stream) CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        sk_cuda_mm_free(c->mm);
+        if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
+        if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
+        if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
+        if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
+        for (int i = 0; i < 2; i++) {
+            if (c->h_stage[i]) CUDA_CHECK(cudaFreeHost(c->h_stage[i]));
+            if (c->stage_done[i]) CUDA_CHECK(cudaEventDestroy(c->stage_done[i]));
+        }
+        if (c->batch_copied) CUDA_CHECK(cudaEventDestroy(c->batch_copied));
+        free(c->h_f32);
+        if (c->stream) CUDA_CHECK(cudaStreamDestroy(c->stream));
+        free(c);
+    }
+    free(be);
+}
+
+/* Filled by name (C++ has no designated initializers before C++20), so a reordered or extended
+ * sk_backend_ops cannot silently shift the entries. */
+static sk_backend_ops g_cuda_ops;
+
+static void ops_init(void) {
+    sk_backend_ops *o = &g_cuda_ops;
+    memset(o, 0, sizeof *o);
+    o->destroy = cuda_destroy;
+    o->alloc = cuda_alloc;
+    o->free = cuda_free;
+    o->download_f32 = cuda_download_f32;
+    o->upload_f32 = sk_cuda_upload_f32;
+    o->weight_load = cuda_weight_load;
+    o->weight_free = cuda_weight_free;
+    o->weight_random = cuda_weight_random;
+    o->kv_new = cuda_kv_new;
+    o->kv_free = cuda_kv_free;
+    o->begin = cuda_begin;
+    o->embed = sk_cuda_embed;
+    o->rmsnorm = sk_cuda_rmsnorm;
+    o->layernorm = sk_cuda_layernorm;
+    o->matmul = sk_cuda_matmul;
+    o->add = sk_cuda_add;
+    o->swiglu = sk_cuda_swiglu;
+    o->gelu = sk_cuda_gelu;
+    o->rope = sk_cuda_rope;
+    o->attention = sk_cuda_attention;
+}
+
+extern "C" sk_status sk_backend_cuda_new(sk_backend **out) {
+    *out = NULL;
+    int n_dev = 0;
+    cudaError_t e = cudaGetDeviceCount(&n_dev);
+    if (e != cudaSuccess || n_dev == 0) {
+        (void)cudaGetLastError();
+        return sk_fail(SK_ERR_DEVICE, "cuda: no usable CUDA device (%s)",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
+    }
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    /* The kernels are built for sm_90a only (CMAKE_CUDA_ARCHITECTURES 90a), which runs on
+     * compute capability 9.0 alone. */
+    if (prop.major != 9 || prop.minor != 0)
+        return sk_fail(SK_ERR_DEVICE,
+                       "cuda: device 0 (%s) has compute capability %d.%d; this build runs on "
+                       "9.0 (Hopper) only",
+                       prop.name, prop.major, prop.minor);
+    const char *sync = getenv("SAKER_CUDA_SYNC");
+    sk_cuda_sync_debug = sync && *sync && strcmp(sync, "0") != 0;
+
+    cuda_ctx *c = (cuda_ctx *)sk_xcalloc(1, sizeof *c);
+    sk_backend *be = (sk_backend *)sk_xcalloc(1, sizeof *be);
+    ops_init();
+    be->ops = &g_cuda_ops;
+    be->name = "cuda";
+    be->act_bytes = sizeof(bf16);
+    be->ctx = c;
+    sk_status st = SK_ERR_NOMEM;
+
+    c->device = 0;
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->batch_copied, cudaEventDisableTiming));
+    for (int i = 0; i < 2; i++) {
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_done[i], cudaEventDisableTiming));
+        c->h_stage[i] = (uint16_t *)host_alloc_pinned(SK_CUDA_UPLOAD_CHUNK * sizeof(uint16_t),
+                                                      "weight upload staging");
+        if (!c->h_stage[i]) goto fail;
+    }
+    c->h_f32 = (float *)malloc(SK_CUDA_UPLOAD_CHUNK * sizeof(float));
+    if (!c->h_f32) {
+        sk_fail(SK_ERR_NOMEM, "cuda: out of host memory for weight upload staging");
+        goto fail;
+    }
+    c->d_scratch = (float *)dev_alloc(SK_CUDA_SCRATCH_FLOATS * sizeof(float), "scratch");
+    if (!c->d_scratch) goto fail;
+    c->d_rope_freq = (float *)dev_alloc(SK_CUDA_ROPE_MAX_HALF * sizeof(float), "RoPE");
+    if (!c->d_rope_freq) goto fail;
+    st = sk_cuda_mm_new(c, &c->mm);
+    if (st != SK_OK) goto fail;
+    SK_LOGI("cuda: %s, %d SMs, %.1f GiB", prop.name, prop.multiProcessorCount,
+            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    *out = be;
+    return SK_OK;
+fail:
+    cuda_destroy(be);
+    return st;
+}

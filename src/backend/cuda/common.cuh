@@ -1,0 +1,222 @@
+/* Private to src/backend/cuda: the backend's context, weight and KV structs, error macros and the
+ * small device helpers every op file uses. Compiled as CUDA C++ but written C-style.
+ *
+ * Activations are bf16 (act_bytes 2), row-major, with fp32 arithmetic inside every kernel. Each
+ * op comes in three levels (STYLE.md 5): a __global__ kernel, a static launcher taking pointers,
+ * sizes, strides and the stream, and one entry (sk_cuda_<op>) that checks its arguments and is
+ * put in the op table by backend.cu. */
+#ifndef SK_CUDA_COMMON_CUH
+#define SK_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "core/status.h"
+}
+
+/* CUDA failures are bugs (bad launch, illegal address, driver gone mid-run): print the statement,
+ * function, file and line and abort. Allocation failures are not checked with this: they return
+ * SK_ERR_NOMEM. */
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t sk_cuda_e_ = (call);                                                           \
+        if (sk_cuda_e_ != cudaSuccess) {                                                           \
+            fprintf(stderr, "saker: CUDA error %s (%s): %s in %s at %s:%d\n",                      \
+                    cudaGetErrorName(sk_cuda_e_), cudaGetErrorString(sk_cuda_e_), #call, __func__, \
+                    __FILE__, __LINE__);                                                           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* After every launch. With SAKER_CUDA_SYNC=1 in the environment it also waits for the kernel, so
+ * that an asynchronous fault is reported at the launch that caused it. */
+extern int sk_cuda_sync_debug;
+#define CUDA_CHECK_LAUNCH()                                                                        \
+    do {                                                                                           \
+        CUDA_CHECK(cudaGetLastError());                                                            \
+        if (sk_cuda_sync_debug) CUDA_CHECK(cudaDeviceSynchronize());                               \
+    } while (0)
+
+typedef __nv_bfloat16 bf16;
+
+struct sk_cuda_mm; /* matmul state (matmul.cu): plan cache, cuBLASLt handle, workspace */
+
+/* Device f32 scratch used by upload/download conversions, allocated once (no growth, so the
+ * void ops never meet an allocation failure). */
+#define SK_CUDA_SCRATCH_FLOATS ((size_t)4 << 20)
+/* rope_dim / 2 at most (head_dim <= 1024 by sk_hparams validation). */
+#define SK_CUDA_ROPE_MAX_HALF 512
+/* Weight upload: elements per chunk (a multiple of every block size); pinned staging holds two
+ * chunks of bf16, the host fp32 buffer one chunk. */
+#define SK_CUDA_UPLOAD_CHUNK ((size_t)4 << 20)
+
+typedef struct cuda_ctx {
+    int device;
+    cudaStream_t stream;
+    struct sk_cuda_mm *mm;
+
+    /* The current batch (begin): pinned host copy and device copy, each [3][cap] int32:
+     * tokens, positions, sequence slots. The host copy stays valid until the next begin() and
+     * is what the entries check indices against. */
+    int T, cap;
+    int32_t *h_batch, *d_batch;
+    cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
+
+    float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] */
+
+    /* RoPE inverse frequencies [SK_CUDA_ROPE_MAX_HALF], computed on the host with the CPU
+     * reference's float expression (bit-identical angles), for (rope_theta, rope_dim). */
+    float *d_rope_freq;
+    float rope_theta;
+    int rope_dim; /* 0: table not filled yet */
+
+    /* Weight upload staging (weight_load). */
+    uint16_t *h_stage[2]; /* pinned, [SK_CUDA_UPLOAD_CHUNK] bf16 bits each */
+    cudaEvent_t stage_done[2];
+    float *h_f32;         /* [SK_CUDA_UPLOAD_CHUNK] */
+} cuda_ctx;
+
+static inline cuda_ctx *sk_cuda_ctx(sk_backend *be) { return (cuda_ctx *)be->ctx; }
+static inline const int32_t *sk_cuda_d_tokens(const cuda_ctx *c) { return c->d_batch; }
+static inline const int32_t *sk_cuda_d_pos(const cuda_ctx *c) { return c->d_batch + c->cap; }
+static inline const int32_t *sk_cuda_d_seq(const cuda_ctx *c) { return c->d_batch + 2 * c->cap; }
+static inline const int32_t *sk_cuda_h_tokens(const cuda_ctx *c) { return c->h_batch; }
+static inline const int32_t *sk_cuda_h_pos(const cuda_ctx *c) { return c->h_batch + c->cap; }
+static inline const int32_t *sk_cuda_h_seq(const cuda_ctx *c) { return c->h_batch + 2 * c->cap; }
+
+/* A weight: rows x cols (1-D tensors are one row; more dims are [prod(outer), last]).
+ * bf: [rows, cols] bf16, always present (matmul, embed, matmul bias epilogue).
+ * f32: [cols] fp32, 1-D weights only (norm weights and biases), NULL otherwise. */
+struct sk_weight {
+    int64_t rows, cols;
+    bf16 *bf;
+    float *f32;
+};
+
+/* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] bf16, layer l at l * layer_elems. */
+struct sk_kv_cache {
+    int n_layers, n_kv_heads, head_dim, n_ctx, n_seq;
+    size_t layer_elems;
+    bf16 *k, *v;
+};
+
+/* ---- device helpers ----------------------------------------------------------------------- */
+
+static __device__ __forceinline__ float sk_bf2f(bf16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ bf16 sk_f2bf(float x) { return __float2bfloat16_rn(x); }
+
+/* 8 bf16 (one 16-byte vector; element 0 in the low half of word x) to fp32 and back. bf16 is
+ * the top half of an fp32, so widening is a shift. */
+static __device__ __forceinline__ void sk_unpack8(uint4 u, float f[8]) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+static __device__ __forceinline__ uint32_t sk_pack2(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(sk_f2bf(lo)) |
+           ((uint32_t)__bfloat16_as_ushort(sk_f2bf(hi)) << 16);
+}
+static __device__ __forceinline__ uint4 sk_pack8(const float f[8]) {
+    uint4 u;
+    u.x = sk_pack2(f[0], f[1]);
+    u.y = sk_pack2(f[2], f[3]);
+    u.z = sk_pack2(f[4], f[5]);
+    u.w = sk_pack2(f[6], f[7]);
+    return u;
+}
+
+static __device__ __forceinline__ float sk_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ __forceinline__ float sk_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum / max over the block (blockDim.x a multiple of 32, at most 1024), returned to every
+ * thread. red: __shared__ float[32]. Ends with a barrier, so red can be reused at once. */
+static __device__ __forceinline__ float sk_block_sum(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = sk_warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float r = 0.0f;
+    for (int i = 0; i < nw; i++) r += red[i];
+    __syncthreads();
+    return r;
+}
+static __device__ __forceinline__ float sk_block_max(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = sk_warp_max(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int i = 1; i < nw; i++) r = fmaxf(r, red[i]);
+    __syncthreads();
+    return r;
+}
+
+/* ---- host helpers ------------------------------------------------------------------------- */
+
+static inline bool sk_cuda_aligned(const void *p, size_t bytes) {
+    return ((uintptr_t)p % bytes) == 0;
+}
+/* Blocks for a grid-stride loop over n units at `threads` per block. */
+static inline unsigned sk_cuda_blocks(size_t n, int threads) {
+    size_t b = (n + (size_t)threads - 1) / (size_t)threads;
+    if (b < 1) b = 1;
+    if (b > 4096) b = 4096;
+    return (unsigned)b;
+}
+/* True when [a, a + na) and [b, b + nb) (bytes) overlap. */
+static inline bool sk_cuda_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + nb && y < x + na;
+}
+
+/* ---- entries (one per op family file) ----------------------------------------------------- */
+
+/* elementwise.cu */
+void sk_cuda_embed(sk_backend *be, const sk_weight *table, void *out);
+void sk_cuda_add(sk_backend *be, void *x, const void *y, size_t n);
+void sk_cuda_swiglu(sk_backend *be, const void *gate, const void *up, size_t n, void *out);
+void sk_cuda_gelu(sk_backend *be, void *x, size_t n);
+/* dst[n] (bf16) = src[n] (fp32), both device; and the reverse. */
+void sk_cuda_f32_to_bf16(cuda_ctx *c, const float *src, bf16 *dst, size_t n);
+void sk_cuda_bf16_to_f32(cuda_ctx *c, const bf16 *src, float *dst, size_t n);
+/* bf[n] (and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i) (weight_random). */
+void sk_cuda_fill_random(cuda_ctx *c, bf16 *bf, float *f32, size_t n, float mean, float a,
+                         uint64_t seed);
+
+/* norm.cu */
+void sk_cuda_rmsnorm(sk_backend *be, const void *x, const sk_weight *w, float eps, int T, int D,
+                     void *out);
+void sk_cuda_layernorm(sk_backend *be, const void *x, const sk_weight *w, const sk_weight *b,
+                       float eps, int T, int D, void *out);
+
+/* rope.cu */
+void sk_cuda_rope(sk_backend *be, void *x, int T, int n_heads, int row_stride,
+                  const sk_rope_params *rp);
+
+/* attention.cu */
+void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
+                       const void *k, const void *v, int kv_stride, int n_heads, void *out);
+
+/* matmul.cu. mm_new returns SK_ERR_NOMEM (message set) when the workspace cannot be allocated. */
+sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out);
+void sk_cuda_mm_free(struct sk_cuda_mm *mm);
+void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
+                    const sk_weight *bias, void *out);
+
+#endif

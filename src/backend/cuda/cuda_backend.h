@@ -1,0 +1,23 @@
+/* CUDA backend extras callable from C (tests, tools). The backend itself is created with
+ * sk_backend_cuda_new (backend.h) and used through its op table. */
+#ifndef SK_CUDA_BACKEND_H
+#define SK_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "backend/backend.h"
+
+/* Copies n fp32 values from host src to n activations (bf16, rounded to nearest even) at device
+ * dst of a CUDA backend. Returns when src may be reused and dst holds the values for every later
+ * op. be must be a backend made by sk_backend_cuda_new. */
+void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,224 @@
+/* matmul through cuBLASLt: out[T, N] = x[T, K] @ W[N, K]^T (+ bias[N]), bf16 in and out, fp32
+ * compute, bias in the epilogue.
+ *
+ * cuBLAS is column-major. A row-major [R, C] matrix is a column-major C x R one, so in its terms
+ *   D (N x T, ld N) = op(A) (N x K) * B (K x T),  A = W stored K x N (ld K) with op = transpose,
+ *   B = x stored K x T (ld K), bias (length N = rows of D) broadcast along T.
+ * A plan (descriptors, layouts and the heuristic's algorithm) is made once per (T, N, K, bias,
+ * pointer alignments) and cached; the workspace is allocated once. The alignments are part of
+ * the key because model code passes pointers into the middle of buffers (q/k/v inside the qkv
+ * buffer) and the heuristic must not pick a kernel that needs more alignment than they have.
+ * When the heuristic offers no algorithm, a plain warp-per-output kernel (fp32 accumulation)
+ * does the product instead. */
+#include "backend/cuda/common.cuh"
+
+#include <cublasLt.h>
+#include <string.h>
+
+#define CUBLAS_CHECK(call)                                                                         \
+    do {                                                                                           \
+        cublasStatus_t sk_cublas_s_ = (call);                                                      \
+        if (sk_cublas_s_ != CUBLAS_STATUS_SUCCESS) {                                               \
+            fprintf(stderr, "saker: cuBLASLt error %s (%s): %s in %s at %s:%d\n",                  \
+                    cublasLtGetStatusName(sk_cublas_s_), cublasLtGetStatusString(sk_cublas_s_),    \
+                    #call, __func__, __FILE__, __LINE__);                                          \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define MM_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's recommendation for Hopper */
+#define MM_PLANS 64
+#define MM_NAIVE_WARPS 8
+
+typedef struct mm_plan {
+    bool used;
+    int T, N, K;
+    bool bias;
+    uint32_t al_a, al_b, al_d; /* byte alignment of W, x, out (capped at 256) */
+    bool naive;                /* no cuBLASLt algorithm: use mm_naive_kernel */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+} mm_plan;
+
+struct sk_cuda_mm {
+    cublasLtHandle_t lt;
+    void *workspace;
+    mm_plan plans[MM_PLANS];
+    int next; /* slot replaced when the cache is full (round robin) */
+};
+
+/* ---- fallback kernel ---------------------------------------------------------------------- */
+
+/* grid (ceil(N / MM_NAIVE_WARPS), T), block 32 * MM_NAIVE_WARPS: one warp per output. */
+static __global__ void mm_naive_kernel(const bf16 *x, const bf16 *w, const float *bias, int N,
+                                       int K, bf16 *out) {
+    const int n = blockIdx.x * MM_NAIVE_WARPS + (threadIdx.x >> 5), t = blockIdx.y;
+    const int lane = threadIdx.x & 31;
+    if (n >= N) return;
+    const bf16 *xr = x + (size_t)t * K, *wr = w + (size_t)n * K;
+    float s = 0.0f;
+    for (int k = lane; k < K; k += 32) s = fmaf(sk_bf2f(xr[k]), sk_bf2f(wr[k]), s);
+    s = sk_warp_sum(s);
+    if (lane == 0) out[(size_t)t * N + n] = sk_f2bf(bias ? s + bias[n] : s);
+}
+
+static void launch_mm_naive(const bf16 *x, const bf16 *w, const float *bias, int T, int N, int K,
+                            bf16 *out, cudaStream_t s) {
+    dim3 grid((unsigned)((N + MM_NAIVE_WARPS - 1) / MM_NAIVE_WARPS), (unsigned)T);
+    mm_naive_kernel<<<grid, 32 * MM_NAIVE_WARPS, 0, s>>>(x, w, bias, N, K, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---- plans -------------------------------------------------------------------------------- */
+
+static uint32_t align_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 1;
+    while (al < 256 && (a & al) == 0) al <<= 1;
+    return al;
+}
+
+static void plan_release(mm_plan *pl) {
+    if (!pl->used) return;
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->la));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(pl->ld));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(pl->op));
+    memset(pl, 0, sizeof *pl);
+}
+
+/* Fills pl for the key (descriptors, layouts, heuristic). bias_ptr: a bias vector of the kind
+ * every call will pass (cudaMalloc'd, so 256-byte aligned), or NULL. */
+static void plan_make(struct sk_cuda_mm *mm, mm_plan *pl, int T, int N, int K,
+                      const void *bias_ptr, uint32_t al_a, uint32_t al_b, uint32_t al_d) {
+    memset(pl, 0, sizeof *pl);
+    pl->used = true;
+    pl->T = T, pl->N = N, pl->K = K, pl->bias = bias_ptr != NULL;
+    pl->al_a = al_a, pl->al_b = al_b, pl->al_d = al_d;
+
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (bias_ptr) {
+        /* Bias elements have D's type (bf16) by default: the weight's bf16 copy is passed. */
+        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                    sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias_ptr, sizeof bias_ptr));
+    }
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)T, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->ld, CUDA_R_16BF, (uint64_t)N, (uint64_t)T, N));
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = MM_WORKSPACE_BYTES;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
+
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int n_res = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(mm->lt, pl->op, pl->la, pl->lb, pl->ld,
+                                                       pl->ld, pref, 1, &res, &n_res);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (st == CUBLAS_STATUS_SUCCESS && n_res > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
+        pl->algo = res.algo;
+    } else {
+        pl->naive = true;
+        SK_LOGW("cuda: matmul T=%d N=%d K=%d (alignment %u/%u/%u bytes): no cuBLASLt algorithm "
+                "(%s), using the fallback kernel",
+                T, N, K, al_a, al_b, al_d, cublasLtGetStatusName(st));
+    }
+}
+
+static mm_plan *plan_get(struct sk_cuda_mm *mm, int T, int N, int K, const void *bias_ptr,
+                         const void *a, const void *b, const void *d) {
+    const uint32_t al_a = align_of(a), al_b = align_of(b), al_d = align_of(d);
+    const bool has_bias = bias_ptr != NULL;
+    for (int i = 0; i < MM_PLANS; i++) {
+        mm_plan *pl = &mm->plans[i];
+        if (pl->used && pl->T == T && pl->N == N && pl->K == K && pl->bias == has_bias &&
+            pl->al_a == al_a && pl->al_b == al_b && pl->al_d == al_d)
+            return pl;
+    }
+    mm_plan *pl = NULL;
+    for (int i = 0; i < MM_PLANS && !pl; i++)
+        if (!mm->plans[i].used) pl = &mm->plans[i];
+    if (!pl) {
+        pl = &mm->plans[mm->next];
+        mm->next = (mm->next + 1) % MM_PLANS;
+        plan_release(pl);
+    }
+    plan_make(mm, pl, T, N, K, bias_ptr, al_a, al_b, al_d);
+    return pl;
+}
+
+/* ---- launcher and entry ------------------------------------------------------------------- */
+
+static void launch_matmul(struct sk_cuda_mm *mm, const bf16 *x, int T, const bf16 *w, int N, int K,
+                          const bf16 *bias_bf, const float *bias_f32, bf16 *out, cudaStream_t s) {
+    mm_plan *pl = plan_get(mm, T, N, K, bias_bf, w, x, out);
+    if (pl->naive) {
+        launch_mm_naive(x, w, bias_f32, T, N, K, out, s);
+        return;
+    }
+    if (bias_bf)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias_bf, sizeof bias_bf));
+    const float alpha = 1.0f, beta = 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(mm->lt, pl->op, &alpha, w, pl->la, x, pl->lb, &beta, out, pl->ld,
+                                out, pl->ld, &pl->algo, mm->workspace, MM_WORKSPACE_BYTES, s));
+    CUDA_CHECK_LAUNCH();
+}
+
+void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
+                    const sk_weight *bias, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    SK_ASSERT(x && out && w && w->bf && T > 0);
+    SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
+    const int N = (int)w->rows, K = (int)w->cols;
+    SK_ASSERT(T <= 65535); /* grid.y of the fallback kernel */
+    SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->bf && bias->f32));
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(bf16), out, (size_t)T * N * sizeof(bf16)));
+    launch_matmul(c->mm, (const bf16 *)x, T, w->bf, N, K, bias ? bias->bf : NULL,
+                  bias ? bias->f32 : NULL, (bf16 *)out, c->stream);
+}
+
+sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {
+    *out = NULL;
+    struct sk_cuda_mm *mm = (struct sk_cuda_mm *)sk_xcalloc(1, sizeof *mm);
+    CUBLAS_CHECK(cublasLtCreate(&mm->lt));
+    cudaError_t e = cudaMalloc(&mm->workspace, MM_WORKSPACE_BYTES);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        CUBLAS_CHECK(cublasLtDestroy(mm->lt));
+        free(mm);
+        return sk_fail(SK_ERR_NOMEM, "cuda: cannot allocate the %zu-byte matmul workspace",
+                       MM_WORKSPACE_BYTES);
+    }
+    CUDA_CHECK(e);
+    *out = mm;
+    return SK_OK;
+}
+
+void sk_cuda_mm_free(struct sk_cuda_mm *mm) {
+    if (!mm) return;
+    for (int i = 0; i < MM_PLANS; i++) plan_release(&mm->plans[i]);
+    CUDA_CHECK(cudaFree(mm->workspace));
+    CUBLAS_CHECK(cublasLtDestroy(mm->lt));
+    free(mm);
+}

@@ -1,0 +1,708 @@
+/* The CUDA backend against the CPU reference, op by op (STYLE.md 2, as ggml's test-backend-ops):
+ * one table of cases per op, the same random inputs (never zeros) on both backends, comparison
+ * by normalised error max|gpu - cpu| / max|cpu| with a per-op threshold, guard elements around
+ * every output (a sentinel that must survive). Prints one line per case; exits non-zero on any
+ * failure. Needs a Hopper GPU; run it on the GPU machine.
+ *
+ * Activation inputs are rounded to bf16 before both backends see them, so the thresholds measure
+ * what the CUDA op adds: the bf16 rounding of its outputs (round to nearest even with 8
+ * significant bits: at most 2^-8 = 3.9e-3 of an element, so of max|cpu|), the bf16 rounding of
+ * the weights it stores (matmul, embed; weights are drawn unrounded so that this happens), and
+ * fp32 arithmetic in another order (~1e-6). Each threshold below says which of these apply. */
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "testlib.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+static sk_backend *g_cpu, *g_gpu;
+static unsigned long long g_rng = 0x2545f4914f6cdd1dull;
+
+/* Exactly representable in bf16 (3 * 2^12) and far outside every input and output range. */
+#define SENTINEL 12288.0f
+/* Guard elements each side. GUARD (even) keeps the usable part 16-byte aligned, as model
+ * buffers are; GUARD_MIS (odd) leaves it only 2-byte aligned on the GPU, so the unaligned paths
+ * (scalar kernels, cuBLASLt with small alignment) run too. */
+#define GUARD 64
+#define GUARD_MIS 61
+
+/* Elementwise ops: output rounding (<= 2^-8 = 3.91e-3 of max|cpu|) plus fp32 evaluation
+ * differences of expf/erff (~1e-7): 4.5e-3. */
+#define TOL_ELEMENTWISE 4.5e-3
+/* Norms: output rounding plus fp32 (vs double) statistics, ~1e-6 relative: 4.5e-3. */
+#define TOL_NORM 4.5e-3
+/* Embed: the table is stored in bf16 (<= 2^-8 per element) and copied: 4.5e-3; a BF16 table is
+ * copied exactly: 0. */
+#define TOL_EMBED 4.5e-3
+/* RoPE: angles are bit-identical (host-computed frequencies), sin/cos differ by ~2 ulp of fp32,
+ * then output rounding: 4.5e-3. */
+#define TOL_ROPE 4.5e-3
+/* Attention: fp32 scores, softmax and accumulation (~1e-6 relative even over thousands of
+ * positions; the outputs match a double reference rounded to bf16 in all but a few elements),
+ * then output rounding: 4.5e-3. */
+#define TOL_ATTN 4.5e-3
+/* Matmul: output rounding (<= 3.9e-3) plus the weights' bf16 rounding: relative error uniform in
+ * +-2^-8 (std 2.3e-3) per weight, so an output's error has std 2.3e-3 of its typical size, and
+ * the largest over all outputs (~4.5 std) is ~2.3e-3 of max|cpu| (itself ~4.5 typical sizes);
+ * the bias (bf16 in the epilogue) adds at most 3.9e-3 of |bias|: 1e-2 for every shape, K = 4096
+ * included (K changes the typical size, not these ratios). */
+#define TOL_MATMUL 1e-2
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static float rb(float x) { return sk_bf16_to_f32(sk_f32_to_bf16(x)); }
+
+/* n uniform values in [lo, hi) (never all zeros); rounded to bf16 when `round`. */
+static float *rnd_any(long n, float lo, float hi, bool round) {
+    float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    SK_ASSERT(x);
+    sk_test_rand(x, n, lo, hi, &g_rng);
+    if (round)
+        for (long i = 0; i < n; i++) x[i] = rb(x[i]);
+    return x;
+}
+/* Activation inputs: rounded, so both backends start from the same values. */
+static float *rnd(long n, float lo, float hi) { return rnd_any(n, lo, hi, true); }
+
+static void upload(sk_backend *be, void *dst, const float *src, long n) {
+    if (be == g_cpu)
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    else
+        sk_cuda_upload_f32(be, dst, src, (size_t)n);
+}
+
+/* A buffer of n activations on one backend with `guard` sentinel elements on each side. */
+typedef struct gbuf {
+    sk_backend *be;
+    void *base, *p;
+    long n, guard;
+} gbuf;
+
+static gbuf gb_new(sk_backend *be, long n, long guard) {
+    gbuf g = {be, NULL, NULL, n, guard};
+    const long tot = n + 2 * guard;
+    g.base = be->ops->alloc(be, (size_t)tot * be->act_bytes);
+    SK_ASSERT(g.base);
+    g.p = (char *)g.base + (size_t)guard * be->act_bytes;
+    float *s = malloc(sizeof(float) * (size_t)tot);
+    SK_ASSERT(s);
+    for (long i = 0; i < tot; i++) s[i] = SENTINEL;
+    upload(be, g.base, s, tot);
+    free(s);
+    return g;
+}
+
+static bool gb_guards_ok(const gbuf *g) {
+    const long tot = g->n + 2 * g->guard;
+    float *s = malloc(sizeof(float) * (size_t)tot);
+    SK_ASSERT(s);
+    g->be->ops->download_f32(g->be, g->base, s, (size_t)tot);
+    bool ok = true;
+    for (long i = 0; i < g->guard; i++)
+        if (s[i] != SENTINEL || s[g->n + g->guard + i] != SENTINEL) ok = false;
+    free(s);
+    return ok;
+}
+
+/* The same buffer on both backends. */
+typedef struct pbuf {
+    gbuf c, g;
+} pbuf;
+
+/* init: n values for both (or NULL: sentinel everywhere). */
+static pbuf pb_new(long n, bool mis, const float *init) {
+    pbuf b;
+    b.c = gb_new(g_cpu, n, GUARD);
+    b.g = gb_new(g_gpu, n, mis ? GUARD_MIS : GUARD);
+    if (init) {
+        upload(g_cpu, b.c.p, init, n);
+        upload(g_gpu, b.g.p, init, n);
+    }
+    return b;
+}
+
+static void pb_free(pbuf *b) {
+    g_cpu->ops->free(g_cpu, b->c.base);
+    g_gpu->ops->free(g_gpu, b->g.base);
+}
+
+/* Compares the GPU's copy of out with the CPU's and checks both buffers' guards; prints one
+ * line. Returns the normalised error. */
+static double finish(const char *what, const pbuf *out, double tol) {
+    const long n = out->c.n;
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    SK_ASSERT(a && b);
+    g_gpu->ops->download_f32(g_gpu, out->g.p, a, (size_t)n);
+    g_cpu->ops->download_f32(g_cpu, out->c.p, b, (size_t)n);
+    const double err = sk_test_rel_err(a, b, n);
+    const bool gok = gb_guards_ok(&out->g), cok = gb_guards_ok(&out->c);
+    const bool ok = err <= tol && gok && cok;
+    printf("%s %-64s err %.2e (max %.1e)%s\n", ok ? "ok  " : "FAIL", what, err, tol,
+           gok && cok ? "" : " GUARDS OVERWRITTEN");
+    CHECKF(err <= tol, "%s: normalised error %.3e > %.1e", what, err, tol);
+    CHECKF(gok, "%s: GPU guard elements overwritten", what);
+    CHECKF(cok, "%s: CPU guard elements overwritten", what);
+    free(a);
+    free(b);
+    return err;
+}
+
+static void begin_both(int T, const int32_t *tok, const int32_t *pos, const int32_t *seq) {
+    int32_t *zeros = NULL;
+    if (!tok || !seq) {
+        zeros = calloc((size_t)T, sizeof(int32_t));
+        SK_ASSERT(zeros);
+    }
+    sk_batch b = {T, tok ? tok : zeros, pos, seq ? seq : zeros};
+    CHECK(g_cpu->ops->begin(g_cpu, &b) == SK_OK);
+    CHECK(g_gpu->ops->begin(g_gpu, &b) == SK_OK);
+    free(zeros);
+}
+
+/* ---- weights: blocks built here from the format in dtype.h -------------------------------- */
+
+static void put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static int iround(float x) { return (int)lrintf(x); }
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Encodes n values (n a multiple of the block) as type t; returns a malloc'd buffer. */
+static uint8_t *encode(sk_dtype t, const float *x, long n, size_t *nbytes) {
+    *nbytes = sk_dtype_row_bytes(t, n);
+    uint8_t *out = malloc(*nbytes), *p = out;
+    SK_ASSERT(out);
+    switch (t) {
+    case SK_F32: memcpy(out, x, (size_t)n * 4); break;
+    case SK_F16:
+        for (long i = 0; i < n; i++) put16(out + 2 * i, sk_f32_to_f16(x[i]));
+        break;
+    case SK_BF16:
+        for (long i = 0; i < n; i++) put16(out + 2 * i, sk_f32_to_bf16(x[i]));
+        break;
+    case SK_Q8_0:
+        for (long b = 0; b < n / 32; b++, p += 34) {
+            const float *xb = x + 32 * b;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+            put16(p, sk_f32_to_f16(d));
+            for (int j = 0; j < 32; j++)
+                p[2 + j] = (uint8_t)(int8_t)clampi(iround(xb[j] * id), -127, 127);
+        }
+        break;
+    case SK_Q4_0:
+        for (long b = 0; b < n / 32; b++, p += 18) {
+            const float *xb = x + 32 * b;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            const float d = amax / 7.0f, id = d > 0 ? 1.0f / d : 0.0f;
+            put16(p, sk_f32_to_f16(d));
+            for (int j = 0; j < 16; j++) {
+                int lo = clampi(iround(xb[j] * id) + 8, 0, 15);
+                int hi = clampi(iround(xb[j + 16] * id) + 8, 0, 15);
+                p[2 + j] = (uint8_t)(lo | (hi << 4));
+            }
+        }
+        break;
+    case SK_Q4_1:
+        for (long b = 0; b < n / 32; b++, p += 20) {
+            const float *xb = x + 32 * b;
+            float mn = xb[0], mx = xb[0];
+            for (int j = 1; j < 32; j++) mn = fminf(mn, xb[j]), mx = fmaxf(mx, xb[j]);
+            const float d = (mx - mn) / 15.0f, id = d > 0 ? 1.0f / d : 0.0f;
+            put16(p, sk_f32_to_f16(d));
+            put16(p + 2, sk_f32_to_f16(mn));
+            for (int j = 0; j < 16; j++) {
+                int lo = clampi(iround((xb[j] - mn) * id), 0, 15);
+                int hi = clampi(iround((xb[j + 16] - mn) * id), 0, 15);
+                p[4 + j] = (uint8_t)(lo | (hi << 4));
+            }
+        }
+        break;
+    default: SK_ASSERT(!"encode: type");
+    }
+    return out;
+}
+
+/* One weight loaded on both backends from the same tensor (rows x cols; 1-D when rows == 0).
+ * data: the encoded tensor, kept until pw_free (the CPU backend points into it). */
+typedef struct pweight {
+    sk_weight *c, *g;
+    uint8_t *data;
+} pweight;
+
+static pweight pw_new(sk_dtype t, long rows, long cols, float lo, float hi) {
+    const long n = (rows ? rows : 1) * cols;
+    float *x = rnd_any(n, lo, hi, false); /* unrounded: the GPU's bf16 rounding is tested */
+    sk_tensor te;
+    memset(&te, 0, sizeof te);
+    snprintf(te.name, sizeof te.name, "test.%s", sk_dtype_name(t));
+    te.type = t;
+    te.n_dims = rows ? 2 : 1;
+    if (rows) {
+        te.shape[0] = rows;
+        te.shape[1] = cols;
+    } else {
+        te.shape[0] = cols;
+    }
+    pweight w = {NULL, NULL, NULL};
+    w.data = encode(t, x, n, &te.nbytes);
+    te.data = w.data;
+    free(x);
+    CHECK(g_cpu->ops->weight_load(g_cpu, &te, &w.c) == SK_OK);
+    CHECK(g_gpu->ops->weight_load(g_gpu, &te, &w.g) == SK_OK);
+    SK_ASSERT(w.c && w.g);
+    return w;
+}
+
+static void pw_free(pweight *w) {
+    g_cpu->ops->weight_free(g_cpu, w->c);
+    g_gpu->ops->weight_free(g_gpu, w->g);
+    free(w->data);
+}
+
+/* Element off of a buffer (pointer arithmetic in the backend's activation size). */
+static void *at(const gbuf *g, long off) { return (char *)g->p + (size_t)off * g->be->act_bytes; }
+
+static const sk_dtype k_types[] = {SK_F32, SK_F16, SK_BF16, SK_Q8_0, SK_Q4_0, SK_Q4_1};
+#define N_TYPES ((int)(sizeof k_types / sizeof k_types[0]))
+
+/* ---- embed -------------------------------------------------------------------------------- */
+
+static void test_embed(void) {
+    static const struct {
+        int V, D;
+        bool mis;
+    } cs[] = {{1000, 576, false}, {50, 100, true}, {7, 64, true}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        for (int ti = 0; ti < N_TYPES; ti++) {
+            const sk_dtype t = k_types[ti];
+            const int V = cs[ci].V, D = cs[ci].D, T = 9;
+            if (D % sk_dtype_block(t) != 0) continue;
+            pweight w = pw_new(t, V, D, -1.0f, 1.0f);
+            int32_t tok[9], pos[9];
+            for (int i = 0; i < T; i++) {
+                tok[i] = (int32_t)((g_rng >> 11) % (unsigned long long)V);
+                g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+                pos[i] = i;
+            }
+            tok[0] = 0;
+            tok[T - 1] = V - 1;
+            begin_both(T, tok, pos, NULL);
+            pbuf out = pb_new((long)T * D, cs[ci].mis, NULL);
+            g_cpu->ops->embed(g_cpu, w.c, out.c.p);
+            g_gpu->ops->embed(g_gpu, w.g, out.g.p);
+            char what[160];
+            snprintf(what, sizeof what, "embed %s V=%d D=%d T=%d%s", sk_dtype_name(t), V, D, T,
+                     cs[ci].mis ? " unaligned" : "");
+            finish(what, &out, t == SK_BF16 ? 0.0 : TOL_EMBED);
+            pb_free(&out);
+            pw_free(&w);
+        }
+    }
+}
+
+/* ---- rmsnorm, layernorm ------------------------------------------------------------------- */
+
+static void test_norms(void) {
+    static const struct {
+        int T, D;
+        bool inplace, mis;
+        sk_dtype wt;
+    } cs[] = {
+        {1, 576, false, false, SK_F32}, {7, 4096, true, false, SK_F32},
+        {3, 100, false, true, SK_BF16}, {2, 8192, true, true, SK_F16},
+        {33, 64, false, false, SK_F32},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int T = cs[ci].T, D = cs[ci].D;
+        const long n = (long)T * D;
+        const bool inplace = cs[ci].inplace, mis = cs[ci].mis;
+        float *x = rnd(n, -1.0f, 3.0f); /* non-zero mean, so LayerNorm's centring matters */
+        pweight w = pw_new(cs[ci].wt, 0, D, 0.5f, 1.5f);
+        pweight b = pw_new(cs[ci].wt, 0, D, -0.5f, 0.5f);
+        for (int kind = 0; kind < 3; kind++) { /* rmsnorm, layernorm + bias, layernorm */
+            pbuf xb = pb_new(n, mis, x);
+            pbuf ob = inplace ? xb : pb_new(n, mis, NULL);
+            const float eps = 1e-5f;
+            if (kind == 0) {
+                g_cpu->ops->rmsnorm(g_cpu, xb.c.p, w.c, eps, T, D, ob.c.p);
+                g_gpu->ops->rmsnorm(g_gpu, xb.g.p, w.g, eps, T, D, ob.g.p);
+            } else {
+                g_cpu->ops->layernorm(g_cpu, xb.c.p, w.c, kind == 1 ? b.c : NULL, eps, T, D,
+                                      ob.c.p);
+                g_gpu->ops->layernorm(g_gpu, xb.g.p, w.g, kind == 1 ? b.g : NULL, eps, T, D,
+                                      ob.g.p);
+            }
+            char what[160];
+            snprintf(what, sizeof what, "%s T=%d D=%d w=%s%s%s",
+                     kind == 0 ? "rmsnorm" : kind == 1 ? "layernorm+bias" : "layernorm", T, D,
+                     sk_dtype_name(cs[ci].wt), inplace ? " in-place" : "",
+                     mis ? " unaligned" : "");
+            finish(what, &ob, TOL_NORM);
+            if (!inplace) pb_free(&ob);
+            pb_free(&xb);
+        }
+        pw_free(&w);
+        pw_free(&b);
+        free(x);
+    }
+}
+
+/* ---- add, swiglu, gelu -------------------------------------------------------------------- */
+
+static void test_elementwise(void) {
+    static const struct {
+        long n;
+        bool mis;
+    } cs[] = {{1, false}, {7, true}, {12293, false}, {12293, true}, {1L << 20, false}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const long n = cs[ci].n;
+        const bool mis = cs[ci].mis;
+        float *a = rnd(n, -4.0f, 4.0f), *b = rnd(n, -4.0f, 4.0f);
+        char what[160];
+        const char *al = mis ? " unaligned" : "";
+
+        pbuf xb = pb_new(n, mis, a), yb = pb_new(n, mis, b);
+        g_cpu->ops->add(g_cpu, xb.c.p, yb.c.p, (size_t)n);
+        g_gpu->ops->add(g_gpu, xb.g.p, yb.g.p, (size_t)n);
+        snprintf(what, sizeof what, "add n=%ld%s", n, al);
+        finish(what, &xb, TOL_ELEMENTWISE);
+        pb_free(&xb);
+        pb_free(&yb);
+
+        pbuf gb = pb_new(n, mis, a), ub = pb_new(n, mis, b), ob = pb_new(n, mis, NULL);
+        g_cpu->ops->swiglu(g_cpu, gb.c.p, ub.c.p, (size_t)n, ob.c.p);
+        g_gpu->ops->swiglu(g_gpu, gb.g.p, ub.g.p, (size_t)n, ob.g.p);
+        snprintf(what, sizeof what, "swiglu n=%ld%s", n, al);
+        finish(what, &ob, TOL_ELEMENTWISE);
+        g_cpu->ops->swiglu(g_cpu, gb.c.p, ub.c.p, (size_t)n, gb.c.p);
+        g_gpu->ops->swiglu(g_gpu, gb.g.p, ub.g.p, (size_t)n, gb.g.p);
+        snprintf(what, sizeof what, "swiglu n=%ld out=gate%s", n, al);
+        finish(what, &gb, TOL_ELEMENTWISE);
+        pb_free(&gb);
+        pb_free(&ub);
+        pb_free(&ob);
+
+        pbuf eb = pb_new(n, mis, a);
+        g_cpu->ops->gelu(g_cpu, eb.c.p, (size_t)n);
+        g_gpu->ops->gelu(g_gpu, eb.g.p, (size_t)n);
+        snprintf(what, sizeof what, "gelu n=%ld%s", n, al);
+        finish(what, &eb, TOL_ELEMENTWISE);
+        pb_free(&eb);
+        free(a);
+        free(b);
+    }
+}
+
+/* ---- rope --------------------------------------------------------------------------------- */
+
+static void test_rope(void) {
+    static const struct {
+        int T, H, hd, rope_dim;
+        sk_rope_pairing pairing;
+        int row_stride, pos0;
+        float theta;
+        bool mis;
+    } cs[] = {
+        {5, 4, 64, 64, SK_ROPE_ADJACENT, 256, 0, 10000.0f, false},
+        {5, 4, 64, 64, SK_ROPE_HALVES, 256, 0, 10000.0f, false},
+        {3, 8, 80, 32, SK_ROPE_HALVES, 8 * 80 + 2 * 80, 4093, 10000.0f, true},
+        {3, 8, 80, 32, SK_ROPE_ADJACENT, 8 * 80, 4093, 1e6f, false},
+        {17, 2, 128, 128, SK_ROPE_HALVES, 3 * 128 + 5, 2500, 500000.0f, true},
+        {1, 71, 64, 64, SK_ROPE_HALVES, 73 * 64, 7000, 10000.0f, false},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int T = cs[ci].T;
+        const long n = (long)T * cs[ci].row_stride;
+        int32_t pos[32];
+        SK_ASSERT(T <= 32);
+        for (int t = 0; t < T; t++) pos[t] = cs[ci].pos0 + t;
+        begin_both(T, NULL, pos, NULL);
+        float *x = rnd(n, -1.0f, 1.0f);
+        pbuf xb = pb_new(n, cs[ci].mis, x);
+        const sk_rope_params rp = {cs[ci].hd, cs[ci].rope_dim, cs[ci].theta, cs[ci].pairing};
+        g_cpu->ops->rope(g_cpu, xb.c.p, T, cs[ci].H, cs[ci].row_stride, &rp);
+        g_gpu->ops->rope(g_gpu, xb.g.p, T, cs[ci].H, cs[ci].row_stride, &rp);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "rope %s T=%d H=%d hd=%d rope_dim=%d stride=%d pos=%d.. theta=%g%s",
+                 cs[ci].pairing == SK_ROPE_HALVES ? "halves" : "adjacent", T, cs[ci].H,
+                 cs[ci].hd, cs[ci].rope_dim, cs[ci].row_stride, cs[ci].pos0, cs[ci].theta,
+                 cs[ci].mis ? " unaligned" : "");
+        finish(what, &xb, TOL_ROPE);
+        pb_free(&xb);
+        free(x);
+    }
+}
+
+/* ---- matmul ------------------------------------------------------------------------------- */
+
+static void test_matmul(void) {
+    static const struct {
+        int T, N, K;
+        bool bias, mis;
+    } cs[] = {
+        {1, 576, 576, false, false},  {7, 1536, 576, true, false}, {5, 256, 4096, false, false},
+        {33, 100, 96, true, true},    {1, 96, 4096, true, true},   {64, 2048, 4096, true, false},
+    };
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+            const sk_dtype t = k_types[ti];
+            const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
+            float *x = rnd((long)T * K, -1.0f, 1.0f);
+            pweight w = pw_new(t, N, K, -1.0f, 1.0f);
+            pweight b = {NULL, NULL, NULL};
+            if (cs[ci].bias) b = pw_new(SK_F32, 0, N, -1.0f, 1.0f);
+            pbuf xb = pb_new((long)T * K, cs[ci].mis, x);
+            pbuf ob = pb_new((long)T * N, cs[ci].mis, NULL);
+            g_cpu->ops->matmul(g_cpu, xb.c.p, T, w.c, b.c, ob.c.p);
+            g_gpu->ops->matmul(g_gpu, xb.g.p, T, w.g, b.g, ob.g.p);
+            char what[160];
+            snprintf(what, sizeof what, "matmul %s T=%d N=%d K=%d%s%s", sk_dtype_name(t), T, N,
+                     K, cs[ci].bias ? " +bias" : "", cs[ci].mis ? " unaligned" : "");
+            finish(what, &ob, TOL_MATMUL);
+            pb_free(&xb);
+            pb_free(&ob);
+            pw_free(&w);
+            if (cs[ci].bias) pw_free(&b);
+            free(x);
+        }
+    }
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+/* Length of the long-sequence cases (a compile-time knob so that slow emulated runs can shorten
+ * it). */
+#ifndef ATTN_LONG
+#define ATTN_LONG 3001
+#endif
+
+typedef struct attn_cfg {
+    int H, KVH, hd;
+    bool fused; /* q, k, v inside one [T, (H + 2 KVH) hd] row, as Falcon's qkv matmul leaves them */
+} attn_cfg;
+
+/* One attention call on both backends for the batch (pos, seq) on fresh random q/k/v. */
+static void attn_step(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int layer, int T,
+                      const int32_t *pos, const int32_t *seq, const char *step) {
+    const int qw = cf->H * cf->hd, kw = cf->KVH * cf->hd;
+    begin_both(T, NULL, pos, seq);
+    pbuf out = pb_new((long)T * qw, false, NULL);
+    pbuf bufs[3];
+    int nb = 0;
+    void *qc, *kc_, *vc, *qg, *kg_, *vg;
+    int q_stride, kv_stride;
+    /* q is scaled up so that the softmax is far from uniform (score std ~2). */
+    if (cf->fused) {
+        const int W = qw + 2 * kw;
+        float *all = rnd((long)T * W, -1.0f, 1.0f);
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < qw; i++) all[(long)t * W + i] = rb(6.0f * all[(long)t * W + i]);
+        bufs[nb++] = pb_new((long)T * W, false, all);
+        free(all);
+        qc = at(&bufs[0].c, 0), kc_ = at(&bufs[0].c, qw), vc = at(&bufs[0].c, qw + kw);
+        qg = at(&bufs[0].g, 0), kg_ = at(&bufs[0].g, qw), vg = at(&bufs[0].g, qw + kw);
+        q_stride = kv_stride = W;
+    } else {
+        float *q = rnd((long)T * qw, -6.0f, 6.0f), *k = rnd((long)T * kw, -1.0f, 1.0f);
+        float *v = rnd((long)T * kw, -1.0f, 1.0f);
+        bufs[nb++] = pb_new((long)T * qw, false, q);
+        bufs[nb++] = pb_new((long)T * kw, false, k);
+        bufs[nb++] = pb_new((long)T * kw, false, v);
+        free(q);
+        free(k);
+        free(v);
+        qc = bufs[0].c.p, kc_ = bufs[1].c.p, vc = bufs[2].c.p;
+        qg = bufs[0].g.p, kg_ = bufs[1].g.p, vg = bufs[2].g.p;
+        q_stride = qw;
+        kv_stride = kw;
+    }
+    g_cpu->ops->attention(g_cpu, kc, layer, qc, q_stride, kc_, vc, kv_stride, cf->H, out.c.p);
+    g_gpu->ops->attention(g_gpu, kg, layer, qg, q_stride, kg_, vg, kv_stride, cf->H, out.g.p);
+    char what[200];
+    snprintf(what, sizeof what, "attention H=%d KVH=%d (group %d) hd=%d%s %s", cf->H, cf->KVH,
+             cf->H / cf->KVH, cf->hd, cf->fused ? " fused" : "", step);
+    finish(what, &out, TOL_ATTN);
+    for (int i = 0; i < nb; i++) pb_free(&bufs[i]);
+    pb_free(&out);
+}
+
+/* A prompt of n positions on sequence s starting at p0, fed in chunks of at most `chunk`. */
+static void attn_prompt(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int layer, int s,
+                        int p0, int n, int chunk) {
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)chunk);
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)chunk);
+    SK_ASSERT(pos && seq);
+    for (int done = 0; done < n; done += chunk) {
+        const int T = n - done < chunk ? n - done : chunk;
+        for (int t = 0; t < T; t++) pos[t] = p0 + done + t, seq[t] = s;
+        char step[96];
+        snprintf(step, sizeof step, "prompt seq%d T=%d pos %d..%d", s, T, pos[0], pos[T - 1]);
+        attn_step(cf, kc, kg, layer, T, pos, seq, step);
+    }
+    free(pos);
+    free(seq);
+}
+
+static void test_attention(void) {
+    static const attn_cfg cfgs[] = {
+        {4, 4, 64, false},  /* group 1 (MHA) */
+        {8, 2, 128, false}, /* group 4 */
+        {16, 2, 80, true},  /* group 8, head_dim 80, fused qkv rows */
+        {58, 2, 64, true},  /* group 29 (Falcon-180B-like) */
+        {12, 1, 128, false}, /* MQA: all heads on one KV head */
+        {71, 1, 64, true},  /* MQA, Falcon-7B-like */
+        {4, 2, 256, false}, /* head_dim 256 */
+        {4, 2, 36, false},  /* head_dim not a multiple of 8 */
+    };
+    const int n_layers = 2, layer = 1, n_seq = 2;
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const attn_cfg *cf = &cfgs[ci];
+        const int n_ctx = 200, L0 = 150;
+        sk_kv_cache *kc = NULL, *kg = NULL;
+        CHECK(g_cpu->ops->kv_new(g_cpu, n_layers, cf->KVH, cf->hd, n_ctx, n_seq, &kc) == SK_OK);
+        CHECK(g_gpu->ops->kv_new(g_gpu, n_layers, cf->KVH, cf->hd, n_ctx, n_seq, &kg) == SK_OK);
+        SK_ASSERT(kc && kg);
+        /* A prompt of L0 on sequence 0 in chunks of 64 (longer than the kernel's 128-position
+         * softmax chunk, so the running max is rescaled), then three single-token steps. */
+        attn_prompt(cf, kc, kg, layer, 0, 0, L0, 64);
+        for (int p = L0; p < L0 + 3; p++) {
+            const int32_t pos[1] = {p}, seq[1] = {0};
+            char step[64];
+            snprintf(step, sizeof step, "decode seq0 pos %d", p);
+            attn_step(cf, kc, kg, layer, 1, pos, seq, step);
+        }
+        /* Sequence 1's prompt of 21 with sequence 0's next token in the middle of the batch. */
+        SK_ASSERT(L0 == 150); /* the step names below */
+        int32_t pos[22], seq[22];
+        for (int t = 0, j = 0; t < 22; t++) {
+            if (t == 10) {
+                pos[t] = L0 + 3, seq[t] = 0;
+            } else {
+                pos[t] = j++, seq[t] = 1;
+            }
+        }
+        attn_step(cf, kc, kg, layer, 22, pos, seq, "mixed: seq1 prompt 0..20 + seq0 pos 153");
+        /* Both sequences decoding together, at different lengths. */
+        const int32_t pos2[2] = {L0 + 4, 21}, seq2[2] = {0, 1};
+        attn_step(cf, kc, kg, layer, 2, pos2, seq2, "decode seq0 pos 154 + seq1 pos 21");
+        g_cpu->ops->kv_free(g_cpu, kc);
+        g_gpu->ops->kv_free(g_gpu, kg);
+    }
+
+    /* Long sequences: a prompt of ATTN_LONG in chunks of 1024, then two decode steps. */
+    static const attn_cfg longs[] = {{8, 2, 128, false}, {16, 2, 80, true}};
+    for (size_t ci = 0; ci < sizeof longs / sizeof longs[0]; ci++) {
+        const attn_cfg *cf = &longs[ci];
+        const int n_ctx = ATTN_LONG + 2;
+        sk_kv_cache *kc = NULL, *kg = NULL;
+        CHECK(g_cpu->ops->kv_new(g_cpu, n_layers, cf->KVH, cf->hd, n_ctx, n_seq, &kc) == SK_OK);
+        CHECK(g_gpu->ops->kv_new(g_gpu, n_layers, cf->KVH, cf->hd, n_ctx, n_seq, &kg) == SK_OK);
+        SK_ASSERT(kc && kg);
+        attn_prompt(cf, kc, kg, layer, 1, 0, ATTN_LONG, 1024);
+        for (int p = ATTN_LONG; p < ATTN_LONG + 2; p++) {
+            const int32_t pos[1] = {p}, seq[1] = {1};
+            char step[64];
+            snprintf(step, sizeof step, "decode seq1 pos %d", p);
+            attn_step(cf, kc, kg, layer, 1, pos, seq, step);
+        }
+        g_cpu->ops->kv_free(g_cpu, kc);
+        g_gpu->ops->kv_free(g_gpu, kg);
+    }
+}
+
+/* ---- weight_random ------------------------------------------------------------------------ */
+
+/* Synthetic weights (t->data NULL) drawn on each backend, compared through the ops that read
+ * them: embed (the table's values, bf16 on the GPU), rmsnorm (a 1-D weight, fp32 on both) and
+ * matmul (bf16 on the GPU). Same thresholds as those ops with stored weights. */
+static void test_random(void) {
+    const int V = 300, D = 576, N = 320, T = 5;
+    sk_tensor te;
+    memset(&te, 0, sizeof te);
+    te.type = SK_BF16;
+    pweight tab = {NULL, NULL, NULL}, w1 = {NULL, NULL, NULL}, wm = {NULL, NULL, NULL};
+    snprintf(te.name, sizeof te.name, "random.table");
+    te.n_dims = 2, te.shape[0] = V, te.shape[1] = D;
+    CHECK(g_cpu->ops->weight_random(g_cpu, &te, 0.25f, 0.5f, 1234, &tab.c) == SK_OK);
+    CHECK(g_gpu->ops->weight_random(g_gpu, &te, 0.25f, 0.5f, 1234, &tab.g) == SK_OK);
+    snprintf(te.name, sizeof te.name, "random.norm");
+    te.n_dims = 1, te.shape[0] = D, te.shape[1] = 0;
+    CHECK(g_cpu->ops->weight_random(g_cpu, &te, 1.0f, 0.1f, 99, &w1.c) == SK_OK);
+    CHECK(g_gpu->ops->weight_random(g_gpu, &te, 1.0f, 0.1f, 99, &w1.g) == SK_OK);
+    snprintf(te.name, sizeof te.name, "random.matrix");
+    te.n_dims = 2, te.shape[0] = N, te.shape[1] = D;
+    CHECK(g_cpu->ops->weight_random(g_cpu, &te, 0.0f, 0.02f, 7, &wm.c) == SK_OK);
+    CHECK(g_gpu->ops->weight_random(g_gpu, &te, 0.0f, 0.02f, 7, &wm.g) == SK_OK);
+    SK_ASSERT(tab.c && tab.g && w1.c && w1.g && wm.c && wm.g);
+
+    int32_t tok[5] = {0, 17, 299, 150, 3}, pos[5] = {0, 1, 2, 3, 4};
+    begin_both(T, tok, pos, NULL);
+    pbuf e = pb_new((long)T * D, false, NULL);
+    g_cpu->ops->embed(g_cpu, tab.c, e.c.p);
+    g_gpu->ops->embed(g_gpu, tab.g, e.g.p);
+    finish("weight_random [300, 576] via embed", &e, TOL_EMBED);
+
+    float *x = rnd((long)T * D, -1.0f, 1.0f);
+    pbuf xb = pb_new((long)T * D, false, x), nb = pb_new((long)T * D, false, NULL);
+    g_cpu->ops->rmsnorm(g_cpu, xb.c.p, w1.c, 1e-5f, T, D, nb.c.p);
+    g_gpu->ops->rmsnorm(g_gpu, xb.g.p, w1.g, 1e-5f, T, D, nb.g.p);
+    finish("weight_random [576] via rmsnorm", &nb, TOL_NORM);
+
+    pbuf ob = pb_new((long)T * N, false, NULL);
+    g_cpu->ops->matmul(g_cpu, xb.c.p, T, wm.c, NULL, ob.c.p);
+    g_gpu->ops->matmul(g_gpu, xb.g.p, T, wm.g, NULL, ob.g.p);
+    finish("weight_random [320, 576] via matmul", &ob, TOL_MATMUL);
+
+    pb_free(&e);
+    pb_free(&xb);
+    pb_free(&nb);
+    pb_free(&ob);
+    pw_free(&tab);
+    pw_free(&w1);
+    pw_free(&wm);
+    free(x);
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+/* Usage: backend_ops [group]   (group: embed, norm, elementwise, rope, matmul, attention,
+ * random; all when omitted). */
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    if (sk_backend_cpu_new(0, &g_cpu) != SK_OK) {
+        fprintf(stderr, "FAIL: cpu backend: %s\n", sk_last_error());
+        return 1;
+    }
+    if (sk_backend_cuda_new(&g_gpu) != SK_OK) {
+        fprintf(stderr, "FAIL: cuda backend: %s\n", sk_last_error());
+        return 1;
+    }
+    SK_ASSERT(g_cpu->act_bytes == sizeof(float) && g_gpu->act_bytes == 2);
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } groups[] = {
+        {"embed", test_embed},   {"norm", test_norms},     {"elementwise", test_elementwise},
+        {"rope", test_rope},     {"matmul", test_matmul}, {"attention", test_attention},
+        {"random", test_random},
+    };
+    int ran = 0;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if (only && strcmp(only, groups[i].name) != 0) continue;
+        const double t0 = sk_time_now();
+        groups[i].fn();
+        printf("-- %s: %.2f s\n", groups[i].name, sk_time_now() - t0);
+        ran++;
+    }
+    CHECKF(ran > 0, "unknown op group '%s'", only ? only : "");
+    g_gpu->ops->destroy(g_gpu);
+    g_cpu->ops->destroy(g_cpu);
+    return sk_test_done("backend_ops");
+}
