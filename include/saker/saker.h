@@ -59,6 +59,10 @@ const char *sk_model_shape_names(void);
 void sk_model_print_info(const sk_model *m, void *file /* FILE* */);
 
 int sk_model_n_vocab(const sk_model *m);
+uint64_t sk_model_n_params(const sk_model *m);
+/* Bytes of weights as the device holds them (what one decode step reads at batch 1). */
+uint64_t sk_model_device_weight_bytes(const sk_model *m);
+const char *sk_model_device_name(const sk_model *m);
 int sk_model_n_ctx_train(const sk_model *m);
 int sk_model_bos(const sk_model *m); /* -1 if none */
 int sk_model_eos(const sk_model *m); /* -1 if none */

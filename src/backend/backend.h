@@ -103,6 +103,9 @@ struct sk_backend {
     const sk_backend_ops *ops;
     const char *name;
     size_t act_bytes; /* bytes per activation element */
+    /* Bytes per element of the matrices as the backend stores them; 0: as in the file (the CPU
+     * keeps mapped data; its synthetic and 1-D weights are fp32). */
+    size_t weight_elem_bytes;
     void *ctx;        /* backend private */
 };
 

@@ -195,6 +195,26 @@ sk_status sk_model_open_shape(const char *name, const sk_model_params *p, sk_mod
 
 const char *sk_model_shape_names(void) { return sk_shape_names(); }
 
+uint64_t sk_model_n_params(const sk_model *m) {
+    uint64_t n = 0;
+    for (int i = 0; i < m->mf.n_tensors; i++) n += (uint64_t)sk_tensor_nelem(&m->mf.tensors[i]);
+    return n;
+}
+
+uint64_t sk_model_device_weight_bytes(const sk_model *m) {
+    uint64_t b = 0;
+    for (int i = 0; i < m->mf.n_tensors; i++) {
+        const sk_tensor *t = &m->mf.tensors[i];
+        uint64_t n = (uint64_t)sk_tensor_nelem(t);
+        if (m->be->weight_elem_bytes && t->n_dims > 1) b += n * m->be->weight_elem_bytes;
+        else if (t->data == NULL || t->n_dims == 1) b += n * 4; /* fp32 copies */
+        else b += t->nbytes;
+    }
+    return b;
+}
+
+const char *sk_model_device_name(const sk_model *m) { return m->be->name; }
+
 void sk_model_close(sk_model *m) {
     if (!m) return;
     if (m->be) {
