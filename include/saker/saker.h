@@ -41,6 +41,9 @@ typedef struct sk_model_params {
     const char *tokenizer_path; /* llama2.c tok*.bin; NULL for formats that embed a vocabulary */
     sk_device device;
     int n_threads; /* 0: all cores */
+    /* The type the CUDA backend keeps weights and the KV cache in: "bf16" or "fp16" (activations
+     * are fp32 either way); NULL: bf16. Ignored on the CPU. */
+    const char *cuda_dtype;
 } sk_model_params;
 
 void sk_model_params_default(sk_model_params *p);

@@ -3,7 +3,7 @@
  *
  * Conventions
  * - Activations live in backend memory (sk_backend_alloc) as row-major matrices of the backend's
- *   activation type (be->act_bytes bytes per element: fp32 on the CPU; bf16/fp16 on CUDA).
+ *   activation type (be->act_bytes bytes per element: fp32 on the CPU and on CUDA).
  *   Pointers passed to ops are device pointers; model code does pointer arithmetic only with
  *   act_bytes. "row stride" arguments are in elements.
  * - A forward pass is: begin(batch) then ops. begin() copies the batch's token ids and positions
@@ -121,7 +121,10 @@ static inline float sk_rand_uniform(uint64_t seed, uint64_t i) {
 /* Creates the CPU backend with n_threads (0: all cores). */
 sk_status sk_backend_cpu_new(int n_threads, sk_backend **out);
 #ifdef SAKER_HAVE_CUDA
-sk_status sk_backend_cuda_new(sk_backend **out);
+/* Creates the CUDA backend on device 0. dtype: the type its weights and KV cache are kept in,
+ * "bf16" (also when NULL) or "fp16" (activations are fp32 either way); anything else is
+ * SK_ERR_ARG. */
+sk_status sk_backend_cuda_new(const char *dtype, sk_backend **out);
 #endif
 
 #ifdef __cplusplus

@@ -18,6 +18,7 @@ void sk_model_params_default(sk_model_params *p) {
     p->tokenizer_path = NULL;
     p->device = SK_DEVICE_AUTO;
     p->n_threads = 0;
+    p->cuda_dtype = NULL;
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -127,14 +128,14 @@ static sk_status backend_new(const sk_model_params *p, sk_backend **out) {
     case SK_DEVICE_AUTO:
 #ifdef SAKER_HAVE_CUDA
         /* The GPU when there is a usable one, else the CPU. */
-        if (sk_backend_cuda_new(out) == SK_OK) return SK_OK;
+        if (sk_backend_cuda_new(p->cuda_dtype, out) == SK_OK) return SK_OK;
         SK_LOGI("%s; using the CPU", sk_last_error());
 #endif
         return sk_backend_cpu_new(p->n_threads, out);
     case SK_DEVICE_CPU: return sk_backend_cpu_new(p->n_threads, out);
     case SK_DEVICE_CUDA:
 #ifdef SAKER_HAVE_CUDA
-        return sk_backend_cuda_new(out);
+        return sk_backend_cuda_new(p->cuda_dtype, out);
 #else
         return sk_fail(SK_ERR_DEVICE, "device cuda was requested, but this build of saker has no "
                                       "CUDA backend (rebuild with nvcc available)");

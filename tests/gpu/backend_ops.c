@@ -4,11 +4,13 @@
  * every output (a sentinel that must survive). Prints one line per case; exits non-zero on any
  * failure. Needs a Hopper GPU; run it on the GPU machine.
  *
- * Activation inputs are rounded to bf16 before both backends see them, so the thresholds measure
- * what the CUDA op adds: the bf16 rounding of its outputs (round to nearest even with 8
- * significant bits: at most 2^-8 = 3.9e-3 of an element, so of max|cpu|), the bf16 rounding of
- * the weights it stores (matmul, embed; weights are drawn unrounded so that this happens), and
- * fp32 arithmetic in another order (~1e-6). Each threshold below says which of these apply. */
+ * Every case runs twice, on a CUDA backend with bf16 and one with fp16 weights and KV cache.
+ * Activations are fp32 on both backends, so the inputs are plain fp32 values and the thresholds
+ * measure what the CUDA op adds: the rounding of values it stores in the half type (round to
+ * nearest even; relative error at most u = 2^-8 = 3.9e-3 for bf16, 8 significant bits, and
+ * u = 2^-11 = 4.9e-4 for fp16, 11 significant bits) and fp32 arithmetic in another order or with
+ * other expf/erff/sincosf implementations (a few ulp, ~1e-7 relative). Each threshold below says
+ * which of these apply. */
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "testlib.h"
@@ -19,51 +21,59 @@
 static sk_backend *g_cpu, *g_gpu;
 static unsigned long long g_rng = 0x2545f4914f6cdd1dull;
 
-/* Exactly representable in bf16 (3 * 2^12) and far outside every input and output range. */
+/* Exactly representable in bf16 and fp16 (3 * 2^12) and far outside every input and output
+ * range. */
 #define SENTINEL 12288.0f
-/* Guard elements each side. GUARD (even) keeps the usable part 16-byte aligned, as model
- * buffers are; GUARD_MIS (odd) leaves it only 2-byte aligned on the GPU, so the unaligned paths
- * (scalar kernels, cuBLASLt with small alignment) run too. */
+/* Guard elements each side. GUARD keeps the usable part 16-byte aligned, as model buffers are;
+ * GUARD_MIS (odd) leaves it only 4-byte aligned on the GPU, so no kernel may assume more. */
 #define GUARD 64
 #define GUARD_MIS 61
 
-/* Elementwise ops: output rounding (<= 2^-8 = 3.91e-3 of max|cpu|) plus fp32 evaluation
- * differences of expf/erff (~1e-7): 4.5e-3. */
-#define TOL_ELEMENTWISE 4.5e-3
-/* Norms: output rounding plus fp32 (vs double) statistics, ~1e-6 relative: 4.5e-3. */
-#define TOL_NORM 4.5e-3
-/* Embed: the table is stored in bf16 (<= 2^-8 per element) and copied: 4.5e-3; a BF16 table is
- * copied exactly: 0. */
-#define TOL_EMBED 4.5e-3
-/* RoPE: angles are bit-identical (host-computed frequencies), sin/cos differ by ~2 ulp of fp32,
- * then output rounding: 4.5e-3. */
-#define TOL_ROPE 4.5e-3
-/* Attention: fp32 scores, softmax and accumulation (~1e-6 relative even over thousands of
- * positions; the outputs match a double reference rounded to bf16 in all but a few elements),
- * then output rounding: 4.5e-3. */
-#define TOL_ATTN 4.5e-3
-/* Matmul: output rounding (<= 3.9e-3) plus the weights' bf16 rounding: relative error uniform in
- * +-2^-8 (std 2.3e-3) per weight, so an output's error has std 2.3e-3 of its typical size, and
- * the largest over all outputs (~4.5 std) is ~2.3e-3 of max|cpu| (itself ~4.5 typical sizes);
- * the bias (bf16 in the epilogue) adds at most 3.9e-3 of |bias|: 1e-2 for every shape, K = 4096
- * included (K changes the typical size, not these ratios). */
-#define TOL_MATMUL 1e-2
+/* The GPU backend's half type under test and its unit roundoff u (see the top). */
+static const char *g_dtype;
+static double g_u;
+
+/* add: one fp32 addition per element on both backends, correctly rounded on both: exact. */
+#define TOL_ADD 0.0
+/* swiglu, gelu: fp32 expf/erff of another library (<= 2 ulp) and an fp32 division: 1e-5 of
+ * max|cpu| leaves a factor ~30 over the worst case (~4 ulp = 4.8e-7 relative of an element). */
+#define TOL_ELEMENTWISE 1e-5
+/* Norms: fp32 statistics in another summation order (the CPU sums in double) and the reciprocal
+ * square root: ~1e-6 relative; 1e-5. */
+#define TOL_NORM 1e-5
+/* RoPE: angles bit-identical (host-computed frequencies), sin/cos differ by <= 2 ulp of fp32, an
+ * FMA may contract a*c - b*s: a few ulp of the outputs, 1e-5. */
+#define TOL_ROPE 1e-5
+/* Embed: the table is stored in the half type, each element within u of its value, so of
+ * max|cpu|: u. A table of the half type's own format (BF16 on bf16, F16 on fp16) is copied
+ * exactly: 0. */
+#define TOL_EMBED (g_u)
+/* Matmul: x is cast to the half type and W stored in it, each with a relative error uniform in
+ * +-u (std u/sqrt(3)); a product of K terms then has an error of std sqrt(2/3) u = 0.82 u of its
+ * typical size (independent errors, K changes the typical size, not the ratio), fp32
+ * accumulation adds ~1e-7. The largest error over all outputs (~4.5 std for thousands of
+ * outputs) over max|cpu| (itself ~4.5 typical sizes) is then ~0.82 u; fewer outputs make both
+ * maxima smaller together. The bias is added in fp32. 2 u: 7.8e-3 (bf16), 9.8e-4 (fp16). */
+#define TOL_MATMUL (2.0 * g_u)
+/* Attention: K and V are stored in the half type (relative error <= u each). A score
+ * q.k / sqrt(hd) (std ~2 here: q is scaled up) then moves by ~u/sqrt(3) of its size times
+ * sqrt(2) (k's rounding errors add up like the products), at most ~2 u absolute over the
+ * positions; the softmax weights move by that relatively, and the output (a weighted mean of V
+ * rows in [-1, 1], itself rounded by <= u per element) moves by at most ~2 u of max|v|, while
+ * max|cpu| is ~0.3 - 1 of max|v| (peaked softmax). Scores, softmax and accumulation are fp32
+ * (~1e-6 even over thousands of positions). 8 u: 3.1e-2 (bf16), 3.9e-3 (fp16). */
+#define TOL_ATTN (8.0 * g_u)
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static float rb(float x) { return sk_bf16_to_f32(sk_f32_to_bf16(x)); }
-
-/* n uniform values in [lo, hi) (never all zeros); rounded to bf16 when `round`. */
-static float *rnd_any(long n, float lo, float hi, bool round) {
+/* n uniform fp32 values in [lo, hi) (never all zeros): activations and weights alike, unrounded
+ * (the GPU's rounding to its half type is what is tested). */
+static float *rnd(long n, float lo, float hi) {
     float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     SK_ASSERT(x);
     sk_test_rand(x, n, lo, hi, &g_rng);
-    if (round)
-        for (long i = 0; i < n; i++) x[i] = rb(x[i]);
     return x;
 }
-/* Activation inputs: rounded, so both backends start from the same values. */
-static float *rnd(long n, float lo, float hi) { return rnd_any(n, lo, hi, true); }
 
 static void upload(sk_backend *be, void *dst, const float *src, long n) {
     if (be == g_cpu)
@@ -138,11 +148,11 @@ static double finish(const char *what, const pbuf *out, double tol) {
     const double err = sk_test_rel_err(a, b, n);
     const bool gok = gb_guards_ok(&out->g), cok = gb_guards_ok(&out->c);
     const bool ok = err <= tol && gok && cok;
-    printf("%s %-64s err %.2e (max %.1e)%s\n", ok ? "ok  " : "FAIL", what, err, tol,
+    printf("%s %s %-64s err %.2e (max %.1e)%s\n", ok ? "ok  " : "FAIL", g_dtype, what, err, tol,
            gok && cok ? "" : " GUARDS OVERWRITTEN");
-    CHECKF(err <= tol, "%s: normalised error %.3e > %.1e", what, err, tol);
-    CHECKF(gok, "%s: GPU guard elements overwritten", what);
-    CHECKF(cok, "%s: CPU guard elements overwritten", what);
+    CHECKF(err <= tol, "%s %s: normalised error %.3e > %.1e", g_dtype, what, err, tol);
+    CHECKF(gok, "%s %s: GPU guard elements overwritten", g_dtype, what);
+    CHECKF(cok, "%s %s: CPU guard elements overwritten", g_dtype, what);
     free(a);
     free(b);
     return err;
@@ -237,7 +247,7 @@ typedef struct pweight {
 
 static pweight pw_new(sk_dtype t, long rows, long cols, float lo, float hi) {
     const long n = (rows ? rows : 1) * cols;
-    float *x = rnd_any(n, lo, hi, false); /* unrounded: the GPU's bf16 rounding is tested */
+    float *x = rnd(n, lo, hi);
     sk_tensor te;
     memset(&te, 0, sizeof te);
     snprintf(te.name, sizeof te.name, "test.%s", sk_dtype_name(t));
@@ -299,7 +309,9 @@ static void test_embed(void) {
             char what[160];
             snprintf(what, sizeof what, "embed %s V=%d D=%d T=%d%s", sk_dtype_name(t), V, D, T,
                      cs[ci].mis ? " unaligned" : "");
-            finish(what, &out, t == SK_BF16 ? 0.0 : TOL_EMBED);
+            const bool own = (t == SK_BF16 && !strcmp(g_dtype, "bf16")) ||
+                             (t == SK_F16 && !strcmp(g_dtype, "fp16"));
+            finish(what, &out, own ? 0.0 : TOL_EMBED);
             pb_free(&out);
             pw_free(&w);
         }
@@ -371,7 +383,7 @@ static void test_elementwise(void) {
         g_cpu->ops->add(g_cpu, xb.c.p, yb.c.p, (size_t)n);
         g_gpu->ops->add(g_gpu, xb.g.p, yb.g.p, (size_t)n);
         snprintf(what, sizeof what, "add n=%ld%s", n, al);
-        finish(what, &xb, TOL_ELEMENTWISE);
+        finish(what, &xb, TOL_ADD);
         pb_free(&xb);
         pb_free(&yb);
 
@@ -503,7 +515,7 @@ static void attn_step(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int 
         const int W = qw + 2 * kw;
         float *all = rnd((long)T * W, -1.0f, 1.0f);
         for (int t = 0; t < T; t++)
-            for (int i = 0; i < qw; i++) all[(long)t * W + i] = rb(6.0f * all[(long)t * W + i]);
+            for (int i = 0; i < qw; i++) all[(long)t * W + i] *= 6.0f;
         bufs[nb++] = pb_new((long)T * W, false, all);
         free(all);
         qc = at(&bufs[0].c, 0), kc_ = at(&bufs[0].c, qw), vc = at(&bufs[0].c, qw + kw);
@@ -620,8 +632,8 @@ static void test_attention(void) {
 /* ---- weight_random ------------------------------------------------------------------------ */
 
 /* Synthetic weights (t->data NULL) drawn on each backend, compared through the ops that read
- * them: embed (the table's values, bf16 on the GPU), rmsnorm (a 1-D weight, fp32 on both) and
- * matmul (bf16 on the GPU). Same thresholds as those ops with stored weights. */
+ * them: embed (the table's values, half on the GPU), rmsnorm (a 1-D weight, fp32 on both) and
+ * matmul (half on the GPU). Same thresholds as those ops with stored weights. */
 static void test_random(void) {
     const int V = 300, D = 576, N = 320, T = 5;
     sk_tensor te;
@@ -672,19 +684,15 @@ static void test_random(void) {
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-/* Usage: backend_ops [group]   (group: embed, norm, elementwise, rope, matmul, attention,
- * random; all when omitted). */
+/* Usage: backend_ops [group [dtype]]   (group: embed, norm, elementwise, rope, matmul,
+ * attention, random, or all; dtype: bf16 or fp16; all groups and both types when omitted). */
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
+    const char *only = argc > 1 && strcmp(argv[1], "all") != 0 ? argv[1] : NULL;
+    const char *only_dt = argc > 2 ? argv[2] : NULL;
     if (sk_backend_cpu_new(0, &g_cpu) != SK_OK) {
         fprintf(stderr, "FAIL: cpu backend: %s\n", sk_last_error());
         return 1;
     }
-    if (sk_backend_cuda_new(&g_gpu) != SK_OK) {
-        fprintf(stderr, "FAIL: cuda backend: %s\n", sk_last_error());
-        return 1;
-    }
-    SK_ASSERT(g_cpu->act_bytes == sizeof(float) && g_gpu->act_bytes == 2);
     static const struct {
         const char *name;
         void (*fn)(void);
@@ -693,16 +701,34 @@ int main(int argc, char **argv) {
         {"rope", test_rope},     {"matmul", test_matmul}, {"attention", test_attention},
         {"random", test_random},
     };
+    static const struct {
+        const char *name;
+        double u;
+    } dtypes[] = {{"bf16", 1.0 / 256.0}, {"fp16", 1.0 / 2048.0}};
     int ran = 0;
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-        if (only && strcmp(only, groups[i].name) != 0) continue;
-        const double t0 = sk_time_now();
-        groups[i].fn();
-        printf("-- %s: %.2f s\n", groups[i].name, sk_time_now() - t0);
-        ran++;
+    for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++) {
+        if (only_dt && strcmp(only_dt, dtypes[d].name) != 0) continue;
+        g_dtype = dtypes[d].name;
+        g_u = dtypes[d].u;
+        if (sk_backend_cuda_new(g_dtype, &g_gpu) != SK_OK) {
+            fprintf(stderr, "FAIL: cuda backend (%s): %s\n", g_dtype, sk_last_error());
+            return 1;
+        }
+        SK_ASSERT(g_cpu->act_bytes == sizeof(float) && g_gpu->act_bytes == sizeof(float));
+        for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+            if (only && strcmp(only, groups[i].name) != 0) continue;
+            const double t0 = sk_time_now();
+            groups[i].fn();
+            printf("-- %s %s: %.2f s\n", g_dtype, groups[i].name, sk_time_now() - t0);
+            ran++;
+        }
+        g_gpu->ops->destroy(g_gpu);
+        g_gpu = NULL;
     }
-    CHECKF(ran > 0, "unknown op group '%s'", only ? only : "");
-    g_gpu->ops->destroy(g_gpu);
+    sk_backend *bad = NULL;
+    CHECK(sk_backend_cuda_new("fp8", &bad) == SK_ERR_ARG && bad == NULL);
+    CHECKF(ran > 0, "unknown op group '%s' or dtype '%s'", only ? only : "",
+           only_dt ? only_dt : "");
     g_cpu->ops->destroy(g_cpu);
     return sk_test_done("backend_ops");
 }

@@ -16,6 +16,7 @@ typedef struct sk_cli_common {
     const char *shape; /* --shape NAME: a synthetic model instead of -m */
     const char *tokenizer;
     sk_device device;
+    const char *dtype; /* --dtype: "bf16" or "fp16" (CUDA weights and KV cache); NULL: default */
     int threads;
 } sk_cli_common;
 
@@ -44,6 +45,7 @@ int sk_cmd_bench(int argc, char **argv);
     "                         llama2-13b, llama2-70b, falcon-7b, falcon-40b, falcon-180b, ...)\n" \
     "      --tokenizer FILE   llama2.c tokenizer (tok*.bin)\n"                                     \
     "      --device D         auto|cpu|cuda (default auto)\n"                                      \
+    "      --dtype T          bf16|fp16: CUDA weights and KV cache (default bf16)\n"              \
     "  -t, --threads N        CPU threads (default: all cores)\n"
 
 #endif

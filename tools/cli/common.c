@@ -79,6 +79,13 @@ int sk_cli_common_opt(sk_cli_common *c, int argc, char **argv, int *i) {
             fprintf(stderr, "saker: --device: '%s' is not one of auto, cpu, cuda\n", v);
             return -1;
         }
+    } else if (!strcmp(a, "--dtype")) {
+        if (!(v = sk_cli_value(argc, argv, i))) return -1;
+        if (strcmp(v, "bf16") != 0 && strcmp(v, "fp16") != 0) {
+            fprintf(stderr, "saker: --dtype: '%s' is not one of bf16, fp16\n", v);
+            return -1;
+        }
+        c->dtype = v;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         if (!(v = sk_cli_value(argc, argv, i)) || !sk_cli_int(a, v, 0, 4096, &n)) return -1;
         c->threads = (int)n;
@@ -98,6 +105,7 @@ sk_model *sk_cli_open_model(const sk_cli_common *c) {
     p.tokenizer_path = c->tokenizer;
     p.device = c->device;
     p.n_threads = c->threads;
+    p.cuda_dtype = c->dtype;
     sk_model *m = NULL;
     double t0 = sk_time_now();
     sk_status s = c->shape ? sk_model_open_shape(c->shape, &p, &m) : sk_model_open(c->model, &p, &m);

@@ -1,8 +1,13 @@
-/* Causal attention over a bf16 KV cache: the params struct, the KV addressing function and the
- * kernels. Self-contained (CUDA headers only) so that the workbench dev/cuda/attention_decode.cu
- * includes exactly the kernels the backend runs.
+/* Causal attention over a half (bf16 or fp16) KV cache: the params struct, the KV addressing
+ * function and the kernels. Self-contained (CUDA headers and half.cuh only) so that the workbench
+ * dev/cuda/attention_contig.cu includes exactly the kernels the backend runs.
  *
- * Cache layout, per layer: [n_seq][n_ctx][n_kv_heads][head_dim] bf16, K and V alike. Every KV
+ * Templates over TQ, the type of q, out and the k/v rows stored (the backend: float; the
+ * workbench: bf16), and TKV, the cache's type (bf16 or fp16); kernels are launched with the
+ * types deduced from the params. Every value is converted to fp32 on load; the cache store
+ * rounds to TKV (fp16 saturating, half.cuh), the output store to TQ.
+ *
+ * Cache layout, per layer: [n_seq][n_ctx][n_kv_heads][head_dim] TKV, K and V alike. Every KV
  * access goes through sk_attn1_kv_offset, the one place a page table lookup will go (issue 3).
  *
  * kernel1: one block of SK_ATTN1_THREADS threads per (query head, token); query head h reads KV
@@ -24,40 +29,45 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "backend/cuda/half.cuh"
+
 #define SK_ATTN1_MAX_HEAD_DIM 256
 #define SK_ATTN1_THREADS 128
 
-typedef struct sk_attn1_params {
-    const __nv_bfloat16 *q; /* [T, q_stride]; head h at h * head_dim */
-    __nv_bfloat16 *out;     /* [T, n_heads * head_dim] contiguous */
-    __nv_bfloat16 *k_cache; /* this layer's K: [n_seq][n_ctx][n_kv_heads][head_dim] */
-    __nv_bfloat16 *v_cache; /* this layer's V, same layout */
-    const int32_t *pos;     /* [T] device: position of each row in its sequence */
-    const int32_t *seq;     /* [T] device: sequence slot of each row */
+template <typename TQ, typename TKV> struct sk_attn1_params_t {
+    const TQ *q;        /* [T, q_stride]; head h at h * head_dim */
+    TQ *out;            /* [T, n_heads * head_dim] contiguous */
+    TKV *k_cache;       /* this layer's K: [n_seq][n_ctx][n_kv_heads][head_dim] */
+    TKV *v_cache;       /* this layer's V, same layout */
+    const int32_t *pos; /* [T] device: position of each row in its sequence */
+    const int32_t *seq; /* [T] device: sequence slot of each row */
     int T, q_stride, n_heads, n_kv_heads, head_dim, n_ctx;
     float scale; /* 1/sqrt(head_dim) */
-} sk_attn1_params;
+};
+/* The workbench's instance: bf16 everywhere. */
+typedef sk_attn1_params_t<__nv_bfloat16, __nv_bfloat16> sk_attn1_params;
 
 /* Element offset of (seq, pos, kv_head, 0) in a layer's K or V. */
-static __device__ __forceinline__ size_t sk_attn1_kv_offset(const sk_attn1_params *p, int seq,
-                                                           int pos, int kvh) {
+template <typename TQ, typename TKV>
+static __device__ __forceinline__ size_t sk_attn1_kv_offset(const sk_attn1_params_t<TQ, TKV> *p,
+                                                           int seq, int pos, int kvh) {
     return (((size_t)seq * (size_t)p->n_ctx + (size_t)pos) * (size_t)p->n_kv_heads + (size_t)kvh) *
            (size_t)p->head_dim;
 }
 
-/* Block t copies row t of k and v ([T, kv_stride], n_kv_heads*head_dim used) into the cache at
- * (seq[t], pos[t]). */
-static __global__ void sk_attn1_store_kernel(const __grid_constant__ sk_attn1_params p,
-                                            const __nv_bfloat16 *k, const __nv_bfloat16 *v,
-                                            int kv_stride) {
+/* Block t stores row t of k and v ([T, kv_stride], n_kv_heads*head_dim used), rounded to TKV,
+ * into the cache at (seq[t], pos[t]). */
+template <typename TQ, typename TKV>
+static __global__ void sk_attn1_store_kernel(const __grid_constant__ sk_attn1_params_t<TQ, TKV> p,
+                                            const TQ *k, const TQ *v, int kv_stride) {
     const int t = blockIdx.x;
     const int s = p.seq[t], ps = p.pos[t], w = p.n_kv_heads * p.head_dim;
-    __nv_bfloat16 *kd = p.k_cache + sk_attn1_kv_offset(&p, s, ps, 0);
-    __nv_bfloat16 *vd = p.v_cache + sk_attn1_kv_offset(&p, s, ps, 0);
-    const __nv_bfloat16 *ks = k + (size_t)t * kv_stride, *vs = v + (size_t)t * kv_stride;
+    TKV *kd = p.k_cache + sk_attn1_kv_offset(&p, s, ps, 0);
+    TKV *vd = p.v_cache + sk_attn1_kv_offset(&p, s, ps, 0);
+    const TQ *ks = k + (size_t)t * kv_stride, *vs = v + (size_t)t * kv_stride;
     for (int i = threadIdx.x; i < w; i += blockDim.x) {
-        kd[i] = ks[i];
-        vd[i] = vs[i];
+        sk_hst(kd + i, sk_h2f(ks[i]));
+        sk_hst(vd + i, sk_h2f(vs[i]));
     }
 }
 
@@ -97,8 +107,9 @@ static __device__ __forceinline__ float sk_attn1_block_sum(float v, float *red) 
 
 /* grid (n_heads, T), block SK_ATTN1_THREADS. p is __grid_constant__ so that passing &p to
  * sk_attn1_kv_offset reads the parameter in place instead of copying it to local memory. */
+template <typename TQ, typename TKV>
 static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
-    sk_attn_kernel1(const __grid_constant__ sk_attn1_params p) {
+    sk_attn_kernel1(const __grid_constant__ sk_attn1_params_t<TQ, TKV> p) {
     __shared__ __align__(16) float q_s[SK_ATTN1_MAX_HEAD_DIM];
     __shared__ float p_s[SK_ATTN1_THREADS];               /* chunk probabilities */
     __shared__ float acc_s[2 * SK_ATTN1_THREADS];         /* row groups' partial outputs */
@@ -108,8 +119,8 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
     const int hd = p.head_dim, group = p.n_heads / p.n_kv_heads, kvh = h / group;
     const int n_pos = p.pos[t] + 1, s = p.seq[t];
 
-    const __nv_bfloat16 *qh = p.q + (size_t)t * p.q_stride + (size_t)h * hd;
-    for (int d = tid; d < hd; d += SK_ATTN1_THREADS) q_s[d] = __bfloat162float(qh[d]);
+    const TQ *qh = p.q + (size_t)t * p.q_stride + (size_t)h * hd;
+    for (int d = tid; d < hd; d += SK_ATTN1_THREADS) q_s[d] = sk_h2f(qh[d]);
     __syncthreads();
 
     /* Value-phase roles: row group rg of hd/2 threads, each thread dims 2*c, 2*c+1. */
@@ -125,23 +136,24 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
         const int j = c0 + tid;
         float sc = -INFINITY;
         if (j < n_pos) {
-            const __nv_bfloat16 *kr = p.k_cache + sk_attn1_kv_offset(&p, s, j, kvh);
-            float dot = 0.0f;
+            const TKV *kr = p.k_cache + sk_attn1_kv_offset(&p, s, j, kvh);
+            float dot = 0.0f, ka, kb;
             if (vec8) {
                 for (int d = 0; d < hd; d += 8) {
                     const uint4 u = *(const uint4 *)(kr + d);
                     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        dot = fmaf(q_s[d + 2 * e], __uint_as_float(w[e] << 16), dot);
-                        dot = fmaf(q_s[d + 2 * e + 1], __uint_as_float(w[e] & 0xffff0000u), dot);
+                        sk_h2x2(kr, w[e], &ka, &kb);
+                        dot = fmaf(q_s[d + 2 * e], ka, dot);
+                        dot = fmaf(q_s[d + 2 * e + 1], kb, dot);
                     }
                 }
             } else {
                 for (int d = 0; d < hd; d += 2) {
-                    const uint32_t w = *(const uint32_t *)(kr + d);
-                    dot = fmaf(q_s[d], __uint_as_float(w << 16), dot);
-                    dot = fmaf(q_s[d + 1], __uint_as_float(w & 0xffff0000u), dot);
+                    sk_h2x2(kr, *(const uint32_t *)(kr + d), &ka, &kb);
+                    dot = fmaf(q_s[d], ka, dot);
+                    dot = fmaf(q_s[d + 1], kb, dot);
                 }
             }
             sc = dot * p.scale;
@@ -163,11 +175,12 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
             const int n = n_pos - c0 < SK_ATTN1_THREADS ? n_pos - c0 : SK_ATTN1_THREADS;
 #pragma unroll 4
             for (int jj = rg; jj < n; jj += n_rg) {
-                const __nv_bfloat16 *vr = p.v_cache + sk_attn1_kv_offset(&p, s, c0 + jj, kvh);
-                const uint32_t w = *(const uint32_t *)(vr + 2 * c);
+                const TKV *vr = p.v_cache + sk_attn1_kv_offset(&p, s, c0 + jj, kvh);
+                float va, vb;
+                sk_h2x2(vr, *(const uint32_t *)(vr + 2 * c), &va, &vb);
                 const float pw = p_s[jj];
-                acc0 = fmaf(pw, __uint_as_float(w << 16), acc0);
-                acc1 = fmaf(pw, __uint_as_float(w & 0xffff0000u), acc1);
+                acc0 = fmaf(pw, va, acc0);
+                acc1 = fmaf(pw, vb, acc1);
             }
         }
         __syncthreads(); /* p_s is rewritten by the next chunk */
@@ -186,9 +199,9 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
             o1 += acc_s[2 * (g * hd2 + c) + 1];
         }
         const float inv = 1.0f / l;
-        __nv_bfloat16 *o = p.out + (size_t)t * p.n_heads * hd + (size_t)h * hd;
-        o[2 * c] = __float2bfloat16_rn(o0 * inv);
-        o[2 * c + 1] = __float2bfloat16_rn(o1 * inv);
+        TQ *o = p.out + (size_t)t * p.n_heads * hd + (size_t)h * hd;
+        sk_hst(o + 2 * c, o0 * inv);
+        sk_hst(o + 2 * c + 1, o1 * inv);
     }
 }
 

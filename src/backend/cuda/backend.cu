@@ -1,13 +1,15 @@
 /* The CUDA backend: op table, device memory, weights, KV cache, batches.
  *
  * One device (0), one non-blocking stream; every op is a launch on that stream, and only
- * download_f32, sk_cuda_upload_f32, kv_new and destroy wait for it. Weights are dequantized on
- * the host (sk_dequant_row) in chunks of SK_CUDA_UPLOAD_CHUNK elements, rounded to bf16 into
- * pinned staging and copied while the next chunk is prepared; 1-D tensors (norm weights, biases)
- * also get an fp32 copy. */
+ * download_f32, sk_cuda_upload_f32, kv_new and destroy wait for it. Activations are fp32. Weights
+ * are dequantized on the host (sk_dequant_row) to fp32 in chunks of SK_CUDA_UPLOAD_CHUNK
+ * elements, rounded to the backend's half type (bf16 or fp16; fp16 clamps values beyond
+ * +-65504, with a warning naming the tensor) into pinned staging and copied while the next
+ * chunk is prepared; 1-D tensors (norm weights, biases) also get an fp32 copy. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_backend.h"
 
+#include <math.h>
 #include <string.h>
 
 int sk_cuda_sync_debug = 0;
@@ -51,46 +53,40 @@ static void cuda_free(sk_backend *be, void *p) {
     CUDA_CHECK(cudaFree(p));
 }
 
-/* Converts through the fixed device scratch, chunk by chunk. A D2H copy into pageable memory
- * returns only once it is complete, so the scratch is free again for the next chunk. */
+/* Activations are fp32: plain copies. A D2H copy into pageable memory returns once complete;
+ * the stream sync orders it after pending kernels either way. */
 static void cuda_download_f32(sk_backend *be, const void *src, float *dst, size_t n) {
     cuda_ctx *c = sk_cuda_ctx(be);
-    const bf16 *s = (const bf16 *)src;
-    for (size_t off = 0; off < n; off += SK_CUDA_SCRATCH_FLOATS) {
-        size_t m = n - off < SK_CUDA_SCRATCH_FLOATS ? n - off : SK_CUDA_SCRATCH_FLOATS;
-        sk_cuda_bf16_to_f32(c, s + off, c->d_scratch, m);
-        CUDA_CHECK(cudaMemcpyAsync(dst + off, c->d_scratch, m * sizeof(float),
-                                   cudaMemcpyDeviceToHost, c->stream));
-    }
+    if (n == 0) return;
+    CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
 }
 
-/* The H2D copies and the conversions are ordered on the stream, so the next chunk's copy into
- * the scratch starts only after the previous conversion has read it. */
+/* The sync lets the caller reuse src (an H2D copy from pageable memory may return before its
+ * DMA ends). */
 extern "C" void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n) {
     SK_ASSERT(be && be->ops && strcmp(be->name, "cuda") == 0);
     cuda_ctx *c = sk_cuda_ctx(be);
-    bf16 *d = (bf16 *)dst;
-    for (size_t off = 0; off < n; off += SK_CUDA_SCRATCH_FLOATS) {
-        size_t m = n - off < SK_CUDA_SCRATCH_FLOATS ? n - off : SK_CUDA_SCRATCH_FLOATS;
-        CUDA_CHECK(cudaMemcpyAsync(c->d_scratch, src + off, m * sizeof(float),
-                                   cudaMemcpyHostToDevice, c->stream));
-        sk_cuda_f32_to_bf16(c, c->d_scratch, d + off, m);
-    }
+    if (n == 0) return;
+    CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
 }
 
 /* ---- weights ------------------------------------------------------------------------------ */
 
-/* Uploads n elements of t's data (type t->type) as bf16 to dst, in chunks through the two pinned
- * staging buffers: while chunk i is copied, chunk i+1 is dequantized on the host. Chunks are
- * multiples of the block size, and a tensor's rows are contiguous, so the data is one stream of
- * blocks. */
-static void upload_weight_bf16(cuda_ctx *c, const sk_tensor *t, int64_t n, bf16 *dst) {
+/* Uploads n elements of t's data (type t->type) as the half type to dst, in chunks through the
+ * two pinned staging buffers: while chunk i is copied, chunk i+1 is dequantized on the host.
+ * Chunks are multiples of the block size, and a tensor's rows are contiguous, so the data is one
+ * stream of blocks. fp16: values beyond +-65504 are clamped to it (counted, one warning). */
+static void upload_weight_half(cuda_ctx *c, const sk_tensor *t, int64_t n, uint16_t *dst) {
     const int blk = sk_dtype_block(t->type);
     const size_t bb = sk_dtype_block_bytes(t->type);
     const uint8_t *src = (const uint8_t *)t->data;
     int buf = 0;
+    int64_t n_clamped = 0;
+    float worst = 0.0f;
     for (int64_t off = 0; off < n; off += (int64_t)SK_CUDA_UPLOAD_CHUNK, buf ^= 1) {
         const int64_t chunk = (int64_t)SK_CUDA_UPLOAD_CHUNK;
         const int64_t m = n - off < chunk ? n - off : chunk;
@@ -98,17 +94,33 @@ static void upload_weight_bf16(cuda_ctx *c, const sk_tensor *t, int64_t n, bf16 
         CUDA_CHECK(cudaEventSynchronize(c->stage_done[buf]));
         sk_dequant_row(t->type, src + (size_t)(off / blk) * bb, c->h_f32, m);
         uint16_t *st = c->h_stage[buf];
-        for (int64_t i = 0; i < m; i++) st[i] = sk_f32_to_bf16(c->h_f32[i]);
+        if (c->dtype == SK_CUDA_F16) {
+            for (int64_t i = 0; i < m; i++) {
+                float v = c->h_f32[i];
+                if (v > SK_F16_MAX || v < -SK_F16_MAX) {
+                    n_clamped++;
+                    if (fabsf(v) > worst) worst = fabsf(v);
+                    v = v > 0 ? SK_F16_MAX : -SK_F16_MAX;
+                }
+                st[i] = sk_f32_to_f16(v);
+            }
+        } else {
+            for (int64_t i = 0; i < m; i++) st[i] = sk_f32_to_bf16(c->h_f32[i]);
+        }
         CUDA_CHECK(cudaMemcpyAsync(dst + off, st, (size_t)m * sizeof(uint16_t),
                                    cudaMemcpyHostToDevice, c->stream));
         CUDA_CHECK(cudaEventRecord(c->stage_done[buf], c->stream));
     }
+    if (n_clamped)
+        SK_LOGW("cuda: tensor '%s': %lld values beyond the fp16 range (largest magnitude %g) "
+                "clamped to +-65504",
+                t->name, (long long)n_clamped, (double)worst);
 }
 
 static void cuda_weight_free(sk_backend *be, sk_weight *w) {
     if (!w) return;
     CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
-    if (w->bf) CUDA_CHECK(cudaFree(w->bf));
+    if (w->h) CUDA_CHECK(cudaFree(w->h));
     if (w->f32) CUDA_CHECK(cudaFree(w->f32));
     free(w);
 }
@@ -143,9 +155,9 @@ static sk_weight *weight_alloc(sk_backend *be, const sk_tensor *t, int64_t rows,
     sk_weight *w = (sk_weight *)sk_xcalloc(1, sizeof *w);
     w->rows = rows;
     w->cols = cols;
-    w->bf = (bf16 *)dev_alloc((size_t)(rows * cols) * sizeof(bf16), t->name);
-    if (w->bf && t->n_dims == 1) w->f32 = (float *)dev_alloc((size_t)cols * sizeof(float), t->name);
-    if (!w->bf || (t->n_dims == 1 && !w->f32)) {
+    w->h = dev_alloc((size_t)(rows * cols) * sizeof(uint16_t), t->name);
+    if (w->h && t->n_dims == 1) w->f32 = (float *)dev_alloc((size_t)cols * sizeof(float), t->name);
+    if (!w->h || (t->n_dims == 1 && !w->f32)) {
         cuda_weight_free(be, w);
         return NULL;
     }
@@ -164,7 +176,7 @@ static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight 
                        t->data ? t->nbytes : 0);
     sk_weight *w = weight_alloc(be, t, rows, cols);
     if (!w) return SK_ERR_NOMEM;
-    upload_weight_bf16(c, t, rows * cols, w->bf);
+    upload_weight_half(c, t, rows * cols, (uint16_t *)w->h);
     if (t->n_dims == 1) {
         float *h = (float *)malloc((size_t)cols * sizeof(float));
         if (!h) {
@@ -185,7 +197,7 @@ static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight 
 
 /* Element i = mean + std * sqrt(3) * sk_rand_uniform(seed, i), computed on the device with the
  * same arithmetic as the CPU backend (see sk_cuda_fill_random), then stored as the weight's
- * bf16 (and, 1-D, fp32) copy. */
+ * half (and, 1-D, fp32) copy. */
 static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float mean, float std,
                                     uint64_t seed, sk_weight **out) {
     *out = NULL;
@@ -194,7 +206,7 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
     sk_weight *w = weight_alloc(be, t, rows, cols);
     if (!w) return SK_ERR_NOMEM;
     const float a = std * 1.7320508f; /* as the CPU backend computes it */
-    sk_cuda_fill_random(sk_cuda_ctx(be), w->bf, w->f32, (size_t)(rows * cols), mean, a, seed);
+    sk_cuda_fill_random(sk_cuda_ctx(be), w->h, w->f32, (size_t)(rows * cols), mean, a, seed);
     *out = w;
     return SK_OK;
 }
@@ -219,7 +231,7 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
         __builtin_mul_overflow(le, (size_t)n_kv_heads, &le) ||
         __builtin_mul_overflow(le, (size_t)head_dim, &le) ||
         __builtin_mul_overflow(le, (size_t)n_layers, &total) ||
-        __builtin_mul_overflow(total, sizeof(bf16), &total))
+        __builtin_mul_overflow(total, sizeof(uint16_t), &total))
         return sk_fail(SK_ERR_NOMEM, "cuda: KV cache size overflows");
     sk_kv_cache *kv = (sk_kv_cache *)sk_xcalloc(1, sizeof *kv);
     kv->n_layers = n_layers;
@@ -228,8 +240,8 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
     kv->layer_elems = le;
-    kv->k = (bf16 *)dev_alloc(total, "the KV cache (K)");
-    if (kv->k) kv->v = (bf16 *)dev_alloc(total, "the KV cache (V)");
+    kv->k = dev_alloc(total, "the KV cache (K)");
+    if (kv->k) kv->v = dev_alloc(total, "the KV cache (V)");
     if (!kv->k || !kv->v) {
         cuda_kv_free(be, kv);
         return SK_ERR_NOMEM;
@@ -335,8 +347,15 @@ static void ops_init(void) {
     o->attention = sk_cuda_attention;
 }
 
-extern "C" sk_status sk_backend_cuda_new(sk_backend **out) {
+extern "C" sk_status sk_backend_cuda_new(const char *dtype, sk_backend **out) {
     *out = NULL;
+    sk_cuda_dtype dt;
+    if (!dtype || strcmp(dtype, "bf16") == 0)
+        dt = SK_CUDA_BF16;
+    else if (strcmp(dtype, "fp16") == 0)
+        dt = SK_CUDA_F16;
+    else
+        return sk_fail(SK_ERR_ARG, "cuda: dtype '%s' is not one of bf16, fp16", dtype);
     int n_dev = 0;
     cudaError_t e = cudaGetDeviceCount(&n_dev);
     if (e != cudaSuccess || n_dev == 0) {
@@ -361,11 +380,12 @@ extern "C" sk_status sk_backend_cuda_new(sk_backend **out) {
     ops_init();
     be->ops = &g_cuda_ops;
     be->name = "cuda";
-    be->act_bytes = sizeof(bf16);
+    be->act_bytes = sizeof(float);
     be->ctx = c;
     sk_status st = SK_ERR_NOMEM;
 
     c->device = 0;
+    c->dtype = dt;
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->batch_copied, cudaEventDisableTiming));
@@ -386,8 +406,9 @@ extern "C" sk_status sk_backend_cuda_new(sk_backend **out) {
     if (!c->d_rope_freq) goto fail;
     st = sk_cuda_mm_new(c, &c->mm);
     if (st != SK_OK) goto fail;
-    SK_LOGI("cuda: %s, %d SMs, %.1f GiB", prop.name, prop.multiProcessorCount,
-            (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    SK_LOGI("cuda: %s, %d SMs, %.1f GiB, %s weights and KV cache, fp32 activations", prop.name,
+            prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+            dt == SK_CUDA_F16 ? "fp16" : "bf16");
     *out = be;
     return SK_OK;
 fail:

@@ -1,7 +1,11 @@
 /* Private to src/backend/cuda: the backend's context, weight and KV structs, error macros and the
- * small device helpers every op file uses. Compiled as CUDA C++ but written C-style.
+ * small device helpers every op file uses. Compiled as CUDA C++ but written C-style (templates
+ * only to instantiate a kernel for both half types).
  *
- * Activations are bf16 (act_bytes 2), row-major, with fp32 arithmetic inside every kernel. Each
+ * Activations are fp32 (act_bytes 4), row-major. The backend's half type (c->dtype: bf16, the
+ * default, or fp16) is the type of the weights and of the KV cache; matmul casts its fp32
+ * input to it (cuBLASLt: half A/B, fp32 compute and output), attention rounds the K/V rows it
+ * stores. Each
  * op comes in three levels (STYLE.md 5): a __global__ kernel, a static launcher taking pointers,
  * sizes, strides and the stream, and one entry (sk_cuda_<op>) that checks its arguments and is
  * put in the op table by backend.cu. */
@@ -9,6 +13,7 @@
 #define SK_CUDA_COMMON_CUH
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,21 +47,29 @@ extern int sk_cuda_sync_debug;
         if (sk_cuda_sync_debug) CUDA_CHECK(cudaDeviceSynchronize());                               \
     } while (0)
 
+#include "backend/cuda/half.cuh"
+
 typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+/* The backend's half type. */
+typedef enum sk_cuda_dtype { SK_CUDA_BF16 = 0, SK_CUDA_F16 = 1 } sk_cuda_dtype;
 
 struct sk_cuda_mm; /* matmul state (matmul.cu): plan cache, cuBLASLt handle, workspace */
 
-/* Device f32 scratch used by upload/download conversions, allocated once (no growth, so the
- * void ops never meet an allocation failure). */
+/* Device scratch (SK_CUDA_SCRATCH_FLOATS * 4 bytes) holding matmul's input cast to the half
+ * type, allocated once (no growth, so the void ops never meet an allocation failure): matmul
+ * works in row chunks that fit it. */
 #define SK_CUDA_SCRATCH_FLOATS ((size_t)4 << 20)
 /* rope_dim / 2 at most (head_dim <= 1024 by sk_hparams validation). */
 #define SK_CUDA_ROPE_MAX_HALF 512
 /* Weight upload: elements per chunk (a multiple of every block size); pinned staging holds two
- * chunks of bf16, the host fp32 buffer one chunk. */
+ * chunks of half values, the host fp32 buffer one chunk. */
 #define SK_CUDA_UPLOAD_CHUNK ((size_t)4 << 20)
 
 typedef struct cuda_ctx {
     int device;
+    sk_cuda_dtype dtype; /* weights and KV cache */
     cudaStream_t stream;
     struct sk_cuda_mm *mm;
 
@@ -67,7 +80,7 @@ typedef struct cuda_ctx {
     int32_t *h_batch, *d_batch;
     cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
 
-    float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] */
+    float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] (matmul's half input) */
 
     /* RoPE inverse frequencies [SK_CUDA_ROPE_MAX_HALF], computed on the host with the CPU
      * reference's float expression (bit-identical angles), for (rope_theta, rope_dim). */
@@ -76,7 +89,7 @@ typedef struct cuda_ctx {
     int rope_dim; /* 0: table not filled yet */
 
     /* Weight upload staging (weight_load). */
-    uint16_t *h_stage[2]; /* pinned, [SK_CUDA_UPLOAD_CHUNK] bf16 bits each */
+    uint16_t *h_stage[2]; /* pinned, [SK_CUDA_UPLOAD_CHUNK] half bits each */
     cudaEvent_t stage_done[2];
     float *h_f32;         /* [SK_CUDA_UPLOAD_CHUNK] */
 } cuda_ctx;
@@ -90,48 +103,24 @@ static inline const int32_t *sk_cuda_h_pos(const cuda_ctx *c) { return c->h_batc
 static inline const int32_t *sk_cuda_h_seq(const cuda_ctx *c) { return c->h_batch + 2 * c->cap; }
 
 /* A weight: rows x cols (1-D tensors are one row; more dims are [prod(outer), last]).
- * bf: [rows, cols] bf16, always present (matmul, embed, matmul bias epilogue).
- * f32: [cols] fp32, 1-D weights only (norm weights and biases), NULL otherwise. */
+ * h: [rows, cols] of the backend's half type (bf16 or f16), always present (matmul, embed).
+ * f32: [cols] fp32, 1-D weights only (norm weights and biases, the matmul bias epilogue), NULL
+ * otherwise. */
 struct sk_weight {
     int64_t rows, cols;
-    bf16 *bf;
+    void *h;
     float *f32;
 };
 
-/* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] bf16, layer l at l * layer_elems. */
+/* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] of the backend's half type, layer l
+ * at l * layer_elems elements. */
 struct sk_kv_cache {
     int n_layers, n_kv_heads, head_dim, n_ctx, n_seq;
     size_t layer_elems;
-    bf16 *k, *v;
+    void *k, *v;
 };
 
 /* ---- device helpers ----------------------------------------------------------------------- */
-
-static __device__ __forceinline__ float sk_bf2f(bf16 x) { return __bfloat162float(x); }
-static __device__ __forceinline__ bf16 sk_f2bf(float x) { return __float2bfloat16_rn(x); }
-
-/* 8 bf16 (one 16-byte vector; element 0 in the low half of word x) to fp32 and back. bf16 is
- * the top half of an fp32, so widening is a shift. */
-static __device__ __forceinline__ void sk_unpack8(uint4 u, float f[8]) {
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-static __device__ __forceinline__ uint32_t sk_pack2(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(sk_f2bf(lo)) |
-           ((uint32_t)__bfloat16_as_ushort(sk_f2bf(hi)) << 16);
-}
-static __device__ __forceinline__ uint4 sk_pack8(const float f[8]) {
-    uint4 u;
-    u.x = sk_pack2(f[0], f[1]);
-    u.y = sk_pack2(f[2], f[3]);
-    u.z = sk_pack2(f[4], f[5]);
-    u.w = sk_pack2(f[6], f[7]);
-    return u;
-}
 
 static __device__ __forceinline__ float sk_warp_sum(float v) {
 #pragma unroll
@@ -192,11 +181,11 @@ void sk_cuda_embed(sk_backend *be, const sk_weight *table, void *out);
 void sk_cuda_add(sk_backend *be, void *x, const void *y, size_t n);
 void sk_cuda_swiglu(sk_backend *be, const void *gate, const void *up, size_t n, void *out);
 void sk_cuda_gelu(sk_backend *be, void *x, size_t n);
-/* dst[n] (bf16) = src[n] (fp32), both device; and the reverse. */
-void sk_cuda_f32_to_bf16(cuda_ctx *c, const float *src, bf16 *dst, size_t n);
-void sk_cuda_bf16_to_f32(cuda_ctx *c, const bf16 *src, float *dst, size_t n);
-/* bf[n] (and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i) (weight_random). */
-void sk_cuda_fill_random(cuda_ctx *c, bf16 *bf, float *f32, size_t n, float mean, float a,
+/* dst[n] (c->dtype, rounded; fp16 saturating) = src[n] (fp32), both device. */
+void sk_cuda_f32_to_half(cuda_ctx *c, const float *src, void *dst, size_t n);
+/* h[n] (c->dtype; and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i)
+ * (weight_random). */
+void sk_cuda_fill_random(cuda_ctx *c, void *h, float *f32, size_t n, float mean, float a,
                          uint64_t seed);
 
 /* norm.cu */

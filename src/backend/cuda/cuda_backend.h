@@ -11,8 +11,8 @@ extern "C" {
 
 #include "backend/backend.h"
 
-/* Copies n fp32 values from host src to n activations (bf16, rounded to nearest even) at device
- * dst of a CUDA backend. Returns when src may be reused and dst holds the values for every later
+/* Copies n fp32 values from host src to n activations (fp32) at device dst of a CUDA
+ * backend. Returns when src may be reused and dst holds the values for every later
  * op. be must be a backend made by sk_backend_cuda_new. */
 void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n);
 

@@ -1,5 +1,8 @@
-/* matmul through cuBLASLt: out[T, N] = x[T, K] @ W[N, K]^T (+ bias[N]), bf16 in and out, fp32
- * compute, bias in the epilogue.
+/* matmul through cuBLASLt: out[T, N] = x[T, K] @ W[N, K]^T (+ bias[N]). x and out fp32, W in
+ * the backend's half type (bf16 or fp16). x is first cast to the half type into the context's
+ * scratch (in chunks of rows that fit it); cuBLASLt then runs with A/B half, C/D fp32,
+ * CUBLAS_COMPUTE_32F and an fp32 scale (a supported combination for both CUDA_R_16BF and
+ * CUDA_R_16F), the fp32 bias in the epilogue (the bias type defaults to D's, fp32).
  *
  * cuBLAS is column-major. A row-major [R, C] matrix is a column-major C x R one, so in its terms
  *   D (N x T, ld N) = op(A) (N x K) * B (K x T),  A = W stored K x N (ld K) with op = transpose,
@@ -34,7 +37,7 @@ typedef struct mm_plan {
     bool used;
     int T, N, K;
     bool bias;
-    uint32_t al_a, al_b, al_d; /* byte alignment of W, x, out (capped at 256) */
+    uint32_t al_a, al_b, al_d; /* byte alignment of W, the cast x, out (capped at 256) */
     bool naive;                /* no cuBLASLt algorithm: use mm_naive_kernel */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, ld;
@@ -42,6 +45,7 @@ typedef struct mm_plan {
 } mm_plan;
 
 struct sk_cuda_mm {
+    sk_cuda_dtype dtype; /* of A and B */
     cublasLtHandle_t lt;
     void *workspace;
     mm_plan plans[MM_PLANS];
@@ -50,21 +54,24 @@ struct sk_cuda_mm {
 
 /* ---- fallback kernel ---------------------------------------------------------------------- */
 
-/* grid (ceil(N / MM_NAIVE_WARPS), T), block 32 * MM_NAIVE_WARPS: one warp per output. */
-static __global__ void mm_naive_kernel(const bf16 *x, const bf16 *w, const float *bias, int N,
-                                       int K, bf16 *out) {
+/* grid (ceil(N / MM_NAIVE_WARPS), T), block 32 * MM_NAIVE_WARPS: one warp per output. x and w
+ * half (the cast input and the weight, as cuBLASLt gets them), fp32 accumulation and output. */
+template <typename H>
+static __global__ void mm_naive_kernel(const H *x, const H *w, const float *bias, int N, int K,
+                                       float *out) {
     const int n = blockIdx.x * MM_NAIVE_WARPS + (threadIdx.x >> 5), t = blockIdx.y;
     const int lane = threadIdx.x & 31;
     if (n >= N) return;
-    const bf16 *xr = x + (size_t)t * K, *wr = w + (size_t)n * K;
+    const H *xr = x + (size_t)t * K, *wr = w + (size_t)n * K;
     float s = 0.0f;
-    for (int k = lane; k < K; k += 32) s = fmaf(sk_bf2f(xr[k]), sk_bf2f(wr[k]), s);
+    for (int k = lane; k < K; k += 32) s = fmaf(sk_h2f(xr[k]), sk_h2f(wr[k]), s);
     s = sk_warp_sum(s);
-    if (lane == 0) out[(size_t)t * N + n] = sk_f2bf(bias ? s + bias[n] : s);
+    if (lane == 0) out[(size_t)t * N + n] = bias ? s + bias[n] : s;
 }
 
-static void launch_mm_naive(const bf16 *x, const bf16 *w, const float *bias, int T, int N, int K,
-                            bf16 *out, cudaStream_t s) {
+template <typename H>
+static void launch_mm_naive(const H *x, const H *w, const float *bias, int T, int N, int K,
+                            float *out, cudaStream_t s) {
     dim3 grid((unsigned)((N + MM_NAIVE_WARPS - 1) / MM_NAIVE_WARPS), (unsigned)T);
     mm_naive_kernel<<<grid, 32 * MM_NAIVE_WARPS, 0, s>>>(x, w, bias, N, K, out);
     CUDA_CHECK_LAUNCH();
@@ -104,16 +111,17 @@ static void plan_make(struct sk_cuda_mm *mm, mm_plan *pl, int T, int N, int K,
     CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (bias_ptr) {
-        /* Bias elements have D's type (bf16) by default: the weight's bf16 copy is passed. */
+        /* Bias elements have D's type (fp32) by default: the weight's fp32 copy is passed. */
         const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
                                                     sizeof epi));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias_ptr, sizeof bias_ptr));
     }
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->la, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->lb, CUDA_R_16BF, (uint64_t)K, (uint64_t)T, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->ld, CUDA_R_16BF, (uint64_t)N, (uint64_t)T, N));
+    const cudaDataType ht = mm->dtype == SK_CUDA_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->la, ht, (uint64_t)K, (uint64_t)N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->lb, ht, (uint64_t)K, (uint64_t)T, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl->ld, CUDA_R_32F, (uint64_t)N, (uint64_t)T, N));
 
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -169,38 +177,57 @@ static mm_plan *plan_get(struct sk_cuda_mm *mm, int T, int N, int K, const void 
 
 /* ---- launcher and entry ------------------------------------------------------------------- */
 
-static void launch_matmul(struct sk_cuda_mm *mm, const bf16 *x, int T, const bf16 *w, int N, int K,
-                          const bf16 *bias_bf, const float *bias_f32, bf16 *out, cudaStream_t s) {
-    mm_plan *pl = plan_get(mm, T, N, K, bias_bf, w, x, out);
+/* out[T, N] (fp32) = xh[T, K] (half, cast) @ w[N, K]^T (+ bias). */
+template <typename H>
+static void launch_matmul(struct sk_cuda_mm *mm, const H *xh, int T, const H *w, int N, int K,
+                          const float *bias, float *out, cudaStream_t s) {
+    mm_plan *pl = plan_get(mm, T, N, K, bias, w, xh, out);
     if (pl->naive) {
-        launch_mm_naive(x, w, bias_f32, T, N, K, out, s);
+        launch_mm_naive(xh, w, bias, T, N, K, out, s);
         return;
     }
-    if (bias_bf)
+    if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias_bf, sizeof bias_bf));
+                                                    &bias, sizeof bias));
     const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(mm->lt, pl->op, &alpha, w, pl->la, x, pl->lb, &beta, out, pl->ld,
+    CUBLAS_CHECK(cublasLtMatmul(mm->lt, pl->op, &alpha, w, pl->la, xh, pl->lb, &beta, out, pl->ld,
                                 out, pl->ld, &pl->algo, mm->workspace, MM_WORKSPACE_BYTES, s));
     CUDA_CHECK_LAUNCH();
 }
 
+/* The rows of x are cast to the half type into c->d_scratch, as many at a time as fit it
+ * (2 * SK_CUDA_SCRATCH_FLOATS half values), and multiplied chunk by chunk; the stream orders
+ * each chunk's cast after the previous chunk's product has read the scratch. */
 void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
                     const sk_weight *bias, void *out) {
     cuda_ctx *c = sk_cuda_ctx(be);
-    SK_ASSERT(x && out && w && w->bf && T > 0);
+    SK_ASSERT(x && out && w && w->h && T > 0);
     SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
     const int N = (int)w->rows, K = (int)w->cols;
     SK_ASSERT(T <= 65535); /* grid.y of the fallback kernel */
-    SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->bf && bias->f32));
-    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(bf16), out, (size_t)T * N * sizeof(bf16)));
-    launch_matmul(c->mm, (const bf16 *)x, T, w->bf, N, K, bias ? bias->bf : NULL,
-                  bias ? bias->f32 : NULL, (bf16 *)out, c->stream);
+    SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
+                               (size_t)T * N * sizeof(float)));
+    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K; /* rows per chunk */
+    SK_ASSERT(cap >= 1);
+    const float *xf = (const float *)x;
+    float *of = (float *)out;
+    for (int t0 = 0; t0 < T; t0 += (int)cap) {
+        const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
+        sk_cuda_f32_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        if (c->dtype == SK_CUDA_F16)
+            launch_matmul(c->mm, (const f16 *)c->d_scratch, m, (const f16 *)w->h, N, K,
+                          bias ? bias->f32 : NULL, of + (size_t)t0 * N, c->stream);
+        else
+            launch_matmul(c->mm, (const bf16 *)c->d_scratch, m, (const bf16 *)w->h, N, K,
+                          bias ? bias->f32 : NULL, of + (size_t)t0 * N, c->stream);
+    }
 }
 
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {
     *out = NULL;
     struct sk_cuda_mm *mm = (struct sk_cuda_mm *)sk_xcalloc(1, sizeof *mm);
+    mm->dtype = c->dtype;
     CUBLAS_CHECK(cublasLtCreate(&mm->lt));
     cudaError_t e = cudaMalloc(&mm->workspace, MM_WORKSPACE_BYTES);
     if (e == cudaErrorMemoryAllocation) {

@@ -1,4 +1,4 @@
-/* RMSNorm and LayerNorm over rows: one block per row, fp32 statistics, fp32 weights.
+/* RMSNorm and LayerNorm over fp32 rows: one block per row, fp32 statistics, fp32 weights.
  *
  * Every thread reads and writes the same elements in every pass, and the statistics are
  * complete (block barrier) before the first write, so out may equal x. Same formulas as the CPU
@@ -8,39 +8,39 @@
 
 /* ---- kernels ------------------------------------------------------------------------------ */
 
-static __global__ void rmsnorm_kernel(const bf16 *x, const float *w, float eps, int D, bf16 *out) {
+static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int D,
+                                      float *out) {
     __shared__ float red[32];
-    const bf16 *xr = x + (size_t)blockIdx.x * D;
-    bf16 *o = out + (size_t)blockIdx.x * D;
+    const float *xr = x + (size_t)blockIdx.x * D;
+    float *o = out + (size_t)blockIdx.x * D;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        float v = sk_bf2f(xr[i]);
+        float v = xr[i];
         ss = fmaf(v, v, ss);
     }
     ss = sk_block_sum(ss, red);
     const float scale = 1.0f / sqrtf(ss / (float)D + eps);
-    for (int i = threadIdx.x; i < D; i += blockDim.x)
-        o[i] = sk_f2bf(w[i] * (scale * sk_bf2f(xr[i])));
+    for (int i = threadIdx.x; i < D; i += blockDim.x) o[i] = w[i] * (scale * xr[i]);
 }
 
 /* b may be NULL. */
-static __global__ void layernorm_kernel(const bf16 *x, const float *w, const float *b, float eps,
-                                        int D, bf16 *out) {
+static __global__ void layernorm_kernel(const float *x, const float *w, const float *b, float eps,
+                                        int D, float *out) {
     __shared__ float red[32];
-    const bf16 *xr = x + (size_t)blockIdx.x * D;
-    bf16 *o = out + (size_t)blockIdx.x * D;
+    const float *xr = x + (size_t)blockIdx.x * D;
+    float *o = out + (size_t)blockIdx.x * D;
     float s = 0.0f;
-    for (int i = threadIdx.x; i < D; i += blockDim.x) s += sk_bf2f(xr[i]);
+    for (int i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
     const float mean = sk_block_sum(s, red) / (float)D;
     float v = 0.0f;
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        float d = sk_bf2f(xr[i]) - mean;
+        float d = xr[i] - mean;
         v = fmaf(d, d, v);
     }
     const float rstd = 1.0f / sqrtf(sk_block_sum(v, red) / (float)D + eps);
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        float y = (sk_bf2f(xr[i]) - mean) * rstd * w[i];
-        o[i] = sk_f2bf(b ? y + b[i] : y);
+        float y = (xr[i] - mean) * rstd * w[i];
+        o[i] = b ? y + b[i] : y;
     }
 }
 
@@ -52,14 +52,14 @@ static int norm_threads(int D) {
     return t < 32 ? 32 : t > 1024 ? 1024 : t;
 }
 
-static void launch_rmsnorm(const bf16 *x, const float *w, float eps, int T, int D, bf16 *out,
+static void launch_rmsnorm(const float *x, const float *w, float eps, int T, int D, float *out,
                            cudaStream_t s) {
     rmsnorm_kernel<<<T, norm_threads(D), 0, s>>>(x, w, eps, D, out);
     CUDA_CHECK_LAUNCH();
 }
 
-static void launch_layernorm(const bf16 *x, const float *w, const float *b, float eps, int T, int D,
-                             bf16 *out, cudaStream_t s) {
+static void launch_layernorm(const float *x, const float *w, const float *b, float eps, int T,
+                             int D, float *out, cudaStream_t s) {
     layernorm_kernel<<<T, norm_threads(D), 0, s>>>(x, w, b, eps, D, out);
     CUDA_CHECK_LAUNCH();
 }
@@ -75,20 +75,20 @@ static const float *norm_vec(const sk_weight *w, int n) {
 /* out either equals x or does not overlap it. */
 static void check_rows(const void *x, int T, int D, const void *out) {
     SK_ASSERT(x && out && T > 0 && D > 0);
-    const size_t bytes = (size_t)T * (size_t)D * sizeof(bf16);
+    const size_t bytes = (size_t)T * (size_t)D * sizeof(float);
     SK_ASSERT(out == x || !sk_cuda_overlap(x, bytes, out, bytes));
 }
 
 void sk_cuda_rmsnorm(sk_backend *be, const void *x, const sk_weight *w, float eps, int T, int D,
                      void *out) {
     check_rows(x, T, D, out);
-    launch_rmsnorm((const bf16 *)x, norm_vec(w, D), eps, T, D, (bf16 *)out,
+    launch_rmsnorm((const float *)x, norm_vec(w, D), eps, T, D, (float *)out,
                    sk_cuda_ctx(be)->stream);
 }
 
 void sk_cuda_layernorm(sk_backend *be, const void *x, const sk_weight *w, const sk_weight *b,
                        float eps, int T, int D, void *out) {
     check_rows(x, T, D, out);
-    launch_layernorm((const bf16 *)x, norm_vec(w, D), b ? norm_vec(b, D) : NULL, eps, T, D,
-                     (bf16 *)out, sk_cuda_ctx(be)->stream);
+    launch_layernorm((const float *)x, norm_vec(w, D), b ? norm_vec(b, D) : NULL, eps, T, D,
+                     (float *)out, sk_cuda_ctx(be)->stream);
 }

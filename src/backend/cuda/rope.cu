@@ -1,4 +1,4 @@
-/* RoPE in place on the first n_heads heads of each row, at the current batch's positions.
+/* RoPE in place (fp32) on the first n_heads heads of each row, at the current batch's positions.
  *
  * Angle of pair i (0 <= i < rope_dim/2) at position p: p * freq[i], freq[i] =
  * 1 / theta^(2i / rope_dim), in float. freq is computed on the host with the CPU reference's
@@ -15,25 +15,25 @@
 
 /* Block t rotates row t: first the cos/sin of its half pairs into shared memory, then every
  * (head, pair) of the row. */
-static __global__ void rope_kernel(bf16 *x, const int32_t *pos, const float *freq, int n_heads,
+static __global__ void rope_kernel(float *x, const int32_t *pos, const float *freq, int n_heads,
                                    int row_stride, int head_dim, int rope_dim, int halves) {
     __shared__ float cs[SK_CUDA_ROPE_MAX_HALF], sn[SK_CUDA_ROPE_MAX_HALF];
     const int t = blockIdx.x, half = rope_dim / 2;
     const float p = (float)pos[t];
     for (int i = threadIdx.x; i < half; i += blockDim.x) sincosf(p * freq[i], &sn[i], &cs[i]);
     __syncthreads();
-    bf16 *row = x + (size_t)t * row_stride;
+    float *row = x + (size_t)t * row_stride;
     for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
         const int h = j / half, i = j % half;
-        bf16 *v = row + (size_t)h * head_dim;
+        float *v = row + (size_t)h * head_dim;
         const int ia = halves ? i : 2 * i, ib = halves ? i + half : 2 * i + 1;
-        const float a = sk_bf2f(v[ia]), b = sk_bf2f(v[ib]);
-        v[ia] = sk_f2bf(a * cs[i] - b * sn[i]);
-        v[ib] = sk_f2bf(a * sn[i] + b * cs[i]);
+        const float a = v[ia], b = v[ib];
+        v[ia] = a * cs[i] - b * sn[i];
+        v[ib] = a * sn[i] + b * cs[i];
     }
 }
 
-static void launch_rope(bf16 *x, const int32_t *pos, const float *freq, int T, int n_heads,
+static void launch_rope(float *x, const int32_t *pos, const float *freq, int T, int n_heads,
                         int row_stride, int head_dim, int rope_dim, int halves, cudaStream_t s) {
     rope_kernel<<<T, ROPE_THREADS, 0, s>>>(x, pos, freq, n_heads, row_stride, head_dim, rope_dim,
                                            halves);
@@ -64,6 +64,6 @@ void sk_cuda_rope(sk_backend *be, void *x, int T, int n_heads, int row_stride,
     SK_ASSERT(rp->pairing == SK_ROPE_ADJACENT || rp->pairing == SK_ROPE_HALVES);
     if (rp->rope_dim == 0) return;
     rope_freq_update(c, rp->theta, rp->rope_dim);
-    launch_rope((bf16 *)x, sk_cuda_d_pos(c), c->d_rope_freq, T, n_heads, row_stride,
+    launch_rope((float *)x, sk_cuda_d_pos(c), c->d_rope_freq, T, n_heads, row_stride,
                 rp->head_dim, rp->rope_dim, rp->pairing == SK_ROPE_HALVES, c->stream);
 }
