@@ -97,6 +97,15 @@ typedef struct sk_backend_ops {
      * out [T, n_heads*head_dim] contiguous. Query head h reads KV head h / (n_heads/n_kv_heads). */
     void (*attention)(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
                       const void *k, const void *v, int kv_stride, int n_heads, void *out);
+
+    /* Graphs (NULL on backends without them). Between capture_begin and capture_end the ops are
+     * recorded, not run; begin() and download_f32 stay outside (they touch the host). The ops
+     * recorded must not allocate or synchronise (warm them up eagerly first: plans, tables).
+     * capture_end returns a replayable graph, or NULL with the error set. */
+    sk_status (*capture_begin)(sk_backend *be);
+    void *(*capture_end)(sk_backend *be);
+    void (*graph_launch)(sk_backend *be, void *graph);
+    void (*graph_free)(sk_backend *be, void *graph);
 } sk_backend_ops;
 
 struct sk_backend {

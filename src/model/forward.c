@@ -137,36 +137,84 @@ static void falcon_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv
     }
 }
 
-sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
-                     int out_first, int n_out, float *logits) {
-    sk_backend *be = m->be;
-    const sk_backend_ops *op = be->ops;
+/* Device work of a forward pass: embedding and every layer over the current batch's T rows. */
+static void forward_body(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int T) {
     const sk_hparams *hp = &m->hp;
-    const int T = b->n_tokens, D = hp->dim, V = hp->n_vocab;
-    SK_ASSERT(T > 0 && T <= buf->max_T);
-    SK_ASSERT(n_out >= 0 && out_first >= 0 && out_first + n_out <= T);
-    SK_ASSERT(n_out == 0 || logits != NULL);
-
-    SK_TRY(op->begin(be, b));
-    op->embed(be, m->tok_embd, buf->x);
+    m->be->ops->embed(m->be, m->tok_embd, buf->x);
     for (int l = 0; l < hp->n_layers; l++) {
         if (hp->arch == SK_ARCH_FALCON)
             falcon_layer(m, buf, kv, l, T);
         else
             llama_layer(m, buf, kv, l, T);
     }
+}
 
-    /* Only the wanted rows go through the final norm and the vocabulary projection, in groups
-     * of SK_FWD_LOGIT_ROWS (norms are per row, so a row range normalises on its own). */
+/* Final norm and vocabulary projection of rows [first, first + n) (n <= SK_FWD_LOGIT_ROWS) into
+ * buf->logits; norms are per row, so a row range normalises on its own. */
+static void forward_head(const sk_model *m, sk_fwd_buffers *buf, int first, int n) {
+    sk_backend *be = m->be;
+    const sk_hparams *hp = &m->hp;
+    const void *xr = act_at(m, buf->x, (size_t)first * hp->dim);
+    if (hp->arch == SK_ARCH_FALCON)
+        be->ops->layernorm(be, xr, m->output_norm, m->output_norm_b, hp->norm_eps, n, hp->dim,
+                           buf->onorm);
+    else
+        be->ops->rmsnorm(be, xr, m->output_norm, hp->norm_eps, n, hp->dim, buf->onorm);
+    be->ops->matmul(be, buf->onorm, n, m->output, NULL, buf->logits);
+}
+
+sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
+                     int out_first, int n_out, float *logits) {
+    sk_backend *be = m->be;
+    const int T = b->n_tokens, V = m->hp.n_vocab;
+    SK_ASSERT(T > 0 && T <= buf->max_T);
+    SK_ASSERT(n_out >= 0 && out_first >= 0 && out_first + n_out <= T);
+    SK_ASSERT(n_out == 0 || logits != NULL);
+
+    SK_TRY(be->ops->begin(be, b));
+    forward_body(m, buf, kv, T);
     for (int r = 0; r < n_out; r += SK_FWD_LOGIT_ROWS) {
         const int n = n_out - r < SK_FWD_LOGIT_ROWS ? n_out - r : SK_FWD_LOGIT_ROWS;
-        const void *xr = act_at(m, buf->x, (size_t)(out_first + r) * D);
-        if (hp->arch == SK_ARCH_FALCON)
-            op->layernorm(be, xr, m->output_norm, m->output_norm_b, hp->norm_eps, n, D, buf->onorm);
-        else
-            op->rmsnorm(be, xr, m->output_norm, hp->norm_eps, n, D, buf->onorm);
-        op->matmul(be, buf->onorm, n, m->output, NULL, buf->logits);
-        op->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
+        forward_head(m, buf, out_first + r, n);
+        be->ops->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
     }
     return SK_OK;
+}
+
+sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                          const sk_batch *b, float *logits, sk_fwd_graph *g) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    SK_ASSERT(b->n_tokens == 1 && logits != NULL);
+    if (!op->capture_begin || g->state < 0) return sk_forward(m, buf, kv, b, 0, 1, logits);
+    SK_TRY(op->begin(be, b));
+    if (!g->graph) {
+        if (g->state == 0) { /* first step eager: plans and tables are made outside a capture */
+            forward_body(m, buf, kv, 1);
+            forward_head(m, buf, 0, 1);
+            g->state = 1;
+        } else {
+            SK_TRY(op->capture_begin(be));
+            forward_body(m, buf, kv, 1);
+            forward_head(m, buf, 0, 1);
+            g->graph = op->capture_end(be);
+            if (!g->graph) {
+                /* Nothing ran: log, fall back to eager steps for good, and run this one. */
+                SK_LOGW("decode graph capture failed (%s); running steps without graphs",
+                        sk_last_error());
+                g->state = -1;
+                forward_body(m, buf, kv, 1);
+                forward_head(m, buf, 0, 1);
+            }
+        }
+    }
+    if (g->graph) op->graph_launch(be, g->graph);
+    op->download_f32(be, buf->logits, logits, (size_t)m->hp.n_vocab);
+    return SK_OK;
+}
+
+void sk_fwd_graph_free(const sk_model *m, sk_fwd_graph *g) {
+    if (g->graph) m->be->ops->graph_free(m->be, g->graph);
+    g->graph = NULL;
+    g->state = 0;
 }

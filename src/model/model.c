@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A session processes at most this many tokens per forward pass. */
@@ -330,6 +331,7 @@ struct sk_session {
     sk_fwd_buffers buf;
     int n_ctx, n_past;
     int32_t pos[SK_SESSION_CHUNK], seq[SK_SESSION_CHUNK];
+    sk_fwd_graph graph; /* decode steps */
 };
 
 sk_status sk_session_new(sk_model *m, int n_ctx, sk_session **out) {
@@ -342,6 +344,8 @@ sk_status sk_session_new(sk_model *m, int n_ctx, sk_session **out) {
     sk_session *s = sk_xcalloc(1, sizeof *s);
     s->m = m;
     s->n_ctx = n_ctx;
+    const char *ng = getenv("SAKER_NO_GRAPHS");
+    if (ng && *ng && strcmp(ng, "0") != 0) s->graph.state = -1;
     sk_status st = m->be->ops->kv_new(m->be, hp->n_layers, hp->n_kv_heads, hp->head_dim, n_ctx, 1,
                                       &s->kv);
     if (st == SK_OK)
@@ -357,6 +361,7 @@ sk_status sk_session_new(sk_model *m, int n_ctx, sk_session **out) {
 
 void sk_session_free(sk_session *s) {
     if (!s) return;
+    sk_fwd_graph_free(s->m, &s->graph);
     sk_fwd_buffers_free(s->m, &s->buf);
     if (s->kv) s->m->be->ops->kv_free(s->m->be, s->kv);
     free(s);
@@ -394,7 +399,10 @@ sk_status sk_session_eval(sk_session *s, const int32_t *tokens, int n, float *lo
             n_out = 1;
             dst = logits;
         }
-        SK_TRY(sk_forward(s->m, &s->buf, s->kv, &b, out_first, n_out, dst));
+        if (T == 1 && n_out == 1)
+            SK_TRY(sk_forward_step(s->m, &s->buf, s->kv, &b, dst, &s->graph));
+        else
+            SK_TRY(sk_forward(s->m, &s->buf, s->kv, &b, out_first, n_out, dst));
         s->n_past += T;
         done += T;
     }

@@ -67,4 +67,19 @@ void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf);
 sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
                      int out_first, int n_out, float *logits);
 
+/* A replayable decode step (one token, its logits): the backend's graph of forward_body +
+ * forward_head, captured on the second step (the first runs eagerly to warm plans up). The graph
+ * holds the buffers' and KV cache's addresses: one per (buffers, cache) pair. state: 0 fresh,
+ * 1 warmed up, -1 graphs off (capture failed or SAKER_NO_GRAPHS is set). */
+typedef struct sk_fwd_graph {
+    void *graph;
+    int state;
+} sk_fwd_graph;
+
+/* One decode step (b->n_tokens == 1) with the logits of its token, through the graph when the
+ * backend has them; same contract as sk_forward otherwise. */
+sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                          const sk_batch *b, float *logits, sk_fwd_graph *g);
+void sk_fwd_graph_free(const sk_model *m, sk_fwd_graph *g);
+
 #endif

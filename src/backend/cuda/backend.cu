@@ -256,6 +256,40 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
 
 /* ---- batch -------------------------------------------------------------------------------- */
 
+/* ---- graphs: decode steps replayed with one launch ---------------------------------- */
+
+static sk_status cuda_capture_begin(sk_backend *be) {
+    cudaError_t e = cudaStreamBeginCapture(sk_cuda_ctx(be)->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return sk_fail(SK_ERR_DEVICE, "cuda: cannot start a graph capture: %s", cudaGetErrorString(e));
+    }
+    return SK_OK;
+}
+
+static void *cuda_capture_end(sk_backend *be) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaStreamEndCapture(sk_cuda_ctx(be)->stream, &g);
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&x, g, 0);
+    if (g) CUDA_CHECK(cudaGraphDestroy(g));
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        sk_fail(SK_ERR_DEVICE, "cuda: graph capture failed: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    return (void *)x;
+}
+
+static void cuda_graph_launch(sk_backend *be, void *graph) {
+    CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, sk_cuda_ctx(be)->stream));
+}
+
+static void cuda_graph_free(sk_backend *be, void *graph) {
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+    CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
+}
+
 static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
     cuda_ctx *c = sk_cuda_ctx(be);
     const int T = b->n_tokens;
@@ -265,7 +299,9 @@ static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
     CUDA_CHECK(cudaEventSynchronize(c->batch_copied));
     if (T > c->cap) {
         int cap = T > 2 * c->cap ? T : 2 * c->cap;
-        if (cap < 64) cap = 64;
+        /* Captured decode graphs hold d_batch's address: size it once for any session chunk
+         * (SK_SESSION_CHUNK = 512 tokens) so it is not reallocated under them. */
+        if (cap < 1024) cap = 1024;
         if ((size_t)cap > SIZE_MAX / (3 * sizeof(int32_t)))
             return sk_fail(SK_ERR_NOMEM, "cuda: batch of %d tokens is too large", T);
         int32_t *h = (int32_t *)host_alloc_pinned(3 * sizeof(int32_t) * (size_t)cap, "a batch");
@@ -336,6 +372,10 @@ static void ops_init(void) {
     o->kv_new = cuda_kv_new;
     o->kv_free = cuda_kv_free;
     o->begin = cuda_begin;
+    o->capture_begin = cuda_capture_begin;
+    o->capture_end = cuda_capture_end;
+    o->graph_launch = cuda_graph_launch;
+    o->graph_free = cuda_graph_free;
     o->embed = sk_cuda_embed;
     o->rmsnorm = sk_cuda_rmsnorm;
     o->layernorm = sk_cuda_layernorm;
@@ -380,6 +420,7 @@ extern "C" sk_status sk_backend_cuda_new(const char *dtype, sk_backend **out) {
     ops_init();
     be->ops = &g_cuda_ops;
     be->name = "cuda";
+    be->weight_elem_bytes = 2;
     be->act_bytes = sizeof(float);
     be->ctx = c;
     sk_status st = SK_ERR_NOMEM;
