@@ -1,0 +1,226 @@
+/* Decode attention over the paged KV cache: the launcher (explicit dispatch switches over
+ * head_dim, query tiles, warps and prefetch: STYLE.md 7), the planner and the public entry.
+ * Kernels and contracts: attn_decode.cuh. Self-contained (CUDA headers and attn_params.h only) so
+ * that the workbench dev/cuda/attention_decode.cu includes this file as is and times exactly the
+ * code the backend runs. */
+#include "attn_decode.cuh"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Caller bugs and CUDA failures: print what and where, abort (STYLE.md 8, first tier). */
+#define SK_AD_CHECK(cond, what)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "saker: sk_attn_decode: %s (%s) in %s at %s:%d\n", what, #cond,        \
+                    __func__, __FILE__, __LINE__);                                                 \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+#define SK_AD_CUDA(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t sk_ad_e_ = (call);                                                             \
+        if (sk_ad_e_ != cudaSuccess) {                                                             \
+            fprintf(stderr, "saker: CUDA error %s (%s): %s in %s at %s:%d\n",                      \
+                    cudaGetErrorName(sk_ad_e_), cudaGetErrorString(sk_ad_e_), #call, __func__,     \
+                    __FILE__, __LINE__);                                                           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef void (*sk_ad_kfn)(sk_ad_args);
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+template <int HD, int NQT> static sk_ad_kfn sk_ad_kernel_w(int warps, int prefetch) {
+    switch (warps) {
+    case 4:
+        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 4, true>
+                        : sk_attn_decode_kernel2<HD, NQT, 4, false>;
+    case 8:
+        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 8, true>
+                        : sk_attn_decode_kernel2<HD, NQT, 8, false>;
+    default:
+        return NULL;
+    }
+}
+
+template <int HD> static sk_ad_kfn sk_ad_kernel_q(int qtiles, int warps, int prefetch) {
+    switch (qtiles) {
+    case 1:
+        return sk_ad_kernel_w<HD, 1>(warps, prefetch);
+    case 2:
+        return sk_ad_kernel_w<HD, 2>(warps, prefetch);
+    case 4:
+        /* 4 query tiles at head_dim 128 would need 128 accumulator + 64 query registers. */
+        if constexpr (HD != 128) return sk_ad_kernel_w<HD, 4>(warps, prefetch);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* The kernel for a configuration, NULL when the configuration is not instantiated. */
+static sk_ad_kfn sk_ad_kernel(int head_dim, const sk_attn_decode_cfg *cfg) {
+    if (cfg->prefetch != 0 && cfg->prefetch != 1) return NULL;
+    if (cfg->wq != 1 && cfg->wq != 2 && cfg->wq != 4) return NULL;
+    if (cfg->wq > cfg->warps || cfg->warps % cfg->wq != 0) return NULL;
+    switch (head_dim) {
+    case 64:
+        return sk_ad_kernel_q<64>(cfg->qtiles, cfg->warps, cfg->prefetch);
+    case 80:
+        return sk_ad_kernel_q<80>(cfg->qtiles, cfg->warps, cfg->prefetch);
+    case 128:
+        return sk_ad_kernel_q<128>(cfg->qtiles, cfg->warps, cfg->prefetch);
+    default:
+        return NULL;
+    }
+}
+
+/* ---- planning ------------------------------------------------------------------------------ */
+
+int sk_attn_decode_supported(int head_dim, int n_heads, int n_kv_heads, int page_size) {
+    const bool hd_ok = head_dim == 64 || head_dim == 80 || head_dim == 128;
+    const bool ps_ok = page_size == 16 || page_size == 32 || page_size == 64 || page_size == 128;
+    return hd_ok && ps_ok && n_kv_heads > 0 && n_heads > 0 && n_heads % n_kv_heads == 0;
+}
+
+sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
+    /* Tuned on the H200 by the workbench (dev/cuda/attention_decode.cu, bench/results/). Until
+     * then: the fewest query tiles that cover the group, up to the register limit, the rest as
+     * warps side by side (L1 sharing), 4 warps, prefetch on except at head_dim 128 with 2 query
+     * tiles (its second register set spills inside the loop). */
+    const int need = (group + 7) / 8;
+    const int qmax = head_dim == 128 ? 2 : 4;
+    sk_attn_decode_cfg c;
+    c.qtiles = need <= 1 ? 1 : need <= 2 ? 2 : qmax;
+    const int rest = (need + c.qtiles - 1) / c.qtiles;
+    c.wq = rest <= 1 ? 1 : rest <= 2 ? 2 : 4;
+    c.warps = 4;
+    c.prefetch = head_dim == 128 && c.qtiles == 2 ? 0 : 1;
+    return c;
+}
+
+/* Split count: flash-decoding style wave efficiency. With base = blocks without splitting and
+ * slots = SMs x resident blocks per SM, no split when base already fills 80% of the slots;
+ * otherwise the smallest n_splits whose last wave is at least 85% as full as the best one,
+ * keeping every warp of a split busy (>= warps/wq chunks per split). */
+#define SK_AD_SPLIT_FILL 0.8
+#define SK_AD_SPLIT_EFF 0.85
+
+void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int head_dim,
+                                  int max_kv_len, int n_sm, const sk_attn_decode_cfg *cfg,
+                                  sk_attn_decode_plan *plan) {
+    SK_AD_CHECK(sk_attn_decode_supported(head_dim, n_heads, n_kv_heads, 16),
+                "unsupported head_dim or head counts");
+    SK_AD_CHECK(batch >= 0 && max_kv_len >= 0 && n_sm > 0, "bad batch, max_kv_len or n_sm");
+    const sk_ad_kfn fn = sk_ad_kernel(head_dim, cfg);
+    SK_AD_CHECK(fn != NULL, "configuration not instantiated");
+    const int group = n_heads / n_kv_heads;
+    const int qb = cfg->wq * cfg->qtiles * 8;
+    plan->cfg = *cfg;
+    plan->n_qblk = (group + qb - 1) / qb;
+
+    int occ = 0;
+    const size_t smem = sk_ad_smem_bytes(head_dim, cfg->qtiles, cfg->warps, cfg->wq);
+    SK_AD_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, fn, cfg->warps * 32, smem));
+    if (occ < 1) occ = 1;
+    plan->blocks_per_sm = occ;
+
+    const double base = (double)batch * n_kv_heads * plan->n_qblk;
+    const double slots = (double)n_sm * occ;
+    const int n_chunks = (max_kv_len + SK_AD_CHUNK - 1) / SK_AD_CHUNK;
+    const int wt = cfg->warps / cfg->wq;
+    int max_ns = n_chunks / wt;
+    if (max_ns > SK_ATTN_DECODE_MAX_SPLITS) max_ns = SK_ATTN_DECODE_MAX_SPLITS;
+    int ns = 1;
+    if (base > 0 && base < SK_AD_SPLIT_FILL * slots && max_ns > 1) {
+        double best = 0.0;
+        for (int s = 1; s <= max_ns; s++) {
+            const double w = base * s / slots;
+            const double e = w / ceil(w);
+            if (e > best) best = e;
+        }
+        for (int s = 1; s <= max_ns; s++) {
+            const double w = base * s / slots;
+            if (w / ceil(w) >= SK_AD_SPLIT_EFF * best) {
+                ns = s;
+                break;
+            }
+        }
+    }
+    plan->n_splits = ns;
+    const size_t rows = (size_t)batch * (size_t)n_heads * (size_t)ns;
+    plan->part_out_floats = ns > 1 ? rows * (size_t)head_dim : 0;
+    plan->part_lse_floats = ns > 1 ? rows : 0;
+}
+
+void sk_attn_decode_make_plan(int batch, int n_heads, int n_kv_heads, int head_dim, int max_kv_len,
+                              int n_sm, sk_attn_decode_plan *plan) {
+    SK_AD_CHECK(n_kv_heads > 0 && n_heads > 0, "bad head counts");
+    const sk_attn_decode_cfg cfg = sk_attn_decode_default_cfg(head_dim, n_heads / n_kv_heads);
+    sk_attn_decode_make_plan_cfg(batch, n_heads, n_kv_heads, head_dim, max_kv_len, n_sm, &cfg,
+                                 plan);
+}
+
+/* ---- launch -------------------------------------------------------------------------------- */
+
+static bool sk_ad_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg *cfg,
+                               cudaStream_t s) {
+    const sk_paged_kv *kv = &p->kv;
+    SK_AD_CHECK(sk_attn_decode_supported(kv->head_dim, p->n_heads, kv->n_kv_heads, kv->page_size),
+                "unsupported head_dim, page_size or head counts");
+    SK_AD_CHECK(p->batch >= 0, "negative batch");
+    if (p->batch == 0) return;
+    SK_AD_CHECK(kv->k && kv->v && sk_ad_aligned16(kv->k) && sk_ad_aligned16(kv->v),
+                "K/V pool missing or not 16-byte aligned");
+    SK_AD_CHECK(kv->indptr && kv->indices && kv->kv_len, "page table missing");
+    SK_AD_CHECK(p->q && sk_ad_aligned16(p->q) && p->q_stride % 8 == 0 &&
+                    p->q_stride >= (int64_t)p->n_heads * kv->head_dim,
+                "q missing, not 16-byte aligned, or q_stride not a multiple of 8 covering n_heads");
+    SK_AD_CHECK(p->out && sk_ad_aligned16(p->out), "out missing or not 16-byte aligned");
+    SK_AD_CHECK(p->sm_scale > 0.0f && isfinite(p->sm_scale), "sm_scale must be positive");
+    SK_AD_CHECK(p->n_splits >= 1 && p->n_splits <= SK_ATTN_DECODE_MAX_SPLITS, "n_splits");
+    SK_AD_CHECK(p->n_splits == 1 ||
+                    (p->part_out && p->part_lse && sk_ad_aligned16(p->part_out)),
+                "split scratch missing or part_out not 16-byte aligned");
+    const sk_ad_kfn fn = sk_ad_kernel(kv->head_dim, cfg);
+    SK_AD_CHECK(fn != NULL, "configuration not instantiated");
+
+    sk_ad_args a;
+    a.p = *p;
+    a.group = p->n_heads / kv->n_kv_heads;
+    a.lg_page = kv->page_size == 16 ? 4 : kv->page_size == 32 ? 5 : kv->page_size == 64 ? 6 : 7;
+    a.wq = cfg->wq;
+    const int qb = cfg->wq * cfg->qtiles * 8;
+    a.n_qblk = (a.group + qb - 1) / qb;
+    a.sl2 = p->sm_scale * 1.4426950408889634f;
+    const long long blocks =
+        (long long)p->batch * p->n_splits * kv->n_kv_heads * (long long)a.n_qblk;
+    SK_AD_CHECK(blocks <= INT_MAX, "grid too large");
+    const size_t smem = sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq);
+    fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
+    SK_AD_CUDA(cudaGetLastError());
+    if (p->n_splits > 1) {
+        sk_ad_comb_args c;
+        c.part_out = p->part_out;
+        c.part_lse = p->part_lse;
+        c.out = (__nv_bfloat16 *)p->out;
+        c.rows = p->batch * p->n_heads;
+        c.n_splits = p->n_splits;
+        c.head_dim = kv->head_dim;
+        sk_ad_combine_kernel<<<(unsigned)((c.rows + 3) / 4), 128, 0, s>>>(c);
+        SK_AD_CUDA(cudaGetLastError());
+    }
+}
+
+void sk_attn_decode(const sk_attn_params *p, cudaStream_t s) {
+    SK_AD_CHECK(p->kv.n_kv_heads > 0 && p->n_heads > 0, "bad head counts");
+    const sk_attn_decode_cfg cfg =
+        sk_attn_decode_default_cfg(p->kv.head_dim, p->n_heads / p->kv.n_kv_heads);
+    sk_attn_decode_cfg_launch(p, &cfg, s);
+}

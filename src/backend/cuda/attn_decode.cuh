@@ -1,0 +1,594 @@
+/* Decode attention over the paged KV cache (attn_params.h): one query row per sequence, bf16
+ * Q/K/V/out, fp32 softmax and accumulation, any group size (MHA, GQA, MQA).
+ *
+ * Kernel 2 (the backend's; kernel 1, the per-query-head baseline, lives in the workbench
+ * dev/cuda/attention_decode.cu): one block per (sequence, KV head, split, query block). Each warp
+ * streams 16-token chunks of its KV head straight from global memory into registers (16-byte
+ * loads, no shared memory staging) and computes, on tensor cores (mma.sync m16n8k16 bf16, fp32
+ * accumulate), with the query heads of the group as the N = 8 side of the mma:
+ *     S^T[16 tokens][8 queries]  = K_chunk[16][hd] . Q^T[hd][8]       (A = K, B = Q^T)
+ *     O^T[hd][8 queries]        += V_chunk^T[hd][16] . P^T[16][8]      (A = V^T, B = P^T)
+ * so each K/V byte is loaded once for all query heads of its group, and a group of 8 fills the
+ * mma exactly (smaller groups pad the N side with zero queries). Larger groups take `qtiles`
+ * 8-query tiles per warp, `wq` warps side by side on the same tokens (their loads of the same
+ * lines meet in L1) and, beyond that, several query blocks in the grid.
+ *
+ * Fragment mapping (PTX ISA, "Matrix Fragments for mma.m16n8k16", lane = 4 r + t):
+ *   A regs: {A[r][2t,2t+1], A[r+8][2t,2t+1], A[r][2t+8,2t+9], A[r+8][2t+8,2t+9]}
+ *   B regs: {B[2t,2t+1][r], B[2t+8,2t+9][r]};  C: {C[r][2t], C[r][2t+1], C[r+8][2t], C[r+8][2t+1]}
+ * The contraction index of each mma may be permuted freely as long as A and B agree, and the
+ * M index of the second mma may be permuted if the output is un-permuted; both are used so that
+ * every lane reads whole 16-byte vectors:
+ *   QK: lane (r, t) loads 16 B of K rows r and r+8 and of Q row r at dims 32c + 8t .. +7; the
+ *       four words are k-step 2c {a0/b0 = word 0, a2/b1 = word 1} and k-step 2c+1 {words 2, 3}.
+ *       (hd % 32 == 16: the last 16 dims are one k-step from 8 B at dims 32 KC + 4t.)
+ *   PV: lane (r, t) loads 16 B of V rows 2t, 2t+1, 2t+8, 2t+9 at dims 64 j + 8 r .. +7; O^T row m
+ *       of m-tile 4 j + i is dim D = 64 j + 8 (m % 8) + 4 (m / 8) + i, so the A fragment is two
+ *       bf16 of two token rows picked with one byte permute. (hd % 64 == 16: the last m-tile is
+ *       dim 64 VC + 2 (m % 8) + m / 8, from 4 B at 64 VC + 2 r.)
+ *   P: the S^T accumulator holds tokens x queries; the PV B operand needs queries x tokens, an
+ *       8x8 transpose per register done by movmatrix.trans.
+ * Online softmax per query over the chunks (running max in registers, exp2 with the scale folded
+ * in; the running sum is a per-lane partial reduced once at the end). Masking: rows at or past
+ * kv_len are never loaded (zeros) and their scores are -inf, so garbage in a page's tail rows never
+ * reaches the arithmetic. The warps of a block split the block's chunks into contiguous ranges and
+ * merge (max, sum, output) through shared memory in a fixed order (deterministic).
+ *
+ * Split-KV (flash decoding): with n_splits > 1 each sequence's chunks are cut into n_splits
+ * ranges, one block each; blocks write normalised partial outputs and their log2-sum-exp to
+ * p->part_out [batch][n_heads][n_splits][head_dim] and p->part_lse [batch][n_heads][n_splits]
+ * (fp32), and sk_ad_combine_kernel merges them. Empty ranges write lse = -inf and zeros.
+ *
+ * Page table reads: each warp keeps 64 page ids in two registers per lane (the current and next
+ * window of 32) and takes the chunk's id with one shuffle, so the page-id load is off the critical
+ * path except at the block's start. */
+#ifndef SK_CUDA_ATTN_DECODE_CUH
+#define SK_CUDA_ATTN_DECODE_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attn_params.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most splits per sequence (bounds the scratch and the combine kernel's shared memory). */
+#define SK_ATTN_DECODE_MAX_SPLITS 128
+
+/* Launch configuration of kernel 2.
+ *   qtiles: 8-query tiles per warp: 1, 2 or 4 (4 only for head_dim 64 and 80: registers)
+ *   warps:  warps per block: 4 or 8
+ *   wq:     warps side by side on the same tokens with different query tiles: 1, 2 or 4
+ *           (divides warps); the other warps / wq warps split the chunks
+ *   prefetch: 1 = load chunk i+1 into a second register set while computing chunk i */
+typedef struct sk_attn_decode_cfg {
+    int qtiles;
+    int warps;
+    int wq;
+    int prefetch;
+} sk_attn_decode_cfg;
+
+/* A plan for one decode step shape: the configuration sk_attn_decode uses, the split count to put
+ * in p->n_splits and the scratch (floats) p->part_out / p->part_lse must hold when n_splits > 1. */
+typedef struct sk_attn_decode_plan {
+    sk_attn_decode_cfg cfg;
+    int n_splits;
+    int n_qblk;            /* query blocks per KV head */
+    int blocks_per_sm;     /* occupancy of cfg's kernel, from the CUDA occupancy calculator */
+    size_t part_out_floats; /* batch * n_heads * n_splits * head_dim, 0 when n_splits == 1 */
+    size_t part_lse_floats; /* batch * n_heads * n_splits, 0 when n_splits == 1 */
+} sk_attn_decode_plan;
+
+/* 1 when kernel 2 handles this shape: head_dim 64, 80 or 128; n_heads a positive multiple of
+ * n_kv_heads. page_size must further be 16, 32, 64 or 128 (checked by sk_attn_decode). */
+int sk_attn_decode_supported(int head_dim, int n_heads, int n_kv_heads, int page_size);
+
+/* The default configuration for a head dim and group size (n_heads / n_kv_heads). */
+sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group);
+
+/* Plans a decode step on the current device: batch sequences, the longest of max_kv_len tokens,
+ * n_sm multiprocessors. Chooses n_splits with a wave model (see attn_decode.cu). Runs no device
+ * work (the occupancy query is host-side), so it can be called outside a graph capture and the
+ * launches inside. The shape must be supported (asserted). */
+void sk_attn_decode_make_plan(int batch, int n_heads, int n_kv_heads, int head_dim, int max_kv_len,
+                              int n_sm, sk_attn_decode_plan *plan);
+/* Same with an explicit configuration (workbench tuning). */
+void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int head_dim,
+                                  int max_kv_len, int n_sm, const sk_attn_decode_cfg *cfg,
+                                  sk_attn_decode_plan *plan);
+
+/* out = decode attention of p (attn_params.h; one query row per sequence, row b of q and out),
+ * with the default configuration and p->n_splits splits (1 when not planned: p->part_* unused).
+ * Enqueues one kernel (two when n_splits > 1) on stream s; no allocation, no synchronisation.
+ * Bad parameters (unsupported shape, misaligned pointers or stride, missing scratch) are bugs of
+ * the caller: printed with the field and aborted. */
+void sk_attn_decode(const sk_attn_params *p, cudaStream_t s);
+/* Same with an explicit configuration (which must be valid for the shape; asserted). */
+void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg *cfg,
+                               cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* ---- device code ---------------------------------------------------------------------------- */
+#ifdef __CUDACC__
+
+#define SK_AD_CHUNK 16 /* tokens per warp step (the M side of the QK mma) */
+#define SK_AD_FULL 0xffffffffu
+
+/* Kernel 2 arguments: the params plus derived values, passed by value (__grid_constant__). */
+typedef struct sk_ad_args {
+    sk_attn_params p;
+    int group;    /* n_heads / n_kv_heads */
+    int lg_page;  /* log2(page_size) */
+    int n_qblk;   /* query blocks per KV head */
+    int wq;       /* warps side by side on the query tiles */
+    float sl2;    /* sm_scale * log2(e) */
+} sk_ad_args;
+
+/* D += A . B, m16n8k16, bf16 inputs, fp32 accumulators. */
+static __device__ __forceinline__ void sk_ad_mma(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                 uint32_t a2, uint32_t a3, uint32_t b0,
+                                                 uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Transpose of an 8x8 b16 matrix held in the mma accumulator/A layout (lane 4r+t holds row r,
+ * columns 2t, 2t+1; low half first): returns {M[2t][r], M[2t+1][r]}. movmatrix by default;
+ * -DSK_AD_SHFL_TRANSPOSE selects the two-shuffle version (same result). */
+static __device__ __forceinline__ uint32_t sk_ad_trans_movmatrix(uint32_t x) {
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+static __device__ __forceinline__ uint32_t sk_ad_trans_shfl(uint32_t x) {
+    const int lane = threadIdx.x & 31, r = lane >> 2, t = lane & 3;
+    const uint32_t x0 = __shfl_sync(SK_AD_FULL, x, 8 * t + (r >> 1));
+    const uint32_t x1 = __shfl_sync(SK_AD_FULL, x, 8 * t + 4 + (r >> 1));
+    return __byte_perm(x0, x1, (r & 1) ? 0x7632 : 0x5410);
+}
+static __device__ __forceinline__ uint32_t sk_ad_trans(uint32_t x) {
+#ifdef SK_AD_SHFL_TRANSPOSE
+    return sk_ad_trans_shfl(x);
+#else
+    return sk_ad_trans_movmatrix(x);
+#endif
+}
+
+/* 2^x (ex2.approx: 2 ulp; -inf gives +0). */
+static __device__ __forceinline__ float sk_ad_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* Two floats to bf16x2 (round to nearest even), lo in the low half. */
+static __device__ __forceinline__ uint32_t sk_ad_pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+static __device__ __forceinline__ uint32_t sk_ad_word(const uint4 &u, int i) {
+    return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w; /* i is a compile-time constant */
+}
+
+/* One warp's registers for one 16-token chunk (see the fragment mapping above). */
+template <int HD> struct sk_ad_chunk {
+    uint4 k[2][HD / 32];                     /* K rows r, r+8: dims 32c + 8t .. +7 */
+    uint2 kr[2];                             /* hd % 32 == 16: dims 32 KC + 4t .. +3 */
+    uint4 v[4][HD / 64 > 0 ? HD / 64 : 1];   /* V rows 2t, 2t+1, 2t+8, 2t+9: dims 64j + 8r .. +7 */
+    uint32_t vr[4];                          /* hd % 64 == 16: dims 64 VC + 2r, +1 */
+};
+
+/* Page-id window of a warp: lane i holds the id of page base + i (cur) and base + 32 + i (nxt). */
+struct sk_ad_pwin {
+    int base, cur, nxt;
+};
+
+static __device__ __forceinline__ int sk_ad_ld_pid(const int32_t *ids, int i, int n) {
+    return i < n ? __ldg(ids + i) : 0;
+}
+
+/* Loads chunk c (warp-uniform) of the warp's KV head into ch. ids: the sequence's page ids,
+ * npg of them. Rows at or past len are zero. */
+template <int HD>
+static __device__ __forceinline__ void sk_ad_load_chunk(sk_ad_chunk<HD> &ch, const sk_ad_args &a,
+                                                        const int32_t *ids, int npg,
+                                                        sk_ad_pwin &w, int c, int kvh, int len) {
+    constexpr int KC = HD / 32, VC = HD / 64;
+    const int lane = threadIdx.x & 31, r = lane >> 2, t = lane & 3;
+    const int tok0 = c * SK_AD_CHUNK;
+    const int pg = tok0 >> a.lg_page;
+    if (pg >= w.base + 32) { /* chunks advance by at most one page */
+        w.base += 32;
+        w.cur = w.nxt;
+        w.nxt = sk_ad_ld_pid(ids, w.base + 32 + lane, npg);
+    }
+    const int pid = __shfl_sync(SK_AD_FULL, w.cur, pg - w.base);
+    const int row0 = tok0 & ((1 << a.lg_page) - 1);
+    const size_t base =
+        (((size_t)pid * (size_t)a.p.kv.n_kv_heads + (size_t)kvh) << a.lg_page) + (size_t)row0;
+    const __nv_bfloat16 *kb = (const __nv_bfloat16 *)a.p.kv.k + base * HD;
+    const __nv_bfloat16 *vb = (const __nv_bfloat16 *)a.p.kv.v + base * HD;
+    const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = r + 8 * h;
+        const bool ok = tok0 + row < len;
+        const __nv_bfloat16 *kp = kb + row * HD;
+#pragma unroll
+        for (int cc = 0; cc < KC; cc++)
+            ch.k[h][cc] = ok ? __ldg((const uint4 *)(kp + 32 * cc + 8 * t)) : z4;
+        if constexpr (HD % 32 != 0)
+            ch.kr[h] = ok ? __ldg((const uint2 *)(kp + 32 * KC + 4 * t)) : make_uint2(0u, 0u);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = 2 * t + (i & 1) + 8 * (i >> 1);
+        const bool ok = tok0 + row < len;
+        const __nv_bfloat16 *vp = vb + row * HD;
+#pragma unroll
+        for (int j = 0; j < VC; j++) ch.v[i][j] = ok ? __ldg((const uint4 *)(vp + 64 * j + 8 * r)) : z4;
+        if constexpr (HD % 64 != 0)
+            ch.vr[i] = ok ? __ldg((const unsigned int *)(vp + 64 * VC + 2 * r)) : 0u;
+    }
+}
+
+/* Online-softmax step over chunk c: scores, running max/sum, rescale, P V. */
+template <int HD, int NQT>
+static __device__ __forceinline__ void sk_ad_compute_chunk(
+    const sk_ad_chunk<HD> &ch, const uint4 (&qf)[NQT][HD / 32], const uint2 (&qr)[NQT],
+    float (&o)[HD / 16][NQT][4], float (&m)[NQT][2], float (&l)[NQT][2], float sl2, int c,
+    int len) {
+    constexpr int KC = HD / 32, VC = HD / 64;
+    const int lane = threadIdx.x & 31, r = lane >> 2;
+    const int tok0 = c * SK_AD_CHUNK;
+    const bool ok0 = tok0 + r < len, ok1 = tok0 + r + 8 < len;
+
+    float s[NQT][4];
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) s[nq][0] = s[nq][1] = s[nq][2] = s[nq][3] = 0.0f;
+#pragma unroll
+    for (int cc = 0; cc < KC; cc++) {
+        const uint4 k0 = ch.k[0][cc], k1 = ch.k[1][cc];
+#pragma unroll
+        for (int nq = 0; nq < NQT; nq++) {
+            sk_ad_mma(s[nq], k0.x, k1.x, k0.y, k1.y, qf[nq][cc].x, qf[nq][cc].y);
+            sk_ad_mma(s[nq], k0.z, k1.z, k0.w, k1.w, qf[nq][cc].z, qf[nq][cc].w);
+        }
+    }
+    if constexpr (HD % 32 != 0) {
+#pragma unroll
+        for (int nq = 0; nq < NQT; nq++)
+            sk_ad_mma(s[nq], ch.kr[0].x, ch.kr[1].x, ch.kr[0].y, ch.kr[1].y, qr[nq].x, qr[nq].y);
+    }
+
+    uint32_t pb[NQT][2];
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+        if (!ok0) s[nq][0] = s[nq][1] = -INFINITY;
+        if (!ok1) s[nq][2] = s[nq][3] = -INFINITY;
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            /* Max over the chunk's 16 tokens: this lane's two rows, then the 8 lanes of equal t.
+             * Token tok0 is always valid, so mx is finite. */
+            float mx = fmaxf(s[nq][e], s[nq][2 + e]);
+            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 4));
+            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 8));
+            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 16));
+            const float mn = fmaxf(m[nq][e], mx);
+            const float alpha = sk_ad_exp2((m[nq][e] - mn) * sl2); /* 0 on the first chunk */
+            m[nq][e] = mn;
+            const float mb = mn * sl2;
+            const float p0 = sk_ad_exp2(fmaf(s[nq][e], sl2, -mb));
+            const float p1 = sk_ad_exp2(fmaf(s[nq][2 + e], sl2, -mb));
+            l[nq][e] = fmaf(l[nq][e], alpha, p0 + p1);
+#pragma unroll
+            for (int mt = 0; mt < HD / 16; mt++) {
+                o[mt][nq][e] *= alpha;
+                o[mt][nq][2 + e] *= alpha;
+            }
+            s[nq][e] = p0;
+            s[nq][2 + e] = p1;
+        }
+        pb[nq][0] = sk_ad_trans(sk_ad_pack_bf16(s[nq][0], s[nq][1]));
+        pb[nq][1] = sk_ad_trans(sk_ad_pack_bf16(s[nq][2], s[nq][3]));
+    }
+
+#pragma unroll
+    for (int j = 0; j < VC; j++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const unsigned sel = (i & 1) ? 0x7632u : 0x5410u;
+            const int w0 = i >> 1, w1 = 2 + (i >> 1);
+            const uint32_t a0 = __byte_perm(sk_ad_word(ch.v[0][j], w0), sk_ad_word(ch.v[1][j], w0), sel);
+            const uint32_t a1 = __byte_perm(sk_ad_word(ch.v[0][j], w1), sk_ad_word(ch.v[1][j], w1), sel);
+            const uint32_t a2 = __byte_perm(sk_ad_word(ch.v[2][j], w0), sk_ad_word(ch.v[3][j], w0), sel);
+            const uint32_t a3 = __byte_perm(sk_ad_word(ch.v[2][j], w1), sk_ad_word(ch.v[3][j], w1), sel);
+#pragma unroll
+            for (int nq = 0; nq < NQT; nq++)
+                sk_ad_mma(o[4 * j + i][nq], a0, a1, a2, a3, pb[nq][0], pb[nq][1]);
+        }
+    }
+    if constexpr (HD % 64 != 0) {
+        const uint32_t a0 = __byte_perm(ch.vr[0], ch.vr[1], 0x5410u);
+        const uint32_t a1 = __byte_perm(ch.vr[0], ch.vr[1], 0x7632u);
+        const uint32_t a2 = __byte_perm(ch.vr[2], ch.vr[3], 0x5410u);
+        const uint32_t a3 = __byte_perm(ch.vr[2], ch.vr[3], 0x7632u);
+#pragma unroll
+        for (int nq = 0; nq < NQT; nq++)
+            sk_ad_mma(o[4 * VC][nq], a0, a1, a2, a3, pb[nq][0], pb[nq][1]);
+    }
+}
+
+/* Output dim of O^T row m (0..15) of m-tile mt (see the fragment mapping). */
+template <int HD> static __device__ __forceinline__ int sk_ad_odim(int mt, int m) {
+    constexpr int VC = HD / 64;
+    return mt < 4 * VC ? 64 * (mt >> 2) + 8 * (m & 7) + 4 * (m >> 3) + (mt & 3)
+                       : 64 * VC + 2 * (m & 7) + (m >> 3);
+}
+
+/* Shared memory floats of kernel 2 for a configuration. */
+static inline size_t sk_ad_smem_bytes(int head_dim, int qtiles, int warps, int wq) {
+    const size_t qpw = 8 * (size_t)qtiles;
+    return sizeof(float) * (2 * (size_t)warps * qpw + (size_t)wq * qpw * (size_t)head_dim +
+                            2 * (size_t)wq * qpw);
+}
+
+/* Grid: batch * n_splits * n_kv_heads * n_qblk blocks (query block fastest, so the blocks that
+ * share a KV head run side by side), W * 32 threads, sk_ad_smem_bytes of dynamic shared memory. */
+template <int HD, int NQT, int W, bool PF>
+__global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_constant__ sk_ad_args a) {
+    static_assert(HD % 64 == 0 || HD % 64 == 16, "head_dim must be 64j or 64j + 16");
+    constexpr int KC = HD / 32, NMT = HD / 16, QPW = 8 * NQT;
+    extern __shared__ float sk_ad_smem[];
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, t = lane & 3;
+    const int wq = a.wq, wqi = warp % wq, wt = warp / wq, WT = W / wq;
+    const int ns = a.p.n_splits, nkv = a.p.kv.n_kv_heads, group = a.group;
+
+    int bid = blockIdx.x;
+    const int qb = bid % a.n_qblk;
+    bid /= a.n_qblk;
+    const int kvh = bid % nkv;
+    bid /= nkv;
+    const int split = bid % ns, b = bid / ns;
+
+    const int len = a.p.kv.kv_len[b];
+    const int32_t *ids = a.p.kv.indices + a.p.kv.indptr[b];
+    const int npg = (len + (1 << a.lg_page) - 1) >> a.lg_page;
+    const int n_chunks = (len + SK_AD_CHUNK - 1) / SK_AD_CHUNK;
+    const int cps = (n_chunks + ns - 1) / ns;
+    const int c_lo = min(n_chunks, split * cps), c_hi = min(n_chunks, c_lo + cps);
+    const int cpw = (c_hi - c_lo + WT - 1) / WT;
+    const int qbase = (qb * wq + wqi) * QPW; /* this warp's first query slot in the group */
+    const int w_lo = min(c_hi, c_lo + wt * cpw);
+    const int w_hi = qbase < group ? min(c_hi, w_lo + cpw) : w_lo; /* idle query tiles skip */
+
+    /* Q as the B operand (see the mapping); slots past the group are zero queries. */
+    uint4 qf[NQT][KC];
+    uint2 qr[NQT];
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+        const int j = qbase + 8 * nq + r;
+        const bool ok = j < group;
+        const __nv_bfloat16 *qp = (const __nv_bfloat16 *)a.p.q + (size_t)b * (size_t)a.p.q_stride +
+                                  (size_t)(kvh * group + (ok ? j : 0)) * HD;
+#pragma unroll
+        for (int cc = 0; cc < KC; cc++)
+            qf[nq][cc] = ok ? __ldg((const uint4 *)(qp + 32 * cc + 8 * t)) : make_uint4(0u, 0u, 0u, 0u);
+        qr[nq] = make_uint2(0u, 0u);
+        if constexpr (HD % 32 != 0)
+            if (ok) qr[nq] = __ldg((const uint2 *)(qp + 32 * KC + 4 * t));
+    }
+
+    float o[NMT][NQT][4], m[NQT][2], l[NQT][2];
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            m[nq][e] = -INFINITY;
+            l[nq][e] = 0.0f;
+        }
+#pragma unroll
+        for (int mt = 0; mt < NMT; mt++) o[mt][nq][0] = o[mt][nq][1] = o[mt][nq][2] = o[mt][nq][3] = 0.0f;
+    }
+
+    if (w_lo < w_hi) {
+        sk_ad_pwin win;
+        win.base = (w_lo * SK_AD_CHUNK) >> a.lg_page;
+        win.cur = sk_ad_ld_pid(ids, win.base + lane, npg);
+        win.nxt = sk_ad_ld_pid(ids, win.base + 32 + lane, npg);
+        sk_ad_chunk<HD> ca;
+        int c = w_lo;
+        if constexpr (PF) {
+            /* Two register sets, unrolled by two so that no copies are needed. */
+            sk_ad_chunk<HD> cb;
+            sk_ad_load_chunk<HD>(ca, a, ids, npg, win, c, kvh, len);
+            while (true) {
+                if (c + 1 < w_hi) sk_ad_load_chunk<HD>(cb, a, ids, npg, win, c + 1, kvh, len);
+                sk_ad_compute_chunk<HD, NQT>(ca, qf, qr, o, m, l, a.sl2, c, len);
+                if (++c >= w_hi) break;
+                if (c + 1 < w_hi) sk_ad_load_chunk<HD>(ca, a, ids, npg, win, c + 1, kvh, len);
+                sk_ad_compute_chunk<HD, NQT>(cb, qf, qr, o, m, l, a.sl2, c, len);
+                if (++c >= w_hi) break;
+            }
+        } else {
+            for (; c < w_hi; c++) {
+                sk_ad_load_chunk<HD>(ca, a, ids, npg, win, c, kvh, len);
+                sk_ad_compute_chunk<HD, NQT>(ca, qf, qr, o, m, l, a.sl2, c, len);
+            }
+        }
+    }
+
+    /* Per-lane partial sums -> the query's sum over the warp's tokens. */
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float v = l[nq][e];
+            v += __shfl_xor_sync(SK_AD_FULL, v, 4);
+            v += __shfl_xor_sync(SK_AD_FULL, v, 8);
+            v += __shfl_xor_sync(SK_AD_FULL, v, 16);
+            l[nq][e] = v;
+        }
+    }
+
+    /* Merge the WT warps of each query tile group. Shared layout (floats):
+     *   sm_m, sm_l [W][QPW]: each warp's max and sum per query slot
+     *   sm_o [wq * QPW][HD]: merged unnormalised output
+     *   sm_inv, sm_lse [wq * QPW]: 1 / total sum, log2-sum-exp of scaled scores */
+    const int QB = wq * QPW;
+    float *sm_m = sk_ad_smem, *sm_l = sm_m + W * QPW, *sm_o = sm_l + W * QPW;
+    float *sm_inv = sm_o + QB * HD, *sm_lse = sm_inv + QB;
+    if (r == 0) {
+#pragma unroll
+        for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                sm_m[warp * QPW + 8 * nq + 2 * t + e] = m[nq][e];
+                sm_l[warp * QPW + 8 * nq + 2 * t + e] = l[nq][e];
+            }
+        }
+    }
+    __syncthreads();
+    for (int qq = threadIdx.x; qq < QB; qq += W * 32) {
+        const int g = qq / QPW, q = qq % QPW;
+        float M = -INFINITY, L = 0.0f;
+        for (int u = 0; u < WT; u++) M = fmaxf(M, sm_m[(u * wq + g) * QPW + q]);
+        for (int u = 0; u < WT; u++) {
+            const float mu = sm_m[(u * wq + g) * QPW + q];
+            if (mu != -INFINITY) L += sm_l[(u * wq + g) * QPW + q] * sk_ad_exp2((mu - M) * a.sl2);
+        }
+        sm_inv[qq] = L > 0.0f ? 1.0f / L : 0.0f;
+        sm_lse[qq] = L > 0.0f ? M * a.sl2 + log2f(L) : -INFINITY;
+    }
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int q = 8 * nq + 2 * t + e;
+            float M = -INFINITY;
+            for (int u = 0; u < WT; u++) M = fmaxf(M, sm_m[(u * wq + wqi) * QPW + q]);
+            const float f = m[nq][e] == -INFINITY ? 0.0f : sk_ad_exp2((m[nq][e] - M) * a.sl2);
+#pragma unroll
+            for (int mt = 0; mt < NMT; mt++) {
+                o[mt][nq][e] *= f;
+                o[mt][nq][2 + e] *= f;
+            }
+        }
+    }
+    /* Fixed order: token group 0 stores, 1.. add (deterministic). */
+    for (int u = 0; u < WT; u++) {
+        if (wt == u) {
+#pragma unroll
+            for (int nq = 0; nq < NQT; nq++) {
+                const int q0 = wqi * QPW + 8 * nq + 2 * t;
+#pragma unroll
+                for (int mt = 0; mt < NMT; mt++) {
+#pragma unroll
+                    for (int hh = 0; hh < 2; hh++) {
+                        const int d = sk_ad_odim<HD>(mt, r + 8 * hh);
+                        float *p0 = sm_o + q0 * HD + d, *p1 = p0 + HD;
+                        if (u == 0) {
+                            *p0 = o[mt][nq][2 * hh];
+                            *p1 = o[mt][nq][2 * hh + 1];
+                        } else {
+                            *p0 += o[mt][nq][2 * hh];
+                            *p1 += o[mt][nq][2 * hh + 1];
+                        }
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    /* Write: bf16 output, or the split's normalised fp32 partial and its lse. */
+    const int H = a.p.n_heads;
+    for (int idx = threadIdx.x; idx < QB * (HD / 8); idx += W * 32) {
+        const int qq = idx / (HD / 8), d8 = idx % (HD / 8);
+        const int j = qb * QB + qq;
+        if (j >= group) continue;
+        const int h = kvh * group + j;
+        const float inv = sm_inv[qq];
+        const float4 x0 = *(const float4 *)(sm_o + qq * HD + 8 * d8);
+        const float4 x1 = *(const float4 *)(sm_o + qq * HD + 8 * d8 + 4);
+        const size_t bh = (size_t)b * (size_t)H + (size_t)h;
+        if (ns == 1) {
+            uint4 u;
+            u.x = sk_ad_pack_bf16(x0.x * inv, x0.y * inv);
+            u.y = sk_ad_pack_bf16(x0.z * inv, x0.w * inv);
+            u.z = sk_ad_pack_bf16(x1.x * inv, x1.y * inv);
+            u.w = sk_ad_pack_bf16(x1.z * inv, x1.w * inv);
+            *(uint4 *)((__nv_bfloat16 *)a.p.out + bh * HD + 8 * d8) = u;
+        } else {
+            float *po = a.p.part_out + (bh * (size_t)ns + (size_t)split) * HD + 8 * d8;
+            *(float4 *)po = make_float4(x0.x * inv, x0.y * inv, x0.z * inv, x0.w * inv);
+            *(float4 *)(po + 4) = make_float4(x1.x * inv, x1.y * inv, x1.z * inv, x1.w * inv);
+            if (d8 == 0) a.p.part_lse[bh * (size_t)ns + (size_t)split] = sm_lse[qq];
+        }
+    }
+}
+
+/* Combine of the split partials: one warp per (sequence, head); 4 warps per block.
+ * out[bh][:] = sum_s 2^(lse_s - max) part_out[bh][s][:] / sum_s 2^(lse_s - max); zeros when every
+ * split was empty. */
+typedef struct sk_ad_comb_args {
+    const float *part_out, *part_lse;
+    __nv_bfloat16 *out;
+    int rows; /* batch * n_heads */
+    int n_splits, head_dim;
+} sk_ad_comb_args;
+
+static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_constant__ sk_ad_comb_args a) {
+    __shared__ float wsm[4][SK_ATTN_DECODE_MAX_SPLITS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int bh = blockIdx.x * 4 + warp;
+    if (bh >= a.rows) return; /* warp-uniform; no block barrier below */
+    const int ns = a.n_splits, hd = a.head_dim;
+    const float *lse = a.part_lse + (size_t)bh * ns;
+    float mx = -INFINITY;
+    for (int s = lane; s < ns; s += 32) mx = fmaxf(mx, lse[s]);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, off));
+    float den = 0.0f;
+    for (int s = lane; s < ns; s += 32) {
+        const float w = mx == -INFINITY ? 0.0f : sk_ad_exp2(lse[s] - mx);
+        wsm[warp][s] = w;
+        den += w;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) den += __shfl_xor_sync(SK_AD_FULL, den, off);
+    __syncwarp();
+    const float inv = den > 0.0f ? 1.0f / den : 0.0f;
+    const float *po = a.part_out + (size_t)bh * ns * hd;
+    __nv_bfloat16 *o = a.out + (size_t)bh * hd;
+    for (int d = 2 * lane; d < hd; d += 64) {
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int s = 0; s < ns; s++) {
+            const float w = wsm[warp][s];
+            const float2 v = *(const float2 *)(po + (size_t)s * hd + d);
+            a0 = fmaf(w, v.x, a0);
+            a1 = fmaf(w, v.y, a1);
+        }
+        *(__nv_bfloat162 *)(o + d) = __floats2bfloat162_rn(a0 * inv, a1 * inv);
+    }
+}
+
+#endif /* __CUDACC__ */
+
+#endif
