@@ -210,6 +210,9 @@ static sk_attn1_params problem_params(const problem *pr) {
     p.n_kv_heads = pr->sh.KVH;
     p.head_dim = pr->sh.hd;
     p.n_ctx = pr->n_ctx;
+    /* Pages of one token: the paged offset reduces to this workbench's [B][n_ctx][KVH][hd]. */
+    p.page_size = 1;
+    p.pages_per_seq = pr->n_ctx;
     p.scale = 1.0f / sqrtf((float)pr->sh.hd);
     return p;
 }

@@ -2,9 +2,12 @@
  * sk_attn_kernel1 (attention.cuh) over every (query head, row): fp32 q, scores, softmax and
  * accumulation, fp32 output. */
 #include "backend/cuda/attention.cuh"
+#include "backend/cuda/attn_decode.cuh"
 #include "backend/cuda/common.cuh"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 template <typename H>
 static void launch_attn1(const sk_attn1_params_t<float, H> *p, const float *k, const float *v,
@@ -33,9 +36,131 @@ static void attention_h(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q,
     p.n_heads = n_heads;
     p.n_kv_heads = kv->n_kv_heads;
     p.head_dim = kv->head_dim;
-    p.n_ctx = kv->n_ctx;
+    p.n_ctx = kv->page_size * kv->pages_per_seq;
+    p.page_size = kv->page_size;
+    p.pages_per_seq = kv->pages_per_seq;
     p.scale = 1.0f / sqrtf((float)kv->head_dim);
     launch_attn1(&p, k, v, kv_stride, c->stream);
+}
+
+/* ---- decode rows through the paged group-aware kernel (attn_decode.cuh) ---------------- */
+
+/* Row b (one query row per sequence): page table CSR over the slot's own pages, kv_len = pos+1. */
+static __global__ void sk_dec_tables_kernel(const int32_t *pos, const int32_t *seq, int pps,
+                                            int32_t *indptr, int32_t *indices, int32_t *kv_len,
+                                            int T) {
+    const int b = blockIdx.x;
+    if (threadIdx.x == 0) {
+        kv_len[b] = pos[b] + 1;
+        indptr[b] = b * pps;
+        if (b == T - 1) indptr[T] = T * pps;
+    }
+    for (int j = threadIdx.x; j < pps; j += blockDim.x) indices[b * pps + j] = seq[b] * pps + j;
+}
+
+/* dst[t][i] = half(src[t * stride + i]) for i < w. */
+static __global__ void sk_dec_cast_in_kernel(const float *src, int stride, int w, __nv_bfloat16 *dst) {
+    const int t = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < w; i += gridDim.x * blockDim.x)
+        dst[(size_t)t * w + i] = __float2bfloat16_rn(src[(size_t)t * stride + i]);
+}
+
+static __global__ void sk_dec_cast_out_kernel(const __nv_bfloat16 *src, size_t n, float *dst) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+
+/* True when the decode kernel takes this step: bf16 cache, every row the only one of its
+ * sequence (one new token per sequence), a supported shape. SAKER_ATTN_V1=1 forces the simple
+ * kernel (comparisons). */
+static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_heads) {
+    static int force_v1 = -1;
+    if (force_v1 < 0) {
+        const char *e = getenv("SAKER_ATTN_V1");
+        force_v1 = e && *e && strcmp(e, "0") != 0;
+    }
+    if (force_v1 || c->dtype != SK_CUDA_BF16 || c->T > kv->n_seq) return false;
+    if (!sk_attn_decode_supported(kv->head_dim, n_heads, kv->n_kv_heads, kv->page_size)) return false;
+    const int32_t *seq = sk_cuda_h_seq(c);
+    for (int a = 0; a < c->T; a++)
+        for (int b = a + 1; b < c->T; b++)
+            if (seq[a] == seq[b]) return false;
+    return true;
+}
+
+static void attention_decode(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q, int q_stride,
+                             const float *k, const float *v, int kv_stride, int n_heads, float *out) {
+    const int T = c->T, hd = kv->head_dim, w = n_heads * hd;
+    if (kv->dec_heads != n_heads) {
+        /* First decode step (run eagerly, before any graph capture): buffers and the plan, for
+         * the cache's full length so that a captured graph stays valid as the context grows. */
+        int dev = 0, n_sm = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        sk_attn_decode_plan plan;
+        sk_attn_decode_make_plan(kv->n_seq, n_heads, kv->n_kv_heads, hd,
+                                 kv->page_size * kv->pages_per_seq, n_sm, &plan);
+        void *bufs[] = {kv->q_half, kv->out_half, kv->part_out, kv->part_lse};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) CUDA_CHECK(cudaFree(bufs[i]));
+        const size_t nq = (size_t)kv->n_seq * (size_t)w;
+        CUDA_CHECK(cudaMalloc(&kv->q_half, nq * 2));
+        CUDA_CHECK(cudaMalloc(&kv->out_half, nq * 2));
+        kv->part_out = kv->part_lse = NULL;
+        if (plan.n_splits > 1) {
+            CUDA_CHECK(cudaMalloc((void **)&kv->part_out, plan.part_out_floats * sizeof(float)));
+            CUDA_CHECK(cudaMalloc((void **)&kv->part_lse, plan.part_lse_floats * sizeof(float)));
+        }
+        kv->dec_splits = plan.n_splits;
+        kv->dec_heads = n_heads;
+    }
+    sk_attn1_params_t<float, bf16> p1;
+    p1.k_cache = (bf16 *)kv->k + (size_t)layer * kv->layer_elems;
+    p1.v_cache = (bf16 *)kv->v + (size_t)layer * kv->layer_elems;
+    p1.pos = sk_cuda_d_pos(c);
+    p1.seq = sk_cuda_d_seq(c);
+    p1.T = T;
+    p1.n_kv_heads = kv->n_kv_heads;
+    p1.head_dim = hd;
+    p1.page_size = kv->page_size;
+    p1.pages_per_seq = kv->pages_per_seq;
+    p1.n_ctx = kv->page_size * kv->pages_per_seq;
+    const int kw = kv->n_kv_heads * hd;
+    sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v, kv_stride);
+    CUDA_CHECK_LAUNCH();
+    /* The tables depend on the step only; rebuilt per layer (one small launch) so that no
+     * layer relies on another having run first. */
+    sk_dec_tables_kernel<<<T, 128, 0, c->stream>>>(sk_cuda_d_pos(c), sk_cuda_d_seq(c),
+                                                    kv->pages_per_seq, kv->d_indptr,
+                                                    kv->d_indices, kv->d_kv_len, T);
+    CUDA_CHECK_LAUNCH();
+    sk_dec_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
+        q, q_stride, w, (bf16 *)kv->q_half);
+    CUDA_CHECK_LAUNCH();
+    sk_attn_params p;
+    memset(&p, 0, sizeof p);
+    p.kv.k = p1.k_cache;
+    p.kv.v = p1.v_cache;
+    p.kv.indptr = kv->d_indptr;
+    p.kv.indices = kv->d_indices;
+    p.kv.kv_len = kv->d_kv_len;
+    p.kv.page_size = kv->page_size;
+    p.kv.n_kv_heads = kv->n_kv_heads;
+    p.kv.head_dim = hd;
+    p.q = kv->q_half;
+    p.q_stride = w;
+    p.out = kv->out_half;
+    p.batch = T;
+    p.n_heads = n_heads;
+    p.sm_scale = 1.0f / sqrtf((float)hd);
+    p.part_out = kv->part_out;
+    p.part_lse = kv->part_lse;
+    p.n_splits = kv->dec_splits;
+    sk_attn_decode(&p, c->stream);
+    const size_t n = (size_t)T * (size_t)w;
+    sk_dec_cast_out_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, c->stream>>>(
+        (const bf16 *)kv->out_half, n, out);
+    CUDA_CHECK_LAUNCH();
 }
 
 void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
@@ -53,7 +178,10 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     /* The output must not overlap the rows it is computed from. */
     const size_t out_bytes = (size_t)T * (size_t)n_heads * (size_t)hd * sizeof(float);
     SK_ASSERT(!sk_cuda_overlap(out, out_bytes, q, (size_t)T * (size_t)q_stride * sizeof(float)));
-    if (c->dtype == SK_CUDA_F16)
+    if (use_decode_kernel(c, kv, n_heads))
+        attention_decode(c, kv, layer, (const float *)q, q_stride, (const float *)k,
+                         (const float *)v, kv_stride, n_heads, (float *)out);
+    else if (c->dtype == SK_CUDA_F16)
         attention_h<f16>(c, kv, layer, (const float *)q, q_stride, (const float *)k,
                          (const float *)v, kv_stride, n_heads, (float *)out);
     else

@@ -7,8 +7,10 @@
  * types deduced from the params. Every value is converted to fp32 on load; the cache store
  * rounds to TKV (fp16 saturating, half.cuh), the output store to TQ.
  *
- * Cache layout, per layer: [n_seq][n_ctx][n_kv_heads][head_dim] TKV, K and V alike. Every KV
- * access goes through sk_attn1_kv_offset, the one place a page table lookup will go (issue 3).
+ * Cache layout, per layer: the paged pool of attn_params.h, [n_pages][n_kv_heads][page_size]
+ * [head_dim] TKV, K and V alike; sequence slot s owns pages s*pages_per_seq ..
+ * (s+1)*pages_per_seq - 1 in order (the engine's page manager will hand out pages instead).
+ * Every KV access goes through sk_attn1_kv_offset.
  *
  * kernel1: one block of SK_ATTN1_THREADS threads per (query head, token); query head h reads KV
  * head h / group. The block walks its sequence's positions 0..pos in chunks of
@@ -37,11 +39,12 @@
 template <typename TQ, typename TKV> struct sk_attn1_params_t {
     const TQ *q;        /* [T, q_stride]; head h at h * head_dim */
     TQ *out;            /* [T, n_heads * head_dim] contiguous */
-    TKV *k_cache;       /* this layer's K: [n_seq][n_ctx][n_kv_heads][head_dim] */
+    TKV *k_cache;       /* this layer's K pool: [n_pages][n_kv_heads][page_size][head_dim] */
     TKV *v_cache;       /* this layer's V, same layout */
     const int32_t *pos; /* [T] device: position of each row in its sequence */
     const int32_t *seq; /* [T] device: sequence slot of each row */
     int T, q_stride, n_heads, n_kv_heads, head_dim, n_ctx;
+    int page_size, pages_per_seq; /* n_ctx = page_size * pages_per_seq */
     float scale; /* 1/sqrt(head_dim) */
 };
 /* The workbench's instance: bf16 everywhere. */
@@ -51,7 +54,9 @@ typedef sk_attn1_params_t<__nv_bfloat16, __nv_bfloat16> sk_attn1_params;
 template <typename TQ, typename TKV>
 static __device__ __forceinline__ size_t sk_attn1_kv_offset(const sk_attn1_params_t<TQ, TKV> *p,
                                                            int seq, int pos, int kvh) {
-    return (((size_t)seq * (size_t)p->n_ctx + (size_t)pos) * (size_t)p->n_kv_heads + (size_t)kvh) *
+    const size_t page = (size_t)seq * (size_t)p->pages_per_seq + (size_t)(pos / p->page_size);
+    return ((page * (size_t)p->n_kv_heads + (size_t)kvh) * (size_t)p->page_size +
+            (size_t)(pos % p->page_size)) *
            (size_t)p->head_dim;
 }
 
@@ -62,12 +67,12 @@ static __global__ void sk_attn1_store_kernel(const __grid_constant__ sk_attn1_pa
                                             const TQ *k, const TQ *v, int kv_stride) {
     const int t = blockIdx.x;
     const int s = p.seq[t], ps = p.pos[t], w = p.n_kv_heads * p.head_dim;
-    TKV *kd = p.k_cache + sk_attn1_kv_offset(&p, s, ps, 0);
-    TKV *vd = p.v_cache + sk_attn1_kv_offset(&p, s, ps, 0);
     const TQ *ks = k + (size_t)t * kv_stride, *vs = v + (size_t)t * kv_stride;
     for (int i = threadIdx.x; i < w; i += blockDim.x) {
-        sk_hst(kd + i, sk_h2f(ks[i]));
-        sk_hst(vd + i, sk_h2f(vs[i]));
+        /* A position's KV heads are page_size rows apart in the pool. */
+        const size_t o = sk_attn1_kv_offset(&p, s, ps, i / p.head_dim) + (size_t)(i % p.head_dim);
+        sk_hst(p.k_cache + o, sk_h2f(ks[i]));
+        sk_hst(p.v_cache + o, sk_h2f(vs[i]));
     }
 }
 

@@ -216,8 +216,10 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
 static void cuda_kv_free(sk_backend *be, sk_kv_cache *kv) {
     if (!kv) return;
     CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
-    if (kv->k) CUDA_CHECK(cudaFree(kv->k));
-    if (kv->v) CUDA_CHECK(cudaFree(kv->v));
+    void *bufs[] = {kv->k, kv->v, kv->d_indptr, kv->d_indices, kv->d_kv_len, kv->q_half,
+                    kv->out_half, kv->part_out, kv->part_lse};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) CUDA_CHECK(cudaFree(bufs[i]));
     free(kv);
 }
 
@@ -226,8 +228,9 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
     *out = NULL;
     if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_ctx <= 0 || n_seq <= 0)
         return sk_fail(SK_ERR_ARG, "cuda: KV cache with a non-positive size");
+    const int ps = SK_CUDA_PAGE_SIZE, pps = (n_ctx + ps - 1) / ps;
     size_t le = (size_t)n_seq, total;
-    if (__builtin_mul_overflow(le, (size_t)n_ctx, &le) ||
+    if (__builtin_mul_overflow(le, (size_t)pps * (size_t)ps, &le) ||
         __builtin_mul_overflow(le, (size_t)n_kv_heads, &le) ||
         __builtin_mul_overflow(le, (size_t)head_dim, &le) ||
         __builtin_mul_overflow(le, (size_t)n_layers, &total) ||
@@ -239,10 +242,16 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
     kv->head_dim = head_dim;
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
+    kv->page_size = ps;
+    kv->pages_per_seq = pps;
     kv->layer_elems = le;
     kv->k = dev_alloc(total, "the KV cache (K)");
     if (kv->k) kv->v = dev_alloc(total, "the KV cache (V)");
-    if (!kv->k || !kv->v) {
+    if (kv->v) kv->d_indptr = (int32_t *)dev_alloc(sizeof(int32_t) * (size_t)(n_seq + 1), "page tables");
+    if (kv->d_indptr)
+        kv->d_indices = (int32_t *)dev_alloc(sizeof(int32_t) * (size_t)n_seq * (size_t)pps, "page tables");
+    if (kv->d_indices) kv->d_kv_len = (int32_t *)dev_alloc(sizeof(int32_t) * (size_t)n_seq, "page tables");
+    if (!kv->k || !kv->v || !kv->d_kv_len) {
         cuda_kv_free(be, kv);
         return SK_ERR_NOMEM;
     }

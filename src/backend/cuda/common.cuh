@@ -114,10 +114,22 @@ struct sk_weight {
 
 /* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] of the backend's half type, layer l
  * at l * layer_elems elements. */
+/* Paged pool per layer (attention.cuh, attn_params.h): [n_pages][n_kv_heads][page_size]
+ * [head_dim] half; slot s owns pages s*pages_per_seq.. in order. The decode kernel's page tables
+ * and scratch are filled on the device each step (attention.cu). */
+#define SK_CUDA_PAGE_SIZE 64
 struct sk_kv_cache {
     int n_layers, n_kv_heads, head_dim, n_ctx, n_seq;
+    int page_size, pages_per_seq; /* n_ctx = page_size * pages_per_seq (rounded up) */
     size_t layer_elems;
     void *k, *v;
+    /* Decode path (sk_attn_decode): [n_seq + 1] indptr, [n_seq * pages_per_seq] indices,
+     * [n_seq] kv_len; q and out in the half type [n_seq][n_heads*head_dim]; split scratch. */
+    int32_t *d_indptr, *d_indices, *d_kv_len;
+    void *q_half, *out_half;
+    float *part_out, *part_lse;
+    int dec_heads;   /* n_heads the decode buffers were sized for (0: not yet) */
+    int dec_splits;  /* planned splits */
 };
 
 /* ---- device helpers ----------------------------------------------------------------------- */
