@@ -61,6 +61,11 @@ typedef struct sk_backend_ops {
     sk_status (*weight_random)(sk_backend *be, const sk_tensor *t, float mean, float std,
                                uint64_t seed, sk_weight **out);
 
+    /* Optional (NULL: the model keeps its projections separate). A new weight holding the rows
+     * of parts[0..n-1] (2-D, one column count) in order, so that projections of one input run as
+     * one matmul (Llama's q/k/v; gate/up for matmul_swiglu). The parts stay owned by the caller. */
+    sk_status (*weight_concat)(sk_backend *be, sk_weight *const *parts, int n, sk_weight **out);
+
     /* KV cache for n_seq sequences of up to n_ctx positions each. */
     sk_status (*kv_new)(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
                         int n_seq, sk_kv_cache **out);
@@ -80,6 +85,13 @@ typedef struct sk_backend_ops {
     /* out[T, N] = x[T, K] @ W[N, K]^T (+ bias[N] when bias != NULL). */
     void (*matmul)(sk_backend *be, const void *x, int T, const sk_weight *w, const sk_weight *bias,
                    void *out);
+    /* Optional (NULL: matmul then add). out[T, N] += x[T, K] @ W[N, K]^T (+ bias[N]): the
+     * residual add fused into the projection. */
+    void (*matmul_add)(sk_backend *be, const void *x, int T, const sk_weight *w,
+                       const sk_weight *bias, void *out);
+    /* Optional (needs weight_concat). out[T, F] = silu(x Wg^T) * (x Wu^T), where w holds the rows
+     * of Wg [F, K] then Wu [F, K] (weight_concat of gate and up). */
+    void (*matmul_swiglu)(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
     /* x[n] += y[n]. */
     void (*add)(sk_backend *be, void *x, const void *y, size_t n);
     /* out[n] = silu(gate[n]) * up[n]. */

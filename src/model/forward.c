@@ -58,6 +58,18 @@ void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
+/* x[T, N] += in @ W^T (+ bias): fused when the backend has matmul_add (buf->a otherwise). */
+static void matmul_residual(const sk_model *m, sk_fwd_buffers *buf, const void *in, int T,
+                            const sk_weight *w, const sk_weight *b, int N) {
+    sk_backend *be = m->be;
+    if (be->ops->matmul_add) {
+        be->ops->matmul_add(be, in, T, w, b, buf->x);
+    } else {
+        be->ops->matmul(be, in, T, w, b, buf->a);
+        be->ops->add(be, buf->x, buf->a, (size_t)T * N);
+    }
+}
+
 /* Llama layer l on the T rows of buf->x. */
 static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
     sk_backend *be = m->be;
@@ -66,35 +78,47 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
     const sk_layer_weights *L = &m->layers[l];
     const int D = hp->dim, hd = hp->head_dim, H = hp->n_heads, KV = hp->n_kv_heads;
     const sk_rope_params rp = {hd, hp->rope_dim, hp->rope_theta, hp->rope_pairing};
-    void *q = buf->qkv;
-    void *k = act_at(m, q, (size_t)T * H * hd);
-    void *v = act_at(m, k, (size_t)T * KV * hd);
 
     op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
-    op->matmul(be, buf->h, T, L->wq, L->bq, q);
-    op->matmul(be, buf->h, T, L->wk, L->bk, k);
-    op->matmul(be, buf->h, T, L->wv, L->bv, v);
-    op->rope(be, q, T, H, H * hd, &rp);
-    op->rope(be, k, T, KV, KV * hd, &rp);
-    op->attention(be, kv, l, q, H * hd, k, v, KV * hd, H, buf->att);
-    op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
-    op->add(be, buf->x, buf->a, (size_t)T * D);
+    if (L->wqkv) {
+        /* Fused rows [q heads | k heads | v heads]; q and k heads are adjacent, so one rope
+         * call rotates both. */
+        const int W = (H + 2 * KV) * hd;
+        void *q = buf->qkv, *k = act_at(m, q, (size_t)H * hd), *v = act_at(m, k, (size_t)KV * hd);
+        op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
+        op->rope(be, q, T, H + KV, W, &rp);
+        op->attention(be, kv, l, q, W, k, v, W, H, buf->att);
+    } else {
+        void *q = buf->qkv;
+        void *k = act_at(m, q, (size_t)T * H * hd);
+        void *v = act_at(m, k, (size_t)T * KV * hd);
+        op->matmul(be, buf->h, T, L->wq, L->bq, q);
+        op->matmul(be, buf->h, T, L->wk, L->bk, k);
+        op->matmul(be, buf->h, T, L->wv, L->bv, v);
+        op->rope(be, q, T, H, H * hd, &rp);
+        op->rope(be, k, T, KV, KV * hd, &rp);
+        op->attention(be, kv, l, q, H * hd, k, v, KV * hd, H, buf->att);
+    }
+    matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
 
     op->rmsnorm(be, buf->x, L->ffn_norm, hp->norm_eps, T, D, buf->h);
-    op->matmul(be, buf->h, T, L->ffn_gate, NULL, buf->f1);
-    op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
-    op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);
-    op->matmul(be, buf->f1, T, L->ffn_down, L->b_down, buf->a);
-    op->add(be, buf->x, buf->a, (size_t)T * D);
+    if (L->ffn_gate_up) {
+        op->matmul_swiglu(be, buf->h, T, L->ffn_gate_up, buf->f1);
+    } else {
+        op->matmul(be, buf->h, T, L->ffn_gate, NULL, buf->f1);
+        op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
+        op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);
+    }
+    matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, D);
 }
 
-/* m = Wdown(gelu(in Wup + b)) + b into buf->a (uses f1). */
+/* x += Wdown(gelu(in Wup + b)) + b (uses f1, and a when matmul_add is missing). */
 static void falcon_mlp(const sk_model *m, sk_fwd_buffers *buf, const sk_layer_weights *L,
                        const void *in, int T) {
     sk_backend *be = m->be;
     be->ops->matmul(be, in, T, L->ffn_up, L->b_up, buf->f1);
     be->ops->gelu(be, buf->f1, (size_t)T * m->hp.ffn_dim);
-    be->ops->matmul(be, buf->f1, T, L->ffn_down, L->b_down, buf->a);
+    matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, m->hp.dim);
 }
 
 static void falcon_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
@@ -111,29 +135,24 @@ static void falcon_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv
 
     op->layernorm(be, buf->x, L->attn_norm, L->attn_norm_b, hp->norm_eps, T, D, buf->h);
     op->matmul(be, buf->h, T, L->wqkv, L->bqkv, buf->qkv);
-    op->rope(be, q, T, H, W, &rp);
-    op->rope(be, k, T, KV, W, &rp);
+    op->rope(be, q, T, H + KV, W, &rp); /* q and k heads are adjacent */
     op->attention(be, kv, l, q, W, k, v, W, H, buf->att);
 
     if (hp->parallel_attn) {
         /* x += a + m. The MLP input (h or h2) is taken from the layer input first, so x can
-         * take a before the MLP reuses buf->a for m. */
+         * take a before the MLP. */
         const void *in = buf->h;
         if (hp->n_ln_per_layer == 2) {
             op->layernorm(be, buf->x, L->attn_norm_2, L->attn_norm_2_b, hp->norm_eps, T, D,
                           buf->h2);
             in = buf->h2;
         }
-        op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
-        op->add(be, buf->x, buf->a, (size_t)T * D);
+        matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
         falcon_mlp(m, buf, L, in, T);
-        op->add(be, buf->x, buf->a, (size_t)T * D);
     } else {
-        op->matmul(be, buf->att, T, L->wo, L->bo, buf->a);
-        op->add(be, buf->x, buf->a, (size_t)T * D);
+        matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
         op->layernorm(be, buf->x, L->attn_norm_2, L->attn_norm_2_b, hp->norm_eps, T, D, buf->h2);
         falcon_mlp(m, buf, L, buf->h2, T);
-        op->add(be, buf->x, buf->a, (size_t)T * D);
     }
 }
 

@@ -66,6 +66,31 @@ static const char *lname(char *buf, int l, const char *suffix) {
     return buf;
 }
 
+/* Replaces the n weights in parts (already loaded and recorded) by one weight of their rows in
+ * order (backend weight_concat), recorded in their place; the parts are freed and set to NULL. */
+static sk_status fuse_w(sk_model *m, sk_weight **parts[], int n, sk_weight **out) {
+    sk_weight *ws[4];
+    SK_ASSERT(n <= 4);
+    for (int i = 0; i < n; i++) ws[i] = *parts[i];
+    sk_weight *f = NULL;
+    SK_TRY(m->be->ops->weight_concat(m->be, ws, n, &f));
+    int kept = 0;
+    for (int i = 0; i < m->n_weights; i++) {
+        bool part = false;
+        for (int j = 0; j < n; j++) part |= m->weights[i] == ws[j];
+        if (!part) m->weights[kept++] = m->weights[i];
+    }
+    m->n_weights = kept;
+    for (int i = 0; i < n; i++) {
+        m->be->ops->weight_free(m->be, ws[i]);
+        *parts[i] = NULL;
+    }
+    m->weights = sk_xrealloc(m->weights, sizeof(sk_weight *) * (size_t)(m->n_weights + 1));
+    m->weights[m->n_weights++] = f;
+    *out = f;
+    return SK_OK;
+}
+
 static sk_status load_weights(sk_model *m) {
     const sk_hparams *hp = &m->hp;
     const bool falcon = hp->arch == SK_ARCH_FALCON;
@@ -112,6 +137,16 @@ static sk_status load_weights(sk_model *m) {
             SK_TRY(load_opt_vec(m, lname(nm, l, "attn_k.bias"), kv, &L->bk));
             SK_TRY(load_opt_vec(m, lname(nm, l, "attn_v.bias"), kv, &L->bv));
             SK_TRY(load_opt_vec(m, lname(nm, l, "attn_output.bias"), D, &L->bo));
+            /* One matmul for q/k/v and one for gate/up (with the SwiGLU fused) where the backend
+             * can: the same products, fewer launches and reads of h per layer. */
+            if (m->be->ops->weight_concat && !L->bq && !L->bk && !L->bv) {
+                sk_weight **qkv[] = {&L->wq, &L->wk, &L->wv};
+                SK_TRY(fuse_w(m, qkv, 3, &L->wqkv));
+            }
+            if (m->be->ops->weight_concat && m->be->ops->matmul_swiglu && !L->b_up) {
+                sk_weight **gu[] = {&L->ffn_gate, &L->ffn_up};
+                SK_TRY(fuse_w(m, gu, 2, &L->ffn_gate_up));
+            }
         }
         /* validate checks attn_norm_2 only when n_ln_per_layer == 2; the sequential case uses it
          * too. */

@@ -14,10 +14,15 @@ typedef struct sk_layer_weights {
                                                sequential attention) */
     sk_weight *wq, *wk, *wv;                /* Llama: [H*hd, D], [KV*hd, D], [KV*hd, D] */
     sk_weight *bq, *bk, *bv;                /* optional Llama biases [H*hd], [KV*hd], [KV*hd] */
-    sk_weight *wqkv, *bqkv;                 /* Falcon: [(H+2KV)*hd, D] rows Q heads, K, V; bias */
+    sk_weight *wqkv, *bqkv;                 /* Falcon: [(H+2KV)*hd, D] rows Q heads, K, V; bias.
+                                               Llama: the same, fused from wq/wk/wv when the
+                                               backend has weight_concat (they are then NULL) */
     sk_weight *wo, *bo;                     /* [D, H*hd]; bias [D] */
     sk_weight *ffn_norm;                    /* Llama RMSNorm [D] */
     sk_weight *ffn_gate;                    /* Llama [F, D] */
+    sk_weight *ffn_gate_up;                 /* Llama [2F, D]: gate rows then up rows, when the
+                                               backend fuses them (matmul_swiglu); ffn_gate and
+                                               ffn_up are then NULL */
     sk_weight *ffn_up, *b_up;               /* [F, D]; bias [F] */
     sk_weight *ffn_down, *b_down;           /* [D, F]; bias [D] */
 } sk_layer_weights;

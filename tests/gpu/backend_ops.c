@@ -492,6 +492,116 @@ static void test_matmul(void) {
     }
 }
 
+/* ---- fused projections: matmul_add, weight_concat + matmul (q/k/v), matmul_swiglu ---------- */
+
+/* The GPU's decode path (gemv.cuh, T <= 8) and its cuBLASLt path (T > 8, K % 8 != 0, unaligned
+ * x) against the CPU's plain ops composed: matmul + add, three matmuls, matmul x2 + swiglu. */
+static void test_fused(void) {
+    static const struct {
+        int T, N, K;
+        bool bias, mis;
+    } cs[] = {
+        {1, 576, 576, false, false}, {2, 1536, 576, true, false}, {3, 264, 4096, false, false},
+        {4, 100, 1000, true, false}, {5, 96, 4104, true, true},   {8, 2048, 4096, false, false},
+        {8, 33, 256, true, false},   {9, 256, 512, true, false},  {1, 120, 260, false, false},
+        {40, 768, 1536, true, false},
+    };
+    const sk_dtype types[] = {SK_BF16, SK_F32};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+            const sk_dtype t = types[ti];
+            const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
+            const bool mis = cs[ci].mis;
+            char what[160];
+            float *x = rnd((long)T * K, -1.0f, 1.0f);
+            pbuf xb = pb_new((long)T * K, mis, x);
+            /* matmul_add: out = out0 + x W^T (+ b) */
+            {
+                pweight w = pw_new(t, N, K, -1.0f, 1.0f);
+                pweight b = {NULL, NULL, NULL};
+                if (cs[ci].bias) b = pw_new(SK_F32, 0, N, -1.0f, 1.0f);
+                float *o0 = rnd((long)T * N, -4.0f, 4.0f);
+                pbuf ob = pb_new((long)T * N, mis, o0);
+                pbuf tmp = pb_new((long)T * N, false, NULL);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, w.c, b.c, tmp.c.p);
+                g_cpu->ops->add(g_cpu, ob.c.p, tmp.c.p, (size_t)T * N);
+                CHECK(g_gpu->ops->matmul_add != NULL);
+                g_gpu->ops->matmul_add(g_gpu, xb.g.p, T, w.g, b.g, ob.g.p);
+                snprintf(what, sizeof what, "matmul_add %s T=%d N=%d K=%d%s%s", sk_dtype_name(t), T,
+                         N, K, cs[ci].bias ? " +bias" : "", mis ? " unaligned" : "");
+                finish(what, &ob, TOL_MATMUL);
+                pb_free(&ob);
+                pb_free(&tmp);
+                pw_free(&w);
+                if (cs[ci].bias) pw_free(&b);
+                free(o0);
+            }
+            /* weight_concat (q, k, v of N, N/2, N/2 rows... at least 1) + one matmul */
+            {
+                const int Nq = N, Nk = N / 2 > 0 ? N / 2 : 1, W = Nq + 2 * Nk;
+                pweight wq = pw_new(t, Nq, K, -1.0f, 1.0f), wk = pw_new(t, Nk, K, -1.0f, 1.0f),
+                        wv = pw_new(t, Nk, K, -1.0f, 1.0f);
+                sk_weight *parts[3] = {wq.g, wk.g, wv.g}, *fused = NULL;
+                CHECK(g_gpu->ops->weight_concat(g_gpu, parts, 3, &fused) == SK_OK && fused);
+                pbuf ob = pb_new((long)T * W, false, NULL);
+                pbuf q = pb_new((long)T * Nq, false, NULL), k = pb_new((long)T * Nk, false, NULL),
+                     v = pb_new((long)T * Nk, false, NULL);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, wq.c, NULL, q.c.p);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, wk.c, NULL, k.c.p);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, wv.c, NULL, v.c.p);
+                /* The parts go first: the fused weight must not depend on them. */
+                pw_free(&wq);
+                pw_free(&wk);
+                pw_free(&wv);
+                g_gpu->ops->matmul(g_gpu, xb.g.p, T, fused, NULL, ob.g.p);
+                float *ref = malloc(sizeof(float) * (size_t)T * W), *cq = malloc(sizeof(float) * (size_t)T * Nq);
+                float *ck = malloc(sizeof(float) * (size_t)T * Nk), *cv = malloc(sizeof(float) * (size_t)T * Nk);
+                float *got = malloc(sizeof(float) * (size_t)T * W);
+                SK_ASSERT(ref && cq && ck && cv && got);
+                g_cpu->ops->download_f32(g_cpu, q.c.p, cq, (size_t)T * Nq);
+                g_cpu->ops->download_f32(g_cpu, k.c.p, ck, (size_t)T * Nk);
+                g_cpu->ops->download_f32(g_cpu, v.c.p, cv, (size_t)T * Nk);
+                for (int r = 0; r < T; r++) {
+                    memcpy(ref + (size_t)r * W, cq + (size_t)r * Nq, sizeof(float) * (size_t)Nq);
+                    memcpy(ref + (size_t)r * W + Nq, ck + (size_t)r * Nk, sizeof(float) * (size_t)Nk);
+                    memcpy(ref + (size_t)r * W + Nq + Nk, cv + (size_t)r * Nk, sizeof(float) * (size_t)Nk);
+                }
+                g_gpu->ops->download_f32(g_gpu, ob.g.p, got, (size_t)T * W);
+                const double err = sk_test_rel_err(got, ref, (long)T * W);
+                const bool gok = gb_guards_ok(&ob.g);
+                snprintf(what, sizeof what, "weight_concat q/k/v %s T=%d N=%d+%d+%d K=%d",
+                         sk_dtype_name(t), T, Nq, Nk, Nk, K);
+                printf("%s %s %-64s err %.2e (max %.1e)%s\n", err <= TOL_MATMUL && gok ? "ok  " : "FAIL",
+                       g_dtype, what, err, TOL_MATMUL, gok ? "" : " GUARDS OVERWRITTEN");
+                CHECKF(err <= TOL_MATMUL && gok, "%s %s: error %.3e", g_dtype, what, err);
+                free(ref), free(cq), free(ck), free(cv), free(got);
+                g_gpu->ops->weight_free(g_gpu, fused);
+                pb_free(&ob), pb_free(&q), pb_free(&k), pb_free(&v);
+            }
+            /* matmul_swiglu over concat(gate, up) */
+            {
+                pweight wg = pw_new(t, N, K, -1.0f, 1.0f), wu = pw_new(t, N, K, -1.0f, 1.0f);
+                sk_weight *parts[2] = {wg.g, wu.g}, *gu = NULL;
+                CHECK(g_gpu->ops->weight_concat(g_gpu, parts, 2, &gu) == SK_OK && gu);
+                pbuf ob = pb_new((long)T * N, mis, NULL);
+                pbuf g = pb_new((long)T * N, false, NULL), u = pb_new((long)T * N, false, NULL);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, wg.c, NULL, g.c.p);
+                g_cpu->ops->matmul(g_cpu, xb.c.p, T, wu.c, NULL, u.c.p);
+                g_cpu->ops->swiglu(g_cpu, g.c.p, u.c.p, (size_t)T * N, ob.c.p);
+                CHECK(g_gpu->ops->matmul_swiglu != NULL);
+                g_gpu->ops->matmul_swiglu(g_gpu, xb.g.p, T, gu, ob.g.p);
+                snprintf(what, sizeof what, "matmul_swiglu %s T=%d F=%d K=%d%s", sk_dtype_name(t), T,
+                         N, K, mis ? " unaligned" : "");
+                finish(what, &ob, TOL_MATMUL);
+                g_gpu->ops->weight_free(g_gpu, gu);
+                pb_free(&ob), pb_free(&g), pb_free(&u);
+                pw_free(&wg), pw_free(&wu);
+            }
+            pb_free(&xb);
+            free(x);
+        }
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 /* Length of the long-sequence cases (a compile-time knob so that slow emulated runs can shorten
@@ -703,7 +813,8 @@ int main(int argc, char **argv) {
         void (*fn)(void);
     } groups[] = {
         {"embed", test_embed},   {"norm", test_norms},     {"elementwise", test_elementwise},
-        {"rope", test_rope},     {"matmul", test_matmul}, {"attention", test_attention},
+        {"rope", test_rope},     {"matmul", test_matmul}, {"fused", test_fused},
+        {"attention", test_attention},
         {"random", test_random},
     };
     static const struct {

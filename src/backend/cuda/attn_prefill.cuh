@@ -966,7 +966,9 @@ static inline int sk_ap_persistent_blocks(K kernel, int threads, int smem) {
     int dev = 0, sms = 0, per_sm = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return 0;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-    if (smem > 48 * 1024 &&
+    /* Always opt in: the kernels also hold static shared memory (the tile schedule), and the
+     * 48 KB default limit applies to static + dynamic together. */
+    if (smem > 0 &&
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
             cudaSuccess)
         return 0;

@@ -211,6 +211,40 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
     return SK_OK;
 }
 
+/* Rows of parts[0..n-1] (2-D weights of one column count) one after the other in a new weight:
+ * device-to-device copies on the stream. The parts stay valid (the caller frees them). */
+static sk_status cuda_weight_concat(sk_backend *be, sk_weight *const *parts, int n,
+                                    sk_weight **out) {
+    *out = NULL;
+    SK_ASSERT(n >= 1);
+    int64_t rows = 0;
+    const int64_t cols = parts[0]->cols;
+    for (int i = 0; i < n; i++) {
+        SK_ASSERT(parts[i] && parts[i]->h && !parts[i]->f32);
+        if (parts[i]->cols != cols)
+            return sk_fail(SK_ERR_ARG, "cuda: weight_concat of weights with %lld and %lld columns",
+                           (long long)cols, (long long)parts[i]->cols);
+        rows += parts[i]->rows;
+    }
+    sk_weight *w = (sk_weight *)sk_xcalloc(1, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->h = dev_alloc((size_t)(rows * cols) * sizeof(uint16_t), "a fused weight");
+    if (!w->h) {
+        free(w);
+        return SK_ERR_NOMEM;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = (size_t)(parts[i]->rows * cols) * sizeof(uint16_t);
+        CUDA_CHECK(cudaMemcpyAsync((char *)w->h + off, parts[i]->h, bytes,
+                                   cudaMemcpyDeviceToDevice, sk_cuda_ctx(be)->stream));
+        off += bytes;
+    }
+    *out = w;
+    return SK_OK;
+}
+
 /* ---- KV cache ----------------------------------------------------------------------------- */
 
 static void cuda_kv_free(sk_backend *be, sk_kv_cache *kv) {
@@ -350,6 +384,7 @@ static void cuda_destroy(sk_backend *be) {
         if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
         if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
+        if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
         if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
         for (int i = 0; i < 2; i++) {
             if (c->h_stage[i]) CUDA_CHECK(cudaFreeHost(c->h_stage[i]));
@@ -378,6 +413,7 @@ static void ops_init(void) {
     o->weight_load = cuda_weight_load;
     o->weight_free = cuda_weight_free;
     o->weight_random = cuda_weight_random;
+    o->weight_concat = cuda_weight_concat;
     o->kv_new = cuda_kv_new;
     o->kv_free = cuda_kv_free;
     o->begin = cuda_begin;
@@ -389,6 +425,8 @@ static void ops_init(void) {
     o->rmsnorm = sk_cuda_rmsnorm;
     o->layernorm = sk_cuda_layernorm;
     o->matmul = sk_cuda_matmul;
+    o->matmul_add = sk_cuda_matmul_add;
+    o->matmul_swiglu = sk_cuda_matmul_swiglu;
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;

@@ -81,6 +81,8 @@ typedef struct cuda_ctx {
     cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
 
     float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] (matmul's half input) */
+    void *mm_tmp;     /* matmul_swiglu's [T, 2F] product on the cuBLASLt path (grown on demand) */
+    size_t mm_tmp_bytes;
 
     /* RoPE inverse frequencies [SK_CUDA_ROPE_MAX_HALF], computed on the host with the CPU
      * reference's float expression (bit-identical angles), for (rope_theta, rope_dim). */
@@ -217,6 +219,9 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
 /* matmul.cu. mm_new returns SK_ERR_NOMEM (message set) when the workspace cannot be allocated. */
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out);
 void sk_cuda_mm_free(struct sk_cuda_mm *mm);
+void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,
+                        const sk_weight *bias, void *out);
+void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
 void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
                     const sk_weight *bias, void *out);
 

@@ -14,6 +14,7 @@
  * When the heuristic offers no algorithm, a plain warp-per-output kernel (fp32 accumulation)
  * does the product instead. */
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/gemv.cuh"
 
 #include <cublasLt.h>
 #include <string.h>
@@ -58,7 +59,7 @@ struct sk_cuda_mm {
  * half (the cast input and the weight, as cuBLASLt gets them), fp32 accumulation and output. */
 template <typename H>
 static __global__ void mm_naive_kernel(const H *x, const H *w, const float *bias, int N, int K,
-                                       float *out) {
+                                       bool accumulate, float *out) {
     const int n = blockIdx.x * MM_NAIVE_WARPS + (threadIdx.x >> 5), t = blockIdx.y;
     const int lane = threadIdx.x & 31;
     if (n >= N) return;
@@ -66,14 +67,15 @@ static __global__ void mm_naive_kernel(const H *x, const H *w, const float *bias
     float s = 0.0f;
     for (int k = lane; k < K; k += 32) s = fmaf(sk_h2f(xr[k]), sk_h2f(wr[k]), s);
     s = sk_warp_sum(s);
-    if (lane == 0) out[(size_t)t * N + n] = bias ? s + bias[n] : s;
+    if (bias) s += bias[n];
+    if (lane == 0) out[(size_t)t * N + n] = accumulate ? out[(size_t)t * N + n] + s : s;
 }
 
 template <typename H>
 static void launch_mm_naive(const H *x, const H *w, const float *bias, int T, int N, int K,
-                            float *out, cudaStream_t s) {
+                            float *out, bool accumulate, cudaStream_t s) {
     dim3 grid((unsigned)((N + MM_NAIVE_WARPS - 1) / MM_NAIVE_WARPS), (unsigned)T);
-    mm_naive_kernel<<<grid, 32 * MM_NAIVE_WARPS, 0, s>>>(x, w, bias, N, K, out);
+    mm_naive_kernel<<<grid, 32 * MM_NAIVE_WARPS, 0, s>>>(x, w, bias, N, K, accumulate, out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -180,26 +182,67 @@ static mm_plan *plan_get(struct sk_cuda_mm *mm, int T, int N, int K, const void 
 /* out[T, N] (fp32) = xh[T, K] (half, cast) @ w[N, K]^T (+ bias). */
 template <typename H>
 static void launch_matmul(struct sk_cuda_mm *mm, const H *xh, int T, const H *w, int N, int K,
-                          const float *bias, float *out, cudaStream_t s) {
+                          const float *bias, float *out, bool accumulate, cudaStream_t s) {
     mm_plan *pl = plan_get(mm, T, N, K, bias, w, xh, out);
     if (pl->naive) {
-        launch_mm_naive(xh, w, bias, T, N, K, out, s);
+        launch_mm_naive(xh, w, bias, T, N, K, out, accumulate, s);
         return;
     }
     if (bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias, sizeof bias));
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     CUBLAS_CHECK(cublasLtMatmul(mm->lt, pl->op, &alpha, w, pl->la, xh, pl->lb, &beta, out, pl->ld,
                                 out, pl->ld, &pl->algo, mm->workspace, MM_WORKSPACE_BYTES, s));
     CUDA_CHECK_LAUNCH();
 }
 
-/* The rows of x are cast to the half type into c->d_scratch, as many at a time as fit it
- * (2 * SK_CUDA_SCRATCH_FLOATS half values), and multiplied chunk by chunk; the stream orders
- * each chunk's cast after the previous chunk's product has read the scratch. */
-void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
-                    const sk_weight *bias, void *out) {
+/* cuBLASLt path: the rows of x are cast to the half type into c->d_scratch, as many at a time as
+ * fit it (2 * SK_CUDA_SCRATCH_FLOATS half values), and multiplied chunk by chunk; the stream
+ * orders each chunk's cast after the previous chunk's product has read the scratch. accumulate:
+ * out += (beta 1, C = D = out). */
+static void matmul_lt(cuda_ctx *c, const float *xf, int T, const sk_weight *w, const float *bias,
+                      float *of, bool accumulate) {
+    const int N = (int)w->rows, K = (int)w->cols;
+    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K; /* rows per chunk */
+    SK_ASSERT(cap >= 1);
+    for (int t0 = 0; t0 < T; t0 += (int)cap) {
+        const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
+        sk_cuda_f32_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        if (c->dtype == SK_CUDA_F16)
+            launch_matmul(c->mm, (const f16 *)c->d_scratch, m, (const f16 *)w->h, N, K, bias,
+                          of + (size_t)t0 * N, accumulate, c->stream);
+        else
+            launch_matmul(c->mm, (const bf16 *)c->d_scratch, m, (const bf16 *)w->h, N, K, bias,
+                          of + (size_t)t0 * N, accumulate, c->stream);
+    }
+}
+
+/* Decode-sized products (T <= SK_GEMV_MAX_T) go through gemv.cuh, which reads fp32 x directly
+ * and fuses the epilogue; larger ones (and odd shapes) through cuBLASLt. SAKER_NO_GEMV=1 forces
+ * cuBLASLt (comparisons). */
+static bool use_gemv(int T, int K, const void *x, const sk_weight *w) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("SAKER_NO_GEMV");
+        off = e && *e && strcmp(e, "0") != 0;
+    }
+    return !off && sk_gemv_ok(T, K, x, w->h);
+}
+
+template <int MODE>
+static void gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
+                 int N_out, float *out) {
+    const int K = (int)w->cols;
+    if (c->dtype == SK_CUDA_F16)
+        sk_gemv_launch<f16, MODE>(x, T, (const f16 *)w->h, bias, N_out, K, out, c->stream);
+    else
+        sk_gemv_launch<bf16, MODE>(x, T, (const bf16 *)w->h, bias, N_out, K, out, c->stream);
+    CUDA_CHECK_LAUNCH();
+}
+
+static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight *w,
+                          const sk_weight *bias, void *out, bool accumulate) {
     cuda_ctx *c = sk_cuda_ctx(be);
     SK_ASSERT(x && out && w && w->h && T > 0);
     SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
@@ -208,20 +251,66 @@ void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
     SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
                                (size_t)T * N * sizeof(float)));
-    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K; /* rows per chunk */
-    SK_ASSERT(cap >= 1);
-    const float *xf = (const float *)x;
-    float *of = (float *)out;
-    for (int t0 = 0; t0 < T; t0 += (int)cap) {
-        const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
-        sk_cuda_f32_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
-        if (c->dtype == SK_CUDA_F16)
-            launch_matmul(c->mm, (const f16 *)c->d_scratch, m, (const f16 *)w->h, N, K,
-                          bias ? bias->f32 : NULL, of + (size_t)t0 * N, c->stream);
+    const float *b = bias ? bias->f32 : NULL;
+    if (use_gemv(T, K, x, w)) {
+        if (accumulate)
+            gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
         else
-            launch_matmul(c->mm, (const bf16 *)c->d_scratch, m, (const bf16 *)w->h, N, K,
-                          bias ? bias->f32 : NULL, of + (size_t)t0 * N, c->stream);
+            gemv<SK_GEMV_STORE>(c, (const float *)x, T, w, b, N, (float *)out);
+        return;
     }
+    matmul_lt(c, (const float *)x, T, w, b, (float *)out, accumulate);
+}
+
+void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
+                    const sk_weight *bias, void *out) {
+    matmul_common(be, x, T, w, bias, out, false);
+}
+
+void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,
+                        const sk_weight *bias, void *out) {
+    matmul_common(be, x, T, w, bias, out, true);
+}
+
+/* out[t, i] = silu(gu[t, i]) * gu[t, F + i] (gu row stride 2F). */
+static __global__ void swiglu_rows_kernel(const float *gu, int F, int T, float *out) {
+    const size_t n = (size_t)T * F;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t t = i / (size_t)F, j = i % (size_t)F;
+        const float g = gu[t * 2 * F + j], u = gu[t * 2 * F + F + j];
+        out[i] = g / (1.0f + __expf(-g)) * u;
+    }
+}
+
+void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    SK_ASSERT(x && out && w && w->h && T > 0 && w->rows % 2 == 0);
+    SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
+    const int F = (int)(w->rows / 2), K = (int)w->cols;
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
+                               (size_t)T * F * sizeof(float)));
+    if (use_gemv(T, K, x, w)) {
+        gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
+        return;
+    }
+    /* [T, 2F] product into the backend's growable buffer, then the combine. Never reached
+     * during a graph capture: captured steps have T = 1 (the gemv path) unless the shape is
+     * odd, and the buffer is then already sized by the eager warm-up step. */
+    const size_t need = (size_t)T * 2 * (size_t)F * sizeof(float);
+    if (need > c->mm_tmp_bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
+        c->mm_tmp = NULL;
+        c->mm_tmp_bytes = 0;
+        CUDA_CHECK(cudaMalloc(&c->mm_tmp, need));
+        c->mm_tmp_bytes = need;
+    }
+    matmul_lt(c, (const float *)x, T, w, NULL, (float *)c->mm_tmp, false);
+    const size_t n = (size_t)T * F;
+    swiglu_rows_kernel<<<sk_cuda_blocks(n, 256), 256, 0, c->stream>>>((const float *)c->mm_tmp, F,
+                                                                     T, (float *)out);
+    CUDA_CHECK_LAUNCH();
 }
 
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {
