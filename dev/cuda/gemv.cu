@@ -110,12 +110,13 @@ typedef struct variant {
 
 #define V(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M>, D}
 static const variant g_variants[] = {
-    V(1, 1, 2, 0, false), V(1, 1, 4, 0, true),  V(1, 2, 2, 0, false), V(1, 2, 4, 0, false),
-    V(2, 1, 4, 0, true),  V(2, 2, 2, 0, false), V(3, 2, 2, 0, true),  V(4, 2, 2, 0, true),
+    V(1, 1, 2, 0, false), V(1, 1, 4, 0, false), V(1, 2, 2, 0, true),  V(1, 2, 4, 0, false),
+    V(2, 1, 4, 0, false), V(2, 2, 2, 0, true), V(3, 2, 2, 0, true),  V(4, 2, 2, 0, true),
     V(4, 4, 2, 0, false), V(4, 1, 4, 0, false), V(5, 4, 2, 0, true),  V(6, 4, 2, 0, true),
     V(7, 4, 2, 0, true),  V(8, 4, 2, 0, true),  V(8, 2, 2, 0, false), V(8, 4, 1, 0, false),
-    V(8, 8, 1, 0, false), V(1, 1, 4, 1, true),  V(8, 4, 2, 1, true),  V(1, 1, 4, 2, true),
-    V(2, 1, 4, 2, true),  V(4, 2, 2, 2, true),  V(8, 4, 2, 2, true),  V(1, 2, 2, 2, false),
+    V(8, 8, 1, 0, false), V(1, 1, 4, 1, false), V(1, 2, 2, 1, true),  V(2, 2, 2, 1, true),
+    V(8, 4, 2, 1, true),  V(1, 1, 4, 2, false), V(2, 2, 2, 2, true),  V(4, 2, 2, 2, true),
+    V(8, 4, 2, 2, true),  V(1, 2, 2, 2, true),
 };
 #define N_VARIANTS (int)(sizeof g_variants / sizeof g_variants[0])
 

@@ -73,13 +73,17 @@ static __global__ void sk_dec_cast_out_kernel(const __nv_bfloat16 *src, size_t n
 /* True when the decode kernel takes this step: bf16 cache, every row the only one of its
  * sequence (one new token per sequence), a supported shape. SAKER_ATTN_V1=1 forces the simple
  * kernel (comparisons). */
-static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_heads) {
+static bool sk_attn_force_v1(void) {
     static int force_v1 = -1;
     if (force_v1 < 0) {
         const char *e = getenv("SAKER_ATTN_V1");
         force_v1 = e && *e && strcmp(e, "0") != 0;
     }
-    if (force_v1 || c->dtype != SK_CUDA_BF16 || c->T > kv->n_seq) return false;
+    return force_v1 != 0;
+}
+
+static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_heads) {
+    if (sk_attn_force_v1() || c->dtype != SK_CUDA_BF16 || c->T > kv->n_seq) return false;
     if (!sk_attn_decode_supported(kv->head_dim, n_heads, kv->n_kv_heads, kv->page_size)) return false;
     const int32_t *seq = sk_cuda_h_seq(c);
     for (int a = 0; a < c->T; a++)
@@ -181,6 +185,11 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     if (use_decode_kernel(c, kv, n_heads))
         attention_decode(c, kv, layer, (const float *)q, q_stride, (const float *)k,
                          (const float *)v, kv_stride, n_heads, (float *)out);
+    else if (!sk_attn_force_v1() &&
+             sk_cuda_attention_prefill(c, kv, layer, (const float *)q, q_stride,
+                                       (const float *)k, (const float *)v, kv_stride, n_heads,
+                                       (float *)out))
+        return;
     else if (c->dtype == SK_CUDA_F16)
         attention_h<f16>(c, kv, layer, (const float *)q, q_stride, (const float *)k,
                          (const float *)v, kv_stride, n_heads, (float *)out);

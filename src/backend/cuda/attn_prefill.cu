@@ -3,10 +3,11 @@
 #include "backend/cuda/attn_prefill.cuh"
 #include "backend/cuda/common.cuh"
 
-/* Version 3 (wgmma) for head dims 64 and 128 once the workbench (dev/cuda/attention_prefill.cu)
- * has passed it on the GPU; until then version 2 with 128-row query tiles everywhere. */
+/* Version 3 (wgmma) for head dims 64 and 128: it passed every workbench check on the H200
+ * (2026-11-29) and is faster than version 2 at dim 128 (249 vs 227 TFLOP/s, 1 x 8192, 32 heads;
+ * bench/results/attention.md); version 2 with 128-row tiles for dim 80. */
 #ifndef SK_ATTN_PREFILL_V3
-#define SK_ATTN_PREFILL_V3 0
+#define SK_ATTN_PREFILL_V3 1
 #endif
 
 /* q, out and the pools 16-byte aligned with q_stride % 8 == 0 take versions 2/3; anything else
@@ -32,4 +33,161 @@ void sk_attn_prefill(const sk_attn_params *p, cudaStream_t s) {
     else
         CUDA_CHECK(sk_attn_prefill_launch1(p, s));
     if (sk_cuda_sync_debug) CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+/* ---- the backend's prefill path ------------------------------------------------------------ */
+
+#include "backend/cuda/attention.cuh"
+
+#include <math.h>
+#include <string.h>
+
+/* Growable device/host buffers of the prefill path (one set per backend; prefill steps are never
+ * graph-captured, so they may grow between steps). */
+struct sk_cuda_pf {
+    void *q, *out;     /* bf16 [T][n_heads*head_dim] */
+    size_t q_bytes;    /* capacity of q and out each */
+    int32_t *d_tab;    /* [4 * tab_cap]: qo_indptr, indptr, indices, kv_len */
+    int32_t *h_tab;
+    size_t tab_cap;
+};
+
+void sk_cuda_pf_free(struct sk_cuda_pf *pf) {
+    if (!pf) return;
+    void *d[] = {pf->q, pf->out, pf->d_tab};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i]) CUDA_CHECK(cudaFree(d[i]));
+    free(pf->h_tab);
+    free(pf);
+}
+
+static __global__ void pf_cast_in_kernel(const float *src, int stride, int w, bf16 *dst) {
+    const int t = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < w; i += gridDim.x * blockDim.x)
+        dst[(size_t)t * w + i] = __float2bfloat16_rn(src[(size_t)t * stride + i]);
+}
+
+static __global__ void pf_cast_out_kernel(const bf16 *src, size_t n, float *dst) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i]);
+}
+
+/* Splits the batch's rows into segments: maximal runs of consecutive rows of one sequence with
+ * consecutive positions. Each becomes one entry of the kernel's batch (its query rows, the
+ * sequence's pages, kv_len = last position + 1). Returns the number of segments, or -1 when a
+ * sequence appears in two segments (its later rows would need the earlier ones' K/V in a
+ * different order than the kernel's causal rule assumes: the caller falls back). */
+static int pf_segments(const int32_t *seq, const int32_t *pos, int T, int *starts) {
+    int n = 0;
+    for (int t = 0; t < T; t++) {
+        if (t > 0 && seq[t] == seq[t - 1] && pos[t] == pos[t - 1] + 1) continue;
+        for (int j = 0; j < n; j++)
+            if (seq[starts[j]] == seq[t]) return -1;
+        starts[n++] = t;
+    }
+    starts[n] = T;
+    return n;
+}
+
+bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q,
+                               int q_stride, const float *k, const float *v, int kv_stride,
+                               int n_heads, float *out) {
+    const int T = c->T, hd = kv->head_dim, ps = kv->page_size, w = n_heads * hd;
+    if (c->dtype != SK_CUDA_BF16 || !(hd == 64 || hd == 80 || hd == 128)) return false;
+    if (!(ps == 16 || ps == 32 || ps == 64 || ps == 128)) return false;
+    const int32_t *seq = sk_cuda_h_seq(c), *pos = sk_cuda_h_pos(c);
+    int *starts = (int *)malloc(sizeof(int) * (size_t)(T + 1));
+    SK_ASSERT(starts);
+    const int B = pf_segments(seq, pos, T, starts);
+    if (B < 0) {
+        free(starts);
+        return false;
+    }
+    if (!c->pf) c->pf = (struct sk_cuda_pf *)sk_xcalloc(1, sizeof *c->pf);
+    struct sk_cuda_pf *pf = c->pf;
+    /* Tables: qo_indptr [B+1], indptr [B+1], indices [sum of pages], kv_len [B]. */
+    size_t n_idx = 0;
+    for (int b = 0; b < B; b++) {
+        const int last = pos[starts[b + 1] - 1];
+        n_idx += (size_t)(last / ps + 1);
+    }
+    const size_t need = 3 * (size_t)(B + 1) + n_idx;
+    const size_t qb = (size_t)T * (size_t)w * sizeof(bf16);
+    if (need > pf->tab_cap || qb > pf->q_bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (need > pf->tab_cap) {
+            if (pf->d_tab) CUDA_CHECK(cudaFree(pf->d_tab));
+            free(pf->h_tab);
+            pf->tab_cap = need * 2;
+            CUDA_CHECK(cudaMalloc((void **)&pf->d_tab, pf->tab_cap * sizeof(int32_t)));
+            pf->h_tab = (int32_t *)sk_xcalloc(pf->tab_cap, sizeof(int32_t));
+        }
+        if (qb > pf->q_bytes) {
+            if (pf->q) CUDA_CHECK(cudaFree(pf->q));
+            if (pf->out) CUDA_CHECK(cudaFree(pf->out));
+            pf->q_bytes = qb * 2;
+            CUDA_CHECK(cudaMalloc(&pf->q, pf->q_bytes));
+            CUDA_CHECK(cudaMalloc(&pf->out, pf->q_bytes));
+        }
+    }
+    int32_t *qo = pf->h_tab, *ip = qo + (B + 1), *kl = ip + (B + 1), *ix = kl + B;
+    qo[0] = ip[0] = 0;
+    for (int b = 0; b < B; b++) {
+        const int s = seq[starts[b]], last = pos[starts[b + 1] - 1], np = last / ps + 1;
+        qo[b + 1] = starts[b + 1];
+        kl[b] = last + 1;
+        /* Slot s owns pages s * pages_per_seq + j (common.cuh). */
+        for (int j = 0; j < np; j++) ix[ip[b] + j] = s * kv->pages_per_seq + j;
+        ip[b + 1] = ip[b] + np;
+    }
+    /* Pageable source: the copy is staged before the call returns, so h_tab may be reused. */
+    CUDA_CHECK(cudaMemcpyAsync(pf->d_tab, pf->h_tab, need * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, c->stream));
+    free(starts);
+
+    /* K/V rows into the pages (the simple path's store kernel), q to bf16. */
+    sk_attn1_params_t<float, bf16> p1;
+    memset(&p1, 0, sizeof p1);
+    p1.k_cache = (bf16 *)kv->k + (size_t)layer * kv->layer_elems;
+    p1.v_cache = (bf16 *)kv->v + (size_t)layer * kv->layer_elems;
+    p1.pos = sk_cuda_d_pos(c);
+    p1.seq = sk_cuda_d_seq(c);
+    p1.T = T;
+    p1.n_kv_heads = kv->n_kv_heads;
+    p1.head_dim = hd;
+    p1.page_size = ps;
+    p1.pages_per_seq = kv->pages_per_seq;
+    p1.n_ctx = ps * kv->pages_per_seq;
+    const int kw = kv->n_kv_heads * hd;
+    sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v,
+                                                                                    kv_stride);
+    CUDA_CHECK_LAUNCH();
+    pf_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
+        q, q_stride, w, (bf16 *)pf->q);
+    CUDA_CHECK_LAUNCH();
+
+    sk_attn_params p;
+    memset(&p, 0, sizeof p);
+    p.kv.k = p1.k_cache;
+    p.kv.v = p1.v_cache;
+    p.qo_indptr = pf->d_tab;
+    p.kv.indptr = pf->d_tab + (B + 1);
+    p.kv.kv_len = pf->d_tab + 2 * (B + 1);
+    p.kv.indices = pf->d_tab + 2 * (B + 1) + B;
+    p.kv.page_size = ps;
+    p.kv.n_kv_heads = kv->n_kv_heads;
+    p.kv.head_dim = hd;
+    p.q = pf->q;
+    p.q_stride = w;
+    p.out = pf->out;
+    p.batch = B;
+    p.n_heads = n_heads;
+    p.sm_scale = 1.0f / sqrtf((float)hd);
+    sk_attn_prefill(&p, c->stream);
+    const size_t n = (size_t)T * (size_t)w;
+    pf_cast_out_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0,
+                         c->stream>>>((const bf16 *)pf->out, n, out);
+    CUDA_CHECK_LAUNCH();
+    return true;
 }

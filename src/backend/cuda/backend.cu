@@ -385,6 +385,7 @@ static void cuda_destroy(sk_backend *be) {
         if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
+        sk_cuda_pf_free(c->pf);
         if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
         for (int i = 0; i < 2; i++) {
             if (c->h_stage[i]) CUDA_CHECK(cudaFreeHost(c->h_stage[i]));

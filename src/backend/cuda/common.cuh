@@ -55,6 +55,7 @@ typedef __half f16;
 /* The backend's half type. */
 typedef enum sk_cuda_dtype { SK_CUDA_BF16 = 0, SK_CUDA_F16 = 1 } sk_cuda_dtype;
 
+struct sk_cuda_pf; /* prefill attention buffers (attn_prefill.cu) */
 struct sk_cuda_mm; /* matmul state (matmul.cu): plan cache, cuBLASLt handle, workspace */
 
 /* Device scratch (SK_CUDA_SCRATCH_FLOATS * 4 bytes) holding matmul's input cast to the half
@@ -81,6 +82,7 @@ typedef struct cuda_ctx {
     cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
 
     float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] (matmul's half input) */
+    struct sk_cuda_pf *pf; /* prefill attention path (NULL until first used) */
     void *mm_tmp;     /* matmul_swiglu's [T, 2F] product on the cuBLASLt path (grown on demand) */
     size_t mm_tmp_bytes;
 
@@ -217,6 +219,14 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
                        const void *k, const void *v, int kv_stride, int n_heads, void *out);
 
 /* matmul.cu. mm_new returns SK_ERR_NOMEM (message set) when the workspace cannot be allocated. */
+/* The prefill (context-phase) path of the attention op: the batch's rows as segments of
+ * consecutive positions per sequence through sk_attn_prefill (tensor cores), reading earlier
+ * context from the pages. Returns false, having done nothing, when it cannot take the batch
+ * (not bf16, head dim not 64/80/128, a sequence in two segments): the caller falls back. */
+bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q,
+                               int q_stride, const float *k, const float *v, int kv_stride,
+                               int n_heads, float *out);
+void sk_cuda_pf_free(struct sk_cuda_pf *pf);
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out);
 void sk_cuda_mm_free(struct sk_cuda_mm *mm);
 void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,

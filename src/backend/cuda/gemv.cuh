@@ -133,20 +133,27 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
         }
 }
 
-/* Whether the kernel can take this product (shape and alignment); otherwise use cuBLASLt. */
+/* Rows up to which the backend uses the kernel: measured on the H200 (dev/cuda/gemv.cu,
+ * bench/results/decode.md), it beats cast + cuBLASLt at T = 1 and 2 (R2 U2: 3.5-3.7 TB/s on 7B/70B
+ * qkv against 2.7-3.0), but not from T = 4 on, where the fp32 x loads (32 bytes per 16 bytes of a
+ * W row, per row of x) outgrow L1. */
+#define SK_GEMV_BACKEND_MAX_T 2
+
+/* Whether the backend's kernel can take this product (rows, shape, alignment); otherwise use
+ * cuBLASLt. */
 static inline bool sk_gemv_ok(int T, int K, const void *x, const void *w) {
-    return T >= 1 && T <= SK_GEMV_MAX_T && K % 8 == 0 && ((uintptr_t)x & 15) == 0 &&
+    return T >= 1 && T <= SK_GEMV_BACKEND_MAX_T && K % 8 == 0 && ((uintptr_t)x & 15) == 0 &&
            ((uintptr_t)w & 15) == 0;
 }
 
 /* R (rows per warp) and U (k-steps in flight) by T: more rows per warp as T grows, so that each
  * x value loaded is used for more weights (x is fp32: 32 bytes per 16 bytes of one W row).
- * Chosen with dev/cuda/gemv.cu on the H200 (bench/results/decode.md). */
+ * Chosen with dev/cuda/gemv.cu on the H200 (bench/results/decode.md): R2 U2 at T = 1, 2. */
 template <typename H, int T, int MODE>
 static void sk_gemv_launch_t(const float *x, const H *w, const float *bias, int N_out, int K,
                              float *out, cudaStream_t s) {
-    constexpr int R = T <= 2 ? 1 : (T <= 4 ? 2 : 4);
-    constexpr int U = T <= 2 ? 4 : 2;
+    constexpr int R = T <= 2 ? 2 : 4;
+    constexpr int U = 2;
     const int groups = (N_out + R - 1) / R;
     const unsigned blocks = (unsigned)((groups + SK_GEMV_WARPS - 1) / SK_GEMV_WARPS);
     sk_gemv_kernel<H, T, R, U, MODE><<<blocks, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K,
