@@ -26,13 +26,47 @@ typedef struct sk_weight sk_weight;     /* backend-resident weight */
 typedef struct sk_kv_cache sk_kv_cache; /* backend-resident KV cache */
 
 /* One forward step: n_tokens rows, token i at position pos[i] of sequence seq[i]. Within one
- * sequence, positions are consecutive and follow what is already in its cache. */
+ * sequence, positions are consecutive and follow what is already in its cache; the rows of a
+ * sequence need not be adjacent or in order (the K/V of every row is stored before any row
+ * attends), so a caller may put the rows whose logits it wants first.
+ *
+ * KV addressing, two modes:
+ * - Slots (begin; the convenience path of sessions and tests): seq[i] is a slot of a cache made
+ *   by kv_new, which owns its pages in order (identity tables; sk_kv_slot_tables writes them).
+ * - Page tables (begin_paged): seq[i] is an index 0..n_seqs-1 into the tables (sk_page_tables). */
 typedef struct sk_batch {
     int n_tokens;
     const int32_t *tokens; /* host; [n_tokens] */
     const int32_t *pos;    /* host; [n_tokens] */
-    const int32_t *seq;    /* host; [n_tokens] slot of the sequence in the KV cache */
+    const int32_t *seq;    /* host; [n_tokens] slot, or sequence index in the page tables */
 } sk_batch;
+
+/* Per-sequence page tables of one batch (FlashInfer-style CSR). Sequence s's pages are
+ * ids[indptr[s] .. indptr[s+1]) in order: position p of s lives in page ids[indptr[s] + p /
+ * page_size], row p % page_size. Every id is < the cache's n_pages, and a table covers every
+ * position its rows store or read. Pages may be shared between sequences (a common prefix); a
+ * page written by the batch belongs to one sequence only. Sequences without rows are allowed. */
+typedef struct sk_page_tables {
+    int n_seqs;
+    const int32_t *indptr; /* host; [n_seqs + 1], indptr[0] == 0, non-decreasing */
+    const int32_t *ids;    /* host; [indptr[n_seqs]] */
+} sk_page_tables;
+
+/* A KV pool: n_pages pages of page_size tokens, per layer and for K and V alike. */
+typedef struct sk_kv_desc {
+    int n_layers, n_kv_heads, head_dim;
+    int page_size;   /* tokens per page: the backend's kv_page_size (others may be refused) */
+    int n_pages;
+    int max_seq_len; /* the longest sequence a batch will attend over (kernels plan for it) */
+} sk_kv_desc;
+
+/* The tables of slot mode: slot s of a kv_new cache with pages_per_slot pages per slot owns
+ * pages s * pages_per_slot + j. Writes indptr[n_slots + 1] and ids[n_slots * pages_per_slot]. */
+static inline void sk_kv_slot_tables(int n_slots, int pages_per_slot, int32_t *indptr,
+                                     int32_t *ids) {
+    for (int s = 0; s <= n_slots; s++) indptr[s] = s * pages_per_slot;
+    for (int i = 0; i < n_slots * pages_per_slot; i++) ids[i] = i;
+}
 
 /* RoPE parameters for one model. */
 typedef struct sk_rope_params {
@@ -66,13 +100,27 @@ typedef struct sk_backend_ops {
      * one matmul (Llama's q/k/v; gate/up for matmul_swiglu). The parts stay owned by the caller. */
     sk_status (*weight_concat)(sk_backend *be, sk_weight *const *parts, int n, sk_weight **out);
 
-    /* KV cache for n_seq sequences of up to n_ctx positions each. */
+    /* KV cache for n_seq slots of up to n_ctx positions each: a pool of n_seq * ceil(n_ctx /
+     * kv_page_size) pages, slot s owning pages s * ceil(n_ctx / kv_page_size) + j (slot mode;
+     * batches with page tables may also address its pages). */
     sk_status (*kv_new)(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
                         int n_seq, sk_kv_cache **out);
+    /* KV pool of d->n_pages pages for batches with page tables (the engine's page manager hands
+     * the pages out). SK_ERR_ARG for a bad descriptor or a page size the backend cannot use,
+     * SK_ERR_NOMEM when it does not fit. Optional (NULL: the backend has no paged pool). */
+    sk_status (*kv_pool_new)(sk_backend *be, const sk_kv_desc *d, sk_kv_cache **out);
     void (*kv_free)(sk_backend *be, sk_kv_cache *kv);
+    /* Device memory: free and total bytes now (the KV pool is sized from it). Optional. */
+    void (*mem_info)(sk_backend *be, size_t *free_bytes, size_t *total_bytes);
 
-    /* Makes batch b the current one (copies tokens/positions/sequence slots to the device). */
+    /* Makes batch b the current one in slot mode (copies tokens, positions and slots to the
+     * device). */
     sk_status (*begin)(sk_backend *be, const sk_batch *b);
+    /* Makes batch b the current one with page tables pt (tokens, positions, sequence indices
+     * and tables go to the device together). SK_ERR_ARG for malformed tables (a row's sequence
+     * out of range or without pages, indptr not non-decreasing from 0). Optional (NULL: slot
+     * mode only), present whenever kv_pool_new is. */
+    sk_status (*begin_paged)(sk_backend *be, const sk_batch *b, const sk_page_tables *pt);
 
     /* out[T, D] = rows of table [V, D] for the current batch's tokens. */
     void (*embed)(sk_backend *be, const sk_weight *table, void *out);
@@ -92,6 +140,10 @@ typedef struct sk_backend_ops {
     /* Optional (needs weight_concat). out[T, F] = silu(x Wg^T) * (x Wu^T), where w holds the rows
      * of Wg [F, K] then Wu [F, K] (weight_concat of gate and up). */
     void (*matmul_swiglu)(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
+    /* Optional (NULL: download the logits and take the argmax on the host). out_host[t] = the
+     * index of the largest of x[t, 0..N) (the lowest index among equals), for T rows; waits for
+     * the device like download_f32. */
+    void (*argmax)(sk_backend *be, const void *x, int T, int N, int32_t *out_host);
     /* x[n] += y[n]. */
     void (*add)(sk_backend *be, void *x, const void *y, size_t n);
     /* out[n] = silu(gate[n]) * up[n]. */
@@ -128,6 +180,13 @@ struct sk_backend {
      * keeps mapped data; its synthetic and 1-D weights are fp32). */
     size_t weight_elem_bytes;
     void *ctx;        /* backend private */
+    /* KV pools: the page size the backend wants (kv_pool_new) and bytes per cached element. */
+    int kv_page_size;
+    size_t kv_elem_bytes;
+    /* Incremented whenever the backend moves a buffer that ops recorded in a graph refer to
+     * (batch and page-table buffers, attention scratch grown for a larger batch): a graph
+     * captured under an older value must be captured again. */
+    unsigned addr_epoch;
 };
 
 /* Counter-based uniform in [-1, 1): the same draw on every backend (a hash of seed and index). */

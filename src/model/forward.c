@@ -10,6 +10,7 @@
  *         logits = layernorm(x, with bias) Wout. */
 #include "model/model.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* p advanced by n activations. */
@@ -182,22 +183,54 @@ static void forward_head(const sk_model *m, sk_fwd_buffers *buf, int first, int 
     be->ops->matmul(be, buf->onorm, n, m->output, NULL, buf->logits);
 }
 
-sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
-                     int out_first, int n_out, float *logits) {
+sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                           const sk_batch *b, const sk_page_tables *pt, int out_first, int n_out,
+                           float *logits, int32_t *argmax) {
     sk_backend *be = m->be;
     const int T = b->n_tokens, V = m->hp.n_vocab;
     SK_ASSERT(T > 0 && T <= buf->max_T);
     SK_ASSERT(n_out >= 0 && out_first >= 0 && out_first + n_out <= T);
-    SK_ASSERT(n_out == 0 || logits != NULL);
+    SK_ASSERT(n_out == 0 || logits != NULL || argmax != NULL);
 
-    SK_TRY(be->ops->begin(be, b));
+    if (pt) {
+        if (!be->ops->begin_paged)
+            return sk_fail(SK_ERR_UNSUPPORTED, "%s backend has no paged KV cache", be->name);
+        SK_TRY(be->ops->begin_paged(be, b, pt));
+    } else {
+        SK_TRY(be->ops->begin(be, b));
+    }
     forward_body(m, buf, kv, T);
+    float *host = NULL; /* argmax without the backend op: logits through the host */
+    if (!logits && n_out > 0 && !be->ops->argmax) {
+        host = malloc(sizeof(float) * (size_t)SK_FWD_LOGIT_ROWS * (size_t)V);
+        if (!host) return sk_fail(SK_ERR_NOMEM, "out of memory for logits");
+    }
     for (int r = 0; r < n_out; r += SK_FWD_LOGIT_ROWS) {
         const int n = n_out - r < SK_FWD_LOGIT_ROWS ? n_out - r : SK_FWD_LOGIT_ROWS;
         forward_head(m, buf, out_first + r, n);
-        be->ops->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
+        if (logits) {
+            be->ops->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
+        } else if (be->ops->argmax) {
+            be->ops->argmax(be, buf->logits, n, V, argmax + r);
+        } else {
+            be->ops->download_f32(be, buf->logits, host, (size_t)n * V);
+            for (int i = 0; i < n; i++) {
+                const float *row = host + (size_t)i * V;
+                int32_t best = 0;
+                for (int j = 1; j < V; j++)
+                    if (row[j] > row[best]) best = j;
+                argmax[r + i] = best;
+            }
+        }
     }
+    free(host);
     return SK_OK;
+}
+
+sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
+                     int out_first, int n_out, float *logits) {
+    SK_ASSERT(n_out == 0 || logits != NULL);
+    return sk_forward_paged(m, buf, kv, b, NULL, out_first, n_out, logits, NULL);
 }
 
 sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
@@ -207,6 +240,12 @@ sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *k
     SK_ASSERT(b->n_tokens == 1 && logits != NULL);
     if (!op->capture_begin || g->state < 0) return sk_forward(m, buf, kv, b, 0, 1, logits);
     SK_TRY(op->begin(be, b));
+    if (g->graph && g->epoch != be->addr_epoch) {
+        /* The backend moved a buffer the graph refers to: warm up and capture again. */
+        op->graph_free(be, g->graph);
+        g->graph = NULL;
+        g->state = 0;
+    }
     if (!g->graph) {
         if (g->state == 0) { /* first step eager: plans and tables are made outside a capture */
             forward_body(m, buf, kv, 1);
@@ -214,9 +253,13 @@ sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *k
             g->state = 1;
         } else {
             SK_TRY(op->capture_begin(be));
+            g->epoch = be->addr_epoch;
             forward_body(m, buf, kv, 1);
             forward_head(m, buf, 0, 1);
             g->graph = op->capture_end(be);
+            /* Nothing may move during a capture (it would have been recorded at an old
+             * address); the ops never grow buffers after the eager step, asserted here. */
+            SK_ASSERT(!g->graph || g->epoch == be->addr_epoch);
             if (!g->graph) {
                 /* Nothing ran: log, fall back to eager steps for good, and run this one. */
                 SK_LOGW("decode graph capture failed (%s); running steps without graphs",

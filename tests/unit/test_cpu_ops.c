@@ -610,6 +610,105 @@ static void test_attention(sk_backend *be) {
     }
 }
 
+/* Paged pool with page tables (shuffled pages, a prefix shared between two sequences) against
+ * the slot cache: the same rows give the same outputs. Sequences 0 and 1 run a 37-token prompt
+ * in one batch, then decode steps with both in one batch; sequence 2 has sequence 0's first
+ * two pages as its prefix (the same K/V rows) and computes only from there on. */
+static void test_attention_paged(sk_backend *be) {
+    const int H = 8, KV = 2, hd = 16, n_layers = 2, layer = 1;
+    const int ps = be->kv_page_size, n_ctx = 64, P = 37, pre = 2 * ps, steps = 5;
+    const int stride = (H + 2 * KV) * hd, qw = H * hd, kvw = KV * hd;
+    CHECK(ps > 0 && pre < P);
+    sk_kv_cache *slots = NULL, *pool = NULL;
+    CHECK(be->ops->kv_new(be, n_layers, KV, hd, n_ctx, 3, &slots) == SK_OK);
+    const int pps = (n_ctx + ps - 1) / ps, n_pages = 3 * pps + 5;
+    const sk_kv_desc d = {n_layers, KV, hd, ps, n_pages, n_ctx};
+    CHECK(be->ops->kv_pool_new(be, &d, &pool) == SK_OK);
+    sk_kv_desc bad = d;
+    bad.n_pages = 0;
+    sk_kv_cache *none = NULL;
+    CHECK(be->ops->kv_pool_new(be, &bad, &none) == SK_ERR_ARG && none == NULL);
+    /* Tables: a random permutation of the pool's pages; sequence 2 starts with 0's two. */
+    int32_t perm[256], indptr[4], ids[256];
+    for (int i = 0; i < n_pages; i++) perm[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) {
+        float u;
+        sk_test_rand(&u, 1, 0.0f, 1.0f, &g_rng);
+        int j = (int)(u * (float)(i + 1)) % (i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    indptr[0] = 0;
+    for (int s = 0; s < 3; s++) {
+        indptr[s + 1] = indptr[s] + pps;
+        for (int j = 0; j < pps; j++) ids[indptr[s] + j] = perm[s * pps + j];
+    }
+    ids[indptr[2]] = ids[0];
+    ids[indptr[2] + 1] = ids[1];
+    const sk_page_tables pt = {3, indptr, ids};
+
+    /* Rows: sequence s at positions 0..P+steps-1; sequence 2's prefix rows equal sequence 0's. */
+    const int L = P + steps;
+    float *rows = rnd((long)3 * L * stride, -1.5f, 1.5f);
+    memcpy(rows + (long)2 * L * stride, rows, sizeof(float) * (size_t)pre * stride);
+    int32_t pos[256], seq[256], tok[256] = {0};
+    float *in = malloc(sizeof(float) * (size_t)256 * stride);
+    float *o_slot = malloc(sizeof(float) * (size_t)256 * qw), *o_pool = malloc(sizeof(float) * (size_t)256 * qw);
+    double worst = 0;
+    /* Step 0: prompts of 0 and 1 (and, in the slot cache, 2's prefix), rows interleaved. Step
+     * 1: 2's remaining prompt rows, reversed. Steps 2..: one token of each sequence. */
+    for (int step = 0; step < 2 + steps; step++) {
+        int T = 0, Tp = 0; /* rows for the slot cache; the pool skips 2's prefix rows */
+        int32_t ppos[256], pseq[256];
+        float *pin = malloc(sizeof(float) * (size_t)256 * stride);
+        int idx[256];
+        for (int p = 0; p < L; p++)
+            for (int sq = 0; sq < 3; sq++) {
+                bool take = step == 0   ? (sq < 2 && p < P) || (sq == 2 && p < pre)
+                            : step == 1 ? sq == 2 && p >= pre && p < P
+                                        : p == P + step - 2;
+                if (!take) continue;
+                pos[T] = p, seq[T] = sq;
+                memcpy(in + (long)T * stride, rows + ((long)sq * L + p) * stride, sizeof(float) * (size_t)stride);
+                if (!(sq == 2 && p < pre)) idx[Tp++] = T;
+                T++;
+            }
+        if (step == 1) /* reverse: rows need not come in position order */
+            for (int i = 0; i < Tp / 2; i++) {
+                int t = idx[i];
+                idx[i] = idx[Tp - 1 - i], idx[Tp - 1 - i] = t;
+            }
+        for (int i = 0; i < Tp; i++) {
+            ppos[i] = pos[idx[i]], pseq[i] = seq[idx[i]];
+            memcpy(pin + (long)i * stride, in + (long)idx[i] * stride, sizeof(float) * (size_t)stride);
+        }
+        sk_batch b = {T, tok, pos, seq};
+        CHECK(be->ops->begin(be, &b) == SK_OK);
+        be->ops->attention(be, slots, layer, in, stride, in + qw, in + qw + kvw, stride, H, o_slot);
+        sk_batch bp = {Tp, tok, ppos, pseq};
+        CHECK(be->ops->begin_paged(be, &bp, &pt) == SK_OK);
+        be->ops->attention(be, pool, layer, pin, stride, pin + qw, pin + qw + kvw, stride, H, o_pool);
+        for (int i = 0; i < Tp; i++) {
+            double e = sk_test_rel_err(o_pool + (long)i * qw, o_slot + (long)idx[i] * qw, qw);
+            if (e > worst) worst = e;
+        }
+        free(pin);
+    }
+    CHECKF(worst < 1e-6, "paged attention differs from the slot cache: %.3g", worst);
+    /* Malformed tables are refused. */
+    int32_t bad_ip[4] = {0, pps, pps - 1, 3 * pps}, one_pos = 0, one_seq = 3;
+    sk_batch b1 = {1, tok, &one_pos, &one_seq};
+    CHECK(be->ops->begin_paged(be, &b1, &pt) == SK_ERR_ARG);
+    one_seq = 1;
+    const sk_page_tables bad_pt = {3, bad_ip, ids};
+    CHECK(be->ops->begin_paged(be, &b1, &bad_pt) == SK_ERR_ARG);
+    free(in);
+    free(o_slot);
+    free(o_pool);
+    free(rows);
+    be->ops->kv_free(be, slots);
+    be->ops->kv_free(be, pool);
+}
+
 static void test_errors(sk_backend *be) {
     sk_kv_cache *kv = NULL;
     CHECK(be->ops->kv_new(be, 1, 1, 8, 0, 1, &kv) == SK_ERR_ARG && kv == NULL);
@@ -650,6 +749,8 @@ int main(void) {
     test_rope(be);
     test_attention(be);
     test_attention(be1);
+    test_attention_paged(be);
+    test_attention_paged(be1);
     test_errors(be);
     be->ops->destroy(be);
     be1->ops->destroy(be1);

@@ -18,9 +18,15 @@
 
 typedef struct cpu_ctx {
     int n_threads;
-    /* The current batch (begin). */
+    /* The current batch (begin): rows, and the page tables (n_seqs sequences; slot mode when
+     * slots is set: the tables are made per cache in attention). */
     int T, cap;
     int32_t *tokens, *pos, *seq;
+    int n_seqs, seq_cap, ids_cap;
+    bool slots;
+    int32_t *indptr, *ids; /* [n_seqs + 1], [indptr[n_seqs]] */
+    int32_t *slot_ids;     /* identity tables of slot mode, [slot_ids_n] */
+    int slot_ids_n;
     /* Per-thread fp32 scratch: n_threads slices of scratch_per floats. */
     float *scratch;
     size_t scratch_per;
@@ -36,12 +42,22 @@ struct sk_weight {
     float *owned; /* fp32 copy this weight owns (1-D tensors), or NULL */
 };
 
-/* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] fp32. */
+/* A paged pool. Per layer: k and v of [n_pages][page_size][n_kv_heads][head_dim] fp32 (a
+ * position's heads together, as the K/V rows arrive). Slot caches (kv_new) have n_slots slots
+ * of pages_per_slot pages and n_ctx positions each; pools (kv_pool_new) have n_slots 0. */
 struct sk_kv_cache {
-    int n_layers, n_kv_heads, head_dim, n_ctx, n_seq;
+    int n_layers, n_kv_heads, head_dim, page_size, n_pages;
+    int n_slots, pages_per_slot, n_ctx;
     size_t layer_elems;
     float *k, *v; /* [n_layers * layer_elems] */
 };
+
+/* Tokens per page of the CPU's pools: small, so that prefix sharing and page exhaustion show up
+ * in tests with short sequences. */
+#define CPU_PAGE_SIZE 16
+/* What mem_info reports as free memory (the CPU has no device memory to measure): the engine
+ * sizes its default KV pool as a fraction of it. */
+#define CPU_MEM_DEFAULT ((size_t)512 << 20)
 
 #define CPU_ALIGN 64
 /* Work below these sizes runs on the calling thread: a parallel region costs microseconds on an
@@ -68,8 +84,9 @@ static float *scratch_reserve(cpu_ctx *c, size_t n) {
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
-/* sum_i a[i] * b[i]. 32 independent partial sums (4 AVX2 registers of 8) let gcc vectorize the
- * loop without -ffast-math and hide the FMA latency; fmaf becomes vfmadd with -march=x86-64-v3. */
+/* sum_i a[i] * b[i] (attention's dots). 32 independent partial sums (4 AVX2 registers of 8) let
+ * gcc vectorize the loop without -ffast-math and hide the FMA latency; fmaf becomes vfmadd with
+ * -march=x86-64-v3. */
 static inline float dot_f32(const float *restrict a, const float *restrict b, int64_t n) {
     float acc[32] = {0};
     int64_t i = 0;
@@ -84,7 +101,11 @@ static inline float dot_f32(const float *restrict a, const float *restrict b, in
     return s;
 }
 
-/* The same dot for four b rows at once: x is loaded once for the four. */
+/* Matmul's dots, four b rows at once (x loaded once for the four; four independent register
+ * chains hide the FMA latency). Each row sums in the order of dot1_f32 below, and matmul uses
+ * only these two, whatever T: a row's result does not depend on the batch it is computed in (a
+ * prompt's rows equal token-by-token steps exactly, and a request batched with others gives the
+ * same greedy tokens as alone). */
 static inline void dot4_f32(const float *restrict x, const float *restrict b0,
                             const float *restrict b1, const float *restrict b2,
                             const float *restrict b3, int64_t n, float out[4]) {
@@ -112,6 +133,18 @@ static inline void dot4_f32(const float *restrict x, const float *restrict b0,
         s3 += a3[j];
     }
     out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+/* One row of dot4_f32, in its order (the last N % 4 rows of a matmul). */
+static inline float dot1_f32(const float *restrict x, const float *restrict b0, int64_t n) {
+    float a0[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) a0[j] = fmaf(x[i + j], b0[i + j], a0[j]);
+    float s0 = 0;
+    for (; i < n; i++) s0 = fmaf(x[i], b0[i], s0);
+    for (int j = 0; j < 8; j++) s0 += a0[j];
+    return s0;
 }
 
 /* Row r of w as fp32: the mapped row itself for aligned F32, else dequantized into buf. */
@@ -220,24 +253,29 @@ static const float *vec_of(const sk_weight *w, int64_t n) {
     return w->data;
 }
 
-static sk_status cpu_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
-                            int n_seq, sk_kv_cache **out) {
+/* A pool of n_pages pages (n_slots slots of pages_per_slot pages when n_slots > 0). */
+static sk_status kv_alloc(const sk_kv_desc *d, int n_slots, int pages_per_slot, int n_ctx,
+                          sk_kv_cache **out) {
     *out = NULL;
-    if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_ctx <= 0 || n_seq <= 0)
+    if (d->n_layers <= 0 || d->n_kv_heads <= 0 || d->head_dim <= 0 || d->page_size <= 0 ||
+        d->n_pages <= 0)
         return sk_fail(SK_ERR_ARG, "cpu: KV cache with a non-positive size");
-    size_t le = (size_t)n_seq, total;
-    if (__builtin_mul_overflow(le, (size_t)n_ctx, &le) ||
-        __builtin_mul_overflow(le, (size_t)n_kv_heads, &le) ||
-        __builtin_mul_overflow(le, (size_t)head_dim, &le) ||
-        __builtin_mul_overflow(le, (size_t)n_layers, &total) ||
+    size_t le = (size_t)d->n_pages, total;
+    if (__builtin_mul_overflow(le, (size_t)d->page_size, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->n_kv_heads, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->head_dim, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->n_layers, &total) ||
         __builtin_mul_overflow(total, sizeof(float), &total))
         return sk_fail(SK_ERR_NOMEM, "cpu: KV cache size overflows");
     sk_kv_cache *kv = sk_xcalloc(1, sizeof *kv);
-    kv->n_layers = n_layers;
-    kv->n_kv_heads = n_kv_heads;
-    kv->head_dim = head_dim;
+    kv->n_layers = d->n_layers;
+    kv->n_kv_heads = d->n_kv_heads;
+    kv->head_dim = d->head_dim;
+    kv->page_size = d->page_size;
+    kv->n_pages = d->n_pages;
+    kv->n_slots = n_slots;
+    kv->pages_per_slot = pages_per_slot;
     kv->n_ctx = n_ctx;
-    kv->n_seq = n_seq;
     kv->layer_elems = le;
     kv->k = calloc(1, total);
     kv->v = calloc(1, total);
@@ -251,6 +289,23 @@ static sk_status cpu_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int he
     return SK_OK;
 }
 
+static sk_status cpu_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int head_dim, int n_ctx,
+                            int n_seq, sk_kv_cache **out) {
+    *out = NULL;
+    if (n_ctx <= 0 || n_seq <= 0) return sk_fail(SK_ERR_ARG, "cpu: KV cache with a non-positive size");
+    const int pps = (n_ctx + CPU_PAGE_SIZE - 1) / CPU_PAGE_SIZE;
+    if ((int64_t)pps * n_seq > INT32_MAX) return sk_fail(SK_ERR_NOMEM, "cpu: KV cache size overflows");
+    const sk_kv_desc d = {n_layers, n_kv_heads, head_dim, CPU_PAGE_SIZE, pps * n_seq, n_ctx};
+    return kv_alloc(&d, n_seq, pps, n_ctx, out);
+}
+
+/* Any page size works on the CPU. */
+static sk_status cpu_kv_pool_new(sk_backend *be, const sk_kv_desc *d, sk_kv_cache **out) {
+    *out = NULL;
+    if (!d) return sk_fail(SK_ERR_ARG, "cpu: KV pool without a descriptor");
+    return kv_alloc(d, 0, 0, 0, out);
+}
+
 static void cpu_kv_free(sk_backend *be, sk_kv_cache *kv) {
     if (!kv) return;
     free(kv->k);
@@ -258,9 +313,26 @@ static void cpu_kv_free(sk_backend *be, sk_kv_cache *kv) {
     free(kv);
 }
 
-static sk_status cpu_begin(sk_backend *be, const sk_batch *b) {
+static void cpu_mem_info(sk_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes) *free_bytes = CPU_MEM_DEFAULT;
+    if (total_bytes) *total_bytes = CPU_MEM_DEFAULT;
+}
+
+/* Grows *p (an int32 array of *cap) to hold n. */
+static sk_status grow_i32(int32_t **p, int *cap, int n) {
+    if (n <= *cap) return SK_OK;
+    int32_t *q = realloc(*p, sizeof(int32_t) * (size_t)n);
+    if (!q) return sk_fail(SK_ERR_NOMEM, "cpu: out of memory for a batch's tables");
+    *p = q;
+    *cap = n;
+    return SK_OK;
+}
+
+/* pt == NULL: slot mode. */
+static sk_status cpu_begin_paged(sk_backend *be, const sk_batch *b, const sk_page_tables *pt) {
     cpu_ctx *c = ctx_of(be);
-    SK_ASSERT(b->n_tokens > 0);
+    if (!b || b->n_tokens <= 0 || !b->tokens || !b->pos || !b->seq)
+        return sk_fail(SK_ERR_ARG, "cpu: empty batch");
     if (b->n_tokens > c->cap) {
         int cap = b->n_tokens;
         int32_t *tk = malloc(sizeof(int32_t) * (size_t)cap * 3);
@@ -271,13 +343,40 @@ static sk_status cpu_begin(sk_backend *be, const sk_batch *b) {
         c->seq = tk + 2 * cap;
         c->cap = cap;
     }
-    c->T = b->n_tokens;
-    memcpy(c->tokens, b->tokens, sizeof(int32_t) * (size_t)c->T);
-    memcpy(c->pos, b->pos, sizeof(int32_t) * (size_t)c->T);
-    memcpy(c->seq, b->seq, sizeof(int32_t) * (size_t)c->T);
-    for (int i = 0; i < c->T; i++) SK_ASSERT(c->pos[i] >= 0 && c->seq[i] >= 0);
+    const int T = b->n_tokens;
+    if (pt) {
+        if (pt->n_seqs <= 0 || !pt->indptr || !pt->ids || pt->indptr[0] != 0)
+            return sk_fail(SK_ERR_ARG, "cpu: batch page tables: %d sequences, indptr[0] %d",
+                           pt->n_seqs, pt->indptr ? pt->indptr[0] : -1);
+        for (int s = 0; s < pt->n_seqs; s++)
+            if (pt->indptr[s + 1] < pt->indptr[s])
+                return sk_fail(SK_ERR_ARG, "cpu: batch page tables: indptr decreases at %d", s);
+        for (int i = 0; i < T; i++)
+            if (b->seq[i] < 0 || b->seq[i] >= pt->n_seqs ||
+                pt->indptr[b->seq[i] + 1] == pt->indptr[b->seq[i]])
+                return sk_fail(SK_ERR_ARG, "cpu: batch row %d: sequence %d is not in the %d "
+                               "sequences of the page tables or has no pages", i, b->seq[i],
+                               pt->n_seqs);
+        const int n_ids = pt->indptr[pt->n_seqs];
+        SK_TRY(grow_i32(&c->indptr, &c->seq_cap, pt->n_seqs + 1));
+        SK_TRY(grow_i32(&c->ids, &c->ids_cap, n_ids > 0 ? n_ids : 1));
+        memcpy(c->indptr, pt->indptr, sizeof(int32_t) * (size_t)(pt->n_seqs + 1));
+        memcpy(c->ids, pt->ids, sizeof(int32_t) * (size_t)n_ids);
+        c->n_seqs = pt->n_seqs;
+    }
+    for (int i = 0; i < T; i++)
+        if (b->pos[i] < 0 || b->seq[i] < 0)
+            return sk_fail(SK_ERR_ARG, "cpu: batch row %d: position %d, sequence %d", i,
+                           b->pos[i], b->seq[i]);
+    c->slots = pt == NULL;
+    c->T = T;
+    memcpy(c->tokens, b->tokens, sizeof(int32_t) * (size_t)T);
+    memcpy(c->pos, b->pos, sizeof(int32_t) * (size_t)T);
+    memcpy(c->seq, b->seq, sizeof(int32_t) * (size_t)T);
     return SK_OK;
 }
+
+static sk_status cpu_begin(sk_backend *be, const sk_batch *b) { return cpu_begin_paged(be, b, NULL); }
 
 /* ---- ops -------------------------------------------------------------------------------- */
 
@@ -330,9 +429,8 @@ static void cpu_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
     const int64_t N = w->rows, K = w->cols;
     const float *xv = x, *bv = bias ? vec_of(bias, N) : NULL;
     float *o = out;
-    /* T == 1 (decode): one row at a time. T > 1: four weight rows at a time, each x row dotted
-     * against the four (x read once per four rows). */
-    const int tile = T > 1 ? 4 : 1;
+    /* Four weight rows at a time (dequantized once), each x row dotted against the four. */
+    const int tile = 4;
     float *scratch = scratch_reserve(c, (size_t)K * tile);
     const size_t per = c->scratch_per;
     const int64_t n_tiles = (N + tile - 1) / tile;
@@ -341,12 +439,12 @@ static void cpu_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
     for (int64_t it = 0; it < n_tiles; it++) {
         float *buf = scratch + per * (size_t)omp_get_thread_num();
         const int64_t n0 = it * tile;
-        if (tile == 1 || n0 + 4 > N) {
-            for (int64_t n = n0; n < N && n < n0 + tile; n++) {
+        if (n0 + 4 > N) {
+            for (int64_t n = n0; n < N; n++) {
                 const float *row = weight_row(w, n, buf);
                 const float b = bv ? bv[n] : 0.0f;
                 for (int t = 0; t < T; t++)
-                    o[(size_t)t * N + n] = dot_f32(xv + (size_t)t * K, row, K) + b;
+                    o[(size_t)t * N + n] = dot1_f32(xv + (size_t)t * K, row, K) + b;
             }
             continue;
         }
@@ -354,10 +452,10 @@ static void cpu_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
         const float *r2 = weight_row(w, n0 + 2, buf + 2 * K),
                     *r3 = weight_row(w, n0 + 3, buf + 3 * K);
         for (int t = 0; t < T; t++) {
-            float s[4];
-            dot4_f32(xv + (size_t)t * K, r0, r1, r2, r3, K, s);
+            float sc[4];
+            dot4_f32(xv + (size_t)t * K, r0, r1, r2, r3, K, sc);
             float *orow = o + (size_t)t * N + n0;
-            for (int j = 0; j < 4; j++) orow[j] = s[j] + (bv ? bv[n0 + j] : 0.0f);
+            for (int j = 0; j < 4; j++) orow[j] = sc[j] + (bv ? bv[n0 + j] : 0.0f);
         }
     }
 }
@@ -420,25 +518,61 @@ static void cpu_rope(sk_backend *be, void *x, int T, int n_heads, int row_stride
     }
 }
 
+/* The page list of row t's sequence for cache kv and the number of pages in it: the batch's
+ * tables, or in slot mode the identity tables of kv's slot. */
+static const int32_t *row_pages(cpu_ctx *c, const sk_kv_cache *kv, int t, int *n) {
+    const int s = c->seq[t];
+    if (c->slots) {
+        SK_ASSERT(kv->n_slots > 0 && s < kv->n_slots && c->pos[t] < kv->n_ctx);
+        *n = kv->pages_per_slot;
+        return c->slot_ids + (size_t)s * kv->pages_per_slot;
+    }
+    *n = c->indptr[s + 1] - c->indptr[s];
+    return c->ids + c->indptr[s];
+}
+
 static void cpu_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
                           const void *k, const void *v, int kv_stride, int n_heads, void *out) {
     cpu_ctx *c = ctx_of(be);
-    const int T = c->T, KVH = kv->n_kv_heads, hd = kv->head_dim, n_ctx = kv->n_ctx;
+    const int T = c->T, KVH = kv->n_kv_heads, hd = kv->head_dim, ps = kv->page_size;
     SK_ASSERT(layer >= 0 && layer < kv->n_layers);
     SK_ASSERT(n_heads > 0 && n_heads % KVH == 0);
     const int group = n_heads / KVH;
     const size_t pos_stride = (size_t)KVH * hd; /* floats between consecutive positions */
     float *kc = kv->k + (size_t)layer * kv->layer_elems;
     float *vc = kv->v + (size_t)layer * kv->layer_elems;
-
-    for (int t = 0; t < T; t++) {
-        SK_ASSERT(c->pos[t] < n_ctx && c->seq[t] < kv->n_seq);
-        size_t at = ((size_t)c->seq[t] * n_ctx + c->pos[t]) * pos_stride;
-        memcpy(kc + at, (const float *)k + (size_t)t * kv_stride, pos_stride * sizeof(float));
-        memcpy(vc + at, (const float *)v + (size_t)t * kv_stride, pos_stride * sizeof(float));
+    if (c->slots) { /* identity tables covering kv's slots */
+        const int n = kv->n_slots * kv->pages_per_slot;
+        SK_ASSERT(kv->n_slots > 0); /* slot mode needs a kv_new cache */
+        if (n > c->slot_ids_n) {
+            free(c->slot_ids);
+            c->slot_ids = malloc(sizeof(int32_t) * (size_t)n);
+            SK_ASSERT(c->slot_ids != NULL);
+            for (int i = 0; i < n; i++) c->slot_ids[i] = i;
+            c->slot_ids_n = n;
+        }
     }
 
-    float *scratch = scratch_reserve(c, (size_t)n_ctx);
+    /* Every row's K/V first: a row may attend to rows after it in the batch. */
+    int max_pos = 0;
+    for (int t = 0; t < T; t++) {
+        int np;
+        const int32_t *pg = row_pages(c, kv, t, &np);
+        const int p = c->pos[t];
+        SK_ASSERT(p / ps < np && pg[p / ps] >= 0 && pg[p / ps] < kv->n_pages);
+        size_t at = ((size_t)pg[p / ps] * ps + (size_t)(p % ps)) * pos_stride;
+        memcpy(kc + at, (const float *)k + (size_t)t * kv_stride, pos_stride * sizeof(float));
+        memcpy(vc + at, (const float *)v + (size_t)t * kv_stride, pos_stride * sizeof(float));
+        if (p > max_pos) max_pos = p;
+    }
+    /* Pages read (every position up to each row's) must exist too. */
+    for (int t = 0; t < T; t++) {
+        int np;
+        const int32_t *pg = row_pages(c, kv, t, &np);
+        for (int j = 0; j <= c->pos[t] / ps; j++) SK_ASSERT(pg[j] >= 0 && pg[j] < kv->n_pages);
+    }
+
+    float *scratch = scratch_reserve(c, (size_t)max_pos + 1);
     const size_t per = c->scratch_per;
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t n_work = (int64_t)T * n_heads;
@@ -450,11 +584,14 @@ static void cpu_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void
         const int t = (int)(wi / n_heads), h = (int)(wi % n_heads);
         float *att = scratch + per * (size_t)omp_get_thread_num();
         const int P = c->pos[t] + 1;
-        const size_t base = (size_t)c->seq[t] * n_ctx * pos_stride + (size_t)(h / group) * hd;
+        int np;
+        const int32_t *pg = row_pages(c, kv, t, &np);
+        const size_t hoff = (size_t)(h / group) * hd;
         const float *qh = (const float *)q + (size_t)t * q_stride + (size_t)h * hd;
         float mx = -INFINITY;
         for (int p = 0; p < P; p++) {
-            att[p] = dot_f32(qh, kc + base + (size_t)p * pos_stride, hd) * scale;
+            const size_t at = ((size_t)pg[p / ps] * ps + (size_t)(p % ps)) * pos_stride + hoff;
+            att[p] = dot_f32(qh, kc + at, hd) * scale;
             if (att[p] > mx) mx = att[p];
         }
         float sum = 0.0f;
@@ -467,9 +604,20 @@ static void cpu_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void
         for (int d = 0; d < hd; d++) oh[d] = 0.0f;
         for (int p = 0; p < P; p++) {
             const float a = att[p] * inv;
-            const float *vp = vc + base + (size_t)p * pos_stride;
+            const size_t at = ((size_t)pg[p / ps] * ps + (size_t)(p % ps)) * pos_stride + hoff;
+            const float *vp = vc + at;
             for (int d = 0; d < hd; d++) oh[d] = fmaf(a, vp[d], oh[d]);
         }
+    }
+}
+
+static void cpu_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_host) {
+    for (int t = 0; t < T; t++) {
+        const float *r = (const float *)x + (size_t)t * N;
+        int32_t best = 0;
+        for (int i = 1; i < N; i++)
+            if (r[i] > r[best]) best = i;
+        out_host[t] = best;
     }
 }
 
@@ -478,6 +626,9 @@ static void cpu_destroy(sk_backend *be) {
     cpu_ctx *c = be->ctx;
     if (c) {
         free(c->tokens);
+        free(c->indptr);
+        free(c->ids);
+        free(c->slot_ids);
         free(c->scratch);
         free(c);
     }
@@ -494,8 +645,11 @@ static const sk_backend_ops k_cpu_ops = {
     .weight_free = cpu_weight_free,
     .weight_random = cpu_weight_random,
     .kv_new = cpu_kv_new,
+    .kv_pool_new = cpu_kv_pool_new,
     .kv_free = cpu_kv_free,
+    .mem_info = cpu_mem_info,
     .begin = cpu_begin,
+    .begin_paged = cpu_begin_paged,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .layernorm = cpu_layernorm,
@@ -505,6 +659,7 @@ static const sk_backend_ops k_cpu_ops = {
     .gelu = cpu_gelu,
     .rope = cpu_rope,
     .attention = cpu_attention,
+    .argmax = cpu_argmax,
 };
 
 sk_status sk_backend_cpu_new(int n_threads, sk_backend **out) {
@@ -517,6 +672,8 @@ sk_status sk_backend_cpu_new(int n_threads, sk_backend **out) {
     be->ops = &k_cpu_ops;
     be->name = "cpu";
     be->act_bytes = sizeof(float);
+    be->kv_page_size = CPU_PAGE_SIZE;
+    be->kv_elem_bytes = sizeof(float);
     be->ctx = c;
     *out = be;
     return SK_OK;
