@@ -10,7 +10,8 @@ static const struct {
 } k_types[SK_DTYPE_COUNT] = {
     [SK_F32] = {"F32", 1, 4},    [SK_F16] = {"F16", 1, 2},    [SK_BF16] = {"BF16", 1, 2},
     [SK_Q8_0] = {"Q8_0", 32, 34}, [SK_Q4_0] = {"Q4_0", 32, 18}, [SK_Q4_1] = {"Q4_1", 32, 20},
-    [SK_I32] = {"I32", 1, 4},
+    [SK_I32] = {"I32", 1, 4},    [SK_Q4G32] = {"Q4G32", 32, 20}, [SK_Q4G64] = {"Q4G64", 64, 36},
+    [SK_Q4G128] = {"Q4G128", 128, 68},
 };
 
 const char *sk_dtype_name(sk_dtype t) { return (unsigned)t < SK_DTYPE_COUNT ? k_types[t].name : "?"; }
@@ -20,6 +21,14 @@ size_t sk_dtype_row_bytes(sk_dtype t, int64_t n) {
     return (size_t)(n / k_types[t].block) * k_types[t].bytes;
 }
 bool sk_dtype_is_quant(sk_dtype t) { return k_types[t].block > 1; }
+
+sk_dtype sk_dtype_q4g(int g) {
+    return g == 32 ? SK_Q4G32 : g == 64 ? SK_Q4G64 : g == 128 ? SK_Q4G128 : SK_DTYPE_COUNT;
+}
+
+int sk_dtype_q4g_group(sk_dtype t) {
+    return t == SK_Q4G32 || t == SK_Q4G64 || t == SK_Q4G128 ? k_types[t].block : 0;
+}
 
 static inline uint32_t f2u(float f) {
     uint32_t u;
@@ -112,6 +121,22 @@ void sk_dequant_row(sk_dtype t, const void *src, float *dst, int64_t n) {
             }
         }
         return;
+    case SK_Q4G32:
+    case SK_Q4G64:
+    case SK_Q4G128: {
+        const int g = k_types[t].block;
+        const size_t bb = k_types[t].bytes;
+        for (int64_t b = 0; b < n / g; b++, p += bb, dst += g) {
+            const float d = sk_f16_to_f32(rd16(p));
+            const int z = p[2];
+            const uint8_t *q = p + 4;
+            for (int j = 0; j < g / 2; j++) {
+                dst[2 * j] = (float)((q[j] & 0xf) - z) * d;
+                dst[2 * j + 1] = (float)((q[j] >> 4) - z) * d;
+            }
+        }
+        return;
+    }
     case SK_I32:
     case SK_DTYPE_COUNT: break;
     }

@@ -14,8 +14,10 @@
 
 #include "io/json_util.h"
 #include "io/safetensors.h"
+#include "quant/quant.h"
 
 #include <limits.h>
+#include <strings.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -297,11 +299,196 @@ static sk_tensor *find_mut(sk_model_file *mf, const char *name) {
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* AutoAWQ checkpoints: config.json's quantization_config {quant_method "awq", bits 4,
+ * group_size, zero_point true, version "gemm"} and, per quantized Linear "<stem>", the tensors
+ * <stem>.qweight (I32 [K, N/8]), <stem>.qzeros (I32 [K/g, N/8]) and <stem>.scales (F16 [K/g, N])
+ * in the layout of quant.h, repacked on load into a Q4G tensor "<canonical>.weight" [N, K]. */
+
+typedef struct awq_part {
+    char stem[SK_NAME_MAX];  /* HF name without the suffix */
+    char canon[SK_NAME_MAX]; /* canonical "....weight" */
+    const char *file[3];     /* qweight, qzeros, scales: the file each came from */
+    sk_st_tensor t[3];       /* name not owned; data into a mapping mf owns */
+    bool have[3];
+} awq_part;
+
+typedef struct awq_ctx {
+    bool on;
+    int group;
+    int n_parts;
+    awq_part *parts;
+} awq_ctx;
+
+static const char *const k_awq_suffix[3] = {"qweight", "qzeros", "scales"};
+
+/* Reads quantization_config (absent: a plain checkpoint). */
+static sk_status awq_config(const json_t *cfg, const char *path, awq_ctx *a) {
+    memset(a, 0, sizeof *a);
+    const json_t *q = sk_json_opt(cfg, "quantization_config");
+    if (!q) return SK_OK;
+    if (!json_is_object(q))
+        return sk_fail(SK_ERR_FORMAT, "%s: quantization_config is not an object", path);
+    const char *method, *version;
+    int64_t bits, group;
+    bool zp;
+    SK_TRY(sk_json_str(q, "quant_method", NULL, path, &method));
+    if (!method || strcmp(method, "awq") != 0)
+        return sk_fail(SK_ERR_UNSUPPORTED,
+                       "%s: quantization_config.quant_method '%s' is not supported (only awq)",
+                       path, method ? method : "(missing)");
+    SK_TRY(sk_json_int(q, "bits", 4, 1, 64, path, &bits));
+    if (!json_object_get(q, "bits")) SK_TRY(sk_json_int(q, "w_bit", 4, 1, 64, path, &bits));
+    SK_TRY(sk_json_int(q, "group_size", -1, -1, 1 << 20, path, &group));
+    if (!json_object_get(q, "group_size"))
+        SK_TRY(sk_json_int(q, "q_group_size", -1, -1, 1 << 20, path, &group));
+    SK_TRY(sk_json_bool(q, "zero_point", true, path, &zp));
+    SK_TRY(sk_json_str(q, "version", "gemm", path, &version));
+    if (bits != 4)
+        return sk_fail(SK_ERR_UNSUPPORTED, "%s: AWQ with %d bits is not supported (only 4)", path,
+                       (int)bits);
+    if (sk_dtype_q4g((int)group) == SK_DTYPE_COUNT)
+        return sk_fail(SK_ERR_UNSUPPORTED,
+                       "%s: AWQ group_size %d is not supported (32, 64 or 128)", path, (int)group);
+    if (!zp)
+        return sk_fail(SK_ERR_UNSUPPORTED, "%s: AWQ without zero points is not supported", path);
+    if (strcasecmp(version, "gemm") != 0)
+        return sk_fail(SK_ERR_UNSUPPORTED,
+                       "%s: AWQ version '%s' is not supported (only the GEMM layout)", path,
+                       version);
+    a->on = true;
+    a->group = (int)group;
+    return SK_OK;
+}
+
+static void awq_free(awq_ctx *a) {
+    free(a->parts);
+    memset(a, 0, sizeof *a);
+}
+
+/* Records hf (a .qweight/.qzeros/.scales tensor) when it belongs to a used Linear; *taken is
+ * false when hf is not an AWQ part. */
+static sk_status awq_add(awq_ctx *a, const sk_hparams *hp, const char *file, const char *hf,
+                         const sk_st_tensor *t, bool *taken) {
+    *taken = false;
+    const char *dot = strrchr(hf, '.');
+    if (!a->on || !dot) return SK_OK;
+    int which = -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(dot + 1, k_awq_suffix[i]) == 0) which = i;
+    if (which < 0) return SK_OK;
+    *taken = true;
+    size_t sl = (size_t)(dot - hf);
+    if (sl + 8 >= SK_NAME_MAX) return SK_OK; /* too long to be a tensor we use */
+    char wname[SK_NAME_MAX], canon[SK_NAME_MAX];
+    snprintf(wname, sizeof wname, "%.*s.weight", (int)sl, hf);
+    if (!map_name(hp, wname, canon)) {
+        SK_LOGD("%s: ignoring tensor '%s'", file, hf);
+        return SK_OK;
+    }
+    awq_part *p = NULL;
+    for (int i = 0; i < a->n_parts && !p; i++)
+        if (strcmp(a->parts[i].canon, canon) == 0) p = &a->parts[i];
+    if (!p) {
+        a->parts = sk_xrealloc(a->parts, sizeof *a->parts * (size_t)(a->n_parts + 1));
+        p = &a->parts[a->n_parts++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->stem, sizeof p->stem, "%.*s", (int)sl, hf);
+        snprintf(p->canon, sizeof p->canon, "%s", canon);
+    }
+    if (p->have[which])
+        return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s' appears twice", file, hf);
+    p->have[which] = true;
+    p->t[which] = *t;
+    p->file[which] = file;
+    return SK_OK;
+}
+
+/* int32 data of an I32 tensor, copied when misaligned (into *copy, freed by the caller). */
+static const int32_t *i32_data(const sk_st_tensor *t, void **copy) {
+    *copy = NULL;
+    if ((uintptr_t)t->data % 4 == 0) return t->data;
+    *copy = malloc(t->nbytes ? t->nbytes : 1);
+    if (*copy) memcpy(*copy, t->data, t->nbytes);
+    return *copy;
+}
+
+/* Checks every recorded Linear's three tensors and repacks them into Q4G tensors of mf. */
+static sk_status awq_finish(awq_ctx *a, sk_model_file *mf) {
+    const int g = a->group;
+    for (int i = 0; i < a->n_parts; i++) {
+        awq_part *p = &a->parts[i];
+        for (int k = 0; k < 3; k++)
+            if (!p->have[k])
+                return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s.%s' is missing (AWQ Linear '%s')",
+                               mf->path, p->stem, k_awq_suffix[k], p->stem);
+        const sk_st_tensor *qw = &p->t[0], *qz = &p->t[1], *sc = &p->t[2];
+        for (int k = 0; k < 2; k++)
+            if (strcmp(p->t[k].dtype_name, "I32") != 0)
+                return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s.%s' has dtype %s, expected I32",
+                               p->file[k], p->stem, k_awq_suffix[k], p->t[k].dtype_name);
+        if (sc->type != SK_F16)
+            return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s.scales' has dtype %s, expected F16",
+                           p->file[2], p->stem, sc->dtype_name);
+        if (qw->n_dims != 2 || qz->n_dims != 2 || sc->n_dims != 2)
+            return sk_fail(SK_ERR_FORMAT, "%s: AWQ Linear '%s': qweight, qzeros and scales must be "
+                           "2-D", mf->path, p->stem);
+        const int64_t K = qw->shape[0], N = sc->shape[1];
+        if (K <= 0 || N <= 0 || N % 8 != 0 || K % g != 0)
+            return sk_fail(SK_ERR_FORMAT,
+                           "%s: AWQ Linear '%s': in_features %lld must be a positive multiple of "
+                           "group_size %d and out_features %lld of 8",
+                           mf->path, p->stem, (long long)K, g, (long long)N);
+        if (qw->shape[1] != N / 8 || qz->shape[0] != K / g || qz->shape[1] != N / 8 ||
+            sc->shape[0] != K / g)
+            return sk_fail(SK_ERR_FORMAT,
+                           "%s: AWQ Linear '%s': qweight [%lld, %lld], qzeros [%lld, %lld], "
+                           "scales [%lld, %lld] do not fit [K, N/8], [K/%d, N/8], [K/%d, N]",
+                           mf->path, p->stem, (long long)qw->shape[0], (long long)qw->shape[1],
+                           (long long)qz->shape[0], (long long)qz->shape[1],
+                           (long long)sc->shape[0], (long long)sc->shape[1], g, g);
+        if (find_mut(mf, p->canon))
+            return sk_fail(SK_ERR_FORMAT, "%s: '%s' has both a weight and AWQ tensors", mf->path,
+                           p->stem);
+        const sk_dtype dt = sk_dtype_q4g(g);
+        const size_t nbytes = (size_t)N * sk_dtype_row_bytes(dt, K);
+        uint8_t *dst = malloc(nbytes);
+        void *c0 = NULL, *c1 = NULL, *c2 = NULL;
+        const int32_t *w32 = i32_data(qw, &c0), *z32 = i32_data(qz, &c1);
+        const uint16_t *s16 = sc->data;
+        if ((uintptr_t)s16 % 2) {
+            c2 = malloc(sc->nbytes);
+            if (c2) memcpy(c2, sc->data, sc->nbytes);
+            s16 = c2;
+        }
+        if (!dst || !w32 || !z32 || !s16) {
+            free(dst), free(c0), free(c1), free(c2);
+            return sk_fail(SK_ERR_NOMEM, "%s: out of memory repacking '%s'", mf->path, p->stem);
+        }
+        sk_awq_unpack(w32, z32, s16, N, K, g, dst);
+        free(c0), free(c1), free(c2);
+        sk_tensor nt;
+        memset(&nt, 0, sizeof nt);
+        snprintf(nt.name, sizeof nt.name, "%s", p->canon);
+        nt.type = dt;
+        nt.n_dims = 2;
+        nt.shape[0] = N;
+        nt.shape[1] = K;
+        nt.data = sk_mf_own(mf, dst);
+        nt.nbytes = nbytes;
+        sk_mf_add_tensor(mf, &nt);
+    }
+    return SK_OK;
+}
+
 /* Adds the safetensors tensor t (named hf in file `file`) under its canonical name, or ignores
  * it. Unsupported dtypes are an error only for tensors that are used. */
 static sk_status add_tensor(sk_model_file *mf, const char *file, const char *hf,
-                            const sk_st_tensor *t) {
+                            const sk_st_tensor *t, awq_ctx *awq) {
     char canon[SK_NAME_MAX];
+    bool taken;
+    SK_TRY(awq_add(awq, &mf->hp, file, hf, t, &taken));
+    if (taken) return SK_OK;
     if (!map_name(&mf->hp, hf, canon)) {
         SK_LOGD("%s: ignoring tensor '%s'", file, hf);
         return SK_OK;
@@ -348,7 +535,7 @@ static bool shard_name_ok(const char *s) {
 
 /* Loads the weights: every tensor of model.safetensors, or every tensor that the index's
  * weight_map names, from its shard. The mappings go to mf. */
-static sk_status load_weights(const char *dir, sk_model_file *mf) {
+static sk_status load_weights(const char *dir, sk_model_file *mf, awq_ctx *awq) {
     char ipath[HF_PATH_MAX], spath[HF_PATH_MAX];
     SK_TRY(join(ipath, dir, "model.safetensors.index.json"));
     SK_TRY(join(spath, dir, "model.safetensors"));
@@ -394,7 +581,7 @@ static sk_status load_weights(const char *dir, sk_model_file *mf) {
                             shards[si].path, key, ipath);
                 goto done;
             }
-            if ((s = add_tensor(mf, shards[si].path, key, t)) != SK_OK) goto done;
+            if ((s = add_tensor(mf, shards[si].path, key, t, awq)) != SK_OK) goto done;
         }
     } else if (file_exists(spath)) {
         shards = sk_xcalloc(1, sizeof *shards);
@@ -402,7 +589,7 @@ static sk_status load_weights(const char *dir, sk_model_file *mf) {
         n_shards = 1;
         for (int i = 0; i < shards[0].n_tensors; i++) {
             const sk_st_tensor *t = &shards[0].tensors[i];
-            if ((s = add_tensor(mf, spath, t->name, t)) != SK_OK) goto done;
+            if ((s = add_tensor(mf, spath, t->name, t, awq)) != SK_OK) goto done;
         }
     } else {
         char bin[HF_PATH_MAX];
@@ -1152,12 +1339,16 @@ sk_status sk_hf_load(const char *dir, sk_model_file *mf) {
     mf->format = "hf";
     mf->vocab.bos = mf->vocab.eos = mf->vocab.unk = mf->vocab.pad = mf->vocab.eot = -1;
     json_t *cfg = NULL;
+    awq_ctx awq = {0};
     char p[HF_PATH_MAX];
     sk_status s;
     if ((s = join(p, dir, "config.json")) != SK_OK) goto fail;
     if ((s = sk_json_load_file(p, 0, &cfg)) != SK_OK) goto fail;
     if ((s = parse_config(cfg, p, &mf->hp)) != SK_OK) goto fail;
-    if ((s = load_weights(dir, mf)) != SK_OK) goto fail;
+    if ((s = awq_config(cfg, p, &awq)) != SK_OK) goto fail;
+    if ((s = load_weights(dir, mf, &awq)) != SK_OK) goto fail;
+    if ((s = awq_finish(&awq, mf)) != SK_OK) goto fail;
+    awq_free(&awq);
     if ((s = finish_tensors(mf)) != SK_OK) goto fail;
     if ((s = load_tokenizer(dir, cfg, mf)) != SK_OK) goto fail;
     json_decref(cfg);
@@ -1165,6 +1356,7 @@ sk_status sk_hf_load(const char *dir, sk_model_file *mf) {
     if ((s = sk_model_file_validate(mf)) != SK_OK) goto fail;
     return SK_OK;
 fail:
+    awq_free(&awq);
     json_decref(cfg);
     sk_mf_free(mf);
     return s;

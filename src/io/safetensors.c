@@ -2,6 +2,8 @@
 
 #include "io/json_util.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Every dtype of the safetensors format, with its size in bits; type is what Saker computes with
@@ -190,4 +192,60 @@ sk_status sk_st_open(const char *path, sk_st_file *f) {
     }
     f->map = m;
     return SK_OK;
+}
+
+sk_status sk_st_write(const char *path, const sk_st_out *t, int n) {
+    json_t *hdr = json_object();
+    json_t *meta = json_object();
+    json_object_set_new(meta, "format", json_string("pt"));
+    json_object_set_new(hdr, "__metadata__", meta);
+    uint64_t off = 0;
+    sk_status s = SK_OK;
+    for (int i = 0; i < n; i++) {
+        int bits = 0;
+        for (size_t k = 0; k < sizeof k_st_dtypes / sizeof k_st_dtypes[0]; k++)
+            if (strcmp(k_st_dtypes[k].name, t[i].dtype) == 0) bits = k_st_dtypes[k].bits;
+        uint64_t ne = 1;
+        json_t *shape = json_array();
+        for (int d = 0; d < t[i].n_dims; d++) {
+            ne *= (uint64_t)t[i].shape[d];
+            json_array_append_new(shape, json_integer(t[i].shape[d]));
+        }
+        if (!bits || t[i].n_dims < 0 || t[i].n_dims > SK_MAX_DIMS || ne * (uint64_t)bits / 8 != t[i].nbytes ||
+            json_object_get(hdr, t[i].name)) {
+            json_decref(shape);
+            s = sk_fail(SK_ERR_ARG, "%s: tensor '%s' (%s, %zu bytes): bad description or duplicate name",
+                        path, t[i].name, t[i].dtype, t[i].nbytes);
+            goto done;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "dtype", json_string(t[i].dtype));
+        json_object_set_new(o, "shape", shape);
+        json_t *offs = json_array();
+        json_array_append_new(offs, json_integer((json_int_t)off));
+        json_array_append_new(offs, json_integer((json_int_t)(off + t[i].nbytes)));
+        json_object_set_new(o, "data_offsets", offs);
+        json_object_set_new(hdr, t[i].name, o);
+        off += t[i].nbytes;
+    }
+    char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t hl = strlen(text), padded = (hl + 7) & ~(size_t)7;
+    FILE *fp = fopen(path, "wb");
+    if (!fp) {
+        free(text);
+        s = sk_fail(SK_ERR_IO, "%s: cannot create", path);
+        goto done;
+    }
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(text, 1, hl, fp) == hl;
+    for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
+    for (int i = 0; ok && i < n; i++)
+        ok = t[i].nbytes == 0 || fwrite(t[i].data, 1, t[i].nbytes, fp) == t[i].nbytes;
+    if (fclose(fp) != 0) ok = false;
+    free(text);
+    if (!ok) s = sk_fail(SK_ERR_IO, "%s: write failed", path);
+done:
+    json_decref(hdr);
+    return s;
 }

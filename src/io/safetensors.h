@@ -48,4 +48,20 @@ sk_file sk_st_take_map(sk_st_file *f);
 /* Frees names and tensors and unmaps the file unless taken. */
 void sk_st_close(sk_st_file *f);
 
+/* One tensor to write: dtype is a safetensors dtype string ("F16", "I32", ...); nbytes must equal
+ * the product of the shape times the dtype's size (checked). */
+typedef struct sk_st_out {
+    const char *name;
+    const char *dtype;
+    int n_dims;
+    int64_t shape[SK_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+} sk_st_out;
+
+/* Writes n tensors to path as a safetensors file, data in the given order, the header padded
+ * with spaces to a multiple of 8 bytes and {"__metadata__": {"format": "pt"}}. Returns SK_ERR_ARG
+ * for a bad tensor description, SK_ERR_IO naming the path when writing fails. */
+sk_status sk_st_write(const char *path, const sk_st_out *t, int n);
+
 #endif

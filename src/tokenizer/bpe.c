@@ -148,6 +148,18 @@ static sk_status compile_re(sk_tokenizer *t, const char *pat) {
     return SK_OK;
 }
 
+int sk_bpe_pre_regexes(const char *pre, const char **out, int cap) {
+    const pre_def *def = &k_pre[0];
+    for (size_t i = 0; pre && pre[0] && i < sizeof k_pre / sizeof *k_pre; i++)
+        if (name_in(k_pre[i].names, pre)) {
+            def = &k_pre[i];
+            break;
+        }
+    int n = 0;
+    for (int i = 0; i < 7 && def->re[i] && n < cap; i++) out[n++] = def->re[i];
+    return n;
+}
+
 sk_status sk_bpe_init(sk_tokenizer *t) {
     const sk_vocab_data *v = t->v;
     const pre_def *def = NULL;

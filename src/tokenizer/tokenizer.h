@@ -16,6 +16,10 @@ typedef struct sk_tokenizer sk_tokenizer;
  * name what is wrong. */
 sk_status sk_tokenizer_new(const sk_vocab_data *v, int n_vocab_model, sk_tokenizer **out);
 void sk_tokenizer_free(sk_tokenizer *t);
+/* The pre-tokenizer regexes applied for GGUF tokenizer.ggml.pre name `pre` (llama.cpp's table;
+ * unknown or NULL: GPT-2's), for writers of tokenizer.json. Returns how many were stored in out
+ * (at most cap); the strings are static. */
+int sk_bpe_pre_regexes(const char *pre, const char **out, int cap);
 
 /* See sk_tokenize in saker.h. */
 int sk_tokenizer_encode(const sk_tokenizer *t, const char *text, size_t len, bool add_bos,

@@ -38,6 +38,7 @@ int sk_cmd_tokenize(int argc, char **argv);
 int sk_cmd_info(int argc, char **argv);
 int sk_cmd_perplexity(int argc, char **argv);
 int sk_cmd_bench(int argc, char **argv);
+int sk_cmd_quantize(int argc, char **argv);
 
 #define SK_CLI_COMMON_HELP                                                                         \
     "  -m, --model PATH       .gguf file, llama2.c .bin (with --tokenizer), or HF directory\n"    \

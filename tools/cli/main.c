@@ -12,6 +12,7 @@ static const char k_usage[] =
     "  info       validate a model file and describe it\n"
     "  perplexity perplexity of a model on a text file\n"
     "  bench      prefill/decode latency and throughput on synthetic prompts\n"
+    "  quantize   INT4 AWQ / RTN quantization into an AutoAWQ checkpoint\n"
     "\n"
     "'saker COMMAND --help' describes each command's options.\n";
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return sk_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "perplexity")) return sk_cmd_perplexity(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return sk_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "quantize")) return sk_cmd_quantize(argc - 1, argv + 1);
     fprintf(stderr, "saker: unknown command '%s'\n\n%s", cmd, k_usage);
     return SK_EXIT_USAGE;
 }
