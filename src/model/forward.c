@@ -43,6 +43,7 @@ sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf) 
     buf->max_T = max_T;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         *want[i].p = m->be->ops->alloc(m->be, want[i].n * ab);
+        buf->bytes += want[i].n * ab;
         if (!*want[i].p) {
             sk_fwd_buffers_free(m, buf);
             return SK_ERR_NOMEM; /* alloc set the message */

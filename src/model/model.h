@@ -48,6 +48,7 @@ sk_status sk_model_from_file(sk_model_file *mf, const sk_model_params *p, sk_mod
 /* Activation buffers (backend memory) for forward passes of up to max_T tokens. */
 typedef struct sk_fwd_buffers {
     int max_T;
+    size_t bytes; /* backend memory held, all buffers together */
     void *x;      /* [T, D] residual stream */
     void *h;      /* [T, D] normed input */
     void *h2;     /* [T, D] Falcon MLP input (attn_norm_2) */
