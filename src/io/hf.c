@@ -308,7 +308,6 @@ static sk_tensor *find_mut(sk_model_file *mf, const char *name) {
 typedef struct awq_part {
     char stem[SK_NAME_MAX];  /* HF name without the suffix */
     char canon[SK_NAME_MAX]; /* canonical "....weight" */
-    const char *file[3];     /* qweight, qzeros, scales: the file each came from */
     sk_st_tensor t[3];       /* name not owned; data into a mapping mf owns */
     bool have[3];
 } awq_part;
@@ -400,7 +399,6 @@ static sk_status awq_add(awq_ctx *a, const sk_hparams *hp, const char *file, con
         return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s' appears twice", file, hf);
     p->have[which] = true;
     p->t[which] = *t;
-    p->file[which] = file;
     return SK_OK;
 }
 
@@ -426,10 +424,10 @@ static sk_status awq_finish(awq_ctx *a, sk_model_file *mf) {
         for (int k = 0; k < 2; k++)
             if (strcmp(p->t[k].dtype_name, "I32") != 0)
                 return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s.%s' has dtype %s, expected I32",
-                               p->file[k], p->stem, k_awq_suffix[k], p->t[k].dtype_name);
+                               mf->path, p->stem, k_awq_suffix[k], p->t[k].dtype_name);
         if (sc->type != SK_F16)
             return sk_fail(SK_ERR_FORMAT, "%s: tensor '%s.scales' has dtype %s, expected F16",
-                           p->file[2], p->stem, sc->dtype_name);
+                           mf->path, p->stem, sc->dtype_name);
         if (qw->n_dims != 2 || qz->n_dims != 2 || sc->n_dims != 2)
             return sk_fail(SK_ERR_FORMAT, "%s: AWQ Linear '%s': qweight, qzeros and scales must be "
                            "2-D", mf->path, p->stem);
