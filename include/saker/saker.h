@@ -44,6 +44,9 @@ typedef struct sk_model_params {
     /* The type the CUDA backend keeps weights and the KV cache in: "bf16" or "fp16" (activations
      * are fp32 either way); NULL: bf16. Ignored on the CPU. */
     const char *cuda_dtype;
+    /* Synthetic (--shape) models only: "int4" makes every linear layer INT4 (Q4G, group 128, or
+     * the largest of 64/32 that divides its input width); NULL or "half": the half type. */
+    const char *shape_weights;
 } sk_model_params;
 
 void sk_model_params_default(sk_model_params *p);

@@ -20,6 +20,7 @@ void sk_model_params_default(sk_model_params *p) {
     p->device = SK_DEVICE_AUTO;
     p->n_threads = 0;
     p->cuda_dtype = NULL;
+    p->shape_weights = NULL;
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -226,7 +227,10 @@ sk_status sk_model_open_shape(const char *name, const sk_model_params *p, sk_mod
     *out = NULL;
     if (!name) return sk_fail(SK_ERR_ARG, "sk_model_open_shape: name is NULL");
     sk_model_file mf;
-    SK_TRY(sk_shape_model_file(name, SK_BF16, &mf));
+    const bool int4 = p && p->shape_weights && !strcmp(p->shape_weights, "int4");
+    if (p && p->shape_weights && !int4 && strcmp(p->shape_weights, "half") != 0)
+        return sk_fail(SK_ERR_ARG, "shape weights '%s' is not one of half, int4", p->shape_weights);
+    SK_TRY(sk_shape_model_file(name, SK_BF16, int4, &mf));
     return sk_model_from_file(&mf, p, out);
 }
 
@@ -243,7 +247,9 @@ uint64_t sk_model_device_weight_bytes(const sk_model *m) {
     for (int i = 0; i < m->mf.n_tensors; i++) {
         const sk_tensor *t = &m->mf.tensors[i];
         uint64_t n = (uint64_t)sk_tensor_nelem(t);
-        if (m->be->weight_elem_bytes && t->n_dims > 1) b += n * m->be->weight_elem_bytes;
+        const int g = sk_dtype_q4g_group(t->type);
+        if (g && t->n_dims > 1 && m->be->weight_elem_bytes) b += n / 2 + n / (uint64_t)g * 4;
+        else if (m->be->weight_elem_bytes && t->n_dims > 1) b += n * m->be->weight_elem_bytes;
         else if (t->data == NULL || t->n_dims == 1) b += n * 4; /* fp32 copies */
         else b += t->nbytes;
     }

@@ -70,7 +70,14 @@ static void add(sk_model_file *mf, sk_dtype type, int n_dims, int64_t a, int64_t
     sk_mf_add_tensor(mf, &t);
 }
 
-sk_status sk_shape_model_file(const char *name, sk_dtype type, sk_model_file *mf) {
+/* The INT4 type for a linear layer of input width K: group 128, else the largest of 64, 32 that
+ * divides K; the half type when none does. */
+static sk_dtype lin_type(bool int4, sk_dtype type, int64_t K) {
+    if (!int4) return type;
+    return K % 128 == 0 ? SK_Q4G128 : K % 64 == 0 ? SK_Q4G64 : K % 32 == 0 ? SK_Q4G32 : type;
+}
+
+sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, sk_model_file *mf) {
     memset(mf, 0, sizeof *mf);
     const sk_shape *sh = NULL;
     for (int i = 0; i < N_SHAPES; i++)
@@ -92,22 +99,22 @@ sk_status sk_shape_model_file(const char *name, sk_dtype type, sk_model_file *mf
     if (!hp->tied_output) add(mf, type, 2, V, D, "output.weight", 0);
     for (int l = 0; l < hp->n_layers; l++) {
         add(mf, f32, 1, D, 0, "blk.%d.attn_norm.weight", l);
-        add(mf, type, 2, D, q, "blk.%d.attn_output.weight", l);
-        add(mf, type, 2, F, D, "blk.%d.ffn_up.weight", l);
-        add(mf, type, 2, D, F, "blk.%d.ffn_down.weight", l);
+        add(mf, lin_type(int4, type, q), 2, D, q, "blk.%d.attn_output.weight", l);
+        add(mf, lin_type(int4, type, D), 2, F, D, "blk.%d.ffn_up.weight", l);
+        add(mf, lin_type(int4, type, F), 2, D, F, "blk.%d.ffn_down.weight", l);
         if (falcon) {
             add(mf, f32, 1, D, 0, "blk.%d.attn_norm.bias", l);
             if (hp->n_ln_per_layer == 2) {
                 add(mf, f32, 1, D, 0, "blk.%d.attn_norm_2.weight", l);
                 add(mf, f32, 1, D, 0, "blk.%d.attn_norm_2.bias", l);
             }
-            add(mf, type, 2, q + 2 * kv, D, "blk.%d.attn_qkv.weight", l);
+            add(mf, lin_type(int4, type, D), 2, q + 2 * kv, D, "blk.%d.attn_qkv.weight", l);
         } else {
-            add(mf, type, 2, q, D, "blk.%d.attn_q.weight", l);
-            add(mf, type, 2, kv, D, "blk.%d.attn_k.weight", l);
-            add(mf, type, 2, kv, D, "blk.%d.attn_v.weight", l);
+            add(mf, lin_type(int4, type, D), 2, q, D, "blk.%d.attn_q.weight", l);
+            add(mf, lin_type(int4, type, D), 2, kv, D, "blk.%d.attn_k.weight", l);
+            add(mf, lin_type(int4, type, D), 2, kv, D, "blk.%d.attn_v.weight", l);
             add(mf, f32, 1, D, 0, "blk.%d.ffn_norm.weight", l);
-            add(mf, type, 2, F, D, "blk.%d.ffn_gate.weight", l);
+            add(mf, lin_type(int4, type, D), 2, F, D, "blk.%d.ffn_gate.weight", l);
         }
     }
     sk_status s = sk_model_file_validate(mf);

@@ -238,6 +238,28 @@ static uint8_t *encode(sk_dtype t, const float *x, long n, size_t *nbytes) {
             }
         }
         break;
+    case SK_Q4G32:
+    case SK_Q4G64:
+    case SK_Q4G128: {
+        /* Asymmetric min/max per group, integer zero point (dtype.h's layout). */
+        const int G = sk_dtype_q4g_group(t), bb = 4 + G / 2;
+        for (long b = 0; b < n / G; b++, p += bb) {
+            const float *xb = x + (long)G * b;
+            float mn = xb[0], mx = xb[0];
+            for (int j = 1; j < G; j++) mn = fminf(mn, xb[j]), mx = fmaxf(mx, xb[j]);
+            const float d = (mx - mn) / 15.0f, id = d > 0 ? 1.0f / d : 0.0f;
+            const int z = clampi(iround(-mn * id), 0, 15);
+            put16(p, sk_f32_to_f16(d));
+            p[2] = (uint8_t)z;
+            p[3] = 0;
+            for (int j = 0; j < G / 2; j++) {
+                int lo = clampi(iround(xb[2 * j] * id) + z, 0, 15);
+                int hi = clampi(iround(xb[2 * j + 1] * id) + z, 0, 15);
+                p[4 + j] = (uint8_t)(lo | (hi << 4));
+            }
+        }
+        break;
+    }
     default: SK_ASSERT(!"encode: type");
     }
     return out;
@@ -602,6 +624,74 @@ static void test_fused(void) {
         }
 }
 
+/* ---- INT4 weights (w4.cuh): GEMV (T <= 4), dequantize + cuBLASLt (T > 4), fused epilogues,
+ * concat, embed; against the CPU's dequantize-on-the-fly ops on the same Q4G blocks. ---------- */
+static void test_w4(void) {
+    static const struct {
+        int T, N, K;
+        bool bias;
+    } cs[] = {
+        {1, 576, 576, false}, {2, 1536, 576, true}, {3, 264, 4096, false}, {4, 100, 1024, true},
+        {1, 33, 8192, false}, {5, 96, 512, true},   {9, 256, 512, false},  {40, 768, 1536, true},
+    };
+    const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+            const sk_dtype t = types[ti];
+            const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
+            if (K % sk_dtype_q4g_group(t)) continue;
+            char what[160];
+            float *x = rnd((long)T * K, -1.0f, 1.0f);
+            pbuf xb = pb_new((long)T * K, false, x);
+            pweight w = pw_new(t, N, K, -1.0f, 1.0f);
+            pweight b = {NULL, NULL, NULL};
+            if (cs[ci].bias) b = pw_new(SK_F32, 0, N, -1.0f, 1.0f);
+            /* matmul */
+            pbuf ob = pb_new((long)T * N, false, NULL);
+            g_cpu->ops->matmul(g_cpu, xb.c.p, T, w.c, b.c, ob.c.p);
+            g_gpu->ops->matmul(g_gpu, xb.g.p, T, w.g, b.g, ob.g.p);
+            snprintf(what, sizeof what, "w4 matmul %s T=%d N=%d K=%d%s", sk_dtype_name(t), T, N, K,
+                     cs[ci].bias ? " +bias" : "");
+            finish(what, &ob, TOL_MATMUL);
+            /* matmul_add onto random values */
+            float *o0 = rnd((long)T * N, -4.0f, 4.0f);
+            pbuf oa = pb_new((long)T * N, false, o0);
+            pbuf tmp = pb_new((long)T * N, false, NULL);
+            g_cpu->ops->matmul(g_cpu, xb.c.p, T, w.c, b.c, tmp.c.p);
+            g_cpu->ops->add(g_cpu, oa.c.p, tmp.c.p, (size_t)T * N);
+            g_gpu->ops->matmul_add(g_gpu, xb.g.p, T, w.g, b.g, oa.g.p);
+            snprintf(what, sizeof what, "w4 matmul_add %s T=%d N=%d K=%d", sk_dtype_name(t), T, N, K);
+            finish(what, &oa, TOL_MATMUL);
+            /* concat(gate = w, up) + swiglu */
+            pweight wu = pw_new(t, N, K, -1.0f, 1.0f);
+            sk_weight *parts[2] = {w.g, wu.g}, *gu = NULL;
+            CHECK(g_gpu->ops->weight_concat(g_gpu, parts, 2, &gu) == SK_OK && gu);
+            pbuf os = pb_new((long)T * N, false, NULL), u = pb_new((long)T * N, false, NULL);
+            g_cpu->ops->matmul(g_cpu, xb.c.p, T, w.c, NULL, tmp.c.p);
+            g_cpu->ops->matmul(g_cpu, xb.c.p, T, wu.c, NULL, u.c.p);
+            g_cpu->ops->swiglu(g_cpu, tmp.c.p, u.c.p, (size_t)T * N, os.c.p);
+            g_gpu->ops->matmul_swiglu(g_gpu, xb.g.p, T, gu, os.g.p);
+            snprintf(what, sizeof what, "w4 concat + matmul_swiglu %s T=%d F=%d K=%d", sk_dtype_name(t),
+                     T, N, K);
+            finish(what, &os, TOL_MATMUL);
+            g_gpu->ops->weight_free(g_gpu, gu);
+            /* embed rows of the INT4 table */
+            int32_t tok[40];
+            for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 7919 + 13) % N);
+            begin_both(T, tok, tok, NULL);
+            pbuf oe = pb_new((long)T * K, false, NULL);
+            g_cpu->ops->embed(g_cpu, w.c, oe.c.p);
+            g_gpu->ops->embed(g_gpu, w.g, oe.g.p);
+            snprintf(what, sizeof what, "w4 embed %s T=%d V=%d D=%d", sk_dtype_name(t), T, N, K);
+            finish(what, &oe, 1e-6);
+            pb_free(&oe), pb_free(&os), pb_free(&u), pb_free(&tmp), pb_free(&oa), pb_free(&ob);
+            pb_free(&xb);
+            pw_free(&w), pw_free(&wu);
+            if (cs[ci].bias) pw_free(&b);
+            free(x), free(o0);
+        }
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 /* Length of the long-sequence cases (a compile-time knob so that slow emulated runs can shorten
@@ -814,6 +904,7 @@ int main(int argc, char **argv) {
     } groups[] = {
         {"embed", test_embed},   {"norm", test_norms},     {"elementwise", test_elementwise},
         {"rope", test_rope},     {"matmul", test_matmul}, {"fused", test_fused},
+        {"w4", test_w4},
         {"attention", test_attention},
         {"random", test_random},
     };

@@ -17,6 +17,7 @@ typedef struct sk_cli_common {
     const char *tokenizer;
     sk_device device;
     const char *dtype; /* --dtype: "bf16" or "fp16" (CUDA weights and KV cache); NULL: default */
+    const char *weights; /* --weights: "int4" or "half" for --shape models; NULL: half */
     int threads;
 } sk_cli_common;
 
@@ -47,6 +48,7 @@ int sk_cmd_quantize(int argc, char **argv);
     "      --tokenizer FILE   llama2.c tokenizer (tok*.bin)\n"                                     \
     "      --device D         auto|cpu|cuda (default auto)\n"                                      \
     "      --dtype T          bf16|fp16: CUDA weights and KV cache (default bf16)\n"              \
+    "      --weights W        half|int4: linear layers of a --shape model (int4: group 128)\n"   \
     "  -t, --threads N        CPU threads (default: all cores)\n"
 
 #endif

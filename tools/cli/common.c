@@ -86,6 +86,13 @@ int sk_cli_common_opt(sk_cli_common *c, int argc, char **argv, int *i) {
             return -1;
         }
         c->dtype = v;
+    } else if (!strcmp(a, "--weights")) {
+        if (!(v = sk_cli_value(argc, argv, i))) return -1;
+        if (strcmp(v, "int4") != 0 && strcmp(v, "half") != 0) {
+            fprintf(stderr, "saker: --weights: '%s' is not one of half, int4\n", v);
+            return -1;
+        }
+        c->weights = v;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         if (!(v = sk_cli_value(argc, argv, i)) || !sk_cli_int(a, v, 0, 4096, &n)) return -1;
         c->threads = (int)n;
@@ -106,6 +113,7 @@ sk_model *sk_cli_open_model(const sk_cli_common *c) {
     p.device = c->device;
     p.n_threads = c->threads;
     p.cuda_dtype = c->dtype;
+    p.shape_weights = c->weights;
     sk_model *m = NULL;
     double t0 = sk_time_now();
     sk_status s = c->shape ? sk_model_open_shape(c->shape, &p, &m) : sk_model_open(c->model, &p, &m);

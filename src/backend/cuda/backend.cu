@@ -8,6 +8,7 @@
  * chunk is prepared; 1-D tensors (norm weights, biases) also get an fp32 copy. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/w4.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -122,6 +123,8 @@ static void cuda_weight_free(sk_backend *be, sk_weight *w) {
     CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
     if (w->h) CUDA_CHECK(cudaFree(w->h));
     if (w->f32) CUDA_CHECK(cudaFree(w->f32));
+    if (w->q4) CUDA_CHECK(cudaFree(w->q4));
+    if (w->q4s) CUDA_CHECK(cudaFree(w->q4s));
     free(w);
 }
 
@@ -164,6 +167,61 @@ static sk_weight *weight_alloc(sk_backend *be, const sk_tensor *t, int64_t rows,
     return w;
 }
 
+/* An INT4 weight (w4.cuh) of rows x cols, group g: device buffers allocated, NULL with
+ * SK_ERR_NOMEM set when device memory runs out. */
+static sk_weight *w4_alloc(sk_backend *be, const char *name, int64_t rows, int64_t cols, int g) {
+    sk_weight *w = (sk_weight *)sk_xcalloc(1, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    w->q4_group = g;
+    w->q4 = (uint32_t *)dev_alloc((size_t)(rows * (cols / 8)) * sizeof(uint32_t), name);
+    if (w->q4) w->q4s = (__half2 *)dev_alloc((size_t)(rows * (cols / g)) * sizeof(__half2), name);
+    if (!w->q4 || !w->q4s) {
+        cuda_weight_free(be, w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Q4G blocks (dtype.h) repacked on the host into the device layout (w4.cuh), a slab of rows at
+ * a time through pageable buffers (synchronous copies: loading is not the hot path). */
+static sk_status w4_load(sk_backend *be, const sk_tensor *t, int64_t rows, int64_t cols,
+                         sk_weight **out) {
+    const int g = sk_dtype_q4g_group(t->type);
+    if (cols % g != 0 || cols % 32 != 0)
+        return sk_fail(SK_ERR_FORMAT, "cuda: INT4 tensor '%s': %lld columns, not a multiple of its "
+                       "group %d", t->name, (long long)cols, g);
+    sk_weight *w = w4_alloc(be, t->name, rows, cols, g);
+    if (!w) return SK_ERR_NOMEM;
+    const size_t row_bytes = sk_dtype_row_bytes(t->type, cols);
+    const int64_t slab = 1024;
+    uint32_t *words = (uint32_t *)malloc((size_t)slab * (size_t)(cols / 8) * sizeof(uint32_t));
+    uint16_t *sc = (uint16_t *)malloc((size_t)slab * (size_t)(cols / g) * 2 * sizeof(uint16_t));
+    if (!words || !sc) {
+        free(words), free(sc);
+        cuda_weight_free(be, w);
+        return sk_fail(SK_ERR_NOMEM, "cuda: out of host memory repacking '%s'", t->name);
+    }
+    cuda_ctx *c = sk_cuda_ctx(be);
+    for (int64_t r0 = 0; r0 < rows; r0 += slab) {
+        const int64_t m = rows - r0 < slab ? rows - r0 : slab;
+        for (int64_t r = 0; r < m; r++)
+            sk_w4_repack_row((const uint8_t *)t->data + (size_t)(r0 + r) * row_bytes, g, (int)cols,
+                             words + (size_t)r * (size_t)(cols / 8),
+                             sc + (size_t)r * (size_t)(cols / g) * 2);
+        CUDA_CHECK(cudaMemcpyAsync(w->q4 + (size_t)r0 * (size_t)(cols / 8), words,
+                                   (size_t)m * (size_t)(cols / 8) * sizeof(uint32_t),
+                                   cudaMemcpyHostToDevice, c->stream));
+        CUDA_CHECK(cudaMemcpyAsync(w->q4s + (size_t)r0 * (size_t)(cols / g), sc,
+                                   (size_t)m * (size_t)(cols / g) * sizeof(__half2),
+                                   cudaMemcpyHostToDevice, c->stream));
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    }
+    free(words), free(sc);
+    *out = w;
+    return SK_OK;
+}
+
 static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight **out) {
     cuda_ctx *c = sk_cuda_ctx(be);
     *out = NULL;
@@ -174,6 +232,7 @@ static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight 
         return sk_fail(SK_ERR_FORMAT,
                        "cuda: tensor '%s': %zu bytes of data, too few for its shape", t->name,
                        t->data ? t->nbytes : 0);
+    if (sk_dtype_q4g_group(t->type) && t->n_dims == 2) return w4_load(be, t, rows, cols, out);
     sk_weight *w = weight_alloc(be, t, rows, cols);
     if (!w) return SK_ERR_NOMEM;
     upload_weight_half(c, t, rows * cols, (uint16_t *)w->h);
@@ -203,10 +262,50 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
     *out = NULL;
     int64_t rows, cols;
     SK_TRY(weight_shape(t, &rows, &cols));
+    if (sk_dtype_q4g_group(t->type) && t->n_dims == 2) {
+        /* Synthetic INT4: random nibbles, zero points 7/8, d = std / 4.61 (std of q - z). */
+        const int g = sk_dtype_q4g_group(t->type);
+        if (cols % g != 0 || cols % 32 != 0)
+            return sk_fail(SK_ERR_ARG, "cuda: INT4 tensor '%s': %lld columns, not a multiple of "
+                           "its group %d", t->name, (long long)cols, g);
+        sk_weight *w = w4_alloc(be, t->name, rows, cols, g);
+        if (!w) return SK_ERR_NOMEM;
+        sk_w4_random_kernel<<<4096, 256, 0, sk_cuda_ctx(be)->stream>>>(
+            w->q4, w->q4s, g, rows, (int)cols, std / 4.61f, seed);
+        CUDA_CHECK_LAUNCH();
+        (void)mean;
+        *out = w;
+        return SK_OK;
+    }
     sk_weight *w = weight_alloc(be, t, rows, cols);
     if (!w) return SK_ERR_NOMEM;
     const float a = std * 1.7320508f; /* as the CPU backend computes it */
     sk_cuda_fill_random(sk_cuda_ctx(be), w->h, w->f32, (size_t)(rows * cols), mean, a, seed);
+    *out = w;
+    return SK_OK;
+}
+
+/* weight_concat of INT4 weights: one group size and column count (else SK_ERR_ARG). */
+static sk_status w4_concat(sk_backend *be, sk_weight *const *parts, int n, sk_weight **out) {
+    int64_t rows = 0;
+    const int64_t cols = parts[0]->cols;
+    const int g = parts[0]->q4_group;
+    for (int i = 0; i < n; i++) {
+        if (!parts[i]->q4 || parts[i]->cols != cols || parts[i]->q4_group != g)
+            return sk_fail(SK_ERR_ARG, "cuda: weight_concat of weights of different types, "
+                           "groups or column counts");
+        rows += parts[i]->rows;
+    }
+    sk_weight *w = w4_alloc(be, "a fused INT4 weight", rows, cols, g);
+    if (!w) return SK_ERR_NOMEM;
+    size_t ow = 0, os = 0;
+    cudaStream_t s = sk_cuda_ctx(be)->stream;
+    for (int i = 0; i < n; i++) {
+        const size_t nw = (size_t)(parts[i]->rows * (cols / 8)), ns = (size_t)(parts[i]->rows * (cols / g));
+        CUDA_CHECK(cudaMemcpyAsync(w->q4 + ow, parts[i]->q4, nw * 4, cudaMemcpyDeviceToDevice, s));
+        CUDA_CHECK(cudaMemcpyAsync(w->q4s + os, parts[i]->q4s, ns * 4, cudaMemcpyDeviceToDevice, s));
+        ow += nw, os += ns;
+    }
     *out = w;
     return SK_OK;
 }
@@ -217,6 +316,7 @@ static sk_status cuda_weight_concat(sk_backend *be, sk_weight *const *parts, int
                                     sk_weight **out) {
     *out = NULL;
     SK_ASSERT(n >= 1);
+    if (parts[0]->q4) return w4_concat(be, parts, n, out);
     int64_t rows = 0;
     const int64_t cols = parts[0]->cols;
     for (int i = 0; i < n; i++) {
@@ -385,6 +485,7 @@ static void cuda_destroy(sk_backend *be) {
         if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
+        if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
         sk_cuda_pf_free(c->pf);
         if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
         for (int i = 0; i < 2; i++) {

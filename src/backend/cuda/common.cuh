@@ -83,6 +83,8 @@ typedef struct cuda_ctx {
 
     float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] (matmul's half input) */
     struct sk_cuda_pf *pf; /* prefill attention path (NULL until first used) */
+    void *w4_tmp;     /* an INT4 weight dequantized to half for T > SK_W4_MAX_T (grown on demand) */
+    size_t w4_tmp_bytes;
     void *mm_tmp;     /* matmul_swiglu's [T, 2F] product on the cuBLASLt path (grown on demand) */
     size_t mm_tmp_bytes;
 
@@ -114,6 +116,11 @@ struct sk_weight {
     int64_t rows, cols;
     void *h;
     float *f32;
+    /* INT4 weights (w4.cuh; h is NULL): q4 uint32 [rows][cols/8], q4s half2 [rows][cols/q4_group]
+     * (scale, 1024 + zero point). q4_group 0 for half weights. */
+    int q4_group;
+    uint32_t *q4;
+    __half2 *q4s;
 };
 
 /* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] of the backend's half type, layer l

@@ -4,6 +4,7 @@
  * Each kernel is a grid-stride loop over single fp32 elements (coalesced 4-byte accesses, any
  * alignment). Arithmetic in fp32, the CPU reference's formulas. */
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/w4.cuh"
 
 #define EW_THREADS 256
 
@@ -135,11 +136,17 @@ void sk_cuda_fill_random(cuda_ctx *c, void *h, float *f32, size_t n, float mean,
 
 void sk_cuda_embed(sk_backend *be, const sk_weight *table, void *out) {
     cuda_ctx *c = sk_cuda_ctx(be);
-    SK_ASSERT(table && table->h && out && c->T > 0);
+    SK_ASSERT(table && (table->h || table->q4) && out && c->T > 0);
     SK_ASSERT(table->cols <= INT32_MAX);
     const int D = (int)table->cols;
     const int32_t *tok = sk_cuda_h_tokens(c);
     for (int t = 0; t < c->T; t++) SK_ASSERT(tok[t] >= 0 && tok[t] < table->rows);
+    if (table->q4) { /* an INT4 table (w4.cuh) */
+        sk_w4_embed_kernel<<<c->T, 256, 0, c->stream>>>(table->q4, table->q4s, table->q4_group, D,
+                                                       sk_cuda_d_tokens(c), (float *)out);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     if (c->dtype == SK_CUDA_F16)
         launch_embed((const f16 *)table->h, sk_cuda_d_tokens(c), c->T, D, (float *)out,
                      c->stream);

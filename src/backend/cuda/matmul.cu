@@ -15,6 +15,7 @@
  * does the product instead. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv.cuh"
+#include "backend/cuda/w4.cuh"
 
 #include <cublasLt.h>
 #include <string.h>
@@ -241,10 +242,45 @@ static void gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const f
     CUDA_CHECK_LAUNCH();
 }
 
+/* An INT4 weight as a half weight for the cuBLASLt path: dequantized into c->w4_tmp (grown on
+ * demand; never during a capture, whose steps have T = 1 and take the W4 GEMV). */
+static sk_weight w4_as_half(cuda_ctx *c, const sk_weight *w) {
+    const size_t need = (size_t)(w->rows * w->cols) * sizeof(uint16_t);
+    if (need > c->w4_tmp_bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
+        c->w4_tmp = NULL;
+        c->w4_tmp_bytes = 0;
+        CUDA_CHECK(cudaMalloc(&c->w4_tmp, need));
+        c->w4_tmp_bytes = need;
+    }
+    if (c->dtype == SK_CUDA_F16)
+        sk_w4_dequant_kernel<f16><<<4096, 256, 0, c->stream>>>(w->q4, w->q4s, w->q4_group, w->rows,
+                                                              (int)w->cols, (f16 *)c->w4_tmp);
+    else
+        sk_w4_dequant_kernel<bf16><<<4096, 256, 0, c->stream>>>(w->q4, w->q4s, w->q4_group, w->rows,
+                                                               (int)w->cols, (bf16 *)c->w4_tmp);
+    CUDA_CHECK_LAUNCH();
+    sk_weight h;
+    memset(&h, 0, sizeof h);
+    h.rows = w->rows;
+    h.cols = w->cols;
+    h.h = c->w4_tmp;
+    return h;
+}
+
+template <int MODE>
+static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
+                    int N_out, float *out) {
+    sk_w4_gemv_launch<MODE>(x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
+                            c->stream);
+    CUDA_CHECK_LAUNCH();
+}
+
 static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight *w,
                           const sk_weight *bias, void *out, bool accumulate) {
     cuda_ctx *c = sk_cuda_ctx(be);
-    SK_ASSERT(x && out && w && w->h && T > 0);
+    SK_ASSERT(x && out && w && (w->h || w->q4) && T > 0);
     SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
     const int N = (int)w->rows, K = (int)w->cols;
     SK_ASSERT(T <= 65535); /* grid.y of the fallback kernel */
@@ -252,6 +288,18 @@ static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight 
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
                                (size_t)T * N * sizeof(float)));
     const float *b = bias ? bias->f32 : NULL;
+    if (w->q4) {
+        if (sk_w4_gemv_ok(T, K, x)) {
+            if (accumulate)
+                w4_gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
+            else
+                w4_gemv<SK_GEMV_STORE>(c, (const float *)x, T, w, b, N, (float *)out);
+        } else {
+            const sk_weight h = w4_as_half(c, w);
+            matmul_lt(c, (const float *)x, T, &h, b, (float *)out, accumulate);
+        }
+        return;
+    }
     if (use_gemv(T, K, x, w)) {
         if (accumulate)
             gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
@@ -285,12 +333,16 @@ static __global__ void swiglu_rows_kernel(const float *gu, int F, int T, float *
 
 void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out) {
     cuda_ctx *c = sk_cuda_ctx(be);
-    SK_ASSERT(x && out && w && w->h && T > 0 && w->rows % 2 == 0);
+    SK_ASSERT(x && out && w && (w->h || w->q4) && T > 0 && w->rows % 2 == 0);
     SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
     const int F = (int)(w->rows / 2), K = (int)w->cols;
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
                                (size_t)T * F * sizeof(float)));
-    if (use_gemv(T, K, x, w)) {
+    if (w->q4 && sk_w4_gemv_ok(T, K, x)) {
+        w4_gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
+        return;
+    }
+    if (!w->q4 && use_gemv(T, K, x, w)) {
         gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
         return;
     }
@@ -306,7 +358,12 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
         CUDA_CHECK(cudaMalloc(&c->mm_tmp, need));
         c->mm_tmp_bytes = need;
     }
-    matmul_lt(c, (const float *)x, T, w, NULL, (float *)c->mm_tmp, false);
+    if (w->q4) {
+        const sk_weight h = w4_as_half(c, w);
+        matmul_lt(c, (const float *)x, T, &h, NULL, (float *)c->mm_tmp, false);
+    } else {
+        matmul_lt(c, (const float *)x, T, w, NULL, (float *)c->mm_tmp, false);
+    }
     const size_t n = (size_t)T * F;
     swiglu_rows_kernel<<<sk_cuda_blocks(n, 256), 256, 0, c->stream>>>((const float *)c->mm_tmp, F,
                                                                      T, (float *)out);
