@@ -5,9 +5,8 @@
  * live list (under e->mu) until its last event is delivered; only then is it freed, so cancel
  * never touches freed memory.
  *
- * A step: plan (scheduler.h), build the batch (rows whose logits are wanted first: the last
- * pending token of each sequence that reaches the end of its list), run the model with page
- * tables, sample (argmax on the device when every such row is greedy), append tokens, check the
+ * A step: plan (scheduler.h), build the batch (each sequence's rows together in position
+ * order, which the device's prefill attention wants), run the model with page tables, sample (argmax on the device when every such row is greedy), append tokens, check the
  * stop rules, deliver events. */
 /* memmem: _GNU_SOURCE comes from the build (CMakeLists.txt). */
 #include "saker/engine.h"
@@ -78,7 +77,7 @@ struct sk_engine {
 
     /* Engine thread only. */
     sk_sched_seq **plan;
-    int32_t *tokens, *pos, *seqi, *indptr, *ids, *argmax, *outs;
+    int32_t *tokens, *pos, *seqi, *indptr, *ids, *argmax, *outs, *out_rows;
     int ids_cap;
     float *logits; /* [max_batch][V], made on first use */
     pending_ev *evs;
@@ -368,29 +367,24 @@ static void step(sk_engine *e) {
         }
         return;
     }
-    /* Rows: first the last pending token of each sequence that reaches the end of its list
-     * (their logits are wanted), then every other scheduled token. */
+    /* Rows: each sequence's chunk in position order, sequences in plan order (decodes first,
+     * so their logit rows are one run); the last row of a chunk that reaches the end of its
+     * list gives logits. */
     int T = 0, n_out = 0;
     bool all_greedy = true;
     for (int i = 0; i < n; i++) {
         const sk_sched_seq *q = e->plan[i];
-        if (q->n_computed + q->chunk != q->n_toks) continue;
-        e->tokens[T] = q->toks[q->n_toks - 1];
-        e->pos[T] = q->n_toks - 1;
-        e->seqi[T] = i;
-        T++;
-        e->outs[n_out++] = i;
-        all_greedy = all_greedy && ((req *)q->owner)->greedy;
-    }
-    for (int i = 0; i < n; i++) {
-        const sk_sched_seq *q = e->plan[i];
-        int end = q->n_computed + q->chunk;
-        if (end == q->n_toks) end--; /* placed above */
+        const int end = q->n_computed + q->chunk;
         for (int p = q->n_computed; p < end; p++) {
             e->tokens[T] = q->toks[p];
             e->pos[T] = p;
             e->seqi[T] = i;
             T++;
+        }
+        if (end == q->n_toks) {
+            e->out_rows[n_out] = T - 1;
+            e->outs[n_out++] = i;
+            all_greedy = all_greedy && ((req *)q->owner)->greedy;
         }
     }
     SK_ASSERT(T <= e->p.max_num_tokens);
@@ -405,7 +399,7 @@ static void step(sk_engine *e) {
     const sk_page_tables pt = {n, e->indptr, e->ids};
     if (!all_greedy && !e->logits)
         e->logits = sk_xmalloc(sizeof(float) * (size_t)e->p.max_batch * (size_t)e->V);
-    sk_status s = sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, 0, n_out,
+    sk_status s = sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out,
                                    all_greedy ? NULL : e->logits, all_greedy ? e->argmax : NULL);
     e->n_steps++;
     if (s != SK_OK) {
@@ -574,6 +568,7 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
     e->indptr = sk_xmalloc(sizeof(int32_t) * (B + 1));
     e->argmax = sk_xmalloc(sizeof(int32_t) * B);
     e->outs = sk_xmalloc(sizeof(int32_t) * B);
+    e->out_rows = sk_xmalloc(sizeof(int32_t) * B);
 
     sk_engine_stats *st = &e->stats;
     st->n_ctx = e->n_ctx;
@@ -626,6 +621,7 @@ void sk_engine_free(sk_engine *e) {
     free(e->ids);
     free(e->argmax);
     free(e->outs);
+    free(e->out_rows);
     free(e->logits);
     free(e->evs);
     pthread_mutex_destroy(&e->mu);

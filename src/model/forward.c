@@ -185,13 +185,14 @@ static void forward_head(const sk_model *m, sk_fwd_buffers *buf, int first, int 
 }
 
 sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
-                           const sk_batch *b, const sk_page_tables *pt, int out_first, int n_out,
-                           float *logits, int32_t *argmax) {
+                           const sk_batch *b, const sk_page_tables *pt, const int32_t *out_rows,
+                           int n_out, float *logits, int32_t *argmax) {
     sk_backend *be = m->be;
     const int T = b->n_tokens, V = m->hp.n_vocab;
     SK_ASSERT(T > 0 && T <= buf->max_T);
-    SK_ASSERT(n_out >= 0 && out_first >= 0 && out_first + n_out <= T);
+    SK_ASSERT(n_out >= 0 && (n_out == 0 || out_rows != NULL));
     SK_ASSERT(n_out == 0 || logits != NULL || argmax != NULL);
+    for (int i = 0; i < n_out; i++) SK_ASSERT(out_rows[i] >= 0 && out_rows[i] < T);
 
     if (pt) {
         if (!be->ops->begin_paged)
@@ -206,9 +207,11 @@ sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *
         host = malloc(sizeof(float) * (size_t)SK_FWD_LOGIT_ROWS * (size_t)V);
         if (!host) return sk_fail(SK_ERR_NOMEM, "out of memory for logits");
     }
-    for (int r = 0; r < n_out; r += SK_FWD_LOGIT_ROWS) {
-        const int n = n_out - r < SK_FWD_LOGIT_ROWS ? n_out - r : SK_FWD_LOGIT_ROWS;
-        forward_head(m, buf, out_first + r, n);
+    for (int r = 0; r < n_out;) {
+        /* A run of consecutive rows, at most SK_FWD_LOGIT_ROWS. */
+        int n = 1;
+        while (r + n < n_out && n < SK_FWD_LOGIT_ROWS && out_rows[r + n] == out_rows[r] + n) n++;
+        forward_head(m, buf, out_rows[r], n);
         if (logits) {
             be->ops->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
         } else if (be->ops->argmax) {
@@ -223,6 +226,7 @@ sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *
                 argmax[r + i] = best;
             }
         }
+        r += n;
     }
     free(host);
     return SK_OK;
@@ -231,7 +235,12 @@ sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *
 sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
                      int out_first, int n_out, float *logits) {
     SK_ASSERT(n_out == 0 || logits != NULL);
-    return sk_forward_paged(m, buf, kv, b, NULL, out_first, n_out, logits, NULL);
+    int32_t rows_s[256] = {0}, *rows = n_out <= 256 ? rows_s : malloc(sizeof(int32_t) * (size_t)n_out);
+    if (!rows) return sk_fail(SK_ERR_NOMEM, "out of memory for %d output rows", n_out);
+    for (int i = 0; i < n_out; i++) rows[i] = out_first + i;
+    sk_status s = sk_forward_paged(m, buf, kv, b, NULL, rows, n_out, logits, NULL);
+    if (rows != rows_s) free(rows);
+    return s;
 }
 
 sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,

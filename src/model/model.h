@@ -73,13 +73,14 @@ void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf);
 sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, const sk_batch *b,
                      int out_first, int n_out, float *logits);
 
-/* The same with page tables pt (NULL: slot mode, as sk_forward) and, for the output rows
- * [out_first, out_first + n_out), either their logits (logits != NULL) or only their argmax
- * (logits == NULL, argmax != NULL: argmax[n_out] ids; through the backend's argmax op when it
- * has one, so the logits stay on the device). */
+/* The same with page tables pt (NULL: slot mode, as sk_forward) and output rows out_rows[0..n_out)
+ * (any rows, runs of consecutive ones go through the vocabulary projection together): either
+ * their logits (logits != NULL, [n_out, n_vocab]) or only their argmax (logits == NULL, argmax
+ * != NULL: argmax[n_out] ids; through the backend's argmax op when it has one, so the logits stay
+ * on the device). */
 sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
-                           const sk_batch *b, const sk_page_tables *pt, int out_first, int n_out,
-                           float *logits, int32_t *argmax);
+                           const sk_batch *b, const sk_page_tables *pt, const int32_t *out_rows,
+                           int n_out, float *logits, int32_t *argmax);
 
 /* A replayable decode step (one token, its logits): the backend's graph of forward_body +
  * forward_head, captured on the second step (the first runs eagerly to warm plans up). The graph
