@@ -321,11 +321,8 @@ typedef struct awq_ctx {
 
 static const char *const k_awq_suffix[3] = {"qweight", "qzeros", "scales"};
 
-/* Reads quantization_config (absent: a plain checkpoint). */
-static sk_status awq_config(const json_t *cfg, const char *path, awq_ctx *a) {
-    memset(a, 0, sizeof *a);
-    const json_t *q = sk_json_opt(cfg, "quantization_config");
-    if (!q) return SK_OK;
+/* The AWQ settings of quantization_config object q (path names it in messages). */
+static sk_status awq_parse(const json_t *q, const char *path, awq_ctx *a) {
     if (!json_is_object(q))
         return sk_fail(SK_ERR_FORMAT, "%s: quantization_config is not an object", path);
     const char *method, *version;
@@ -358,6 +355,27 @@ static sk_status awq_config(const json_t *cfg, const char *path, awq_ctx *a) {
     a->on = true;
     a->group = (int)group;
     return SK_OK;
+}
+
+/* Reads quantization_config (absent: a plain checkpoint), or, when config.json has none, the
+ * quant_config.json that older AutoAWQ versions wrote beside it ({w_bit, q_group_size,
+ * zero_point, version}, no quant_method). */
+static sk_status awq_config(const json_t *cfg, const char *path, const char *dir, awq_ctx *a) {
+    memset(a, 0, sizeof *a);
+    const json_t *q = sk_json_opt(cfg, "quantization_config");
+    json_t *old = NULL;
+    char qpath[HF_PATH_MAX];
+    if (!q) {
+        SK_TRY(join(qpath, dir, "quant_config.json"));
+        if (!file_exists(qpath)) return SK_OK;
+        SK_TRY(sk_json_load_file(qpath, 0, &old));
+        if (!json_object_get(old, "quant_method")) json_object_set_new(old, "quant_method", json_string("awq"));
+        q = old;
+        path = qpath;
+    }
+    sk_status s = awq_parse(q, path, a);
+    json_decref(old);
+    return s;
 }
 
 static void awq_free(awq_ctx *a) {
@@ -1343,7 +1361,7 @@ sk_status sk_hf_load(const char *dir, sk_model_file *mf) {
     if ((s = join(p, dir, "config.json")) != SK_OK) goto fail;
     if ((s = sk_json_load_file(p, 0, &cfg)) != SK_OK) goto fail;
     if ((s = parse_config(cfg, p, &mf->hp)) != SK_OK) goto fail;
-    if ((s = awq_config(cfg, p, &awq)) != SK_OK) goto fail;
+    if ((s = awq_config(cfg, p, dir, &awq)) != SK_OK) goto fail;
     if ((s = load_weights(dir, mf, &awq)) != SK_OK) goto fail;
     if ((s = awq_finish(&awq, mf)) != SK_OK) goto fail;
     awq_free(&awq);

@@ -123,7 +123,28 @@ int main(void) {
         sk_mf_free(&ok);
     }
 
-    const char *d;
+    /* older AutoAWQ: no quantization_config, quant_config.json with w_bit / q_group_size */
+    const char *d = copy_good("oldcfg");
+    {
+        char p1[4300];
+        snprintf(p1, sizeof p1, "%s/config.json", d);
+        json_t *c = json_load_file(p1, 0, NULL);
+        json_object_del(c, "quantization_config");
+        json_dump_file(c, p1, JSON_INDENT(2));
+        json_decref(c);
+        snprintf(p1, sizeof p1, "%s/quant_config.json", d);
+        FILE *f = fopen(p1, "w");
+        fputs("{\"zero_point\": true, \"q_group_size\": 32, \"w_bit\": 4, \"version\": \"GEMM\"}", f);
+        fclose(f);
+        sk_model_file m2;
+        s = sk_hf_load(d, &m2);
+        CHECKF(s == SK_OK, "quant_config.json: %s", sk_last_error());
+        if (s == SK_OK) {
+            const sk_tensor *t = sk_mf_find(&m2, "blk.1.ffn_down.weight");
+            CHECK(t && t->type == SK_Q4G32);
+            sk_mf_free(&m2);
+        }
+    }
     d = copy_good("group48");
     set_qc(d, "group_size", json_integer(48));
     expect_fail(d, "group 48", "group_size 48");
