@@ -163,6 +163,9 @@ static double finish(const char *what, const pbuf *out, double tol) {
     return err;
 }
 
+/* Page tables for the next batches (NULL: slot mode). */
+static const sk_page_tables *g_pt;
+
 static void begin_both(int T, const int32_t *tok, const int32_t *pos, const int32_t *seq) {
     int32_t *zeros = NULL;
     if (!tok || !seq) {
@@ -170,8 +173,13 @@ static void begin_both(int T, const int32_t *tok, const int32_t *pos, const int3
         SK_ASSERT(zeros);
     }
     sk_batch b = {T, tok ? tok : zeros, pos, seq ? seq : zeros};
-    CHECK(g_cpu->ops->begin(g_cpu, &b) == SK_OK);
-    CHECK(g_gpu->ops->begin(g_gpu, &b) == SK_OK);
+    if (g_pt) {
+        CHECK(g_cpu->ops->begin_paged(g_cpu, &b, g_pt) == SK_OK);
+        CHECK(g_gpu->ops->begin_paged(g_gpu, &b, g_pt) == SK_OK);
+    } else {
+        CHECK(g_cpu->ops->begin(g_cpu, &b) == SK_OK);
+        CHECK(g_gpu->ops->begin(g_gpu, &b) == SK_OK);
+    }
     free(zeros);
 }
 
@@ -839,6 +847,102 @@ static void test_attention(void) {
 /* Synthetic weights (t->data NULL) drawn on each backend, compared through the ops that read
  * them: embed (the table's values, half on the GPU), rmsnorm (a 1-D weight, fp32 on both) and
  * matmul (half on the GPU). Same thresholds as those ops with stored weights. */
+/* Paged pools with page tables (the engine's path): pages shuffled across the pool, sequence 3
+ * sharing sequence 0's first two pages (a cached prefix: it computes only from there on), rows
+ * of several sequences in one batch in any order. Every step: CPU pool vs GPU pool on the same
+ * tables. Covers the decode kernel (one row per sequence, per-row tables), the prefill kernel
+ * (segments of several sequences, segments of one row) and the simple kernel (head_dim 36 and
+ * fp16), at page sizes 64 (the backend's) and 16. */
+static void test_attention_paged(void) {
+    static const attn_cfg cfgs[] = {
+        {8, 2, 128, false}, {4, 4, 64, false}, {16, 2, 80, true}, {12, 1, 128, false},
+        {4, 2, 36, false},
+    };
+    static const int page_sizes[] = {64, 16};
+    const int n_layers = 2, layer = 1, NS = 4, max_len = 300;
+    CHECK(g_gpu->kv_page_size == 64 && g_gpu->kv_elem_bytes == 2);
+    for (size_t pi = 0; pi < sizeof page_sizes / sizeof page_sizes[0]; pi++)
+        for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+            const attn_cfg *cf = &cfgs[ci];
+            const int ps = page_sizes[pi], pps = (max_len + ps - 1) / ps;
+            const int n_pages = NS * pps + 7;
+            const sk_kv_desc d = {n_layers, cf->KVH, cf->hd, ps, n_pages, max_len};
+            sk_kv_cache *kc = NULL, *kg = NULL;
+            CHECK(g_cpu->ops->kv_pool_new(g_cpu, &d, &kc) == SK_OK);
+            CHECK(g_gpu->ops->kv_pool_new(g_gpu, &d, &kg) == SK_OK);
+            SK_ASSERT(kc && kg);
+            /* Tables: a random permutation of the pool; sequence 3 starts with 0's two pages. */
+            int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages);
+            int32_t indptr[5], *ids = malloc(sizeof(int32_t) * (size_t)(NS * pps));
+            SK_ASSERT(perm && ids);
+            for (int i = 0; i < n_pages; i++) perm[i] = i;
+            for (int i = n_pages - 1; i > 0; i--) {
+                float u;
+                sk_test_rand(&u, 1, 0.0f, 1.0f, &g_rng);
+                int j = (int)(u * (float)(i + 1)) % (i + 1), t = perm[i];
+                perm[i] = perm[j], perm[j] = t;
+            }
+            indptr[0] = 0;
+            for (int q = 0; q < NS; q++) {
+                indptr[q + 1] = indptr[q] + pps;
+                for (int j = 0; j < pps; j++) ids[indptr[q] + j] = perm[q * pps + j];
+            }
+            ids[indptr[3]] = ids[0];
+            ids[indptr[3] + 1] = ids[1];
+            const sk_page_tables pt = {NS, indptr, ids};
+            g_pt = &pt;
+            const int pre = 2 * ps; /* sequence 3's shared prefix */
+            char step[128];
+            /* Prompts: 0 alone (150, chunks of 64), then 1 (100) and 2 (37) in one batch, then 3
+             * from the end of the shared prefix. */
+            attn_prompt(cf, kc, kg, layer, 0, 0, 150, 64);
+            {
+                int32_t pos[137], seq[137];
+                for (int i = 0; i < 100; i++) pos[i] = i, seq[i] = 1;
+                for (int i = 0; i < 37; i++) pos[100 + i] = i, seq[100 + i] = 2;
+                attn_step(cf, kc, kg, layer, 137, pos, seq, "paged prompts seq1 (100) + seq2 (37)");
+            }
+            attn_prompt(cf, kc, kg, layer, 3, pre, 40, 64);
+            int len[4] = {150, 100, 37, pre + 40};
+            /* Decode steps: one row per sequence, rows in the order 2, 0, 3, 1. */
+            unsigned epoch = 0;
+            for (int it = 0; it < 3; it++) {
+                const int order[4] = {2, 0, 3, 1};
+                int32_t pos[4], seq[4];
+                for (int i = 0; i < 4; i++) seq[i] = order[i], pos[i] = len[order[i]]++;
+                snprintf(step, sizeof step, "paged ps=%d decode x4 (shared prefix) step %d", ps, it);
+                attn_step(cf, kc, kg, layer, 4, pos, seq, step);
+                if (it == 1) epoch = g_gpu->addr_epoch;
+            }
+            CHECKF(g_gpu->addr_epoch == epoch, "addr_epoch moved between decode steps of one shape");
+            {   /* A subset of the sequences (tables for all four). */
+                int32_t pos[2] = {len[3]++, len[1]++}, seq[2] = {3, 1};
+                snprintf(step, sizeof step, "paged ps=%d decode seq3 + seq1", ps);
+                attn_step(cf, kc, kg, layer, 2, pos, seq, step);
+            }
+            {   /* Mixed: sequence 0's decode row and a chunk of 10 of sequence 2. */
+                int32_t pos[11], seq[11];
+                pos[0] = len[0]++, seq[0] = 0;
+                for (int i = 0; i < 10; i++) pos[1 + i] = len[2]++, seq[1 + i] = 2;
+                snprintf(step, sizeof step, "paged ps=%d mixed decode seq0 + chunk seq2", ps);
+                attn_step(cf, kc, kg, layer, 11, pos, seq, step);
+            }
+            /* Malformed tables are refused by both. */
+            int32_t bp = 0, bs = NS, bt = 0;
+            sk_batch bad = {1, &bt, &bp, &bs};
+            CHECK(g_gpu->ops->begin_paged(g_gpu, &bad, &pt) == SK_ERR_ARG);
+            CHECK(g_cpu->ops->begin_paged(g_cpu, &bad, &pt) == SK_ERR_ARG);
+            g_pt = NULL;
+            g_cpu->ops->kv_free(g_cpu, kc);
+            g_gpu->ops->kv_free(g_gpu, kg);
+            free(perm);
+            free(ids);
+        }
+    size_t fr = 0, tot = 0;
+    g_gpu->ops->mem_info(g_gpu, &fr, &tot);
+    CHECKF(fr > 0 && fr <= tot, "mem_info: %zu free of %zu", fr, tot);
+}
+
 static void test_random(void) {
     const int V = 300, D = 576, N = 320, T = 5;
     sk_tensor te;
@@ -906,6 +1010,7 @@ int main(int argc, char **argv) {
         {"rope", test_rope},     {"matmul", test_matmul}, {"fused", test_fused},
         {"w4", test_w4},
         {"attention", test_attention},
+        {"paged", test_attention_paged},
         {"random", test_random},
     };
     static const struct {

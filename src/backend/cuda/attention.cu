@@ -25,18 +25,21 @@ template <typename H>
 static void attention_h(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q, int q_stride,
                         const float *k, const float *v, int kv_stride, int n_heads, float *out) {
     sk_attn1_params_t<float, H> p;
+    memset(&p, 0, sizeof p);
     p.q = q;
     p.out = out;
     p.k_cache = (H *)kv->k + (size_t)layer * kv->layer_elems;
     p.v_cache = (H *)kv->v + (size_t)layer * kv->layer_elems;
     p.pos = sk_cuda_d_pos(c);
     p.seq = sk_cuda_d_seq(c);
+    p.row_pages = c->paged ? sk_cuda_d_row_pages(c) : NULL;
+    p.page_ids = c->paged ? sk_cuda_d_ids(c) : NULL;
     p.T = c->T;
     p.q_stride = q_stride;
     p.n_heads = n_heads;
     p.n_kv_heads = kv->n_kv_heads;
     p.head_dim = kv->head_dim;
-    p.n_ctx = kv->page_size * kv->pages_per_seq;
+    p.n_ctx = kv->n_ctx;
     p.page_size = kv->page_size;
     p.pages_per_seq = kv->pages_per_seq;
     p.scale = 1.0f / sqrtf((float)kv->head_dim);
@@ -83,61 +86,83 @@ static bool sk_attn_force_v1(void) {
 }
 
 static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_heads) {
-    if (sk_attn_force_v1() || c->dtype != SK_CUDA_BF16 || c->T > kv->n_seq) return false;
-    if (!sk_attn_decode_supported(kv->head_dim, n_heads, kv->n_kv_heads, kv->page_size)) return false;
-    const int32_t *seq = sk_cuda_h_seq(c);
-    for (int a = 0; a < c->T; a++)
-        for (int b = a + 1; b < c->T; b++)
-            if (seq[a] == seq[b]) return false;
-    return true;
+    if (sk_attn_force_v1() || c->dtype != SK_CUDA_BF16 || !c->rows_distinct) return false;
+    if (!c->paged && c->T > kv->n_seq) return false; /* slot caches: one row per slot */
+    return sk_attn_decode_supported(kv->head_dim, n_heads, kv->n_kv_heads, kv->page_size) != 0;
 }
 
-static void attention_decode(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q, int q_stride,
-                             const float *k, const float *v, int kv_stride, int n_heads, float *out) {
+static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int layer,
+                             const float *q, int q_stride, const float *k, const float *v,
+                             int kv_stride, int n_heads, float *out) {
     const int T = c->T, hd = kv->head_dim, w = n_heads * hd;
-    if (kv->dec_heads != n_heads) {
-        /* First decode step (run eagerly, before any graph capture): buffers and the plan, for
-         * the cache's full length so that a captured graph stays valid as the context grows. */
+    if (kv->dec_heads != n_heads || kv->dec_T != T) {
+        /* A new step shape (the first decode step of a session runs eagerly, before any graph
+         * capture): the plan for T rows over the cache's longest sequence (n_ctx), so that a
+         * captured graph stays valid as the context grows; buffers grown when too small (their
+         * move bumps addr_epoch: graphs holding the old addresses are captured again). */
         int dev = 0, n_sm = 0;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
         sk_attn_decode_plan plan;
-        sk_attn_decode_make_plan(kv->n_seq, n_heads, kv->n_kv_heads, hd,
-                                 kv->page_size * kv->pages_per_seq, n_sm, &plan);
-        void *bufs[] = {kv->q_half, kv->out_half, kv->part_out, kv->part_lse};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (bufs[i]) CUDA_CHECK(cudaFree(bufs[i]));
-        const size_t nq = (size_t)kv->n_seq * (size_t)w;
-        CUDA_CHECK(cudaMalloc(&kv->q_half, nq * 2));
-        CUDA_CHECK(cudaMalloc(&kv->out_half, nq * 2));
-        kv->part_out = kv->part_lse = NULL;
-        if (plan.n_splits > 1) {
-            CUDA_CHECK(cudaMalloc((void **)&kv->part_out, plan.part_out_floats * sizeof(float)));
-            CUDA_CHECK(cudaMalloc((void **)&kv->part_lse, plan.part_lse_floats * sizeof(float)));
+        sk_attn_decode_make_plan(T, n_heads, kv->n_kv_heads, hd, kv->n_ctx, n_sm, &plan);
+        const int rows = kv->n_seq > 0 ? (kv->n_seq > T ? kv->n_seq : T) : (T > 64 ? T : 64);
+        const bool grow_q = kv->dec_heads != n_heads || rows > kv->dec_rows;
+        const bool grow_p = plan.n_splits > 1 && plan.part_out_floats > kv->part_cap;
+        if (grow_q || grow_p) {
+            CUDA_CHECK(cudaStreamSynchronize(c->stream));
+            be->addr_epoch++;
         }
+        if (grow_q) {
+            if (kv->q_half) CUDA_CHECK(cudaFree(kv->q_half));
+            if (kv->out_half) CUDA_CHECK(cudaFree(kv->out_half));
+            const size_t nq = (size_t)rows * (size_t)w;
+            CUDA_CHECK(cudaMalloc(&kv->q_half, nq * 2));
+            CUDA_CHECK(cudaMalloc(&kv->out_half, nq * 2));
+            kv->dec_rows = rows;
+        }
+        if (grow_p) {
+            if (kv->part_out) CUDA_CHECK(cudaFree(kv->part_out));
+            if (kv->part_lse) CUDA_CHECK(cudaFree(kv->part_lse));
+            const size_t cap = plan.part_out_floats;
+            CUDA_CHECK(cudaMalloc((void **)&kv->part_out, cap * sizeof(float)));
+            CUDA_CHECK(cudaMalloc((void **)&kv->part_lse, (cap / (size_t)hd) * sizeof(float)));
+            kv->part_cap = cap;
+        }
+        SK_ASSERT(plan.n_splits == 1 || plan.part_out_floats <= kv->part_cap);
         kv->dec_splits = plan.n_splits;
         kv->dec_heads = n_heads;
+        kv->dec_T = T;
     }
     sk_attn1_params_t<float, bf16> p1;
+    memset(&p1, 0, sizeof p1);
     p1.k_cache = (bf16 *)kv->k + (size_t)layer * kv->layer_elems;
     p1.v_cache = (bf16 *)kv->v + (size_t)layer * kv->layer_elems;
     p1.pos = sk_cuda_d_pos(c);
     p1.seq = sk_cuda_d_seq(c);
+    p1.row_pages = c->paged ? sk_cuda_d_row_pages(c) : NULL;
+    p1.page_ids = c->paged ? sk_cuda_d_ids(c) : NULL;
     p1.T = T;
     p1.n_kv_heads = kv->n_kv_heads;
     p1.head_dim = hd;
     p1.page_size = kv->page_size;
     p1.pages_per_seq = kv->pages_per_seq;
-    p1.n_ctx = kv->page_size * kv->pages_per_seq;
+    p1.n_ctx = kv->n_ctx;
     const int kw = kv->n_kv_heads * hd;
     sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v, kv_stride);
     CUDA_CHECK_LAUNCH();
-    /* The tables depend on the step only; rebuilt per layer (one small launch) so that no
-     * layer relies on another having run first. */
-    sk_dec_tables_kernel<<<T, 128, 0, c->stream>>>(sk_cuda_d_pos(c), sk_cuda_d_seq(c),
-                                                    kv->pages_per_seq, kv->d_indptr,
-                                                    kv->d_indices, kv->d_kv_len, T);
-    CUDA_CHECK_LAUNCH();
+    /* Page tables: the batch's (begin_paged wrote per-row indptr and kv_len next to the ids), or
+     * in slot mode the slots' own, built on the device per layer (one small launch, so that no
+     * layer relies on another having run first). The decode kernel reads indptr[b] and
+     * kv_len[b] of row b only, so per-row starts into the shared ids work. */
+    const int32_t *indptr = sk_cuda_d_row_pages(c), *indices = sk_cuda_d_ids(c),
+                  *kv_len = sk_cuda_d_kv_len(c);
+    if (!c->paged) {
+        sk_dec_tables_kernel<<<T, 128, 0, c->stream>>>(sk_cuda_d_pos(c), sk_cuda_d_seq(c),
+                                                        kv->pages_per_seq, kv->d_indptr,
+                                                        kv->d_indices, kv->d_kv_len, T);
+        CUDA_CHECK_LAUNCH();
+        indptr = kv->d_indptr, indices = kv->d_indices, kv_len = kv->d_kv_len;
+    }
     sk_dec_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
         q, q_stride, w, (bf16 *)kv->q_half);
     CUDA_CHECK_LAUNCH();
@@ -145,9 +170,9 @@ static void attention_decode(cuda_ctx *c, sk_kv_cache *kv, int layer, const floa
     memset(&p, 0, sizeof p);
     p.kv.k = p1.k_cache;
     p.kv.v = p1.v_cache;
-    p.kv.indptr = kv->d_indptr;
-    p.kv.indices = kv->d_indices;
-    p.kv.kv_len = kv->d_kv_len;
+    p.kv.indptr = indptr;
+    p.kv.indices = indices;
+    p.kv.kv_len = kv_len;
     p.kv.page_size = kv->page_size;
     p.kv.n_kv_heads = kv->n_kv_heads;
     p.kv.head_dim = hd;
@@ -178,12 +203,20 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     SK_ASSERT(q_stride >= n_heads * hd && kv_stride >= KVH * hd);
     SK_ASSERT(T <= 65535); /* grid.y */
     const int32_t *pos = sk_cuda_h_pos(c), *seq = sk_cuda_h_seq(c);
-    for (int t = 0; t < T; t++) SK_ASSERT(pos[t] < kv->n_ctx && seq[t] < kv->n_seq);
+    if (c->paged) /* the row's own page exists (begin_paged checked the tables' shape) */
+        for (int t = 0; t < T; t++) {
+            const int s = seq[t], np = c->h_indptr[s + 1] - c->h_indptr[s];
+            SK_ASSERT(pos[t] / kv->page_size < np);
+            const int32_t id = sk_cuda_seq_page(c, kv, s, pos[t] / kv->page_size);
+            SK_ASSERT(id >= 0 && id < kv->n_pages);
+        }
+    else
+        for (int t = 0; t < T; t++) SK_ASSERT(pos[t] < kv->n_ctx && seq[t] < kv->n_seq);
     /* The output must not overlap the rows it is computed from. */
     const size_t out_bytes = (size_t)T * (size_t)n_heads * (size_t)hd * sizeof(float);
     SK_ASSERT(!sk_cuda_overlap(out, out_bytes, q, (size_t)T * (size_t)q_stride * sizeof(float)));
     if (use_decode_kernel(c, kv, n_heads))
-        attention_decode(c, kv, layer, (const float *)q, q_stride, (const float *)k,
+        attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
                          (const float *)v, kv_stride, n_heads, (float *)out);
     else if (!sk_attn_force_v1() &&
              sk_cuda_attention_prefill(c, kv, layer, (const float *)q, q_stride,

@@ -8,8 +8,9 @@
  * rounds to TKV (fp16 saturating, half.cuh), the output store to TQ.
  *
  * Cache layout, per layer: the paged pool of attn_params.h, [n_pages][n_kv_heads][page_size]
- * [head_dim] TKV, K and V alike; sequence slot s owns pages s*pages_per_seq ..
- * (s+1)*pages_per_seq - 1 in order (the engine's page manager will hand out pages instead).
+ * [head_dim] TKV, K and V alike. With page tables (page_ids != NULL), row t's sequence has
+ * pages page_ids[row_pages[t] + j], j = 0, 1, ...; without (slot mode, page_ids NULL: the
+ * workbench), sequence slot s owns pages s*pages_per_seq .. (s+1)*pages_per_seq - 1 in order.
  * Every KV access goes through sk_attn1_kv_offset.
  *
  * kernel1: one block of SK_ATTN1_THREADS threads per (query head, token); query head h reads KV
@@ -43,18 +44,22 @@ template <typename TQ, typename TKV> struct sk_attn1_params_t {
     TKV *v_cache;       /* this layer's V, same layout */
     const int32_t *pos; /* [T] device: position of each row in its sequence */
     const int32_t *seq; /* [T] device: sequence slot of each row */
+    const int32_t *row_pages; /* [T] device: row t's pages start at page_ids[row_pages[t]] */
+    const int32_t *page_ids;  /* device page ids; NULL: slot mode */
     int T, q_stride, n_heads, n_kv_heads, head_dim, n_ctx;
-    int page_size, pages_per_seq; /* n_ctx = page_size * pages_per_seq */
+    int page_size, pages_per_seq; /* slot mode: n_ctx = page_size * pages_per_seq */
     float scale; /* 1/sqrt(head_dim) */
 };
 /* The workbench's instance: bf16 everywhere. */
 typedef sk_attn1_params_t<__nv_bfloat16, __nv_bfloat16> sk_attn1_params;
 
-/* Element offset of (seq, pos, kv_head, 0) in a layer's K or V. */
+/* Element offset of (row t's sequence (slot seq), pos, kv_head, 0) in a layer's K or V. */
 template <typename TQ, typename TKV>
 static __device__ __forceinline__ size_t sk_attn1_kv_offset(const sk_attn1_params_t<TQ, TKV> *p,
-                                                           int seq, int pos, int kvh) {
-    const size_t page = (size_t)seq * (size_t)p->pages_per_seq + (size_t)(pos / p->page_size);
+                                                           int t, int seq, int pos, int kvh) {
+    const size_t page =
+        p->page_ids ? (size_t)p->page_ids[p->row_pages[t] + pos / p->page_size]
+                    : (size_t)seq * (size_t)p->pages_per_seq + (size_t)(pos / p->page_size);
     return ((page * (size_t)p->n_kv_heads + (size_t)kvh) * (size_t)p->page_size +
             (size_t)(pos % p->page_size)) *
            (size_t)p->head_dim;
@@ -70,7 +75,7 @@ static __global__ void sk_attn1_store_kernel(const __grid_constant__ sk_attn1_pa
     const TQ *ks = k + (size_t)t * kv_stride, *vs = v + (size_t)t * kv_stride;
     for (int i = threadIdx.x; i < w; i += blockDim.x) {
         /* A position's KV heads are page_size rows apart in the pool. */
-        const size_t o = sk_attn1_kv_offset(&p, s, ps, i / p.head_dim) + (size_t)(i % p.head_dim);
+        const size_t o = sk_attn1_kv_offset(&p, t, s, ps, i / p.head_dim) + (size_t)(i % p.head_dim);
         sk_hst(p.k_cache + o, sk_h2f(ks[i]));
         sk_hst(p.v_cache + o, sk_h2f(vs[i]));
     }
@@ -141,7 +146,7 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
         const int j = c0 + tid;
         float sc = -INFINITY;
         if (j < n_pos) {
-            const TKV *kr = p.k_cache + sk_attn1_kv_offset(&p, s, j, kvh);
+            const TKV *kr = p.k_cache + sk_attn1_kv_offset(&p, t, s, j, kvh);
             float dot = 0.0f, ka, kb;
             if (vec8) {
                 for (int d = 0; d < hd; d += 8) {
@@ -180,7 +185,7 @@ static __global__ void __launch_bounds__(SK_ATTN1_THREADS)
             const int n = n_pos - c0 < SK_ATTN1_THREADS ? n_pos - c0 : SK_ATTN1_THREADS;
 #pragma unroll 4
             for (int jj = rg; jj < n; jj += n_rg) {
-                const TKV *vr = p.v_cache + sk_attn1_kv_offset(&p, s, c0 + jj, kvh);
+                const TKV *vr = p.v_cache + sk_attn1_kv_offset(&p, t, s, c0 + jj, kvh);
                 float va, vb;
                 sk_h2x2(vr, *(const uint32_t *)(vr + 2 * c), &va, &vb);
                 const float pw = p_s[jj];

@@ -137,8 +137,8 @@ bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const fl
         const int s = seq[starts[b]], last = pos[starts[b + 1] - 1], np = last / ps + 1;
         qo[b + 1] = starts[b + 1];
         kl[b] = last + 1;
-        /* Slot s owns pages s * pages_per_seq + j (common.cuh). */
-        for (int j = 0; j < np; j++) ix[ip[b] + j] = s * kv->pages_per_seq + j;
+        /* The batch's page table, or slot s's own pages (common.cuh). */
+        for (int j = 0; j < np; j++) ix[ip[b] + j] = sk_cuda_seq_page(c, kv, s, j);
         ip[b + 1] = ip[b] + np;
     }
     /* Pageable source: the copy is staged before the call returns, so h_tab may be reused. */
@@ -153,12 +153,14 @@ bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const fl
     p1.v_cache = (bf16 *)kv->v + (size_t)layer * kv->layer_elems;
     p1.pos = sk_cuda_d_pos(c);
     p1.seq = sk_cuda_d_seq(c);
+    p1.row_pages = c->paged ? sk_cuda_d_row_pages(c) : NULL;
+    p1.page_ids = c->paged ? sk_cuda_d_ids(c) : NULL;
     p1.T = T;
     p1.n_kv_heads = kv->n_kv_heads;
     p1.head_dim = hd;
     p1.page_size = ps;
     p1.pages_per_seq = kv->pages_per_seq;
-    p1.n_ctx = ps * kv->pages_per_seq;
+    p1.n_ctx = kv->n_ctx;
     const int kw = kv->n_kv_heads * hd;
     sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v,
                                                                                     kv_stride);

@@ -378,6 +378,7 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
     kv->n_seq = n_seq;
     kv->page_size = ps;
     kv->pages_per_seq = pps;
+    kv->n_pages = n_seq * pps;
     kv->layer_elems = le;
     kv->k = dev_alloc(total, "the KV cache (K)");
     if (kv->k) kv->v = dev_alloc(total, "the KV cache (V)");
@@ -395,6 +396,51 @@ static sk_status cuda_kv_new(sk_backend *be, int n_layers, int n_kv_heads, int h
     CUDA_CHECK(cudaMemsetAsync(kv->v, 0, total, sk_cuda_ctx(be)->stream));
     *out = kv;
     return SK_OK;
+}
+
+/* A pool for page tables: no slot tables (n_seq 0); the decode plan is made for max_seq_len.
+ * Page sizes: those of the decode and prefill kernels. */
+static sk_status cuda_kv_pool_new(sk_backend *be, const sk_kv_desc *d, sk_kv_cache **out) {
+    *out = NULL;
+    if (!d || d->n_layers <= 0 || d->n_kv_heads <= 0 || d->head_dim <= 0 || d->n_pages <= 0 ||
+        d->max_seq_len <= 0)
+        return sk_fail(SK_ERR_ARG, "cuda: KV pool with a non-positive size");
+    const int ps = d->page_size;
+    if (ps != 16 && ps != 32 && ps != 64 && ps != 128)
+        return sk_fail(SK_ERR_ARG, "cuda: KV page size %d is not one of 16, 32, 64, 128", ps);
+    size_t le = (size_t)d->n_pages, total;
+    if (__builtin_mul_overflow(le, (size_t)ps, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->n_kv_heads, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->head_dim, &le) ||
+        __builtin_mul_overflow(le, (size_t)d->n_layers, &total) ||
+        __builtin_mul_overflow(total, sizeof(uint16_t), &total))
+        return sk_fail(SK_ERR_NOMEM, "cuda: KV pool size overflows");
+    sk_kv_cache *kv = (sk_kv_cache *)sk_xcalloc(1, sizeof *kv);
+    kv->n_layers = d->n_layers;
+    kv->n_kv_heads = d->n_kv_heads;
+    kv->head_dim = d->head_dim;
+    kv->n_ctx = d->max_seq_len;
+    kv->page_size = ps;
+    kv->n_pages = d->n_pages;
+    kv->layer_elems = le;
+    kv->k = dev_alloc(total, "the KV pool (K)");
+    if (kv->k) kv->v = dev_alloc(total, "the KV pool (V)");
+    if (!kv->k || !kv->v) {
+        cuda_kv_free(be, kv);
+        return SK_ERR_NOMEM;
+    }
+    CUDA_CHECK(cudaMemsetAsync(kv->k, 0, total, sk_cuda_ctx(be)->stream));
+    CUDA_CHECK(cudaMemsetAsync(kv->v, 0, total, sk_cuda_ctx(be)->stream));
+    *out = kv;
+    return SK_OK;
+}
+
+static void cuda_mem_info(sk_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    size_t f = 0, t = 0;
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+    CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    if (free_bytes) *free_bytes = f;
+    if (total_bytes) *total_bytes = t;
 }
 
 /* ---- batch -------------------------------------------------------------------------------- */
@@ -433,23 +479,50 @@ static void cuda_graph_free(sk_backend *be, void *graph) {
     CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
 }
 
-static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
+/* Checks pt against b on the host (malformed tables are bad input, not bugs). */
+static sk_status check_tables(const sk_batch *b, const sk_page_tables *pt) {
+    if (pt->n_seqs <= 0 || !pt->indptr || !pt->ids || pt->indptr[0] != 0)
+        return sk_fail(SK_ERR_ARG, "cuda: batch page tables: %d sequences, indptr[0] %d",
+                       pt->n_seqs, pt->indptr ? pt->indptr[0] : -1);
+    for (int s = 0; s < pt->n_seqs; s++)
+        if (pt->indptr[s + 1] < pt->indptr[s])
+            return sk_fail(SK_ERR_ARG, "cuda: batch page tables: indptr decreases at %d", s);
+    for (int i = 0; i < b->n_tokens; i++)
+        if (b->seq[i] < 0 || b->seq[i] >= pt->n_seqs ||
+            pt->indptr[b->seq[i] + 1] == pt->indptr[b->seq[i]])
+            return sk_fail(SK_ERR_ARG, "cuda: batch row %d: sequence %d is not in the %d "
+                           "sequences of the page tables or has no pages", i, b->seq[i],
+                           pt->n_seqs);
+    return SK_OK;
+}
+
+/* pt == NULL: slot mode. */
+static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_page_tables *pt) {
     cuda_ctx *c = sk_cuda_ctx(be);
+    if (!b || b->n_tokens <= 0 || !b->tokens || !b->pos || !b->seq)
+        return sk_fail(SK_ERR_ARG, "cuda: empty batch");
     const int T = b->n_tokens;
-    SK_ASSERT(T > 0);
-    for (int i = 0; i < T; i++) SK_ASSERT(b->pos[i] >= 0 && b->seq[i] >= 0);
+    for (int i = 0; i < T; i++)
+        if (b->pos[i] < 0 || b->seq[i] < 0)
+            return sk_fail(SK_ERR_ARG, "cuda: batch row %d: position %d, sequence %d", i,
+                           b->pos[i], b->seq[i]);
+    if (pt) SK_TRY(check_tables(b, pt));
+    const int n_ids = pt ? pt->indptr[pt->n_seqs] : 0;
     /* The previous batch's copy may still be reading the pinned buffer. */
     CUDA_CHECK(cudaEventSynchronize(c->batch_copied));
-    if (T > c->cap) {
-        int cap = T > 2 * c->cap ? T : 2 * c->cap;
-        /* Captured decode graphs hold d_batch's address: size it once for any session chunk
-         * (SK_SESSION_CHUNK = 512 tokens) so it is not reallocated under them. */
+    if (T > c->cap || n_ids > c->ids_cap) {
+        int cap = T > c->cap ? (T > 2 * c->cap ? T : 2 * c->cap) : c->cap;
+        int ids_cap = n_ids > c->ids_cap ? (n_ids > 2 * c->ids_cap ? n_ids : 2 * c->ids_cap) : c->ids_cap;
+        /* Captured decode graphs hold d_batch's addresses: sized once for any session chunk
+         * (SK_SESSION_CHUNK = 512 tokens) and a large batch's tables, so it rarely moves. */
         if (cap < 1024) cap = 1024;
-        if ((size_t)cap > SIZE_MAX / (3 * sizeof(int32_t)))
+        if (ids_cap < 16384) ids_cap = 16384;
+        const size_t n = 5 * (size_t)cap + (size_t)ids_cap;
+        if (n > SIZE_MAX / sizeof(int32_t))
             return sk_fail(SK_ERR_NOMEM, "cuda: batch of %d tokens is too large", T);
-        int32_t *h = (int32_t *)host_alloc_pinned(3 * sizeof(int32_t) * (size_t)cap, "a batch");
+        int32_t *h = (int32_t *)host_alloc_pinned(sizeof(int32_t) * n, "a batch");
         if (!h) return SK_ERR_NOMEM;
-        int32_t *d = (int32_t *)dev_alloc(3 * sizeof(int32_t) * (size_t)cap, "a batch");
+        int32_t *d = (int32_t *)dev_alloc(sizeof(int32_t) * n, "a batch");
         if (!d) {
             CUDA_CHECK(cudaFreeHost(h));
             return SK_ERR_NOMEM;
@@ -457,20 +530,59 @@ static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
         /* Kernels of the previous batch may still read d_batch. */
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
-        if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
+        if (c->d_batch) {
+            CUDA_CHECK(cudaFree(c->d_batch));
+            be->addr_epoch++; /* graphs recorded the old addresses */
+        }
         c->h_batch = h;
         c->d_batch = d;
         c->cap = cap;
+        c->ids_cap = ids_cap;
     }
     c->T = T;
+    c->paged = pt != NULL;
     memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + c->cap, b->pos, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + 2 * c->cap, b->seq, sizeof(int32_t) * (size_t)T);
-    /* The whole [3][cap] block in one copy: offsets of the three arrays never change. */
-    CUDA_CHECK(cudaMemcpyAsync(c->d_batch, c->h_batch, 3 * sizeof(int32_t) * (size_t)c->cap,
+    /* Rows each alone in their sequence (the decode kernel's steps): a mark per sequence. */
+    int max_seq = 0;
+    for (int i = 0; i < T; i++)
+        if (b->seq[i] > max_seq) max_seq = b->seq[i];
+    int need = max_seq + 1;
+    if (pt && pt->n_seqs + 1 > need) need = pt->n_seqs + 1;
+    if (need > c->indptr_cap) {
+        c->indptr_cap = need > 2 * c->indptr_cap ? need : 2 * c->indptr_cap;
+        free(c->h_indptr);
+        c->h_indptr = (int32_t *)sk_xmalloc(sizeof(int32_t) * (size_t)c->indptr_cap);
+    }
+    /* h_indptr doubles as the mark array before it takes the tables. */
+    for (int s = 0; s <= max_seq; s++) c->h_indptr[s] = 0;
+    c->rows_distinct = true;
+    for (int i = 0; i < T; i++) {
+        if (c->h_indptr[b->seq[i]]) c->rows_distinct = false;
+        c->h_indptr[b->seq[i]] = 1;
+    }
+    size_t n_copy = 3 * (size_t)c->cap;
+    if (pt) {
+        c->n_seqs = pt->n_seqs;
+        memcpy(c->h_indptr, pt->indptr, sizeof(int32_t) * (size_t)(pt->n_seqs + 1));
+        int32_t *row_pages = c->h_batch + 3 * c->cap, *kv_len = c->h_batch + 4 * c->cap;
+        for (int i = 0; i < T; i++) {
+            row_pages[i] = pt->indptr[b->seq[i]];
+            kv_len[i] = b->pos[i] + 1;
+        }
+        memcpy(c->h_batch + 5 * c->cap, pt->ids, sizeof(int32_t) * (size_t)n_ids);
+        n_copy = 5 * (size_t)c->cap + (size_t)n_ids;
+    }
+    /* One copy from the start of the block: the arrays' offsets never change. */
+    CUDA_CHECK(cudaMemcpyAsync(c->d_batch, c->h_batch, sizeof(int32_t) * n_copy,
                                cudaMemcpyHostToDevice, c->stream));
     CUDA_CHECK(cudaEventRecord(c->batch_copied, c->stream));
     return SK_OK;
+}
+
+static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
+    return cuda_begin_paged(be, b, NULL);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -483,6 +595,7 @@ static void cuda_destroy(sk_backend *be) {
         sk_cuda_mm_free(c->mm);
         if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
         if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));
+        free(c->h_indptr);
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
         if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
@@ -517,8 +630,11 @@ static void ops_init(void) {
     o->weight_random = cuda_weight_random;
     o->weight_concat = cuda_weight_concat;
     o->kv_new = cuda_kv_new;
+    o->kv_pool_new = cuda_kv_pool_new;
     o->kv_free = cuda_kv_free;
+    o->mem_info = cuda_mem_info;
     o->begin = cuda_begin;
+    o->begin_paged = cuda_begin_paged;
     o->capture_begin = cuda_capture_begin;
     o->capture_end = cuda_capture_end;
     o->graph_launch = cuda_graph_launch;
@@ -571,6 +687,8 @@ extern "C" sk_status sk_backend_cuda_new(const char *dtype, sk_backend **out) {
     be->name = "cuda";
     be->weight_elem_bytes = 2;
     be->act_bytes = sizeof(float);
+    be->kv_page_size = SK_CUDA_PAGE_SIZE;
+    be->kv_elem_bytes = 2;
     be->ctx = c;
     sk_status st = SK_ERR_NOMEM;
 

@@ -74,12 +74,20 @@ typedef struct cuda_ctx {
     cudaStream_t stream;
     struct sk_cuda_mm *mm;
 
-    /* The current batch (begin): pinned host copy and device copy, each [3][cap] int32:
-     * tokens, positions, sequence slots. The host copy stays valid until the next begin() and
-     * is what the entries check indices against. */
-    int T, cap;
+    /* The current batch (begin/begin_paged): pinned host copy and device copy, each
+     * [5][cap] + [ids_cap] int32: tokens, positions, sequences (slots, or indices into the page
+     * tables), then for page tables each row's first page-id index (indptr of its sequence) and
+     * kv_len (position + 1), then the page ids. One H2D copy per step, at addresses that move
+     * only when a batch outgrows cap or ids_cap (be->addr_epoch is then bumped). The host copy
+     * stays valid until the next begin and is what the entries check indices against; h_indptr
+     * keeps the tables' indptr [n_seqs + 1] (host only). */
+    int T, cap, ids_cap;
     int32_t *h_batch, *d_batch;
     cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
+    bool paged;          /* the current batch has page tables */
+    bool rows_distinct;  /* every row of the current batch is the only one of its sequence */
+    int n_seqs, indptr_cap;
+    int32_t *h_indptr;
 
     float *d_scratch; /* [SK_CUDA_SCRATCH_FLOATS] (matmul's half input) */
     struct sk_cuda_pf *pf; /* prefill attention path (NULL until first used) */
@@ -107,6 +115,12 @@ static inline const int32_t *sk_cuda_d_seq(const cuda_ctx *c) { return c->d_batc
 static inline const int32_t *sk_cuda_h_tokens(const cuda_ctx *c) { return c->h_batch; }
 static inline const int32_t *sk_cuda_h_pos(const cuda_ctx *c) { return c->h_batch + c->cap; }
 static inline const int32_t *sk_cuda_h_seq(const cuda_ctx *c) { return c->h_batch + 2 * c->cap; }
+/* Page tables of the current batch (c->paged): per row, the index of its sequence's first page
+ * id and its kv_len; the ids. */
+static inline const int32_t *sk_cuda_d_row_pages(const cuda_ctx *c) { return c->d_batch + 3 * c->cap; }
+static inline const int32_t *sk_cuda_d_kv_len(const cuda_ctx *c) { return c->d_batch + 4 * c->cap; }
+static inline const int32_t *sk_cuda_d_ids(const cuda_ctx *c) { return c->d_batch + 5 * c->cap; }
+static inline const int32_t *sk_cuda_h_ids(const cuda_ctx *c) { return c->h_batch + 5 * c->cap; }
 
 /* A weight: rows x cols (1-D tensors are one row; more dims are [prod(outer), last]).
  * h: [rows, cols] of the backend's half type (bf16 or f16), always present (matmul, embed).
@@ -123,8 +137,6 @@ struct sk_weight {
     __half2 *q4s;
 };
 
-/* Per layer: k and v of [n_seq][n_ctx][n_kv_heads][head_dim] of the backend's half type, layer l
- * at l * layer_elems elements. */
 /* Paged pool per layer (attention.cuh, attn_params.h): [n_pages][n_kv_heads][page_size]
  * [head_dim] half; slot s owns pages s*pages_per_seq.. in order. The decode kernel's page tables
  * and scratch are filled on the device each step (attention.cu). */
@@ -132,6 +144,14 @@ struct sk_weight {
 struct sk_kv_cache {
     int n_layers, n_kv_heads, head_dim, n_ctx, n_seq;
     int page_size, pages_per_seq; /* n_ctx = page_size * pages_per_seq (rounded up) */
+    /* Every cache is a pool of n_pages pages: slot caches (kv_new) have n_seq slots of
+     * pages_per_seq pages; pools (kv_pool_new) have n_seq = pages_per_seq = 0, n_ctx =
+     * max_seq_len (what the decode plan is made for) and are addressed through page tables. */
+    int n_pages;
+    /* Decode buffers below are sized for dec_rows rows (grown with T; slot caches: n_seq);
+     * part_* hold part_cap floats of output and part_cap / head_dim of lse. */
+    int dec_rows, dec_T;
+    size_t part_cap;
     size_t layer_elems;
     void *k, *v;
     /* Decode path (sk_attn_decode): [n_seq + 1] indptr, [n_seq * pages_per_seq] indices,
@@ -142,6 +162,11 @@ struct sk_kv_cache {
     int dec_heads;   /* n_heads the decode buffers were sized for (0: not yet) */
     int dec_splits;  /* planned splits */
 };
+
+/* Page j of sequence s of the current batch: its page table, or in slot mode slot s's own. */
+static inline int32_t sk_cuda_seq_page(const cuda_ctx *c, const sk_kv_cache *kv, int s, int j) {
+    return c->paged ? sk_cuda_h_ids(c)[c->h_indptr[s] + j] : s * kv->pages_per_seq + j;
+}
 
 /* ---- device helpers ----------------------------------------------------------------------- */
 
