@@ -1,16 +1,19 @@
 #define _POSIX_C_SOURCE 200809L
-/* saker bench: offline latency/throughput of one sequence at a time (batch 1).
+/* saker bench: offline throughput through the engine (in-flight batching), the way the seed
+ * system's numbers are measured.
  *
- * For each (input length, output length) pair: a fixed-length synthetic prompt (random token ids
- * from a fixed seed), prefilled as one batch (time to first token), then greedy decoding forced
- * to the output length. Reports prefill tokens/s, output tokens/s (= osl x batch / total latency,
- * the seed system's definition), inter-token latency percentiles, and the decode speed of light:
- * the weight bytes the device holds are read once per decode step, so weight bytes / step time is
- * compared with the memory bandwidth given by --bw (default: the H200's measured device copy
- * rate, 4.23e12 B/s, ../shared/docs/GPU.md).
- *
- * Batched serving (in-flight batching, --batch N > 1) comes with the engine (issue 4). */
+ * For each (input length, output length) pair: `requests` fixed-length synthetic prompts (random
+ * token ids from a fixed seed) submitted at once to an engine running `batch` sequences at a
+ * time, greedy generation forced to the output length (EOS ignored). Reports the batch, output
+ * tokens/s (= osl x requests / total latency, the seed's definition: osl x batch / latency when
+ * requests == batch), total tokens/s ((isl + osl) x requests / latency), time to first token and
+ * inter-token latency percentiles over all requests, the device memory split (weights, KV pool,
+ * step buffers), and a speed-of-light estimate: prefill at --flops, each decode step reading the
+ * weights once plus the batch's KV at --bw (or --flops when compute bound), against which the
+ * measured time is given as a fraction. --batch max: the largest batch whose KV (isl + osl
+ * tokens each) fits the pool. Progress on stderr, a markdown table on stdout, --json for all. */
 #include "cli.h"
+#include "saker/engine.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -21,10 +24,14 @@ static const char k_help[] =
     "\n" SK_CLI_COMMON_HELP
     "      --isl LIST         input lengths, comma-separated (default 128)\n"
     "      --osl LIST         output lengths, comma-separated (default 128)\n"
-    "      --batch N          sequences per step (only 1 until the batching engine lands)\n"
-    "      --bw B             memory bandwidth for the speed-of-light line, bytes/s (default 4.23e12)\n"
-    "      --warmup N         untimed decode steps first (default 8)\n"
-    "      --json FILE        also write every figure as JSON\n";
+    "      --batch N|max      sequences in flight (default 1); max: the most whose KV fits\n"
+    "      --requests N       requests per run (default: the batch)\n"
+    "      --kv-memory F      KV pool: a fraction (<= 1) of free device memory, or bytes (default 0.9)\n"
+    "      --max-num-tokens N tokens per engine step (default 2048)\n"
+    "      --bw B             memory bandwidth for the speed of light, bytes/s (default 4.23e12)\n"
+    "      --flops F          dense half FLOP/s for the speed of light (default 989e12, H200)\n"
+    "      --json FILE        also write every figure as JSON\n"
+    "  (a PNG chart is not written: matplotlib is not available here)\n";
 
 static int parse_list(const char *opt, const char *s, long *v, int cap) {
     int n = 0;
@@ -45,24 +52,183 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static double pct(const double *sorted, int n, double p) {
+static double pct(const double *sorted, long n, double p) {
     if (n <= 0) return 0;
-    int i = (int)ceil(p / 100.0 * n) - 1;
+    long i = (long)ceil(p / 100.0 * (double)n) - 1;
     return sorted[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
-static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+typedef struct run_req {
+    uint64_t id;
+    double t_first, t_last;
+    long n;
+} run_req;
+
+typedef struct bench_opts {
+    long batch; /* 0: max */
+    long requests, max_tokens;
+    double kv_memory, bw, flops;
+} bench_opts;
+
+static sk_engine *make_engine(sk_model *m, const bench_opts *o, int max_batch, int n_ctx) {
+    sk_engine_params p;
+    sk_engine_params_default(&p);
+    p.max_batch = max_batch;
+    p.max_num_tokens = (int)o->max_tokens;
+    p.kv_memory = o->kv_memory;
+    p.n_ctx = n_ctx;
+    p.prefix_caching = false; /* random prompts share nothing; keep the pool for the batch */
+    sk_engine *e = NULL;
+    if (sk_engine_new(m, &p, &e) != SK_OK) return NULL;
+    return e;
+}
+
+/* One (isl, osl) run; returns 0, or -1 with the error printed. */
+static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *rng, FILE *jf,
+               bool first) {
+    const int V = sk_model_n_vocab(m), n_ctx = (int)(isl + osl);
+    if (n_ctx > sk_model_n_ctx_train(m)) {
+        sk_cli_runtime_error("isl %ld + osl %ld exceed the model's context of %d", isl, osl,
+                             sk_model_n_ctx_train(m));
+        return -1;
+    }
+    sk_engine_stats st;
+    long batch = o->batch;
+    if (batch == 0) { /* the pool's capacity in sequences of isl + osl tokens */
+        sk_engine *probe = make_engine(m, o, 1, n_ctx);
+        if (!probe) return sk_cli_runtime_error("%s", sk_last_error()), -1;
+        sk_engine_get_stats(probe, &st);
+        sk_engine_free(probe);
+        const long pps = (isl + osl - 1 + st.kv_page_size - 1) / st.kv_page_size;
+        batch = st.kv_pages_total / pps;
+        if (batch < 1) return sk_cli_runtime_error("no sequence of %ld tokens fits the KV pool", isl + osl), -1;
+    }
+    const long R = o->requests > 0 ? o->requests : batch;
+    sk_engine *e = make_engine(m, o, (int)batch, n_ctx);
+    if (!e) return sk_cli_runtime_error("%s", sk_last_error()), -1;
+    int rc = -1;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)isl);
+    run_req *rq = calloc((size_t)R, sizeof *rq);
+    double *itl = malloc(sizeof(double) * (size_t)(R * osl + 1));
+    double *ttft = malloc(sizeof(double) * (size_t)R);
+    sk_engine_event ev[256];
+    long n_itl = 0, done = 0, got = 0;
+
+    /* Warm-up: a short request (allocations, plans, clocks). */
+    sk_request_params r;
+    sk_request_params_default(&r);
+    for (long i = 0; i < 16 && i < isl; i++) toks[i] = (int32_t)(i % V);
+    r.tokens = toks;
+    r.n_tokens = isl < 16 ? (int)isl : 16;
+    r.max_new_tokens = 4;
+    r.ignore_eos = true;
+    int n_w = 0;
+    if (sk_engine_generate(e, &r, NULL, 0, &n_w, NULL) != SK_OK) goto fail;
+
+    r.n_tokens = (int)isl;
+    r.max_new_tokens = (int)osl;
+    const double t0 = sk_time_now();
+    for (long q = 0; q < R; q++) {
+        for (long i = 0; i < isl; i++) {
+            *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+            toks[i] = (int32_t)((*rng >> 33) % (uint64_t)V);
+        }
+        if (sk_engine_submit(e, &r, &rq[q].id) != SK_OK) goto fail;
+    }
+    const long total_tokens = R * osl;
+    int last_pct = -1;
+    while (done < R) {
+        int n = sk_engine_poll(e, ev, 256, 1.0);
+        for (int i = 0; i < n; i++) {
+            long q = (long)(ev[i].id - rq[0].id);
+            if (q < 0 || q >= R || rq[q].id != ev[i].id) continue;
+            run_req *x = &rq[q];
+            if (ev[i].token >= 0) {
+                if (x->n == 0) x->t_first = ev[i].time;
+                else itl[n_itl++] = ev[i].time - x->t_last;
+                x->t_last = ev[i].time;
+                x->n++;
+                got++;
+            }
+            if (ev[i].finish != SK_FINISH_NONE) {
+                done++;
+                if (ev[i].finish != SK_FINISH_LENGTH) {
+                    sk_cli_runtime_error("request %ld ended early: %s", q, sk_finish_name(ev[i].finish));
+                    goto fail;
+                }
+            }
+        }
+        const int pc = (int)(100 * got / (total_tokens ? total_tokens : 1));
+        if (pc / 5 != last_pct / 5 || last_pct < 0) { /* redraw every 5% */
+            char bar[41];
+            for (int i = 0; i < 40; i++) bar[i] = i < pc * 40 / 100 ? '#' : '.';
+            bar[40] = 0;
+            fprintf(stderr, "\rbench isl %ld osl %ld batch %ld: [%s] %3d%%", isl, osl, batch, bar, pc);
+            last_pct = pc;
+        }
+    }
+    fprintf(stderr, "\n");
+    double t_end = t0;
+    for (long q = 0; q < R; q++) {
+        ttft[q] = rq[q].t_first - t0;
+        if (rq[q].t_last > t_end) t_end = rq[q].t_last;
+    }
+    const double total = t_end - t0;
+    qsort(ttft, (size_t)R, sizeof(double), cmp_d);
+    qsort(itl, (size_t)n_itl, sizeof(double), cmp_d);
+    sk_engine_get_stats(e, &st);
+    const double out_tps = (double)(R * osl) / total, tot_tps = (double)(R * (isl + osl)) / total;
+
+    /* Speed of light: prefill FLOPs at --flops; decode steps (osl - 1 per wave of `batch`) each
+     * read the weights once and the batch's KV (mean length isl + osl/2), at --bw, or their
+     * FLOPs at --flops when that is longer. */
+    const double P = (double)sk_model_n_params(m), W = (double)st.weight_bytes;
+    const double kv_tok = (double)st.kv_bytes / ((double)st.kv_pages_total * st.kv_page_size);
+    const long waves = (R + batch - 1) / batch;
+    const double t_pf = 2.0 * P * (double)isl * (double)R / o->flops;
+    const double step_b = W + (double)batch * ((double)isl + (double)osl / 2.0) * kv_tok;
+    const double step_t = fmax(step_b / o->bw, 2.0 * P * (double)batch / o->flops);
+    const double sol = t_pf + (double)waves * (double)(osl - 1) * step_t;
+
+    printf("| %ld | %ld | %ld | %ld | %.1f | %.1f | %.2f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f / %.2f / %.2f | %.1f%% | %llu |\n",
+           isl, osl, batch, R, out_tps, tot_tps, pct(ttft, R, 50) * 1e3, pct(ttft, R, 90) * 1e3,
+           pct(ttft, R, 99) * 1e3, pct(itl, n_itl, 50) * 1e3, pct(itl, n_itl, 90) * 1e3,
+           pct(itl, n_itl, 99) * 1e3, W / 1e9, (double)st.kv_bytes / 1e9,
+           (double)st.workspace_bytes / 1e9, 100.0 * sol / total,
+           (unsigned long long)st.n_preemptions);
+    fflush(stdout);
+    if (jf)
+        fprintf(jf,
+                "%s{\"isl\": %ld, \"osl\": %ld, \"batch\": %ld, \"requests\": %ld, \"total_s\": %.6g, "
+                "\"output_tps\": %.6g, \"total_tps\": %.6g, \"ttft_p50_s\": %.6g, \"ttft_p90_s\": %.6g, "
+                "\"ttft_p99_s\": %.6g, \"itl_p50_s\": %.6g, \"itl_p90_s\": %.6g, \"itl_p99_s\": %.6g, "
+                "\"weight_bytes\": %.0f, \"kv_bytes\": %llu, \"workspace_bytes\": %llu, "
+                "\"kv_pages\": %d, \"kv_page_size\": %d, \"steps\": %llu, \"preemptions\": %llu, "
+                "\"sol_s\": %.6g, \"sol_fraction\": %.6g}",
+                first ? "" : ", ", isl, osl, batch, R, total, out_tps, tot_tps, pct(ttft, R, 50),
+                pct(ttft, R, 90), pct(ttft, R, 99), pct(itl, n_itl, 50), pct(itl, n_itl, 90),
+                pct(itl, n_itl, 99), W, (unsigned long long)st.kv_bytes,
+                (unsigned long long)st.workspace_bytes, st.kv_pages_total, st.kv_page_size,
+                (unsigned long long)st.n_steps, (unsigned long long)st.n_preemptions, sol,
+                sol / total);
+    rc = 0;
+    goto done;
+fail:
+    sk_cli_runtime_error("%s", sk_last_error());
+done:
+    sk_engine_free(e);
+    free(toks);
+    free(rq);
+    free(itl);
+    free(ttft);
+    return rc;
 }
 
 int sk_cmd_bench(int argc, char **argv) {
     sk_cli_common c = {0};
-    long isl[16] = {128}, osl[16] = {128}, batch = 1, warmup = 8;
+    long isl[16] = {128}, osl[16] = {128};
     int n_isl = 1, n_osl = 1;
-    double bw = 4.23e12;
+    bench_opts o = {1, 0, 2048, 0.9, 4.23e12, 989e12};
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -79,13 +245,19 @@ int sk_cmd_bench(int argc, char **argv) {
             if (!(v = sk_cli_value(argc, argv, &i)) || (n_osl = parse_list(a, v, osl, 16)) < 1)
                 return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--batch")) {
-            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 1, 1 << 16, &batch)) return SK_EXIT_USAGE;
-        } else if (!strcmp(a, "--warmup")) {
-            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 0, 1 << 16, &warmup)) return SK_EXIT_USAGE;
+            if (!(v = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
+            if (!strcmp(v, "max")) o.batch = 0;
+            else if (!sk_cli_int(a, v, 1, 1 << 16, &o.batch)) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--requests")) {
+            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 1, 1 << 20, &o.requests)) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--max-num-tokens")) {
+            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 1, 1 << 20, &o.max_tokens)) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--kv-memory")) {
+            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e-6, 1e15, &o.kv_memory)) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--bw")) {
-            double x;
-            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e6, 1e15, &x)) return SK_EXIT_USAGE;
-            bw = x;
+            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e6, 1e15, &o.bw)) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--flops")) {
+            if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e6, 1e18, &o.flops)) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--json")) {
             if (!(json = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else {
@@ -93,97 +265,39 @@ int sk_cmd_bench(int argc, char **argv) {
         }
     }
     if (!c.model && !c.shape) return sk_cli_usage_error("bench", "-m MODEL (or --shape NAME) is required");
-    if (batch != 1)
-        return sk_cli_usage_error("bench", "--batch %ld: only batch 1 is supported until the batching engine lands", batch);
 
     sk_model *m = sk_cli_open_model(&c);
     if (!m) return SK_EXIT_RUNTIME;
     int rc = SK_EXIT_RUNTIME;
-    const int V = sk_model_n_vocab(m);
-    float *logits = malloc(sizeof(float) * (size_t)V);
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         sk_cli_runtime_error("%s: cannot open for writing", json);
         goto done;
     }
     const double wbytes = (double)sk_model_device_weight_bytes(m);
-    printf("model %s on %s: %.2f B parameters, %.2f GB of weights on the device\n\n",
-           c.shape ? c.shape : c.model, sk_model_device_name(m), sk_model_n_params(m) / 1e9, wbytes / 1e9);
-    printf("| isl | osl | batch | prefill tok/s | TTFT ms | ITL p50 ms | ITL p90 ms | ITL p99 ms | output tok/s | weight GB/s (decode) | of --bw |\n");
-    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    if (jf) fprintf(jf, "{\"model\": \"%s\", \"device\": \"%s\", \"weight_bytes\": %.0f, \"bw\": %.6g, \"runs\": [",
-                    c.shape ? c.shape : c.model, sk_model_device_name(m), wbytes, bw);
+    printf("model %s on %s: %.2f B parameters, %.2f GB of weights on the device; speed of light at "
+           "%.3g B/s and %.3g FLOP/s\n\n",
+           c.shape ? c.shape : c.model, sk_model_device_name(m), sk_model_n_params(m) / 1e9,
+           wbytes / 1e9, o.bw, o.flops);
+    printf("| isl | osl | batch | requests | output tok/s | total tok/s | TTFT p50 ms | TTFT p90 ms "
+           "| TTFT p99 ms | ITL p50 ms | ITL p90 ms | ITL p99 ms | GB weights / KV / workspace "
+           "| of speed of light | preemptions |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    if (jf)
+        fprintf(jf, "{\"model\": \"%s\", \"device\": \"%s\", \"weight_bytes\": %.0f, \"bw\": %.6g, "
+                    "\"flops\": %.6g, \"runs\": [",
+                c.shape ? c.shape : c.model, sk_model_device_name(m), wbytes, o.bw, o.flops);
     uint64_t rng = 0x853c49e6748fea9bull;
+    bool first = true;
     for (int a = 0; a < n_isl; a++)
         for (int b = 0; b < n_osl; b++) {
-            long n_in = isl[a], n_out = osl[b];
-            sk_session *s = NULL;
-            int32_t *toks = malloc(sizeof(int32_t) * (size_t)n_in);
-            double *itl = malloc(sizeof(double) * (size_t)(n_out + 1));
-            for (long i = 0; i < n_in; i++) {
-                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-                toks[i] = (int32_t)((rng >> 33) % (uint64_t)V);
-            }
-            if (sk_session_new(m, (int)(n_in + n_out + warmup), &s) != SK_OK) {
-                sk_cli_runtime_error("%s", sk_last_error());
-                free(toks);
-                free(itl);
-                goto done;
-            }
-            /* Warm-up: a short prefill and some decode steps (allocations, plans, clocks). */
-            int32_t t0tok = toks[0];
-            if (sk_session_eval(s, toks, (int)(n_in < 16 ? n_in : 16), logits, false) != SK_OK) goto fail_run;
-            for (long i = 0; i < warmup; i++)
-                if (sk_session_eval(s, &t0tok, 1, logits, false) != SK_OK) goto fail_run;
-            sk_session_reset(s);
-
-            double t0 = sk_time_now();
-            if (sk_session_eval(s, toks, (int)n_in, logits, false) != SK_OK) goto fail_run;
-            int32_t tok = argmax(logits, V);
-            double t1 = sk_time_now(), tprev = t1;
-            for (long i = 1; i < n_out; i++) {
-                if (sk_session_eval(s, &tok, 1, logits, false) != SK_OK) goto fail_run;
-                tok = argmax(logits, V);
-                double tn = sk_time_now();
-                itl[i - 1] = tn - tprev;
-                tprev = tn;
-            }
-            double total = tprev - t0, ttft = t1 - t0;
-            int n_itl = (int)(n_out - 1);
-            double sum_itl = 0;
-            for (int i = 0; i < n_itl; i++) sum_itl += itl[i];
-            qsort(itl, (size_t)n_itl, sizeof(double), cmp_d);
-            double mean_itl = n_itl ? sum_itl / n_itl : 0;
-            double out_tps = (double)n_out * (double)batch / total;
-            double wbps = mean_itl > 0 ? wbytes / mean_itl : 0;
-            printf("| %ld | %ld | %ld | %.0f | %.2f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f%% |\n", n_in, n_out,
-                   batch, n_in / ttft, ttft * 1e3, pct(itl, n_itl, 50) * 1e3, pct(itl, n_itl, 90) * 1e3,
-                   pct(itl, n_itl, 99) * 1e3, out_tps, wbps / 1e9, 100.0 * wbps / bw);
-            fflush(stdout);
-            if (jf)
-                fprintf(jf, "%s{\"isl\": %ld, \"osl\": %ld, \"batch\": %ld, \"ttft_s\": %.6g, \"prefill_tps\": %.6g, "
-                            "\"itl_p50_s\": %.6g, \"itl_p90_s\": %.6g, \"itl_p99_s\": %.6g, \"itl_mean_s\": %.6g, "
-                            "\"total_s\": %.6g, \"output_tps\": %.6g, \"weight_bytes_per_s\": %.6g, \"sol_fraction\": %.6g}",
-                        (a || b) ? ", " : "", n_in, n_out, batch, ttft, n_in / ttft, pct(itl, n_itl, 50),
-                        pct(itl, n_itl, 90), pct(itl, n_itl, 99), mean_itl, total, out_tps, wbps, wbps / bw);
-            sk_session_free(s);
-            free(toks);
-            free(itl);
-            continue;
-        fail_run:
-            sk_cli_runtime_error("%s", sk_last_error());
-            sk_session_free(s);
-            free(toks);
-            free(itl);
-            goto done;
+            if (run(m, &o, isl[a], osl[b], &rng, jf, first) != 0) goto done;
+            first = false;
         }
     if (jf) fprintf(jf, "]}\n");
-    printf("\nspeed of light at batch 1: one decode step reads %.2f GB of weights: %.2f ms at --bw %.3g B/s\n",
-           wbytes / 1e9, wbytes / bw * 1e3, bw);
     rc = SK_EXIT_OK;
 done:
     if (jf) fclose(jf);
-    free(logits);
     sk_model_close(m);
     return rc;
 }
