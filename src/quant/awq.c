@@ -409,12 +409,30 @@ static void search_scale(qctx *c, const layer32 *y, const group *gr, acts *a, fl
     for (int i = 0; i < gr->n; i++) wq[i] = falloc((size_t)(gr->l[i]->N * K));
     SK_ASSERT(xm && s && wq[0]);
     col_absmean(gr->x, c->T, K, xm);
+    float *wm = NULL;
+    if (c->p->duo) {
+        /* AutoAWQ's duo scaling: the mean over output rows of |w| / max|w| of its group */
+        wm = calloc((size_t)K, sizeof(float));
+        int64_t rows = 0;
+        for (int i = 0; i < gr->n; i++) {
+            const lin *L = gr->l[i];
+            for (int64_t n = 0; n < L->N; n++, rows++)
+                for (int64_t b = 0; b < K / c->g; b++) {
+                    const float *w = L->w + n * K + b * c->g;
+                    float m = 0;
+                    for (int j = 0; j < c->g; j++) m = fabsf(w[j]) > m ? fabsf(w[j]) : m;
+                    for (int j = 0; j < c->g; j++) wm[b * c->g + j] += fabsf(w[j]) / (m + 1e-6f);
+                }
+        }
+        for (int64_t k = 0; k < K; k++) wm[k] /= (float)rows;
+    }
     *err_best = INFINITY;
     for (int i = 0; i < c->p->n_grid; i++) {
         const double ratio = (double)i / c->p->n_grid;
         float mx = 0, mn = INFINITY;
         for (int64_t k = 0; k < K; k++) {
             float v = powf(xm[k], (float)ratio);
+            if (wm) v /= powf(wm[k], (float)(1.0 - ratio)) + 1e-4f;
             s[k] = v < 1e-4f ? 1e-4f : v;
             mx = s[k] > mx ? s[k] : mx;
             mn = s[k] < mn ? s[k] : mn;
@@ -431,6 +449,7 @@ static void search_scale(qctx *c, const layer32 *y, const group *gr, acts *a, fl
         }
     }
     for (int i = 0; i < gr->n; i++) free(wq[i]);
+    free(wm);
     free(xm);
     free(s);
 }

@@ -53,6 +53,8 @@ typedef struct sk_quant_params {
     int calib_samples;     /* sequences */
     int calib_len;         /* tokens per sequence */
     int n_grid;            /* AWQ scale grid points in [0, 1) (20) */
+    bool duo;              /* AWQ scale mean|x|^a / mean(|w|/max|w|)^(1-a) (AutoAWQ's default
+                              duo_scaling) instead of the paper's mean|x|^a */
     int n_threads;         /* 0: all cores */
     bool progress;         /* per-layer progress on stderr */
 } sk_quant_params;

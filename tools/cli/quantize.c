@@ -25,6 +25,8 @@ static const char k_help[] =
     "      --calib-samples N  calibration sequences (default 32)\n"
     "      --calib-len N      tokens per sequence (default 256)\n"
     "      --grid N           AWQ scale-exponent grid points in [0, 1) (default 20)\n"
+    "      --duo              AWQ scales mean|x|^a / mean|w|^(1-a) (AutoAWQ's duo_scaling)\n"
+    "                         instead of the paper's mean|x|^a\n"
     "  -t, --threads N        CPU threads (default: all cores)\n"
     "  -o, --output DIR       the directory to write (created)\n";
 
@@ -50,6 +52,8 @@ int sk_cmd_quantize(int argc, char **argv) {
             if (!(method = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (!(p.out_dir = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--duo")) {
+            p.duo = true;
         } else if (!strcmp(a, "--calib")) {
             if (!(p.calib = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--calib-samples") ||
