@@ -93,13 +93,18 @@ static void gemv_cpu(const float *x, const uint16_t *w, const float *bias, const
 
 typedef void (*launch_fn)(const float *, const __nv_bfloat16 *, const float *, int, int, float *,
                           cudaStream_t);
-template <int T, int R, int U, int MODE>
+template <int T, int R, int U, int MODE, int KS = 1>
 static void launch_ru(const float *x, const __nv_bfloat16 *w, const float *bias, int N_out, int K,
                       float *out, cudaStream_t s) {
-    const int groups = (N_out + R - 1) / R;
-    sk_gemv_kernel<__nv_bfloat16, T, R, U, MODE>
-        <<<(groups + SK_GEMV_WARPS - 1) / SK_GEMV_WARPS, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias,
-                                                                                   N_out, K, out);
+    const int groups = (N_out + R - 1) / R, per = SK_GEMV_WARPS / KS;
+    sk_gemv_kernel<__nv_bfloat16, T, R, U, MODE, KS>
+        <<<(groups + per - 1) / per, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K, out);
+}
+/* The backend's launcher (its own R, U, KS choice). */
+template <int T, int MODE>
+static void launch_be(const float *x, const __nv_bfloat16 *w, const float *bias, int N_out, int K,
+                      float *out, cudaStream_t s) {
+    sk_gemv_launch<__nv_bfloat16, MODE>(x, T, w, bias, N_out, K, out, s);
 }
 
 typedef struct variant {
@@ -108,7 +113,9 @@ typedef struct variant {
     bool is_default;
 } variant;
 
-#define V(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M>, D}
+#define V(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M>, false}
+#define VK(T, R, U, M) {T, R, U + 100, M, launch_ru<T, R, U, M, 4>, false}
+#define VB(T, M) {T, 0, 0, M, launch_be<T, M>, true}
 static const variant g_variants[] = {
     V(1, 1, 2, 0, false), V(1, 1, 4, 0, false), V(1, 2, 2, 0, true),  V(1, 2, 4, 0, false),
     V(2, 1, 4, 0, false), V(2, 2, 2, 0, true), V(3, 2, 2, 0, true),  V(4, 2, 2, 0, true),
@@ -117,6 +124,8 @@ static const variant g_variants[] = {
     V(8, 8, 1, 0, false), V(1, 1, 4, 1, false), V(1, 2, 2, 1, true),  V(2, 2, 2, 1, true),
     V(8, 4, 2, 1, true),  V(1, 1, 4, 2, false), V(2, 2, 2, 2, true),  V(4, 2, 2, 2, true),
     V(8, 4, 2, 2, true),  V(1, 2, 2, 2, true),
+    VK(1, 2, 2, 0), VK(1, 1, 4, 0), VK(2, 2, 2, 0), VK(1, 2, 2, 1), VK(1, 2, 2, 2),
+    VB(1, 0), VB(2, 0), VB(1, 1), VB(2, 1), VB(1, 2), VB(2, 2),
 };
 #define N_VARIANTS (int)(sizeof g_variants / sizeof g_variants[0])
 
@@ -319,8 +328,12 @@ static void time_all(void) {
                 }
                 CK(cudaGetLastError());
                 const float ms = median(ts);
-                printf("| %s | %d | gemv R%d U%d%s | %.1f | %.0f | |\n", sh.name, T, v->R, v->U,
-                       v->is_default ? " *" : "", ms * 1e3, wbytes / (ms * 1e-3) / 1e9);
+                if (v->is_default)
+                    printf("| %s | %d | gemv (backend's choice) * | %.1f | %.0f | |\n", sh.name, T,
+                           ms * 1e3, wbytes / (ms * 1e-3) / 1e9);
+                else
+                    printf("| %s | %d | gemv R%d U%d%s | %.1f | %.0f | |\n", sh.name, T, v->R,
+                           v->U % 100, v->U > 100 ? " ks4" : "", ms * 1e3, wbytes / (ms * 1e-3) / 1e9);
             }
         }
         for (auto p : ws) cudaFree(p);

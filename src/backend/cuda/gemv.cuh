@@ -53,15 +53,20 @@ static __device__ __forceinline__ void sk_gemv_unpack8(uint4 u, float *f, const 
 
 /* grid: ceil(n_groups / SK_GEMV_WARPS) blocks of 32 * SK_GEMV_WARPS threads, n_groups =
  * ceil(N_out / R) where N_out = N (STORE/ADD) or F = N / 2 (SWIGLU). */
-template <typename H, int T, int R, int U, int MODE>
+template <typename H, int T, int R, int U, int MODE, int KS = 1>
 __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
     sk_gemv_kernel(const float *__restrict__ x, const H *__restrict__ w,
                    const float *__restrict__ bias, int N_out, int K, float *__restrict__ out) {
     constexpr int NR = MODE == SK_GEMV_SWIGLU ? 2 * R : R; /* weight rows per warp */
-    const int lane = threadIdx.x & 31;
-    const int warp = blockIdx.x * SK_GEMV_WARPS + (threadIdx.x >> 5);
-    const int n0 = warp * R;
-    if (n0 >= N_out) return;
+    static_assert(SK_GEMV_WARPS % KS == 0, "KS divides the block's warps");
+    __shared__ float red[KS > 1 ? SK_GEMV_WARPS : 1][T][NR];
+    const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
+    /* KS warps share one group of R rows and split K (every KS-th step of 32 lanes), summed
+     * through shared memory: more warps in flight for matrices with few rows. */
+    const int slice = wib % KS;
+    const int n0 = (blockIdx.x * (SK_GEMV_WARPS / KS) + wib / KS) * R;
+    if (n0 >= N_out && KS == 1) return;
+    const bool live = n0 < N_out;
     /* Row pointers; rows past the end repeat the last valid row (loaded, never stored). */
     const uint4 *wr[NR];
 #pragma unroll
@@ -78,7 +83,7 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
         for (int r = 0; r < NR; r++) acc[t][r] = 0.0f;
 
     const int K8 = K >> 3; /* 16-byte chunks per row */
-    for (int c0 = lane; c0 < K8; c0 += 32 * U) {
+    for (int c0 = lane + 32 * U * slice; live && c0 < K8; c0 += 32 * U * KS) {
         uint4 wv[U][NR];
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -113,6 +118,24 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1)
                 acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
+    if (KS > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < T; t++)
+#pragma unroll
+                for (int r = 0; r < NR; r++) red[wib][t][r] = acc[t][r];
+        __syncthreads();
+        if (slice != 0 || !live) return;
+#pragma unroll
+        for (int t = 0; t < T; t++)
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                float v = 0.0f;
+#pragma unroll
+                for (int k = 0; k < KS; k++) v += red[wib + k][t][r];
+                acc[t][r] = v;
+            }
+    }
     /* Lane j stores output (t, r) = (j / R, j % R) when j < T R: spreads the stores. */
 #pragma unroll
     for (int t = 0; t < T; t++)
@@ -155,6 +178,14 @@ static void sk_gemv_launch_t(const float *x, const H *w, const float *bias, int 
     constexpr int R = T <= 2 ? 2 : 4;
     constexpr int U = 2;
     const int groups = (N_out + R - 1) / R;
+    /* Split K over the block's warps when the rows alone would leave SMs short of warps. */
+    if (groups < 132 * 32) {
+        constexpr int KS = SK_GEMV_WARPS;
+        const unsigned blocks = (unsigned)groups;
+        sk_gemv_kernel<H, T, R, U, MODE, KS><<<blocks, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias,
+                                                                                  N_out, K, out);
+        return;
+    }
     const unsigned blocks = (unsigned)((groups + SK_GEMV_WARPS - 1) / SK_GEMV_WARPS);
     sk_gemv_kernel<H, T, R, U, MODE><<<blocks, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K,
                                                                           out);
