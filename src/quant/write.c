@@ -486,6 +486,19 @@ sk_status sk_quantize(const sk_quant_params *p) {
     int32_t *toks = NULL, n_samples = 0;
     char *text = NULL;
     sk_tokenizer *tok = NULL;
+    int calib_len = p->calib_len;
+    const bool hf = sk_path_is_dir(p->model) == 1;
+    if (!hf && mf.hp.arch != SK_ARCH_LLAMA) {
+        s = sk_fail(SK_ERR_UNSUPPORTED,
+                    "%s: writing a %s checkpoint needs an HF source directory (its config.json)",
+                    p->model, sk_arch_name(mf.hp.arch));
+        goto done;
+    }
+    if (p->method == SK_QUANT_AWQ && calib_len > mf.hp.n_ctx_train) {
+        SK_LOGW("quantize: --calib-len %d exceeds the model's context %d; using %d", calib_len,
+                mf.hp.n_ctx_train, mf.hp.n_ctx_train);
+        calib_len = mf.hp.n_ctx_train;
+    }
     if (p->method == SK_QUANT_AWQ) {
         if (!p->calib) {
             s = sk_fail(SK_ERR_ARG, "quantize: AWQ needs a calibration text (--calib FILE)");
@@ -508,24 +521,23 @@ sk_status sk_quantize(const sk_quant_params *p) {
         }
         /* The samples are the text's last n x len tokens: perplexity runs score a file's first
          * windows, so calibrating on the tail of the same file keeps the two apart. */
-        n_samples = n / p->calib_len < p->calib_samples ? n / p->calib_len : p->calib_samples;
+        n_samples = n / calib_len < p->calib_samples ? n / calib_len : p->calib_samples;
         if (n_samples < 1) {
             s = sk_fail(SK_ERR_ARG, "%s: %d tokens, fewer than one sample of %d", p->calib, n,
-                        p->calib_len);
+                        calib_len);
             goto done;
         }
         if (n_samples < p->calib_samples)
             SK_LOGW("quantize: %s has %d tokens: %d samples of %d instead of %d", p->calib, n,
-                    n_samples, p->calib_len, p->calib_samples);
-        memmove(toks, toks + (n - n_samples * p->calib_len),
-                sizeof(int32_t) * (size_t)n_samples * (size_t)p->calib_len);
+                    n_samples, calib_len, p->calib_samples);
+        memmove(toks, toks + (n - n_samples * calib_len),
+                sizeof(int32_t) * (size_t)n_samples * (size_t)calib_len);
         if (p->progress)
             fprintf(stderr, "quantize: AWQ calibration on %d x %d tokens from the end of %s\n",
-                    n_samples, p->calib_len, p->calib);
+                    n_samples, calib_len, p->calib);
     }
     int group = 0;
-    if ((s = sk_quantize_model(&mf, p, toks, n_samples, p->calib_len, &q, &group)) != SK_OK) goto done;
-    const bool hf = sk_path_is_dir(p->model) == 1;
+    if ((s = sk_quantize_model(&mf, p, toks, n_samples, calib_len, &q, &group)) != SK_OK) goto done;
     s = sk_awq_write_hf(&q, group, hf ? p->model : NULL, p->out_dir);
     q.vocab = (sk_vocab_data){0};
     sk_mf_free(&q);
