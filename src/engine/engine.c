@@ -6,8 +6,9 @@
  * never touches freed memory.
  *
  * A step: plan (scheduler.h), build the batch (each sequence's rows together in position
- * order, which the device's prefill attention wants), run the model with page tables, sample (argmax on the device when every such row is greedy), append tokens, check the
- * stop rules, deliver events. */
+ * order, which the device's prefill attention wants), run the model with page tables (decode
+ * steps padded to a bucket and replayed from a graph: sk_forward_decode), sample (argmax on the
+ * device when every such row is greedy), append tokens, check the stop rules, deliver events. */
 /* memmem: _GNU_SOURCE comes from the build (CMakeLists.txt). */
 #include "saker/engine.h"
 
@@ -56,6 +57,8 @@ struct sk_engine {
     sk_kv_pages *pages;
     sk_kv_cache *kv;
     sk_fwd_buffers buf;
+    sk_fwd_decode dec; /* padded, graph-replayed decode steps */
+    bool dec_ready;
     sk_sched sched;
     uint64_t kv_bytes;
 
@@ -399,8 +402,14 @@ static void step(sk_engine *e) {
     const sk_page_tables pt = {n, e->indptr, e->ids};
     if (!all_greedy && !e->logits)
         e->logits = sk_xmalloc(sizeof(float) * (size_t)e->p.max_batch * (size_t)e->V);
-    sk_status s = sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out,
-                                   all_greedy ? NULL : e->logits, all_greedy ? e->argmax : NULL);
+    float *lg = all_greedy ? NULL : e->logits;
+    int32_t *am = all_greedy ? e->argmax : NULL;
+    /* A decode step (one row per sequence, each giving logits: out_rows[k] == k) goes through
+     * the padded, graph-replayed path; anything with prompt rows runs eagerly. */
+    sk_status s = T == n && n_out == n
+                      ? sk_forward_decode(e->m, &e->buf, e->kv, &e->dec, &b, &pt, lg, am)
+                      : sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out, lg,
+                                         am);
     e->n_steps++;
     if (s != SK_OK) {
         SK_LOGE("engine: step of %d tokens failed: %s", T, sk_last_error());
@@ -525,7 +534,9 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
     pthread_cond_init(&e->ev_cv, NULL);
     pthread_cond_init(&e->idle_cv, NULL);
 
-    if ((s = sk_fwd_buffers_new(m, p.max_num_tokens, &e->buf)) != SK_OK) {
+    /* Every decode step's logits in one projection (and a bucket's padded rows in its graph). */
+    const int max_out = sk_fwd_decode_bucket(p.max_batch, NULL);
+    if ((s = sk_fwd_buffers_new(m, p.max_num_tokens, max_out, &e->buf)) != SK_OK) {
         sk_error_prefix("engine: buffers for %d tokens per step", p.max_num_tokens);
         goto fail;
     }
@@ -551,13 +562,17 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
         }
     }
     if ((s = sk_kv_pages_new((int)n_pages, e->page_size, &e->pages)) != SK_OK) goto fail;
-    const sk_kv_desc d = {hp->n_layers, hp->n_kv_heads, hp->head_dim, e->page_size, (int)n_pages,
-                          e->n_ctx};
+    /* One page more than the page manager hands out: the scratch page that the padding rows of
+     * decode steps write (sk_forward_decode). */
+    const sk_kv_desc d = {hp->n_layers, hp->n_kv_heads, hp->head_dim, e->page_size,
+                          (int)n_pages + 1, e->n_ctx};
     if ((s = be->ops->kv_pool_new(be, &d, &e->kv)) != SK_OK) {
         sk_error_prefix("engine: KV pool of %lld pages", (long long)n_pages);
         goto fail;
     }
-    e->kv_bytes = page_bytes * (uint64_t)n_pages;
+    e->kv_bytes = page_bytes * (uint64_t)(n_pages + 1);
+    sk_fwd_decode_init(&e->dec, (int32_t)n_pages);
+    e->dec_ready = true;
     sk_sched_init(&e->sched, e->pages, p.max_batch, p.max_num_tokens, p.prefix_caching);
 
     const size_t T = (size_t)p.max_num_tokens, B = (size_t)p.max_batch;
@@ -610,6 +625,7 @@ void sk_engine_free(sk_engine *e) {
     free(e->live);
     free(e->q);
     sk_sched_free(&e->sched);
+    if (e->dec_ready) sk_fwd_decode_free(e->m, &e->dec);
     if (e->kv) e->m->be->ops->kv_free(e->m->be, e->kv);
     sk_kv_pages_free(e->pages);
     if (e->buf.max_T) sk_fwd_buffers_free(e->m, &e->buf);

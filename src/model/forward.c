@@ -18,9 +18,11 @@ static inline void *act_at(const sk_model *m, void *p, size_t n) {
     return (char *)p + n * m->be->act_bytes;
 }
 
-sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf) {
+sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, int max_out, sk_fwd_buffers *buf) {
     memset(buf, 0, sizeof *buf);
-    SK_ASSERT(max_T > 0);
+    SK_ASSERT(max_T > 0 && max_out >= 0);
+    if (max_out == 0) max_out = SK_FWD_LOGIT_ROWS;
+    if (max_out > max_T) max_out = max_T;
     const sk_hparams *hp = &m->hp;
     const size_t T = (size_t)max_T, D = (size_t)hp->dim, F = (size_t)hp->ffn_dim;
     const size_t hd = (size_t)hp->head_dim, H = (size_t)hp->n_heads, KV = (size_t)hp->n_kv_heads;
@@ -37,10 +39,11 @@ sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf) 
         {&buf->att, T * H * hd},
         {&buf->f1, T * F},
         {&buf->f2, T * F},
-        {&buf->onorm, SK_FWD_LOGIT_ROWS * D},
-        {&buf->logits, SK_FWD_LOGIT_ROWS * (size_t)hp->n_vocab},
+        {&buf->onorm, (size_t)max_out * D},
+        {&buf->logits, (size_t)max_out * (size_t)hp->n_vocab},
     };
     buf->max_T = max_T;
+    buf->max_out = max_out;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         *want[i].p = m->be->ops->alloc(m->be, want[i].n * ab);
         buf->bytes += want[i].n * ab;
@@ -170,18 +173,50 @@ static void forward_body(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv
     }
 }
 
-/* Final norm and vocabulary projection of rows [first, first + n) (n <= SK_FWD_LOGIT_ROWS) into
- * buf->logits; norms are per row, so a row range normalises on its own. */
-static void forward_head(const sk_model *m, sk_fwd_buffers *buf, int first, int n) {
+/* Final norm of rows [first, first + n) of x into rows [at, at + n) of onorm (norms are per
+ * row, so any rows normalise on their own). */
+static void head_norm(const sk_model *m, sk_fwd_buffers *buf, int first, int n, int at) {
     sk_backend *be = m->be;
     const sk_hparams *hp = &m->hp;
+    SK_ASSERT(at >= 0 && n > 0 && at + n <= buf->max_out);
     const void *xr = act_at(m, buf->x, (size_t)first * hp->dim);
+    void *o = act_at(m, buf->onorm, (size_t)at * hp->dim);
     if (hp->arch == SK_ARCH_FALCON)
-        be->ops->layernorm(be, xr, m->output_norm, m->output_norm_b, hp->norm_eps, n, hp->dim,
-                           buf->onorm);
+        be->ops->layernorm(be, xr, m->output_norm, m->output_norm_b, hp->norm_eps, n, hp->dim, o);
     else
-        be->ops->rmsnorm(be, xr, m->output_norm, hp->norm_eps, n, hp->dim, buf->onorm);
-    be->ops->matmul(be, buf->onorm, n, m->output, NULL, buf->logits);
+        be->ops->rmsnorm(be, xr, m->output_norm, hp->norm_eps, n, hp->dim, o);
+}
+
+/* logits[0, n) = onorm[0, n) Wout^T: one matmul, so the output weight is read once per step
+ * rather than once per run of rows. */
+static void head_proj(const sk_model *m, sk_fwd_buffers *buf, int n) {
+    m->be->ops->matmul(m->be, buf->onorm, n, m->output, NULL, buf->logits);
+}
+
+/* Rows [0, n) of buf->logits to the host: their logits (logits != NULL, [n, V]) or argmax
+ * (argmax [n]; through the backend's op when it has one, else through host). */
+static sk_status head_out(const sk_model *m, sk_fwd_buffers *buf, int n, float *logits,
+                          int32_t *argmax) {
+    sk_backend *be = m->be;
+    const int V = m->hp.n_vocab;
+    if (logits) {
+        be->ops->download_f32(be, buf->logits, logits, (size_t)n * V);
+    } else if (be->ops->argmax) {
+        be->ops->argmax(be, buf->logits, n, V, argmax);
+    } else {
+        float *host = malloc(sizeof(float) * (size_t)n * (size_t)V);
+        if (!host) return sk_fail(SK_ERR_NOMEM, "out of memory for logits");
+        be->ops->download_f32(be, buf->logits, host, (size_t)n * V);
+        for (int i = 0; i < n; i++) {
+            const float *row = host + (size_t)i * V;
+            int32_t best = 0;
+            for (int j = 1; j < V; j++)
+                if (row[j] > row[best]) best = j;
+            argmax[i] = best;
+        }
+        free(host);
+    }
+    return SK_OK;
 }
 
 sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
@@ -202,33 +237,23 @@ sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *
         SK_TRY(be->ops->begin(be, b));
     }
     forward_body(m, buf, kv, T);
-    float *host = NULL; /* argmax without the backend op: logits through the host */
-    if (!logits && n_out > 0 && !be->ops->argmax) {
-        host = malloc(sizeof(float) * (size_t)SK_FWD_LOGIT_ROWS * (size_t)V);
-        if (!host) return sk_fail(SK_ERR_NOMEM, "out of memory for logits");
-    }
     for (int r = 0; r < n_out;) {
-        /* A run of consecutive rows, at most SK_FWD_LOGIT_ROWS. */
-        int n = 1;
-        while (r + n < n_out && n < SK_FWD_LOGIT_ROWS && out_rows[r + n] == out_rows[r] + n) n++;
-        forward_head(m, buf, out_rows[r], n);
-        if (logits) {
-            be->ops->download_f32(be, buf->logits, logits + (size_t)r * V, (size_t)n * V);
-        } else if (be->ops->argmax) {
-            be->ops->argmax(be, buf->logits, n, V, argmax + r);
-        } else {
-            be->ops->download_f32(be, buf->logits, host, (size_t)n * V);
-            for (int i = 0; i < n; i++) {
-                const float *row = host + (size_t)i * V;
-                int32_t best = 0;
-                for (int j = 1; j < V; j++)
-                    if (row[j] > row[best]) best = j;
-                argmax[r + i] = best;
-            }
+        /* Up to max_out rows: each run of consecutive rows normed into onorm, then one
+         * projection for them all. */
+        int k = 0;
+        while (r + k < n_out && k < buf->max_out) {
+            int n = 1;
+            while (r + k + n < n_out && k + n < buf->max_out &&
+                   out_rows[r + k + n] == out_rows[r + k] + n)
+                n++;
+            head_norm(m, buf, out_rows[r + k], n, k);
+            k += n;
         }
-        r += n;
+        head_proj(m, buf, k);
+        SK_TRY(head_out(m, buf, k, logits ? logits + (size_t)r * V : NULL,
+                        logits ? NULL : argmax + r));
+        r += k;
     }
-    free(host);
     return SK_OK;
 }
 
@@ -243,6 +268,55 @@ sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, co
     return s;
 }
 
+/* Body over T rows and head over rows [0, n_head) of the current batch, eagerly. */
+static void run_eager(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int T,
+                      int n_head) {
+    forward_body(m, buf, kv, T);
+    head_norm(m, buf, 0, n_head, 0);
+    head_proj(m, buf, n_head);
+}
+
+/* The same through graph g (g->state >= 0; begin done): eager on its first step (plans, tables
+ * and buffers are made outside a capture), captured on the second, replayed after; warmed up
+ * and captured again when the backend's addr_epoch moved. A failed capture turns g off for good
+ * (state -1) and runs the step eagerly. */
+static void run_graphed(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                        sk_fwd_graph *g, int T, int n_head) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    SK_ASSERT(g->state >= 0);
+    if (g->graph && g->epoch != be->addr_epoch) {
+        /* The backend moved a buffer the graph refers to. */
+        op->graph_free(be, g->graph);
+        g->graph = NULL;
+        g->state = 0;
+    }
+    if (!g->graph) {
+        if (g->state == 0) {
+            run_eager(m, buf, kv, T, n_head);
+            g->state = 1;
+            return;
+        }
+        if (op->capture_begin(be) == SK_OK) {
+            g->epoch = be->addr_epoch;
+            run_eager(m, buf, kv, T, n_head); /* recorded, not run */
+            g->graph = op->capture_end(be);
+            /* Nothing may move during a capture (it would have been recorded at an old
+             * address); the ops never grow buffers after the eager step, asserted here. */
+            SK_ASSERT(!g->graph || g->epoch == be->addr_epoch);
+        }
+        if (!g->graph) {
+            /* Nothing ran: log, fall back to eager steps for good, and run this one. */
+            SK_LOGW("graph capture of a %d-row step failed (%s); running such steps without "
+                    "graphs", T, sk_last_error());
+            g->state = -1;
+            run_eager(m, buf, kv, T, n_head);
+            return;
+        }
+    }
+    op->graph_launch(be, g->graph);
+}
+
 sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
                           const sk_batch *b, float *logits, sk_fwd_graph *g) {
     sk_backend *be = m->be;
@@ -250,37 +324,7 @@ sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *k
     SK_ASSERT(b->n_tokens == 1 && logits != NULL);
     if (!op->capture_begin || g->state < 0) return sk_forward(m, buf, kv, b, 0, 1, logits);
     SK_TRY(op->begin(be, b));
-    if (g->graph && g->epoch != be->addr_epoch) {
-        /* The backend moved a buffer the graph refers to: warm up and capture again. */
-        op->graph_free(be, g->graph);
-        g->graph = NULL;
-        g->state = 0;
-    }
-    if (!g->graph) {
-        if (g->state == 0) { /* first step eager: plans and tables are made outside a capture */
-            forward_body(m, buf, kv, 1);
-            forward_head(m, buf, 0, 1);
-            g->state = 1;
-        } else {
-            SK_TRY(op->capture_begin(be));
-            g->epoch = be->addr_epoch;
-            forward_body(m, buf, kv, 1);
-            forward_head(m, buf, 0, 1);
-            g->graph = op->capture_end(be);
-            /* Nothing may move during a capture (it would have been recorded at an old
-             * address); the ops never grow buffers after the eager step, asserted here. */
-            SK_ASSERT(!g->graph || g->epoch == be->addr_epoch);
-            if (!g->graph) {
-                /* Nothing ran: log, fall back to eager steps for good, and run this one. */
-                SK_LOGW("decode graph capture failed (%s); running steps without graphs",
-                        sk_last_error());
-                g->state = -1;
-                forward_body(m, buf, kv, 1);
-                forward_head(m, buf, 0, 1);
-            }
-        }
-    }
-    if (g->graph) op->graph_launch(be, g->graph);
+    run_graphed(m, buf, kv, g, 1, 1);
     op->download_f32(be, buf->logits, logits, (size_t)m->hp.n_vocab);
     return SK_OK;
 }
@@ -289,4 +333,98 @@ void sk_fwd_graph_free(const sk_model *m, sk_fwd_graph *g) {
     if (g->graph) m->be->ops->graph_free(m->be, g->graph);
     g->graph = NULL;
     g->state = 0;
+}
+
+/* ---- batched decode steps ------------------------------------------------------------------ */
+
+void sk_fwd_decode_init(sk_fwd_decode *d, int32_t scratch_page) {
+    memset(d, 0, sizeof *d);
+    d->scratch_page = scratch_page;
+    const char *ng = getenv("SAKER_NO_GRAPHS");
+    d->no_graphs = ng && *ng && strcmp(ng, "0") != 0;
+}
+
+void sk_fwd_decode_free(const sk_model *m, sk_fwd_decode *d) {
+    for (int i = 0; i < SK_FWD_DECODE_BUCKETS; i++) sk_fwd_graph_free(m, &d->g[i]);
+    free(d->tok);
+    free(d->pos);
+    free(d->seq);
+    free(d->rows);
+    free(d->indptr);
+    free(d->ids);
+    memset(d, 0, sizeof *d);
+}
+
+int sk_fwd_decode_bucket(int n, int *index) {
+    SK_ASSERT(n >= 1);
+    int b, i;
+    if (n <= 32) { /* 1, 2, 4, 8, 16, 32: slots 0..5 */
+        b = 1, i = 0;
+        while (b < n) b *= 2, i++;
+    } else if (n <= 512) { /* 64, 96, ..., 512: slots 6..20 */
+        b = (n + 31) / 32 * 32;
+        i = 6 + b / 32 - 2;
+    } else { /* 576, 640, ...: slots 21.. */
+        b = (n + 63) / 64 * 64;
+        i = 21 + b / 64 - 9;
+    }
+    if (index) *index = i < SK_FWD_DECODE_BUCKETS ? i : -1;
+    return b;
+}
+
+sk_status sk_forward_decode(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                            sk_fwd_decode *d, const sk_batch *b, const sk_page_tables *pt,
+                            float *logits, int32_t *argmax) {
+    sk_backend *be = m->be;
+    const int n = b->n_tokens;
+    SK_ASSERT(n >= 1 && pt && (logits || argmax));
+    int idx;
+    const int B = sk_fwd_decode_bucket(n, &idx);
+    if (B > d->cap) {
+        const size_t cap = (size_t)(B > 2 * d->cap ? B : 2 * d->cap);
+        d->tok = sk_xrealloc(d->tok, sizeof(int32_t) * cap);
+        d->pos = sk_xrealloc(d->pos, sizeof(int32_t) * cap);
+        d->seq = sk_xrealloc(d->seq, sizeof(int32_t) * cap);
+        d->rows = sk_xrealloc(d->rows, sizeof(int32_t) * cap);
+        d->cap = (int)cap;
+    }
+    for (int i = 0; i < n; i++) d->rows[i] = i;
+    if (B > buf->max_T || B > buf->max_out)
+        return sk_forward_paged(m, buf, kv, b, pt, d->rows, n, logits, argmax);
+
+    /* The padded batch: rows n..B-1 are sequences n_seqs.. of one page each, the scratch page,
+     * at positions j % page_size (distinct slots while the padding fits a page), token 0. */
+    const int pad = B - n, S = pt->n_seqs + pad, n_ids = pt->indptr[pt->n_seqs] + pad;
+    if (S + 1 > d->seqs_cap) {
+        d->seqs_cap = S + 1 > 2 * d->seqs_cap ? S + 1 : 2 * d->seqs_cap;
+        d->indptr = sk_xrealloc(d->indptr, sizeof(int32_t) * (size_t)d->seqs_cap);
+    }
+    if (n_ids > d->ids_cap) {
+        d->ids_cap = n_ids > 2 * d->ids_cap ? n_ids : 2 * d->ids_cap;
+        d->ids = sk_xrealloc(d->ids, sizeof(int32_t) * (size_t)d->ids_cap);
+    }
+    memcpy(d->tok, b->tokens, sizeof(int32_t) * (size_t)n);
+    memcpy(d->pos, b->pos, sizeof(int32_t) * (size_t)n);
+    memcpy(d->seq, b->seq, sizeof(int32_t) * (size_t)n);
+    memcpy(d->indptr, pt->indptr, sizeof(int32_t) * (size_t)(pt->n_seqs + 1));
+    memcpy(d->ids, pt->ids, sizeof(int32_t) * (size_t)pt->indptr[pt->n_seqs]);
+    const int ps = be->kv_page_size > 0 ? be->kv_page_size : 1;
+    for (int j = 0; j < pad; j++) {
+        d->tok[n + j] = 0;
+        d->pos[n + j] = j % ps;
+        d->seq[n + j] = pt->n_seqs + j;
+        d->indptr[pt->n_seqs + j + 1] = d->indptr[pt->n_seqs + j] + 1;
+        d->ids[d->indptr[pt->n_seqs + j]] = d->scratch_page;
+    }
+    const sk_batch pb = {B, d->tok, d->pos, d->seq};
+    const sk_page_tables ppt = {S, d->indptr, d->ids};
+    if (!be->ops->begin_paged)
+        return sk_fail(SK_ERR_UNSUPPORTED, "%s backend has no paged KV cache", be->name);
+    SK_TRY(be->ops->begin_paged(be, &pb, &ppt));
+    sk_fwd_graph *g = idx >= 0 ? &d->g[idx] : NULL;
+    if (!be->ops->capture_begin || d->no_graphs || !g || g->state < 0)
+        run_eager(m, buf, kv, B, B);
+    else
+        run_graphed(m, buf, kv, g, B, B);
+    return head_out(m, buf, n, logits, argmax);
 }

@@ -390,7 +390,7 @@ sk_status sk_session_new(sk_model *m, int n_ctx, sk_session **out) {
     sk_status st = m->be->ops->kv_new(m->be, hp->n_layers, hp->n_kv_heads, hp->head_dim, n_ctx, 1,
                                       &s->kv);
     if (st == SK_OK)
-        st = sk_fwd_buffers_new(m, n_ctx < SK_SESSION_CHUNK ? n_ctx : SK_SESSION_CHUNK, &s->buf);
+        st = sk_fwd_buffers_new(m, n_ctx < SK_SESSION_CHUNK ? n_ctx : SK_SESSION_CHUNK, 0, &s->buf);
     if (st != SK_OK) {
         sk_error_prefix("session of %d positions", n_ctx);
         sk_session_free(s);

@@ -57,14 +57,17 @@ typedef struct sk_fwd_buffers {
                      v [T, KV*hd] one after the other in it */
     void *att;    /* [T, H*hd] attention output */
     void *f1, *f2; /* [T, F] MLP hidden */
-    void *onorm;  /* [SK_FWD_LOGIT_ROWS, D] final-normed rows whose logits are wanted */
-    void *logits; /* [SK_FWD_LOGIT_ROWS, V] */
+    int max_out;  /* rows of onorm and logits: output rows projected together */
+    void *onorm;  /* [max_out, D] final-normed rows whose logits are wanted */
+    void *logits; /* [max_out, V] */
 } sk_fwd_buffers;
 
-/* Output rows go through the vocabulary projection this many at a time. */
+/* Output rows projected together by sessions (sk_fwd_buffers_new's max_out when 0). */
 #define SK_FWD_LOGIT_ROWS 32
 
-sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, sk_fwd_buffers *buf);
+/* max_out: output rows that go through the vocabulary projection as one matmul (0:
+ * SK_FWD_LOGIT_ROWS; more are done in groups of max_out); at most max_T. */
+sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, int max_out, sk_fwd_buffers *buf);
 void sk_fwd_buffers_free(const sk_model *m, sk_fwd_buffers *buf);
 
 /* Runs batch b (b->n_tokens <= buf->max_T; positions < the cache's n_ctx and token ids < n_vocab,
@@ -74,7 +77,7 @@ sk_status sk_forward(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, co
                      int out_first, int n_out, float *logits);
 
 /* The same with page tables pt (NULL: slot mode, as sk_forward) and output rows out_rows[0..n_out)
- * (any rows, runs of consecutive ones go through the vocabulary projection together): either
+ * (any rows; up to buf->max_out of them normed into onorm and projected by one matmul): either
  * their logits (logits != NULL, [n_out, n_vocab]) or only their argmax (logits == NULL, argmax
  * != NULL: argmax[n_out] ids; through the backend's argmax op when it has one, so the logits stay
  * on the device). */
@@ -97,5 +100,37 @@ typedef struct sk_fwd_graph {
 sk_status sk_forward_step(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
                           const sk_batch *b, float *logits, sk_fwd_graph *g);
 void sk_fwd_graph_free(const sk_model *m, sk_fwd_graph *g);
+
+/* Batched decode steps (every row the one new token of a distinct sequence, every row giving
+ * logits), as vLLM runs them: the batch is padded to a bucket size (sk_fwd_decode_bucket) with
+ * rows that store their K/V in a scratch page no sequence uses and whose outputs are ignored,
+ * so that a step of n rows replays the graph captured for its bucket (one per bucket, captured
+ * on the second step of that size, again when the backend's addr_epoch moves). Backends without
+ * graphs (or SAKER_NO_GRAPHS set) run the padded step eagerly. */
+#define SK_FWD_DECODE_BUCKETS 64
+typedef struct sk_fwd_decode {
+    int32_t scratch_page; /* a page of the pool that no sequence uses */
+    bool no_graphs;
+    sk_fwd_graph g[SK_FWD_DECODE_BUCKETS];
+    /* The padded batch (host). */
+    int cap, seqs_cap, ids_cap;
+    int32_t *tok, *pos, *seq, *rows; /* [cap] */
+    int32_t *indptr;                 /* [seqs_cap] */
+    int32_t *ids;                    /* [ids_cap] */
+} sk_fwd_decode;
+
+/* d ready for steps on a pool whose page scratch_page is never handed to a sequence. */
+void sk_fwd_decode_init(sk_fwd_decode *d, int32_t scratch_page);
+void sk_fwd_decode_free(const sk_model *m, sk_fwd_decode *d);
+/* The padded size of a decode step of n rows: powers of two to 32, multiples of 32 to 512, then
+ * multiples of 64; *index: its graph slot (-1 when beyond SK_FWD_DECODE_BUCKETS: no graph). */
+int sk_fwd_decode_bucket(int n, int *index);
+
+/* A decode step: b's rows each the only row of their sequence (pt's sequences 0..n-1), their
+ * logits (logits != NULL, [n, n_vocab]) or argmax (argmax [n]) for rows 0..n-1 in order. Steps
+ * whose bucket exceeds buf->max_T or buf->max_out run unpadded through sk_forward_paged. */
+sk_status sk_forward_decode(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
+                            sk_fwd_decode *d, const sk_batch *b, const sk_page_tables *pt,
+                            float *logits, int32_t *argmax);
 
 #endif

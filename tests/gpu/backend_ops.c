@@ -13,7 +13,10 @@
  * which of these apply. */
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "model/model.h"
 #include "testlib.h"
+
+#include <math.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -991,10 +994,225 @@ static void test_random(void) {
     free(x);
 }
 
+/* argmax: exact equality with the CPU's scan (an index, not a value). Rows with planted ties
+ * (the maximum repeated before and after its first place), all equal, all -inf, NaN at 0 (wins)
+ * and NaNs elsewhere (never win), over vocabulary sizes from 1 to 151936; T from 1 to 1000 (the
+ * result buffers grow). */
+static void test_argmax(void) {
+    static const int Ns[] = {1, 2, 31, 1000, 32000, 50257, 151936};
+    static const int Ts[] = {1, 7, 64, 1000};
+    for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+            const int N = Ns[ni], T = Ts[ti];
+            if ((long)N * T > 40000000L) continue;
+            float *x = rnd((long)T * N, -4.0f, 4.0f);
+            for (int t = 0; t < T; t++) {
+                float *r = x + (size_t)t * N;
+                int best = 0;
+                for (int i = 1; i < N; i++)
+                    if (r[i] > r[best]) best = i;
+                switch (t % 6) {
+                case 1: /* ties: the maximum again later, and once more before it */
+                    r[N - 1] = r[best];
+                    if (best > 0) r[best / 2] = r[best];
+                    break;
+                case 2: /* all equal */
+                    for (int i = 0; i < N; i++) r[i] = 0.5f;
+                    break;
+                case 3: /* all -inf */
+                    for (int i = 0; i < N; i++) r[i] = -INFINITY;
+                    break;
+                case 4: /* NaN at 0 */
+                    r[0] = NAN;
+                    break;
+                case 5: /* NaNs elsewhere, one right after the maximum */
+                    for (int i = 1; i < N; i += 7) r[i] = NAN;
+                    if (best + 1 < N) r[best + 1] = NAN;
+                    break;
+                default: break;
+                }
+            }
+            void *xc = g_cpu->ops->alloc(g_cpu, sizeof(float) * (size_t)T * N);
+            void *xg = g_gpu->ops->alloc(g_gpu, sizeof(float) * (size_t)T * N);
+            SK_ASSERT(xc && xg);
+            upload(g_cpu, xc, x, (long)T * N);
+            upload(g_gpu, xg, x, (long)T * N);
+            int32_t *ac = malloc(sizeof(int32_t) * (size_t)T);
+            int32_t *ag = malloc(sizeof(int32_t) * (size_t)T);
+            SK_ASSERT(ac && ag);
+            g_cpu->ops->argmax(g_cpu, xc, T, N, ac);
+            for (int t = 0; t < T; t++) ag[t] = -7;
+            g_gpu->ops->argmax(g_gpu, xg, T, N, ag);
+            int bad = 0, first = -1;
+            for (int t = 0; t < T; t++)
+                if (ac[t] != ag[t]) bad++, first = first < 0 ? t : first;
+            printf("%s %s argmax T=%-4d N=%-6d %d rows differ\n", bad ? "FAIL" : "ok  ", g_dtype,
+                   T, N, bad);
+            CHECKF(bad == 0, "argmax T=%d N=%d: %d rows differ (first row %d: cpu %d gpu %d)", T,
+                   N, bad, first, first >= 0 ? ac[first] : 0, first >= 0 ? ag[first] : 0);
+            g_cpu->ops->free(g_cpu, xc);
+            g_gpu->ops->free(g_gpu, xg);
+            free(ac);
+            free(ag);
+            free(x);
+        }
+}
+
+/* The engine's decode step (sk_forward_decode): every row one new token of a distinct
+ * sequence, padded to its bucket with rows that write a scratch page, replayed from the graph
+ * captured for the bucket, on a synthetic SmolLM2-135M (head_dim 64, 9 heads on 3 KV heads: the
+ * decode kernel) with a shuffled paged pool. Each step runs twice on the GPU, on the same
+ * positions (a decode step is idempotent: it rewrites its own K/V before attending): first
+ * unpadded and eager (sk_forward_paged), then padded through the graph; the graph's logits are
+ * compared with the eager ones and with the CPU's (unpadded, fp32 weights), and a third run
+ * through the graph with argmax output must give the argmax of its own logits exactly. Step
+ * sizes 40 (bucket 64: the cuBLASLt path), 13 (16) and 3 (4) interleave, so graphs are warmed
+ * up, captured and replayed after other buckets re-planned the attention in between.
+ *
+ * Tolerances (not yet measured on the GPU when written): graph vs eager differ only where a
+ * product's row count changes the cuBLASLt algorithm (fp32 summation order, then a half
+ * rounding of the next layer's input now and then): 8 u of max|logit|. GPU vs CPU: bf16/fp16
+ * weights and K/V against fp32 through 30 layers of random weights: 32 u (bf16 0.125, fp16
+ * 0.016) of max|logit|. */
+#define TOL_DECODE_GRAPH (8.0 * g_u)
+#define TOL_DECODE_CPU (32.0 * g_u)
+static void test_decode(void) {
+    sk_model_params p;
+    sk_model_params_default(&p);
+    p.device = SK_DEVICE_CPU;
+    sk_model *mc = NULL, *mg = NULL;
+    CHECK(sk_model_open_shape("smollm2-135m", &p, &mc) == SK_OK);
+    p.device = SK_DEVICE_CUDA;
+    p.cuda_dtype = g_dtype;
+    CHECK(sk_model_open_shape("smollm2-135m", &p, &mg) == SK_OK);
+    SK_ASSERT(mc && mg);
+    const sk_hparams *hp = &mg->hp;
+    const int V = hp->n_vocab, NS = 40, ps = 64, max_len = 200, pps = (max_len + ps - 1) / ps;
+    const int n_pages = NS * pps + 1, scratch = n_pages - 1;
+    const sk_kv_desc d = {hp->n_layers, hp->n_kv_heads, hp->head_dim, ps, n_pages, max_len};
+    sk_kv_cache *kc = NULL, *kg = NULL;
+    CHECK(mc->be->ops->kv_pool_new(mc->be, &d, &kc) == SK_OK);
+    CHECK(mg->be->ops->kv_pool_new(mg->be, &d, &kg) == SK_OK);
+    sk_fwd_buffers bc, bg;
+    CHECK(sk_fwd_buffers_new(mc, 128, 64, &bc) == SK_OK);
+    CHECK(sk_fwd_buffers_new(mg, 128, 64, &bg) == SK_OK);
+    sk_fwd_decode dec;
+    sk_fwd_decode_init(&dec, scratch);
+    /* Tables: the pool but its last page, shuffled. */
+    int32_t *perm = malloc(sizeof(int32_t) * (size_t)n_pages), indptr[41];
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(NS * pps));
+    SK_ASSERT(perm && ids);
+    for (int i = 0; i < scratch; i++) perm[i] = i;
+    for (int i = scratch - 1; i > 0; i--) {
+        float u;
+        sk_test_rand(&u, 1, 0.0f, 1.0f, &g_rng);
+        int j = (int)(u * (float)(i + 1)) % (i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    indptr[0] = 0;
+    for (int q = 0; q < NS; q++) {
+        indptr[q + 1] = indptr[q] + pps;
+        for (int j = 0; j < pps; j++) ids[indptr[q] + j] = perm[q * pps + j];
+    }
+    /* Prompts of 1..61 tokens, each alone (both backends, no outputs). */
+    int len[40];
+    int32_t last[40], tok[128], pos[128], seq[128];
+    for (int q = 0; q < NS; q++) {
+        len[q] = 1 + (q * 37) % 61;
+        for (int i = 0; i < len[q]; i++) {
+            float u;
+            sk_test_rand(&u, 1, 0.0f, 1.0f, &g_rng);
+            tok[i] = (int32_t)(u * (float)(V - 1)), pos[i] = i, seq[i] = 0;
+        }
+        last[q] = tok[len[q] - 1];
+        const int32_t ip1[2] = {0, pps};
+        const sk_page_tables pt1 = {1, ip1, ids + indptr[q]};
+        const sk_batch b = {len[q], tok, pos, seq};
+        CHECK(sk_forward_paged(mc, &bc, kc, &b, &pt1, NULL, 0, NULL, NULL) == SK_OK);
+        CHECK(sk_forward_paged(mg, &bg, kg, &b, &pt1, NULL, 0, NULL, NULL) == SK_OK);
+    }
+    /* Decode steps. Step sizes interleave the buckets; the rows of a step are sequences
+     * 0..n-1 of tables built for them (in reverse pool order, so rows do not follow pages). */
+    static const int sizes[] = {40, 40, 40, 13, 13, 13, 40, 3, 3, 3, 13, 40};
+    float *lc = malloc(sizeof(float) * 40 * (size_t)V), *le = malloc(sizeof(float) * 40 * (size_t)V);
+    float *lgr = malloc(sizeof(float) * 40 * (size_t)V);
+    int32_t *rows = malloc(sizeof(int32_t) * 40), am[40], sid[40], sptr[41];
+    int32_t *sids = malloc(sizeof(int32_t) * (size_t)(NS * pps));
+    SK_ASSERT(lc && le && lgr && rows && sids);
+    for (size_t it = 0; it < sizeof sizes / sizeof sizes[0]; it++) {
+        const int n = sizes[it];
+        sptr[0] = 0;
+        for (int i = 0; i < n; i++) {
+            const int q = (int)(it * 7 + (size_t)(n - 1 - i)) % NS; /* which sequence row i is */
+            sid[i] = q;
+            for (int j = 0; j < pps; j++) sids[sptr[i] + j] = ids[indptr[q] + j];
+            sptr[i + 1] = sptr[i] + pps;
+        }
+        /* Distinct sequences per step: q = (it*7 + n-1-i) mod 40 for i < n <= 40. */
+        for (int i = 0; i < n; i++) {
+            tok[i] = last[sid[i]], pos[i] = len[sid[i]], seq[i] = i, rows[i] = i;
+        }
+        const sk_page_tables pt = {n, sptr, sids};
+        const sk_batch b = {n, tok, pos, seq};
+        CHECK(sk_forward_paged(mc, &bc, kc, &b, &pt, rows, n, lc, NULL) == SK_OK);
+        CHECK(sk_forward_paged(mg, &bg, kg, &b, &pt, rows, n, le, NULL) == SK_OK);
+        CHECK(sk_forward_decode(mg, &bg, kg, &dec, &b, &pt, lgr, NULL) == SK_OK);
+        char what[128];
+        const long nv = (long)n * V;
+        const double e1 = sk_test_rel_err(lgr, le, nv), e2 = sk_test_rel_err(lgr, lc, nv);
+        const bool ok = e1 <= TOL_DECODE_GRAPH && e2 <= TOL_DECODE_CPU;
+        snprintf(what, sizeof what, "decode step %zu: %d rows (bucket %d)", it, n,
+                 sk_fwd_decode_bucket(n, NULL));
+        printf("%s %s %-40s padded graph vs eager err %.2e (max %.1e), vs cpu %.2e (max %.1e)\n",
+               ok ? "ok  " : "FAIL", g_dtype, what, e1, TOL_DECODE_GRAPH, e2, TOL_DECODE_CPU);
+        CHECKF(e1 <= TOL_DECODE_GRAPH, "%s %s: graph vs eager %.3e", g_dtype, what, e1);
+        CHECKF(e2 <= TOL_DECODE_CPU, "%s %s: vs cpu %.3e", g_dtype, what, e2);
+        if (it == sizeof sizes / sizeof sizes[0] - 1 || it == 5 || it == 9) {
+            CHECK(sk_forward_decode(mg, &bg, kg, &dec, &b, &pt, NULL, am) == SK_OK);
+            int bad = 0;
+            for (int i = 0; i < n; i++) {
+                const float *r = lgr + (size_t)i * V;
+                int best = 0;
+                for (int j = 1; j < V; j++)
+                    if (r[j] > r[best]) best = j;
+                bad += best != am[i];
+            }
+            printf("%s %s %-40s argmax through the graph: %d rows differ\n", bad ? "FAIL" : "ok  ",
+                   g_dtype, what, bad);
+            CHECKF(bad == 0, "%s %s: argmax through the graph: %d rows differ", g_dtype, what, bad);
+        }
+        /* Next tokens: the CPU's argmax (both backends feed the same tokens). */
+        for (int i = 0; i < n; i++) {
+            const float *r = lc + (size_t)i * V;
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (r[j] > r[best]) best = j;
+            last[sid[i]] = best;
+            len[sid[i]]++;
+        }
+    }
+    printf("   %s decode: addr_epoch %u at the end\n", g_dtype, mg->be->addr_epoch);
+    sk_fwd_decode_free(mg, &dec);
+    sk_fwd_buffers_free(mc, &bc);
+    sk_fwd_buffers_free(mg, &bg);
+    mc->be->ops->kv_free(mc->be, kc);
+    mg->be->ops->kv_free(mg->be, kg);
+    sk_model_close(mc);
+    sk_model_close(mg);
+    free(perm);
+    free(ids);
+    free(sids);
+    free(rows);
+    free(lc);
+    free(le);
+    free(lgr);
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
-/* Usage: backend_ops [group [dtype]]   (group: embed, norm, elementwise, rope, matmul,
- * attention, random, or all; dtype: bf16 or fp16; all groups and both types when omitted). */
+/* Usage: backend_ops [group [dtype]]   (group: embed, norm, elementwise, rope, matmul, fused,
+ * w4, attention, paged, random, argmax, decode, or all; dtype: bf16 or fp16; all groups and
+ * both types when omitted). */
 int main(int argc, char **argv) {
     const char *only = argc > 1 && strcmp(argv[1], "all") != 0 ? argv[1] : NULL;
     const char *only_dt = argc > 2 ? argv[2] : NULL;
@@ -1012,6 +1230,8 @@ int main(int argc, char **argv) {
         {"attention", test_attention},
         {"paged", test_attention_paged},
         {"random", test_random},
+        {"argmax", test_argmax},
+        {"decode", test_decode},
     };
     static const struct {
         const char *name;

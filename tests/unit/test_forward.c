@@ -110,6 +110,80 @@ static void check_batch_vs_steps(sk_model *m, const int32_t *tokens, int n, int 
     sk_session_free(b);
 }
 
+/* Padded decode steps (sk_forward_decode, the engine's path) against unpadded ones on the CPU:
+ * every step runs unpadded first, then padded to its bucket (rows writing a scratch page) on
+ * the same positions (idempotent: a step rewrites its own K/V before attending); the CPU's
+ * matmul and attention are batch-invariant, so the logits must be equal bit for bit, and the
+ * argmax output must be their argmax. Later steps read what the padded ones stored. */
+static void check_decode_padded(sk_model *m) {
+    const sk_hparams *hp = &m->hp;
+    const int V = hp->n_vocab, NS = 6, ps = m->be->kv_page_size, max_len = 64;
+    const int pps = (max_len + ps - 1) / ps, n_pages = NS * pps + 1, scratch = NS * pps;
+    const sk_kv_desc d = {hp->n_layers, hp->n_kv_heads, hp->head_dim, ps, n_pages, max_len};
+    sk_kv_cache *kv = NULL;
+    CHECK(m->be->ops->kv_pool_new(m->be, &d, &kv) == SK_OK);
+    sk_fwd_buffers buf;
+    CHECK(sk_fwd_buffers_new(m, 64, 8, &buf) == SK_OK);
+    sk_fwd_decode dec;
+    sk_fwd_decode_init(&dec, scratch);
+    int32_t indptr[7], ids[64], tok[64], pos[64], seq[64], rows[8], am[8], last[6], len[6];
+    for (int q = 0; q <= NS; q++) indptr[q] = q * pps;
+    for (int i = 0; i < NS * pps; i++) ids[i] = NS * pps - 1 - i; /* pages in reverse */
+    for (int q = 0; q < NS; q++) {
+        len[q] = 3 + 5 * q;
+        for (int i = 0; i < len[q]; i++) tok[i] = (7 * i + 13 * q + 1) % V, pos[i] = i, seq[i] = 0;
+        last[q] = tok[len[q] - 1];
+        const int32_t ip1[2] = {0, pps};
+        const sk_page_tables pt1 = {1, ip1, ids + indptr[q]};
+        const sk_batch b = {len[q], tok, pos, seq};
+        CHECK(sk_forward_paged(m, &buf, kv, &b, &pt1, NULL, 0, NULL, NULL) == SK_OK);
+    }
+    static const int sizes[] = {6, 6, 3, 5, 1, 6};
+    float *a = malloc(sizeof(float) * 8 * (size_t)V), *p = malloc(sizeof(float) * 8 * (size_t)V);
+    SK_ASSERT(a && p);
+    for (size_t it = 0; it < sizeof sizes / sizeof sizes[0]; it++) {
+        const int n = sizes[it];
+        int32_t sp[7], sid[6], sids[64];
+        sp[0] = 0;
+        for (int i = 0; i < n; i++) {
+            sid[i] = (int)(it + (size_t)(n - 1 - i)) % NS;
+            for (int j = 0; j < pps; j++) sids[sp[i] + j] = ids[indptr[sid[i]] + j];
+            sp[i + 1] = sp[i] + pps;
+            tok[i] = last[sid[i]], pos[i] = len[sid[i]], seq[i] = i, rows[i] = i;
+        }
+        const sk_page_tables pt = {n, sp, sids};
+        const sk_batch b = {n, tok, pos, seq};
+        CHECK(sk_forward_paged(m, &buf, kv, &b, &pt, rows, n, a, NULL) == SK_OK);
+        CHECK(sk_forward_decode(m, &buf, kv, &dec, &b, &pt, p, NULL) == SK_OK);
+        CHECKF(memcmp(a, p, sizeof(float) * (size_t)n * V) == 0,
+               "padded decode step %zu (%d rows, bucket %d): logits differ from unpadded", it, n,
+               sk_fwd_decode_bucket(n, NULL));
+        CHECK(sk_forward_decode(m, &buf, kv, &dec, &b, &pt, NULL, am) == SK_OK);
+        for (int i = 0; i < n; i++) {
+            const float *r = p + (size_t)i * V;
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (r[j] > r[best]) best = j;
+            CHECKF(am[i] == best, "padded decode step %zu row %d: argmax %d, logits say %d", it,
+                   i, am[i], best);
+            last[sid[i]] = best;
+            len[sid[i]]++;
+        }
+    }
+    int idx = 0;
+    CHECK(sk_fwd_decode_bucket(1, &idx) == 1 && idx == 0);
+    CHECK(sk_fwd_decode_bucket(33, &idx) == 64 && idx == 6);
+    CHECK(sk_fwd_decode_bucket(512, &idx) == 512 && idx == 20);
+    CHECK(sk_fwd_decode_bucket(513, &idx) == 576 && idx == 21);
+    CHECK(sk_fwd_decode_bucket(909, &idx) == 960 && idx == 27);
+    CHECK(sk_fwd_decode_bucket(100000, &idx) == 100032 && idx == -1);
+    free(a);
+    free(p);
+    sk_fwd_decode_free(m, &dec);
+    sk_fwd_buffers_free(m, &buf);
+    m->be->ops->kv_free(m->be, kv);
+}
+
 static void test_stories(void) {
     const char *bin = sk_test_path("SK_DATA", "stories260K/stories260K.bin");
     const char *tok = sk_test_path("SK_DATA", "stories260K/tok512.bin");
@@ -127,6 +201,7 @@ static void test_stories(void) {
     if (!m) return;
     /* a real prompt: the first 100 tokens of the greedy story */
     check_batch_vs_steps(m, seq_bin, 100, 0, 1e-5, "stories260K");
+    check_decode_padded(m);
 
     /* the session's context is the model's (512 for the .bin), so 512 fit and 513 do not */
     sk_session *se = NULL;

@@ -100,9 +100,12 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
          * capture): the plan for T rows over the cache's longest sequence (n_ctx), so that a
          * captured graph stays valid as the context grows; buffers grown when too small (their
          * move bumps addr_epoch: graphs holding the old addresses are captured again). */
-        int dev = 0, n_sm = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        static int n_sm = 0; /* one device per process (device 0) */
+        if (n_sm == 0) {
+            int dev = 0;
+            CUDA_CHECK(cudaGetDevice(&dev));
+            CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        }
         sk_attn_decode_plan plan;
         sk_attn_decode_make_plan(T, n_heads, kv->n_kv_heads, hd, kv->n_ctx, n_sm, &plan);
         const int rows = kv->n_seq > 0 ? (kv->n_seq > T ? kv->n_seq : T) : (T > 64 ? T : 64);

@@ -539,6 +539,12 @@ static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_pa
         c->cap = cap;
         c->ids_cap = ids_cap;
     }
+    if (c->mm_tmp != c->seen_mm_tmp || c->w4_tmp != c->seen_w4_tmp) {
+        /* matmul grew one of its buffers during the last batch: graphs may hold the old one. */
+        c->seen_mm_tmp = c->mm_tmp;
+        c->seen_w4_tmp = c->w4_tmp;
+        be->addr_epoch++;
+    }
     c->T = T;
     c->paged = pt != NULL;
     memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
@@ -599,6 +605,8 @@ static void cuda_destroy(sk_backend *be) {
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
         if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
+        if (c->d_argmax) CUDA_CHECK(cudaFree(c->d_argmax));
+        if (c->h_argmax) CUDA_CHECK(cudaFreeHost(c->h_argmax));
         sk_cuda_pf_free(c->pf);
         if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
         for (int i = 0; i < 2; i++) {
@@ -648,6 +656,7 @@ static void ops_init(void) {
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;
+    o->argmax = sk_cuda_argmax;
     o->rope = sk_cuda_rope;
     o->attention = sk_cuda_attention;
 }

@@ -95,6 +95,12 @@ typedef struct cuda_ctx {
     size_t w4_tmp_bytes;
     void *mm_tmp;     /* matmul_swiglu's [T, 2F] product on the cuBLASLt path (grown on demand) */
     size_t mm_tmp_bytes;
+    /* mm_tmp and w4_tmp as the last begin saw them: ops grow those without bumping addr_epoch,
+     * so begin bumps it when they moved (graphs recorded the old addresses). */
+    void *seen_mm_tmp, *seen_w4_tmp;
+    /* argmax: device and pinned host results [argmax_cap] (grown on demand; never captured). */
+    int32_t *d_argmax, *h_argmax;
+    int argmax_cap;
 
     /* RoPE inverse frequencies [SK_CUDA_ROPE_MAX_HALF], computed on the host with the CPU
      * reference's float expression (bit-identical angles), for (rope_theta, rope_dim). */
@@ -229,6 +235,9 @@ void sk_cuda_embed(sk_backend *be, const sk_weight *table, void *out);
 void sk_cuda_add(sk_backend *be, void *x, const void *y, size_t n);
 void sk_cuda_swiglu(sk_backend *be, const void *gate, const void *up, size_t n, void *out);
 void sk_cuda_gelu(sk_backend *be, void *x, size_t n);
+/* out_host[t] = the lowest index of the largest of x[t, 0..N) (NaNs ignored; 0 when x[t, 0] is
+ * NaN or nothing else compares), as the CPU's scan; waits for the stream. */
+void sk_cuda_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_host);
 /* dst[n] (c->dtype, rounded; fp16 saturating) = src[n] (fp32), both device. */
 void sk_cuda_f32_to_half(cuda_ctx *c, const float *src, void *dst, size_t n);
 /* h[n] (c->dtype; and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i)

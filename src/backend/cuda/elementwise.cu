@@ -1,10 +1,14 @@
-/* Elementwise ops and row gathers: embed, add, swiglu, gelu on fp32 activations; fp32 -> half
- * conversion; random weights.
+/* Elementwise ops, row gathers and row reductions: embed, add, swiglu, gelu on fp32
+ * activations; argmax of rows; fp32 -> half conversion; random weights.
  *
  * Each kernel is a grid-stride loop over single fp32 elements (coalesced 4-byte accesses, any
  * alignment). Arithmetic in fp32, the CPU reference's formulas. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/w4.cuh"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
 
 #define EW_THREADS 256
 
@@ -77,6 +81,44 @@ static __global__ void embed_kernel(const H *table, const int32_t *tokens, int D
     for (int i = threadIdx.x; i < D; i += blockDim.x) dst[i] = sk_h2f(src[i]);
 }
 
+/* Block t: out[t] = the index of the largest of row t of x [T, N], the lowest among equals, as
+ * the CPU reference's scan (best = 0; i replaces best when x[i] > x[best]) decides it: NaNs never
+ * win (every comparison with them is false), and a NaN at 0 wins outright. Each thread keeps the
+ * first maximum of its strided elements; (value, index) pairs then combine by value, ties by the
+ * lower index, over the warp and the block. */
+#define ARGMAX_THREADS 512
+static __device__ __forceinline__ bool argmax_better(float v, int i, float bv, int bi) {
+    return v > bv || (v == bv && i < bi);
+}
+
+static __global__ void argmax_kernel(const float *x, int N, int32_t *out) {
+    const float *r = x + (size_t)blockIdx.x * (size_t)N;
+    float bv = -INFINITY;
+    int bi = INT_MAX; /* nothing yet: any non-NaN value (-inf included) beats it */
+    for (int i = threadIdx.x; i < N; i += blockDim.x) {
+        const float v = r[i];
+        if (argmax_better(v, i, bv, bi)) bv = v, bi = i;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (argmax_better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+            if (argmax_better(sv[w], si[w], bv, bi)) bv = sv[w], bi = si[w];
+        const float x0 = r[0];
+        if (bi == INT_MAX || x0 != x0) bi = 0;
+        out[blockIdx.x] = bi;
+    }
+}
+
 /* ---- launchers ---------------------------------------------------------------------------- */
 
 static void launch_add(float *x, const float *y, size_t n, cudaStream_t s) {
@@ -112,6 +154,11 @@ static void launch_embed(const H *table, const int32_t *tokens, int T, int D, fl
                          cudaStream_t s) {
     const int threads = D >= 256 ? 256 : (D + 31) / 32 * 32;
     embed_kernel<<<T, threads, 0, s>>>(table, tokens, D, out);
+    CUDA_CHECK_LAUNCH();
+}
+
+static void launch_argmax(const float *x, int T, int N, int32_t *out, cudaStream_t s) {
+    argmax_kernel<<<T, ARGMAX_THREADS, 0, s>>>(x, N, out);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -172,4 +219,25 @@ void sk_cuda_gelu(sk_backend *be, void *x, size_t n) {
     if (n == 0) return;
     SK_ASSERT(x);
     launch_gelu((float *)x, n, sk_cuda_ctx(be)->stream);
+}
+
+void sk_cuda_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_host) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    if (T <= 0) return;
+    SK_ASSERT(x && out_host && N > 0);
+    if (T > c->argmax_cap) {
+        /* A few bytes per row: grown (not preallocated) so no batch size is assumed. */
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        if (c->d_argmax) CUDA_CHECK(cudaFree(c->d_argmax));
+        if (c->h_argmax) CUDA_CHECK(cudaFreeHost(c->h_argmax));
+        const int cap = T > 2 * c->argmax_cap ? T : 2 * c->argmax_cap;
+        CUDA_CHECK(cudaMalloc((void **)&c->d_argmax, sizeof(int32_t) * (size_t)cap));
+        CUDA_CHECK(cudaMallocHost((void **)&c->h_argmax, sizeof(int32_t) * (size_t)cap));
+        c->argmax_cap = cap;
+    }
+    launch_argmax((const float *)x, T, N, c->d_argmax, c->stream);
+    CUDA_CHECK(cudaMemcpyAsync(c->h_argmax, c->d_argmax, sizeof(int32_t) * (size_t)T,
+                               cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    memcpy(out_host, c->h_argmax, sizeof(int32_t) * (size_t)T);
 }
