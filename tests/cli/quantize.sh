@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # saker quantize end to end: stories260K (llama2.c source: q/k rows permuted to HF order, the
 # tokenizer written as tokenizer.json) and a tiny HF Falcon fixture, RTN and AWQ with a small
-# calibration, then `saker logits` and `saker tokenize` on the written AutoAWQ directories.
+# calibration, then `saker logits` and `saker tokenize` on the written AutoAWQ directories, and
+# RTN checkpoints of two fixtures read by an independent numpy reader (tests/awq_layout.py).
 # The quantized logits must be finite and near the source model's (normalised error < 0.25,
 # argmax agreeing on most rows), AWQ's no farther than RTN's on stories260K, and the tokens
 # identical. Bad arguments exit 2, bad input 1.
@@ -53,6 +54,14 @@ run quantize -m "$F" --method awq --group 32 --calib "$CAL" --calib-samples 2 --
 run logits -m "$T/falcon" --tokens 1,5,9,200,17 -o "$T/falcon.f32" --device cpu
 [ -s "$T/falcon.f32" ] && [ "$(stat -c %s "$T/falcon.f32")" -eq $((5 * 300 * 4)) ] || { echo "FAIL: falcon logits size"; fail=1; }
 cmp -s "$F/tokenizer.json" "$T/falcon/tokenizer.json" || { echo "FAIL: tokenizer.json not copied"; fail=1; }
+
+# the packed layout read back the way AutoAWQ's dequantize_gemm reads it (numpy), against the
+# source weights: RTN must be within half a step everywhere (Llama GQA; Falcon 180B style, whose
+# fused QKV goes back to transformers' grouped row order)
+for f in hf-llama-gqa-tied hf-falcon-180b-style; do
+  run quantize -m "$SK_FIXTURES/$f" --method rtn --group 32 -o "$T/$f"
+  python3 "$(dirname "$0")/../awq_layout.py" "$SK_FIXTURES/$f" "$T/$f" || fail=1
+done
 
 expect() { # expect RC PATTERN -- args...
   local want=$1 pat=$2; shift 3
