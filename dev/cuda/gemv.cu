@@ -98,7 +98,7 @@ static void launch_ru(const float *x, const __nv_bfloat16 *w, const float *bias,
                       float *out, cudaStream_t s) {
     const int groups = (N_out + R - 1) / R, per = SK_GEMV_WARPS / KS;
     sk_gemv_kernel<__nv_bfloat16, T, R, U, MODE, KS>
-        <<<(groups + per - 1) / per, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K, out);
+        <<<(groups + per - 1) / per, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K, out, 0);
 }
 /* The backend's launcher (its own R, U, KS choice). */
 template <int T, int MODE>

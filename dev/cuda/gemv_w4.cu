@@ -89,7 +89,7 @@ static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, in
                       int N_out, int K, float *out, cudaStream_t s) {
     const int groups = (N_out + R - 1) / R, per = SK_W4_WARPS / KS;
     sk_w4_gemv_kernel<T, R, U, MODE, KS><<<(groups + per - 1) / per, 32 * SK_W4_WARPS, 0,
-                                          s>>>(x, q4, q4s, G, bias, N_out, K, out);
+                                          s>>>(x, q4, q4s, G, bias, N_out, K, out, 0);
 }
 template <int T, int R, int U, int MODE>
 static void launch_ru2(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,

@@ -24,6 +24,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "backend/cuda/pdl.cuh"
+
 #define SK_GEMV_STORE 0
 #define SK_GEMV_ADD 1
 #define SK_GEMV_SWIGLU 2
@@ -56,7 +58,8 @@ static __device__ __forceinline__ void sk_gemv_unpack8(uint4 u, float *f, const 
 template <typename H, int T, int R, int U, int MODE, int KS = 1>
 __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
     sk_gemv_kernel(const float *__restrict__ x, const H *__restrict__ w,
-                   const float *__restrict__ bias, int N_out, int K, float *__restrict__ out) {
+                   const float *__restrict__ bias, int N_out, int K, float *__restrict__ out,
+                   int pf_bytes) {
     constexpr int NR = MODE == SK_GEMV_SWIGLU ? 2 * R : R; /* weight rows per warp */
     static_assert(SK_GEMV_WARPS % KS == 0, "KS divides the block's warps");
     __shared__ float red[KS > 1 ? SK_GEMV_WARPS : 1][T][NR];
@@ -67,6 +70,7 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
     const int n0 = (blockIdx.x * (SK_GEMV_WARPS / KS) + wib / KS) * R;
     if (n0 >= N_out && KS == 1) return;
     const bool live = n0 < N_out;
+    sk_pdl_trigger();
     /* Row pointers; rows past the end repeat the last valid row (loaded, never stored). */
     const uint4 *wr[NR];
 #pragma unroll
@@ -76,6 +80,10 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
         if (MODE == SK_GEMV_SWIGLU && r >= R) n += N_out; /* the up half */
         wr[r] = reinterpret_cast<const uint4 *>(w + (size_t)n * K);
     }
+    if (live && pf_bytes > 0)
+#pragma unroll
+        for (int r = 0; r < NR; r++) sk_prefetch_l2(wr[r], (size_t)pf_bytes, lane + 32 * slice, 32 * KS);
+    sk_pdl_wait();
     float acc[T][NR];
 #pragma unroll
     for (int t = 0; t < T; t++)
@@ -179,16 +187,19 @@ static void sk_gemv_launch_t(const float *x, const H *w, const float *bias, int 
     constexpr int U = 2;
     const int groups = (N_out + R - 1) / R;
     /* Split K over the block's warps when the rows alone would leave SMs short of warps. */
+    const size_t rows = (size_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1), rb = (size_t)K * sizeof(H);
+    size_t pf = SK_GEMV_PREFETCH_BYTES / rows;
+    pf = pf > rb ? rb : pf & ~(size_t)127;
+    if (!sk_pdl_enabled()) pf = 0;
     if (groups < 132 * 32) {
         constexpr int KS = SK_GEMV_WARPS;
-        const unsigned blocks = (unsigned)groups;
-        sk_gemv_kernel<H, T, R, U, MODE, KS><<<blocks, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias,
-                                                                                  N_out, K, out);
+        sk_launch_pdl(sk_gemv_kernel<H, T, R, U, MODE, KS>, (unsigned)groups, 32 * SK_GEMV_WARPS, s,
+                      x, w, bias, N_out, K, out, (int)pf);
         return;
     }
     const unsigned blocks = (unsigned)((groups + SK_GEMV_WARPS - 1) / SK_GEMV_WARPS);
-    sk_gemv_kernel<H, T, R, U, MODE><<<blocks, 32 * SK_GEMV_WARPS, 0, s>>>(x, w, bias, N_out, K,
-                                                                          out);
+    sk_launch_pdl(sk_gemv_kernel<H, T, R, U, MODE, 1>, blocks, 32 * SK_GEMV_WARPS, s, x, w, bias,
+                  N_out, K, out, (int)pf);
 }
 
 /* out = x W^T in mode MODE; N_out = rows of W (STORE/ADD) or half of them (SWIGLU). */

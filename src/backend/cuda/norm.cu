@@ -5,12 +5,16 @@
  * reference: rmsnorm out = w * (x * 1/sqrt(mean(x^2) + eps)); layernorm
  * out = (x - mean) * 1/sqrt(var + eps) * w + b with the two-pass variance. */
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/pdl.cuh"
 
 /* ---- kernels ------------------------------------------------------------------------------ */
 
 static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int D,
                                       float *out) {
     __shared__ float red[32];
+    /* Lets the next kernel (a GEMV launched with PDL) start prefetching its weights now; it
+     * waits for this grid to complete before it reads out. */
+    sk_pdl_trigger();
     const float *xr = x + (size_t)blockIdx.x * D;
     float *o = out + (size_t)blockIdx.x * D;
     float ss = 0.0f;

@@ -28,6 +28,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "backend/cuda/pdl.cuh"
+
 #ifndef SK_GEMV_STORE
 #define SK_GEMV_STORE 0
 #define SK_GEMV_ADD 1
@@ -52,7 +54,7 @@ template <int T, int R, int U, int MODE, int KS>
 __global__ void __launch_bounds__(32 * SK_W4_WARPS)
     sk_w4_gemv_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                       const __half2 *__restrict__ q4s, int G, const float *__restrict__ bias,
-                      int N_out, int K, float *__restrict__ out) {
+                      int N_out, int K, float *__restrict__ out, int pf_bytes) {
     constexpr int NR = MODE == SK_GEMV_SWIGLU ? 2 * R : R;
     static_assert(SK_W4_WARPS % KS == 0, "KS divides the block's warps");
     __shared__ float red[KS > 1 ? SK_W4_WARPS : 1][T][NR];
@@ -73,13 +75,19 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
         if (MODE == SK_GEMV_SWIGLU && r >= R) n += N_out;
         rows[r] = n;
     }
+    const bool live = n0 < N_out; /* a dead warp (KS > 1, past the last rows) still syncs */
+    sk_pdl_trigger();
+    if (live && pf_bytes > 0)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            sk_prefetch_l2(q4 + (size_t)rows[r] * K8, (size_t)pf_bytes, lane + 32 * slice, 32 * KS);
+    sk_pdl_wait();
     float acc[T][NR];
 #pragma unroll
     for (int t = 0; t < T; t++)
 #pragma unroll
         for (int r = 0; r < NR; r++) acc[t][r] = 0.0f;
 
-    const bool live = n0 < N_out; /* a dead warp (KS > 1, past the last rows) still syncs */
     for (int c0 = lane + 32 * U * slice; live && c0 < C; c0 += 32 * U * KS) {
         uint4 wv[U][NR];
         __half2 sc[U][NR];
@@ -302,8 +310,12 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
     constexpr int KS = SK_W4_KS;
     const int groups = (N_out + R - 1) / R;
     const unsigned blocks = (unsigned)((groups + SK_W4_WARPS / KS - 1) / (SK_W4_WARPS / KS));
-    sk_w4_gemv_kernel<T, R, U, MODE, KS><<<blocks, 32 * SK_W4_WARPS, 0, s>>>(x, q4, q4s, G, bias,
-                                                                            N_out, K, out);
+    const size_t rows = (size_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1), rb = (size_t)K / 2;
+    size_t pf = SK_GEMV_PREFETCH_BYTES / rows;
+    pf = pf > rb ? rb : pf & ~(size_t)127;
+    if (!sk_pdl_enabled()) pf = 0;
+    sk_launch_pdl(sk_w4_gemv_kernel<T, R, U, MODE, KS>, blocks, 32 * SK_W4_WARPS, s, x, q4, q4s, G,
+                  bias, N_out, K, out, (int)pf);
 }
 
 template <int MODE>
