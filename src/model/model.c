@@ -39,7 +39,12 @@ static sk_status load_w(sk_model *m, const char *name, bool required, sk_weight 
     if (t->data == NULL) { /* synthetic model: drawn on the backend */
         float mean, std;
         sk_shape_init_params(t, &mean, &std);
-        s = m->be->ops->weight_random(m->be, t, mean, std, 0x5a4b3c2d1e0full + (uint64_t)m->n_weights, &w);
+        /* Seeded by the tensor's name, not by load order: backends that fuse weights after
+         * loading (weight_concat) change how many handles are recorded, and the CPU and CUDA
+         * backends must draw the same model. */
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+        for (const char *c = t->name; *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+        s = m->be->ops->weight_random(m->be, t, mean, std, 0x5a4b3c2d1e0full ^ h, &w);
     } else {
         s = m->be->ops->weight_load(m->be, t, &w);
     }
