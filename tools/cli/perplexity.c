@@ -160,7 +160,10 @@ int sk_cmd_perplexity(int argc, char **argv) {
                 sk_cli_runtime_error("%s", sk_last_error());
                 goto done;
             }
-            /* logits row j predicts the token at p + j + 1. */
+            /* logits row j predicts the token at p + j + 1. Rows are scored in parallel: the
+             * double-precision log-softmax over the vocabulary (49,152 exps a row for SmolLM2)
+             * otherwise costs more than the GPU's forward pass. */
+#pragma omp parallel for schedule(static) reduction(+ : sum, bsum, klsum, scored)
             for (int j = 0; j < nc; j++) {
                 long tgt = p + j + 1;
                 if (tgt < first || tgt >= ctx) continue;
