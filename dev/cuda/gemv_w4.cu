@@ -91,29 +91,20 @@ static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, in
     sk_w4_gemv_kernel<T, R, U, MODE, KS><<<(groups + per - 1) / per, 32 * SK_W4_WARPS, 0,
                                           s>>>(x, q4, q4s, G, bias, N_out, K, out, 0);
 }
-template <int T, int R, int U, int MODE>
-static void launch_ru2(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
-                       int N_out, int K, float *out, cudaStream_t s) {
-    const int groups = (N_out + R - 1) / R;
-    sk_w4_gemv2_kernel<T, R, U, MODE><<<(groups + SK_W4_WARPS - 1) / SK_W4_WARPS, 32 * SK_W4_WARPS, 0,
-                                       s>>>(x, q4, q4s, G, bias, N_out, K, out);
-}
 typedef struct variant {
     int T, R, U, mode;
     w4_fn fn;
     bool is_default;
-    int version; /* 1, 2 (half2), 3 (version 1 with KS = 4 split-K warps) */
+    int version; /* 1, 3 (version 1 with KS = 4 split-K warps) */
 } variant;
 #define V(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 1>, false, 1}
 #define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, D, 3}
-#define V2(T, R, U, M, D) {T, R, U, M, launch_ru2<T, R, U, M>, D, 2}
 static const variant g_variants[] = {
     V(1, 2, 2, 0, false), V(1, 4, 2, 0, false), V(1, 8, 1, 0, true), V(1, 4, 1, 0, false),
     V(1, 16, 1, 0, false), V(2, 8, 1, 0, false),
     V(2, 4, 2, 0, true),  V(2, 2, 2, 0, false), V(3, 2, 2, 0, true), V(4, 2, 2, 0, true),
     V(4, 4, 1, 0, false), V(1, 8, 1, 1, true),  V(2, 4, 2, 1, true), V(4, 2, 2, 1, true),
     V(1, 8, 1, 2, true),  V(2, 4, 2, 2, true),  V(4, 2, 2, 2, true), V(1, 2, 2, 2, false),
-    V2(1, 8, 2, 0, false), V2(2, 8, 1, 0, false), V2(1, 8, 1, 2, false),
     V3(1, 8, 1, 0, true), V3(1, 4, 2, 0, false), V3(1, 8, 2, 0, false), V3(1, 16, 1, 0, false),
     V3(2, 4, 2, 0, false), V3(2, 8, 1, 0, true), V3(3, 2, 2, 0, true), V3(4, 2, 2, 0, true),
     V3(1, 8, 1, 1, true), V3(2, 8, 1, 1, true), V3(4, 2, 2, 1, true), V3(1, 8, 1, 2, true),
@@ -229,7 +220,7 @@ static int check_all(void) {
                     for (int g = 0; g < 8; g++)
                         if (!std::isnan(got[(size_t)T * N_out + g])) bad = true;
                     runs++;
-                    if (bad || worst > (v->version == 2 ? 2e-3 : 1e-5)) {
+                    if (bad || worst > 1e-5) {
                         fails++;
                         printf("FAIL v%d N=%d K=%d G=%d T=%d R=%d U=%d mode=%d: worst %.3g%s\n", v->version, N_out,
                                K, G, T, v->R, v->U, mode, worst, bad ? " (non-finite/guard)" : "");
@@ -403,7 +394,7 @@ static void time_all(void) {
                 if (i >= 3) ts.push_back(ms);
             }
             printf("| %s | %d | | | %.1f | gemv%s R%d U%d%s | %.0f | |\n", sh.name, v->T, median(ts) * 1e3,
-                   v->version == 2 ? "2 (half2)" : v->version == 3 ? " ks4" : "", v->R, v->U, v->is_default ? " *" : "",
+                   v->version == 3 ? " ks4" : "", v->R, v->U, v->is_default ? " *" : "",
                    w4b / (median(ts) * 1e-3) / 1e9);
         }
         for (auto p : q4s) cudaFree(p);

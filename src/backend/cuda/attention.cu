@@ -61,7 +61,8 @@ static __global__ void sk_dec_tables_kernel(const int32_t *pos, const int32_t *s
     for (int j = threadIdx.x; j < pps; j += blockDim.x) indices[b * pps + j] = seq[b] * pps + j;
 }
 
-/* dst[t][i] = half(src[t * stride + i]) for i < w. */
+/* dst[t][i] = bf16(src[t * stride + i]) for i < w: attention's q rows for the tensor-core
+ * kernels. */
 static __global__ void sk_dec_cast_in_kernel(const float *src, int stride, int w, __nv_bfloat16 *dst) {
     const int t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < w; i += gridDim.x * blockDim.x)
@@ -71,6 +72,18 @@ static __global__ void sk_dec_cast_in_kernel(const float *src, int stride, int w
 static __global__ void sk_dec_cast_out_kernel(const __nv_bfloat16 *src, size_t n, float *dst) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __bfloat162float(src[i]);
+}
+
+void sk_cuda_q_to_bf16(cuda_ctx *c, const float *q, int q_stride, int w, int T, void *dst) {
+    sk_dec_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
+        q, q_stride, w, (bf16 *)dst);
+    CUDA_CHECK_LAUNCH();
+}
+
+void sk_cuda_bf16_to_f32(cuda_ctx *c, const void *src, size_t n, float *dst) {
+    sk_dec_cast_out_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0,
+                             c->stream>>>((const bf16 *)src, n, dst);
+    CUDA_CHECK_LAUNCH();
 }
 
 /* True when the decode kernel takes this step: bf16 cache, every row the only one of its
@@ -166,9 +179,7 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         CUDA_CHECK_LAUNCH();
         indptr = kv->d_indptr, indices = kv->d_indices, kv_len = kv->d_kv_len;
     }
-    sk_dec_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
-        q, q_stride, w, (bf16 *)kv->q_half);
-    CUDA_CHECK_LAUNCH();
+    sk_cuda_q_to_bf16(c, q, q_stride, w, T, kv->q_half);
     sk_attn_params p;
     memset(&p, 0, sizeof p);
     p.kv.k = p1.k_cache;
@@ -189,10 +200,7 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.part_lse = kv->part_lse;
     p.n_splits = kv->dec_splits;
     sk_attn_decode(&p, c->stream);
-    const size_t n = (size_t)T * (size_t)w;
-    sk_dec_cast_out_kernel<<<(unsigned)((n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024), 256, 0, c->stream>>>(
-        (const bf16 *)kv->out_half, n, out);
-    CUDA_CHECK_LAUNCH();
+    sk_cuda_bf16_to_f32(c, kv->out_half, (size_t)T * (size_t)w, out);
 }
 
 void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,

@@ -61,18 +61,6 @@ void sk_cuda_pf_free(struct sk_cuda_pf *pf) {
     free(pf);
 }
 
-static __global__ void pf_cast_in_kernel(const float *src, int stride, int w, bf16 *dst) {
-    const int t = blockIdx.y;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < w; i += gridDim.x * blockDim.x)
-        dst[(size_t)t * w + i] = __float2bfloat16_rn(src[(size_t)t * stride + i]);
-}
-
-static __global__ void pf_cast_out_kernel(const bf16 *src, size_t n, float *dst) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __bfloat162float(src[i]);
-}
-
 /* Splits the batch's rows into segments: maximal runs of consecutive rows of one sequence with
  * consecutive positions. Each becomes one entry of the kernel's batch (its query rows, the
  * sequence's pages, kv_len = last position + 1). Returns the number of segments, or -1 when a
@@ -165,9 +153,7 @@ bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const fl
     sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v,
                                                                                     kv_stride);
     CUDA_CHECK_LAUNCH();
-    pf_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
-        q, q_stride, w, (bf16 *)pf->q);
-    CUDA_CHECK_LAUNCH();
+    sk_cuda_q_to_bf16(c, q, q_stride, w, T, pf->q);
 
     sk_attn_params p;
     memset(&p, 0, sizeof p);
@@ -187,9 +173,6 @@ bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const fl
     p.n_heads = n_heads;
     p.sm_scale = 1.0f / sqrtf((float)hd);
     sk_attn_prefill(&p, c->stream);
-    const size_t n = (size_t)T * (size_t)w;
-    pf_cast_out_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0,
-                         c->stream>>>((const bf16 *)pf->out, n, out);
-    CUDA_CHECK_LAUNCH();
+    sk_cuda_bf16_to_f32(c, pf->out, (size_t)T * (size_t)w, out);
     return true;
 }

@@ -268,6 +268,10 @@ bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const fl
                                int q_stride, const float *k, const float *v, int kv_stride,
                                int n_heads, float *out);
 void sk_cuda_pf_free(struct sk_cuda_pf *pf);
+/* Attention's casts around the bf16 tensor-core kernels (attention.cu): q rows [T][w] (row
+ * stride q_stride) to a contiguous bf16 [T][w], and n bf16 outputs back to fp32. */
+void sk_cuda_q_to_bf16(cuda_ctx *c, const float *q, int q_stride, int w, int T, void *dst);
+void sk_cuda_bf16_to_f32(cuda_ctx *c, const void *src, size_t n, float *dst);
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out);
 void sk_cuda_mm_free(struct sk_cuda_mm *mm);
 void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,

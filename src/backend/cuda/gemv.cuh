@@ -26,9 +26,6 @@
 
 #include "backend/cuda/pdl.cuh"
 
-#define SK_GEMV_STORE 0
-#define SK_GEMV_ADD 1
-#define SK_GEMV_SWIGLU 2
 #define SK_GEMV_MAX_T 8
 #define SK_GEMV_WARPS 4 /* warps per block */
 
@@ -119,49 +116,7 @@ __global__ void __launch_bounds__(32 * SK_GEMV_WARPS)
             }
         }
     }
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
-    if (KS > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int t = 0; t < T; t++)
-#pragma unroll
-                for (int r = 0; r < NR; r++) red[wib][t][r] = acc[t][r];
-        __syncthreads();
-        if (slice != 0 || !live) return;
-#pragma unroll
-        for (int t = 0; t < T; t++)
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                float v = 0.0f;
-#pragma unroll
-                for (int k = 0; k < KS; k++) v += red[wib + k][t][r];
-                acc[t][r] = v;
-            }
-    }
-    /* Lane j stores output (t, r) = (j / R, j % R) when j < T R: spreads the stores. */
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int n = n0 + r;
-            if (lane != (t * R + r) % 32 || n >= N_out) continue;
-            float v = acc[t][r];
-            float *o = out + (size_t)t * N_out + n;
-            if (MODE == SK_GEMV_SWIGLU) {
-                const float g = v, up = acc[t][R + r];
-                *o = g / (1.0f + __expf(-g)) * up;
-            } else {
-                if (bias) v += bias[n];
-                if (MODE == SK_GEMV_ADD) v += *o;
-                *o = v;
-            }
-        }
+    sk_gemv_finish<T, R, NR, MODE, KS>(acc, red, lane, wib, slice, live, n0, N_out, bias, out);
 }
 
 /* Rows up to which the backend uses the kernel: measured on the H200 (dev/cuda/gemv.cu,

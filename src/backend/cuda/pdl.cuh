@@ -1,4 +1,5 @@
-/* Programmatic dependent launch helpers for the decode GEMVs (gemv.cuh, w4.cuh). */
+/* What the decode GEMVs (gemv.cuh, w4.cuh) share: their epilogue modes and end
+ * (sk_gemv_finish), and programmatic dependent launch helpers. */
 #ifndef SK_CUDA_PDL_CUH
 #define SK_CUDA_PDL_CUH
 
@@ -58,6 +59,68 @@ static void sk_launch_pdl(void (*k)(KA...), unsigned grid, unsigned block, cudaS
                 cudaGetErrorString(e), __func__, __FILE__, __LINE__);
         abort();
     }
+}
+
+#ifndef SK_GEMV_STORE
+#define SK_GEMV_STORE 0
+#define SK_GEMV_ADD 1
+#define SK_GEMV_SWIGLU 2
+#endif
+
+/* The end of a decode GEMV (gemv.cuh, w4.cuh): acc[t][r] holds one lane's partial sums for
+ * rows n0 + r (and, SWIGLU, the up rows at r >= R); sums them over the warp, then over the KS
+ * warps that split K for these rows (through red, [SK_GEMV_WARPS][T][NR] shared floats, with a
+ * block barrier: every warp of the block must call this), and stores the epilogue: out = v
+ * (+ bias), out += v (+ bias), or out = silu(gate) * up. Lane j stores output (t, r) = (j / R,
+ * j % R), spreading the stores. */
+template <int T, int R, int NR, int MODE, int KS>
+static __device__ __forceinline__ void sk_gemv_finish(float (&acc)[T][NR], float (*red)[T][NR],
+                                                      int lane, int wib, int slice, bool live,
+                                                      int n0, int N_out,
+                                                      const float *__restrict__ bias,
+                                                      float *__restrict__ out) {
+#pragma unroll
+    for (int t = 0; t < T; t++)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
+    if (KS > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < T; t++)
+#pragma unroll
+                for (int r = 0; r < NR; r++) red[wib][t][r] = acc[t][r];
+        __syncthreads();
+        if (slice != 0 || !live) return;
+#pragma unroll
+        for (int t = 0; t < T; t++)
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                float v = 0.0f;
+#pragma unroll
+                for (int k = 0; k < KS; k++) v += red[wib + k][t][r];
+                acc[t][r] = v;
+            }
+    }
+#pragma unroll
+    for (int t = 0; t < T; t++)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int n = n0 + r;
+            if (lane != (t * R + r) % 32 || n >= N_out) continue;
+            float v = acc[t][r];
+            float *o = out + (size_t)t * N_out + n;
+            if (MODE == SK_GEMV_SWIGLU) {
+                const float g = v, up = acc[t][R + r];
+                *o = g / (1.0f + __expf(-g)) * up;
+            } else {
+                if (bias) v += bias[n];
+                if (MODE == SK_GEMV_ADD) v += *o;
+                *o = v;
+            }
+        }
 }
 
 #endif

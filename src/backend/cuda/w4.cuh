@@ -30,11 +30,6 @@
 
 #include "backend/cuda/pdl.cuh"
 
-#ifndef SK_GEMV_STORE
-#define SK_GEMV_STORE 0
-#define SK_GEMV_ADD 1
-#define SK_GEMV_SWIGLU 2
-#endif
 #define SK_W4_WARPS 4
 #ifndef SK_W4_KS
 #define SK_W4_KS 4 /* warps of a block that split K for the same rows (1: none) */
@@ -138,156 +133,7 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
             }
         }
     }
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
-    if (KS > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int t = 0; t < T; t++)
-#pragma unroll
-                for (int r = 0; r < NR; r++) red[wib][t][r] = acc[t][r];
-        __syncthreads();
-        if (slice != 0 || !live) return;
-#pragma unroll
-        for (int t = 0; t < T; t++)
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                float v = 0.0f;
-#pragma unroll
-                for (int k = 0; k < KS; k++) v += red[wib + k][t][r];
-                acc[t][r] = v;
-            }
-    }
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int n = n0 + r;
-            if (lane != (t * R + r) % 32 || n >= N_out) continue;
-            float v = acc[t][r];
-            float *o = out + (size_t)t * N_out + n;
-            if (MODE == SK_GEMV_SWIGLU) {
-                const float g = v, up = acc[t][R + r];
-                *o = g / (1.0f + __expf(-g)) * up;
-            } else {
-                if (bias) v += bias[n];
-                if (MODE == SK_GEMV_ADD) v += *o;
-                *o = v;
-            }
-        }
-}
-
-/* The same product with the weight arithmetic in half2 (version 2): per chunk of 32 weights each
- * row's (q - z) pairs (exact in fp16) are multiplied by x / 16 in half2 and summed in a half2
- * accumulator (HFMA2: two weights per instruction), then converted and scaled by 16 d into the
- * fp32 accumulator. x / 16 keeps the 16-pair fp16 partial sums below 65504 for |x| < 4366 (each
- * term is at most 15 |x| / 16). About 2 instructions per weight against 3.4 for version 1. */
-template <int T, int R, int U, int MODE>
-__global__ void __launch_bounds__(32 * SK_W4_WARPS)
-    sk_w4_gemv2_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
-                       const __half2 *__restrict__ q4s, int G, const float *__restrict__ bias,
-                       int N_out, int K, float *__restrict__ out) {
-    constexpr int NR = MODE == SK_GEMV_SWIGLU ? 2 * R : R;
-    const int lane = threadIdx.x & 31;
-    const int warp = blockIdx.x * SK_W4_WARPS + (threadIdx.x >> 5);
-    const int n0 = warp * R;
-    if (n0 >= N_out) return;
-    const int K8 = K >> 3, KG = K / G, C = K >> 5;
-    const int gshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
-    int rows[NR];
-#pragma unroll
-    for (int r = 0; r < NR; r++) {
-        int n = n0 + (r % R);
-        if (n >= N_out) n = N_out - 1;
-        if (MODE == SK_GEMV_SWIGLU && r >= R) n += N_out;
-        rows[r] = n;
-    }
-    float acc[T][NR];
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < NR; r++) acc[t][r] = 0.0f;
-
-    for (int c0 = lane; c0 < C; c0 += 32 * U) {
-        uint4 wv[U][NR];
-        __half2 sc[U][NR];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int c = c0 + 32 * u;
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                if (c < C) {
-                    wv[u][r] = __ldg(reinterpret_cast<const uint4 *>(q4 + (size_t)rows[r] * K8) + c);
-                    sc[u][r] = q4s[(size_t)rows[r] * KG + (c >> gshift)];
-                } else {
-                    wv[u][r] = make_uint4(0, 0, 0, 0);
-                    sc[u][r] = __floats2half2_rn(0.0f, 1024.0f);
-                }
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int c = c0 + 32 * u;
-            if (c >= C) break;
-#pragma unroll
-            for (int t = 0; t < T; t++) {
-                const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)t * K + (size_t)c * 32);
-                __half2 xh[16];
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    const float4 a = __ldg(xp + i);
-                    xh[2 * i] = __floats2half2_rn(a.x * 0.0625f, a.y * 0.0625f);
-                    xh[2 * i + 1] = __floats2half2_rn(a.z * 0.0625f, a.w * 0.0625f);
-                }
-#pragma unroll
-                for (int r = 0; r < NR; r++) {
-                    const __half2 zb = __half2half2(__high2half(sc[u][r]));
-                    __half2 p2 = __float2half2_rn(0.0f);
-#pragma unroll
-                    for (int i = 0; i < 4; i++) {
-                        const uint32_t w = i == 0 ? wv[u][r].x : i == 1 ? wv[u][r].y : i == 2 ? wv[u][r].z : wv[u][r].w;
-#pragma unroll
-                        for (int p = 0; p < 4; p++) {
-                            const uint32_t h = ((w >> (4 * p)) & 0x000f000fu) | 0x64006400u;
-                            const __half2 q = __hsub2(*reinterpret_cast<const __half2 *>(&h), zb);
-                            p2 = __hfma2(q, xh[4 * i + p], p2);
-                        }
-                    }
-                    const float2 pf = __half22float2(p2);
-                    acc[t][r] = fmaf(pf.x + pf.y, 16.0f * __low2float(sc[u][r]), acc[t][r]);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                acc[t][r] += __shfl_xor_sync(0xffffffffu, acc[t][r], o);
-#pragma unroll
-    for (int t = 0; t < T; t++)
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int n = n0 + r;
-            if (lane != (t * R + r) % 32 || n >= N_out) continue;
-            float v = acc[t][r];
-            float *o = out + (size_t)t * N_out + n;
-            if (MODE == SK_GEMV_SWIGLU) {
-                const float g = v, up = acc[t][R + r];
-                *o = g / (1.0f + __expf(-g)) * up;
-            } else {
-                if (bias) v += bias[n];
-                if (MODE == SK_GEMV_ADD) v += *o;
-                *o = v;
-            }
-        }
+    sk_gemv_finish<T, R, NR, MODE, KS>(acc, red, lane, wib, slice, live, n0, N_out, bias, out);
 }
 
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
@@ -299,9 +145,9 @@ static inline bool sk_w4_gemv_ok(int T, int K, const void *x) {
 /* R (rows per warp), U, and KS = 4 warps splitting K for the same rows. Measured with
  * dev/cuda/gemv_w4.cu on the H200 (bench/results/awq-speed.md): R8 U1 KS4 at T = 1 and 2 (70B
  * shapes at T = 1: 1.7-2.6 TB/s of INT4 bytes, 2.1-2.75x cuBLAS bf16; T = 2: R8 U1 1.1-1.5 TB/s
- * against 0.7-0.85 for R4 U2), R2 U2 above. A half2 variant of the arithmetic
- * (sk_w4_gemv2_kernel, about 40% fewer instructions) measured the same: the kernel is not
- * bound by its instruction count alone. */
+ * against 0.7-0.85 for R4 U2), R2 U2 above. A variant with the arithmetic in half2 (HFMA2 on
+ * x / 16, about 40% fewer instructions) measured the same on 2026-11-29 and was removed: the
+ * kernel is not bound by its instruction count alone. */
 template <int T, int MODE>
 static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                                 const float *bias, int N_out, int K, float *out, cudaStream_t s) {
