@@ -11,13 +11,16 @@
  * step buffers), and a speed-of-light estimate: prefill at --flops, each decode step reading the
  * weights once plus the batch's KV at --bw (or --flops when compute bound), against which the
  * measured time is given as a fraction. --batch max: the largest batch whose KV (isl + osl
- * tokens each) fits the pool. Progress on stderr, a markdown table on stdout, --json for all. */
+ * tokens each) fits the pool. Progress on stderr, a markdown table on stdout, --json for all,
+ * --plot for a PNG chart of output tokens/s against output length, one line per input length. */
 #include "cli.h"
+#include "core/chart.h"
 #include "saker/engine.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char k_help[] =
     "usage: saker bench (-m MODEL | --shape NAME) [options]\n"
@@ -31,7 +34,8 @@ static const char k_help[] =
     "      --bw B             memory bandwidth for the speed of light, bytes/s (default 4.23e12)\n"
     "      --flops F          dense half FLOP/s for the speed of light (default 989e12, H200)\n"
     "      --json FILE        also write every figure as JSON\n"
-    "  (a PNG chart is not written: matplotlib is not available here)\n";
+    "      --plot FILE        also draw output tok/s against output length, one line per input\n"
+    "                         length, as a PNG chart (written after the last run)\n";
 
 static int parse_list(const char *opt, const char *s, long *v, int cap) {
     int n = 0;
@@ -83,9 +87,9 @@ static sk_engine *make_engine(sk_model *m, const bench_opts *o, int max_batch, i
     return e;
 }
 
-/* One (isl, osl) run; returns 0, or -1 with the error printed. */
+/* One (isl, osl) run; returns 0 and its output tokens/s in *tps, or -1 with the error printed. */
 static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *rng, FILE *jf,
-               bool first) {
+               bool first, double *tps) {
     const int V = sk_model_n_vocab(m), n_ctx = (int)(isl + osl);
     if (n_ctx > sk_model_n_ctx_train(m)) {
         sk_cli_runtime_error("isl %ld + osl %ld exceed the model's context of %d", isl, osl,
@@ -211,6 +215,7 @@ static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *r
                 (unsigned long long)st.workspace_bytes, st.kv_pages_total, st.kv_page_size,
                 (unsigned long long)st.n_steps, (unsigned long long)st.n_preemptions, sol,
                 sol / total);
+    *tps = out_tps;
     rc = 0;
     goto done;
 fail:
@@ -229,7 +234,7 @@ int sk_cmd_bench(int argc, char **argv) {
     long isl[16] = {128}, osl[16] = {128};
     int n_isl = 1, n_osl = 1;
     bench_opts o = {1, 0, 2048, 0.9, 4.23e12, 989e12};
-    const char *json = NULL;
+    const char *json = NULL, *plot = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int r = sk_cli_common_opt(&c, argc, argv, &i);
@@ -260,6 +265,8 @@ int sk_cmd_bench(int argc, char **argv) {
             if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e6, 1e18, &o.flops)) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--json")) {
             if (!(json = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--plot")) {
+            if (!(plot = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else {
             return sk_cli_usage_error("bench", "unknown option '%s'", a);
         }
@@ -269,10 +276,20 @@ int sk_cmd_bench(int argc, char **argv) {
     sk_model *m = sk_cli_open_model(&c);
     if (!m) return SK_EXIT_RUNTIME;
     int rc = SK_EXIT_RUNTIME;
+    bool plot_made = false; /* --plot's file created empty below: removed again if a run fails */
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         sk_cli_runtime_error("%s: cannot open for writing", json);
         goto done;
+    }
+    if (plot) { /* find an unwritable path now, not after the runs; an old chart stays till then */
+        plot_made = access(plot, F_OK) != 0;
+        FILE *pf = fopen(plot, "ab");
+        if (!pf) {
+            sk_cli_runtime_error("%s: cannot open for writing", plot);
+            goto done;
+        }
+        fclose(pf);
     }
     const double wbytes = (double)sk_model_device_weight_bytes(m);
     printf("model %s on %s: %.2f B parameters, %.2f GB of weights on the device; speed of light at "
@@ -289,15 +306,35 @@ int sk_cmd_bench(int argc, char **argv) {
                 c.shape ? c.shape : c.model, sk_model_device_name(m), wbytes, o.bw, o.flops);
     uint64_t rng = 0x853c49e6748fea9bull;
     bool first = true;
+    double tps[16][16], x[16][16];
     for (int a = 0; a < n_isl; a++)
         for (int b = 0; b < n_osl; b++) {
-            if (run(m, &o, isl[a], osl[b], &rng, jf, first) != 0) goto done;
+            if (run(m, &o, isl[a], osl[b], &rng, jf, first, &tps[a][b]) != 0) goto done;
+            x[a][b] = (double)osl[b];
             first = false;
         }
     if (jf) fprintf(jf, "]}\n");
+    if (plot) {
+        char labels[16][32], title[512];
+        sk_chart_series ser[16];
+        for (int a = 0; a < n_isl; a++) {
+            snprintf(labels[a], sizeof labels[a], "isl %ld", isl[a]);
+            ser[a] = (sk_chart_series){labels[a], x[a], tps[a], n_osl};
+        }
+        const char *name = c.shape ? c.shape : c.model, *slash = strrchr(name, '/');
+        if (slash && slash[1]) name = slash + 1; /* the file name; a path ending in / stays whole */
+        snprintf(title, sizeof title, "%s on %s", name, sk_model_device_name(m));
+        const sk_chart ch = {title, "output length (tokens)", "output tok/s", ser, n_isl, 0, 0};
+        if (sk_chart_write_png(&ch, plot) != SK_OK) {
+            sk_cli_runtime_error("%s", sk_last_error());
+            goto done;
+        }
+        fprintf(stderr, "bench: chart written to %s\n", plot);
+    }
     rc = SK_EXIT_OK;
 done:
     if (jf) fclose(jf);
+    if (plot_made && rc != SK_EXIT_OK) remove(plot);
     sk_model_close(m);
     return rc;
 }
