@@ -88,18 +88,18 @@ int sk_attn_decode_supported(int head_dim, int n_heads, int n_kv_heads, int page
 }
 
 sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
-    /* Tuned on the H200 by the workbench (dev/cuda/attention_decode.cu, bench/results/). Until
-     * then: the fewest query tiles that cover the group, up to the register limit, the rest as
-     * warps side by side (L1 sharing), 4 warps, prefetch on except at head_dim 128 with 2 query
-     * tiles (its second register set spills inside the loop). */
+    /* Tuned on the H200 with the workbench (dev/cuda/attention_decode.cu; bench/results/decode.md,
+     * 2026-11-29, lazy rescale): without the register prefetch everywhere (the second register
+     * set lowers occupancy more than it hides: g8 d128 253 vs 256 us at 64 x 4096, 265 vs 288 us
+     * at 256 x 1024; MHA 1904 vs 1942 us); one or two 8-query tiles per warp; groups of more than
+     * 16 queries as two tiles per warp, two warps side by side and 8 warps per block (Falcon-180B
+     * g29 d64 169 us against 190 for 4 tiles x 1 warp; MQA g64 90 against 120 us). */
     const int need = (group + 7) / 8;
-    const int qmax = head_dim == 128 ? 2 : 4;
     sk_attn_decode_cfg c;
-    c.qtiles = need <= 1 ? 1 : need <= 2 ? 2 : qmax;
-    const int rest = (need + c.qtiles - 1) / c.qtiles;
-    c.wq = rest <= 1 ? 1 : rest <= 2 ? 2 : 4;
-    c.warps = 4;
-    c.prefetch = head_dim == 128 && c.qtiles == 2 ? 0 : 1;
+    c.qtiles = need <= 1 ? 1 : 2;
+    c.wq = need <= 2 ? 1 : 2;
+    c.warps = need <= 2 ? 4 : 8;
+    c.prefetch = 0;
     return c;
 }
 

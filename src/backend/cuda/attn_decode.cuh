@@ -28,8 +28,11 @@
  *       dim 64 VC + 2 (m % 8) + m / 8, from 4 B at 64 VC + 2 r.)
  *   P: the S^T accumulator holds tokens x queries; the PV B operand needs queries x tokens, an
  *       8x8 transpose per register done by movmatrix.trans.
- * Online softmax per query over the chunks (running max in registers, exp2 with the scale folded
- * in; the running sum is a per-lane partial reduced once at the end). Masking: rows at or past
+ * Online softmax per query over the chunks (reference max in registers, exp2 with the scale folded
+ * in; the running sum is a per-lane partial reduced once at the end). The reference max is raised
+ * lazily, only when a chunk holds a score more than 2^SK_AD_LAZY above it (FlashAttention-4's
+ * trick): most chunks then skip the max shuffles and the output rescale, which at large groups
+ * (Falcon-180B's 29, MQA) cost more issue slots than the tensor-core work. Masking: rows at or past
  * kv_len are never loaded (zeros) and their scores are -inf, so garbage in a page's tail rows never
  * reaches the arithmetic. The warps of a block split the block's chunks into contiguous ranges and
  * merge (max, sum, output) through shared memory in a fixed order (deterministic).
@@ -121,6 +124,9 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
 
 #define SK_AD_CHUNK 16 /* tokens per warp step (the M side of the QK mma) */
 #define SK_AD_FULL 0xffffffffu
+#ifndef SK_AD_LAZY
+#define SK_AD_LAZY 8.0f /* lazy rescale threshold, log2 units (see sk_ad_compute_chunk) */
+#endif
 
 /* Kernel 2 arguments: the params plus derived values, passed by value (__grid_constant__). */
 typedef struct sk_ad_args {
@@ -281,26 +287,56 @@ static __device__ __forceinline__ void sk_ad_compute_chunk(
     for (int nq = 0; nq < NQT; nq++) {
         if (!ok0) s[nq][0] = s[nq][1] = -INFINITY;
         if (!ok1) s[nq][2] = s[nq][3] = -INFINITY;
+    }
+    /* Lazy rescaling: the exponents are taken against the reference max m, which is raised only
+     * when some score of the chunk exceeds it by more than SK_AD_LAZY (log2 units), so p <= 2^8
+     * and the output/sum rescale (and the max's shuffles) are skipped on most chunks. Any m gives
+     * the same result (o and l share it; the merges and the combine use it consistently); the
+     * first chunk always takes the slow path (m = -inf gives x = +inf for the valid token tok0). */
+    float x[NQT][4];
+    bool big = false;
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-            /* Max over the chunk's 16 tokens: this lane's two rows, then the 8 lanes of equal t.
-             * Token tok0 is always valid, so mx is finite. */
-            float mx = fmaxf(s[nq][e], s[nq][2 + e]);
-            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 4));
-            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 8));
-            mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 16));
-            const float mn = fmaxf(m[nq][e], mx);
-            const float alpha = sk_ad_exp2((m[nq][e] - mn) * sl2); /* 0 on the first chunk */
-            m[nq][e] = mn;
-            const float mb = mn * sl2;
-            const float p0 = sk_ad_exp2(fmaf(s[nq][e], sl2, -mb));
-            const float p1 = sk_ad_exp2(fmaf(s[nq][2 + e], sl2, -mb));
-            l[nq][e] = fmaf(l[nq][e], alpha, p0 + p1);
+            const float mb = m[nq][e] * sl2;
+            x[nq][e] = fmaf(s[nq][e], sl2, -mb);
+            x[nq][2 + e] = fmaf(s[nq][2 + e], sl2, -mb);
+            big |= fmaxf(x[nq][e], x[nq][2 + e]) > SK_AD_LAZY;
+        }
+    }
+    if (__any_sync(SK_AD_FULL, big)) {
 #pragma unroll
-            for (int mt = 0; mt < HD / 16; mt++) {
-                o[mt][nq][e] *= alpha;
-                o[mt][nq][2 + e] *= alpha;
+        for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                /* Max over the chunk's 16 tokens: this lane's two rows, then the 8 lanes of equal
+                 * t. Token tok0 is always valid, so mx is finite. */
+                float mx = fmaxf(s[nq][e], s[nq][2 + e]);
+                mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 4));
+                mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 8));
+                mx = fmaxf(mx, __shfl_xor_sync(SK_AD_FULL, mx, 16));
+                const float mn = fmaxf(m[nq][e], mx);
+                const float alpha = sk_ad_exp2((m[nq][e] - mn) * sl2); /* 0 on the first chunk */
+                m[nq][e] = mn;
+                const float mb = mn * sl2;
+                x[nq][e] = fmaf(s[nq][e], sl2, -mb);
+                x[nq][2 + e] = fmaf(s[nq][2 + e], sl2, -mb);
+                l[nq][e] *= alpha;
+#pragma unroll
+                for (int mt = 0; mt < HD / 16; mt++) {
+                    o[mt][nq][e] *= alpha;
+                    o[mt][nq][2 + e] *= alpha;
+                }
             }
+        }
+    }
+#pragma unroll
+    for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const float p0 = sk_ad_exp2(x[nq][e]), p1 = sk_ad_exp2(x[nq][2 + e]);
+            l[nq][e] += p0 + p1;
             s[nq][e] = p0;
             s[nq][2 + e] = p1;
         }
