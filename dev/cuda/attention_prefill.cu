@@ -471,6 +471,8 @@ static version g_versions[] = {
     {"v2/64", sk_attn_prefill_launch2<64>, 7, 0},
     {"v2/128", sk_attn_prefill_launch2<128>, 7, 0},
     {"v3", sk_attn_prefill_launch3, 5, 0},
+    {"v4", sk_attn_prefill_launch4<false>, 5, 0},
+    {"v4pp", sk_attn_prefill_launch4<true>, 5, 0},
 };
 #define N_VERSIONS ((int)(sizeof g_versions / sizeof g_versions[0]))
 static int dim_bit(int D) { return D == 64 ? 1 : D == 80 ? 2 : 4; }
@@ -890,7 +892,7 @@ static int version_selected(const version *v, const char *filter) {
  * printed in full before phase 1 starts, so a fault in v3 (a CUDA error ends the program) cannot
  * hide them. */
 static int is_phase(const version *v, int phase) {
-    return (strncmp(v->name, "v3", 2) == 0) == (phase == 1);
+    return (strncmp(v->name, "v3", 2) == 0 || strncmp(v->name, "v4", 2) == 0) == (phase == 1);
 }
 
 static int run_checks(int phase, const char *filter) {

@@ -43,6 +43,8 @@
 #ifndef SK_CUDA_ATTN_PREFILL_CUH
 #define SK_CUDA_ATTN_PREFILL_CUH
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -956,6 +958,400 @@ static __global__ void __launch_bounds__(256, 1)
     }
 }
 
+/* ---- version 4: version 3 with a producer warpgroup (sm_90a) ------------------------------ */
+
+/* Block: 3 warpgroups (384 threads). Warpgroup 0 is the producer; warpgroups 1 and 2 are the
+ * consumers, 64 query rows each, with version 3's per-warpgroup pipeline (S_j = Q K_j^T issued with
+ * P_{j-1} V_{j-1}, softmax of S_j under the P V product) and the same tile layouts and descriptors.
+ * Version 3 spends most of its issue slots on the gather's address arithmetic (ncu on the H200:
+ * ~1,400 instructions per warp per KV tile, 36% issue-slot use, the integer pipe the busiest); here
+ * one producer thread moves K and V with the tensor memory accelerator: a 2-D tensor map per pool
+ * ([rows][head_dim], row = (page * n_kv_heads + kv_head) * page_size + slot; 64-column boxes of
+ * min(page_size, 128) rows, 128-byte swizzle, which is the layout wgmma's descriptors read), one
+ * bulk copy per (page, 64-column half), completion counted in bytes on the stage's "full"
+ * mbarrier. Q (once per item) is gathered by the whole producer warpgroup with cp.async, each
+ * thread arriving on Q's barrier when its copies land (cp.async.mbarrier.arrive.noinc; the
+ * consumers fence.proxy.async after waiting so that wgmma sees those generic-proxy writes).
+ * Consumers release a stage through its "empty" mbarrier when the wgmma that read it completed.
+ * The copies never read past the sequence's last page, but the last page's tail rows hold whatever
+ * the pool holds there (NaN in the workbench): their scores are always masked (every tail
+ * column lies past every row's position) and each consumer warpgroup zeroes the tail rows of the
+ * last V tile in shared memory before its P V, so 0 * garbage cannot reach O.
+ * Load order per item: Q, K_0, K_1, V_0, K_2, V_1, ..., V_{n-1}. Phases: the u-th use of a stage
+ * waits for parity u & 1 on "full" and (u & 1) ^ 1 on "empty". The producer gives registers to the
+ * consumers (setmaxnreg 72 / 216: 72 + 2 x 216 = 3 x 168, the entry count of a 384-thread
+ * block). PP: FlashAttention-3's ping-pong of the two consumer warpgroups. */
+template <int D>
+struct sk_ap4_cfg {
+    static constexpr int BM = 128, BN = 128, NT = 384;
+    static constexpr int Q_BYTES = BM * D * 2;
+    static constexpr int KV_BYTES = BN * D * 2;
+    /* K and V stages each: 2 at head dim 128 (Q 32 KB + 4 x 32 KB), 4 at 64 (16 + 8 x 16 KB) */
+    static constexpr int NST = D == 64 ? 4 : 2;
+    /* Q | K stages | V stages, + slack to align the base to 1024 */
+    static constexpr int SMEM = Q_BYTES + 2 * NST * KV_BYTES + 1024;
+    static_assert(D == 64 || D == 128, "v4: head dim 64 or 128");
+};
+
+static __device__ __forceinline__ void sk_mb_init(uint32_t a, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
+}
+static __device__ __forceinline__ void sk_mb_arrive(uint32_t a) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory");
+}
+static __device__ __forceinline__ bool sk_mb_try_wait(uint32_t a, uint32_t parity) {
+    uint32_t ok;
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 "selp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(ok)
+                 : "r"(a), "r"(parity)
+                 : "memory");
+    return ok != 0;
+}
+static __device__ __forceinline__ void sk_mb_wait(uint32_t a, uint32_t parity) {
+    while (!sk_mb_try_wait(a, parity)) {
+    }
+}
+
+static __device__ __forceinline__ void sk_mb_expect_tx(uint32_t a, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes)
+                 : "memory");
+}
+/* 2-D tensor copy global -> shared of box (c0, c1), completing on mbarrier mb. */
+static __device__ __forceinline__ void sk_tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0,
+                                                      int c1, uint32_t mb) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb)
+                 : "memory");
+}
+
+/* Version 4's tensor maps (built per launch by sk_attn_prefill_launch4). */
+typedef struct sk_ap4_maps {
+    CUtensorMap k, v;
+} sk_ap4_maps;
+
+/* One KV tile [n0, n0 + BN) by TMA (one thread): the pages it covers that hold tokens below
+ * kv_len, each 64-column half of each; returns nothing, arms `full` with the byte count first. */
+template <int D, int BN>
+static __device__ __forceinline__ void sk_ap4_tma_tile(const CUtensorMap *map,
+                                                       const int32_t *pages, int kv_len, int KVH,
+                                                       int kvh, int n0, int ps_shift, uint32_t dst,
+                                                       uint32_t full) {
+    const int ps = 1 << ps_shift;
+    const int rows = ps < BN ? ps : BN; /* box rows */
+    const int npg = (kv_len + ps - 1) >> ps_shift;
+    const int pg_lo = n0 >> ps_shift;
+    int pg_hi = (n0 + BN + ps - 1) >> ps_shift; /* exclusive */
+    if (pg_hi > npg) pg_hi = npg;
+    const uint32_t bytes = (uint32_t)((pg_hi - pg_lo) * (D / 64) * rows * 128);
+    sk_mb_expect_tx(full, bytes);
+    for (int pg = pg_lo; pg < pg_hi; pg++) {
+        const int pid = __ldg(pages + pg);
+        const int row0 = (pid * KVH + kvh) * ps;
+        const int r = pg * ps - n0; /* first tile row of this page (0 when ps >= BN) */
+#pragma unroll
+        for (int hh = 0; hh < D / 64; hh++)
+            sk_tma_load_2d(dst + (uint32_t)(hh * BN * 128 + r * 128), map, hh * 64, row0, full);
+    }
+}
+
+/* Zero rows [r_lo, ROWS) of a swizzled [ROWS][D] tile (one consumer warpgroup, ctid 0..127),
+ * then make the zeros visible to the warpgroup's wgmma (fence, warpgroup barrier 3 + cw). */
+template <int D, int ROWS>
+static __device__ __forceinline__ void sk_ap4_zero_tail(uint32_t tile, int r_lo, int ctid, int cw) {
+    constexpr int CH = D / 8;
+    for (int idx = r_lo * CH + ctid; idx < ROWS * CH; idx += 128) {
+        const int r = idx / CH, c = idx % CH;
+        asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(tile + sk_ap3_swz(r, c, ROWS)),
+                     "r"(0)
+                     : "memory");
+    }
+    sk_ap_fence_proxy_async();
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");
+}
+
+/* Producer side of one load: the thread's cp.async copies issued so far arrive on `full` when
+ * they have landed (noinc: this asynchronous arrival is the thread's one arrival of the phase), so
+ * the producer never waits for its own loads, only for free stages. */
+static __device__ __forceinline__ void sk_ap4_publish(uint32_t full) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(full) : "memory");
+}
+
+/* Ping-pong of the two consumer warpgroups (FlashAttention-3's warp scheduler barriers, PP):
+ * each issues its products only in its turn (named barrier 1 + cw, 256 threads) and hands the
+ * turn to the other after committing them, so one warpgroup's softmax runs under the other's
+ * tensor-core work. Both warpgroups pass the same number of issue points per item. */
+template <bool PP>
+static __device__ __forceinline__ void sk_ap4_turn_wait(int cw) {
+    if (PP) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+}
+template <bool PP>
+static __device__ __forceinline__ void sk_ap4_turn_pass(int cw) {
+    if (PP) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+}
+
+/* One work item's geometry, computed identically by the producer and the consumers. */
+struct sk_ap4_item {
+    int b, h, kvh, q0, q_len, kv_len, m0, p_lo, n_kv;
+};
+
+template <int BM, int BN>
+static __device__ __forceinline__ bool sk_ap4_item_of(const sk_attn_params &p, long long w,
+                                                      long long per_r, const int *s_tiles,
+                                                      sk_ap4_item &it) {
+    const int r = (int)(w / per_r);
+    const int rem = (int)(w % per_r);
+    const int H = p.n_heads;
+    it.b = rem / H;
+    it.h = rem % H;
+    const int n_tiles =
+        it.b < SK_AP_SCHED_CAP ? s_tiles[it.b] : sk_ap_tiles_of<BM>(p.qo_indptr, it.b);
+    if (r >= n_tiles) return false;
+    const int qt = n_tiles - 1 - r;
+    it.kvh = it.h / (H / p.kv.n_kv_heads);
+    it.q0 = p.qo_indptr[it.b];
+    it.q_len = p.qo_indptr[it.b + 1] - it.q0;
+    it.kv_len = p.kv.kv_len[it.b];
+    it.m0 = qt * BM;
+    it.p_lo = it.kv_len - it.q_len + it.m0;
+    const int p_hi = it.p_lo + min(BM, it.q_len - it.m0) - 1;
+    it.n_kv = p_hi >= 0 ? p_hi / BN + 1 : 0;
+    return true;
+}
+
+template <int D, bool PP>
+static __global__ void __launch_bounds__(384, 1)
+    sk_attn_prefill_kernel4(const __grid_constant__ sk_attn_params p,
+                            const __grid_constant__ sk_ap4_maps maps) {
+    typedef sk_ap4_cfg<D> C;
+    constexpr int BM = C::BM, BN = C::BN;
+    constexpr int NS = BN / 2;  /* S registers */
+    constexpr int NO = D / 2;   /* O registers */
+    constexpr int KS = D / 16;  /* k16 steps of Q K^T */
+    constexpr int VS = BN / 16; /* k16 steps of P V */
+
+    extern __shared__ __align__(16) unsigned char sk_ap4_smem[];
+    const uint32_t base = (sk_ap_smem_u32(sk_ap4_smem) + 1023u) & ~1023u;
+    const uint32_t sQ = base, sK = base + C::Q_BYTES, sV = sK + C::NST * C::KV_BYTES;
+    __shared__ int s_tiles[SK_AP_SCHED_CAP];
+    __shared__ int s_max;
+    /* q_full, q_empty, k_full[NS], k_empty[NS], v_full[NS], v_empty[NS] */
+    __shared__ __align__(8) uint64_t s_bar[2 + 4 * C::NST];
+    const uint32_t bq_full = sk_ap_smem_u32(&s_bar[0]), bq_empty = bq_full + 8;
+    const uint32_t bk_full = bq_full + 16, bk_empty = bk_full + 8 * C::NST;
+    const uint32_t bv_full = bk_empty + 8 * C::NST, bv_empty = bv_full + 8 * C::NST;
+
+    const int tid = threadIdx.x, wg = tid >> 7;
+    if (tid == 0) {
+        sk_mb_init(bq_full, 128);
+        sk_mb_init(bq_empty, 256);
+#pragma unroll
+        for (int i = 0; i < C::NST; i++) {
+            sk_mb_init(bk_full + 8 * i, 1);
+            sk_mb_init(bk_empty + 8 * i, 256);
+            sk_mb_init(bv_full + 8 * i, 1);
+            sk_mb_init(bv_empty + 8 * i, 256);
+        }
+    }
+    /* its block barriers also publish the mbarrier initialisation */
+    const sk_ap_sched sch = sk_ap_sched_init<BM>(p, s_tiles, &s_max);
+    const long long per_r = (long long)p.batch * p.n_heads;
+    const int ps_shift = __ffs(p.kv.page_size) - 1;
+    const int KVH = p.kv.n_kv_heads;
+
+    if (wg == 0) {
+        /* ---- producer ---- */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 72;\n" ::: "memory");
+        uint32_t kc = 0, vc = 0, qc = 0;
+        for (long long w = blockIdx.x; w < sch.total; w += gridDim.x) {
+            sk_ap4_item it;
+            if (!sk_ap4_item_of<BM, BN>(p, w, per_r, s_tiles, it) || it.n_kv == 0) continue;
+            const int32_t *pages = p.kv.indices + p.kv.indptr[it.b];
+            sk_mb_wait(bq_empty, (qc & 1) ^ 1);
+            {
+                const __nv_bfloat16 *qb = (const __nv_bfloat16 *)p.q + (size_t)it.h * D;
+#pragma unroll 2
+                for (int idx = tid; idx < BM * (D / 8); idx += 128) {
+                    const int rr = idx / (D / 8), c = idx % (D / 8);
+                    const bool valid = it.m0 + rr < it.q_len;
+                    const __nv_bfloat16 *src =
+                        valid ? qb + (size_t)(it.q0 + it.m0 + rr) * p.q_stride + c * 8 : qb;
+                    sk_ap_cp_async16(sQ + sk_ap3_swz(rr, c, BM), src, valid);
+                }
+            }
+            sk_ap4_publish(bq_full);
+            qc++;
+            if (tid != 0) continue; /* one thread moves K and V */
+            for (int j = 0; j <= it.n_kv; j++) {
+                if (j < it.n_kv) {
+                    const uint32_t st = kc % C::NST, par = ((kc / C::NST) & 1) ^ 1;
+                    sk_mb_wait(bk_empty + 8 * st, par);
+                    sk_ap4_tma_tile<D, BN>(&maps.k, pages, it.kv_len, KVH, it.kvh, j * BN,
+                                           ps_shift, sK + st * C::KV_BYTES, bk_full + 8 * st);
+                    kc++;
+                }
+                if (j >= 1) {
+                    const uint32_t st = vc % C::NST, par = ((vc / C::NST) & 1) ^ 1;
+                    sk_mb_wait(bv_empty + 8 * st, par);
+                    sk_ap4_tma_tile<D, BN>(&maps.v, pages, it.kv_len, KVH, it.kvh, (j - 1) * BN,
+                                           ps_shift, sV + st * C::KV_BYTES, bv_full + 8 * st);
+                    vc++;
+                }
+            }
+        }
+        sk_ap_cp_wait<0>(); /* nothing of ours may still be in flight when the thread exits */
+        return;
+    }
+
+    /* ---- consumers ---- */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 216;\n" ::: "memory");
+    const int cw = wg - 1, wiw = (tid >> 5) & 3, lane = tid & 31;
+    if (PP && cw == 0) asm volatile("bar.arrive 1, 256;\n" ::: "memory"); /* consumer 0 goes first */
+    const int g = lane >> 2, t4 = lane & 3;
+    const int H = p.n_heads;
+    const float sl2 = p.sm_scale * 1.4426950408889634f;
+    uint32_t kc = 0, vc = 0, qc = 0;
+
+    for (long long w = blockIdx.x; w < sch.total; w += gridDim.x) {
+        sk_ap4_item it;
+        if (!sk_ap4_item_of<BM, BN>(p, w, per_r, s_tiles, it)) continue; /* warpgroup-uniform */
+        const int n_kv = it.n_kv;
+        const int wg_lo = it.p_lo + cw * 64; /* position of this warpgroup's first row */
+        const int j_mask = wg_lo >= 0 ? (wg_lo + 1) / BN : 0;
+        const int row_pos = wg_lo + wiw * 16 + g; /* this thread's row g (row g + 8: +8) */
+        __nv_bfloat16 *ob = (__nv_bfloat16 *)p.out + (size_t)it.h * D;
+        const int row_a = it.m0 + cw * 64 + wiw * 16 + g; /* output rows row_a, row_a + 8 */
+
+        float o[NO];
+#pragma unroll
+        for (int i = 0; i < NO; i++) o[i] = 0.0f;
+        float lrow[2] = {0.0f, 0.0f};
+
+        if (n_kv > 0) {
+            sk_mb_wait(bq_full, qc & 1);
+            sk_ap_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
+            float s[NS]; /* the first wgmma overwrites it (scale-d 0); zeroed to keep it defined */
+            uint32_t pa[NS / 2];
+#pragma unroll
+            for (int i = 0; i < NS; i++) s[i] = 0.0f;
+            float mrow[2] = {-INFINITY, -INFINITY}, alpha[2];
+            {
+                const uint32_t st = kc % C::NST;
+                sk_mb_wait(bk_full + 8 * st, (kc / C::NST) & 1);
+                sk_ap_fence_proxy_async();
+                sk_ap4_turn_wait<PP>(cw);
+                sk_ap_wg_fence();
+                const uint32_t kt = sK + st * C::KV_BYTES;
+#pragma unroll
+                for (int k = 0; k < KS; k++)
+                    sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, cw * 64, k),
+                                           sk_ap3_desc_k(kt, BN, 0, k), k > 0);
+                sk_ap_wg_commit();
+                sk_ap4_turn_pass<PP>(cw);
+                sk_ap_wg_wait<0>();
+                sk_ap_pin(s);
+                sk_mb_arrive(bk_empty + 8 * st);
+                kc++;
+                if (n_kv == 1) {
+                    sk_mb_arrive(bq_empty);
+                    qc++;
+                }
+            }
+            sk_ap3_softmax<NS>(s, mrow, lrow, alpha, 0 >= j_mask, 0, row_pos, t4, sl2);
+
+            for (int j = 1; j < n_kv; j++) {
+                const uint32_t sk = kc % C::NST, sv = vc % C::NST;
+                sk_mb_wait(bk_full + 8 * sk, (kc / C::NST) & 1);
+                sk_mb_wait(bv_full + 8 * sv, (vc / C::NST) & 1);
+                if (j * BN > it.kv_len) /* V_{j-1} holds the sequence's end: zero its tail rows */
+                    sk_ap4_zero_tail<D, BN>(sV + sv * C::KV_BYTES, it.kv_len - (j - 1) * BN,
+                                            tid - 128 * wg, cw);
+                sk_ap_fence_proxy_async();
+                sk_ap3_pack_p<NS>(s, pa); /* P_{j-1} */
+                sk_ap_pin(pa);
+                sk_ap_pin(o);
+                sk_ap4_turn_wait<PP>(cw);
+                sk_ap_wg_fence();
+                const uint32_t kt = sK + sk * C::KV_BYTES;
+#pragma unroll
+                for (int k = 0; k < KS; k++)
+                    sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, cw * 64, k),
+                                           sk_ap3_desc_k(kt, BN, 0, k), k > 0);
+                sk_ap_wg_commit();
+                const uint32_t vt = sV + sv * C::KV_BYTES;
+#pragma unroll
+                for (int k = 0; k < VS; k++)
+                    sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
+                sk_ap_wg_commit();
+                sk_ap4_turn_pass<PP>(cw);
+                sk_ap_wg_wait<1>(); /* S_j */
+                sk_ap_pin(s);
+                sk_mb_arrive(bk_empty + 8 * sk);
+                kc++;
+                if (j == n_kv - 1) {
+                    sk_mb_arrive(bq_empty); /* the item's last read of Q is done */
+                    qc++;
+                }
+                sk_ap3_softmax<NS>(s, mrow, lrow, alpha, j >= j_mask, j * BN, row_pos, t4, sl2);
+                sk_ap_wg_wait<0>(); /* P_{j-1} V_{j-1} */
+                sk_ap_pin(o);
+                sk_ap_pin(pa);
+                sk_mb_arrive(bv_empty + 8 * sv);
+                vc++;
+#pragma unroll
+                for (int i = 0; i < NO; i++) o[i] *= alpha[(i >> 1) & 1];
+            }
+
+            /* epilogue: O += P_{n-1} V_{n-1} */
+            {
+                const uint32_t sv = vc % C::NST;
+                sk_ap3_pack_p<NS>(s, pa);
+                sk_mb_wait(bv_full + 8 * sv, (vc / C::NST) & 1);
+                if (n_kv * BN > it.kv_len)
+                    sk_ap4_zero_tail<D, BN>(sV + sv * C::KV_BYTES, it.kv_len - (n_kv - 1) * BN,
+                                            tid - 128 * wg, cw);
+                sk_ap_fence_proxy_async();
+                sk_ap_pin(pa);
+                sk_ap_pin(o);
+                sk_ap4_turn_wait<PP>(cw);
+                sk_ap_wg_fence();
+                const uint32_t vt = sV + sv * C::KV_BYTES;
+#pragma unroll
+                for (int k = 0; k < VS; k++)
+                    sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
+                sk_ap_wg_commit();
+                sk_ap4_turn_pass<PP>(cw);
+                sk_ap_wg_wait<0>();
+                sk_ap_pin(o);
+                sk_ap_pin(pa);
+                sk_mb_arrive(bv_empty + 8 * sv);
+                vc++;
+            }
+        }
+
+        /* normalise and store (rows beyond q_len are not written) */
+        float inv[2];
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            float l = lrow[rr];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            inv[rr] = l > 0.0f ? 1.0f / l : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < NO; i += 4) {
+            const int col = (i >> 2) * 8 + 2 * t4;
+            if (row_a < it.q_len)
+                *(uint32_t *)(ob + (size_t)(it.q0 + row_a) * H * D + col) =
+                    sk_ap_pack_bf16(o[i] * inv[0], o[i + 1] * inv[0]);
+            if (row_a + 8 < it.q_len)
+                *(uint32_t *)(ob + (size_t)(it.q0 + row_a + 8) * H * D + col) =
+                    sk_ap_pack_bf16(o[i + 2] * inv[1], o[i + 3] * inv[1]);
+        }
+    }
+}
+
 /* ---- launchers ---------------------------------------------------------------------------- */
 
 /* Blocks of a persistent grid for `kernel` with `threads` threads and `smem` dynamic shared bytes;
@@ -1008,6 +1404,44 @@ static inline cudaError_t sk_attn_prefill_launch3_d(const sk_attn_params *p, cud
     return cudaGetLastError();
 }
 
+/* Version 4's tensor map of a K or V pool: [rows][D] bf16 with rows = pages x KV heads x page
+ * size; the row count is not known here (page ids are only bounded by the pool), so the map
+ * declares 2^31 rows: the kernel only addresses rows of the sequences' own pages. */
+static inline cudaError_t sk_ap4_make_map(CUtensorMap *map, const void *pool, int D, int page_size) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult q;
+        void *fn = NULL;
+        const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                               cudaEnableDefault, &q);
+        if (e != cudaSuccess) return e;
+        if (q != cudaDriverEntryPointSuccess || !fn) return cudaErrorNotSupported;
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    const cuuint64_t dims[2] = {(cuuint64_t)D, (cuuint64_t)1 << 31};
+    const cuuint64_t strides[1] = {(cuuint64_t)D * 2};
+    const cuuint32_t box[2] = {64, (cuuint32_t)(page_size < 128 ? page_size : 128)};
+    const cuuint32_t estr[2] = {1, 1};
+    const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)pool, dims, strides,
+                              box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int D, bool PP>
+static inline cudaError_t sk_attn_prefill_launch4_d(const sk_attn_params *p, cudaStream_t s) {
+    typedef sk_ap4_cfg<D> C;
+    static int blocks = 0;
+    if (!blocks) blocks = sk_ap_persistent_blocks(sk_attn_prefill_kernel4<D, PP>, C::NT, C::SMEM);
+    if (!blocks) return cudaGetLastError();
+    sk_ap4_maps maps;
+    cudaError_t e = sk_ap4_make_map(&maps.k, p->kv.k, D, p->kv.page_size);
+    if (e == cudaSuccess) e = sk_ap4_make_map(&maps.v, p->kv.v, D, p->kv.page_size);
+    if (e != cudaSuccess) return e;
+    sk_attn_prefill_kernel4<D, PP><<<blocks, C::NT, C::SMEM, s>>>(*p, maps);
+    return cudaGetLastError();
+}
+
 /* Head-dim dispatch (64, 80, 128; anything else: cudaErrorInvalidValue). Preconditions (checked
  * by sk_attn_prefill): page_size one of 16, 32, 64, 128; n_heads a multiple of n_kv_heads;
  * version 1 needs q and the pools 4-byte aligned; version 2 needs q, out and the pools 16-byte
@@ -1036,6 +1470,16 @@ static inline cudaError_t sk_attn_prefill_launch3(const sk_attn_params *p, cudaS
     switch (p->kv.head_dim) {
     case 64: return sk_attn_prefill_launch3_d<64>(p, s);
     case 128: return sk_attn_prefill_launch3_d<128>(p, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+/* Version 4: head dims 64 and 128 only (cudaErrorInvalidValue otherwise); PP: ping-pong. */
+template <bool PP>
+static inline cudaError_t sk_attn_prefill_launch4(const sk_attn_params *p, cudaStream_t s) {
+    switch (p->kv.head_dim) {
+    case 64: return sk_attn_prefill_launch4_d<64, PP>(p, s);
+    case 128: return sk_attn_prefill_launch4_d<128, PP>(p, s);
     default: return cudaErrorInvalidValue;
     }
 }
