@@ -16,6 +16,7 @@
 #include "model/model.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -86,6 +87,15 @@ struct sk_engine {
     pending_ev *evs;
     int n_evs, cap_evs;
     uint64_t n_steps, n_computed, n_generated, n_finished;
+
+    /* SAKER_PROFILE (any value but 0): host wall time of each part of a step, per kind of step
+     * (0: decode steps, 1: steps with prompt rows), printed by sk_engine_free. */
+    bool prof;
+    int prof_kind; /* of the step just run (deliver's time goes to it) */
+    struct {
+        uint64_t steps, rows, seqs;
+        double plan, build, fwd, post, deliver;
+    } pr[2];
 };
 
 const char *sk_finish_name(sk_finish_reason r) {
@@ -358,6 +368,7 @@ static void grow_ids(sk_engine *e, int n) {
 }
 
 static void step(sk_engine *e) {
+    const double t_plan = e->prof ? sk_time_now() : 0.0;
     const int n = sk_sched_plan(&e->sched, e->plan, e->p.max_batch);
     if (n == 0) {
         /* Cannot happen: the oldest waiting request fits the empty pool (checked at submission).
@@ -398,6 +409,7 @@ static void step(sk_engine *e) {
         memcpy(e->ids + e->indptr[i], e->plan[i]->pages,
                sizeof(int32_t) * (size_t)e->plan[i]->n_pages);
 
+    const double t_build = e->prof ? sk_time_now() : 0.0;
     const sk_batch b = {T, e->tokens, e->pos, e->seqi};
     const sk_page_tables pt = {n, e->indptr, e->ids};
     if (!all_greedy && !e->logits)
@@ -406,10 +418,12 @@ static void step(sk_engine *e) {
     int32_t *am = all_greedy ? e->argmax : NULL;
     /* A decode step (one row per sequence, each giving logits: out_rows[k] == k) goes through
      * the padded, graph-replayed path; anything with prompt rows runs eagerly. */
-    sk_status s = T == n && n_out == n
-                      ? sk_forward_decode(e->m, &e->buf, e->kv, &e->dec, &b, &pt, lg, am)
-                      : sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out, lg,
-                                         am);
+    const bool decode = T == n && n_out == n;
+    const double t_fwd = e->prof ? sk_time_now() : 0.0;
+    sk_status s = decode ? sk_forward_decode(e->m, &e->buf, e->kv, &e->dec, &b, &pt, lg, am)
+                         : sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out,
+                                            lg, am);
+    const double t_post = e->prof ? sk_time_now() : 0.0;
     e->n_steps++;
     if (s != SK_OK) {
         SK_LOGE("engine: step of %d tokens failed: %s", T, sk_last_error());
@@ -438,6 +452,38 @@ static void step(sk_engine *e) {
             finish(e, r, tok, why);
         else
             push_ev(e, r, tok, SK_FINISH_NONE);
+    }
+    if (e->prof) {
+        const int k = decode ? 0 : 1;
+        e->prof_kind = k;
+        e->pr[k].steps++;
+        e->pr[k].rows += (uint64_t)T;
+        e->pr[k].seqs += (uint64_t)n;
+        e->pr[k].plan += t_build - t_plan;
+        e->pr[k].build += t_fwd - t_build;
+        e->pr[k].fwd += t_post - t_fwd;
+        e->pr[k].post += sk_time_now() - t_post;
+    }
+}
+
+/* The host timers (SAKER_PROFILE) to stderr. */
+static void prof_report(const sk_engine *e) {
+    if (e->pr[0].steps + e->pr[1].steps == 0) return;
+    fprintf(stderr,
+            "\nsaker engine profile (SAKER_PROFILE): host wall time per step, ms (forward: the "
+            "model call, which waits for the device's results; the rest is host work while the "
+            "device idles)\n| steps | n | rows/step | seqs/step | plan | build batch | forward | "
+            "sample + events | deliver | host share |\n| --- | --- | --- | --- | --- | --- | --- "
+            "| --- | --- | --- |\n");
+    for (int k = 0; k < 2; k++) {
+        const double n = (double)e->pr[k].steps;
+        if (n == 0) continue;
+        const double host = e->pr[k].plan + e->pr[k].build + e->pr[k].post + e->pr[k].deliver;
+        fprintf(stderr, "| %s | %.0f | %.1f | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f%% |\n",
+                k ? "with prompt rows" : "decode", n, (double)e->pr[k].rows / n,
+                (double)e->pr[k].seqs / n, 1e3 * e->pr[k].plan / n, 1e3 * e->pr[k].build / n,
+                1e3 * e->pr[k].fwd / n, 1e3 * e->pr[k].post / n, 1e3 * e->pr[k].deliver / n,
+                100.0 * host / (host + e->pr[k].fwd));
     }
 }
 
@@ -488,12 +534,15 @@ static void *engine_main(void *arg) {
         for (int i = 0; i < n_cancelled; i++)
             if (cancelled[i]->seq.queued) finish(e, cancelled[i], -1, SK_FINISH_CANCELLED);
         free(cancelled);
-        if (e->sched.n_waiting || e->sched.n_running) step(e);
+        const bool stepped = e->sched.n_waiting || e->sched.n_running;
+        if (stepped) step(e);
 
+        const double t_del = e->prof && stepped ? sk_time_now() : 0.0;
         pthread_mutex_lock(&e->mu);
         update_stats(e);
         pthread_mutex_unlock(&e->mu);
         deliver(e);
+        if (e->prof && stepped) e->pr[e->prof_kind].deliver += sk_time_now() - t_del;
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
@@ -529,6 +578,8 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
     e->V = hp->n_vocab;
     e->n_ctx = p.n_ctx > 0 && p.n_ctx < hp->n_ctx_train ? p.n_ctx : hp->n_ctx_train;
     e->page_size = be->kv_page_size > 0 ? be->kv_page_size : 64;
+    const char *prof = getenv("SAKER_PROFILE");
+    e->prof = prof && *prof && strcmp(prof, "0") != 0;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->ev_cv, NULL);
@@ -617,6 +668,7 @@ void sk_engine_free(sk_engine *e) {
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->thread, NULL);
     }
+    if (e->prof) prof_report(e);
     /* Every request still live: in the scheduler or never taken in. */
     for (int i = 0; i < e->n_live; i++) {
         sk_sched_remove(&e->sched, &e->live[i]->seq);

@@ -27,24 +27,32 @@ sk_status sk_fwd_buffers_new(const sk_model *m, int max_T, int max_out, sk_fwd_b
     const size_t T = (size_t)max_T, D = (size_t)hp->dim, F = (size_t)hp->ffn_dim;
     const size_t hd = (size_t)hp->head_dim, H = (size_t)hp->n_heads, KV = (size_t)hp->n_kv_heads;
     const size_t ab = m->be->act_bytes;
+    /* h2 serves Falcon's second LayerNorm only, f2 the up projection of Llama layers whose gate
+     * and up are not fused (matmul_swiglu): at thousands of rows per step they would otherwise
+     * take gigabytes from the KV pool for nothing. */
+    bool unfused = false;
+    for (int l = 0; l < hp->n_layers; l++)
+        if (hp->arch != SK_ARCH_FALCON && !m->layers[l].ffn_gate_up) unfused = true;
+    const size_t n_h2 = hp->arch == SK_ARCH_FALCON ? T * D : 0, n_f2 = unfused ? T * F : 0;
     struct {
         void **p;
         size_t n;
     } want[] = {
         {&buf->x, T * D},
         {&buf->h, T * D},
-        {&buf->h2, T * D},
+        {&buf->h2, n_h2},
         {&buf->a, T * D},
         {&buf->qkv, T * (H + 2 * KV) * hd},
         {&buf->att, T * H * hd},
         {&buf->f1, T * F},
-        {&buf->f2, T * F},
+        {&buf->f2, n_f2},
         {&buf->onorm, (size_t)max_out * D},
         {&buf->logits, (size_t)max_out * (size_t)hp->n_vocab},
     };
     buf->max_T = max_T;
     buf->max_out = max_out;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (want[i].n == 0) continue; /* stays NULL */
         *want[i].p = m->be->ops->alloc(m->be, want[i].n * ab);
         buf->bytes += want[i].n * ab;
         if (!*want[i].p) {
@@ -361,12 +369,12 @@ int sk_fwd_decode_bucket(int n, int *index) {
     if (n <= 32) { /* 1, 2, 4, 8, 16, 32: slots 0..5 */
         b = 1, i = 0;
         while (b < n) b *= 2, i++;
-    } else if (n <= 512) { /* 64, 96, ..., 512: slots 6..20 */
+    } else if (n <= 1024) { /* 64, 96, ..., 1024: slots 6..36 */
         b = (n + 31) / 32 * 32;
         i = 6 + b / 32 - 2;
-    } else { /* 576, 640, ...: slots 21.. */
+    } else { /* 1088, 1152, ..., 2752: slots 37..63 */
         b = (n + 63) / 64 * 64;
-        i = 21 + b / 64 - 9;
+        i = 37 + (b - 1088) / 64;
     }
     if (index) *index = i < SK_FWD_DECODE_BUCKETS ? i : -1;
     return b;

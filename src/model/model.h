@@ -51,12 +51,12 @@ typedef struct sk_fwd_buffers {
     size_t bytes; /* backend memory held, all buffers together */
     void *x;      /* [T, D] residual stream */
     void *h;      /* [T, D] normed input */
-    void *h2;     /* [T, D] Falcon MLP input (attn_norm_2) */
+    void *h2;     /* [T, D] Falcon MLP input (attn_norm_2); NULL for Llama */
     void *a;      /* [T, D] attention projection, then MLP output */
     void *qkv;    /* [T, (H+2KV)*hd]: Falcon's fused rows; Llama keeps q [T, H*hd], k [T, KV*hd],
                      v [T, KV*hd] one after the other in it */
     void *att;    /* [T, H*hd] attention output */
-    void *f1, *f2; /* [T, F] MLP hidden */
+    void *f1, *f2; /* [T, F] MLP hidden; f2 NULL when every layer's gate and up are fused */
     int max_out;  /* rows of onorm and logits: output rows projected together */
     void *onorm;  /* [max_out, D] final-normed rows whose logits are wanted */
     void *logits; /* [max_out, V] */
@@ -122,8 +122,8 @@ typedef struct sk_fwd_decode {
 /* d ready for steps on a pool whose page scratch_page is never handed to a sequence. */
 void sk_fwd_decode_init(sk_fwd_decode *d, int32_t scratch_page);
 void sk_fwd_decode_free(const sk_model *m, sk_fwd_decode *d);
-/* The padded size of a decode step of n rows: powers of two to 32, multiples of 32 to 512, then
- * multiples of 64; *index: its graph slot (-1 when beyond SK_FWD_DECODE_BUCKETS: no graph). */
+/* The padded size of a decode step of n rows: powers of two to 32, multiples of 32 to 1024,
+ * then multiples of 64 (graphs up to 2752 rows); *index: its graph slot (-1 when beyond SK_FWD_DECODE_BUCKETS: no graph). */
 int sk_fwd_decode_bucket(int n, int *index);
 
 /* A decode step: b's rows each the only row of their sequence (pt's sequences 0..n-1), their

@@ -923,12 +923,44 @@ static void test_attention_paged(void) {
                 snprintf(step, sizeof step, "paged ps=%d decode seq3 + seq1", ps);
                 attn_step(cf, kc, kg, layer, 2, pos, seq, step);
             }
-            {   /* Mixed: sequence 0's decode row and a chunk of 10 of sequence 2. */
+            {   /* Mixed: sequence 0's decode row and a chunk of 10 of sequence 2 (the CUDA
+                 * backend splits it: the decode kernel for the leading lone row, the prefill
+                 * kernel for the chunk). */
                 int32_t pos[11], seq[11];
                 pos[0] = len[0]++, seq[0] = 0;
                 for (int i = 0; i < 10; i++) pos[1 + i] = len[2]++, seq[1 + i] = 2;
                 snprintf(step, sizeof step, "paged ps=%d mixed decode seq0 + chunk seq2", ps);
                 attn_step(cf, kc, kg, layer, 11, pos, seq, step);
+            }
+            {   /* The engine's order: three decode rows (3, 1, 0), then a chunk of 70 of
+                 * sequence 2 crossing a page boundary; repeated (same tables for every call of
+                 * one batch, fresh ones for the next). */
+                for (int it = 0; it < 2; it++) {
+                    int32_t pos[73], seq[73];
+                    const int dec[3] = {3, 1, 0};
+                    for (int i = 0; i < 3; i++) seq[i] = dec[i], pos[i] = len[dec[i]]++;
+                    for (int i = 0; i < 70; i++) pos[3 + i] = len[2]++, seq[3 + i] = 2;
+                    snprintf(step, sizeof step, "paged ps=%d mixed 3 decodes + chunk of 70 (%d)",
+                             ps, it);
+                    attn_step(cf, kc, kg, layer, 73, pos, seq, step);
+                }
+            }
+            {   /* Two decode rows, then two chunks (seq 0: 5 rows, seq 2: 1 row): two
+                 * prefill segments after the split, one of them a single row. */
+                int32_t pos[8], seq[8];
+                pos[0] = len[3]++, seq[0] = 3;
+                pos[1] = len[1]++, seq[1] = 1;
+                for (int i = 0; i < 5; i++) pos[2 + i] = len[0]++, seq[2 + i] = 0;
+                pos[7] = len[2]++, seq[7] = 2;
+                snprintf(step, sizeof step, "paged ps=%d mixed 2 decodes + chunks of 5 and 1", ps);
+                attn_step(cf, kc, kg, layer, 8, pos, seq, step);
+            }
+            {   /* A decode row after a chunk (not leading: no split) and a chunk first. */
+                int32_t pos[5], seq[5];
+                for (int i = 0; i < 4; i++) pos[i] = len[1]++, seq[i] = 1;
+                pos[4] = len[0]++, seq[4] = 0;
+                snprintf(step, sizeof step, "paged ps=%d mixed chunk of 4 + trailing decode", ps);
+                attn_step(cf, kc, kg, layer, 5, pos, seq, step);
             }
             /* Malformed tables are refused by both. */
             int32_t bp = 0, bs = NS, bt = 0;

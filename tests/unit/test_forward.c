@@ -174,8 +174,12 @@ static void check_decode_padded(sk_model *m) {
     CHECK(sk_fwd_decode_bucket(1, &idx) == 1 && idx == 0);
     CHECK(sk_fwd_decode_bucket(33, &idx) == 64 && idx == 6);
     CHECK(sk_fwd_decode_bucket(512, &idx) == 512 && idx == 20);
-    CHECK(sk_fwd_decode_bucket(513, &idx) == 576 && idx == 21);
-    CHECK(sk_fwd_decode_bucket(909, &idx) == 960 && idx == 27);
+    CHECK(sk_fwd_decode_bucket(513, &idx) == 544 && idx == 21);
+    CHECK(sk_fwd_decode_bucket(909, &idx) == 928 && idx == 33);
+    CHECK(sk_fwd_decode_bucket(1024, &idx) == 1024 && idx == 36);
+    CHECK(sk_fwd_decode_bucket(1025, &idx) == 1088 && idx == 37);
+    CHECK(sk_fwd_decode_bucket(2752, &idx) == 2752 && idx == 63);
+    CHECK(sk_fwd_decode_bucket(2753, &idx) == 2816 && idx == -1);
     CHECK(sk_fwd_decode_bucket(100000, &idx) == 100032 && idx == -1);
     free(a);
     free(p);

@@ -1,9 +1,15 @@
-/* The attention op: stores the batch's K/V rows (fp32) in the half cache, then runs
- * sk_attn_kernel1 (attention.cuh) over every (query head, row): fp32 q, scores, softmax and
- * accumulation, fp32 output. */
+/* The attention op: stores the batch's K/V rows (fp32) in the half cache, then computes every
+ * row's attention over its sequence's positions 0..pos with one of three paths:
+ *   decode: bf16 cache, every row the only one of its sequence (attn_decode.cuh);
+ *   prefill: bf16 cache, the rows as segments of consecutive positions (attn_prefill.cuh);
+ *   simple: sk_attn_kernel1 (attention.cuh), anything else (fp16 cache, odd head dims).
+ * A mixed paged batch (the engine's steps: decode rows first, then prompt chunks) is split: its
+ * leading rows that are alone in their sequence take the decode kernel, the rest the prefill
+ * kernel (SAKER_ATTN_SPLIT=0: every row through the prefill kernel, as before). */
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attn_decode.cuh"
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/profile.cuh"
 
 #include <math.h>
 #include <stdlib.h>
@@ -104,10 +110,24 @@ static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_he
     return sk_attn_decode_supported(kv->head_dim, n_heads, kv->n_kv_heads, kv->page_size) != 0;
 }
 
+/* SAKER_ATTN_SPLIT=0 turns the split of mixed batches off (comparisons). */
+static bool sk_attn_split(void) {
+    static int split = -1;
+    if (split < 0) {
+        const char *e = getenv("SAKER_ATTN_SPLIT");
+        split = !(e && *e && strcmp(e, "0") == 0);
+    }
+    return split != 0;
+}
+
+/* Rows [0, T) through the decode kernel (each the only row of its sequence); the K/V of all
+ * c->T rows of the batch stored first (T < c->T: the leading rows of a mixed batch, the rest
+ * computed by the prefill path). */
 static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int layer,
                              const float *q, int q_stride, const float *k, const float *v,
-                             int kv_stride, int n_heads, float *out) {
-    const int T = c->T, hd = kv->head_dim, w = n_heads * hd;
+                             int kv_stride, int n_heads, float *out, int T) {
+    const int hd = kv->head_dim, w = n_heads * hd;
+    SK_ASSERT(T >= 1 && T <= c->T);
     if (kv->dec_heads != n_heads || kv->dec_T != T) {
         /* A new step shape (the first decode step of a session runs eagerly, before any graph
          * capture): the plan for T rows over the cache's longest sequence (n_ctx), so that a
@@ -157,15 +177,19 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p1.seq = sk_cuda_d_seq(c);
     p1.row_pages = c->paged ? sk_cuda_d_row_pages(c) : NULL;
     p1.page_ids = c->paged ? sk_cuda_d_ids(c) : NULL;
-    p1.T = T;
+    p1.T = c->T; /* the store covers the whole batch */
     p1.n_kv_heads = kv->n_kv_heads;
     p1.head_dim = hd;
     p1.page_size = kv->page_size;
     p1.pages_per_seq = kv->pages_per_seq;
     p1.n_ctx = kv->n_ctx;
     const int kw = kv->n_kv_heads * hd;
-    sk_attn1_store_kernel<<<T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(p1, k, v, kv_stride);
+    sk_cuda_prof_push(c, "attn.store");
+    sk_attn1_store_kernel<<<c->T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(
+        p1, k, v, kv_stride);
     CUDA_CHECK_LAUNCH();
+    sk_cuda_prof_pop(c);
+    sk_cuda_prof_push(c, "attn.decode (casts + kernel)");
     /* Page tables: the batch's (begin_paged wrote per-row indptr and kv_len next to the ids), or
      * in slot mode the slots' own, built on the device per layer (one small launch, so that no
      * layer relies on another having run first). The decode kernel reads indptr[b] and
@@ -201,6 +225,7 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.n_splits = kv->dec_splits;
     sk_attn_decode(&p, c->stream);
     sk_cuda_bf16_to_f32(c, kv->out_half, (size_t)T * (size_t)w, out);
+    sk_cuda_prof_pop(c);
 }
 
 void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
@@ -226,15 +251,30 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     /* The output must not overlap the rows it is computed from. */
     const size_t out_bytes = (size_t)T * (size_t)n_heads * (size_t)hd * sizeof(float);
     SK_ASSERT(!sk_cuda_overlap(out, out_bytes, q, (size_t)T * (size_t)q_stride * sizeof(float)));
-    if (use_decode_kernel(c, kv, n_heads))
+    if (use_decode_kernel(c, kv, n_heads)) {
         attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
-                         (const float *)v, kv_stride, n_heads, (float *)out);
-    else if (!sk_attn_force_v1() &&
-             sk_cuda_attention_prefill(c, kv, layer, (const float *)q, q_stride,
-                                       (const float *)k, (const float *)v, kv_stride, n_heads,
-                                       (float *)out))
+                         (const float *)v, kv_stride, n_heads, (float *)out, T);
         return;
-    else if (c->dtype == SK_CUDA_F16)
+    }
+    if (c->paged && c->dtype == SK_CUDA_BF16 && !sk_attn_force_v1() && sk_attn_split() &&
+        sk_attn_decode_supported(hd, n_heads, KVH, kv->page_size)) {
+        /* Mixed batch: the leading lone rows through the decode kernel (which stores every
+         * row's K/V first), the rest through the prefill kernel. */
+        const int lead = sk_cuda_attention_lead_rows(c);
+        if (lead > 0 && lead < T && sk_cuda_attention_prefill_ok(c, kv, lead)) {
+            attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
+                             (const float *)v, kv_stride, n_heads, (float *)out, lead);
+            sk_cuda_attention_prefill_rows(c, kv, layer, (const float *)q, q_stride,
+                                           (const float *)k, (const float *)v, kv_stride,
+                                           n_heads, (float *)out, lead, false);
+            return;
+        }
+    }
+    if (!sk_attn_force_v1() &&
+        sk_cuda_attention_prefill(c, kv, layer, (const float *)q, q_stride, (const float *)k,
+                                  (const float *)v, kv_stride, n_heads, (float *)out))
+        return;
+    if (c->dtype == SK_CUDA_F16)
         attention_h<f16>(c, kv, layer, (const float *)q, q_stride, (const float *)k,
                          (const float *)v, kv_stride, n_heads, (float *)out);
     else

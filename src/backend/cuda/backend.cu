@@ -9,6 +9,7 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/w4.cuh"
+#include "backend/cuda/profile.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -547,6 +548,7 @@ static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_pa
     }
     c->T = T;
     c->paged = pt != NULL;
+    c->batch_gen++;
     memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + c->cap, b->pos, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + 2 * c->cap, b->seq, sizeof(int32_t) * (size_t)T);
@@ -659,6 +661,7 @@ static void ops_init(void) {
     o->argmax = sk_cuda_argmax;
     o->rope = sk_cuda_rope;
     o->attention = sk_cuda_attention;
+    sk_cuda_prof_init(o); /* SAKER_PROFILE=1: timed entries (profile.cuh) */
 }
 
 extern "C" sk_status sk_backend_cuda_new(const char *dtype, sk_backend **out) {

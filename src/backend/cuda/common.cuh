@@ -61,7 +61,9 @@ struct sk_cuda_mm; /* matmul state (matmul.cu): plan cache, cuBLASLt handle, wor
 /* Device scratch (SK_CUDA_SCRATCH_FLOATS * 4 bytes) holding matmul's input cast to the half
  * type, allocated once (no growth, so the void ops never meet an allocation failure): matmul
  * works in row chunks that fit it. */
-#define SK_CUDA_SCRATCH_FLOATS ((size_t)4 << 20)
+/* 64 MB: a step of 2048 rows at K = 11008 (Llama-2-7B's down projection) is cast and multiplied
+ * at once (16 MB split it into 762 + 762 + 524 rows; a decode step of 960 into 762 + 198). */
+#define SK_CUDA_SCRATCH_FLOATS ((size_t)16 << 20)
 /* rope_dim / 2 at most (head_dim <= 1024 by sk_hparams validation). */
 #define SK_CUDA_ROPE_MAX_HALF 512
 /* Weight upload: elements per chunk (a multiple of every block size); pinned staging holds two
@@ -86,6 +88,8 @@ typedef struct cuda_ctx {
     cudaEvent_t batch_copied; /* recorded after the H2D copy of h_batch */
     bool paged;          /* the current batch has page tables */
     bool rows_distinct;  /* every row of the current batch is the only one of its sequence */
+    unsigned batch_gen;  /* bumped by every begin: host tables derived from a batch are reused
+                            by the layers of one step while it is unchanged */
     int n_seqs, indptr_cap;
     int32_t *h_indptr;
 
@@ -267,6 +271,17 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
 bool sk_cuda_attention_prefill(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q,
                                int q_stride, const float *k, const float *v, int kv_stride,
                                int n_heads, float *out);
+/* The same in two parts, for rows [first, T) of the batch (attention.cu's split of mixed
+ * batches): _ok plans the segments and uploads the tables (once per batch and first; false when
+ * the prefill path cannot take those rows, nothing launched); _rows stores the K/V of every row
+ * of the batch when `store`, and computes rows [first, T) of out. */
+bool sk_cuda_attention_prefill_ok(cuda_ctx *c, sk_kv_cache *kv, int first);
+void sk_cuda_attention_prefill_rows(cuda_ctx *c, sk_kv_cache *kv, int layer, const float *q,
+                                    int q_stride, const float *k, const float *v, int kv_stride,
+                                    int n_heads, float *out, int first, bool store);
+/* How many leading rows of the current batch are each the only row of their sequence (the
+ * decode rows the engine puts first); computed once per batch. */
+int sk_cuda_attention_lead_rows(cuda_ctx *c);
 void sk_cuda_pf_free(struct sk_cuda_pf *pf);
 /* Attention's casts around the bf16 tensor-core kernels (attention.cu): q rows [T][w] (row
  * stride q_stride) to a contiguous bf16 [T][w], and n bf16 outputs back to fp32. */

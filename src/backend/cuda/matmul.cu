@@ -15,6 +15,7 @@
  * does the product instead. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemv.cuh"
+#include "backend/cuda/profile.cuh"
 #include "backend/cuda/w4.cuh"
 
 #include <cublasLt.h>
@@ -200,22 +201,34 @@ static void launch_matmul(struct sk_cuda_mm *mm, const H *xh, int T, const H *w,
 
 /* cuBLASLt path: the rows of x are cast to the half type into c->d_scratch, as many at a time as
  * fit it (2 * SK_CUDA_SCRATCH_FLOATS half values), and multiplied chunk by chunk; the stream
- * orders each chunk's cast after the previous chunk's product has read the scratch. accumulate:
- * out += (beta 1, C = D = out). */
+ * orders each chunk's cast after the previous chunk's product has read the scratch. When x does
+ * not fit at once, the chunks are of equal size (multiples of 64 rows): a short last chunk would
+ * cost nearly a whole wave of the GEMM for few rows. accumulate: out += (beta 1, C = D = out). */
 static void matmul_lt(cuda_ctx *c, const float *xf, int T, const sk_weight *w, const float *bias,
                       float *of, bool accumulate) {
     const int N = (int)w->rows, K = (int)w->cols;
     const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K; /* rows per chunk */
     SK_ASSERT(cap >= 1);
-    for (int t0 = 0; t0 < T; t0 += (int)cap) {
-        const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
+    size_t rows = (size_t)T;
+    if (rows > cap) {
+        const size_t n_chunks = (rows + cap - 1) / cap;
+        rows = (rows + n_chunks - 1) / n_chunks;
+        rows = (rows + 63) / 64 * 64;
+        if (rows > cap) rows = cap;
+    }
+    for (int t0 = 0; t0 < T; t0 += (int)rows) {
+        const int m = (size_t)(T - t0) < rows ? T - t0 : (int)rows;
+        sk_cuda_prof_push(c, "matmul.cast (fp32 x to half)");
         sk_cuda_f32_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        sk_cuda_prof_pop(c);
+        sk_cuda_prof_push(c, "matmul.gemm (cuBLASLt)");
         if (c->dtype == SK_CUDA_F16)
             launch_matmul(c->mm, (const f16 *)c->d_scratch, m, (const f16 *)w->h, N, K, bias,
                           of + (size_t)t0 * N, accumulate, c->stream);
         else
             launch_matmul(c->mm, (const bf16 *)c->d_scratch, m, (const bf16 *)w->h, N, K, bias,
                           of + (size_t)t0 * N, accumulate, c->stream);
+        sk_cuda_prof_pop(c);
     }
 }
 
