@@ -20,19 +20,29 @@
  * (their error is not measured by scores, as AutoAWQ skips them), a clipping threshold per
  * (output row, group) is searched among max|w| (1 - i/20), i < 10, minimising the squared error
  * of the group's partial dot products over up to 512 of the cached inputs. Last, every Linear is
- * quantized with its clip. The next layer's input comes from the original-weight forward. */
+ * quantized with its clip. The next layer's input comes from the original-weight forward.
+ *
+ * Devices. The search runs where p->device says: on the CPU backend (the fp32 reference) or on
+ * CUDA. Either way the large arrays (activations, the fp32 Linears, fake-quantized copies,
+ * clipping thresholds) live in the backend's memory and are touched only through backend ops
+ * (norms, RoPE, attention, add, SwiGLU, GELU) and the quantizer's op table (qdev.h: fp32
+ * matmul, fake quantization, reductions, scale folds, the clipping search); the host keeps the
+ * norm weights, the scale vectors and the search's bookkeeping, and packs each layer's
+ * Linears (downloaded) after its search. CUDA runs the backend in fp16 (the KV cache of the
+ * attention op, whose arithmetic is fp32) and the matmuls in fp32 (or TF32 with p->tf32). */
 #include "quant/quant.h"
 
 #include "backend/backend.h"
 #include "core/status.h"
+#include "quant/qdev.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
-#define CLIP_TOKENS 512
-#define CLIP_GRID 20
-#define CLIP_STEPS 10 /* max_shrink 0.5 of CLIP_GRID */
+#define CLIP_TOKENS SK_QCLIP_TOKENS
+#define CLIP_GRID SK_QCLIP_GRID
+#define CLIP_STEPS SK_QCLIP_STEPS /* max_shrink 0.5 of CLIP_GRID */
 #define MM_CHUNK 256  /* rows per matmul call: the x chunk stays in cache */
 
 static sk_quant_stats g_stats;
@@ -46,16 +56,18 @@ void sk_quant_params_default(sk_quant_params *p) {
     p->calib_samples = 32;
     p->calib_len = 256;
     p->n_grid = 20;
+    p->device = SK_QUANT_DEV_CPU;
 }
 
-/* A Linear in fp32: w [N, K], b [N] or NULL; clip [N, K/g] after the search (or NULL). */
+/* A Linear in fp32: w [N, K], b [N] or NULL; clip [N, K/g] after the search (or NULL). All three
+ * in the search's memory (dalloc) during AWQ, host memory for RTN. */
 typedef struct lin {
     float *w, *b, *clip;
     int64_t N, K;
     bool quant; /* K is a multiple of the group: quantized; else kept f16 */
 } lin;
 
-/* One layer in fp32 (see model_file.h for names and shapes). */
+/* One layer in fp32 (see model_file.h for names and shapes). Norm weights and biases: host. */
 typedef struct layer32 {
     float *attn_norm, *attn_norm_b, *attn_norm_2, *attn_norm_2_b, *ffn_norm;
     lin q, k, v, qkv, o, gate, up, down;
@@ -70,11 +82,66 @@ typedef struct qctx {
     const sk_backend_ops *op;
     sk_kv_cache *kv;
     int T; /* calibration tokens: n_samples x len */
+    sk_qdev *qd;  /* the search's array ops on be */
+    bool on_dev;  /* the search's arrays are backend memory (AWQ); else plain host arrays (RTN) */
+    int layer;    /* the layer being searched, and its scale searches so far (stats) */
+    int n_search;
 } qctx;
 
 /* ---- fp32 tensors -------------------------------------------------------------------------- */
 
 static float *falloc(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }
+
+/* n floats in the search's memory (backend memory for AWQ); NULL when out of memory. */
+static float *dalloc(qctx *c, size_t n) {
+    return c->on_dev ? c->op->alloc(c->be, (n ? n : 1) * sizeof(float)) : falloc(n);
+}
+
+static void dfree(qctx *c, void *p) {
+    if (!p) return;
+    if (c->on_dev) c->op->free(c->be, p);
+    else free(p);
+}
+
+/* Moves host array *p (n floats from falloc) into the search's memory; on failure frees it and
+ * sets *p to NULL. */
+static sk_status to_dev(qctx *c, float **p, size_t n) {
+    if (!c->on_dev || !*p) return SK_OK;
+    float *d = c->op->alloc(c->be, (n ? n : 1) * sizeof(float));
+    if (!d) {
+        free(*p);
+        *p = NULL;
+        return SK_ERR_NOMEM;
+    }
+    c->op->upload_f32(c->be, d, *p, n);
+    free(*p);
+    *p = d;
+    return SK_OK;
+}
+
+/* Array p (n floats of the search's memory) readable on the host: p itself, or a copy put in
+ * *own (free it) when p is backend memory. */
+static const float *host_view(qctx *c, const float *p, size_t n, float **own) {
+    *own = NULL;
+    if (!c->on_dev || !p) return p;
+    *own = falloc(n);
+    SK_ASSERT(*own != NULL);
+    c->op->download_f32(c->be, p, *own, n);
+    return *own;
+}
+
+/* A host vector s[n] copied into the search's memory (or s itself on the host). */
+static float *vec_dev(qctx *c, const float *s, size_t n) {
+    if (!c->on_dev) return (float *)s;
+    float *d = dalloc(c, n);
+    SK_ASSERT(d != NULL);
+    c->op->upload_f32(c->be, d, s, n);
+    return d;
+}
+
+static void vec_dev_free(qctx *c, const float *s, float *d) {
+    if (d != s) dfree(c, d);
+}
 
 /* The tensor `name` as a new fp32 array of n elements; NULL with the error set when missing or
  * of another size. */
@@ -115,18 +182,18 @@ static sk_status load_lin(const sk_model_file *mf, int l, const char *nm, int64_
     return SK_OK;
 }
 
-static void lin_free(lin *L) {
-    free(L->w);
-    free(L->b);
-    free(L->clip);
+static void lin_free(qctx *c, lin *L) {
+    dfree(c, L->w);
+    dfree(c, L->b);
+    dfree(c, L->clip);
     memset(L, 0, sizeof *L);
 }
 
-static void layer_free(layer32 *y) {
+static void layer_free(qctx *c, layer32 *y) {
     free(y->attn_norm), free(y->attn_norm_b), free(y->attn_norm_2), free(y->attn_norm_2_b);
     free(y->ffn_norm);
     lin *all[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) lin_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) lin_free(c, all[i]);
     memset(y, 0, sizeof *y);
 }
 
@@ -147,7 +214,8 @@ static void permute_halves(float *w, int64_t rows, int64_t cols, int hd) {
     free(tmp);
 }
 
-static sk_status load_layer(qctx *c, int l, layer32 *y) {
+/* Layer l of the source in fp32 host arrays (q/k rows in HALVES order). */
+static sk_status load_layer_host(qctx *c, int l, layer32 *y) {
     const sk_model_file *mf = c->src;
     const sk_hparams *hp = &c->hp;
     const int64_t D = hp->dim, F = hp->ffn_dim, hd = hp->head_dim;
@@ -187,9 +255,32 @@ static sk_status load_layer(qctx *c, int l, layer32 *y) {
     SK_TRY(load_lin(mf, l, "attn_output", D, qd, bias || hp->arch == SK_ARCH_LLAMA, &y->o));
     SK_TRY(load_lin(mf, l, "ffn_up", F, D, bias || hp->arch == SK_ARCH_LLAMA, &y->up));
     SK_TRY(load_lin(mf, l, "ffn_down", D, F, bias || hp->arch == SK_ARCH_LLAMA, &y->down));
+    return SK_OK;
+}
+
+/* Layer l with its Linears in the search's memory. On failure y holds nothing (layer_free is
+ * still fine). */
+static sk_status load_layer(qctx *c, int l, layer32 *y) {
     lin *all[] = {&y->q, &y->k, &y->v, &y->qkv, &y->o, &y->gate, &y->up, &y->down};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        all[i]->quant = all[i]->w && all[i]->K % c->g == 0 && all[i]->N % 8 == 0;
+    const size_t n_all = sizeof all / sizeof *all;
+    sk_status s = load_layer_host(c, l, y);
+    if (s != SK_OK) { /* everything still on the host */
+        free(y->attn_norm), free(y->attn_norm_b), free(y->attn_norm_2), free(y->attn_norm_2_b);
+        free(y->ffn_norm);
+        for (size_t i = 0; i < n_all; i++) free(all[i]->w), free(all[i]->b);
+        memset(y, 0, sizeof *y);
+        return s;
+    }
+    for (size_t i = 0; i < n_all; i++) {
+        lin *L = all[i];
+        L->quant = L->w && L->K % c->g == 0 && L->N % 8 == 0;
+        if (to_dev(c, &L->w, (size_t)(L->N * L->K)) != SK_OK) s = SK_ERR_NOMEM;
+        if (to_dev(c, &L->b, (size_t)L->N) != SK_OK) s = SK_ERR_NOMEM;
+    }
+    if (s != SK_OK) { /* every pointer is now NULL or backend memory */
+        layer_free(c, y);
+        return sk_fail(SK_ERR_NOMEM, "quantize: out of %s memory for layer %d", c->be->name, l);
+    }
     return SK_OK;
 }
 
@@ -210,20 +301,8 @@ static sk_weight *wt(qctx *c, const float *data, int64_t rows, int64_t cols) {
     return w;
 }
 
-/* out[T, N] = x[T, K] w^T (+ b), w [N, K]. */
-static void mm(qctx *c, const float *x, int T, const float *w, const float *b, int64_t N,
-               int64_t K, float *out) {
-    sk_weight *W = wt(c, w, N, K), *B = b ? wt(c, b, 0, N) : NULL;
-    for (int r = 0; r < T; r += MM_CHUNK) {
-        const int n = T - r < MM_CHUNK ? T - r : MM_CHUNK;
-        c->op->matmul(c->be, x + (size_t)r * K, n, W, B, out + (size_t)r * N);
-    }
-    c->op->weight_free(c->be, W);
-    if (B) c->op->weight_free(c->be, B);
-}
-
 static void mm_lin(qctx *c, const float *x, const lin *L, float *out) {
-    mm(c, x, c->T, L->w, L->b, L->N, L->K, out);
+    c->qd->ops->matmul(c->qd, x, c->T, L->w, L->b, L->N, L->K, out);
 }
 
 static void norm(qctx *c, const float *x, const float *w, const float *b, float *out) {
@@ -304,7 +383,7 @@ static void layer_fwd(qctx *c, const layer32 *y, const float *x, feats *fe, acts
     norm(c, x, y->attn_norm, y->attn_norm_b, fe->h);
     attn(c, y, &y->q, &y->k, &y->v, &y->qkv, fe->h, a, fe->att);
     mm_lin(c, fe->att, &y->o, fe->a_out);
-    memcpy(out, x, TD * sizeof(float));
+    c->qd->ops->copy(c->qd, out, x, TD);
     c->op->add(c->be, out, fe->a_out, TD);
     const float *in;
     if (hp->arch == SK_ARCH_LLAMA) {
@@ -321,20 +400,33 @@ static void layer_fwd(qctx *c, const layer32 *y, const float *x, feats *fe, acts
     c->op->add(c->be, out, fe->m_out, TD);
 }
 
-/* ---- search ------------------------------------------------------------------------------- */
+/* ---- the CPU's qdev ops (qdev.h): the fp32 reference, OpenMP over rows -------------------- */
 
-static double mse(const float *a, const float *b, size_t n) {
+/* out[T, N] = x[T, K] w^T (+ b), w [N, K], through the backend's matmul on fp32 weights. */
+static void cpu_matmul(sk_qdev *d, const float *x, int T, const float *w, const float *b,
+                       int64_t N, int64_t K, float *out) {
+    qctx tmp = {.be = d->be, .op = d->be->ops};
+    sk_weight *W = wt(&tmp, w, N, K), *B = b ? wt(&tmp, b, 0, N) : NULL;
+    for (int r = 0; r < T; r += MM_CHUNK) {
+        const int n = T - r < MM_CHUNK ? T - r : MM_CHUNK;
+        tmp.op->matmul(d->be, x + (size_t)r * K, n, W, B, out + (size_t)r * N);
+    }
+    tmp.op->weight_free(d->be, W);
+    if (B) tmp.op->weight_free(d->be, B);
+}
+
+static double cpu_mse(sk_qdev *d, const float *a, const float *b, size_t n) {
     double s = 0;
 #pragma omp parallel for reduction(+ : s) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        s += d * d;
+        double e = (double)a[i] - b[i];
+        s += e * e;
     }
     return s / (double)n;
 }
 
 /* mean |x| per column of x [T, K]. */
-static void col_absmean(const float *x, int T, int64_t K, float *out) {
+static void cpu_col_absmean(sk_qdev *d, const float *x, int T, int64_t K, float *out) {
 #pragma omp parallel for if ((int64_t)T * K > 65536)
     for (int64_t k = 0; k < K; k++) {
         double s = 0;
@@ -343,22 +435,122 @@ static void col_absmean(const float *x, int T, int64_t K, float *out) {
     }
 }
 
-/* dst = fake_quant(src diag(s)) diag(1/s) (s NULL: plain RTN), rows in parallel. */
-static void fq_scaled(const lin *L, const float *s, int g, float *dst) {
-    const int64_t N = L->N, K = L->K;
+/* dst = fake_quant(w diag(s)) diag(1/s) (s NULL: plain RTN), rows in parallel. */
+static void cpu_fake_quant(sk_qdev *d, const float *w, int64_t N, int64_t K, int g, const float *s,
+                           const float *clip, float *dst) {
 #pragma omp parallel
     {
         float *row = falloc((size_t)K);
         SK_ASSERT(row != NULL);
 #pragma omp for
         for (int64_t n = 0; n < N; n++) {
-            const float *w = L->w + n * K;
-            for (int64_t k = 0; k < K; k++) row[k] = s ? w[k] * s[k] : w[k];
-            sk_q4g_fake_quant_row(row, K, g, L->clip ? L->clip + n * (K / g) : NULL, row);
+            const float *wr = w + n * K;
+            for (int64_t k = 0; k < K; k++) row[k] = s ? wr[k] * s[k] : wr[k];
+            sk_q4g_fake_quant_row(row, K, g, clip ? clip + n * (K / g) : NULL, row);
             for (int64_t k = 0; k < K; k++) dst[n * K + k] = s ? row[k] / s[k] : row[k];
         }
         free(row);
     }
+}
+
+static void cpu_scale_cols(sk_qdev *d, float *x, int64_t rows, int64_t K, const float *s, bool div) {
+#pragma omp parallel for if (rows * K > 65536)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < K; k++) {
+            if (div) x[r * K + k] /= s[k];
+            else x[r * K + k] *= s[k];
+        }
+}
+
+static void cpu_div_rows(sk_qdev *d, float *x, int64_t rows, int64_t K, const float *s) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < K; k++) x[r * K + k] /= s[r];
+}
+
+static void cpu_copy(sk_qdev *d, float *dst, const float *src, size_t n) {
+    if (dst != src) memcpy(dst, src, n * sizeof(float));
+}
+
+/* Clipping search of w [N, K] on inputs x [T, K] (up to CLIP_TOKENS of them, evenly spaced). */
+static void cpu_search_clip(sk_qdev *d, const float *w, int64_t N, int64_t K, int g64,
+                            const float *x, int T, float *clip) {
+    const int64_t g = g64, ng = K / g;
+    const int step = T > CLIP_TOKENS ? T / CLIP_TOKENS : 1;
+    const int S = (T + step - 1) / step;
+    float *xt = falloc((size_t)K * (size_t)S); /* [K, S] transposed sample */
+    SK_ASSERT(xt);
+    for (int si = 0; si < S; si++)
+        for (int64_t k = 0; k < K; k++) xt[(size_t)k * S + si] = x[(size_t)si * step * K + k];
+#pragma omp parallel
+    {
+        float *org = falloc((size_t)S), *cur = falloc((size_t)S), *wq = falloc((size_t)g);
+        SK_ASSERT(org && cur && wq);
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t b = 0; b < ng; b++) {
+                const float *wg = w + n * K + b * g;
+                const float *xb = xt + (size_t)(b * g) * S;
+                float amax = 0;
+                for (int64_t j = 0; j < g; j++) amax = fabsf(wg[j]) > amax ? fabsf(wg[j]) : amax;
+                memset(org, 0, sizeof(float) * (size_t)S);
+                for (int64_t j = 0; j < g; j++)
+                    for (int si = 0; si < S; si++) org[si] += wg[j] * xb[(size_t)j * S + si];
+                double best = INFINITY;
+                float best_c = amax;
+                for (int i = 0; i < CLIP_STEPS; i++) {
+                    const float cl = amax * (1.0f - (float)i / CLIP_GRID);
+                    if (!(cl > 0)) break;
+                    sk_q4g_fake_quant_row(wg, g, (int)g, &cl, wq);
+                    memset(cur, 0, sizeof(float) * (size_t)S);
+                    for (int64_t j = 0; j < g; j++)
+                        for (int si = 0; si < S; si++) cur[si] += wq[j] * xb[(size_t)j * S + si];
+                    double e = 0;
+                    for (int si = 0; si < S; si++) e += (double)(cur[si] - org[si]) * (cur[si] - org[si]);
+                    if (e < best) best = e, best_c = cl;
+                }
+                clip[n * ng + b] = best_c;
+            }
+        }
+        free(org), free(cur), free(wq);
+    }
+    free(xt);
+}
+
+static void cpu_qdev_destroy(sk_qdev *d) { free(d); }
+
+static const sk_qdev_ops k_qdev_cpu = {
+    .destroy = cpu_qdev_destroy,
+    .matmul = cpu_matmul,
+    .fake_quant = cpu_fake_quant,
+    .mse = cpu_mse,
+    .col_absmean = cpu_col_absmean,
+    .scale_cols = cpu_scale_cols,
+    .div_rows = cpu_div_rows,
+    .copy = cpu_copy,
+    .search_clip = cpu_search_clip,
+};
+
+sk_status sk_qdev_cpu_new(sk_backend *be, sk_qdev **out) {
+    *out = NULL;
+    if (!be || strcmp(be->name, "cpu") != 0)
+        return sk_fail(SK_ERR_ARG, "quantize: the CPU quantizer needs the CPU backend");
+    sk_qdev *d = calloc(1, sizeof *d);
+    if (!d) return sk_fail(SK_ERR_NOMEM, "quantize: out of memory");
+    d->ops = &k_qdev_cpu;
+    d->be = be;
+    *out = d;
+    return SK_OK;
+}
+
+/* ---- search ------------------------------------------------------------------------------- */
+
+static double mse(qctx *c, const float *a, const float *b, size_t n) {
+    return c->qd->ops->mse(c->qd, a, b, n);
+}
+
+/* dst = fake_quant(L diag(s), L's clip) diag(1/s) (s NULL: plain RTN); s in the search's memory. */
+static void fq_scaled(qctx *c, const lin *L, const float *s, float *dst) {
+    c->qd->ops->fake_quant(c->qd, L->w, L->N, L->K, c->g, s, L->clip, dst);
 }
 
 /* A group of Linears that read one input, and how to measure the output the search watches. */
@@ -400,15 +592,16 @@ static void inspect(qctx *c, const layer32 *y, const group *gr, float **wq, acts
     }
 }
 
-/* Searches the group's scale; returns it in best (K values) and sets *err_rtn / *err_best. */
+/* Searches the group's scale; returns it in best (K values, host) and sets *err_rtn /
+ * *err_best. */
 static void search_scale(qctx *c, const layer32 *y, const group *gr, acts *a, float *out,
                          float *att, float *f, float *best, double *err_rtn, double *err_best) {
     const int64_t K = gr->l[0]->K;
-    float *xm = falloc((size_t)K), *s = falloc((size_t)K);
+    float *xm = falloc((size_t)K), *s = falloc((size_t)K), *ds = dalloc(c, (size_t)K);
     float *wq[3];
-    for (int i = 0; i < gr->n; i++) wq[i] = falloc((size_t)(gr->l[i]->N * K));
-    SK_ASSERT(xm && s && wq[0]);
-    col_absmean(gr->x, c->T, K, xm);
+    for (int i = 0; i < gr->n; i++) wq[i] = dalloc(c, (size_t)(gr->l[i]->N * K));
+    SK_ASSERT(xm && s && ds && wq[0]);
+    c->qd->ops->col_absmean(c->qd, gr->x, c->T, K, xm);
     float *wm = NULL;
     if (c->p->duo) {
         /* AutoAWQ's duo scaling: the mean over output rows of |w| / max|w| of its group */
@@ -416,16 +609,20 @@ static void search_scale(qctx *c, const layer32 *y, const group *gr, acts *a, fl
         int64_t rows = 0;
         for (int i = 0; i < gr->n; i++) {
             const lin *L = gr->l[i];
+            float *own;
+            const float *lw = host_view(c, L->w, (size_t)(L->N * K), &own);
             for (int64_t n = 0; n < L->N; n++, rows++)
                 for (int64_t b = 0; b < K / c->g; b++) {
-                    const float *w = L->w + n * K + b * c->g;
+                    const float *w = lw + n * K + b * c->g;
                     float m = 0;
                     for (int j = 0; j < c->g; j++) m = fabsf(w[j]) > m ? fabsf(w[j]) : m;
                     for (int j = 0; j < c->g; j++) wm[b * c->g + j] += fabsf(w[j]) / (m + 1e-6f);
                 }
+            free(own);
         }
         for (int64_t k = 0; k < K; k++) wm[k] /= (float)rows;
     }
+    int best_i = -1;
     *err_best = INFINITY;
     for (int i = 0; i < c->p->n_grid; i++) {
         const double ratio = (double)i / c->p->n_grid;
@@ -439,75 +636,49 @@ static void search_scale(qctx *c, const layer32 *y, const group *gr, acts *a, fl
         }
         const float norm_f = sqrtf(mx * mn);
         for (int64_t k = 0; k < K; k++) s[k] /= norm_f;
-        for (int j = 0; j < gr->n; j++) fq_scaled(gr->l[j], s, c->g, wq[j]);
+        c->op->upload_f32(c->be, ds, s, (size_t)K);
+        for (int j = 0; j < gr->n; j++) fq_scaled(c, gr->l[j], ds, wq[j]);
         inspect(c, y, gr, wq, a, out, att, f);
-        const double e = mse(out, gr->ref, (size_t)gr->ref_n);
+        const double e = mse(c, out, gr->ref, (size_t)gr->ref_n);
         if (i == 0) *err_rtn = e;
         if (e < *err_best) {
             *err_best = e;
+            best_i = i;
             memcpy(best, s, sizeof(float) * (size_t)K);
         }
     }
-    for (int i = 0; i < gr->n; i++) free(wq[i]);
+    if (c->layer < 1024 && c->n_search < 4) g_stats.grid_best[c->layer][c->n_search] = best_i;
+    if (c->layer < 1024) g_stats.n_search[c->layer] = ++c->n_search;
+    for (int i = 0; i < gr->n; i++) dfree(c, wq[i]);
+    dfree(c, ds);
     free(wm);
     free(xm);
     free(s);
 }
 
-/* Columns of each Linear *= s; x[T, K] /= s. */
+/* Columns of each Linear *= s; x[T, K] /= s (s: host). */
 static void fold_in(qctx *c, const group *gr, const float *s, float *x) {
     const int64_t K = gr->l[0]->K;
-    for (int i = 0; i < gr->n; i++)
-        for (int64_t n = 0; n < gr->l[i]->N; n++)
-            for (int64_t k = 0; k < K; k++) gr->l[i]->w[n * K + k] *= s[k];
-#pragma omp parallel for if ((int64_t)c->T * K > 65536)
-    for (int t = 0; t < c->T; t++)
-        for (int64_t k = 0; k < K; k++) x[(size_t)t * K + k] /= s[k];
+    float *ds = vec_dev(c, s, (size_t)K);
+    for (int i = 0; i < gr->n; i++) c->qd->ops->scale_cols(c->qd, gr->l[i]->w, gr->l[i]->N, K, ds, false);
+    c->qd->ops->scale_cols(c->qd, x, c->T, K, ds, true);
+    vec_dev_free(c, s, ds);
 }
 
-/* Clipping search for L with inputs x [T, K] (up to CLIP_TOKENS of them, evenly spaced). */
+/* L's rows (and bias) /= s (s: host, L->N values): the scale of the Linear that reads L's
+ * output, folded into L. */
+static void fold_rows(qctx *c, lin *L, const float *s) {
+    float *ds = vec_dev(c, s, (size_t)L->N);
+    c->qd->ops->div_rows(c->qd, L->w, L->N, L->K, ds);
+    if (L->b) c->qd->ops->div_rows(c->qd, L->b, L->N, 1, ds);
+    vec_dev_free(c, s, ds);
+}
+
+/* Clipping search for L with inputs x [T, K]: L->clip [N, K/g]. */
 static void search_clip(qctx *c, lin *L, const float *x) {
-    const int64_t N = L->N, K = L->K, g = c->g, ng = K / g;
-    const int step = c->T > CLIP_TOKENS ? c->T / CLIP_TOKENS : 1;
-    const int S = (c->T + step - 1) / step;
-    float *xt = falloc((size_t)K * (size_t)S); /* [K, S] transposed sample */
-    L->clip = falloc((size_t)(N * ng));
-    SK_ASSERT(xt && L->clip);
-    for (int si = 0; si < S; si++)
-        for (int64_t k = 0; k < K; k++) xt[(size_t)k * S + si] = x[(size_t)si * step * K + k];
-#pragma omp parallel
-    {
-        float *org = falloc((size_t)S), *cur = falloc((size_t)S), *wq = falloc((size_t)g);
-        SK_ASSERT(org && cur && wq);
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t n = 0; n < N; n++) {
-            for (int64_t b = 0; b < ng; b++) {
-                const float *w = L->w + n * K + b * g;
-                const float *xb = xt + (size_t)(b * g) * S;
-                float amax = 0;
-                for (int64_t j = 0; j < g; j++) amax = fabsf(w[j]) > amax ? fabsf(w[j]) : amax;
-                memset(org, 0, sizeof(float) * (size_t)S);
-                for (int64_t j = 0; j < g; j++)
-                    for (int si = 0; si < S; si++) org[si] += w[j] * xb[(size_t)j * S + si];
-                double best = INFINITY;
-                float best_c = amax;
-                for (int i = 0; i < CLIP_STEPS; i++) {
-                    const float cl = amax * (1.0f - (float)i / CLIP_GRID);
-                    if (!(cl > 0)) break;
-                    sk_q4g_fake_quant_row(w, g, (int)g, &cl, wq);
-                    memset(cur, 0, sizeof(float) * (size_t)S);
-                    for (int64_t j = 0; j < g; j++)
-                        for (int si = 0; si < S; si++) cur[si] += wq[j] * xb[(size_t)j * S + si];
-                    double e = 0;
-                    for (int si = 0; si < S; si++) e += (double)(cur[si] - org[si]) * (cur[si] - org[si]);
-                    if (e < best) best = e, best_c = cl;
-                }
-                L->clip[n * ng + b] = best_c;
-            }
-        }
-        free(org), free(cur), free(wq);
-    }
-    free(xt);
+    L->clip = dalloc(c, (size_t)(L->N * (L->K / c->g)));
+    SK_ASSERT(L->clip);
+    c->qd->ops->search_clip(c->qd, L->w, L->N, L->K, c->g, x, c->T, L->clip);
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -533,18 +704,29 @@ static sk_status add_f16(sk_model_file *out, const char *name, const float *x, i
 
 static sk_status add_lin(qctx *c, sk_model_file *out, int l, const char *nm, const lin *L) {
     char name[SK_NAME_MAX];
+    float *own_b, *own_w, *own_c;
+    const int64_t ng = L->K / c->g;
+    const float *b = host_view(c, L->b, (size_t)L->N, &own_b);
+    const float *w = host_view(c, L->w, (size_t)(L->N * L->K), &own_w);
+    const float *clip = host_view(c, L->clip, (size_t)(L->N * ng), &own_c);
+    sk_status s = SK_OK;
     snprintf(name, sizeof name, "blk.%d.%s.bias", l, nm);
-    if (L->b) SK_TRY(add_f16(out, name, L->b, 1, L->N, 0));
+    if (b && (s = add_f16(out, name, b, 1, L->N, 0)) != SK_OK) goto done;
     snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm);
-    if (!L->quant) return add_f16(out, name, L->w, 2, L->N, L->K);
+    if (!L->quant) {
+        s = add_f16(out, name, w, 2, L->N, L->K);
+        goto done;
+    }
     const sk_dtype dt = sk_dtype_q4g(c->g);
     const size_t rb = sk_dtype_row_bytes(dt, L->K);
     uint8_t *q = malloc(rb * (size_t)L->N);
-    if (!q) return sk_fail(SK_ERR_NOMEM, "out of memory for '%s'", name);
-    const int64_t ng = L->K / c->g;
+    if (!q) {
+        s = sk_fail(SK_ERR_NOMEM, "out of memory for '%s'", name);
+        goto done;
+    }
 #pragma omp parallel for
     for (int64_t n = 0; n < L->N; n++)
-        sk_q4g_quantize_row(L->w + n * L->K, L->K, c->g, L->clip ? L->clip + n * ng : NULL,
+        sk_q4g_quantize_row(w + n * L->K, L->K, c->g, clip ? clip + n * ng : NULL,
                             q + rb * (size_t)n);
     sk_tensor t;
     memset(&t, 0, sizeof t);
@@ -556,7 +738,9 @@ static sk_status add_lin(qctx *c, sk_model_file *out, int l, const char *nm, con
     t.data = sk_mf_own(out, q);
     t.nbytes = rb * (size_t)L->N;
     sk_mf_add_tensor(out, &t);
-    return SK_OK;
+done:
+    free(own_b), free(own_w), free(own_c);
+    return s;
 }
 
 static sk_status emit_layer(qctx *c, sk_model_file *out, int l, const layer32 *y) {
@@ -618,9 +802,9 @@ static void awq_layer(qctx *c, layer32 *y, const float *x, feats *fe, acts *a, f
     layer_fwd(c, y, x, fe, a, xnext);
     const int64_t qkvw = (int64_t)(hp->n_heads + 2 * hp->n_kv_heads) * hp->head_dim;
     const int64_t wmax = D > F ? (D > qkvw ? D : qkvw) : (F > qkvw ? F : qkvw);
-    float *out = falloc((size_t)(T * wmax)), *att = falloc((size_t)T * hp->n_heads * hp->head_dim);
-    float *f = falloc((size_t)(T * F)), *s = falloc((size_t)(D > F ? D : F));
-    float *ref = falloc((size_t)(T * D));
+    float *out = dalloc(c, (size_t)(T * wmax)), *att = dalloc(c, (size_t)T * hp->n_heads * hp->head_dim);
+    float *f = dalloc(c, (size_t)(T * F)), *s = falloc((size_t)(D > F ? D : F));
+    float *ref = dalloc(c, (size_t)(T * D));
     SK_ASSERT(out && att && f && s && ref);
     double e_rtn = 0, e_best = 0;
     group gr;
@@ -639,10 +823,7 @@ static void awq_layer(qctx *c, layer32 *y, const float *x, feats *fe, acts *a, f
             gr = (group){{&y->o}, 1, INSPECT_SELF, fe->att, ref, T * D};
             double r0, r1;
             search_scale(c, y, &gr, a, out, att, f, s, &r0, &r1);
-            for (int64_t n = 0; n < y->v.N; n++) {
-                for (int64_t k = 0; k < y->v.K; k++) y->v.w[n * y->v.K + k] /= s[n];
-                if (y->v.b) y->v.b[n] /= s[n];
-            }
+            fold_rows(c, &y->v, s);
             fold_in(c, &gr, s, fe->att);
         }
         /* gate/up after ffn_norm */
@@ -657,15 +838,12 @@ static void awq_layer(qctx *c, layer32 *y, const float *x, feats *fe, acts *a, f
             gr = (group){{&y->down}, 1, INSPECT_SELF, fe->f, fe->m_out, T * D};
             double r0, r1;
             search_scale(c, y, &gr, a, out, att, f, s, &r0, &r1);
-            for (int64_t n = 0; n < y->up.N; n++) {
-                for (int64_t k = 0; k < y->up.K; k++) y->up.w[n * y->up.K + k] /= s[n];
-                if (y->up.b) y->up.b[n] /= s[n];
-            }
+            fold_rows(c, &y->up, s);
             fold_in(c, &gr, s, fe->f);
         }
     } else if (hp->parallel_attn && !y->attn_norm_2) {
         /* one LayerNorm feeds qkv and up: inspect the whole layer's added output */
-        memcpy(ref, fe->a_out, sizeof(float) * (size_t)(T * D));
+        c->qd->ops->copy(c->qd, ref, fe->a_out, (size_t)(T * D));
         c->op->add(c->be, ref, fe->m_out, (size_t)(T * D));
         gr = (group){{&y->qkv, &y->up}, 2, INSPECT_LAYER, fe->h, ref, T * D};
         if (y->qkv.quant) {
@@ -675,24 +853,24 @@ static void awq_layer(qctx *c, layer32 *y, const float *x, feats *fe, acts *a, f
         }
     } else {
         if (y->qkv.quant) {
-            float *r = falloc((size_t)(T * y->qkv.N));
+            float *r = dalloc(c, (size_t)(T * y->qkv.N));
             SK_ASSERT(r);
             mm_lin(c, fe->h, &y->qkv, r);
             gr = (group){{&y->qkv}, 1, INSPECT_SELF, fe->h, r, T * y->qkv.N};
             search_scale(c, y, &gr, a, out, att, f, s, &e_rtn, &e_best);
             for (int64_t k = 0; k < D; k++) y->attn_norm[k] /= s[k], y->attn_norm_b[k] /= s[k];
             fold_in(c, &gr, s, fe->h);
-            free(r);
+            dfree(c, r);
         }
         if (y->up.quant) {
-            float *r = falloc((size_t)(T * F)), *o2 = falloc((size_t)(T * F));
+            float *r = dalloc(c, (size_t)(T * F)), *o2 = dalloc(c, (size_t)(T * F));
             SK_ASSERT(r && o2);
             mm_lin(c, fe->h2, &y->up, r);
             gr = (group){{&y->up}, 1, INSPECT_SELF, fe->h2, r, T * F};
             search_scale(c, y, &gr, a, o2, att, f, s, &e_rtn, &e_best);
             for (int64_t k = 0; k < D; k++) y->attn_norm_2[k] /= s[k], y->attn_norm_2_b[k] /= s[k];
             fold_in(c, &gr, s, fe->h2);
-            free(r), free(o2);
+            dfree(c, r), dfree(c, o2);
         }
     }
     (void)e_rtn, (void)e_best;
@@ -703,7 +881,7 @@ static void awq_layer(qctx *c, layer32 *y, const float *x, feats *fe, acts *a, f
     if (y->up.quant) search_clip(c, &y->up, falcon && !y->attn_norm_2 ? fe->h : fe->h2);
     if (y->down.quant) search_clip(c, &y->down, fe->f);
     (void)l;
-    free(out), free(att), free(f), free(s), free(ref);
+    dfree(c, out), dfree(c, att), dfree(c, f), free(s), dfree(c, ref);
 }
 
 /* Layer output error of the quantized layer (weights as they will be stored) against xref. */
@@ -714,14 +892,14 @@ static double layer_err(qctx *c, const layer32 *y, const float *x, const float *
     float *bufs[8] = {0};
     for (int i = 0; i < 8; i++) {
         if (!all[i]->w || !all[i]->quant) continue;
-        bufs[i] = falloc((size_t)(all[i]->N * all[i]->K));
+        bufs[i] = dalloc(c, (size_t)(all[i]->N * all[i]->K));
         SK_ASSERT(bufs[i]);
-        fq_scaled(all[i], NULL, c->g, bufs[i]);
+        fq_scaled(c, all[i], NULL, bufs[i]);
         all[i]->w = bufs[i];
     }
     layer_fwd(c, &q, x, fe, a, tmp);
-    for (int i = 0; i < 8; i++) free(bufs[i]);
-    return mse(tmp, xref, (size_t)c->T * (size_t)c->hp.dim);
+    for (int i = 0; i < 8; i++) dfree(c, bufs[i]);
+    return mse(c, tmp, xref, (size_t)c->T * (size_t)c->hp.dim);
 }
 
 static int pick_group(const sk_hparams *hp, int want) {
@@ -732,6 +910,58 @@ static int pick_group(const sk_hparams *hp, int want) {
         if (ok) return g;
     }
     return 32;
+}
+
+/* The backend and qdev of the search: CUDA for AWQ when asked (or auto and usable), else the
+ * CPU. T: calibration tokens (the CUDA attention op takes at most 65535 rows). */
+static sk_status open_device(qctx *c, bool awq, int64_t T) {
+    const sk_quant_params *p = c->p;
+    bool cuda = awq && p->device != SK_QUANT_DEV_CPU;
+    if (cuda && T > 65535) {
+        if (p->device == SK_QUANT_DEV_CUDA)
+            return sk_fail(SK_ERR_ARG, "quantize: %lld calibration tokens; CUDA takes at most 65535",
+                           (long long)T);
+        SK_LOGI("quantize: %lld calibration tokens (CUDA: at most 65535); quantizing on the CPU",
+                (long long)T);
+        cuda = false;
+    }
+#ifdef SAKER_HAVE_CUDA
+    if (cuda) {
+        /* fp16: the attention op then keeps its KV cache in fp16 and computes in fp32 (bf16
+         * would take the bf16 tensor-core prefill path); the search's matmuls are qdev's. */
+        sk_status s = sk_backend_cuda_new("fp16", &c->be);
+        if (s == SK_OK) {
+            if ((s = sk_qdev_cuda_new(c->be, p->tf32, &c->qd)) == SK_OK) return SK_OK;
+            c->be->ops->destroy(c->be);
+            c->be = NULL;
+        }
+        if (p->device == SK_QUANT_DEV_CUDA) return s;
+        SK_LOGI("%s; quantizing on the CPU", sk_last_error());
+        cuda = false;
+    }
+#else
+    if (cuda && p->device == SK_QUANT_DEV_CUDA)
+        return sk_fail(SK_ERR_DEVICE, "quantize: device cuda was requested, but this build of "
+                                      "saker has no CUDA backend (rebuild with nvcc available)");
+    cuda = false;
+#endif
+    (void)cuda;
+    SK_TRY(sk_backend_cpu_new(p->n_threads, &c->be));
+    sk_status s = sk_qdev_cpu_new(c->be, &c->qd);
+    if (s != SK_OK) {
+        c->be->ops->destroy(c->be);
+        c->be = NULL;
+    }
+    return s;
+}
+
+/* "[#####.....]" for done of total into buf[w + 3]. */
+static void progress_bar(int done, int total, int w, char *buf) {
+    const int n = total > 0 ? (int)((long)done * w / total) : w;
+    buf[0] = '[';
+    for (int i = 0; i < w; i++) buf[1 + i] = i < n ? '#' : '.';
+    buf[w + 1] = ']';
+    buf[w + 2] = 0;
 }
 
 sk_status sk_quantize_model(const sk_model_file *src, const sk_quant_params *p,
@@ -758,10 +988,6 @@ sk_status sk_quantize_model(const sk_model_file *src, const sk_quant_params *p,
     if (c.g != p->group)
         SK_LOGW("quantize: group size %d does not divide every Linear's input width; using %d",
                 p->group, c.g);
-    out->path = sk_xstrdup(src->path);
-    out->format = "hf";
-    out->hp = c.hp;
-    out->vocab = src->vocab; /* shallow: src's memory */
 
     sk_status s = SK_OK;
     const sk_hparams *hp = &c.hp;
@@ -769,22 +995,29 @@ sk_status sk_quantize_model(const sk_model_file *src, const sk_quant_params *p,
     float *x = NULL, *xn = NULL, *tmp = NULL;
     feats fe = {0};
     acts a = {0};
-    if ((s = sk_backend_cpu_new(p->n_threads, &c.be)) != SK_OK) goto fail;
+    SK_TRY(open_device(&c, awq, awq ? (int64_t)n_samples * len : 0));
     c.op = c.be->ops;
+    c.on_dev = awq;
+    snprintf(g_stats.device, sizeof g_stats.device, "%s", c.be->name);
+    out->path = sk_xstrdup(src->path);
+    out->format = "hf";
+    out->hp = c.hp;
+    out->vocab = src->vocab; /* shallow: src's memory */
     if (awq) {
         c.T = n_samples * len;
         const int64_t T = c.T, qkvw = (int64_t)(hp->n_heads + 2 * hp->n_kv_heads) * hp->head_dim;
         if ((s = c.op->kv_new(c.be, 1, hp->n_kv_heads, hp->head_dim, len, n_samples, &c.kv)) != SK_OK)
             goto fail;
-        x = falloc((size_t)(T * D)), xn = falloc((size_t)(T * D)), tmp = falloc((size_t)(T * D));
-        fe.h = falloc((size_t)(T * D)), fe.h2 = falloc((size_t)(T * D));
-        fe.att = falloc((size_t)(T * hp->n_heads * hp->head_dim));
-        fe.f = falloc((size_t)(T * F)), fe.a_out = falloc((size_t)(T * D)), fe.m_out = falloc((size_t)(T * D));
-        a.qkv = falloc((size_t)(T * qkvw)), a.f1 = falloc((size_t)(T * F));
-        a.tmp = falloc((size_t)(T * (D > F ? D : F)));
+        x = dalloc(&c, (size_t)(T * D)), xn = dalloc(&c, (size_t)(T * D)), tmp = dalloc(&c, (size_t)(T * D));
+        fe.h = dalloc(&c, (size_t)(T * D)), fe.h2 = dalloc(&c, (size_t)(T * D));
+        fe.att = dalloc(&c, (size_t)(T * hp->n_heads * hp->head_dim));
+        fe.f = dalloc(&c, (size_t)(T * F)), fe.a_out = dalloc(&c, (size_t)(T * D)), fe.m_out = dalloc(&c, (size_t)(T * D));
+        a.qkv = dalloc(&c, (size_t)(T * qkvw)), a.f1 = dalloc(&c, (size_t)(T * F));
+        a.tmp = dalloc(&c, (size_t)(T * (D > F ? D : F)));
         if (!x || !xn || !tmp || !fe.h || !fe.h2 || !fe.att || !fe.f || !fe.a_out || !fe.m_out ||
             !a.qkv || !a.f1 || !a.tmp) {
-            s = sk_fail(SK_ERR_NOMEM, "quantize: out of memory for %d calibration tokens", c.T);
+            s = sk_fail(SK_ERR_NOMEM, "quantize: out of %s memory for %d calibration tokens",
+                        c.be->name, c.T);
             goto fail;
         }
         int32_t *pos = sk_xmalloc(sizeof(int32_t) * (size_t)T * 2);
@@ -795,51 +1028,78 @@ sk_status sk_quantize_model(const sk_model_file *src, const sk_quant_params *p,
         if (s != SK_OK) goto fail;
         float *emb = deq(src, "token_embd.weight", (int64_t)hp->n_vocab * D, &s);
         if (!emb) goto fail;
+        float *hx = falloc((size_t)(T * D));
+        if (!hx) {
+            free(emb);
+            s = sk_fail(SK_ERR_NOMEM, "quantize: out of memory for %d calibration tokens", c.T);
+            goto fail;
+        }
         for (int t = 0; t < c.T; t++)
-            memcpy(x + (size_t)t * D, emb + (size_t)tokens[t] * D, sizeof(float) * (size_t)D);
+            memcpy(hx + (size_t)t * D, emb + (size_t)tokens[t] * D, sizeof(float) * (size_t)D);
         free(emb);
+        c.op->upload_f32(c.be, x, hx, (size_t)(T * D));
+        free(hx);
     }
     g_stats.n_layers = hp->n_layers;
+    if (p->progress && awq)
+        fprintf(stderr, "quantize: AWQ search on %s (%s matmuls)\n", c.be->name,
+                strcmp(c.be->name, "cuda") ? "fp32" : p->tf32 ? "TF32" : "fp32");
     const double t0 = sk_time();
     for (int l = 0; l < hp->n_layers; l++) {
+        const double tl = sk_time();
         layer32 y;
         if ((s = load_layer(&c, l, &y)) != SK_OK) {
-            layer_free(&y);
+            layer_free(&c, &y);
             goto fail;
         }
         if (awq) {
+            c.layer = l;
+            c.n_search = 0;
+            if (l < 1024)
+                for (int i = 0; i < 4; i++) g_stats.grid_best[l][i] = -1;
+            const double ts = sk_time();
             awq_layer(&c, &y, x, &fe, &a, xn, l);
             if (l < 1024) {
+                /* wait for the device so that the search's time is its own */
+                float one;
+                c.op->download_f32(c.be, xn, &one, 1);
+                g_stats.search_s[l] = sk_time() - ts;
                 /* the same layer with RTN, for the record */
                 layer32 r;
                 if ((s = load_layer(&c, l, &r)) != SK_OK) {
-                    layer_free(&y), layer_free(&r);
+                    layer_free(&c, &y), layer_free(&c, &r);
                     goto fail;
                 }
                 g_stats.rtn_err[l] = layer_err(&c, &r, x, xn, &fe, &a, tmp);
-                layer_free(&r);
+                layer_free(&c, &r);
                 g_stats.awq_err[l] = layer_err(&c, &y, x, xn, &fe, &a, tmp);
             }
             float *sw = x;
             x = xn, xn = sw;
         }
         s = emit_layer(&c, out, l, &y);
-        layer_free(&y);
+        layer_free(&c, &y);
         if (s != SK_OK) goto fail;
+        if (l < 1024) g_stats.layer_s[l] = sk_time() - tl;
         if (p->progress) {
+            char bar[32];
+            const double el = sk_time() - t0;
+            progress_bar(l + 1, hp->n_layers, 20, bar);
             if (awq)
-                fprintf(stderr, "quantize: layer %d/%d  %.1f s  layer output MSE: RTN %.3e, AWQ %.3e\n",
-                        l + 1, hp->n_layers, sk_time() - t0, g_stats.rtn_err[l], g_stats.awq_err[l]);
+                fprintf(stderr, "quantize: %s layer %d/%d  %.1f s (left ~%.0f s)  layer output MSE: RTN %.3e, AWQ %.3e\n",
+                        bar, l + 1, hp->n_layers, el, el / (l + 1) * (hp->n_layers - l - 1),
+                        g_stats.rtn_err[l], g_stats.awq_err[l]);
             else
-                fprintf(stderr, "quantize: layer %d/%d  %.1f s\n", l + 1, hp->n_layers, sk_time() - t0);
+                fprintf(stderr, "quantize: %s layer %d/%d  %.1f s\n", bar, l + 1, hp->n_layers, el);
         }
     }
     if ((s = emit_global(&c, out)) != SK_OK) goto fail;
 fail:
-    free(x), free(xn), free(tmp);
-    free(fe.h), free(fe.h2), free(fe.att), free(fe.f), free(fe.a_out), free(fe.m_out);
-    free(a.qkv), free(a.f1), free(a.tmp);
+    dfree(&c, x), dfree(&c, xn), dfree(&c, tmp);
+    dfree(&c, fe.h), dfree(&c, fe.h2), dfree(&c, fe.att), dfree(&c, fe.f), dfree(&c, fe.a_out), dfree(&c, fe.m_out);
+    dfree(&c, a.qkv), dfree(&c, a.f1), dfree(&c, a.tmp);
     if (c.kv) c.op->kv_free(c.be, c.kv);
+    if (c.qd) c.qd->ops->destroy(c.qd);
     if (c.be) c.op->destroy(c.be);
     if (s != SK_OK) {
         out->vocab = (sk_vocab_data){0};

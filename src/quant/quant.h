@@ -40,6 +40,13 @@ void sk_awq_unpack(const int32_t *qweight, const int32_t *qzeros, const uint16_t
                    int64_t N, int64_t K, int g, void *q4g);
 
 typedef enum sk_quant_method { SK_QUANT_RTN = 0, SK_QUANT_AWQ = 1 } sk_quant_method;
+/* CPU: the fp32 reference (the default). CUDA: the same search on the GPU (an error when this
+ * build or machine has none). AUTO: CUDA when usable, else the CPU. */
+typedef enum sk_quant_device {
+    SK_QUANT_DEV_CPU = 0,
+    SK_QUANT_DEV_CUDA = 1,
+    SK_QUANT_DEV_AUTO = 2
+} sk_quant_device;
 
 typedef struct sk_quant_params {
     const char *model;     /* -m: .gguf, llama2.c .bin (with tokenizer), or HF directory */
@@ -57,6 +64,8 @@ typedef struct sk_quant_params {
                               duo_scaling) instead of the paper's mean|x|^a */
     int n_threads;         /* 0: all cores */
     bool progress;         /* per-layer progress on stderr */
+    sk_quant_device device; /* where the AWQ search runs (RTN always runs on the CPU) */
+    bool tf32;             /* CUDA: the search's matmuls on TF32 tensor cores instead of fp32 */
 } sk_quant_params;
 
 void sk_quant_params_default(sk_quant_params *p);
@@ -65,13 +74,21 @@ void sk_quant_params_default(sk_quant_params *p);
  * stay f16), and writes p->out_dir. Returns a status with the message set on bad input. */
 sk_status sk_quantize(const sk_quant_params *p);
 
-/* Per-layer statistics of the last sk_quantize call, for tests and reports: the mean squared
- * error of each scaled block's output (AWQ's search objective) with the weights RTN-quantized
- * and with the chosen AWQ scales. */
+/* Per-layer statistics of the last sk_quantize call, for tests and reports (layers < 1024): the
+ * mean squared error of each layer's output (AWQ's search objective) with the weights
+ * RTN-quantized and with the chosen AWQ scales; the grid index i (alpha = i / n_grid) each scale
+ * search chose, in the order awq.c runs them (Llama: q/k/v, v -> o when searched, gate/up,
+ * down; -1: none); seconds of the layer's search (AWQ) and of the whole layer (load, search,
+ * statistics, packing). */
 typedef struct sk_quant_stats {
     int n_layers;
+    char device[8]; /* the backend the search ran on: "cpu" or "cuda" */
     double rtn_err[1024];
     double awq_err[1024];
+    int n_search[1024];
+    int grid_best[1024][4];
+    double search_s[1024];
+    double layer_s[1024];
 } sk_quant_stats;
 const sk_quant_stats *sk_quant_last_stats(void);
 

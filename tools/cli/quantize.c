@@ -11,7 +11,9 @@ static const char k_help[] =
     "\n"
     "Quantizes every Linear of every layer to 4-bit groups with zero points (asymmetric) and\n"
     "writes an AutoAWQ GEMM checkpoint (qweight/qzeros/scales, quantization_config in\n"
-    "config.json) that `saker` and AutoAWQ-compatible loaders read. Runs on the CPU.\n"
+    "config.json) that `saker` and AutoAWQ-compatible loaders read. The AWQ search runs on the\n"
+    "GPU when there is one (activations and weights in device memory, fp32 matmuls), else on\n"
+    "the CPU (the fp32 reference); RTN runs on the CPU. Progress: one line per layer.\n"
     "\n"
     "  -m, --model PATH       .gguf, llama2.c .bin (with --tokenizer) or HF directory\n"
     "      --tokenizer FILE   llama2.c tokenizer (tok*.bin)\n"
@@ -27,6 +29,9 @@ static const char k_help[] =
     "      --grid N           AWQ scale-exponent grid points in [0, 1) (default 20)\n"
     "      --duo              AWQ scales mean|x|^a / mean|w|^(1-a) (AutoAWQ's duo_scaling)\n"
     "                         instead of the paper's mean|x|^a\n"
+    "      --device D         auto (default: cuda when usable), cpu or cuda\n"
+    "      --tf32             CUDA: the search's matmuls on TF32 tensor cores (faster, inputs\n"
+    "                         rounded to 10 mantissa bits) instead of fp32\n"
     "  -t, --threads N        CPU threads (default: all cores)\n"
     "  -o, --output DIR       the directory to write (created)\n";
 
@@ -36,6 +41,7 @@ int sk_cmd_quantize(int argc, char **argv) {
     sk_quant_params p;
     sk_quant_params_default(&p);
     p.progress = true;
+    p.device = SK_QUANT_DEV_AUTO;
     const char *method = "awq";
     long v;
     for (int i = 1; i < argc; i++) {
@@ -54,6 +60,14 @@ int sk_cmd_quantize(int argc, char **argv) {
             if (!(p.out_dir = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--duo")) {
             p.duo = true;
+        } else if (!strcmp(a, "--tf32")) {
+            p.tf32 = true;
+        } else if (!strcmp(a, "--device")) {
+            if (!(val = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
+            if (!strcmp(val, "auto")) p.device = SK_QUANT_DEV_AUTO;
+            else if (!strcmp(val, "cpu")) p.device = SK_QUANT_DEV_CPU;
+            else if (!strcmp(val, "cuda")) p.device = SK_QUANT_DEV_CUDA;
+            else return sk_cli_usage_error("quantize", "--device: '%s' is not one of auto, cpu, cuda", val);
         } else if (!strcmp(a, "--calib")) {
             if (!(p.calib = sk_cli_value(argc, argv, &i))) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--bits") || !strcmp(a, "--group") || !strcmp(a, "--calib-samples") ||
@@ -85,6 +99,7 @@ int sk_cmd_quantize(int argc, char **argv) {
     double t0 = sk_time_now();
     sk_status s = sk_quantize(&p);
     if (s != SK_OK) return sk_cli_runtime_error("%s", sk_last_error()[0] ? sk_last_error() : sk_status_name(s));
-    fprintf(stderr, "saker: wrote %s (%s) in %.1f s\n", p.out_dir, method, sk_time_now() - t0);
+    fprintf(stderr, "saker: wrote %s (%s on %s) in %.1f s\n", p.out_dir, method,
+            sk_quant_last_stats()->device, sk_time_now() - t0);
     return SK_EXIT_OK;
 }
