@@ -12,11 +12,14 @@
  * Bytes per weight: 0.5 + 4/G (0.53 at G = 128).
  *
  * Kernels:
- *   sk_w4_gemv_kernel   decode (T <= 4 rows of x): memory-bound; one warp owns R rows, its lanes
- *                       take 16-byte chunks (32 weights) of each row; dequantized in registers
- *                       (LOP3 to half2, one HSUB2, then fp32), fp32 FMAs with x read in fp32
- *                       (shared across the R rows), fp32 accumulation; epilogues as gemv.cuh
- *                       (store, residual add, SwiGLU over [Wg; Wu]).
+ *   sk_w4_tc_kernel     decode (T <= 4 rows of x), the backend's: dequantized to bf16 (q - z)
+ *                       in registers and multiplied on the tensor cores (mma.sync) with x split
+ *                       into bf16 hi + lo, scaled per group in fp32; epilogues as gemv.cuh
+ *                       (store, residual add, SwiGLU over [Wg; Wu]). Its comment says more.
+ *   sk_w4_gemv_kernel   decode on CUDA cores (the first version, SAKER_W4_GEMV=1): one warp owns
+ *                       R rows, its lanes take 16-byte chunks (32 weights) of each row;
+ *                       dequantized in registers (LOP3 to half2, one HSUB2, then fp32), fp32 FMAs
+ *                       with x read in fp32 (shared across the R rows), fp32 accumulation.
  *   sk_w4_dequant_kernel  INT4 -> half rows for larger T (then cuBLASLt on the half copy).
  *   sk_w4_embed_kernel  rows of an INT4 table to fp32 (an INT4 token embedding).
  *   sk_w4_random_kernel synthetic INT4 weights: random nibbles, z alternating 7/8 per group
@@ -26,6 +29,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include "backend/cuda/pdl.cuh"
@@ -136,21 +140,347 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
     sk_gemv_finish<T, R, NR, MODE, KS>(acc, red, lane, wib, slice, live, n0, N_out, bias, out);
 }
 
+/* ---- Tensor-core decode GEMV (sk_w4_tc_kernel), T <= 4 rows of x ---------------------------
+ *
+ * Why: the kernel above spends 4.2 instructions per weight at T = 1 (SASS of R8 U1: 1085 per
+ * 256 weights a lane; shift, two LOP3, HSUB2, two conversions, two FFMAs per pair) and T times the
+ * FFMAs at T rows (70B o at T = 4: 162 us); in SwiGLU mode it holds 16 rows per warp at 251
+ * registers (8 warps per SM: 70B gate/up 123 us, 2.0 TB/s). Here the products go to mma.sync
+ * m16n8k16 (bf16 in, fp32 accumulate): the weights are the A operand, and x is the B operand split
+ * as x = hi + lo (two bf16 columns per row of x; |x - hi - lo| <= 2^-18 |x|, so the result is
+ * about as accurate as fp32 FMAs: worst max|err| / sum|x w| 1.9e-6 in the workbench). Per weight
+ * that leaves the dequantization (3/8 shift, 1/2 LOP3, and with ZC = 0 1/2 bf16 subtraction) and
+ * 1/64 MMA, whatever T <= 4 is: 2.7 instructions per weight at T = 1 (171 per step of 64 weights
+ * a lane), 0.73 per weight and row of x at T = 4 (MT 2).
+ *
+ * Measured on the H200 (2026-11-29, bench/results/awq-speed.md): 70B shapes at T = 1 in 15.9-86 us
+ * (2.1-2.9 TB/s of INT4 bytes, 50-69% of copy; v1 1.9-2.5), T = 4 within 20% of T = 1 (v1: 5-8x
+ * slower). Not bound by instruction issue (ZC = 1, 11% fewer instructions, is no faster) but by
+ * how many loads are in flight: the 64-register D = 2 version in 8-warp blocks, all resident at
+ * once on 8192-row matrices, beats D = 4 at 80 registers (a second wave) by 20-30%.
+ *
+ * A operand: 0x4300 | q is bf16 128 + q. ZC = 0 subtracts (128 + z) per pair (HSUB2, exact
+ * q - z); ZC = 1 leaves 128 + q and subtracts (128 + z) * sum(x) per group and row of x after the
+ * MMAs (the sums from 8 more MMAs with A = 1 per step): one instruction per pair less, at the
+ * price of fp32 rounding on partial sums about 25 times larger (still ~1e-6 relative).
+ *
+ * Layout: a warp owns NT tiles of 16 weight rows (MT tiles of output rows; SWIGLU: MT gate tiles
+ * and the MT matching up tiles) and walks K in steps of 128 (4 chunks of 32 weights: lane (g, t),
+ * g = lane / 4, t = lane % 4, loads 16 bytes of rows g and g + 8 at chunk 4 s + t). The KS warps
+ * of a block split the steps (warp w takes steps w, w + KS, ...) and add up through shared memory
+ * at the end. MMA j (0..7) of a step takes elements 4j..4j+3 of each lane's chunk: the 16 k of
+ * the MMA are 4 from each of the 4 chunks, so B's columns keep the chunks' groups apart: column
+ * n = 2 idx + hl, idx = tau * GP + gi (row tau of x, group gi of the GP = 128 / G groups in a
+ * step, hl: hi or lo part), zero unless lane t's chunk is in group gi. Each step's partial sums
+ * (per group) are scaled by d in fp32. Loads run D steps ahead (a ring of registers); the step's
+ * x (T x 128 floats) is split into hi/lo by the whole warp into shared memory (two buffers, one
+ * __syncwarp per step), then read as B fragments. */
+#define SK_W4TC_MAXW 8 /* warps per block at most (KS) */
+#define SK_W4TC_XW 20  /* shared words per 32-element chunk of split x (16 + 4 against conflicts) */
+
+/* 16 bytes of streamed weights: not kept in L1 (x and the scales stay there). */
+static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+/* (a & b) | c in one LOP3 (the compiler splits it in two when b and c are both immediates). */
+static __device__ __forceinline__ uint32_t sk_w4_andor(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+static __device__ __forceinline__ uint32_t sk_w4_hsub_bf2(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("sub.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* (128 + z, 128 + z) as bf16x2 from a scale word (fp16 d low, fp16 1024 + z = 0x6400 | z high). */
+static __device__ __forceinline__ uint32_t sk_w4_zb(uint32_t s) {
+    return sk_w4_andor(__byte_perm(s, 0, 0x3232), 0x000f000fu, 0x43004300u);
+}
+static __device__ __forceinline__ float sk_w4_d(uint32_t s) {
+    return __half2float(__ushort_as_half((unsigned short)(s & 0xffffu)));
+}
+/* 128 + z as a float (the high half is fp16 1024 + z). */
+static __device__ __forceinline__ float sk_w4_zf(uint32_t s) {
+    return __half2float(__ushort_as_half((unsigned short)(s >> 16))) - 896.0f;
+}
+static __device__ __forceinline__ uint32_t sk_w4_word(const uint4 &v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+static __device__ __forceinline__ void sk_w4_mma(float (&c)[4], uint32_t a0, uint32_t a1,
+                                                 uint32_t a2, uint32_t a3, uint32_t b0,
+                                                 uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ uint32_t sk_w4_bf16x2(float a, float b) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b); /* a in the low half */
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+/* grid: ceil(N_out / (16 MT)) blocks of 32 KS threads (KS <= SK_W4TC_MAXW). GP = 128 / G. */
+template <int T, int MT, int D, int GP, int ZC, int MODE>
+__global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
+    sk_w4_tc_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
+                    const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
+                    int K, float *__restrict__ out) {
+    constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT; /* 16-row tiles per warp */
+    constexpr int NB = (2 * T * GP + 7) / 8;                 /* n8 MMAs per k16 */
+    constexpr int XW = SK_W4TC_XW, XB = 2 * T * 4 * XW;      /* words of one x buffer */
+    constexpr int GSH = GP == 4 ? 0 : (GP == 2 ? 1 : 2);     /* chunks per group = 1 << GSH */
+    static_assert(T >= 1 && T <= 4 && (GP == 1 || GP == 2 || GP == 4), "T <= 4, G 32/64/128");
+    static_assert(D % 2 == 0, "steps alternate between two x buffers");
+    /* x buffers [warp][2][hl][tau][chunk] during the loop, then the partial sums
+     * red[warp][tile][idx][row] of the final reduction. */
+    constexpr int XWORDS = SK_W4TC_MAXW * 2 * XB, RWORDS = SK_W4TC_MAXW * NT * 4 * NB * 16;
+    __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
+    __shared__ __align__(16) uint32_t xzero[16];
+    uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
+    float(*red)[NT][4 * NB][16] = reinterpret_cast<float(*)[NT][4 * NB][16]>(smem);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, KS = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int C = K >> 5, S = (C + 3) >> 2, KG = C >> GSH;
+    const int n0 = blockIdx.x * 16 * MT;
+    sk_pdl_trigger();
+    if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
+
+    /* Offsets (in 16-byte chunks and in scale words) of rows g and g + 8 of each tile; rows past
+     * the end read the last row (loaded, never stored). */
+    int wo[NT][2], so[NT][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int n = n0 + 16 * (m % MT) + g + 8 * r;
+            if (n >= N_out) n = N_out - 1;
+            if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
+            wo[m][r] = n * C;
+            so[m][r] = n * KG;
+        }
+    const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
+    const uint32_t *sq = reinterpret_cast<const uint32_t *>(q4s);
+
+    /* The ring: weights and scale words of D steps in flight. Chunks past the row's end (a
+     * partial last step) load the last chunk again; their x is zero. */
+    uint4 wb[D][NT][2];
+    uint32_t sb[D][NT][2];
+#define SK_W4TC_LOAD(d_, s_)                                                                       \
+    do {                                                                                           \
+        const int c_ = min(4 * (s_) + t, C - 1);                                                   \
+        _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
+            _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
+            wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                              \
+            sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
+        }                                                                                          \
+    } while (0)
+    /* Weights never depend on the kernel before (PDL): the ring fills before the wait. */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (warp + KS * d < S) SK_W4TC_LOAD(d, warp + KS * d);
+    sk_pdl_wait();
+    __syncthreads(); /* xzero */
+
+    /* This lane's B sources (buffer 0): column n = g + 8 b -> (tau, gi, hl). */
+    int bsrc[NB]; /* word offset into xs[warp][buffer], or -1: zeros */
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        const int n = g + 8 * b, idx = n >> 1, hl = n & 1, tau = idx / GP, gi = idx % GP;
+        bsrc[b] = tau < T && gi == (t * GP) / 4 ? (hl * T + tau) * 4 * XW + t * XW : -1;
+    }
+    /* x of a step: lane l splits elements 4l..4l+3 of each row tau. */
+    float4 xn[T];
+#define SK_W4TC_LOADX(s_)                                                                          \
+    do {                                                                                           \
+        const int k_ = 128 * (s_) + 4 * lane;                                                      \
+        _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) xn[tau_] =                          \
+            k_ < K ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau_ * K + k_))          \
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);                                          \
+    } while (0)
+    if (warp < S) SK_W4TC_LOADX(warp);
+    const int xoff = (lane >> 3) * XW + (lane & 7) * 2;
+
+    float acc[NT][NB][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+
+    const int ns = S > warp ? (S - 1 - warp) / KS + 1 : 0; /* steps of this warp */
+    for (int i = 0; i < ns; i += D) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            if (i + d >= ns) break;
+            const int st = warp + KS * (i + d);
+            uint32_t *xw = xs[warp][d & 1]; /* steps alternate buffers (D is even) */
+            /* x of this step into shared memory as hi/lo bf16 pairs; the next step's x loads. */
+#pragma unroll
+            for (int tau = 0; tau < T; tau++) {
+                const float4 v = xn[tau];
+                const uint32_t h0 = sk_w4_bf16x2(v.x, v.y), h1 = sk_w4_bf16x2(v.z, v.w);
+                const float hx = __uint_as_float(h0 << 16), hy = __uint_as_float(h0 & 0xffff0000u);
+                const float hz = __uint_as_float(h1 << 16), hw = __uint_as_float(h1 & 0xffff0000u);
+                const uint32_t l0 = sk_w4_bf16x2(v.x - hx, v.y - hy);
+                const uint32_t l1 = sk_w4_bf16x2(v.z - hz, v.w - hw);
+                *reinterpret_cast<uint2 *>(&xw[tau * 4 * XW + xoff]) = make_uint2(h0, h1);
+                *reinterpret_cast<uint2 *>(&xw[(T + tau) * 4 * XW + xoff]) = make_uint2(l0, l1);
+            }
+            if (st + KS < S) SK_W4TC_LOADX(st + KS);
+            __syncwarp();
+            uint32_t bf[NB][16];
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                const uint32_t *src = bsrc[b] >= 0 ? xw + bsrc[b] : xzero;
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const uint4 u = *reinterpret_cast<const uint4 *>(src + 4 * q);
+                    bf[b][4 * q] = u.x, bf[b][4 * q + 1] = u.y;
+                    bf[b][4 * q + 2] = u.z, bf[b][4 * q + 3] = u.w;
+                }
+            }
+            /* ZC: per column, the step's sum of B over each group (A = 1.0). */
+            float sx[NB][4];
+            if (ZC) {
+                const uint32_t one = 0x3f803f80u;
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    sx[b][0] = sx[b][1] = sx[b][2] = sx[b][3] = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        sk_w4_mma(sx[b], one, one, one, one, bf[b][2 * j], bf[b][2 * j + 1]);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < NT; m++) {
+                const uint32_t s0 = sb[d][m][0], s1 = sb[d][m][1];
+                const uint32_t z0 = ZC ? 0u : sk_w4_zb(s0), z1 = ZC ? 0u : sk_w4_zb(s1);
+                const uint32_t mask = 0x000f000fu, magic = 0x43004300u;
+                /* two accumulators (even and odd j): half the chain of dependent MMAs */
+                float cc[NB][4], ce[NB][4];
+#pragma unroll
+                for (int b = 0; b < NB; b++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++) cc[b][q] = ce[b][q] = 0.0f;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const uint32_t w0 = sk_w4_word(wb[d][m][0], j >> 1);
+                    const uint32_t w1 = sk_w4_word(wb[d][m][1], j >> 1);
+                    const int p = 2 * (j & 1);
+                    uint32_t a0 = sk_w4_andor(w0 >> (4 * p), mask, magic);
+                    uint32_t a1 = sk_w4_andor(w1 >> (4 * p), mask, magic);
+                    uint32_t a2 = sk_w4_andor(w0 >> (4 * p + 4), mask, magic);
+                    uint32_t a3 = sk_w4_andor(w1 >> (4 * p + 4), mask, magic);
+                    if (!ZC) {
+                        a0 = sk_w4_hsub_bf2(a0, z0), a1 = sk_w4_hsub_bf2(a1, z1);
+                        a2 = sk_w4_hsub_bf2(a2, z0), a3 = sk_w4_hsub_bf2(a3, z1);
+                    }
+#pragma unroll
+                    for (int b = 0; b < NB; b++)
+                        sk_w4_mma(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
+                }
+#pragma unroll
+                for (int b = 0; b < NB; b++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++) cc[b][q] += ce[b][q];
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    uint32_t e0 = s0, e1 = s1;
+                    if (GP > 1) { /* the scale of group gi sits with chunk lane gi * 4 / GP */
+                        const int gi = (t + 4 * b) % GP, src = (lane & ~3) | (gi * 4 / GP);
+                        e0 = __shfl_sync(0xffffffffu, s0, src);
+                        e1 = __shfl_sync(0xffffffffu, s1, src);
+                    }
+                    float v0 = cc[b][0] + cc[b][1], v1 = cc[b][2] + cc[b][3];
+                    if (ZC) {
+                        const float sxb = sx[b][0] + sx[b][1];
+                        v0 = fmaf(-sk_w4_zf(e0), sxb, v0);
+                        v1 = fmaf(-sk_w4_zf(e1), sxb, v1);
+                    }
+                    acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
+                    acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
+                }
+            }
+            if (st + KS * D < S) SK_W4TC_LOAD(d, st + KS * D);
+        }
+    }
+#undef SK_W4TC_LOAD
+#undef SK_W4TC_LOADX
+
+    /* Lane (g, t) holds, per tile m and MMA b, column pair idx = t + 4 b of rows g and g + 8. */
+    __syncthreads(); /* red overlays the x buffers */
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            red[warp][m][t + 4 * b][g] = acc[m][b][0];
+            red[warp][m][t + 4 * b][g + 8] = acc[m][b][1];
+        }
+    __syncthreads();
+    for (int o = threadIdx.x; o < MT * 16 * T; o += blockDim.x) {
+        const int m = o / (16 * T), tau = (o / 16) % T, row = o % 16, n = n0 + 16 * m + row;
+        if (n >= N_out) continue;
+        float v = 0.0f, u = 0.0f;
+        for (int w = 0; w < KS; w++)
+#pragma unroll
+            for (int gi = 0; gi < GP; gi++) {
+                v += red[w][m][tau * GP + gi][row];
+                if (MODE == SK_GEMV_SWIGLU) u += red[w][MT + m][tau * GP + gi][row];
+            }
+        float *po = out + (size_t)tau * N_out + n;
+        if (MODE == SK_GEMV_SWIGLU) {
+            *po = v / (1.0f + __expf(-v)) * u;
+        } else {
+            if (bias) v += bias[n];
+            if (MODE == SK_GEMV_ADD) v += *po;
+            *po = v;
+        }
+    }
+}
+
+/* One launch of the tensor-core GEMV with KS (1..SK_W4TC_MAXW) warps per block (GP from G). */
+template <int T, int MT, int D, int ZC, int MODE>
+static void sk_w4_tc_launch(int KS, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                            const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+    const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
+    void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *) =
+        G == 32   ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE>
+        : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE>
+                  : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE>;
+    sk_launch_pdl(k, blocks, 32u * (unsigned)KS, s, x, q4, q4s, bias, N_out, K, out);
+}
+
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
  * multiple of 32), x 16-byte aligned. */
 static inline bool sk_w4_gemv_ok(int T, int K, const void *x) {
     return T >= 1 && T <= SK_W4_MAX_T && K % 32 == 0 && ((uintptr_t)x & 15) == 0;
 }
 
-/* R (rows per warp), U, and KS = 4 warps splitting K for the same rows. Measured with
- * dev/cuda/gemv_w4.cu on the H200 (bench/results/awq-speed.md): R8 U1 KS4 at T = 1 and 2 (70B
- * shapes at T = 1: 1.7-2.6 TB/s of INT4 bytes, 2.1-2.75x cuBLAS bf16; T = 2: R8 U1 1.1-1.5 TB/s
- * against 0.7-0.85 for R4 U2), R2 U2 above. A variant with the arithmetic in half2 (HFMA2 on
- * x / 16, about 40% fewer instructions) measured the same on 2026-11-29 and was removed: the
- * kernel is not bound by its instruction count alone. */
+/* Which decode kernel: SAKER_W4_GEMV=1 takes the CUDA-core kernel above (the pick of
+ * 2026-11-29, kept as the measured baseline), anything else the tensor-core one below.
+ * SAKER_W4_MT (1 or 2 tiles of 16 rows per warp) and SAKER_W4_KS (warps per block, 1..8)
+ * override the tensor-core kernel's shape, for experiments. */
+static inline int sk_w4_env_int(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+static inline int sk_w4_gemv_version(void) {
+    static int v = -1;
+    if (v < 0) v = sk_w4_env_int("SAKER_W4_GEMV", 2) == 1 ? 1 : 2;
+    return v;
+}
+
+/* CUDA-core kernel: R (rows per warp), U, and KS = 4 warps splitting K for the same rows.
+ * Measured with dev/cuda/gemv_w4.cu on the H200 (bench/results/awq-speed.md): R8 U1 KS4 at T = 1
+ * and 2, R2 U2 above. */
 template <int T, int MODE>
-static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
-                                const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+static void sk_w4_gemv_v1_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                                   const float *bias, int N_out, int K, float *out,
+                                   cudaStream_t s) {
     constexpr int R = T <= 2 ? 8 : 2;
     constexpr int U = T <= 2 ? 1 : 2;
     constexpr int KS = SK_W4_KS;
@@ -162,6 +492,35 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
     if (!sk_pdl_enabled()) pf = 0;
     sk_launch_pdl(sk_w4_gemv_kernel<T, R, U, MODE, KS>, blocks, 32 * SK_W4_WARPS, s, x, q4, q4s, G,
                   bias, N_out, K, out, (int)pf);
+}
+
+/* The tensor-core kernel's shape, from dev/cuda/gemv_w4.cu on the H200 (2026-11-29, Llama-2-70B
+ * and 7B shapes at T = 1, 2, 4; bench/results/awq-speed.md): D = 2 steps in flight and KS = 8
+ * warps per block everywhere (at 64 registers the 8-warp blocks of a 8192-row matrix all fit on
+ * the SMs at once: o 19.5 -> 15.9 us, down 59 -> 44 us against D = 4 at 80 registers), one tile
+ * of 16 rows per warp (MT = 1) except for STORE/ADD at T >= 3, where two tiles share each x
+ * fragment (70B o at T = 4: 26.9 -> 17.8 us). ZC = 1 (zero points after the MMAs, 11% fewer
+ * instructions) measured no faster and is left to the workbench. */
+template <int T, int MODE>
+static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                                const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+    /* The tensor-core kernel indexes rows with 32-bit chunk offsets. */
+    const long chunks = (long)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1) * (K >> 5);
+    if (sk_w4_gemv_version() == 1 || chunks > INT32_MAX) {
+        sk_w4_gemv_v1_launch_t<T, MODE>(x, q4, q4s, G, bias, N_out, K, out, s);
+        return;
+    }
+    static int mt_env = -1, ks = -1;
+    if (ks < 0) {
+        mt_env = sk_w4_env_int("SAKER_W4_MT", 0);
+        ks = sk_w4_env_int("SAKER_W4_KS", 8);
+        if (ks < 1 || ks > SK_W4TC_MAXW) ks = 8;
+    }
+    const int mt = mt_env == 1 || mt_env == 2 ? mt_env : (MODE != SK_GEMV_SWIGLU && T >= 3 ? 2 : 1);
+    if (mt == 2)
+        sk_w4_tc_launch<T, 2, 2, 0, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
+    else
+        sk_w4_tc_launch<T, 1, 2, 0, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
 }
 
 template <int MODE>
