@@ -635,8 +635,10 @@ static void test_fused(void) {
         }
 }
 
-/* ---- INT4 weights (w4.cuh): GEMV (T <= 4), dequantize + cuBLASLt (T > 4), fused epilogues,
- * concat, embed; against the CPU's dequantize-on-the-fly ops on the same Q4G blocks. ---------- */
+/* ---- INT4 weights (w4.cuh): GEMV (T <= 4), tensor-core MMA (w4_mma.cuh, T >= 5: tile
+ * configurations by T, split-K when tiles are few, K not a multiple of its 128-element stage,
+ * rows and tokens past the tiles' ends), fused epilogues, concat, embed; against the CPU's
+ * dequantize-on-the-fly ops on the same Q4G blocks. ------------------------------------------ */
 static void test_w4(void) {
     static const struct {
         int T, N, K;
@@ -644,6 +646,8 @@ static void test_w4(void) {
     } cs[] = {
         {1, 576, 576, false}, {2, 1536, 576, true}, {3, 264, 4096, false}, {4, 100, 1024, true},
         {1, 33, 8192, false}, {5, 96, 512, true},   {9, 256, 512, false},  {40, 768, 1536, true},
+        {6, 264, 4096, true}, {8, 200, 1024, false}, {16, 1000, 2048, true}, {17, 264, 576, true},
+        {33, 130, 1536, false}, {64, 768, 4096, true}, {130, 300, 640, false}, {257, 264, 576, true},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
@@ -687,7 +691,7 @@ static void test_w4(void) {
             finish(what, &os, TOL_MATMUL);
             g_gpu->ops->weight_free(g_gpu, gu);
             /* embed rows of the INT4 table */
-            int32_t tok[40];
+            int32_t tok[320];
             for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 7919 + 13) % N);
             begin_both(T, tok, tok, NULL);
             pbuf oe = pb_new((long)T * K, false, NULL);

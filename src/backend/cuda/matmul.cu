@@ -17,6 +17,7 @@
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/profile.cuh"
 #include "backend/cuda/w4.cuh"
+#include "backend/cuda/w4_mma.cuh"
 
 #include <cublasLt.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct sk_cuda_mm {
     void *workspace;
     mm_plan plans[MM_PLANS];
     int next; /* slot replaced when the cache is full (round robin) */
+    sk_w4m_scratch w4m; /* split-K partials and tile counters of the W4 MMA kernel (fixed size) */
 };
 
 /* ---- fallback kernel ---------------------------------------------------------------------- */
@@ -290,6 +292,41 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
     CUDA_CHECK_LAUNCH();
 }
 
+/* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
+ * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
+static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("SAKER_W4_MMA");
+        off = e && *e && strcmp(e, "0") == 0;
+    }
+    if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
+    return sk_w4m_pick(T, N_out, K);
+}
+
+/* out = x W^T (MODE as gemv.cuh) through the W4 MMA kernel: the rows of x cast to the half type
+ * into c->d_scratch in chunks that fit it (as matmul_lt), one launch per chunk. Allocates
+ * nothing (graph capture safe). */
+template <int MODE>
+static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight *w,
+                   const float *bias, int N_out, float *out) {
+    const int K = (int)w->cols;
+    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K;
+    SK_ASSERT(cap >= 1);
+    for (int t0 = 0; t0 < T; t0 += (int)cap) {
+        const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
+        sk_cuda_f32_to_half(c, x + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        float *o = out + (size_t)t0 * N_out;
+        if (c->dtype == SK_CUDA_F16)
+            sk_w4m_launch<f16, MODE>(cfg, (const f16 *)c->d_scratch, m, w->q4, w->q4s, w->q4_group,
+                                     bias, N_out, K, o, &c->mm->w4m, 0, c->stream);
+        else
+            sk_w4m_launch<bf16, MODE>(cfg, (const bf16 *)c->d_scratch, m, w->q4, w->q4s,
+                                      w->q4_group, bias, N_out, K, o, &c->mm->w4m, 0, c->stream);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
 static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight *w,
                           const sk_weight *bias, void *out, bool accumulate) {
     cuda_ctx *c = sk_cuda_ctx(be);
@@ -302,11 +339,17 @@ static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight 
                                (size_t)T * N * sizeof(float)));
     const float *b = bias ? bias->f32 : NULL;
     if (w->q4) {
+        int cfg;
         if (sk_w4_gemv_ok(T, K, x)) {
             if (accumulate)
                 w4_gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
             else
                 w4_gemv<SK_GEMV_STORE>(c, (const float *)x, T, w, b, N, (float *)out);
+        } else if ((cfg = w4m_cfg(T, N, K, w)) >= 0) {
+            if (accumulate)
+                w4_mma<SK_GEMV_ADD>(c, cfg, (const float *)x, T, w, b, N, (float *)out);
+            else
+                w4_mma<SK_GEMV_STORE>(c, cfg, (const float *)x, T, w, b, N, (float *)out);
         } else {
             const sk_weight h = w4_as_half(c, w);
             matmul_lt(c, (const float *)x, T, &h, b, (float *)out, accumulate);
@@ -355,6 +398,13 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
         w4_gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
         return;
     }
+    if (w->q4) {
+        const int cfg = w4m_cfg(T, F, K, w);
+        if (cfg >= 0) {
+            w4_mma<SK_GEMV_SWIGLU>(c, cfg, (const float *)x, T, w, NULL, F, (float *)out);
+            return;
+        }
+    }
     if (!w->q4 && use_gemv(T, K, x, w)) {
         gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
         return;
@@ -397,6 +447,20 @@ sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {
                        MM_WORKSPACE_BYTES);
     }
     CUDA_CHECK(e);
+    mm->w4m.ws_floats = SK_W4M_WS_FLOATS;
+    mm->w4m.cnt_n = SK_W4M_CNT;
+    e = cudaMalloc(&mm->w4m.ws, SK_W4M_WS_FLOATS * sizeof(float));
+    if (e == cudaSuccess) e = cudaMalloc(&mm->w4m.cnt, SK_W4M_CNT * sizeof(int));
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        if (mm->w4m.ws) CUDA_CHECK(cudaFree(mm->w4m.ws));
+        CUDA_CHECK(cudaFree(mm->workspace));
+        CUBLAS_CHECK(cublasLtDestroy(mm->lt));
+        free(mm);
+        return sk_fail(SK_ERR_NOMEM, "cuda: cannot allocate the W4 split-K workspace");
+    }
+    CUDA_CHECK(e);
+    CUDA_CHECK(cudaMemset(mm->w4m.cnt, 0, SK_W4M_CNT * sizeof(int)));
     *out = mm;
     return SK_OK;
 }
@@ -405,6 +469,8 @@ void sk_cuda_mm_free(struct sk_cuda_mm *mm) {
     if (!mm) return;
     for (int i = 0; i < MM_PLANS; i++) plan_release(&mm->plans[i]);
     CUDA_CHECK(cudaFree(mm->workspace));
+    CUDA_CHECK(cudaFree(mm->w4m.ws));
+    CUDA_CHECK(cudaFree(mm->w4m.cnt));
     CUBLAS_CHECK(cublasLtDestroy(mm->lt));
     free(mm);
 }

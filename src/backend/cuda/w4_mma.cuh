@@ -1,0 +1,529 @@
+/* W4A16 GEMM on tensor cores for T >= 5 rows of x (prefill and batched decode): out[T, N_out]
+ * (fp32) = x[T, K] (half: bf16 or fp16, cast once per call) @ dequant(W)[N, K]^T, with the
+ * epilogues of gemv.cuh (SK_GEMV_STORE + bias, SK_GEMV_ADD + bias, SK_GEMV_SWIGLU over
+ * W = [Wg; Wu]). Included by matmul.cu (the backend) and dev/cuda/gemm_w4.cu (the workbench).
+ * The INT4 layout is w4.cuh's (q4 uint32 [N][K/8], nibbles e0 e2 e4 e6 | e1 e3 e5 e7; q4s half2
+ * (d, 1024 + z) per group of G = 32, 64 or 128), unchanged.
+ *
+ * sk_w4m_kernel: mma.sync m16n8k16 (fp32 accumulation) with the weights as the M operand ("swap
+ * AB": 16 weight rows x 8 tokens per MMA, so few tokens waste little). A block owns BM weight
+ * rows x BN tokens and walks K in blocks of 128 through a STAGES-deep cp.async pipeline: per
+ * stage the raw INT4 words (BM x 64 bytes), their scales and the x tile (BN x 256 bytes) go to
+ * shared memory; the weights are dequantized in registers right before the MMAs.
+ *   Fragments without ldmatrix: the dot product may take K in any order as long as both
+ *   operands use the same one. Lane (g = lane / 4, q = lane % 4) loads one 16-byte chunk of rows
+ *   g and g + 8 of its 16-row tile: elements 32q .. 32q + 31 of the K block (4 words, all in one
+ *   group since G >= 32). Word i gives the pairs (e0,e1) (e2,e3) (e4,e5) (e6,e7); MMA step
+ *   2i + s takes (e4s, e4s+1) as the A columns 2q, 2q+1 and (e4s+2, e4s+3) as the columns 2q + 8,
+ *   2q + 9. The B fragment must hold x at the same K positions: x[t][32q + 8i .. 8i + 7], one
+ *   16-byte load (b0, b1 of step 0 and of step 1). x's rows are XOR-swizzled by 16-byte unit in
+ *   shared memory so that those loads are free of bank conflicts.
+ *   Dequantization (exact integers, then one rounding): fp16: the 0x6400 exponent trick on
+ *   nibbles in place ((w & 0x000f000f) and (w & 0x00f000f0), the latter scaled back by 1/16 in an
+ *   HFMA2 with -(64 + z)), one HSUB2/HFMA2 for q - z, one HMUL2 by d. bf16: the 0x4300 trick
+ *   (128 + q), HSUB2 (128 + z), HMUL2 by d rounded to bf16.
+ *   Split-K (grid.z = splits, when the tiles alone leave SMs idle): each split writes its fp32
+ *   partial tile to a workspace, the last block of a tile to arrive (atomic counter, reset by
+ *   it) sums the partials in split order (deterministic) and runs the epilogue.
+ *   SWIGLU: a block's BM rows are BM/2 gate rows and the matching up rows; each warp's m-tiles
+ *   come in pairs (gate, up) so the lane holding silu(g) also holds u.
+ * Measured (bench/results/awq-speed.md): 1.3-1.7x cuBLAS bf16 at 8-16 rows, ~1x at 32, below it
+ * from 64 rows on; the backend uses it for 5 <= T <= SK_W4M_MAX_T (faster than dequantize +
+ * cuBLASLt there) and keeps the dequantize + cuBLASLt path above. Where the time goes (ncu):
+ * at 16 rows DRAM at 40% and L2 at 66% of peak with half the issue slots busy and 3 warps per
+ * scheduler (shared memory limits the blocks per SM); at 1024 rows the tensor pipe at 40% with 2
+ * warps per scheduler, 65% of cycles with no eligible warp: latency-bound (not yet broken down
+ * by stall reason; the per-stage barrier keeps a block's warps in step, so a scheduler's two warps
+ * tend to wait on the same things at once). */
+#ifndef SK_CUDA_W4_MMA_CUH
+#define SK_CUDA_W4_MMA_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/pdl.cuh"
+
+#define SK_W4M_BK 128 /* K per pipeline stage */
+
+/* One launch. x: [T][K] half (the kernel's H); out: [T][N_out] fp32; N_out = rows of W (STORE,
+ * ADD) or half of them (SWIGLU). ws/cnt: split-K partials and per-tile counters (zeroed once;
+ * each launch leaves them zero). */
+typedef struct sk_w4m_params {
+    const void *x;
+    const uint32_t *q4;
+    const __half2 *q4s;
+    const float *bias; /* [N_out] or NULL (STORE, ADD) */
+    float *out;
+    float *ws;
+    int *cnt;
+    int G, T, N_out, K, splits;
+} sk_w4m_params;
+
+static __device__ __forceinline__ uint32_t sk_w4m_smem(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+/* 16 / 4 bytes global -> shared; ok false: zero-fill (src is then only a valid address). */
+static __device__ __forceinline__ void sk_w4m_cp16(uint32_t dst, const void *src, bool ok) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(ok ? 16 : 0));
+}
+/* The same, asking L2 to fetch the whole 256-byte block around src from DRAM: a stage reads
+ * only 64 bytes of each weight row, so the next three stages of the row then hit L2 (70% L2 hit
+ * rate at 16 rows). Measured against plain 16-byte copies (128x16np in the workbench): 3-5%
+ * faster on the gate/up and down shapes, 0-3% slower on o and qkv at T <= 16. */
+static __device__ __forceinline__ void sk_w4m_cp16_pf(uint32_t dst, const void *src, bool ok) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(ok ? 16 : 0));
+}
+static __device__ __forceinline__ void sk_w4m_cp4(uint32_t dst, const void *src, bool ok) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(ok ? 4 : 0));
+}
+static __device__ __forceinline__ void sk_w4m_commit(void) {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+static __device__ __forceinline__ void sk_w4m_wait(void) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+static __device__ __forceinline__ uint32_t sk_w4m_u32(__half2 h) {
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+static __device__ __forceinline__ uint32_t sk_w4m_u32(__nv_bfloat162 h) {
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+static __device__ __forceinline__ __half2 sk_w4m_h2(uint32_t u) {
+    return *reinterpret_cast<__half2 *>(&u);
+}
+static __device__ __forceinline__ __nv_bfloat162 sk_w4m_b2(uint32_t u) {
+    return *reinterpret_cast<__nv_bfloat162 *>(&u);
+}
+
+/* Per (row, group) constants from the scale (d, 1024 + z): fp16 {d, 1024 + z, -(64 + z)}, bf16
+ * {d, 128 + z} (half2 / bf16x2 bit patterns, both lanes equal). */
+static __device__ __forceinline__ void sk_w4m_prep(uint32_t sbits, uint32_t (&c)[3],
+                                                   const __half *) {
+    const __half2 s = sk_w4m_h2(sbits);
+    const __half2 zb = __high2half2(s);
+    c[0] = sk_w4m_u32(__low2half2(s));
+    c[1] = sk_w4m_u32(zb);
+    c[2] = sk_w4m_u32(__hsub2(__float2half2_rn(960.0f), zb));
+}
+static __device__ __forceinline__ void sk_w4m_prep(uint32_t sbits, uint32_t (&c)[3],
+                                                   const __nv_bfloat16 *) {
+    const __half2 s = sk_w4m_h2(sbits);
+    const float d = __low2float(s), zb = __high2float(s) - 896.0f; /* 128 + z, exact */
+    c[0] = sk_w4m_u32(__floats2bfloat162_rn(d, d));
+    c[1] = sk_w4m_u32(__floats2bfloat162_rn(zb, zb));
+    c[2] = 0;
+}
+
+/* (w & M) | C in one LOP3 (the compiler otherwise emits an AND and an OR). */
+template <uint32_t M, uint32_t C>
+static __device__ __forceinline__ uint32_t sk_w4m_lop(uint32_t w) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(r) : "r"(w), "n"(M), "n"(C));
+    return r;
+}
+
+/* Word w (8 elements, w4.cuh's nibble order) -> a[p] = ((e_2p, e_2p+1) - z) * d, p = 0..3. */
+static __device__ __forceinline__ void sk_w4m_deq(uint32_t w, const uint32_t (&c)[3],
+                                                  uint32_t (&a)[4], const __half *) {
+    const uint32_t w8 = w >> 8;
+    const __half2 d = sk_w4m_h2(c[0]), zb = sk_w4m_h2(c[1]), z64 = sk_w4m_h2(c[2]);
+    const __half2 r16 = __float2half2_rn(0.0625f);
+    const __half2 v0 = __hsub2(sk_w4m_h2(sk_w4m_lop<0x000f000fu, 0x64006400u>(w)), zb);
+    const __half2 v1 = __hfma2(sk_w4m_h2(sk_w4m_lop<0x00f000f0u, 0x64006400u>(w)), r16, z64);
+    const __half2 v2 = __hsub2(sk_w4m_h2(sk_w4m_lop<0x000f000fu, 0x64006400u>(w8)), zb);
+    const __half2 v3 = __hfma2(sk_w4m_h2(sk_w4m_lop<0x00f000f0u, 0x64006400u>(w8)), r16, z64);
+    a[0] = sk_w4m_u32(__hmul2(v0, d));
+    a[1] = sk_w4m_u32(__hmul2(v1, d));
+    a[2] = sk_w4m_u32(__hmul2(v2, d));
+    a[3] = sk_w4m_u32(__hmul2(v3, d));
+}
+static __device__ __forceinline__ void sk_w4m_deq(uint32_t w, const uint32_t (&c)[3],
+                                                  uint32_t (&a)[4], const __nv_bfloat16 *) {
+    const __nv_bfloat162 d = sk_w4m_b2(c[0]), zb = sk_w4m_b2(c[1]);
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        const uint32_t h = sk_w4m_lop<0x000f000fu, 0x43004300u>(w >> (4 * p));
+        const __nv_bfloat162 v = __hsub2(sk_w4m_b2(h), zb);
+        a[p] = sk_w4m_u32(__hmul2(v, d));
+    }
+}
+
+static __device__ __forceinline__ void sk_w4m_mma(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                  uint32_t a2, uint32_t a3, uint32_t b0,
+                                                  uint32_t b1, const __half *) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ void sk_w4m_mma(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                  uint32_t a2, uint32_t a3, uint32_t b0,
+                                                  uint32_t b1, const __nv_bfloat16 *) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* 16-byte unit u (0..15) of x row r of a stage is stored at unit sk_w4m_swz(u, r): the lanes
+ * (g, q) of a quarter warp read units 4q + i of rows g = 0, 1, which would share banks
+ * (q = 0 and 2, q = 1 and 3; rows 256 bytes apart) without it. */
+static __device__ __forceinline__ int sk_w4m_swz(int u, int r) {
+    return u ^ (((u >> 3) & 1) << 1) ^ (r & 1);
+}
+
+/* Shared memory per stage, in 16-byte units: weights BM x 4, x BN x 16, scales BM x 1 (up to
+ * four half2 per row: 128 / G groups). */
+#define SK_W4M_STAGE_UNITS(BM, BN) (5 * (BM) + 16 * (BN))
+
+/* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM (STORE, ADD) or BM / 2 (SWIGLU);
+ * 32 * WM * WN threads; dynamic shared memory STAGES * SK_W4M_STAGE_UNITS * 16 bytes. Warp
+ * (wm, wn) owns a (BM / WM) x (BN / WN) tile: MT m16 tiles x NT n8 tiles. */
+template <typename H, int BM, int BN, int WM, int WN, int STAGES, int PF, int MODE>
+__global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_params p) {
+    constexpr int NTH = 32 * WM * WN, WTM = BM / WM, WTN = BN / WN;
+    constexpr int MT = WTM / 16, NT = WTN / 8, SU = SK_W4M_STAGE_UNITS(BM, BN);
+    constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    static_assert(WTM % 16 == 0 && WTN % 8 == 0 && STAGES >= 2, "tile shape");
+    static_assert(!SW || MT % 2 == 0, "SWIGLU pairs gate and up m-tiles in each warp");
+    extern __shared__ uint4 sk_w4m_sm[];
+    __shared__ int s_last;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WM, wn = warp / WM, g = lane >> 2, q = lane & 3;
+    const int K = p.K, G = p.G, T = p.T, N_out = p.N_out;
+    const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G; /* scales per row and stage */
+    const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);     /* lane q's scale: q >> sshift */
+    const int RT = SW ? BM / 2 : BM;
+    const int t0 = blockIdx.x * BN, n0 = blockIdx.y * RT;
+    const int nkb = (K + SK_W4M_BK - 1) / SK_W4M_BK;
+    const int kb0 = (int)((long long)blockIdx.z * nkb / p.splits);
+    const int kb1 = (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
+    const H *x = static_cast<const H *>(p.x);
+    const uint32_t *q4 = p.q4;
+    const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
+
+    /* The units a thread copies per stage are the same every stage: weight units tid + j NTH
+     * (row r = tid / 4 + j NTH / 4, 16-byte unit tid % 4), x units tid + j NTH (row tid / 16 +
+     * j NTH / 16, unit tid % 16; NTH / 16 is even, so the swizzle is fixed too). Row pointers and
+     * validity once, here; per stage only the K offset moves. */
+    constexpr int NWU = (4 * BM + NTH - 1) / NTH, NXU = (16 * BN + NTH - 1) / NTH;
+    const int wu = tid & 3; /* also the scale slot this thread copies (when wu < 128 / G) */
+    int wn_[NWU];
+    bool wok[NWU];
+#pragma unroll
+    for (int j = 0; j < NWU; j++) {
+        const int r = (tid >> 2) + j * (NTH / 4);
+        int n = n0 + r, lim = n;
+        if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
+        wok[j] = r < BM && lim < N_out;
+        wn_[j] = wok[j] ? n : 0;
+    }
+    const int xu = tid & 15, xr0 = tid >> 4;
+    const H *xsrc = x + (size_t)(t0 + xr0) * K + 8 * xu;
+    const int xdst = 16 * xr0 + sk_w4m_swz(xu, xr0);
+    auto load = [&](int slot, int kb) {
+        uint4 *sw = sk_w4m_sm + slot * SU, *sx = sw + 4 * BM;
+        uint32_t *ss = reinterpret_cast<uint32_t *>(sx + 16 * BN);
+        const int k0 = kb * SK_W4M_BK;
+        const bool wk = k0 + 32 * wu < K, sk = wu < spb && kb * spb + wu < KG;
+#pragma unroll
+        for (int j = 0; j < NWU; j++)
+            if ((4 * BM) % NTH == 0 || tid + j * NTH < 4 * BM) {
+                const int i = tid + j * NTH;
+                const bool ok = wok[j] && wk, oks = wok[j] && sk;
+                const uint32_t *src = ok ? q4 + (size_t)wn_[j] * K8 + (k0 >> 3) + 4 * wu : q4;
+                if (PF)
+                    sk_w4m_cp16_pf(sk_w4m_smem(sw + i), src, ok);
+                else
+                    sk_w4m_cp16(sk_w4m_smem(sw + i), src, ok);
+                if (wu < spb)
+                    sk_w4m_cp4(sk_w4m_smem(ss + i),
+                               oks ? q4s + (size_t)wn_[j] * KG + kb * spb + wu : q4s, oks);
+            }
+        const bool xk = k0 + 8 * xu < K;
+#pragma unroll
+        for (int j = 0; j < NXU; j++) {
+            const int r = xr0 + j * (NTH / 16);
+            if ((16 * BN) % NTH == 0 || r < BN) {
+                const bool ok = xk && t0 + r < T;
+                sk_w4m_cp16(sk_w4m_smem(sx + xdst + 16 * j * (NTH / 16)),
+                            ok ? xsrc + (size_t)j * (NTH / 16) * K + k0 : x, ok);
+            }
+        }
+    };
+    /* First shared row of m-tile mi of this warp (SWIGLU: gate tiles, then the up tiles). */
+    auto rowbase = [&](int mi) -> int {
+        if (SW)
+            return (mi < MT / 2 ? 0 : BM / 2) + wm * (WTM / 2) + 16 * (mi % (MT / 2));
+        return wm * WTM + 16 * mi;
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+        for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mi][nj][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (kb0 + s < kb1) load(s, kb0 + s);
+        sk_w4m_commit();
+    }
+    int slot = 0, lslot = STAGES - 1;
+    for (int kb = kb0; kb < kb1; kb++) {
+        sk_w4m_wait<STAGES - 2>();
+        __syncthreads();
+        if (kb + STAGES - 1 < kb1) load(lslot, kb + STAGES - 1);
+        sk_w4m_commit();
+        lslot = lslot == STAGES - 1 ? 0 : lslot + 1;
+
+        const uint4 *sw = sk_w4m_sm + slot * SU, *sx = sw + 4 * BM;
+        const uint32_t *ss = reinterpret_cast<const uint32_t *>(sx + 16 * BN);
+        slot = slot == STAGES - 1 ? 0 : slot + 1;
+        uint4 wv[MT][2];
+        uint32_t sc[MT][2][3];
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+            const int r = rowbase(mi) + g;
+            wv[mi][0] = sw[4 * r + q];
+            wv[mi][1] = sw[4 * (r + 8) + q];
+            sk_w4m_prep(ss[4 * r + (q >> sshift)], sc[mi][0], (const H *)nullptr);
+            sk_w4m_prep(ss[4 * (r + 8) + (q >> sshift)], sc[mi][1], (const H *)nullptr);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint4 xf[NT];
+#pragma unroll
+            for (int nj = 0; nj < NT; nj++) {
+                const int r = wn * WTN + 8 * nj + g;
+                xf[nj] = sx[16 * r + sk_w4m_swz(4 * q + i, r)];
+            }
+            /* a[mi][0]: row g's pairs, a[mi][1]: row g + 8's; step s takes pairs 2s, 2s + 1.
+             * The MMAs go s, mi, nj so that consecutive ones feed different accumulators. */
+            uint32_t a[MT][2][4];
+#pragma unroll
+            for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint4 &v = wv[mi][h];
+                    const uint32_t w = i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+                    sk_w4m_deq(w, sc[mi][h], a[mi][h], (const H *)nullptr);
+                }
+#pragma unroll
+            for (int s = 0; s < 2; s++)
+#pragma unroll
+                for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+                    for (int nj = 0; nj < NT; nj++)
+                        sk_w4m_mma(acc[mi][nj], a[mi][0][2 * s], a[mi][1][2 * s], a[mi][0][2 * s + 1],
+                                   a[mi][1][2 * s + 1], s ? xf[nj].z : xf[nj].x,
+                                   s ? xf[nj].w : xf[nj].y, (const H *)nullptr);
+        }
+    }
+    sk_w4m_wait<0>();
+
+    if (p.splits > 1) {
+        /* Partial tile to the workspace ([tile][split][element][thread], coalesced), then the
+         * last block of the tile to arrive sums all partials in split order. */
+        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+        constexpr int NE = MT * NT * 4;
+        float *wp = p.ws + ((size_t)tile * p.splits + blockIdx.z) * NE * NTH + tid;
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+            for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    __stcg(wp + ((mi * NT + nj) * 4 + e) * NTH, acc[mi][nj][e]);
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == p.splits - 1;
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+            for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[mi][nj][e] = 0.0f;
+        for (int z = 0; z < p.splits; z++) {
+            const float *rp = p.ws + ((size_t)tile * p.splits + z) * NE * NTH + tid;
+#pragma unroll
+            for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+                for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        acc[mi][nj][e] += __ldcg(rp + ((mi * NT + nj) * 4 + e) * NTH);
+        }
+        if (tid == 0) p.cnt[tile] = 0;
+    }
+
+    /* Epilogue: acc[mi][nj] = D rows (g, g + 8) x tokens (2q, 2q + 1) of the m16n8 tile. */
+#pragma unroll
+    for (int mi = 0; mi < (SW ? MT / 2 : MT); mi++)
+#pragma unroll
+        for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int n = n0 + rowbase(mi) + g + 8 * (e >> 1);
+                const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
+                if (n >= N_out || t >= T) continue;
+                float v = acc[mi][nj][e];
+                float *o = p.out + (size_t)t * N_out + n;
+                if (SW) {
+                    const float u = acc[mi + MT / 2][nj][e];
+                    *o = v / (1.0f + __expf(-v)) * u;
+                } else {
+                    if (p.bias) v += p.bias[n];
+                    if (MODE == SK_GEMV_ADD) v += *o;
+                    *o = v;
+                }
+            }
+}
+
+/* ---- configurations and launcher ------------------------------------------------------------ */
+
+/* Tile configurations (BM x BN block, WM x WN warps, stages); the backend picks one per T
+ * (sk_w4m_pick), the workbench times them all. Those after SK_W4M_NCFG_BACKEND were measured
+ * for comparison only (dev/cuda/gemm_w4.cu builds them with SK_W4M_ALL_CONFIGS). */
+enum {
+    SK_W4M_128x16,   /* 128 x 16,  4 x 1 warps (32 x 16 each), 4 stages */
+    SK_W4M_128x32,   /* 128 x 32,  4 x 1 warps (32 x 32),      4 stages */
+    SK_W4M_128x64,   /* 128 x 64,  4 x 1 warps (32 x 64),      4 stages */
+    SK_W4M_NCFG_BACKEND,
+    SK_W4M_128x128 = SK_W4M_NCFG_BACKEND, /* 128 x 128, 4 x 2 warps (32 x 64), 4 stages */
+    SK_W4M_128x64W8, /* 128 x 64, 4 x 2 warps (32 x 32), 4 stages */
+    SK_W4M_128x16NP, /* 128 x 16 without the L2 256-byte prefetch */
+    SK_W4M_128x16S6, /* 128 x 16, 6 stages */
+    SK_W4M_NCFG
+};
+static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
+    "128x16", "128x32", "128x64", "128x128", "128x64w8", "128x16np", "128x16s6"};
+
+/* Split-K scratch the caller preallocates (never grown inside a launch, so launches can be
+ * captured in graphs): ws floats and cnt ints, cnt zeroed once. */
+typedef struct sk_w4m_scratch {
+    float *ws;
+    size_t ws_floats;
+    int *cnt;
+    int cnt_n;
+} sk_w4m_scratch;
+#define SK_W4M_WS_FLOATS ((size_t)4 << 20) /* 16 MB */
+#define SK_W4M_CNT 8192
+
+static inline int sk_w4m_sm_count(void) {
+    static int n = 0;
+    if (!n) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1)
+            n = 132;
+    }
+    return n;
+}
+
+/* Splits that minimise the makespan ceil(tiles * s / cap) / s (cap: blocks resident at once),
+ * each split keeping at least 4 K blocks; ties to fewer splits. */
+static inline int sk_w4m_splits(int tiles, int cap, int nkb) {
+    int best = 1;
+    double bc = 1e30;
+    const int smax = nkb / 4 < 16 ? nkb / 4 : 16;
+    for (int s = 1; s <= (smax > 1 ? smax : 1); s++) {
+        const double c = (double)((tiles * s + cap - 1) / cap) / s * (1.0 + 0.02 * (s - 1));
+        if (c < bc - 1e-9) bc = c, best = s;
+    }
+    return best;
+}
+
+template <typename H, int BM, int BN, int WM, int WN, int STAGES, int PF, int MODE>
+static void sk_w4m_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
+                       const float *bias, int N_out, int K, float *out,
+                       const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
+    constexpr int NTH = 32 * WM * WN;
+    constexpr size_t SMEM = (size_t)STAGES * SK_W4M_STAGE_UNITS(BM, BN) * 16;
+    void (*kern)(const sk_w4m_params) = sk_w4m_kernel<H, BM, BN, WM, WN, STAGES, PF, MODE>;
+    static int occ = 0; /* resident blocks per SM */
+    if (!occ) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
+                cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, SMEM) != cudaSuccess ||
+            occ < 1) {
+            fprintf(stderr, "saker: w4 mma kernel %dx%d: cannot set up %zu bytes of shared memory\n",
+                    BM, BN, SMEM);
+            abort();
+        }
+    }
+    const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
+    const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
+    const int nkb = (K + SK_W4M_BK - 1) / SK_W4M_BK;
+    if (splits <= 0) splits = sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb);
+    if (splits > nkb) splits = nkb;
+    while (splits > 1 && (!scr || tiles > scr->cnt_n ||
+                          (size_t)tiles * splits * BM * BN > scr->ws_floats))
+        splits--;
+    sk_w4m_params p;
+    p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
+    p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
+    p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p);
+}
+
+/* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
+ * G in {32, 64, 128}, x and q4 16-byte aligned, ceil(N_out / RT) < 65536. */
+template <typename H, int MODE>
+static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const __half2 *q4s,
+                          int G, const float *bias, int N_out, int K, float *out,
+                          const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
+#define SK_W4M_CASE(id, BM, BN, WM, WN, ST, PF)                                                    \
+    case id:                                                                                       \
+        sk_w4m_run<H, BM, BN, WM, WN, ST, PF, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr,    \
+                                                    splits, s);                                    \
+        break;
+    switch (cfg) {
+        SK_W4M_CASE(SK_W4M_128x16, 128, 16, 4, 1, 4, 1)
+        SK_W4M_CASE(SK_W4M_128x32, 128, 32, 4, 1, 4, 1)
+#ifdef SK_W4M_ALL_CONFIGS
+        SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
+        SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
+        SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
+        SK_W4M_CASE(SK_W4M_128x16S6, 128, 16, 4, 1, 6, 1)
+#endif
+        default:
+        SK_W4M_CASE(SK_W4M_128x64, 128, 64, 4, 1, 4, 1)
+    }
+#undef SK_W4M_CASE
+}
+
+/* Whether the MMA path can take the product: K % 32 == 0 (whole words per lane; G divides K and
+ * is a multiple of 32), a group size it knows, T >= 1. */
+static inline bool sk_w4m_ok(int T, int K, int G) {
+    return T >= 1 && K % 32 == 0 && (G == 32 || G == 64 || G == 128);
+}
+
+/* The configuration for T rows, or -1 where dequantize + cuBLASLt measured faster. From
+ * dev/cuda/gemm_w4.cu on the H200 (bench/results/awq-speed.md, Llama-2-70B shapes, 2026-11-29):
+ * 128x16 is the fastest tile at T <= 16, 128x32 at 32, 128x64 at 64 and 128 (128x128 loses to it
+ * at 128); against w4.cuh's dequantize + cuBLASLt the MMA path wins up to T = 128 (1.15-1.32x
+ * there) and loses from T = 256 on (0.59-0.82x; the crossover extrapolates to ~140-180 rows). */
+#define SK_W4M_MAX_T 128
+static inline int sk_w4m_pick(int T, int N_out, int K) {
+    (void)N_out, (void)K;
+    if (T <= 16) return SK_W4M_128x16;
+    if (T <= 32) return SK_W4M_128x32;
+    if (T <= SK_W4M_MAX_T) return SK_W4M_128x64;
+    return -1;
+}
+
+#endif
