@@ -76,6 +76,28 @@ typedef struct sk_rope_params {
     sk_rope_pairing pairing;
 } sk_rope_params;
 
+/* Sampling of one row of logits (the engine's sampler after its repetition penalty, and the
+ * backends' sample op): top-k on the logits (top_k 0: all), softmax with temperature (temp > 0),
+ * top-p (the smallest prefix of the sorted candidates whose mass reaches top_p; 1: off), min-p
+ * (candidates below min_p x the top probability dropped; 0: off), then the candidate where the
+ * running mass first exceeds u x the kept mass (u uniform in [0, 1): the caller's random draw).
+ * Candidates are ordered by logit, then by lower id; exponentials and sums in double, as below. */
+typedef struct sk_sample_row {
+    float temp;
+    int top_k;
+    float top_p, min_p;
+    double u;
+} sk_sample_row;
+typedef struct sk_sample_cand {
+    float v; /* logit, then probability */
+    int32_t id;
+} sk_sample_cand;
+/* The reference: scratch holds n_vocab candidates. */
+int32_t sk_sample_core(const float *logits, int n_vocab, const sk_sample_row *r,
+                       sk_sample_cand *scratch);
+/* Largest top_k the backends' sample op takes (the CUDA kernel sorts the candidates on chip). */
+#define SK_SAMPLE_MAX_K 1024
+
 typedef struct sk_backend_ops {
     void (*destroy)(sk_backend *be);
 
@@ -144,6 +166,11 @@ typedef struct sk_backend_ops {
      * index of the largest of x[t, 0..N) (the lowest index among equals), for T rows; waits for
      * the device like download_f32. */
     void (*argmax)(sk_backend *be, const void *x, int T, int N, int32_t *out_host);
+    /* Optional (NULL: download the logits and sample on the host). out_host[t] = sk_sample_core
+     * of x[t, 0..N) with rows[t] (each with temp > 0 and 1 <= top_k <= SK_SAMPLE_MAX_K), for T
+     * rows; waits for the device like download_f32. */
+    void (*sample)(sk_backend *be, const void *x, int T, int N, const sk_sample_row *rows,
+                   int32_t *out_host);
     /* x[n] += y[n]. */
     void (*add)(sk_backend *be, void *x, const void *y, size_t n);
     /* out[n] = silu(gate[n]) * up[n]. */

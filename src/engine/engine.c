@@ -12,6 +12,7 @@
 /* memmem: _GNU_SOURCE comes from the build (CMakeLists.txt). */
 #include "saker/engine.h"
 
+#include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
 
@@ -82,6 +83,7 @@ struct sk_engine {
     /* Engine thread only. */
     sk_sched_seq **plan;
     int32_t *tokens, *pos, *seqi, *indptr, *ids, *argmax, *outs, *out_rows;
+    sk_sample_row *srows; /* [max_batch] per output row, when the backend samples a step */
     int ids_cap;
     float *logits; /* [max_batch][V], made on first use */
     pending_ev *evs;
@@ -412,10 +414,28 @@ static void step(sk_engine *e) {
     const double t_build = e->prof ? sk_time_now() : 0.0;
     const sk_batch b = {T, e->tokens, e->pos, e->seqi};
     const sk_page_tables pt = {n, e->indptr, e->ids};
-    if (!all_greedy && !e->logits)
+    /* Sampling on the device (the backend's sample op) when every output row can take it:
+     * greedy rows as top-1 draws, the others with their sampler's parameters and next uniform
+     * (engine/sampler.h); else the logits come to the host for sk_sampler_sample. */
+    bool dev_sample = !all_greedy && e->m->be->ops->sample != NULL;
+    for (int k = 0; k < n_out && dev_sample; k++) {
+        const req *r = e->plan[e->outs[k]]->owner;
+        dev_sample = r->greedy || sk_sampler_device_ok(r->sampler);
+    }
+    if (dev_sample)
+        for (int k = 0; k < n_out; k++) {
+            req *r = e->plan[e->outs[k]]->owner;
+            if (r->greedy)
+                e->srows[k] = (sk_sample_row){1.0f, 1, 1.0f, 0.0f, 0.0};
+            else
+                sk_sampler_device_row(r->sampler, &e->srows[k]);
+        }
+    const bool host_logits = !all_greedy && !dev_sample;
+    if (host_logits && !e->logits)
         e->logits = sk_xmalloc(sizeof(float) * (size_t)e->p.max_batch * (size_t)e->V);
-    float *lg = all_greedy ? NULL : e->logits;
-    int32_t *am = all_greedy ? e->argmax : NULL;
+    float *lg = host_logits ? e->logits : NULL;
+    int32_t *am = host_logits ? NULL : e->argmax;
+    e->buf.sample_rows = dev_sample ? e->srows : NULL;
     /* A decode step (one row per sequence, each giving logits: out_rows[k] == k) goes through
      * the padded, graph-replayed path; anything with prompt rows runs eagerly. */
     const bool decode = T == n && n_out == n;
@@ -424,6 +444,7 @@ static void step(sk_engine *e) {
                          : sk_forward_paged(e->m, &e->buf, e->kv, &b, &pt, e->out_rows, n_out,
                                             lg, am);
     const double t_post = e->prof ? sk_time_now() : 0.0;
+    e->buf.sample_rows = NULL;
     e->n_steps++;
     if (s != SK_OK) {
         SK_LOGE("engine: step of %d tokens failed: %s", T, sk_last_error());
@@ -436,8 +457,8 @@ static void step(sk_engine *e) {
     for (int k = 0; k < n_out; k++) {
         req *r = e->plan[e->outs[k]]->owner;
         const int32_t tok =
-            all_greedy ? e->argmax[k]
-                       : sk_sampler_sample(r->sampler, e->logits + (size_t)k * (size_t)e->V);
+            !host_logits ? e->argmax[k]
+                         : sk_sampler_sample(r->sampler, e->logits + (size_t)k * (size_t)e->V);
         sk_sampler_accept(r->sampler, tok);
         req_append(r, tok);
         r->n_gen++;
@@ -633,6 +654,7 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
     e->seqi = sk_xmalloc(sizeof(int32_t) * T);
     e->indptr = sk_xmalloc(sizeof(int32_t) * (B + 1));
     e->argmax = sk_xmalloc(sizeof(int32_t) * B);
+    e->srows = sk_xmalloc(sizeof(sk_sample_row) * B);
     e->outs = sk_xmalloc(sizeof(int32_t) * B);
     e->out_rows = sk_xmalloc(sizeof(int32_t) * B);
 
@@ -688,6 +710,7 @@ void sk_engine_free(sk_engine *e) {
     free(e->indptr);
     free(e->ids);
     free(e->argmax);
+    free(e->srows);
     free(e->outs);
     free(e->out_rows);
     free(e->logits);

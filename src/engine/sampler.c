@@ -6,16 +6,13 @@
  * the logits, softmax with temperature, top-p (the smallest prefix of the sorted candidates
  * whose probability reaches p), min-p (drop candidates below min_p * the top probability),
  * renormalise, and draw with xoshiro256** seeded through splitmix64 (same seed, same draws). */
+#include "engine/sampler.h"
+
 #include "core/status.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct cand {
-    float v; /* logit, then probability */
-    int32_t id;
-} cand;
 
 struct sk_sampler {
     sk_sampler_params p;
@@ -24,7 +21,7 @@ struct sk_sampler {
     int32_t *hist; /* accepted tokens, the newest last; trimmed to the last repeat_last_n */
     int n_hist, cap_hist;
     uint8_t *seen; /* [n_vocab] scratch for the penalty: 1 once a token is penalised */
-    cand *cands; /* [n_vocab] candidates: logits, then probabilities */
+    sk_sample_cand *cands; /* [n_vocab] candidates (sk_sample_core's scratch) */
 };
 
 void sk_sampler_params_default(sk_sampler_params *p) {
@@ -75,7 +72,7 @@ sk_sampler *sk_sampler_new(const sk_sampler_params *p, int n_vocab) {
     uint64_t x = s->p.seed;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     s->seen = sk_xcalloc((size_t)n_vocab, 1);
-    s->cands = sk_xmalloc(sizeof(cand) * (size_t)n_vocab);
+    s->cands = sk_xmalloc(sizeof(sk_sample_cand) * (size_t)n_vocab);
     return s;
 }
 
@@ -121,31 +118,6 @@ static void apply_penalty(sk_sampler *s, float *logits) {
         if (last[i] >= 0 && last[i] < s->n_vocab) s->seen[last[i]] = 0;
 }
 
-/* Candidate order: larger logit first, then lower id (deterministic under ties). */
-static inline bool before(const cand *a, const cand *b) {
-    return a->v > b->v || (a->v == b->v && a->id < b->id);
-}
-
-/* Sift-down in a heap whose root is the worst kept candidate. */
-static void heap_down(cand *h, int n, int i) {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && before(&h[w], &h[l])) w = l;
-        if (r < n && before(&h[w], &h[r])) w = r;
-        if (w == i) return;
-        cand t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static int cand_cmp(const void *a, const void *b) {
-    if (before(a, b)) return -1;
-    if (before(b, a)) return 1;
-    return 0;
-}
-
 int32_t sk_sampler_sample(sk_sampler *s, float *logits) {
     const int V = s->n_vocab;
     apply_penalty(s, logits);
@@ -157,67 +129,23 @@ int32_t sk_sampler_sample(sk_sampler *s, float *logits) {
         return best;
     }
 
-    /* top-k: keep the k best in a heap rooted at the worst of them, then sort best first */
-    cand *c = s->cands;
-    int n = V;
-    const int k = s->p.top_k;
-    if (k > 0 && k < V) {
-        n = k;
-        for (int32_t i = 0; i < k; i++) c[i] = (cand){logits[i], i};
-        for (int i = k / 2 - 1; i >= 0; i--) heap_down(c, k, i);
-        for (int32_t i = k; i < V; i++) {
-            const cand x = {logits[i], i};
-            if (before(&x, &c[0])) {
-                c[0] = x;
-                heap_down(c, k, 0);
-            }
-        }
-    } else {
-        for (int32_t i = 0; i < V; i++) c[i] = (cand){logits[i], i};
-    }
-    qsort(c, (size_t)n, sizeof(cand), cand_cmp);
+    const sk_sample_row r = {s->p.temp, s->p.top_k, s->p.top_p, s->p.min_p, rng_uniform(s->rng)};
+    return sk_sample_core(logits, V, &r, s->cands);
+}
 
-    /* softmax with temperature (c[0] holds the largest logit) */
-    const double inv_t = 1.0 / (double)s->p.temp, max = c[0].v;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        c[i].v = (float)exp(((double)c[i].v - max) * inv_t);
-        sum += c[i].v;
-    }
-    for (int i = 0; i < n; i++) c[i].v = (float)(c[i].v / sum);
+bool sk_sampler_device_ok(const sk_sampler *s) {
+    const sk_sampler_params *p = &s->p;
+    const bool penalty = p->repeat_penalty != 1.0f && p->repeat_last_n > 0 && s->n_hist > 0;
+    return p->temp > 0.0f && !penalty && p->top_k >= 1 && p->top_k <= SK_SAMPLE_MAX_K &&
+           p->top_k < s->n_vocab;
+}
 
-    /* top-p: the smallest prefix whose mass reaches p */
-    if (s->p.top_p < 1.0f) {
-        double cum = 0.0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += c[i].v;
-            if (cum >= (double)s->p.top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-        n = keep;
-    }
-    /* min-p: relative to the top probability (unchanged by renormalisation) */
-    if (s->p.min_p > 0.0f) {
-        const float thr = s->p.min_p * c[0].v;
-        int keep = 1;
-        while (keep < n && c[keep].v >= thr) keep++;
-        n = keep;
-    }
-
-    double total = 0.0;
-    for (int i = 0; i < n; i++) total += c[i].v;
-    const double r = rng_uniform(s->rng) * total;
-    double cum = 0.0;
-    int32_t pick = c[n - 1].id;
-    for (int i = 0; i < n; i++) {
-        cum += c[i].v;
-        if (r < cum) {
-            pick = c[i].id;
-            break;
-        }
-    }
-    return pick;
+void sk_sampler_device_row(sk_sampler *s, sk_sample_row *r) {
+    const sk_sampler_params *p = &s->p;
+    SK_ASSERT(sk_sampler_device_ok(s));
+    r->temp = p->temp;
+    r->top_k = p->top_k;
+    r->top_p = p->top_p;
+    r->min_p = p->min_p;
+    r->u = rng_uniform(s->rng);
 }

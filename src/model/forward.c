@@ -201,14 +201,17 @@ static void head_proj(const sk_model *m, sk_fwd_buffers *buf, int n) {
     m->be->ops->matmul(m->be, buf->onorm, n, m->output, NULL, buf->logits);
 }
 
-/* Rows [0, n) of buf->logits to the host: their logits (logits != NULL, [n, V]) or argmax
- * (argmax [n]; through the backend's op when it has one, else through host). */
+/* Rows [0, n) of buf->logits to the host: their logits (logits != NULL, [n, V]), or tokens
+ * (argmax [n]): drawn by the backend's sample op with sr [n] when given, else the argmax
+ * (through the backend's op when it has one, else through host). */
 static sk_status head_out(const sk_model *m, sk_fwd_buffers *buf, int n, float *logits,
-                          int32_t *argmax) {
+                          int32_t *argmax, const sk_sample_row *sr) {
     sk_backend *be = m->be;
     const int V = m->hp.n_vocab;
     if (logits) {
         be->ops->download_f32(be, buf->logits, logits, (size_t)n * V);
+    } else if (sr && be->ops->sample) {
+        be->ops->sample(be, buf->logits, n, V, sr, argmax);
     } else if (be->ops->argmax) {
         be->ops->argmax(be, buf->logits, n, V, argmax);
     } else {
@@ -259,7 +262,8 @@ sk_status sk_forward_paged(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *
         }
         head_proj(m, buf, k);
         SK_TRY(head_out(m, buf, k, logits ? logits + (size_t)r * V : NULL,
-                        logits ? NULL : argmax + r));
+                        logits ? NULL : argmax + r,
+                        buf->sample_rows && !logits ? buf->sample_rows + r : NULL));
         r += k;
     }
     return SK_OK;
@@ -434,5 +438,5 @@ sk_status sk_forward_decode(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache 
         run_eager(m, buf, kv, B, B);
     else
         run_graphed(m, buf, kv, g, B, B);
-    return head_out(m, buf, n, logits, argmax);
+    return head_out(m, buf, n, logits, argmax, logits ? NULL : buf->sample_rows);
 }

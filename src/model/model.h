@@ -58,6 +58,10 @@ typedef struct sk_fwd_buffers {
     void *att;    /* [T, H*hd] attention output */
     void *f1, *f2; /* [T, F] MLP hidden; f2 NULL when every layer's gate and up are fused */
     int max_out;  /* rows of onorm and logits: output rows projected together */
+    /* Per call (the caller sets and clears it): with an argmax output and a backend sample op,
+     * output row i is drawn by the op with sample_rows[i] instead of taken as the argmax, so the
+     * logits stay on the device (the engine's non-greedy requests; backend.h sk_sample_row). */
+    const sk_sample_row *sample_rows;
     void *onorm;  /* [max_out, D] final-normed rows whose logits are wanted */
     void *logits; /* [max_out, V] */
 } sk_fwd_buffers;

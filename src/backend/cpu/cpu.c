@@ -621,6 +621,15 @@ static void cpu_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out
     }
 }
 
+static void cpu_sample(sk_backend *be, const void *x, int T, int N, const sk_sample_row *rows,
+                       int32_t *out_host) {
+    (void)be;
+    sk_sample_cand *scratch = sk_xmalloc(sizeof(sk_sample_cand) * (size_t)N);
+    for (int t = 0; t < T; t++)
+        out_host[t] = sk_sample_core((const float *)x + (size_t)t * N, N, &rows[t], scratch);
+    free(scratch);
+}
+
 static void cpu_destroy(sk_backend *be) {
     if (!be) return;
     cpu_ctx *c = be->ctx;
@@ -660,6 +669,7 @@ static const sk_backend_ops k_cpu_ops = {
     .rope = cpu_rope,
     .attention = cpu_attention,
     .argmax = cpu_argmax,
+    .sample = cpu_sample,
 };
 
 sk_status sk_backend_cpu_new(int n_threads, sk_backend **out) {

@@ -609,6 +609,8 @@ static void cuda_destroy(sk_backend *be) {
         if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
         if (c->d_argmax) CUDA_CHECK(cudaFree(c->d_argmax));
         if (c->h_argmax) CUDA_CHECK(cudaFreeHost(c->h_argmax));
+        if (c->d_sample) CUDA_CHECK(cudaFree(c->d_sample));
+        if (c->h_sample) CUDA_CHECK(cudaFreeHost(c->h_sample));
         sk_cuda_pf_free(c->pf);
         if (c->d_rope_freq) CUDA_CHECK(cudaFree(c->d_rope_freq));
         for (int i = 0; i < 2; i++) {
@@ -659,6 +661,7 @@ static void ops_init(void) {
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;
     o->argmax = sk_cuda_argmax;
+    o->sample = sk_cuda_sample;
     o->rope = sk_cuda_rope;
     o->attention = sk_cuda_attention;
     sk_cuda_prof_init(o); /* SAKER_PROFILE=1: timed entries (profile.cuh) */

@@ -105,6 +105,9 @@ typedef struct cuda_ctx {
     /* argmax: device and pinned host results [argmax_cap] (grown on demand; never captured). */
     int32_t *d_argmax, *h_argmax;
     int argmax_cap;
+    /* sample: device and pinned host staging of [sample_cap] rows' parameters and tokens. */
+    void *d_sample, *h_sample;
+    int sample_cap;
 
     /* RoPE inverse frequencies [SK_CUDA_ROPE_MAX_HALF], computed on the host with the CPU
      * reference's float expression (bit-identical angles), for (rope_theta, rope_dim). */
@@ -242,6 +245,8 @@ void sk_cuda_gelu(sk_backend *be, void *x, size_t n);
 /* out_host[t] = the lowest index of the largest of x[t, 0..N) (NaNs ignored; 0 when x[t, 0] is
  * NaN or nothing else compares), as the CPU's scan; waits for the stream. */
 void sk_cuda_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_host);
+void sk_cuda_sample(sk_backend *be, const void *x, int T, int N, const sk_sample_row *rows,
+                    int32_t *out_host);
 /* dst[n] (c->dtype, rounded; fp16 saturating) = src[n] (fp32), both device. */
 void sk_cuda_f32_to_half(cuda_ctx *c, const float *src, void *dst, size_t n);
 /* h[n] (c->dtype; and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i)
