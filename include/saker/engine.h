@@ -29,6 +29,10 @@ typedef struct sk_engine_params {
     double kv_memory;
     int kv_pages;        /* > 0: exactly this many pages instead (tests) */
     int n_ctx;           /* longest request, prompt + new tokens; 0: the model's training context */
+    /* Let n_ctx exceed the training context (throughput benchmarks that, like TensorRT-LLM's
+     * 128/4096 runs of Llama-2, go past it; RoPE positions simply continue). Default false:
+     * n_ctx is capped at the training context. */
+    bool ctx_beyond_train;
     bool prefix_caching; /* share the KV pages of equal prompt prefixes (default true) */
 } sk_engine_params;
 

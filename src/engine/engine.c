@@ -597,7 +597,9 @@ sk_status sk_engine_new(sk_model *m, const sk_engine_params *pp, sk_engine **out
     e->m = m;
     e->p = p;
     e->V = hp->n_vocab;
-    e->n_ctx = p.n_ctx > 0 && p.n_ctx < hp->n_ctx_train ? p.n_ctx : hp->n_ctx_train;
+    e->n_ctx = p.n_ctx > 0 && (p.n_ctx < hp->n_ctx_train || p.ctx_beyond_train)
+                   ? p.n_ctx
+                   : hp->n_ctx_train;
     e->page_size = be->kv_page_size > 0 ? be->kv_page_size : 64;
     const char *prof = getenv("SAKER_PROFILE");
     e->prof = prof && *prof && strcmp(prof, "0") != 0;

@@ -24,6 +24,8 @@ expect 1 "tokenizer" -- generate -m "$S/stories260K.bin" -p hi
 expect 1 "$S/tok512.bin" -- info -m "$S/tok512.bin"
 expect 1 "999999" -- logits -m "$S/stories260K.gguf" --tokens 1,999999 -o /tmp/sk_exit_codes.f32
 expect 1 "context" -- generate -m "$S/stories260K.gguf" -p "$(printf 'Once upon a time %.0s' $(seq 1 200))" --ctx 64 -n 4 --temp 0
+expect 1 "exceed the model's context of 512" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20
+expect 0 "training context" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20 --ctx-beyond-train
 expect 0 "" -- info -m "$S/stories260K.gguf"
 expect 0 "" -- tokenize -m "$S/stories260K.gguf" -p "Once upon a time"
 # stdout holds the text alone: logs go to stderr.

@@ -30,6 +30,8 @@ static const char k_help[] =
     "      --batch N|max      sequences in flight (default 1); max: the most whose KV fits\n"
     "      --requests N       requests per run (default: the batch)\n"
     "      --kv-memory F      KV pool: a fraction (<= 1) of free device memory, or bytes (default 0.9)\n"
+    "      --ctx-beyond-train allow isl + osl past the model's training context (a speed\n"
+    "                         measurement, as TensorRT-LLM's 128/4096 runs of Llama-2)\n"
     "      --max-num-tokens N tokens per engine step (default: the batch's prompts in about 8\n"
     "                         steps, batch x isl / 8 rounded up to 2048, within 2048..16384)\n"
     "      --bw B             memory bandwidth for the speed of light, bytes/s (default 4.23e12)\n"
@@ -73,6 +75,7 @@ typedef struct bench_opts {
     long batch; /* 0: max */
     long requests, max_tokens;
     double kv_memory, bw, flops;
+    bool ctx_beyond; /* --ctx-beyond-train: runs longer than the training context allowed */
 } bench_opts;
 
 /* The default token budget per step: the batch's prompts in about 8 steps, so that a large
@@ -92,6 +95,7 @@ static sk_engine *make_engine(sk_model *m, const bench_opts *o, long max_tokens,
     p.max_num_tokens = (int)max_tokens;
     p.kv_memory = o->kv_memory;
     p.n_ctx = n_ctx;
+    p.ctx_beyond_train = o->ctx_beyond;
     p.prefix_caching = false; /* random prompts share nothing; keep the pool for the batch */
     sk_engine *e = NULL;
     if (sk_engine_new(m, &p, &e) != SK_OK) return NULL;
@@ -103,9 +107,15 @@ static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *r
                bool first, double *tps) {
     const int V = sk_model_n_vocab(m), n_ctx = (int)(isl + osl);
     if (n_ctx > sk_model_n_ctx_train(m)) {
-        sk_cli_runtime_error("isl %ld + osl %ld exceed the model's context of %d", isl, osl,
-                             sk_model_n_ctx_train(m));
-        return -1;
+        if (!o->ctx_beyond) {
+            sk_cli_runtime_error("isl %ld + osl %ld exceed the model's context of %d (add "
+                                 "--ctx-beyond-train to measure speed there anyway)",
+                                 isl, osl, sk_model_n_ctx_train(m));
+            return -1;
+        }
+        fprintf(stderr, "saker bench: isl %ld + osl %ld go past the model's training context of "
+                        "%d (--ctx-beyond-train): a speed measurement only\n",
+                isl, osl, sk_model_n_ctx_train(m));
     }
     sk_engine_stats st;
     long batch = o->batch;
@@ -250,7 +260,7 @@ int sk_cmd_bench(int argc, char **argv) {
     sk_cli_common c = {0};
     long isl[16] = {128}, osl[16] = {128};
     int n_isl = 1, n_osl = 1;
-    bench_opts o = {1, 0, 0, 0.9, 4.23e12, 989e12};
+    bench_opts o = {1, 0, 0, 0.9, 4.23e12, 989e12, false};
     const char *json = NULL, *plot = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -274,6 +284,8 @@ int sk_cmd_bench(int argc, char **argv) {
             if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 1, 1 << 20, &o.requests)) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--max-num-tokens")) {
             if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_int(a, v, 1, 1 << 20, &o.max_tokens)) return SK_EXIT_USAGE;
+        } else if (!strcmp(a, "--ctx-beyond-train")) {
+            o.ctx_beyond = true;
         } else if (!strcmp(a, "--kv-memory")) {
             if (!(v = sk_cli_value(argc, argv, &i)) || !sk_cli_float(a, v, 1e-6, 1e15, &o.kv_memory)) return SK_EXIT_USAGE;
         } else if (!strcmp(a, "--bw")) {
