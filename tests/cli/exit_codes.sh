@@ -26,6 +26,14 @@ expect 1 "999999" -- logits -m "$S/stories260K.gguf" --tokens 1,999999 -o /tmp/s
 expect 1 "context" -- generate -m "$S/stories260K.gguf" -p "$(printf 'Once upon a time %.0s' $(seq 1 200))" --ctx 64 -n 4 --temp 0
 expect 1 "exceed the model's context of 512" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20
 expect 0 "training context" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20 --ctx-beyond-train
+# a list whose second run fails keeps the first run's JSON readable, marked incomplete
+"$SK_SAKER" bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 100,500 --osl 20 \
+    --json /tmp/sk_bench_partial.json >/dev/null 2>&1
+if python3 -c "import json,sys; d=json.load(open('/tmp/sk_bench_partial.json')); sys.exit(0 if d.get('incomplete') and len(d['runs']) == 1 else 1)"; then
+  echo "ok: partial bench JSON"
+else
+  echo "FAIL: partial bench JSON"; fail=1
+fi
 expect 0 "" -- info -m "$S/stories260K.gguf"
 expect 0 "" -- tokenize -m "$S/stories260K.gguf" -p "Once upon a time"
 # stdout holds the text alone: logs go to stderr.
