@@ -681,10 +681,10 @@ static int enum_cfgs(int hd, int group, int sensible, sk_attn_decode_cfg *out) {
     const int need = (group + 7) / 8;
     int cap = 1;
     while (cap < need) cap *= 2;
-    const int qt[3] = {1, 2, 4}, wqs[3] = {1, 2, 4}, ws[2] = {4, 8};
+    const int qt[3] = {1, 2, 4}, wqs[3] = {1, 2, 4}, ws[4] = {1, 2, 4, 8};
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++)
-            for (int c = 0; c < 2; c++)
+            for (int c = 0; c < 4; c++)
                 for (int pf = 0; pf < 2; pf++) {
                     sk_attn_decode_cfg cfg = {qt[a], ws[c], wqs[b], pf};
                     if (!sk_ad_kernel(hd, &cfg)) continue;
@@ -850,6 +850,10 @@ static const shape_def k_shapes[] = {
     {"llama70b-mha g1 b256x1024", 64, 64, 128, 16, 256, 1024, 1},
     {"llama70b-mqa g64 b64x4096", 64, 1, 128, 16, 64, 4096, 1},
     {"llama70b-mqa g64 b256x1024", 64, 1, 128, 16, 256, 1024, 1},
+    /* the engine's short contexts (7B at 128/128, batch ~900, ~192 tokens a sequence on average;
+     * 70B at 128/128, batch 116): where the warps' fixed costs weigh most */
+    {"llama7b-mha g1 b896x192 ps64", 32, 32, 128, 64, 896, 192, 1},
+    {"llama70b g8 b116x192 ps64", 64, 8, 128, 64, 116, 192, 1},
 };
 
 static int cmp_float(const void *a, const void *b) {

@@ -36,6 +36,13 @@ typedef void (*sk_ad_kfn)(sk_ad_args);
 
 template <int HD, int NQT> static sk_ad_kfn sk_ad_kernel_w(int warps, int prefetch) {
     switch (warps) {
+    case 1: /* short contexts: no merge between warps (measured in the workbench, not yet a
+             * default: see sk_attn_decode_default_cfg) */
+        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 1, true>
+                        : sk_attn_decode_kernel2<HD, NQT, 1, false>;
+    case 2:
+        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 2, true>
+                        : sk_attn_decode_kernel2<HD, NQT, 2, false>;
     case 4:
         return prefetch ? sk_attn_decode_kernel2<HD, NQT, 4, true>
                         : sk_attn_decode_kernel2<HD, NQT, 4, false>;

@@ -65,7 +65,7 @@ extern "C" {
 
 /* Launch configuration of kernel 2.
  *   qtiles: 8-query tiles per warp: 1, 2 or 4 (4 only for head_dim 64 and 80: registers)
- *   warps:  warps per block: 4 or 8
+ *   warps:  warps per block: 1, 2, 4 or 8
  *   wq:     warps side by side on the same tokens with different query tiles: 1, 2 or 4
  *           (divides warps); the other warps / wq warps split the chunks
  *   prefetch: 1 = load chunk i+1 into a second register set while computing chunk i */
