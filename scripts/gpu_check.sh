@@ -10,6 +10,7 @@
 #       gpu_quant_awq
 #   mkdir -p .stage/gpu && cp build-gpu/saker build-gpu/tests/gpu_* \
 #       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/gpu/ && strip .stage/gpu/saker .stage/gpu/gpu_*
+#   (optionally workbenches too: cp build-gpu/dev_attention_decode .stage/gpu/, then strip)
 # On the device (run with carry [".stage/gpu"]): bash scripts/gpu_check.sh [grid|grid4096]
 #   grid      adds 7B/13B/70B at 128/128, 128/2048, 2048/128, 2048/2048 (batch max)
 #   grid4096  adds only the 128/4096 points, past Llama-2's context (--ctx-beyond-train)
@@ -33,6 +34,8 @@ step backend_ops 200 "$S/gpu_backend_ops" all
 step engine_batch 90 "$S/gpu_engine_batch"
 step sample 90 "$S/gpu_sample"
 [ -n "${SK_DATA:-}" ] && step quant_awq 120 "$S/gpu_quant_awq"
+# workbenches staged alongside (dev_attention_decode, dev_gemm_w4, ...): checks, then timing
+for w in "$S"/dev_*; do [ -x "$w" ] && step "$(basename "$w")" 240 "$w" all; done
 bench() { local name=$1 to=$2; shift 2; step "$name" "$to" "$S/saker" bench --device cuda --batch max \
     --json "$R/$name.json" "$@"; }
 case "${1:-}" in
