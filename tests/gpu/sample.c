@@ -7,7 +7,8 @@
  * Shapes: vocabularies 1,000 to 151,936; top_k 1, 2, 40, 100, 1000, 1024; temperatures 0.3 to
  * 1.5; top_p and min_p on and off; logits random normal (scaled like a model's), quantised to
  * few values (long runs of ties at the k-th value, where the lowest ids must win), with -inf
- * entries; 1 to 64 rows per call. Also: the sampled frequencies of one row follow the
+ * entries, or all negative but for a few -0.0 and +0.0 (equal: the lower id first, as the argmax
+ * ops do); 1 to 64 rows per call. Also: the sampled frequencies of one row follow the
  * reference's probabilities (chi-square), and a request for top_k above the op's limit is left
  * to the host (checked by the engine's sampler, not here). */
 #include "backend/backend.h"
@@ -42,6 +43,8 @@ static void run_case(int V, int T, int kind, const sk_sample_row *proto, int *n_
         float v = 2.5f * nrand();
         if (kind == 1) v = roundf(v * 2.0f) / 2.0f; /* few distinct values: ties everywhere */
         if (kind == 2 && urand() < 0.01) v = -INFINITY;
+        if (kind == 3) /* all <= 0, the largest a mix of -0.0 and +0.0: equal, lower id first */
+            v = urand() < 0.002 ? (urand() < 0.5 ? -0.0f : 0.0f) : -fabsf(v) - 0.01f;
         x[i] = v;
     }
     sk_sample_row *rows = malloc(sizeof(sk_sample_row) * (size_t)T);
@@ -159,7 +162,7 @@ int main(void) {
     for (size_t vi = 0; vi < sizeof vocab / sizeof vocab[0]; vi++)
         for (size_t ki = 0; ki < sizeof topk / sizeof topk[0]; ki++) {
             if (topk[ki] >= vocab[vi]) continue;
-            for (int kind = 0; kind < 3; kind++, c++) {
+            for (int kind = 0; kind < 4; kind++, c++) {
                 const sk_sample_row proto = {temps[c % 3], topk[ki], (c % 4) == 1 ? 0.9f : 1.0f,
                                              (c % 5) == 2 ? 0.05f : 0.0f, 0.0};
                 run_case(vocab[vi], c % 2 ? 64 : 7, kind, &proto, &draws, &exact, &boundary);

@@ -120,18 +120,23 @@ static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *r
     sk_engine_stats st;
     long batch = o->batch;
     long max_tokens = o->max_tokens > 0 ? o->max_tokens : auto_tokens(batch > 0 ? batch : 1, isl);
-    /* --batch max: the pool's capacity in sequences of isl + osl tokens (with the default budget,
-     * probed twice: the budget follows the batch, the pool shrinks with the budget's buffers). */
-    for (int probe_i = 0; o->batch == 0 && probe_i < 2; probe_i++) {
-        sk_engine *probe = make_engine(m, o, max_tokens, 1, n_ctx);
+    /* --batch max: the pool's capacity in sequences of isl + osl tokens, probed until it holds:
+     * the step buffers grow with the budget (which follows the batch) and with the batch itself
+     * (logit rows of a padded decode step), and the pool gets what they leave. Each probe is
+     * built like the real engine, with the batch found so far (1 at first). */
+    long probe_batch = 1;
+    for (int probe_i = 0; o->batch == 0 && probe_i < 3; probe_i++) {
+        sk_engine *probe = make_engine(m, o, max_tokens, (int)probe_batch, n_ctx);
         if (!probe) return sk_cli_runtime_error("%s", sk_last_error()), -1;
         sk_engine_get_stats(probe, &st);
         sk_engine_free(probe);
         const long pps = (isl + osl - 1 + st.kv_page_size - 1) / st.kv_page_size;
         batch = st.kv_pages_total / pps;
         if (batch < 1) return sk_cli_runtime_error("no sequence of %ld tokens fits the KV pool", isl + osl), -1;
-        if (o->max_tokens > 0 || auto_tokens(batch, isl) == max_tokens) break;
-        max_tokens = auto_tokens(batch, isl);
+        const long next_tokens = o->max_tokens > 0 ? max_tokens : auto_tokens(batch, isl);
+        if (batch <= probe_batch && next_tokens == max_tokens) break; /* the probe's own shape */
+        max_tokens = next_tokens;
+        probe_batch = batch;
     }
     const long R = o->requests > 0 ? o->requests : batch;
     sk_engine *e = make_engine(m, o, max_tokens, (int)batch, n_ctx);

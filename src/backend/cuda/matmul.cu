@@ -257,11 +257,26 @@ static void gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const f
     CUDA_CHECK_LAUNCH();
 }
 
-/* An INT4 weight as a half weight for the cuBLASLt path: dequantized into c->w4_tmp (grown on
- * demand; never during a capture, whose steps have T = 1 and take the W4 GEMV). */
+/* A buffer that must grow (sync + cudaMalloc) while the stream is being captured is a bug of the
+ * warm-up order (see w4_as_half): say which, rather than let the capture fail obscurely. */
+static void assert_not_capturing(cuda_ctx *c, const char *what) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) {
+        fprintf(stderr, "saker: cuda: %s would grow during a graph capture\n", what);
+        abort();
+    }
+}
+
+/* An INT4 weight as a half weight for the cuBLASLt path: dequantized into c->w4_tmp, grown on
+ * demand (with a stream sync and cudaMalloc, which a graph capture cannot hold). Captured decode
+ * steps do reach this path (buckets of up to 2752 rows, more than the MMA kernel's 128), but
+ * sk_forward_decode runs every bucket eagerly once before capturing it and the buffer only grows,
+ * so the capture never grows it (and a move of the buffer bumps addr_epoch: recapture). */
 static sk_weight w4_as_half(cuda_ctx *c, const sk_weight *w) {
     const size_t need = (size_t)(w->rows * w->cols) * sizeof(uint16_t);
     if (need > c->w4_tmp_bytes) {
+        assert_not_capturing(c, "the INT4 dequantization buffer");
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
         c->w4_tmp = NULL;
@@ -409,11 +424,12 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
         gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
         return;
     }
-    /* [T, 2F] product into the backend's growable buffer, then the combine. Never reached
-     * during a graph capture: captured steps have T = 1 (the gemv path) unless the shape is
-     * odd, and the buffer is then already sized by the eager warm-up step. */
+    /* [T, 2F] product into the backend's growable buffer, then the combine. Captured decode
+     * steps of more rows than the GEMV takes come here too, but each bucket runs eagerly once
+     * before its capture and the buffer only grows, so a capture never grows it (checked). */
     const size_t need = (size_t)T * 2 * (size_t)F * sizeof(float);
     if (need > c->mm_tmp_bytes) {
+        assert_not_capturing(c, "matmul_swiglu's product buffer");
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
         c->mm_tmp = NULL;

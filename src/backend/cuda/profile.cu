@@ -232,6 +232,13 @@ static void w_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_h
     OP_END();
 }
 
+static void w_sample(sk_backend *be, const void *x, int T, int N, const sk_sample_row *rows,
+                     int32_t *out_host) {
+    OP_BEGIN(be, "sample (and its download)");
+    g_real.sample(be, x, T, N, rows, out_host);
+    OP_END();
+}
+
 static void w_download(sk_backend *be, const void *src, float *dst, size_t n) {
     OP_BEGIN(be, "download_f32");
     g_real.download_f32(be, src, dst, n);
@@ -363,6 +370,7 @@ void sk_cuda_prof_init(sk_backend_ops *o) {
     o->matmul_add = w_matmul_add;
     o->matmul_swiglu = w_matmul_swiglu;
     o->argmax = w_argmax;
+    if (g_real.sample) o->sample = w_sample;
     o->download_f32 = w_download;
     o->add = w_add;
     o->swiglu = w_swiglu;

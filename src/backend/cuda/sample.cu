@@ -13,7 +13,7 @@
  *     thread runs the reference's sums, top-p, min-p and the draw in double, in the same order,
  *     so the results agree except where the device's double exp and the host's differ by an ulp
  *     at a float rounding boundary (rare; the test counts such near-ties).
- * Logits are assumed finite or -inf (no NaN). */
+ * Logits are finite or infinite; a NaN is keyed below everything (see smp_key). */
 #include "backend/cuda/common.cuh"
 
 #include <limits.h>
@@ -22,9 +22,12 @@
 
 #define SMP_THREADS 512
 
-/* Larger float, larger key (for finite values and infinities). */
+/* Larger float, larger key. -0.0 is keyed as +0.0 (they compare equal, so the lower id must
+ * win, as in the reference and the argmax ops) and NaN below everything (never drawn while a
+ * number remains; the reference and the argmax ops ignore NaNs too). */
 static __device__ __forceinline__ uint32_t smp_key(float v) {
-    const uint32_t b = __float_as_uint(v);
+    if (v != v) return 0u;
+    const uint32_t b = __float_as_uint(v == 0.0f ? 0.0f : v);
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
