@@ -914,6 +914,22 @@ static int pick_group(const sk_hparams *hp, int want) {
 
 /* The backend and qdev of the search: CUDA for AWQ when asked (or auto and usable), else the
  * CPU. T: calibration tokens (the CUDA attention op takes at most 65535 rows). */
+#ifdef SAKER_HAVE_CUDA
+/* A generous estimate of the device memory the AWQ search holds at its peak for T calibration
+ * tokens: the layer's activations and cached inputs (about 4 D + 6 F + 2 (H + 2 KV) hd floats a
+ * token) and three fp32 copies of the layer's Linears (originals, the quantized candidates, the
+ * error check's buffers). Checked before the search starts: the search's allocations assume they
+ * succeed (a failure there aborts), so a run that cannot fit is refused (or, with --device auto,
+ * sent to the CPU) up front. */
+static double awq_device_bytes(const sk_hparams *hp, int64_t T) {
+    const double D = hp->dim, F = hp->ffn_dim, hd = hp->head_dim;
+    const double H = hp->n_heads, KV = hp->n_kv_heads;
+    const double per_tok = 4 * D + 6 * F + 2 * (H + 2 * KV) * hd;
+    const double lins = D * (H + 2 * KV) * hd + H * hd * D + 3 * D * F;
+    return 4.0 * ((double)T * per_tok + 3 * lins);
+}
+#endif
+
 static sk_status open_device(qctx *c, bool awq, int64_t T) {
     const sk_quant_params *p = c->p;
     bool cuda = awq && p->device != SK_QUANT_DEV_CPU;
@@ -930,8 +946,21 @@ static sk_status open_device(qctx *c, bool awq, int64_t T) {
         /* fp16: the attention op then keeps its KV cache in fp16 and computes in fp32 (bf16
          * would take the bf16 tensor-core prefill path); the search's matmuls are qdev's. */
         sk_status s = sk_backend_cuda_new("fp16", &c->be);
+        if (s == SK_OK && c->be->ops->mem_info) {
+            size_t free_b = 0, total_b = 0;
+            c->be->ops->mem_info(c->be, &free_b, &total_b);
+            const double need = awq_device_bytes(&c->hp, T);
+            if (need > 0.9 * (double)free_b)
+                s = sk_fail(SK_ERR_NOMEM,
+                            "quantize: the AWQ search over %lld calibration tokens needs about "
+                            "%.1f GB of device memory, %.1f GB are free (fewer --calib-samples or "
+                            "--calib-len, or --device cpu)",
+                            (long long)T, need / 1e9, (double)free_b / 1e9);
+        }
         if (s == SK_OK) {
             if ((s = sk_qdev_cuda_new(c->be, p->tf32, &c->qd)) == SK_OK) return SK_OK;
+        }
+        if (c->be) {
             c->be->ops->destroy(c->be);
             c->be = NULL;
         }
