@@ -8,7 +8,8 @@
  * - fake_quant: one warp per group of g (32/64/128) values, the CPU's formula bit for bit (IEEE
  *   division, rintf = nearbyintf in round-to-nearest, the scale rounded to f16 with
  *   __float2half_rn, which is sk_f32_to_f16's round to nearest even including subnormals).
- * - mse, col_absmean: grid-stride / column-block reductions in double, atomicAdd of block sums.
+ * - mse, col_absmean: grid-stride / column-block reductions in double; the block partials are
+ *   added in a fixed order (host, or a second kernel), not by atomics, so runs are reproducible.
  * - search_clip: one block per (group b, QC_R output rows); each of its QC_R x 10 (row, shrink
  *   step) pairs gets dq = fq(w, c_i) - w of the group in shared memory, then the sample rows
  *   stream through shared memory QC_SC at a time and warp w computes the partial dot products
@@ -128,8 +129,9 @@ static __device__ __forceinline__ double q_warp_sum_d(double v) {
     return v;
 }
 
-/* *sum += sum of (a[i] - b[i])^2 (double). */
-static __global__ void q_mse_kernel(const float *a, const float *b, size_t n, double *sum) {
+/* part[block] = this block's sum of (a[i] - b[i])^2 (double); the host adds the blocks in order,
+ * so the result does not depend on the blocks' timing (no atomics: reproducible run to run). */
+static __global__ void q_mse_kernel(const float *a, const float *b, size_t n, double *part) {
     __shared__ double red[Q_THREADS / 32];
     double acc = 0.0;
     const size_t stride = (size_t)gridDim.x * blockDim.x;
@@ -143,13 +145,14 @@ static __global__ void q_mse_kernel(const float *a, const float *b, size_t n, do
     if (threadIdx.x == 0) {
         double t = 0.0;
         for (int i = 0; i < Q_THREADS / 32; i++) t += red[i];
-        atomicAdd(sum, t);
+        part[blockIdx.x] = t;
     }
 }
 
 /* block (32, 8): column k = blockIdx.x * 32 + threadIdx.x, rows threadIdx.y + 8 blockIdx.y,
- * step 8 gridDim.y; sum[k] += sum of |x[t, k]| (double). */
-static __global__ void q_col_absmean_kernel(const float *x, int T, int64_t K, double *sum) {
+ * step 8 gridDim.y; part[blockIdx.y][k] = that row block's sum of |x[t, k]| (double), added
+ * over the row blocks in order by q_sum_parts_kernel (no atomics: reproducible). */
+static __global__ void q_col_absmean_kernel(const float *x, int T, int64_t K, double *part) {
     __shared__ double red[8][33];
     const int64_t k = (int64_t)blockIdx.x * 32 + threadIdx.x;
     double acc = 0.0;
@@ -161,8 +164,17 @@ static __global__ void q_col_absmean_kernel(const float *x, int T, int64_t K, do
     if (threadIdx.y == 0 && k < K) {
         double t = 0.0;
         for (int i = 0; i < 8; i++) t += red[i][threadIdx.x];
-        atomicAdd(sum + k, t);
+        part[(size_t)blockIdx.y * (size_t)K + (size_t)k] = t;
     }
+}
+
+/* sum[k] = sum over y < ny of part[y][k], in order of y. */
+static __global__ void q_sum_parts_kernel(const double *part, int ny, int64_t K, double *sum) {
+    const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= K) return;
+    double t = 0.0;
+    for (int y = 0; y < ny; y++) t += part[(size_t)y * (size_t)K + (size_t)k];
+    sum[k] = t;
 }
 
 static __global__ void q_scale_cols_kernel(float *x, size_t n, int64_t K, const float *s, bool div) {
@@ -340,28 +352,33 @@ static void q_fake_quant(sk_qdev *d, const float *w, int64_t N, int64_t K, int g
 static double q_mse(sk_qdev *d, const float *a, const float *b, size_t n) {
     qcuda *q = qc(d);
     if (n == 0) return 0.0;
-    q_acc_reserve(q, 1);
-    CUDA_CHECK(cudaMemsetAsync(q->d_acc, 0, sizeof(double), q->stream));
-    q_mse_kernel<<<sk_cuda_blocks(n, Q_THREADS), Q_THREADS, 0, q->stream>>>(a, b, n, q->d_acc);
+    const unsigned nb = sk_cuda_blocks(n, Q_THREADS);
+    q_acc_reserve(q, nb);
+    q_mse_kernel<<<nb, Q_THREADS, 0, q->stream>>>(a, b, n, q->d_acc);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(q->h_acc, q->d_acc, sizeof(double), cudaMemcpyDeviceToHost, q->stream));
+    CUDA_CHECK(cudaMemcpyAsync(q->h_acc, q->d_acc, sizeof(double) * nb, cudaMemcpyDeviceToHost,
+                               q->stream));
     CUDA_CHECK(cudaStreamSynchronize(q->stream));
-    return q->h_acc[0] / (double)n;
+    double t = 0.0;
+    for (unsigned i = 0; i < nb; i++) t += q->h_acc[i];
+    return t / (double)n;
 }
 
 static void q_col_absmean(sk_qdev *d, const float *x, int T, int64_t K, float *out_host) {
     qcuda *q = qc(d);
     SK_ASSERT(T > 0 && K > 0);
-    q_acc_reserve(q, (size_t)K);
-    CUDA_CHECK(cudaMemsetAsync(q->d_acc, 0, sizeof(double) * (size_t)K, q->stream));
-    /* about 64 rows per thread, at most 128 row blocks */
+    /* about 64 rows per thread, at most 128 row blocks; d_acc: [ry][K] partials, then [K] sums */
     int ry = T / 512;
     ry = ry < 1 ? 1 : ry > 128 ? 128 : ry;
+    q_acc_reserve(q, ((size_t)ry + 1) * (size_t)K);
+    double *sums = q->d_acc + (size_t)ry * (size_t)K;
     const dim3 grid((unsigned)((K + 31) / 32), (unsigned)ry);
     q_col_absmean_kernel<<<grid, dim3(32, 8), 0, q->stream>>>(x, T, K, q->d_acc);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(q->h_acc, q->d_acc, sizeof(double) * (size_t)K,
-                               cudaMemcpyDeviceToHost, q->stream));
+    q_sum_parts_kernel<<<(unsigned)((K + 255) / 256), 256, 0, q->stream>>>(q->d_acc, ry, K, sums);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemcpyAsync(q->h_acc, sums, sizeof(double) * (size_t)K, cudaMemcpyDeviceToHost,
+                               q->stream));
     CUDA_CHECK(cudaStreamSynchronize(q->stream));
     for (int64_t k = 0; k < K; k++) out_host[k] = (float)(q->h_acc[k] / T);
 }
