@@ -188,6 +188,13 @@ typedef struct sk_backend_ops {
      * out [T, n_heads*head_dim] contiguous. Query head h reads KV head h / (n_heads/n_kv_heads). */
     void (*attention)(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
                       const void *k, const void *v, int kv_stride, int n_heads, void *out);
+    /* Optional (NULL: rope on q's n_heads heads and on k's n_kv_heads heads, then attention).
+     * The same result as those three calls, so that a backend can rotate q and k on their way
+     * into the attention (and K into the cache) without a pass of its own; q and k may be left
+     * rotated or not afterwards (nothing reads them). */
+    void (*rope_attention)(sk_backend *be, sk_kv_cache *kv, int layer, void *q, int q_stride,
+                           void *k, const void *v, int kv_stride, int n_heads,
+                           const sk_rope_params *rp, void *out);
 
     /* Graphs (NULL on backends without them). Between capture_begin and capture_end the ops are
      * recorded, not run; begin() and download_f32 stay outside (they touch the host). The ops

@@ -83,6 +83,29 @@ static void matmul_residual(const sk_model *m, sk_fwd_buffers *buf, const void *
     }
 }
 
+/* RoPE on q (n_heads heads) and k (the cache's KV heads), then attention of layer l: in one
+ * backend call where the backend fuses them, else as rope calls (one when q and k are adjacent
+ * heads of one row) and the attention op. */
+static void rope_attend(const sk_model *m, sk_kv_cache *kv, int l, int T, void *q, int q_stride,
+                        void *k, const void *v, int kv_stride, const sk_rope_params *rp,
+                        void *out) {
+    sk_backend *be = m->be;
+    const sk_backend_ops *op = be->ops;
+    const int H = m->hp.n_heads, KV = m->hp.n_kv_heads;
+    if (op->rope_attention) {
+        op->rope_attention(be, kv, l, q, q_stride, k, v, kv_stride, H, rp, out);
+        return;
+    }
+    if ((char *)k == (char *)q + (size_t)H * (size_t)rp->head_dim * be->act_bytes &&
+        kv_stride == q_stride) {
+        op->rope(be, q, T, H + KV, q_stride, rp);
+    } else {
+        op->rope(be, q, T, H, q_stride, rp);
+        op->rope(be, k, T, KV, kv_stride, rp);
+    }
+    op->attention(be, kv, l, q, q_stride, k, v, kv_stride, H, out);
+}
+
 /* Llama layer l on the T rows of buf->x. */
 static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
     sk_backend *be = m->be;
@@ -99,8 +122,7 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         const int W = (H + 2 * KV) * hd;
         void *q = buf->qkv, *k = act_at(m, q, (size_t)H * hd), *v = act_at(m, k, (size_t)KV * hd);
         op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
-        op->rope(be, q, T, H + KV, W, &rp);
-        op->attention(be, kv, l, q, W, k, v, W, H, buf->att);
+        rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
     } else {
         void *q = buf->qkv;
         void *k = act_at(m, q, (size_t)T * H * hd);
@@ -108,9 +130,7 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->wq, L->bq, q);
         op->matmul(be, buf->h, T, L->wk, L->bk, k);
         op->matmul(be, buf->h, T, L->wv, L->bv, v);
-        op->rope(be, q, T, H, H * hd, &rp);
-        op->rope(be, k, T, KV, KV * hd, &rp);
-        op->attention(be, kv, l, q, H * hd, k, v, KV * hd, H, buf->att);
+        rope_attend(m, kv, l, T, q, H * hd, k, v, KV * hd, &rp, buf->att);
     }
     matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
 
@@ -148,8 +168,7 @@ static void falcon_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv
 
     op->layernorm(be, buf->x, L->attn_norm, L->attn_norm_b, hp->norm_eps, T, D, buf->h);
     op->matmul(be, buf->h, T, L->wqkv, L->bqkv, buf->qkv);
-    op->rope(be, q, T, H + KV, W, &rp); /* q and k heads are adjacent */
-    op->attention(be, kv, l, q, W, k, v, W, H, buf->att);
+    rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
 
     if (hp->parallel_attn) {
         /* x += a + m. The MLP input (h or h2) is taken from the layer input first, so x can

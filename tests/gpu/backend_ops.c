@@ -755,11 +755,33 @@ static void attn_step(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int 
         q_stride = qw;
         kv_stride = kw;
     }
-    g_cpu->ops->attention(g_cpu, kc, layer, qc, q_stride, kc_, vc, kv_stride, cf->H, out.c.p);
-    g_gpu->ops->attention(g_gpu, kg, layer, qg, q_stride, kg_, vg, kv_stride, cf->H, out.g.p);
-    char what[200];
-    snprintf(what, sizeof what, "attention H=%d KVH=%d (group %d) hd=%d%s %s", cf->H, cf->KVH,
-             cf->H / cf->KVH, cf->hd, cf->fused ? " fused" : "", step);
+    /* Every other step goes through the GPU's rope_attention (RoPE fused into the decode
+     * path's K/V store and q cast), against the CPU's rope, rope and attention, with the pairing
+     * and the rotated width alternating (whole head_dim, halves; half of it, adjacent). */
+    static unsigned n_steps = 0;
+    const unsigned variant = n_steps++ % 4;
+    const sk_rope_params rp = {cf->hd, variant == 1 ? cf->hd : cf->hd / 2 / 2 * 2, 10000.0f,
+                               variant == 1 ? SK_ROPE_HALVES : SK_ROPE_ADJACENT};
+    if (variant % 2 == 1) {
+        CHECK(g_gpu->ops->rope_attention != NULL);
+        g_cpu->ops->rope(g_cpu, qc, T, cf->H, q_stride, &rp);
+        g_cpu->ops->rope(g_cpu, kc_, T, cf->KVH, kv_stride, &rp);
+        g_cpu->ops->attention(g_cpu, kc, layer, qc, q_stride, kc_, vc, kv_stride, cf->H,
+                              out.c.p);
+        g_gpu->ops->rope_attention(g_gpu, kg, layer, qg, q_stride, kg_, vg, kv_stride, cf->H,
+                                   &rp, out.g.p);
+    } else {
+        g_cpu->ops->attention(g_cpu, kc, layer, qc, q_stride, kc_, vc, kv_stride, cf->H,
+                              out.c.p);
+        g_gpu->ops->attention(g_gpu, kg, layer, qg, q_stride, kg_, vg, kv_stride, cf->H,
+                              out.g.p);
+    }
+    char what[240];
+    snprintf(what, sizeof what, "%s H=%d KVH=%d (group %d) hd=%d%s %s",
+             variant == 1   ? "rope_attention (halves)"
+             : variant == 3 ? "rope_attention (adjacent, partial)"
+                            : "attention",
+             cf->H, cf->KVH, cf->H / cf->KVH, cf->hd, cf->fused ? " fused" : "", step);
     finish(what, &out, TOL_ATTN);
     for (int i = 0; i < nb; i++) pb_free(&bufs[i]);
     pb_free(&out);

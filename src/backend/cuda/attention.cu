@@ -80,6 +80,62 @@ static __global__ void sk_dec_cast_out_kernel(const __nv_bfloat16 *src, size_t n
         dst[i] = __bfloat162float(src[i]);
 }
 
+/* RoPE, K/V store and q cast of a decode step in one launch (the rope op, the store kernel and
+ * the q cast of the unfused path). The pairs of a row: per query head, then per KV head of k,
+ * hd/2 pairs each, (i, i + rope_dim/2) (halves) or (2i, 2i + 1) (adjacent) for i < rope_dim/2
+ * and two neighbouring pass-through dims past rope_dim; then per KV head of v, hd/2 pairs of
+ * neighbouring dims to copy. Thread j of block (t, y) takes pair y * blockDim.x + j of row t, with
+ * the rope op's angle expression (sincosf of pos * freq[i]), so many blocks share a row (one block
+ * per row left a single SM to do a 7B row's 6,144 pairs: 17 us). q goes out as bf16
+ * [T][n_heads][head_dim] for the decode kernel, K (rotated) and V as bf16 into the row's page.
+ * q and k are read, never written. */
+#define SK_ROPE_STORE_THREADS 128
+static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
+    sk_dec_rope_store_kernel(const __grid_constant__ sk_attn1_params_t<float, bf16> p,
+                             const float *q, int q_stride, const float *k, const float *v,
+                             int kv_stride, int n_heads, const float *freq, int rope_dim,
+                             int halves, bf16 *q_out) {
+    const int t = blockIdx.x, hd = p.head_dim, half = rope_dim / 2, hp = hd / 2;
+    const int KVH = p.n_kv_heads;
+    const int j = blockIdx.y * SK_ROPE_STORE_THREADS + threadIdx.x;
+    if (j >= (n_heads + 2 * KVH) * hp) return;
+    const int h = j / hp, i = j % hp;
+    const int s = p.seq[t], ps = p.pos[t];
+    int ia, ib;
+    float a, b;
+    if (h >= n_heads + KVH) { /* v: a copy */
+        const int kvh = h - n_heads - KVH;
+        const float *src = v + (size_t)t * kv_stride + (size_t)kvh * hd;
+        ia = 2 * i;
+        ib = ia + 1;
+        bf16 *o = p.v_cache + sk_attn1_kv_offset(&p, t, s, ps, kvh);
+        o[ia] = __float2bfloat16_rn(src[ia]);
+        o[ib] = __float2bfloat16_rn(src[ib]);
+        return;
+    }
+    const bool is_q = h < n_heads;
+    const float *src = is_q ? q + (size_t)t * q_stride + (size_t)h * hd
+                            : k + (size_t)t * kv_stride + (size_t)(h - n_heads) * hd;
+    if (i < half) {
+        ia = halves ? i : 2 * i;
+        ib = halves ? i + half : 2 * i + 1;
+        float sn, cs;
+        sincosf((float)ps * freq[i], &sn, &cs);
+        const float x0 = src[ia], x1 = src[ib];
+        a = x0 * cs - x1 * sn;
+        b = x0 * sn + x1 * cs;
+    } else {
+        ia = rope_dim + 2 * (i - half);
+        ib = ia + 1;
+        a = src[ia];
+        b = src[ib];
+    }
+    bf16 *o = is_q ? q_out + (size_t)t * (size_t)n_heads * hd + (size_t)h * hd
+                   : p.k_cache + sk_attn1_kv_offset(&p, t, s, ps, h - n_heads);
+    o[ia] = __float2bfloat16_rn(a);
+    o[ib] = __float2bfloat16_rn(b);
+}
+
 void sk_cuda_q_to_bf16(cuda_ctx *c, const float *q, int q_stride, int w, int T, void *dst) {
     sk_dec_cast_in_kernel<<<dim3((unsigned)((w + 255) / 256), (unsigned)T), 256, 0, c->stream>>>(
         q, q_stride, w, (bf16 *)dst);
@@ -125,7 +181,8 @@ static bool sk_attn_split(void) {
  * computed by the prefill path). */
 static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int layer,
                              const float *q, int q_stride, const float *k, const float *v,
-                             int kv_stride, int n_heads, float *out, int T) {
+                             int kv_stride, int n_heads, float *out, int T,
+                             const sk_rope_params *rp) {
     const int hd = kv->head_dim, w = n_heads * hd;
     SK_ASSERT(T >= 1 && T <= c->T);
     if (kv->dec_heads != n_heads || kv->dec_T != T) {
@@ -150,10 +207,8 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         }
         if (grow_q) {
             if (kv->q_half) CUDA_CHECK(cudaFree(kv->q_half));
-            if (kv->out_half) CUDA_CHECK(cudaFree(kv->out_half));
             const size_t nq = (size_t)rows * (size_t)w;
             CUDA_CHECK(cudaMalloc(&kv->q_half, nq * 2));
-            CUDA_CHECK(cudaMalloc(&kv->out_half, nq * 2));
             kv->dec_rows = rows;
         }
         if (grow_p) {
@@ -184,12 +239,27 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p1.pages_per_seq = kv->pages_per_seq;
     p1.n_ctx = kv->n_ctx;
     const int kw = kv->n_kv_heads * hd;
-    sk_cuda_prof_push(c, "attn.store");
-    sk_attn1_store_kernel<<<c->T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(
-        p1, k, v, kv_stride);
-    CUDA_CHECK_LAUNCH();
-    sk_cuda_prof_pop(c);
-    sk_cuda_prof_push(c, "attn.decode (casts + kernel)");
+    if (rp) { /* rope + store + q cast fused (every row of the batch is a decode row) */
+        SK_ASSERT(T == c->T);
+        const float *freq = sk_cuda_rope_freq(c, rp->theta, rp->rope_dim);
+        const int pairs = (n_heads + 2 * kv->n_kv_heads) * (hd / 2);
+        const dim3 grid((unsigned)c->T,
+                        (unsigned)((pairs + SK_ROPE_STORE_THREADS - 1) / SK_ROPE_STORE_THREADS));
+        SK_ASSERT(grid.y <= 65535);
+        sk_cuda_prof_push(c, "attn.rope_store");
+        sk_dec_rope_store_kernel<<<grid, SK_ROPE_STORE_THREADS, 0, c->stream>>>(
+            p1, q, q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
+            rp->pairing == SK_ROPE_HALVES, (bf16 *)kv->q_half);
+        CUDA_CHECK_LAUNCH();
+        sk_cuda_prof_pop(c);
+    } else {
+        sk_cuda_prof_push(c, "attn.store");
+        sk_attn1_store_kernel<<<c->T, kw >= 256 ? 256 : (kw + 31) / 32 * 32, 0, c->stream>>>(
+            p1, k, v, kv_stride);
+        CUDA_CHECK_LAUNCH();
+        sk_cuda_prof_pop(c);
+    }
+    sk_cuda_prof_push(c, "attn.decode");
     /* Page tables: the batch's (begin_paged wrote per-row indptr and kv_len next to the ids), or
      * in slot mode the slots' own, built on the device per layer (one small launch, so that no
      * layer relies on another having run first). The decode kernel reads indptr[b] and
@@ -203,7 +273,7 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         CUDA_CHECK_LAUNCH();
         indptr = kv->d_indptr, indices = kv->d_indices, kv_len = kv->d_kv_len;
     }
-    sk_cuda_q_to_bf16(c, q, q_stride, w, T, kv->q_half);
+    if (!rp) sk_cuda_q_to_bf16(c, q, q_stride, w, T, kv->q_half);
     sk_attn_params p;
     memset(&p, 0, sizeof p);
     p.kv.k = p1.k_cache;
@@ -216,7 +286,8 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.kv.head_dim = hd;
     p.q = kv->q_half;
     p.q_stride = w;
-    p.out = kv->out_half;
+    p.out = out; /* fp32, written by the decode kernel (or its combine) directly */
+    p.out_f32 = 1;
     p.batch = T;
     p.n_heads = n_heads;
     p.sm_scale = 1.0f / sqrtf((float)hd);
@@ -224,13 +295,13 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.part_lse = kv->part_lse;
     p.n_splits = kv->dec_splits;
     sk_attn_decode(&p, c->stream);
-    sk_cuda_bf16_to_f32(c, kv->out_half, (size_t)T * (size_t)w, out);
     sk_cuda_prof_pop(c);
 }
 
-void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
-                       const void *k, const void *v, int kv_stride, int n_heads, void *out) {
-    cuda_ctx *c = sk_cuda_ctx(be);
+/* The op's argument checks (both entries). */
+static void attention_check(cuda_ctx *c, sk_kv_cache *kv, int layer, const void *q, int q_stride,
+                            const void *k, const void *v, int kv_stride, int n_heads,
+                            const void *out) {
     const int T = c->T, KVH = kv->n_kv_heads, hd = kv->head_dim;
     SK_ASSERT(q && k && v && out && T > 0);
     SK_ASSERT(layer >= 0 && layer < kv->n_layers);
@@ -251,9 +322,16 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     /* The output must not overlap the rows it is computed from. */
     const size_t out_bytes = (size_t)T * (size_t)n_heads * (size_t)hd * sizeof(float);
     SK_ASSERT(!sk_cuda_overlap(out, out_bytes, q, (size_t)T * (size_t)q_stride * sizeof(float)));
+}
+
+void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
+                       const void *k, const void *v, int kv_stride, int n_heads, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const int T = c->T, KVH = kv->n_kv_heads, hd = kv->head_dim;
+    attention_check(c, kv, layer, q, q_stride, k, v, kv_stride, n_heads, out);
     if (use_decode_kernel(c, kv, n_heads)) {
         attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
-                         (const float *)v, kv_stride, n_heads, (float *)out, T);
+                         (const float *)v, kv_stride, n_heads, (float *)out, T, NULL);
         return;
     }
     if (c->paged && c->dtype == SK_CUDA_BF16 && !sk_attn_force_v1() && sk_attn_split() &&
@@ -263,7 +341,7 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
         const int lead = sk_cuda_attention_lead_rows(c);
         if (lead > 0 && lead < T && sk_cuda_attention_prefill_ok(c, kv, lead)) {
             attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
-                             (const float *)v, kv_stride, n_heads, (float *)out, lead);
+                             (const float *)v, kv_stride, n_heads, (float *)out, lead, NULL);
             sk_cuda_attention_prefill_rows(c, kv, layer, (const float *)q, q_stride,
                                            (const float *)k, (const float *)v, kv_stride,
                                            n_heads, (float *)out, lead, false);
@@ -280,4 +358,41 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
     else
         attention_h<bf16>(c, kv, layer, (const float *)q, q_stride, (const float *)k,
                           (const float *)v, kv_stride, n_heads, (float *)out);
+}
+
+/* SAKER_ROPE_FUSE=0 turns the fused rope + store + q cast off (comparisons). */
+static bool sk_rope_fuse(void) {
+    static int fuse = -1;
+    if (fuse < 0) {
+        const char *e = getenv("SAKER_ROPE_FUSE");
+        fuse = !(e && *e && strcmp(e, "0") == 0);
+    }
+    return fuse != 0;
+}
+
+/* Decode batches (every row alone in its sequence, the decode kernel's case) rotate q and k in
+ * the kernel that stores K/V and casts q (sk_dec_rope_store_kernel): one launch instead of rope,
+ * store and cast. Other batches: the rope op, then the attention op. */
+void sk_cuda_rope_attention(sk_backend *be, sk_kv_cache *kv, int layer, void *q, int q_stride,
+                            void *k, const void *v, int kv_stride, int n_heads,
+                            const sk_rope_params *rp, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    SK_ASSERT(rp && rp->head_dim == kv->head_dim);
+    SK_ASSERT(rp->rope_dim >= 0 && rp->rope_dim % 2 == 0 && rp->rope_dim <= rp->head_dim);
+    SK_ASSERT(rp->rope_dim / 2 <= SK_CUDA_ROPE_MAX_HALF);
+    SK_ASSERT(rp->pairing == SK_ROPE_ADJACENT || rp->pairing == SK_ROPE_HALVES);
+    if (sk_rope_fuse() && use_decode_kernel(c, kv, n_heads)) {
+        attention_check(c, kv, layer, q, q_stride, k, v, kv_stride, n_heads, out);
+        attention_decode(be, c, kv, layer, (const float *)q, q_stride, (const float *)k,
+                         (const float *)v, kv_stride, n_heads, (float *)out, c->T, rp);
+        return;
+    }
+    const int KVH = kv->n_kv_heads, hd = kv->head_dim;
+    if ((float *)k == (float *)q + (size_t)n_heads * hd && kv_stride == q_stride) {
+        sk_cuda_rope(be, q, c->T, n_heads + KVH, q_stride, rp); /* fused qkv rows: one launch */
+    } else {
+        sk_cuda_rope(be, q, c->T, n_heads, q_stride, rp);
+        sk_cuda_rope(be, k, c->T, KVH, kv_stride, rp);
+    }
+    sk_cuda_attention(be, kv, layer, q, q_stride, k, v, kv_stride, n_heads, out);
 }

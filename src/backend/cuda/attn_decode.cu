@@ -216,7 +216,8 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
         sk_ad_comb_args c;
         c.part_out = p->part_out;
         c.part_lse = p->part_lse;
-        c.out = (__nv_bfloat16 *)p->out;
+        c.out = p->out;
+        c.out_f32 = p->out_f32;
         c.rows = p->batch * p->n_heads;
         c.n_splits = p->n_splits;
         c.head_dim = kv->head_dim;

@@ -553,7 +553,8 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         __syncthreads();
     }
 
-    /* Write: bf16 output, or the split's normalised fp32 partial and its lse. */
+    /* Write: the output (bf16, or fp32 when out_f32), or the split's normalised fp32 partial
+     * and its lse. */
     const int H = a.p.n_heads;
     for (int idx = threadIdx.x; idx < QB * (HD / 8); idx += W * 32) {
         const int qq = idx / (HD / 8), d8 = idx % (HD / 8);
@@ -564,7 +565,11 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         const float4 x0 = *(const float4 *)(sm_o + qq * HD + 8 * d8);
         const float4 x1 = *(const float4 *)(sm_o + qq * HD + 8 * d8 + 4);
         const size_t bh = (size_t)b * (size_t)H + (size_t)h;
-        if (ns == 1) {
+        if (ns == 1 && a.p.out_f32) {
+            float *po = (float *)a.p.out + bh * HD + 8 * d8;
+            *(float4 *)po = make_float4(x0.x * inv, x0.y * inv, x0.z * inv, x0.w * inv);
+            *(float4 *)(po + 4) = make_float4(x1.x * inv, x1.y * inv, x1.z * inv, x1.w * inv);
+        } else if (ns == 1) {
             uint4 u;
             u.x = sk_ad_pack_bf16(x0.x * inv, x0.y * inv);
             u.y = sk_ad_pack_bf16(x0.z * inv, x0.w * inv);
@@ -585,9 +590,9 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
  * split was empty. */
 typedef struct sk_ad_comb_args {
     const float *part_out, *part_lse;
-    __nv_bfloat16 *out;
-    int rows; /* batch * n_heads */
-    int n_splits, head_dim;
+    void *out; /* bf16, or fp32 when out_f32 */
+    int rows;  /* batch * n_heads */
+    int n_splits, head_dim, out_f32;
 } sk_ad_comb_args;
 
 static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_constant__ sk_ad_comb_args a) {
@@ -612,7 +617,6 @@ static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_
     __syncwarp();
     const float inv = den > 0.0f ? 1.0f / den : 0.0f;
     const float *po = a.part_out + (size_t)bh * ns * hd;
-    __nv_bfloat16 *o = a.out + (size_t)bh * hd;
     for (int d = 2 * lane; d < hd; d += 64) {
         float a0 = 0.0f, a1 = 0.0f;
         for (int s = 0; s < ns; s++) {
@@ -621,7 +625,11 @@ static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_
             a0 = fmaf(w, v.x, a0);
             a1 = fmaf(w, v.y, a1);
         }
-        *(__nv_bfloat162 *)(o + d) = __floats2bfloat162_rn(a0 * inv, a1 * inv);
+        if (a.out_f32)
+            *(float2 *)((float *)a.out + (size_t)bh * hd + d) = make_float2(a0 * inv, a1 * inv);
+        else
+            *(__nv_bfloat162 *)((__nv_bfloat16 *)a.out + (size_t)bh * hd + d) =
+                __floats2bfloat162_rn(a0 * inv, a1 * inv);
     }
 }
 

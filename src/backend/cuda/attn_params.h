@@ -48,6 +48,9 @@ typedef struct sk_attn_params {
     float *part_out;
     float *part_lse;
     int n_splits;
+    /* Decode only: 1 writes out as fp32 [rows][n_heads][head_dim] (the backend's activation
+     * type, so no cast kernel follows), 0 as bf16. */
+    int out_f32;
 } sk_attn_params;
 
 #endif

@@ -352,7 +352,7 @@ static void cuda_kv_free(sk_backend *be, sk_kv_cache *kv) {
     if (!kv) return;
     CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
     void *bufs[] = {kv->k, kv->v, kv->d_indptr, kv->d_indices, kv->d_kv_len, kv->q_half,
-                    kv->out_half, kv->part_out, kv->part_lse};
+                    kv->part_out, kv->part_lse};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) CUDA_CHECK(cudaFree(bufs[i]));
     free(kv);
@@ -660,6 +660,7 @@ static void ops_init(void) {
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;
+    o->rope_attention = sk_cuda_rope_attention;
     o->argmax = sk_cuda_argmax;
     o->sample = sk_cuda_sample;
     o->rope = sk_cuda_rope;

@@ -168,9 +168,10 @@ struct sk_kv_cache {
     size_t layer_elems;
     void *k, *v;
     /* Decode path (sk_attn_decode): [n_seq + 1] indptr, [n_seq * pages_per_seq] indices,
-     * [n_seq] kv_len; q and out in the half type [n_seq][n_heads*head_dim]; split scratch. */
+     * [n_seq] kv_len; q in the half type [n_seq][n_heads*head_dim] (the kernel writes its fp32
+     * output straight into the op's out); split scratch. */
     int32_t *d_indptr, *d_indices, *d_kv_len;
-    void *q_half, *out_half;
+    void *q_half;
     float *part_out, *part_lse;
     int dec_heads;   /* n_heads the decode buffers were sized for (0: not yet) */
     int dec_splits;  /* planned splits */
@@ -263,10 +264,15 @@ void sk_cuda_layernorm(sk_backend *be, const void *x, const sk_weight *w, const 
 /* rope.cu */
 void sk_cuda_rope(sk_backend *be, void *x, int T, int n_heads, int row_stride,
                   const sk_rope_params *rp);
+/* The device table of rope frequencies for (theta, rope_dim), updated on the stream if needed. */
+const float *sk_cuda_rope_freq(cuda_ctx *c, float theta, int rope_dim);
 
 /* attention.cu */
 void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q, int q_stride,
                        const void *k, const void *v, int kv_stride, int n_heads, void *out);
+void sk_cuda_rope_attention(sk_backend *be, sk_kv_cache *kv, int layer, void *q, int q_stride,
+                            void *k, const void *v, int kv_stride, int n_heads,
+                            const sk_rope_params *rp, void *out);
 
 /* matmul.cu. mm_new returns SK_ERR_NOMEM (message set) when the workspace cannot be allocated. */
 /* The prefill (context-phase) path of the attention op: the batch's rows as segments of

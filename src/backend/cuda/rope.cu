@@ -54,6 +54,12 @@ static void rope_freq_update(cuda_ctx *c, float theta, int rope_dim) {
     c->rope_dim = rope_dim;
 }
 
+const float *sk_cuda_rope_freq(cuda_ctx *c, float theta, int rope_dim) {
+    SK_ASSERT(rope_dim >= 0 && rope_dim % 2 == 0 && rope_dim / 2 <= SK_CUDA_ROPE_MAX_HALF);
+    if (rope_dim > 0) rope_freq_update(c, theta, rope_dim);
+    return c->d_rope_freq;
+}
+
 void sk_cuda_rope(sk_backend *be, void *x, int T, int n_heads, int row_stride,
                   const sk_rope_params *rp) {
     cuda_ctx *c = sk_cuda_ctx(be);
