@@ -19,7 +19,9 @@
  *            split, query block); K/V streamed once per group into registers, S^T = K Q^T and
  *            O^T += V^T P^T on tensor cores (mma.sync m16n8k16), online softmax, split-KV with a
  *            combine kernel. Configurations: qtiles (8-query tiles per warp), wq (warps side by
- *            side on the query tiles), warps per block, prefetch (double register set), splits.
+ *            side on the query tiles), warps per block, prefetch (double register set), l2pf
+ *            (bulk prefetch of each warp's chunk i + l2pf into L2; 2026-11-29 session 4),
+ *            splits.
  *
  * main:
  *   1. self-test of the mma.m16n8k16 fragment layout, movmatrix.trans (and the shuffle
@@ -675,8 +677,11 @@ static void free_refset(refset *R) {
 }
 
 /* Configurations of version 2 instantiated for head_dim hd; `sensible` keeps those whose query
- * tiles per block cover the group without idle tiles (for timing). */
-static int enum_cfgs(int hd, int group, int sensible, sk_attn_decode_cfg *out) {
+ * tiles per block cover the group without idle tiles (for timing). Without the register
+ * prefetch, each also with the L2 bulk prefetch at the distances of l2pfs (n_l2pf of them). */
+#define MAX_CFGS 192
+static int enum_cfgs(int hd, int group, int sensible, const int *l2pfs, int n_l2pf,
+                     sk_attn_decode_cfg *out) {
     int n = 0;
     const int need = (group + 7) / 8;
     int cap = 1;
@@ -685,13 +690,18 @@ static int enum_cfgs(int hd, int group, int sensible, sk_attn_decode_cfg *out) {
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++)
             for (int c = 0; c < 4; c++)
-                for (int pf = 0; pf < 2; pf++) {
-                    sk_attn_decode_cfg cfg = {qt[a], ws[c], wqs[b], pf};
-                    if (!sk_ad_kernel(hd, &cfg)) continue;
-                    const int prod = qt[a] * wqs[b];
-                    if (sensible && !(prod <= cap && 2 * prod >= cap)) continue;
-                    out[n++] = cfg;
-                }
+                for (int pf = 0; pf < 2; pf++)
+                    for (int d = -1; d < (pf ? 0 : n_l2pf); d++) {
+                        sk_attn_decode_cfg cfg = {qt[a], ws[c], wqs[b], pf, d < 0 ? 0 : l2pfs[d]};
+                        if (!sk_ad_kernel(hd, &cfg)) continue;
+                        const int prod = qt[a] * wqs[b];
+                        if (sensible && !(prod <= cap && 2 * prod >= cap)) continue;
+                        if (n == MAX_CFGS) {
+                            fprintf(stderr, "enum_cfgs: more than %d configurations\n", MAX_CFGS);
+                            exit(1);
+                        }
+                        out[n++] = cfg;
+                    }
     return n;
 }
 
@@ -699,9 +709,11 @@ static void cfg_name(char *buf, size_t n, int version, const sk_attn_decode_cfg 
     if (version == 1)
         snprintf(buf, n, "v1 block/query-head");
     else if (version == 3)
-        snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d ns%d", c->qtiles, c->wq, c->warps, c->prefetch, ns);
+        snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d l2pf%d ns%d", c->qtiles, c->wq, c->warps,
+                 c->prefetch, c->l2pf, ns);
     else
-        snprintf(buf, n, "v2 q%d wq%d w%d pf%d ns%d", c->qtiles, c->wq, c->warps, c->prefetch, ns);
+        snprintf(buf, n, "v2 q%d wq%d w%d pf%d l2pf%d ns%d", c->qtiles, c->wq, c->warps,
+                 c->prefetch, c->l2pf, ns);
 }
 
 /* ---- 2. correctness ----------------------------------------------------------------------- */
@@ -802,8 +814,9 @@ static int run_case(const case_def *cd, int *n_runs) {
     runs++;
     worst = fmax(worst, e);
 
-    sk_attn_decode_cfg cfgs[64];
-    const int nc = enum_cfgs(P.hd, P.H / P.KVH, 0, cfgs);
+    static const int l2pf_check[2] = {1, 3};
+    sk_attn_decode_cfg cfgs[MAX_CFGS];
+    const int nc = enum_cfgs(P.hd, P.H / P.KVH, 0, l2pf_check, 2, cfgs);
     const int splits[5] = {1, 2, 3, 7, 64};
     for (int c = 0; c < nc; c++) {
         sk_attn_decode_plan pl;
@@ -996,7 +1009,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
            P.kv_bytes / 1e6, P.n_copies, P.n_copies > 1 ? "ies" : "y", R.err_naive);
 
     /* Runs: v1, the entry with its plan, then configurations x splits. */
-    run_cfg runs[256];
+    static run_cfg runs[4 * MAX_CFGS + 2];
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     runs[nr].version = 1;
@@ -1010,8 +1023,9 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
     cfg_name(runs[nr].name, sizeof(runs[nr].name), 3, &plan.cfg, plan.n_splits);
     const int plan_idx = nr++;
     if (sd->full) {
-        sk_attn_decode_cfg cfgs[64];
-        const int nc = enum_cfgs(P.hd, group, 1, cfgs);
+        static const int l2pf_time[3] = {1, 2, 4};
+        sk_attn_decode_cfg cfgs[MAX_CFGS];
+        const int nc = enum_cfgs(P.hd, group, 1, l2pf_time, 3, cfgs);
         for (int c = 0; c < nc; c++) {
             sk_attn_decode_plan pl;
             sk_attn_decode_make_plan_cfg(P.batch, P.H, P.KVH, P.hd, P.max_len, g_n_sm, &cfgs[c], &pl);

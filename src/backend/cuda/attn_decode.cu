@@ -36,8 +36,8 @@ typedef void (*sk_ad_kfn)(sk_ad_args);
 
 template <int HD, int NQT> static sk_ad_kfn sk_ad_kernel_w(int warps, int prefetch) {
     switch (warps) {
-    case 1: /* short contexts: no merge between warps (measured in the workbench, not yet a
-             * default: see sk_attn_decode_default_cfg) */
+    case 1: /* no merge between warps (measured in the workbench; the defaults take 2 warps:
+             * see sk_attn_decode_default_cfg) */
         return prefetch ? sk_attn_decode_kernel2<HD, NQT, 1, true>
                         : sk_attn_decode_kernel2<HD, NQT, 1, false>;
     case 2:
@@ -72,6 +72,7 @@ template <int HD> static sk_ad_kfn sk_ad_kernel_q(int qtiles, int warps, int pre
 /* The kernel for a configuration, NULL when the configuration is not instantiated. */
 static sk_ad_kfn sk_ad_kernel(int head_dim, const sk_attn_decode_cfg *cfg) {
     if (cfg->prefetch != 0 && cfg->prefetch != 1) return NULL;
+    if (cfg->l2pf < 0 || cfg->l2pf > 8 || (cfg->prefetch && cfg->l2pf)) return NULL;
     if (cfg->wq != 1 && cfg->wq != 2 && cfg->wq != 4) return NULL;
     if (cfg->wq > cfg->warps || cfg->warps % cfg->wq != 0) return NULL;
     switch (head_dim) {
@@ -96,17 +97,30 @@ int sk_attn_decode_supported(int head_dim, int n_heads, int n_kv_heads, int page
 
 sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
     /* Tuned on the H200 with the workbench (dev/cuda/attention_decode.cu; bench/results/decode.md,
-     * 2026-11-29, lazy rescale): without the register prefetch everywhere (the second register
-     * set lowers occupancy more than it hides: g8 d128 253 vs 256 us at 64 x 4096, 265 vs 288 us
-     * at 256 x 1024; MHA 1904 vs 1942 us); one or two 8-query tiles per warp; groups of more than
-     * 16 queries as two tiles per warp, two warps side by side and 8 warps per block (Falcon-180B
-     * g29 d64 169 us against 190 for 4 tiles x 1 warp; MQA g64 90 against 120 us). */
+     * 2026-11-29 session 4): every configuration at 64 x 4096, 256 x 1024 and the engine's short
+     * contexts (896 x 192, 116 x 192), worst case against the best of all configurations:
+     *   one 8-query tile (group <= 8): 2 warps per block, no prefetch: within 3.6% everywhere;
+     *     4 warps lost 14% at 896 x 192 and 28% at 116 x 192 (more warps per block split short
+     *     sequences into slivers and pay the merge);
+     *   groups over 16: 2 warps per block and the L2 bulk prefetch one chunk ahead, as 4 tiles
+     *     per warp at head_dim 64/80 (Falcon-180B g29 161 us against 172 for the former 2 x 2
+     *     tiles x 8 warps) and 2 tiles x 2 warps side by side at 128 (MQA g64: 100-106 us against
+     *     111-138);
+     *   groups of 9..16: 2 tiles per warp, 4 warps (not re-measured: no such shape in the set).
+     * Without the register prefetch (the second register set lowers occupancy more than it
+     * hides). */
     const int need = (group + 7) / 8;
     sk_attn_decode_cfg c;
-    c.qtiles = need <= 1 ? 1 : 2;
-    c.wq = need <= 2 ? 1 : 2;
-    c.warps = need <= 2 ? 4 : 8;
     c.prefetch = 0;
+    if (need <= 1) {
+        c.qtiles = 1, c.wq = 1, c.warps = 2, c.l2pf = 0;
+    } else if (need == 2) {
+        c.qtiles = 2, c.wq = 1, c.warps = 4, c.l2pf = 0;
+    } else if (head_dim != 128) {
+        c.qtiles = 4, c.wq = 1, c.warps = 2, c.l2pf = 1;
+    } else {
+        c.qtiles = 2, c.wq = 2, c.warps = 2, c.l2pf = 1;
+    }
     return c;
 }
 
@@ -203,6 +217,7 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     a.group = p->n_heads / kv->n_kv_heads;
     a.lg_page = kv->page_size == 16 ? 4 : kv->page_size == 32 ? 5 : kv->page_size == 64 ? 6 : 7;
     a.wq = cfg->wq;
+    a.l2pf = cfg->l2pf;
     const int qb = cfg->wq * cfg->qtiles * 8;
     a.n_qblk = (a.group + qb - 1) / qb;
     a.sl2 = p->sm_scale * 1.4426950408889634f;

@@ -68,12 +68,16 @@ extern "C" {
  *   warps:  warps per block: 1, 2, 4 or 8
  *   wq:     warps side by side on the same tokens with different query tiles: 1, 2 or 4
  *           (divides warps); the other warps / wq warps split the chunks
- *   prefetch: 1 = load chunk i+1 into a second register set while computing chunk i */
+ *   prefetch: 1 = load chunk i+1 into a second register set while computing chunk i
+ *   l2pf:   0 = off; d > 0 = each warp has the K and V rows of its chunk i + d brought into L2
+ *           by one bulk prefetch each (cp.async.bulk.prefetch.L2) while it works on chunk i, so
+ *           that its register loads mostly hit L2 (prefetch 0 only; 1..8) */
 typedef struct sk_attn_decode_cfg {
     int qtiles;
     int warps;
     int wq;
     int prefetch;
+    int l2pf;
 } sk_attn_decode_cfg;
 
 /* A plan for one decode step shape: the configuration sk_attn_decode uses, the split count to put
@@ -135,6 +139,7 @@ typedef struct sk_ad_args {
     int lg_page;  /* log2(page_size) */
     int n_qblk;   /* query blocks per KV head */
     int wq;       /* warps side by side on the query tiles */
+    int l2pf;     /* chunks ahead of the L2 bulk prefetch, 0: off (sk_attn_decode_cfg) */
     float sl2;    /* sm_scale * log2(e) */
 } sk_ad_args;
 
@@ -251,6 +256,28 @@ static __device__ __forceinline__ void sk_ad_load_chunk(sk_ad_chunk<HD> &ch, con
         if constexpr (HD % 64 != 0)
             ch.vr[i] = ok ? __ldg((const unsigned int *)(vp + 64 * VC + 2 * r)) : 0u;
     }
+}
+
+/* Brings the K and V rows of chunk c (warp-uniform; nothing when c >= c_end or its page is
+ * outside the warp's page-id window) of KV head kvh into L2: one bulk prefetch each, issued by
+ * lane 0. A chunk's 16 rows are contiguous (chunks never straddle pages). */
+template <int HD>
+static __device__ __forceinline__ void sk_ad_prefetch_chunk(const sk_ad_args &a,
+                                                            const sk_ad_pwin &w, int c, int c_end,
+                                                            int kvh) {
+    if (c >= c_end) return;
+    const int tok0 = c * SK_AD_CHUNK;
+    const int d = (tok0 >> a.lg_page) - w.base;
+    if (d < 0 || d >= 64) return;
+    const int pid = __shfl_sync(SK_AD_FULL, d < 32 ? w.cur : w.nxt, d & 31);
+    if ((threadIdx.x & 31) != 0) return;
+    const size_t base = (((size_t)pid * (size_t)a.p.kv.n_kv_heads + (size_t)kvh) << a.lg_page) +
+                        (size_t)(tok0 & ((1 << a.lg_page) - 1));
+    const unsigned bytes = SK_AD_CHUNK * HD * 2;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n"
+                 ::"l"((const __nv_bfloat16 *)a.p.kv.k + base * HD), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n"
+                 ::"l"((const __nv_bfloat16 *)a.p.kv.v + base * HD), "r"(bytes) : "memory");
 }
 
 /* Online-softmax step over chunk c: scores, running max/sum, rescale, P V. */
@@ -463,7 +490,10 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 if (++c >= w_hi) break;
             }
         } else {
+            const int pd = a.l2pf;
+            for (int i = 1; i < pd; i++) sk_ad_prefetch_chunk<HD>(a, win, c + i, w_hi, kvh);
             for (; c < w_hi; c++) {
+                if (pd > 0) sk_ad_prefetch_chunk<HD>(a, win, c + pd, w_hi, kvh);
                 sk_ad_load_chunk<HD>(ca, a, ids, npg, win, c, kvh, len);
                 sk_ad_compute_chunk<HD, NQT>(ca, qf, qr, o, m, l, a.sl2, c, len);
             }
