@@ -148,16 +148,22 @@ void sk_cuda_bf16_to_f32(cuda_ctx *c, const void *src, size_t n, float *dst) {
     CUDA_CHECK_LAUNCH();
 }
 
+/* The comparison switches below: environment variable `name` set to anything but "" or "0"
+ * is on; unset (or "") is dflt. Read once (*cache: -1 until then). */
+static bool env_switch(const char *name, bool dflt, int *cache) {
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = e && *e ? strcmp(e, "0") != 0 : dflt;
+    }
+    return *cache != 0;
+}
+
 /* True when the decode kernel takes this step: bf16 cache, every row the only one of its
  * sequence (one new token per sequence), a supported shape. SAKER_ATTN_V1=1 forces the simple
  * kernel (comparisons). */
 static bool sk_attn_force_v1(void) {
     static int force_v1 = -1;
-    if (force_v1 < 0) {
-        const char *e = getenv("SAKER_ATTN_V1");
-        force_v1 = e && *e && strcmp(e, "0") != 0;
-    }
-    return force_v1 != 0;
+    return env_switch("SAKER_ATTN_V1", false, &force_v1);
 }
 
 static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_heads) {
@@ -169,11 +175,7 @@ static bool use_decode_kernel(const cuda_ctx *c, const sk_kv_cache *kv, int n_he
 /* SAKER_ATTN_SPLIT=0 turns the split of mixed batches off (comparisons). */
 static bool sk_attn_split(void) {
     static int split = -1;
-    if (split < 0) {
-        const char *e = getenv("SAKER_ATTN_SPLIT");
-        split = !(e && *e && strcmp(e, "0") == 0);
-    }
-    return split != 0;
+    return env_switch("SAKER_ATTN_SPLIT", true, &split);
 }
 
 /* Rows [0, T) through the decode kernel (each the only row of its sequence); the K/V of all
@@ -363,11 +365,7 @@ void sk_cuda_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *q
 /* SAKER_ROPE_FUSE=0 turns the fused rope + store + q cast off (comparisons). */
 static bool sk_rope_fuse(void) {
     static int fuse = -1;
-    if (fuse < 0) {
-        const char *e = getenv("SAKER_ROPE_FUSE");
-        fuse = !(e && *e && strcmp(e, "0") == 0);
-    }
-    return fuse != 0;
+    return env_switch("SAKER_ROPE_FUSE", true, &fuse);
 }
 
 /* Decode batches (every row alone in its sequence, the decode kernel's case) rotate q and k in
