@@ -162,6 +162,16 @@ typedef struct sk_backend_ops {
     /* Optional (needs weight_concat). out[T, F] = silu(x Wg^T) * (x Wu^T), where w holds the rows
      * of Wg [F, K] then Wu [F, K] (weight_concat of gate and up). */
     void (*matmul_swiglu)(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
+    /* Optional (NULL: rmsnorm into h, then matmul). out[T, N] = rmsnorm(x, norm, eps) @ W^T
+     * (+ bias): the norm fused into the projection after it (K = W's columns = norm's length).
+     * h [T, K] is scratch the backend may write the normed rows to (when it cannot fuse: the
+     * result is the same); nothing reads it afterwards. x, h and out must not overlap. */
+    void (*rmsnorm_matmul)(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
+                           const sk_weight *w, const sk_weight *bias, void *h, void *out);
+    /* Optional (NULL: rmsnorm into h, then matmul_swiglu). out[T, F] = matmul_swiglu of
+     * rmsnorm(x, norm, eps), h as above. */
+    void (*rmsnorm_matmul_swiglu)(sk_backend *be, const void *x, const sk_weight *norm, float eps,
+                                  int T, const sk_weight *w, void *h, void *out);
     /* Optional (NULL: download the logits and take the argmax on the host). out_host[t] = the
      * index of the largest of x[t, 0..N) (the lowest index among equals), for T rows; waits for
      * the device like download_f32. */

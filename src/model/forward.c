@@ -115,18 +115,24 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
     const int D = hp->dim, hd = hp->head_dim, H = hp->n_heads, KV = hp->n_kv_heads;
     const sk_rope_params rp = {hd, hp->rope_dim, hp->rope_theta, hp->rope_pairing};
 
-    op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
     if (L->wqkv) {
         /* Fused rows [q heads | k heads | v heads]; q and k heads are adjacent, so one rope
          * call rotates both. */
         const int W = (H + 2 * KV) * hd;
         void *q = buf->qkv, *k = act_at(m, q, (size_t)H * hd), *v = act_at(m, k, (size_t)KV * hd);
-        op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
+        if (op->rmsnorm_matmul) {
+            op->rmsnorm_matmul(be, buf->x, L->attn_norm, hp->norm_eps, T, L->wqkv, NULL, buf->h,
+                               buf->qkv);
+        } else {
+            op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
+            op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
+        }
         rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
     } else {
         void *q = buf->qkv;
         void *k = act_at(m, q, (size_t)T * H * hd);
         void *v = act_at(m, k, (size_t)T * KV * hd);
+        op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
         op->matmul(be, buf->h, T, L->wq, L->bq, q);
         op->matmul(be, buf->h, T, L->wk, L->bk, k);
         op->matmul(be, buf->h, T, L->wv, L->bv, v);
@@ -134,10 +140,14 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
     }
     matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
 
-    op->rmsnorm(be, buf->x, L->ffn_norm, hp->norm_eps, T, D, buf->h);
-    if (L->ffn_gate_up) {
+    if (L->ffn_gate_up && op->rmsnorm_matmul_swiglu) {
+        op->rmsnorm_matmul_swiglu(be, buf->x, L->ffn_norm, hp->norm_eps, T, L->ffn_gate_up,
+                                  buf->h, buf->f1);
+    } else if (L->ffn_gate_up) {
+        op->rmsnorm(be, buf->x, L->ffn_norm, hp->norm_eps, T, D, buf->h);
         op->matmul_swiglu(be, buf->h, T, L->ffn_gate_up, buf->f1);
     } else {
+        op->rmsnorm(be, buf->x, L->ffn_norm, hp->norm_eps, T, D, buf->h);
         op->matmul(be, buf->h, T, L->ffn_gate, NULL, buf->f1);
         op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
         op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);

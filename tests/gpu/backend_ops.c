@@ -635,6 +635,92 @@ static void test_fused(void) {
         }
 }
 
+/* ---- RMSNorm fused into the projection: rmsnorm_matmul, rmsnorm_matmul_swiglu ------------- */
+
+/* The GPU's fused decode path (gemv.cuh NORM, T <= 2 and aligned, K % 8 == 0) and its composed
+ * fallbacks (T > 2, odd K, unaligned x, INT4 weights) against the CPU's rmsnorm then matmul
+ * (x2 + swiglu). x has a non-zero mean and a spread of row scales, so the norm matters. */
+static void test_norm_matmul(void) {
+    static const struct {
+        int T, N, K;
+        bool bias, mis;
+        sk_dtype t;
+    } cs[] = {
+        {1, 576, 576, false, false, SK_BF16},   {2, 1536, 576, true, false, SK_BF16},
+        {1, 12288, 4096, false, false, SK_BF16}, {2, 4096, 4096, false, false, SK_F32},
+        {3, 264, 4096, false, false, SK_BF16},  {4, 100, 1000, true, false, SK_BF16},
+        {5, 96, 4104, true, true, SK_BF16},     {6, 200, 512, false, false, SK_F32},
+        {7, 33, 256, true, false, SK_BF16},     {8, 2048, 4096, false, false, SK_BF16},
+        {9, 256, 512, true, false, SK_BF16},    {1, 120, 260, false, false, SK_BF16},
+        {2, 77, 257, true, false, SK_F32},      {1, 96, 4096, true, true, SK_BF16},
+        {1, 1000, 1032, true, false, SK_BF16},  {2, 4097, 136, false, false, SK_BF16},
+        {40, 768, 1536, true, false, SK_BF16},  {1, 512, 4096, false, false, SK_Q4_0},
+        {2, 300, 1024, true, false, SK_Q4_0},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
+        const bool mis = cs[ci].mis;
+        const sk_dtype t = cs[ci].t;
+        const float eps = 1e-5f;
+        char what[160];
+        float *x = rnd((long)T * K, -1.0f, 3.0f);
+        for (int r = 0; r < T; r++) /* rows of different scales: 1/rms differs by row */
+            for (int k = 0; k < K; k++) x[(size_t)r * K + k] *= (float)(1 + 3 * r);
+        pbuf xb = pb_new((long)T * K, mis, x);
+        pweight nw = pw_new(SK_F32, 0, K, 0.5f, 1.5f);
+        pbuf hb = pb_new((long)T * K, false, NULL);
+        CHECK(g_gpu->ops->rmsnorm_matmul != NULL && g_gpu->ops->rmsnorm_matmul_swiglu != NULL);
+        /* rmsnorm_matmul (+ bias) */
+        {
+            pweight w = pw_new(t, N, K, -1.0f, 1.0f);
+            pweight b = {NULL, NULL, NULL};
+            if (cs[ci].bias) b = pw_new(SK_F32, 0, N, -1.0f, 1.0f);
+            pbuf ob = pb_new((long)T * N, mis, NULL);
+            g_cpu->ops->rmsnorm(g_cpu, xb.c.p, nw.c, eps, T, K, hb.c.p);
+            g_cpu->ops->matmul(g_cpu, hb.c.p, T, w.c, b.c, ob.c.p);
+            g_gpu->ops->rmsnorm_matmul(g_gpu, xb.g.p, nw.g, eps, T, w.g, b.g, hb.g.p, ob.g.p);
+            snprintf(what, sizeof what, "rmsnorm_matmul %s T=%d N=%d K=%d%s%s", sk_dtype_name(t),
+                     T, N, K, cs[ci].bias ? " +bias" : "", mis ? " unaligned" : "");
+            finish(what, &ob, TOL_MATMUL);
+            pb_free(&ob);
+            pw_free(&w);
+            if (cs[ci].bias) pw_free(&b);
+        }
+        /* rmsnorm_matmul_swiglu over concat(gate, up) */
+        {
+            pweight wg = pw_new(t, N, K, -1.0f, 1.0f), wu = pw_new(t, N, K, -1.0f, 1.0f);
+            sk_weight *parts[2] = {wg.g, wu.g}, *gu = NULL;
+            CHECK(g_gpu->ops->weight_concat(g_gpu, parts, 2, &gu) == SK_OK && gu);
+            pbuf ob = pb_new((long)T * N, mis, NULL);
+            pbuf g = pb_new((long)T * N, false, NULL), u = pb_new((long)T * N, false, NULL);
+            g_cpu->ops->rmsnorm(g_cpu, xb.c.p, nw.c, eps, T, K, hb.c.p);
+            g_cpu->ops->matmul(g_cpu, hb.c.p, T, wg.c, NULL, g.c.p);
+            g_cpu->ops->matmul(g_cpu, hb.c.p, T, wu.c, NULL, u.c.p);
+            g_cpu->ops->swiglu(g_cpu, g.c.p, u.c.p, (size_t)T * N, ob.c.p);
+            g_gpu->ops->rmsnorm_matmul_swiglu(g_gpu, xb.g.p, nw.g, eps, T, gu, hb.g.p, ob.g.p);
+            snprintf(what, sizeof what, "rmsnorm_matmul_swiglu %s T=%d F=%d K=%d%s",
+                     sk_dtype_name(t), T, N, K, mis ? " unaligned" : "");
+            finish(what, &ob, TOL_MATMUL);
+            g_gpu->ops->weight_free(g_gpu, gu);
+            pb_free(&ob), pb_free(&g), pb_free(&u);
+            pw_free(&wg), pw_free(&wu);
+        }
+        /* x is only read: still the input (the fused path must not normalise it in place). */
+        {
+            float *back = malloc(sizeof(float) * (size_t)T * K);
+            SK_ASSERT(back);
+            g_gpu->ops->download_f32(g_gpu, xb.g.p, back, (size_t)T * K);
+            const double e = sk_test_rel_err(back, x, (long)T * K);
+            CHECKF(e == 0.0, "%s rmsnorm_matmul T=%d K=%d changed x", g_dtype, T, K);
+            free(back);
+        }
+        pb_free(&hb);
+        pw_free(&nw);
+        pb_free(&xb);
+        free(x);
+    }
+}
+
 /* ---- INT4 weights (w4.cuh): GEMV (T <= 4), tensor-core MMA (w4_mma.cuh, T >= 5: tile
  * configurations by T, split-K when tiles are few, K not a multiple of its 128-element stage,
  * rows and tokens past the tiles' ends), fused epilogues, concat, embed; against the CPU's
@@ -1269,7 +1355,7 @@ static void test_decode(void) {
 /* ---- main --------------------------------------------------------------------------------- */
 
 /* Usage: backend_ops [group [dtype]]   (group: embed, norm, elementwise, rope, matmul, fused,
- * w4, attention, paged, random, argmax, decode, or all; dtype: bf16 or fp16; all groups and
+ * norm_matmul, w4, attention, paged, random, argmax, decode, or all; dtype: bf16 or fp16; all groups and
  * both types when omitted). */
 int main(int argc, char **argv) {
     const char *only = argc > 1 && strcmp(argv[1], "all") != 0 ? argv[1] : NULL;
@@ -1284,6 +1370,7 @@ int main(int argc, char **argv) {
     } groups[] = {
         {"embed", test_embed},   {"norm", test_norms},     {"elementwise", test_elementwise},
         {"rope", test_rope},     {"matmul", test_matmul}, {"fused", test_fused},
+        {"norm_matmul", test_norm_matmul},
         {"w4", test_w4},
         {"attention", test_attention},
         {"paged", test_attention_paged},

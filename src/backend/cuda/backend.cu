@@ -657,6 +657,8 @@ static void ops_init(void) {
     o->matmul = sk_cuda_matmul;
     o->matmul_add = sk_cuda_matmul_add;
     o->matmul_swiglu = sk_cuda_matmul_swiglu;
+    o->rmsnorm_matmul = sk_cuda_rmsnorm_matmul;
+    o->rmsnorm_matmul_swiglu = sk_cuda_rmsnorm_matmul_swiglu;
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;

@@ -305,5 +305,9 @@ void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w
 void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
 void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
                     const sk_weight *bias, void *out);
+void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
+                            const sk_weight *w, const sk_weight *bias, void *h, void *out);
+void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
+                                   int T, const sk_weight *w, void *h, void *out);
 
 #endif

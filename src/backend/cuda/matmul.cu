@@ -246,14 +246,17 @@ static bool use_gemv(int T, int K, const void *x, const sk_weight *w) {
     return !off && sk_gemv_ok(T, K, x, w->h);
 }
 
+/* gamma: the fused RMSNorm's weight (NULL: none). */
 template <int MODE>
 static void gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
-                 int N_out, float *out) {
+                 int N_out, float *out, const float *gamma = NULL, float eps = 0.0f) {
     const int K = (int)w->cols;
     if (c->dtype == SK_CUDA_F16)
-        sk_gemv_launch<f16, MODE>(x, T, (const f16 *)w->h, bias, N_out, K, out, c->stream);
+        sk_gemv_launch<f16, MODE>(x, T, (const f16 *)w->h, bias, N_out, K, out, c->stream, gamma,
+                                  eps);
     else
-        sk_gemv_launch<bf16, MODE>(x, T, (const bf16 *)w->h, bias, N_out, K, out, c->stream);
+        sk_gemv_launch<bf16, MODE>(x, T, (const bf16 *)w->h, bias, N_out, K, out, c->stream,
+                                   gamma, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -447,6 +450,65 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
     swiglu_rows_kernel<<<sk_cuda_blocks(n, 256), 256, 0, c->stream>>>((const float *)c->mm_tmp, F,
                                                                      T, (float *)out);
     CUDA_CHECK_LAUNCH();
+}
+
+/* ---- RMSNorm fused into the projection after it ------------------------------------------- */
+
+/* The decode GEMV takes the norm (gemv.cuh's NORM: x * gamma * 1/rms on the fly) when it takes
+ * the product; otherwise (INT4 weights, T > SK_GEMV_BACKEND_MAX_T, odd shapes, or
+ * SAKER_NO_FUSED_NORM=1 for comparisons) the norm kernel writes h and the plain op follows. */
+static const float *fused_norm_gamma(int T, const void *x, const sk_weight *norm,
+                                     const sk_weight *w) {
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("SAKER_NO_FUSED_NORM");
+        off = e && *e && strcmp(e, "0") != 0;
+    }
+    const int K = (int)w->cols;
+    if (off || w->q4 || !w->h || !use_gemv(T, K, x, w) || !sk_gemv_ok(T, K, x, w->h, norm->f32))
+        return NULL;
+    return norm->f32;
+}
+
+static void check_norm(const void *x, const sk_weight *norm, int T, const sk_weight *w,
+                       const void *h, const void *out) {
+    SK_ASSERT(x && h && out && w && norm && norm->f32 && T > 0);
+    SK_ASSERT(norm->rows == 1 && norm->cols == w->cols && w->cols <= INT32_MAX);
+    const size_t xb = (size_t)T * (size_t)w->cols * sizeof(float);
+    SK_ASSERT(!sk_cuda_overlap(x, xb, h, xb));
+}
+
+void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
+                            const sk_weight *w, const sk_weight *bias, void *h, void *out) {
+    check_norm(x, norm, T, w, h, out);
+    const float *g = fused_norm_gamma(T, x, norm, w);
+    if (!g) {
+        sk_cuda_rmsnorm(be, x, norm, eps, T, (int)w->cols, h);
+        sk_cuda_matmul(be, h, T, w, bias, out);
+        return;
+    }
+    const int N = (int)w->rows;
+    SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * w->cols * sizeof(float), out,
+                               (size_t)T * N * sizeof(float)));
+    gemv<SK_GEMV_STORE>(sk_cuda_ctx(be), (const float *)x, T, w, bias ? bias->f32 : NULL, N,
+                        (float *)out, g, eps);
+}
+
+void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
+                                   int T, const sk_weight *w, void *h, void *out) {
+    check_norm(x, norm, T, w, h, out);
+    const float *g = fused_norm_gamma(T, x, norm, w);
+    if (!g) {
+        sk_cuda_rmsnorm(be, x, norm, eps, T, (int)w->cols, h);
+        sk_cuda_matmul_swiglu(be, h, T, w, out);
+        return;
+    }
+    SK_ASSERT(w->rows % 2 == 0);
+    const int F = (int)(w->rows / 2);
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * w->cols * sizeof(float), out,
+                               (size_t)T * F * sizeof(float)));
+    gemv<SK_GEMV_SWIGLU>(sk_cuda_ctx(be), (const float *)x, T, w, NULL, F, (float *)out, g, eps);
 }
 
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {

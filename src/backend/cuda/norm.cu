@@ -9,12 +9,14 @@
 
 /* ---- kernels ------------------------------------------------------------------------------ */
 
+/* Both kernels are launched with PDL (pdl.cuh) when it is on: they let the next kernel launch at
+ * once (it waits for this grid to complete before it reads out: a GEMV prefetches its weights
+ * meanwhile), and wait for the previous grid before reading x. */
 static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps, int D,
                                       float *out) {
     __shared__ float red[32];
-    /* Lets the next kernel (a GEMV launched with PDL) start prefetching its weights now; it
-     * waits for this grid to complete before it reads out. */
     sk_pdl_trigger();
+    sk_pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * D;
     float *o = out + (size_t)blockIdx.x * D;
     float ss = 0.0f;
@@ -31,6 +33,8 @@ static __global__ void rmsnorm_kernel(const float *x, const float *w, float eps,
 static __global__ void layernorm_kernel(const float *x, const float *w, const float *b, float eps,
                                         int D, float *out) {
     __shared__ float red[32];
+    sk_pdl_trigger();
+    sk_pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * D;
     float *o = out + (size_t)blockIdx.x * D;
     float s = 0.0f;
@@ -58,13 +62,14 @@ static int norm_threads(int D) {
 
 static void launch_rmsnorm(const float *x, const float *w, float eps, int T, int D, float *out,
                            cudaStream_t s) {
-    rmsnorm_kernel<<<T, norm_threads(D), 0, s>>>(x, w, eps, D, out);
+    sk_launch_pdl(rmsnorm_kernel, (unsigned)T, (unsigned)norm_threads(D), s, x, w, eps, D, out);
     CUDA_CHECK_LAUNCH();
 }
 
 static void launch_layernorm(const float *x, const float *w, const float *b, float eps, int T,
                              int D, float *out, cudaStream_t s) {
-    layernorm_kernel<<<T, norm_threads(D), 0, s>>>(x, w, b, eps, D, out);
+    sk_launch_pdl(layernorm_kernel, (unsigned)T, (unsigned)norm_threads(D), s, x, w, b, eps, D,
+                  out);
     CUDA_CHECK_LAUNCH();
 }
 

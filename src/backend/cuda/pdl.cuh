@@ -9,14 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Programmatic dependent launch (Hopper): a GEMV launched with the programmatic-serialization
- * attribute may start while the kernel before it still runs (once that kernel has executed
- * griddepcontrol.launch_dependents, or finished). It first prefetches the start of its weight
- * rows into L2 (weights never depend on the previous kernel), then waits (griddepcontrol.wait:
- * the previous grid complete and its writes visible) before touching x or out. Without the
- * attribute both instructions are no-ops. Off unless SAKER_PDL=1: measured on the H200 through
- * the engine's (not yet graph-captured) steps it gained nothing (7B bf16 5.42 vs 5.40 ms, 70B INT4
- * 22.8 vs 21.3 ms per token; bench/results/decode.md); to be measured again with graphs. */
+/* Programmatic dependent launch (Hopper): a kernel launched with the programmatic-serialization
+ * attribute (sk_launch_pdl) may start while the kernel before it still runs (once every block of
+ * that kernel has executed griddepcontrol.launch_dependents, or finished). It may load what
+ * never depends on the previous kernel (weights), then must wait (griddepcontrol.wait: the
+ * previous grid complete and its writes visible) before reading anything else and before any
+ * global write, and must wait even when it reads nothing of it, so that its own completion
+ * still implies its predecessors'. Without the attribute both instructions are no-ops. The
+ * kernels that do this: the GEMVs (gemv.cuh, w4.cuh) and the norms (norm.cu), which all trigger
+ * at their start. On unless SAKER_PDL=0: measured on the H200 with graph-replayed decode steps
+ * (7B bf16 batch 1, bench/results/decode.md 2026-11-29 session 4) it saves ~2% of the step. */
 static __device__ __forceinline__ void sk_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 }
@@ -28,16 +30,24 @@ static __device__ __forceinline__ void sk_prefetch_l2(const void *p, size_t n, i
     for (size_t off = (size_t)i * 128; off < n; off += (size_t)workers * 128)
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)p + off));
 }
-/* L2 bytes a GEMV prefetches in all (a part of H200's 60 MB, leaving room for x and out). */
+/* L2 bytes a GEMV prefetches in all before its wait (a part of H200's 60 MB, leaving room for x
+ * and out). w4.cuh's; the bf16 GEMV prefetches none by default (gemv.cuh sk_gemv_pf_budget:
+ * 24 MB measured 4% slower than none on the 7B step's GEMVs). */
 #define SK_GEMV_PREFETCH_BYTES ((size_t)24 << 20)
-static inline bool sk_pdl_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("SAKER_PDL");
-        on = e && *e && strcmp(e, "0") != 0;
-    }
-    return on != 0;
+static inline int *sk_pdl_flag(void) {
+    static int on = -1; /* -1: not read from the environment yet */
+    return &on;
 }
+static inline bool sk_pdl_enabled(void) {
+    int *on = sk_pdl_flag();
+    if (*on < 0) {
+        const char *e = getenv("SAKER_PDL");
+        *on = !(e && strcmp(e, "0") == 0);
+    }
+    return *on != 0;
+}
+/* Overrides SAKER_PDL for the launches that follow in this translation unit (workbenches). */
+static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 
 /* Launches kernel k (grid, block, no dynamic shared memory) on s, with the PDL attribute when
  * enabled. */

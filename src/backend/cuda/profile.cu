@@ -226,6 +226,22 @@ static void w_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weigh
     OP_END();
 }
 
+static void w_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
+                             const sk_weight *w, const sk_weight *bias, void *h, void *out) {
+    OP_BEGIN(be, "rmsnorm_matmul T=%d N=%lld K=%lld%s", T, (long long)w->rows,
+             (long long)w->cols, w->q4 ? " int4" : "");
+    g_real.rmsnorm_matmul(be, x, norm, eps, T, w, bias, h, out);
+    OP_END();
+}
+
+static void w_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm,
+                                    float eps, int T, const sk_weight *w, void *h, void *out) {
+    OP_BEGIN(be, "rmsnorm_matmul_swiglu T=%d N=%lld K=%lld%s", T, (long long)w->rows,
+             (long long)w->cols, w->q4 ? " int4" : "");
+    g_real.rmsnorm_matmul_swiglu(be, x, norm, eps, T, w, h, out);
+    OP_END();
+}
+
 static void w_argmax(sk_backend *be, const void *x, int T, int N, int32_t *out_host) {
     OP_BEGIN(be, "argmax (and its download)");
     g_real.argmax(be, x, T, N, out_host);
@@ -369,6 +385,8 @@ void sk_cuda_prof_init(sk_backend_ops *o) {
     o->matmul = w_matmul;
     o->matmul_add = w_matmul_add;
     o->matmul_swiglu = w_matmul_swiglu;
+    if (g_real.rmsnorm_matmul) o->rmsnorm_matmul = w_rmsnorm_matmul;
+    if (g_real.rmsnorm_matmul_swiglu) o->rmsnorm_matmul_swiglu = w_rmsnorm_matmul_swiglu;
     o->argmax = w_argmax;
     if (g_real.sample) o->sample = w_sample;
     o->download_f32 = w_download;
