@@ -321,13 +321,17 @@ static inline int sk_gemv_overrides(const sk_gemv_override **out) {
 
 /* The configuration for a product (T <= 2): SAKER_GEMV_CFG, else the rule measured on the H200
  * (dev/cuda/gemv.cu tune, bench/results/decode.md 2026-11-29 session 4; us per product, 32 back
- * to back in a graph under PDL, before -> after):
- *   T = 1, 16..48 MB (7B o 4096x4096, 33.6 MB): R2 U2 PIPE, KS 1 (12.09 -> 10.75 us): few blocks
+ * to back in a graph under PDL, the rule before this session -> this one):
+ *   T = 1, 16..48 MB (7B o 4096x4096, 33.6 MB): R2 U2 PIPE, KS 1 (12.12 -> 10.77 us): few blocks
  *          of long rows, each warp always with loads in flight;
- *   T = 1, larger, SwiGLU (7B gate/up, 180 MB): R2 U2, KS 4 (48.29 -> 43.57 us);
- *   T = 1, larger, others (7B qkv 101 MB, down 90 MB): R4 U2 PIPE, KS 4 (31.37 -> 27.07 us,
- *          25.67 -> 25.07 us): K split over the block's warps, so many short blocks and a short
- *          tail, rather than one wave of long ones;
+ *   T = 1, larger, ADD with >= 4096 groups of 2 rows (70B o 8192x8192, down 8192x28672): the
+ *          same (70B o 37.19 -> 34.46 us, down 115.38 -> 114.76; R4 U2 PIPE KS 4: 36.64, 120.93);
+ *   T = 1, larger, other ADD (7B down 4096x11008): R4 U2 PIPE, KS 4 (25.86 -> 25.20 us);
+ *   T = 1, larger, STORE and SwiGLU (7B qkv, gate/up; 70B qkv, gate/up): R2 U2, KS 4 (31.46 ->
+ *          27.15, 48.39 -> 43.74; 70B 41.65 -> 41.63, 220.21 -> 212.86 us): K split over the
+ *          block's warps, so many short blocks and a short tail, rather than one wave of long
+ *          ones. (R4 U2 PIPE KS 4 ties on 7B qkv alone, 27.15 us, but its 7B step's GEMVs took
+ *          3.514 ms in one graph against 3.455 with R2 U2.)
  *   otherwise (T = 2, small matrices): R2 U2, KS 4 when the rows alone leave SMs short of warps
  *          (the rule before, not measured again). */
 static inline void sk_gemv_pick(int MODE, int T, int N_out, int K, int *id, int *ks) {
@@ -336,10 +340,10 @@ static inline void sk_gemv_pick(int MODE, int T, int N_out, int K, int *id, int 
     *id = 0;
     *ks = groups < 132 * 32 ? 4 : 1;
     if (T != 1) return;
-    if (mb >= 16 && mb <= 48)
+    if ((mb >= 16 && mb <= 48) || (mb > 48 && MODE == SK_GEMV_ADD && groups >= 4096))
         *id = 1, *ks = 1;
     else if (mb > 48)
-        *id = MODE == SK_GEMV_SWIGLU ? 0 : 4, *ks = 4;
+        *id = MODE == SK_GEMV_ADD ? 4 : 0, *ks = 4;
     const sk_gemv_override *o;
     const int n = sk_gemv_overrides(&o);
     const char m = MODE == SK_GEMV_STORE ? 's' : MODE == SK_GEMV_ADD ? 'a' : 'w';
