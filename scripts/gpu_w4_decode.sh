@@ -1,18 +1,20 @@
 #!/bin/bash
 # INT4 decode on the GPU machine in one call (bench/results/awq-speed.md): the W4 GEMV workbench
-# (CPU-reference checks, then timing against the copy ceiling and cuBLASLt bf16), the engine at
-# batch 1 on the Llama-2-70B and 7B shapes before (SAKER_W4_GEMV=1: the CUDA-core kernel) and
-# after (the tensor-core kernel), gpu_backend_ops w4, and a per-op profile of a 70B step.
+# (CPU-reference checks, then timing against the copy ceiling and cuBLASLt bf16), gpu_backend_ops w4
+# with the backend's default and its T = 1 experiments (SAKER_W4_ZC=1, SAKER_W4_LB=1), the engine
+# at batch 1 on the Llama-2-70B and 7B shapes with each of them, with PDL, and with the CUDA-core
+# kernel (SAKER_W4_GEMV=1), and a per-op profile of a 70B step.
 #
 # Here (build machine), from the repository root:
-#   cmake -S . -B build-c -DSAKER_STATIC_DEPS=ON -DCMAKE_BUILD_TYPE=Release
-#   cmake --build build-c -j2 --target dev_gemv_w4 saker_cli gpu_backend_ops
-#   mkdir -p .stage/c && cp build-c/saker build-c/tests/gpu_backend_ops build-c/dev_gemv_w4 \
-#       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/c/ && strip .stage/c/saker .stage/c/gpu_backend_ops \
-#       .stage/c/dev_gemv_w4
-# On the device (run with carry [".stage/c"]): bash scripts/gpu_w4_decode.sh [STAGE]
-# Logs go to $OUT (bench.log, gemv_w4.log, bops.log, profile.log, rc.txt); about 25 s on the H200.
-S=$PWD/${1:-.stage/c}
+#   cmake -S . -B build-w -DSAKER_STATIC_DEPS=ON -DCMAKE_BUILD_TYPE=Release
+#   cmake --build build-w -j2 --target dev_gemv_w4 saker_cli gpu_backend_ops
+#   mkdir -p .stage/w && cp build-w/saker build-w/tests/gpu_backend_ops build-w/dev_gemv_w4 \
+#       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/w/ && strip .stage/w/saker .stage/w/gpu_backend_ops \
+#       .stage/w/dev_gemv_w4
+# On the device (run with carry [".stage/w"]): bash scripts/gpu_w4_decode.sh [STAGE]
+# Logs go to $OUT (bench.log, gemv_w4.log, bops.log, profile.log, rc.txt, and all of them in
+# w4logs.tgz, rewritten after each step so that a call cut short still returns them).
+S=$PWD/${1:-.stage/w}
 OUT=${OUT:-/tmp/w4out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
@@ -26,22 +28,29 @@ step() { # name deadline-s timeout-s logfile cmd...
     echo "== $name (t=$(el)s): $*" >> "$f"
     timeout "$to" "$@" >> "$f" 2>&1
     echo "== $name rc $? (t=$(el)s)" >> "$OUT/rc.txt"
+    (cd "$OUT" && tar czf w4logs.tgz --exclude=w4logs.tgz *.log rc.txt 2>/dev/null)
 }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw \
     --format=csv > "$OUT/rc.txt" 2>&1
 A70="bench --shape llama2-70b --weights int4 --batch 1 --isl 128 --osl 32 --device cuda"
 A7="bench --shape llama2-7b --weights int4 --batch 1 --isl 128 --osl 64 --device cuda"
-step gemv_w4 60 70 "$OUT/gemv_w4.log" "$S/dev_gemv_w4" gemv
-step b70_v1 90 30 "$B" env SAKER_W4_GEMV=1 "$S/saker" $A70
-step b70_tc 100 30 "$B" "$S/saker" $A70
-step bops_w4 105 30 "$OUT/bops.log" "$S/gpu_backend_ops" w4
-step b7_v1 110 15 "$B" env SAKER_W4_GEMV=1 "$S/saker" $A7
-step b7_tc 113 15 "$B" "$S/saker" $A7
-step prof70_tc 116 25 "$P" env SAKER_PROFILE=1 "$S/saker" $A70
-step b70_pdl 130 20 "$B" env SAKER_PDL=1 "$S/saker" $A70
+step gemv_w4 80 90 "$OUT/gemv_w4.log" "$S/dev_gemv_w4" gemv
+step bops_w4 95 20 "$OUT/bops.log" "$S/gpu_backend_ops" w4
+step bops_w4_zc 100 20 "$OUT/bops.log" env SAKER_W4_ZC=1 "$S/gpu_backend_ops" w4
+step bops_w4_lb 105 20 "$OUT/bops.log" env SAKER_W4_LB=1 "$S/gpu_backend_ops" w4
+step b70 110 15 "$B" "$S/saker" $A70
+step b70_zc 113 15 "$B" env SAKER_W4_ZC=1 "$S/saker" $A70
+step b70_lb 116 15 "$B" env SAKER_W4_LB=1 "$S/saker" $A70
+step b70_pdl 119 15 "$B" env SAKER_PDL=1 "$S/saker" $A70
+step b70_pdl_zc 122 15 "$B" env SAKER_PDL=1 SAKER_W4_ZC=1 "$S/saker" $A70
+step b70_v1 125 15 "$B" env SAKER_W4_GEMV=1 "$S/saker" $A70
+step b7 128 10 "$B" "$S/saker" $A7
+step b7_zc 130 10 "$B" env SAKER_W4_ZC=1 "$S/saker" $A7
+step prof70 132 15 "$P" env SAKER_PROFILE=1 "$S/saker" $A70
 echo "total $(el)s" >> "$OUT/rc.txt"
-grep -E "^checks|^copy" "$OUT/gemv_w4.log"
+grep -E "^checks|^copy|FAIL" "$OUT/gemv_w4.log" | head -20
+grep -E "backend's pick|v1 \*" "$OUT/gemv_w4.log"
 sed -n '/GEMVs of one decode step/,$p' "$OUT/gemv_w4.log"
 cat "$OUT/rc.txt"
 grep -E "^\| [0-9]" "$B"
-tail -n 1 "$OUT/bops.log"
+grep -E "^backend_ops" "$OUT/bops.log"

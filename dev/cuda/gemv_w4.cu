@@ -3,15 +3,20 @@
  *
  * Build and run from the repository root:
  *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -lineinfo -lcublasLt \
- *        -Isrc -o /tmp/gemv_w4 dev/cuda/gemv_w4.cu && /tmp/gemv_w4 [check|gemv|all]
+ *        -Isrc -o /tmp/gemv_w4 dev/cuda/gemv_w4.cu && /tmp/gemv_w4 [check|gemv|all|prof]
+ * (prof: one launch each of tc, bk and cp on two 70B shapes, for ncu; no checks)
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
  *                 had it (R8 U1 at T <= 2, R2 U2 above, 4 warps splitting K; SAKER_W4_GEMV=1)
  *   tc MT/D/ZC/KS sk_w4_tc_kernel (mma.sync on bf16 q - z and x = hi + lo), MT tiles of 16 rows
- *                 per warp, D steps of loads in flight, ZC 1: zero point applied after the MMAs,
- *                 KS warps per block; "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8, MT2 at
- *                 T >= 3 for store/add)
+ *   [LB]          per warp, D steps of loads in flight, ZC 1: zero point applied after the MMAs,
+ *                 KS warps per block, LB n: registers capped so that n blocks fit an SM;
+ *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8, MT2 at T >= 3 for store/add)
+ *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
+ *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
+ *                 shared-memory stages (one request per row and stage), KS consumer warps
+ *   cp MT/ZC/KS/NS the same with a cp.async (16-byte) producer
  *   w4 deq+lt     sk_w4_dequant_kernel to bf16, then cuBLASLt bf16 (the backend's path above 4
  *                 rows; the dequantization is timed with it)
  *   bf16 lt       the peer: x cast to bf16 + cuBLASLt bf16 on a bf16 weight of the same shape
@@ -28,6 +33,274 @@
  *       3. (all) the 1..4096-row table: GEMV, deq+lt and bf16 cuBLASLt. */
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/gemv.cuh"
+
+/* ---- Bulk-copy tensor-core GEMV (sk_w4_bk_kernel), T <= 4 rows of x ------------------------
+ * (session 4, 2026-11-29: checked, measured slower than sk_w4_tc_kernel on every Llama-2-70B
+ * shape, so it lives here and not in the backend; bench/results/awq-speed.md says why.)
+ *
+ * Premise: sk_w4_tc_kernel (w4.cuh) would be bound by the loads each warp can hold in registers (D steps of
+ * 2 x 16 bytes a lane: 2 KB a warp at D = 2, ~64 KB an SM), not by issue. Here the bytes in flight
+ * do not live in registers: a producer warp streams the block's rows into a ring of NS stages in
+ * shared memory with cp.async.bulk (one request per row and stage: KS steps of 128 weights =
+ * 64 KS contiguous bytes of the row, and the row's KS GP scale words), completing on an mbarrier
+ * per stage (full); KS consumer warps each take one step of a stage (warp w: step KS i + w, as
+ * in sk_w4_tc_kernel), copy their 16-byte pieces to registers, release the stage (empty: KS
+ * arrivals) and compute exactly as sk_w4_tc_kernel (sk_w4tc_xsplit / sk_w4tc_mma). In flight per
+ * block: up to NS stages of 16 NT rows x (64 KS + 4 GP KS) bytes (NT = 1, KS = 8, NS = 4: 35 KB).
+ *
+ * Shared memory (dynamic): the ring, NS stages of [16 NT rows][WROW bytes] weights then
+ * [16 NT rows][SROW bytes] scales (rows padded so that the 8 lanes of a quarter warp, rows 2q and
+ * 2q + 1, hit distinct banks), then the consumers' x buffers [KS][2][XB] words and 16 zero
+ * words; the final reduction overlays the ring. Needs K % (4 G) == 0 (whole steps, 16-byte
+ * aligned scale runs), KS 4 or 8, and 16-byte aligned q4 / q4s (sk_w4_bk_ok). */
+#define SK_W4BK_MAXNS 4
+
+static __device__ __forceinline__ uint32_t sk_smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void sk_mbar_init(uint64_t *bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(sk_smem_addr(bar)), "r"(count)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(sk_smem_addr(bar)) : "memory");
+}
+static __device__ __forceinline__ void sk_mbar_arrive_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sk_smem_addr(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_mbar_wait(uint64_t *bar, uint32_t parity) {
+    const uint32_t a = sk_smem_addr(bar);
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), completing on
+ * bar's transaction count. */
+static __device__ __forceinline__ void sk_bulk_g2s(void *dst, const void *src, uint32_t bytes,
+                                                   uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(sk_smem_addr(dst)), "l"(src), "r"(bytes), "r"(sk_smem_addr(bar))
+                 : "memory");
+}
+
+/* 16 bytes from global src to shared dst by cp.async (L1 bypassed), and an arrival on bar once
+ * all of this thread's cp.async so far have landed (not counted in advance: bar's expected count
+ * includes it). */
+static __device__ __forceinline__ void sk_cp16_g2s(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sk_smem_addr(dst)), "l"(src)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_cp_arrive(uint64_t *bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(sk_smem_addr(bar))
+                 : "memory");
+}
+
+/* Bytes of a row in one stage (weights, scales; padded) and of a stage, for KS consumer warps. */
+static __host__ __device__ __forceinline__ int sk_w4bk_wrow(int KS) { return 64 * KS + (KS & 1 ? 0 : 64); }
+static __host__ __device__ __forceinline__ int sk_w4bk_srow(int KS, int GP) { return 4 * GP * KS + 16; }
+static __host__ __device__ __forceinline__ int sk_w4bk_stage(int rows, int KS, int GP) {
+    return rows * (sk_w4bk_wrow(KS) + sk_w4bk_srow(KS, GP));
+}
+
+/* grid: ceil(N_out / (16 MT)) blocks of 32 (KS + 1) threads, KS 4 or 8; NS stages (2..4). CPA 0:
+ * the producer's requests are cp.async.bulk (one a row and stage), 1: cp.async of 16 bytes (the
+ * warp's 32 lanes copy a row's run of a stage together, each arriving on the stage's barrier). */
+template <int T, int MT, int GP, int ZC, int MODE, int CPA>
+__global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
+    sk_w4_bk_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
+                    const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
+                    int K, float *__restrict__ out, int NS) {
+    constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT, R = 16 * NT; /* rows of a block */
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
+    extern __shared__ __align__(128) uint8_t sk_w4bk_smem[];
+    __shared__ __align__(8) uint64_t full[SK_W4BK_MAXNS], empty[SK_W4BK_MAXNS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, KS = (blockDim.x >> 5) - 1;
+    const int g = lane >> 2, t = lane & 3;
+    const int S = K >> 7, KG = (K >> 7) * GP, nst = (S + KS - 1) / KS;
+    const int n0 = blockIdx.x * 16 * MT;
+    const int WROW = sk_w4bk_wrow(KS), SROW = sk_w4bk_srow(KS, GP), SB = R * (WROW + SROW);
+    uint8_t *ring = sk_w4bk_smem;
+    uint32_t *xs = reinterpret_cast<uint32_t *>(ring + NS * SB); /* [KS][2][XB] */
+    uint32_t *xzero = xs + KS * 2 * XB;
+    sk_pdl_trigger();
+    if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < NS; i++) sk_mbar_init(&full[i], CPA ? 32 : 1), sk_mbar_init(&empty[i], KS);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    float acc[NT][NB][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+
+    if (warp == KS && CPA) {
+        /* Producer, cp.async: per stage, each row's run of weights (steps x 64 bytes: lane l
+         * copies bytes 16 l .. 16 l + 15) and of scales (steps x 4 GP bytes, in 16-byte pieces
+         * spread over the lanes). */
+        for (int i = 0; i < nst; i++) {
+            const int slot = i % NS, steps = min(KS, S - i * KS), sc = steps * GP / 4;
+            if (i >= NS) sk_mbar_wait(&empty[slot], ((i / NS) - 1) & 1);
+            uint8_t *sp = ring + slot * SB;
+            for (int r = 0; r < R; r++) {
+                const int m = r / 16;
+                int n = n0 + 16 * (m % MT) + r % 16;
+                if (n >= N_out) n = N_out - 1;
+                if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
+                if (lane < 4 * steps)
+                    sk_cp16_g2s(sp + r * WROW + 16 * lane, reinterpret_cast<const uint8_t *>(q4) +
+                                                                (size_t)n * (K >> 1) + (size_t)i * KS * 64 + 16 * lane);
+            }
+            for (int c = lane; c < R * sc; c += 32) {
+                const int r = c / sc, j = c % sc, m = r / 16;
+                int n = n0 + 16 * (m % MT) + r % 16;
+                if (n >= N_out) n = N_out - 1;
+                if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
+                sk_cp16_g2s(sp + R * WROW + r * SROW + 16 * j,
+                            reinterpret_cast<const uint8_t *>(q4s) + ((size_t)n * KG + (size_t)i * KS * GP) * 4 + 16 * j);
+            }
+            sk_cp_arrive(&full[slot]);
+        }
+    } else if (warp == KS) {
+        /* Producer: lane c < R copies row c's weights of each stage, lane c - R (c >= R) its
+         * scales (rows past the end: the last row again, never stored). Weights never depend on
+         * the kernel before (PDL): no wait. */
+        constexpr int NC = (2 * R + 31) / 32; /* copies per lane and stage */
+        const uint8_t *src[NC];
+        int dst[NC], unit[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            const int c = lane + 32 * k, r = c % R, m = r / 16;
+            int n = n0 + 16 * (m % MT) + r % 16;
+            if (n >= N_out) n = N_out - 1;
+            if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
+            if (c >= 2 * R) {
+                src[k] = NULL, dst[k] = 0, unit[k] = 0;
+            } else if (c < R) {
+                src[k] = reinterpret_cast<const uint8_t *>(q4) + (size_t)n * (K >> 1);
+                dst[k] = r * WROW, unit[k] = 64; /* bytes per step */
+            } else {
+                src[k] = reinterpret_cast<const uint8_t *>(q4s) + (size_t)n * KG * 4;
+                dst[k] = R * WROW + r * SROW, unit[k] = 4 * GP;
+            }
+        }
+        for (int i = 0; i < nst; i++) {
+            const int slot = i % NS, steps = min(KS, S - i * KS);
+            if (i >= NS) sk_mbar_wait(&empty[slot], ((i / NS) - 1) & 1);
+            if (lane == 0) sk_mbar_arrive_tx(&full[slot], (uint32_t)(R * steps * (64 + 4 * GP)));
+            __syncwarp();
+#pragma unroll
+            for (int k = 0; k < NC; k++)
+                if (src[k])
+                    sk_bulk_g2s(ring + slot * SB + dst[k], src[k] + (size_t)i * KS * unit[k],
+                                (uint32_t)(steps * unit[k]), &full[slot]);
+        }
+    } else {
+        sk_pdl_wait();
+        int bsrc[NB];
+        sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+        float4 xn[T];
+#define SK_W4BK_LOADX(s_)                                                                          \
+    _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) xn[tau_] =                              \
+        __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau_ * K + 128 * (s_) + 4 * lane))
+        if (warp < S) SK_W4BK_LOADX(warp);
+        const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+        /* This lane's byte offsets in a stage: weights of rows 16 m + g + 8 r at chunk t of this
+         * warp's step, and their scale words. */
+        const int wl = g * WROW + 64 * warp + 16 * t;
+        const int sl = R * WROW + g * SROW + 4 * (GP * warp + ((t * GP) >> 2));
+        for (int i = 0; i < nst; i++) {
+            const int st = KS * i + warp, slot = i % NS;
+            if (st >= S) break;
+            sk_mbar_wait(&full[slot], (i / NS) & 1);
+            const uint8_t *sp = ring + slot * SB;
+            uint4 wv[NT][2];
+            uint32_t sv[NT][2];
+#pragma unroll
+            for (int m = 0; m < NT; m++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    wv[m][r] = *reinterpret_cast<const uint4 *>(sp + wl + (16 * m + 8 * r) * WROW);
+                    sv[m][r] = *reinterpret_cast<const uint32_t *>(sp + sl + (16 * m + 8 * r) * SROW);
+                }
+            __syncwarp();
+            if (lane == 0) sk_mbar_arrive(&empty[slot]);
+            uint32_t *xw = xs + (warp * 2 + (i & 1)) * XB;
+            sk_w4tc_xsplit<T>(xn, xw, xoff);
+            if (st + KS < S) SK_W4BK_LOADX(st + KS);
+            sk_w4tc_mma<T, NT, GP, ZC>(wv, sv, xw, bsrc, xzero, lane, t, acc);
+        }
+#undef SK_W4BK_LOADX
+    }
+    sk_w4tc_finish<T, MT, GP, MODE>(acc, reinterpret_cast<float *>(ring), warp, KS, lane, n0, N_out,
+                                    bias, out);
+}
+
+/* Launches kernel k with dynamic shared memory (the PDL attribute as sk_launch_pdl); *smem_max:
+ * the kernel's dynamic limit as set so far (raised here, outside any graph capture the first
+ * time a size is seen). */
+template <typename... KA, typename... A>
+static void sk_w4_launch_smem(void (*k)(KA...), unsigned grid, unsigned block, size_t smem,
+                              size_t *smem_max, cudaStream_t s, A... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(block);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = sk_pdl_enabled() ? 1 : 0;
+    cudaError_t e = cudaSuccess;
+    if (smem > 48 * 1024 && smem > *smem_max) {
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        *smem_max = smem;
+    }
+    if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, k, args...);
+    if (e != cudaSuccess) { /* a bad launch is a bug (common.cuh's CUDA_CHECK policy) */
+        fprintf(stderr, "saker: CUDA error %s: launch in %s at %s:%d\n", cudaGetErrorString(e),
+                __func__, __FILE__, __LINE__);
+        abort();
+    }
+}
+
+/* Whether the bulk-copy kernel can take an N x K weight of group size G (K whole steps of 128
+ * and 16-byte aligned runs of scale words: K % (4 G) == 0; 16-byte aligned arrays). */
+static inline bool sk_w4_bk_ok(int K, int G, const uint32_t *q4, const __half2 *q4s) {
+    return G > 0 && K % (4 * G) == 0 && ((uintptr_t)q4 & 15) == 0 && ((uintptr_t)q4s & 15) == 0;
+}
+
+/* One launch of the bulk-copy GEMV: KS (4 or 8) consumer warps and a producer, NS (2..4)
+ * stages. */
+template <int T, int MT, int ZC, int MODE, int CPA = 0>
+static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, const __half2 *q4s,
+                            int G, const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+    constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT;
+    const int GP = 128 / G, NB = (2 * T * GP + 7) / 8, XB = 2 * T * 4 * SK_W4TC_XW;
+    const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
+    size_t smem = (size_t)NS * sk_w4bk_stage(16 * NT, KS, GP) + (size_t)(KS * 2 * XB + 16) * 4;
+    const size_t red = (size_t)KS * NT * 4 * NB * 16 * 4;
+    if (smem < red) smem = red;
+    void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *, int) =
+        G == 32   ? sk_w4_bk_kernel<T, MT, 4, ZC, MODE, CPA>
+        : G == 64 ? sk_w4_bk_kernel<T, MT, 2, ZC, MODE, CPA>
+                  : sk_w4_bk_kernel<T, MT, 1, ZC, MODE, CPA>;
+    static size_t smem_max[3]; /* per G */
+    sk_w4_launch_smem(k, blocks, 32u * (unsigned)(KS + 1), smem, &smem_max[G == 32 ? 0 : G == 64 ? 1 : 2],
+                      s, x, q4, q4s, bias, N_out, K, out, NS);
+}
+
 
 #include <cublasLt.h>
 #include <math.h>
@@ -97,6 +370,8 @@ typedef void (*w4_fn)(const float *, const uint32_t *, const __half2 *, int, con
                       float *, cudaStream_t);
 typedef void (*tc_fn)(int, const float *, const uint32_t *, const __half2 *, int, const float *, int,
                       int, float *, cudaStream_t);
+typedef void (*bk_fn)(int, int, const float *, const uint32_t *, const __half2 *, int, const float *,
+                      int, int, float *, cudaStream_t);
 template <int T, int R, int U, int MODE, int KS>
 static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
                       int N_out, int K, float *out, cudaStream_t s) {
@@ -118,12 +393,16 @@ typedef struct variant {
     int T, R, U, mode;
     w4_fn fn;     /* v1 kernels */
     tc_fn tc;     /* tensor-core kernels (R = MT, U = D, zc) */
+    bk_fn bk;     /* bulk-copy kernels (R = MT, zc) */
     int zc;
     bool is_default;
     int version; /* 1 (KS 1), 3 (version 1 with KS = 4 split-K warps), 4: tensor cores */
 } variant;
-#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, 0, D, 3}
-#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, ZC, false, 4}
+#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3}
+#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4}
+#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5}
+#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4}
+#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5}
 static const variant g_variants[] = {
     /* v1 as the backend had it (R8 U1 at T <= 2, R2 U2 above), every mode */
     V3(1, 8, 1, 0, true), V3(2, 8, 1, 0, true), V3(3, 2, 2, 0, true), V3(4, 2, 2, 0, true),
@@ -142,7 +421,20 @@ static const variant g_variants[] = {
     TC(1, 1, 4, 0, 2),
     TC(1, 1, 4, 1, 0), TC(2, 1, 4, 1, 0), TC(4, 1, 4, 1, 0), TC(1, 1, 4, 1, 1), TC(1, 1, 2, 1, 2),
     TC(4, 1, 2, 1, 2), TC(1, 2, 2, 1, 0), TC(4, 2, 2, 1, 1), TC(1, 2, 2, 1, 2),
+    /* bulk copies: MT1 every T and mode, MT2 (store/add at T >= 3 and SwiGLU at T = 1), ZC1 */
+    BK(1, 1, 0, 0), BK(2, 1, 0, 0), BK(3, 1, 0, 0), BK(4, 1, 0, 0),
+    BK(1, 1, 0, 1), BK(2, 1, 0, 1), BK(3, 1, 0, 1), BK(4, 1, 0, 1),
+    BK(1, 1, 0, 2), BK(2, 1, 0, 2), BK(3, 1, 0, 2), BK(4, 1, 0, 2),
+    BK(1, 2, 0, 0), BK(2, 2, 0, 0), BK(3, 2, 0, 0), BK(4, 2, 0, 0),
+    BK(1, 2, 0, 1), BK(2, 2, 0, 1), BK(3, 2, 0, 1), BK(4, 2, 0, 1), BK(1, 2, 0, 2),
+    BK(1, 1, 1, 0), BK(4, 1, 1, 0), BK(1, 1, 1, 1), BK(4, 1, 1, 1), BK(1, 1, 1, 2),
+    /* tensor cores at T = 1 with a register cap (MINB blocks of 8 warps an SM) */
+    TCL(1, 1, 2, 1, 0, 4), TCL(1, 1, 2, 1, 1, 4), TCL(1, 1, 2, 1, 2, 3), TCL(1, 1, 2, 0, 2, 3),
+    /* the same with a cp.async producer (U = 1) */
+    CP(1, 1, 0, 0), CP(2, 1, 0, 1), CP(4, 1, 0, 1), CP(1, 1, 0, 2), CP(3, 1, 0, 2), CP(4, 2, 0, 0),
 };
+/* (KS, NS) of the bulk-copy kernel's checks */
+static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 3}, {4, 4}};
 #define N_VARIANTS (int)(sizeof g_variants / sizeof g_variants[0])
 
 typedef struct w4mat {
@@ -193,11 +485,12 @@ static int check_all(void) {
      * steps of 128 (K % 128 = 32, 64, 96) and a single chunk (K = 32). */
     const int shapes[][2] = {{8, 128},   {37, 256},  {576, 512}, {100, 4096}, {33, 1536},
                              {64, 8192}, {1, 96},    {300, 160}, {40, 576},   {19, 4160},
-                             {17, 32},   {130, 1088}};
+                             {17, 32},   {130, 1088}, {200, 4608}, {72, 2560}, {40, 512}};
     const int Gs[] = {32, 64, 128};
     const int kss[] = {4, 8, 3, 1};
     int fails = 0, runs = 0;
     double worst_tc = 0, worst_v1 = 0;
+    int runs_bk = 0;
     for (auto &sh : shapes)
         for (int G : Gs) {
             if (sh[1] % G) continue;
@@ -275,7 +568,8 @@ static int check_all(void) {
                     for (int vi = 0; vi <= N_VARIANTS; vi++) {
                         const variant *v = vi < N_VARIANTS ? &g_variants[vi] : NULL;
                         if (v && (v->T != T || v->mode != mode)) continue;
-                        const int nks = v && v->tc ? 4 : 1;
+                        if (v && v->bk && !sk_w4_bk_ok(K, G, m.dq, m.ds)) continue;
+                        const int nks = v && (v->tc || v->bk) ? 4 : 1;
                         for (int ki = 0; ki < nks; ki++) {
                             CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
                             const float *bp = use_bias ? db : NULL;
@@ -285,6 +579,10 @@ static int check_all(void) {
                                 if (mode == 2) launch_backend<2>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
                             } else if (v->tc) {
                                 v->tc(kss[ki], dx, m.dq, m.ds, G, bp, N_out, K, dout, 0);
+                            } else if (v->bk) {
+                                v->bk(g_bk_cfg[ki][0], g_bk_cfg[ki][1], dx, m.dq, m.ds, G, bp, N_out,
+                                      K, dout, 0);
+                                runs_bk++;
                             } else {
                                 v->fn(dx, m.dq, m.ds, G, bp, N_out, K, dout, 0);
                             }
@@ -293,8 +591,8 @@ static int check_all(void) {
                             double worst;
                             const bool ok = check_out(got, ref, mag, T, N_out, 1e-5, &worst);
                             runs++;
-                            if (v && v->tc && worst > worst_tc) worst_tc = worst;
-                            if (v && !v->tc && worst > worst_v1) worst_v1 = worst;
+                            if (v && (v->tc || v->bk) && worst > worst_tc) worst_tc = worst;
+                            if (v && !v->tc && !v->bk && worst > worst_v1) worst_v1 = worst;
                             if (!ok) {
                                 fails++;
                                 if (!v)
@@ -304,6 +602,10 @@ static int check_all(void) {
                                     printf("FAIL tc MT%d D%d ZC%d KS%d N=%d K=%d G=%d T=%d mode=%d: "
                                            "worst %.3g\n", v->R, v->U, v->zc, kss[ki], N_out, K, G,
                                            T, mode, worst);
+                                else if (v->bk)
+                                    printf("FAIL %s MT%d ZC%d KS%d NS%d N=%d K=%d G=%d T=%d mode=%d: "
+                                           "worst %.3g\n", v->U ? "cp" : "bk", v->R, v->zc, g_bk_cfg[ki][0],
+                                           g_bk_cfg[ki][1], N_out, K, G, T, mode, worst);
                                 else
                                     printf("FAIL v%d R%d U%d N=%d K=%d G=%d T=%d mode=%d: worst "
                                            "%.3g\n", v->version, v->R, v->U, N_out, K, G, T, mode,
@@ -315,8 +617,8 @@ static int check_all(void) {
                     w4_free(&m);
                 }
         }
-    printf("checks: %d runs, %d failed (worst max|err| / sum|x w|: tc %.2e, v1 %.2e; bound 1e-5)\n",
-           runs, fails, worst_tc, worst_v1);
+    printf("checks: %d runs (%d of them bulk-copy), %d failed (worst max|err| / sum|x w|: tc and bk "
+           "%.2e, v1 %.2e; bound 1e-5)\n", runs, runs_bk, fails, worst_tc, worst_v1);
     return fails;
 }
 
@@ -484,17 +786,23 @@ static __global__ void rand_bf16_kernel(__nv_bfloat16 *p, size_t n, uint64_t see
 }
 
 typedef struct tcv {
-    int MT, D, ZC;
+    int MT, D, ZC, LB;
     tc_fn fn;
+    bk_fn bk; /* bulk-copy kernel (D unused) */
 } tcv;
 template <int T, int M>
 static int tc_list(tcv *o) {
     int n = 0;
-    o[n++] = {1, 4, 0, sk_w4_tc_launch<T, 1, 4, 0, M>};
-    o[n++] = {1, 4, 1, sk_w4_tc_launch<T, 1, 4, 1, M>};
-    o[n++] = {1, 2, 0, sk_w4_tc_launch<T, 1, 2, 0, M>};
-    o[n++] = {2, 2, 0, sk_w4_tc_launch<T, 2, 2, 0, M>};
-    o[n++] = {2, 2, 1, sk_w4_tc_launch<T, 2, 2, 1, M>};
+    o[n++] = {1, 2, 0, 1, sk_w4_tc_launch<T, 1, 2, 0, M>, NULL};
+    o[n++] = {1, 2, 1, 1, sk_w4_tc_launch<T, 1, 2, 1, M>, NULL};
+    o[n++] = {2, 2, 0, 1, sk_w4_tc_launch<T, 2, 2, 0, M>, NULL};
+    o[n++] = {2, 2, 1, 1, sk_w4_tc_launch<T, 2, 2, 1, M>, NULL};
+    if (T == 1) { /* register caps: the backend's SAKER_W4_ZC=1 / SAKER_W4_LB=1 */
+        o[n++] = {1, 2, 1, M == 2 ? 3 : 4, sk_w4_tc_launch<T, 1, 2, 1, M, M == 2 ? 3 : 4>, NULL};
+        if (M == 2) o[n++] = {1, 2, 0, 3, sk_w4_tc_launch<T, 1, 2, 0, M, 3>, NULL};
+    }
+    o[n++] = {1, 0, 0, 1, NULL, sk_w4_bk_launch<T, 1, 0, M>};
+    o[n++] = {1, 1, 0, 1, NULL, sk_w4_bk_launch<T, 1, 0, M, 1>}; /* D = 1: cp.async producer */
     return n;
 }
 template <int M>
@@ -624,16 +932,33 @@ static void time_gemv(void) {
             const float t_v1 = time_launches(
                 [&](int i) { launch_v1_any(T, mode, x, q4s[i % n4], scs[i % n4], G, N_out, K, out); }, e0, e1);
             row("v1 * (R8U1 / R2U2, 4 warps)", t_v1);
-            tcv vs[8];
+            tcv vs[12];
             const int nv = tc_list_any(T, mode, vs);
             float best = 1e30f;
             for (int vi = 0; vi < nv; vi++)
-                for (int KS : {4, 8}) {
+                for (int c = 0; c < (vs[vi].bk ? 5 : 2); c++) {
+                    /* tc: KS 4, 8; bk: (KS, NS) = (8, 4), (8, 3), (8, 2), (4, 4), (4, 2) */
+                    const int KS = vs[vi].bk ? (c < 3 ? 8 : 4) : 4 * (c + 1);
+                    const int NS = c == 0 || c == 3 ? 4 : c == 1 ? 3 : 2;
+                    if (vs[vi].bk && (vs[vi].ZC || vs[vi].MT == 2) && c != 0 && c != 2) continue;
+                    if (vs[vi].bk && vs[vi].D != 1 && c >= 3) continue; /* bk KS4: slower (session 4) */
+                    if (vs[vi].bk && !sk_w4_bk_ok(K, G, q4s[0], scs[0])) continue; /* 7B down */
+                    const bool cpa = vs[vi].bk && vs[vi].D == 1;
                     const float us = time_launches(
-                        [&](int i) { vs[vi].fn(KS, x, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0); },
+                        [&](int i) {
+                            if (vs[vi].bk)
+                                vs[vi].bk(KS, NS, x, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0);
+                            else
+                                vs[vi].fn(KS, x, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0);
+                        },
                         e0, e1);
                     char name[64];
-                    snprintf(name, sizeof name, "tc MT%d D%d ZC%d KS%d", vs[vi].MT, vs[vi].D, vs[vi].ZC, KS);
+                    if (vs[vi].bk)
+                        snprintf(name, sizeof name, "%s MT%d ZC%d KS%d NS%d", cpa ? "cp" : "bk", vs[vi].MT,
+                                 vs[vi].ZC, KS, NS);
+                    else
+                        snprintf(name, sizeof name, "tc MT%d D%d ZC%d KS%d%s", vs[vi].MT, vs[vi].D, vs[vi].ZC, KS,
+                                 vs[vi].LB == 4 ? " LB4" : vs[vi].LB == 3 ? " LB3" : "");
                     row(name, us);
                     if (us < best) best = us;
                 }
@@ -696,8 +1021,44 @@ static void time_gemv(void) {
                    sum_lt[model][ti] * 1e-3);
 }
 
+/* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
+ * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
+static void prof(void) {
+    const struct {
+        int N_out, K, mode;
+    } shapes[] = {{8192, 28672, 1}, {28672, 8192, 2}};
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, G = 128, N = sh.mode == 2 ? 2 * N_out : N_out;
+        uint32_t *q4;
+        __half2 *sc;
+        float *x, *out;
+        CK(cudaMalloc(&q4, (size_t)N * K / 2));
+        CK(cudaMalloc(&sc, (size_t)N * (K / G) * 4));
+        CK(cudaMalloc(&x, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)N * 4));
+        sk_w4_random_kernel<<<4096, 256>>>(q4, sc, G, N, K, 0.01f, 3);
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)K, 5);
+        rand_f32_kernel<<<64, 256>>>(out, (size_t)N_out, 6);
+        if (sh.mode == 1) {
+            sk_w4_tc_launch<1, 1, 2, 0, 1>(8, x, q4, sc, G, NULL, N_out, K, out, 0);
+            sk_w4_bk_launch<1, 1, 0, 1, 0>(8, 4, x, q4, sc, G, NULL, N_out, K, out, 0);
+            sk_w4_bk_launch<1, 1, 0, 1, 1>(8, 4, x, q4, sc, G, NULL, N_out, K, out, 0);
+        } else {
+            sk_w4_tc_launch<1, 1, 2, 0, 2>(8, x, q4, sc, G, NULL, N_out, K, out, 0);
+            sk_w4_bk_launch<1, 1, 0, 2, 0>(8, 2, x, q4, sc, G, NULL, N_out, K, out, 0);
+            sk_w4_bk_launch<1, 1, 0, 2, 1>(8, 2, x, q4, sc, G, NULL, N_out, K, out, 0);
+        }
+        CK(cudaDeviceSynchronize());
+        cudaFree(q4), cudaFree(sc), cudaFree(x), cudaFree(out);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
+    if (strcmp(mode, "prof") == 0) {
+        prof();
+        return 0;
+    }
     const int fails = check_all(); /* timing still runs after a failure (its figures then say
                                       nothing about the failed versions) */
     if (strcmp(mode, "gemv") == 0 || strcmp(mode, "all") == 0) time_gemv();

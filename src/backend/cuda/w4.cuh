@@ -155,9 +155,14 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
  *
  * Measured on the H200 (2026-11-29, bench/results/awq-speed.md): 70B shapes at T = 1 in 15.9-86 us
  * (2.1-2.9 TB/s of INT4 bytes, 50-69% of copy; v1 1.9-2.5), T = 4 within 20% of T = 1 (v1: 5-8x
- * slower). Not bound by instruction issue (ZC = 1, 11% fewer instructions, is no faster) but by
- * how many loads are in flight: the 64-register D = 2 version in 8-warp blocks, all resident at
- * once on 8192-row matrices, beats D = 4 at 80 registers (a second wave) by 20-30%.
+ * slower). The 64-register D = 2 version in 8-warp blocks, all resident at once on 8192-row
+ * matrices, beats D = 4 at 80 registers (a second wave) by 20-30%. What bounds it (session 4, ncu
+ * and SASS): instruction issue, not bytes in flight. It issues ~0.58 warp-instructions per
+ * scheduler-cycle (7 warps a scheduler, 1.2 eligible) and spends 180 per step of 1 KB of INT4
+ * (T = 1: 88 dequantizing, 8 HMMA, the rest x split, B fragments, scales, addresses, loop), which
+ * caps it near 2.9-3.0 TB/s; a shared-memory ring filled by cp.async.bulk or cp.async (kept in
+ * dev/cuda/gemv_w4.cu) did not move with its depth and was slower, having more instructions. ZC = 1
+ * saves ~20 a step but takes 74 registers (a block less an SM) unless capped (MINB).
  *
  * A operand: 0x4300 | q is bf16 128 + q. ZC = 0 subtracts (128 + z) per pair (HSUB2, exact
  * q - z); ZC = 1 leaves 128 + q and subtracts (128 + z) * sum(x) per group and row of x after the
@@ -224,17 +229,183 @@ static __device__ __forceinline__ uint32_t sk_w4_bf16x2(float a, float b) {
     return *reinterpret_cast<const uint32_t *>(&h);
 }
 
+/* Per (T, GP): n8 MMAs per k16 (columns (tau, group, hi/lo), 8 at a time), words of one x
+ * buffer, and chunks per group = 1 << GSH. */
+template <int T, int GP>
+struct sk_w4tc_dims {
+    static_assert(T >= 1 && T <= 4 && (GP == 1 || GP == 2 || GP == 4), "T <= 4, G 32/64/128");
+    static constexpr int NB = (2 * T * GP + 7) / 8;
+    static constexpr int XB = 2 * T * 4 * SK_W4TC_XW;
+    static constexpr int GSH = GP == 4 ? 0 : (GP == 2 ? 1 : 2);
+};
+
+/* This lane's B sources in an x buffer: column n = g + 8 b -> (tau, gi, hl); a word offset into
+ * the buffer, or -1: zeros. */
+template <int T, int GP>
+static __device__ __forceinline__ void sk_w4tc_bsrc(int (&bsrc)[sk_w4tc_dims<T, GP>::NB], int g,
+                                                    int t) {
+#pragma unroll
+    for (int b = 0; b < sk_w4tc_dims<T, GP>::NB; b++) {
+        const int n = g + 8 * b, idx = n >> 1, hl = n & 1, tau = idx / GP, gi = idx % GP;
+        bsrc[b] = tau < T && gi == (t * GP) / 4 ? (hl * T + tau) * 4 * SK_W4TC_XW + t * SK_W4TC_XW : -1;
+    }
+}
+
+/* One step, part 1: the step's x (this lane: elements 4 lane .. 4 lane + 3 of each row tau) into
+ * the warp's x buffer xw as bf16 hi / lo pairs, at word xoff = (lane / 8) XW + (lane % 8) 2. */
+template <int T>
+static __device__ __forceinline__ void sk_w4tc_xsplit(const float4 (&xn)[T], uint32_t *xw, int xoff) {
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) {
+        const float4 v = xn[tau];
+        const uint32_t h0 = sk_w4_bf16x2(v.x, v.y), h1 = sk_w4_bf16x2(v.z, v.w);
+        const float hx = __uint_as_float(h0 << 16), hy = __uint_as_float(h0 & 0xffff0000u);
+        const float hz = __uint_as_float(h1 << 16), hw = __uint_as_float(h1 & 0xffff0000u);
+        const uint32_t l0 = sk_w4_bf16x2(v.x - hx, v.y - hy);
+        const uint32_t l1 = sk_w4_bf16x2(v.z - hz, v.w - hw);
+        *reinterpret_cast<uint2 *>(&xw[tau * 4 * SK_W4TC_XW + xoff]) = make_uint2(h0, h1);
+        *reinterpret_cast<uint2 *>(&xw[(T + tau) * 4 * SK_W4TC_XW + xoff]) = make_uint2(l0, l1);
+    }
+}
+
+/* One step, part 2 (after part 1, whose stores the __syncwarp here publishes): lane (g, t)'s
+ * weights wv[m][r] (16 bytes of row 16 m + g + 8 r at chunk t of the step) and scale words
+ * sv[m][r] times the step's x, on the tensor cores, added to acc per (tile, MMA column pair). */
+template <int T, int NT, int GP, int ZC>
+static __device__ __forceinline__ void
+sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_t *xw,
+            const int (&bsrc)[sk_w4tc_dims<T, GP>::NB], const uint32_t *xzero, int lane, int t,
+            float (&acc)[NT][sk_w4tc_dims<T, GP>::NB][2]) {
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB;
+    __syncwarp();
+    uint32_t bf[NB][16];
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        const uint32_t *src = bsrc[b] >= 0 ? xw + bsrc[b] : xzero;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const uint4 u = *reinterpret_cast<const uint4 *>(src + 4 * q);
+            bf[b][4 * q] = u.x, bf[b][4 * q + 1] = u.y;
+            bf[b][4 * q + 2] = u.z, bf[b][4 * q + 3] = u.w;
+        }
+    }
+    /* ZC: per column, the step's sum of B over each group (A = 1.0). */
+    float sx[NB][4];
+    if (ZC) {
+        const uint32_t one = 0x3f803f80u;
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            sx[b][0] = sx[b][1] = sx[b][2] = sx[b][3] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                sk_w4_mma(sx[b], one, one, one, one, bf[b][2 * j], bf[b][2 * j + 1]);
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < NT; m++) {
+        const uint32_t s0 = sv[m][0], s1 = sv[m][1];
+        const uint32_t z0 = ZC ? 0u : sk_w4_zb(s0), z1 = ZC ? 0u : sk_w4_zb(s1);
+        const uint32_t mask = 0x000f000fu, magic = 0x43004300u;
+        /* two accumulators (even and odd j): half the chain of dependent MMAs */
+        float cc[NB][4], ce[NB][4];
+#pragma unroll
+        for (int b = 0; b < NB; b++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) cc[b][q] = ce[b][q] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const uint32_t w0 = sk_w4_word(wv[m][0], j >> 1);
+            const uint32_t w1 = sk_w4_word(wv[m][1], j >> 1);
+            const int p = 2 * (j & 1);
+            uint32_t a0 = sk_w4_andor(w0 >> (4 * p), mask, magic);
+            uint32_t a1 = sk_w4_andor(w1 >> (4 * p), mask, magic);
+            uint32_t a2 = sk_w4_andor(w0 >> (4 * p + 4), mask, magic);
+            uint32_t a3 = sk_w4_andor(w1 >> (4 * p + 4), mask, magic);
+            if (!ZC) {
+                a0 = sk_w4_hsub_bf2(a0, z0), a1 = sk_w4_hsub_bf2(a1, z1);
+                a2 = sk_w4_hsub_bf2(a2, z0), a3 = sk_w4_hsub_bf2(a3, z1);
+            }
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+                sk_w4_mma(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
+        }
+#pragma unroll
+        for (int b = 0; b < NB; b++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) cc[b][q] += ce[b][q];
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            uint32_t e0 = s0, e1 = s1;
+            if (GP > 1) { /* the scale of group gi sits with chunk lane gi * 4 / GP */
+                const int gi = (t + 4 * b) % GP, src = (lane & ~3) | (gi * 4 / GP);
+                e0 = __shfl_sync(0xffffffffu, s0, src);
+                e1 = __shfl_sync(0xffffffffu, s1, src);
+            }
+            float v0 = cc[b][0] + cc[b][1], v1 = cc[b][2] + cc[b][3];
+            if (ZC) {
+                const float sxb = sx[b][0] + sx[b][1];
+                v0 = fmaf(-sk_w4_zf(e0), sxb, v0);
+                v1 = fmaf(-sk_w4_zf(e1), sxb, v1);
+            }
+            acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
+            acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
+        }
+    }
+}
+
+/* The end of both tensor-core kernels: the KS warps' partial sums (acc of warps < KS; lane
+ * (g, t) holds, per tile m and MMA b, column pair idx = t + 4 b of rows g and g + 8) added up
+ * through red ([KS][NT][4 NB][16] floats, which may overlay the buffers of the loop: the first
+ * barrier waits for every warp to leave it), then the epilogue. Every thread of the block calls
+ * this. */
+template <int T, int MT, int GP, int MODE>
+static __device__ __forceinline__ void
+sk_w4tc_finish(const float (&acc)[MODE == SK_GEMV_SWIGLU ? 2 * MT : MT][sk_w4tc_dims<T, GP>::NB][2],
+               float *redp, int warp, int KS, int lane, int n0, int N_out,
+               const float *__restrict__ bias, float *__restrict__ out) {
+    constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT, NB = sk_w4tc_dims<T, GP>::NB;
+    float(*red)[NT][4 * NB][16] = reinterpret_cast<float(*)[NT][4 * NB][16]>(redp);
+    const int g = lane >> 2, t = lane & 3;
+    __syncthreads();
+    if (warp < KS)
+#pragma unroll
+        for (int m = 0; m < NT; m++)
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                red[warp][m][t + 4 * b][g] = acc[m][b][0];
+                red[warp][m][t + 4 * b][g + 8] = acc[m][b][1];
+            }
+    __syncthreads();
+    for (int o = threadIdx.x; o < MT * 16 * T; o += blockDim.x) {
+        const int m = o / (16 * T), tau = (o / 16) % T, row = o % 16, n = n0 + 16 * m + row;
+        if (n >= N_out) continue;
+        float v = 0.0f, u = 0.0f;
+        for (int w = 0; w < KS; w++)
+#pragma unroll
+            for (int gi = 0; gi < GP; gi++) {
+                v += red[w][m][tau * GP + gi][row];
+                if (MODE == SK_GEMV_SWIGLU) u += red[w][MT + m][tau * GP + gi][row];
+            }
+        float *po = out + (size_t)tau * N_out + n;
+        if (MODE == SK_GEMV_SWIGLU) {
+            *po = v / (1.0f + __expf(-v)) * u;
+        } else {
+            if (bias) v += bias[n];
+            if (MODE == SK_GEMV_ADD) v += *po;
+            *po = v;
+        }
+    }
+}
+
 /* grid: ceil(N_out / (16 MT)) blocks of 32 KS threads (KS <= SK_W4TC_MAXW). GP = 128 / G. */
-template <int T, int MT, int D, int GP, int ZC, int MODE>
-__global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
+template <int T, int MT, int D, int GP, int ZC, int MODE, int MINB = 1>
+__global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     sk_w4_tc_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
                     int K, float *__restrict__ out) {
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT; /* 16-row tiles per warp */
-    constexpr int NB = (2 * T * GP + 7) / 8;                 /* n8 MMAs per k16 */
-    constexpr int XW = SK_W4TC_XW, XB = 2 * T * 4 * XW;      /* words of one x buffer */
-    constexpr int GSH = GP == 4 ? 0 : (GP == 2 ? 1 : 2);     /* chunks per group = 1 << GSH */
-    static_assert(T >= 1 && T <= 4 && (GP == 1 || GP == 2 || GP == 4), "T <= 4, G 32/64/128");
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
+    constexpr int GSH = sk_w4tc_dims<T, GP>::GSH;
     static_assert(D % 2 == 0, "steps alternate between two x buffers");
     /* x buffers [warp][2][hl][tau][chunk] during the loop, then the partial sums
      * red[warp][tile][idx][row] of the final reduction. */
@@ -242,7 +413,6 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
     __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
     __shared__ __align__(16) uint32_t xzero[16];
     uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
-    float(*red)[NT][4 * NB][16] = reinterpret_cast<float(*)[NT][4 * NB][16]>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, KS = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int C = K >> 5, S = (C + 3) >> 2, KG = C >> GSH;
@@ -286,13 +456,8 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
     sk_pdl_wait();
     __syncthreads(); /* xzero */
 
-    /* This lane's B sources (buffer 0): column n = g + 8 b -> (tau, gi, hl). */
-    int bsrc[NB]; /* word offset into xs[warp][buffer], or -1: zeros */
-#pragma unroll
-    for (int b = 0; b < NB; b++) {
-        const int n = g + 8 * b, idx = n >> 1, hl = n & 1, tau = idx / GP, gi = idx % GP;
-        bsrc[b] = tau < T && gi == (t * GP) / 4 ? (hl * T + tau) * 4 * XW + t * XW : -1;
-    }
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
     /* x of a step: lane l splits elements 4l..4l+3 of each row tau. */
     float4 xn[T];
 #define SK_W4TC_LOADX(s_)                                                                          \
@@ -303,7 +468,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);                                          \
     } while (0)
     if (warp < S) SK_W4TC_LOADX(warp);
-    const int xoff = (lane >> 3) * XW + (lane & 7) * 2;
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
 
     float acc[NT][NB][2];
 #pragma unroll
@@ -319,138 +484,29 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW)
             const int st = warp + KS * (i + d);
             uint32_t *xw = xs[warp][d & 1]; /* steps alternate buffers (D is even) */
             /* x of this step into shared memory as hi/lo bf16 pairs; the next step's x loads. */
-#pragma unroll
-            for (int tau = 0; tau < T; tau++) {
-                const float4 v = xn[tau];
-                const uint32_t h0 = sk_w4_bf16x2(v.x, v.y), h1 = sk_w4_bf16x2(v.z, v.w);
-                const float hx = __uint_as_float(h0 << 16), hy = __uint_as_float(h0 & 0xffff0000u);
-                const float hz = __uint_as_float(h1 << 16), hw = __uint_as_float(h1 & 0xffff0000u);
-                const uint32_t l0 = sk_w4_bf16x2(v.x - hx, v.y - hy);
-                const uint32_t l1 = sk_w4_bf16x2(v.z - hz, v.w - hw);
-                *reinterpret_cast<uint2 *>(&xw[tau * 4 * XW + xoff]) = make_uint2(h0, h1);
-                *reinterpret_cast<uint2 *>(&xw[(T + tau) * 4 * XW + xoff]) = make_uint2(l0, l1);
-            }
+            sk_w4tc_xsplit<T>(xn, xw, xoff);
             if (st + KS < S) SK_W4TC_LOADX(st + KS);
-            __syncwarp();
-            uint32_t bf[NB][16];
-#pragma unroll
-            for (int b = 0; b < NB; b++) {
-                const uint32_t *src = bsrc[b] >= 0 ? xw + bsrc[b] : xzero;
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const uint4 u = *reinterpret_cast<const uint4 *>(src + 4 * q);
-                    bf[b][4 * q] = u.x, bf[b][4 * q + 1] = u.y;
-                    bf[b][4 * q + 2] = u.z, bf[b][4 * q + 3] = u.w;
-                }
-            }
-            /* ZC: per column, the step's sum of B over each group (A = 1.0). */
-            float sx[NB][4];
-            if (ZC) {
-                const uint32_t one = 0x3f803f80u;
-#pragma unroll
-                for (int b = 0; b < NB; b++) {
-                    sx[b][0] = sx[b][1] = sx[b][2] = sx[b][3] = 0.0f;
-#pragma unroll
-                    for (int j = 0; j < 8; j++)
-                        sk_w4_mma(sx[b], one, one, one, one, bf[b][2 * j], bf[b][2 * j + 1]);
-                }
-            }
-#pragma unroll
-            for (int m = 0; m < NT; m++) {
-                const uint32_t s0 = sb[d][m][0], s1 = sb[d][m][1];
-                const uint32_t z0 = ZC ? 0u : sk_w4_zb(s0), z1 = ZC ? 0u : sk_w4_zb(s1);
-                const uint32_t mask = 0x000f000fu, magic = 0x43004300u;
-                /* two accumulators (even and odd j): half the chain of dependent MMAs */
-                float cc[NB][4], ce[NB][4];
-#pragma unroll
-                for (int b = 0; b < NB; b++)
-#pragma unroll
-                    for (int q = 0; q < 4; q++) cc[b][q] = ce[b][q] = 0.0f;
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const uint32_t w0 = sk_w4_word(wb[d][m][0], j >> 1);
-                    const uint32_t w1 = sk_w4_word(wb[d][m][1], j >> 1);
-                    const int p = 2 * (j & 1);
-                    uint32_t a0 = sk_w4_andor(w0 >> (4 * p), mask, magic);
-                    uint32_t a1 = sk_w4_andor(w1 >> (4 * p), mask, magic);
-                    uint32_t a2 = sk_w4_andor(w0 >> (4 * p + 4), mask, magic);
-                    uint32_t a3 = sk_w4_andor(w1 >> (4 * p + 4), mask, magic);
-                    if (!ZC) {
-                        a0 = sk_w4_hsub_bf2(a0, z0), a1 = sk_w4_hsub_bf2(a1, z1);
-                        a2 = sk_w4_hsub_bf2(a2, z0), a3 = sk_w4_hsub_bf2(a3, z1);
-                    }
-#pragma unroll
-                    for (int b = 0; b < NB; b++)
-                        sk_w4_mma(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
-                }
-#pragma unroll
-                for (int b = 0; b < NB; b++)
-#pragma unroll
-                    for (int q = 0; q < 4; q++) cc[b][q] += ce[b][q];
-#pragma unroll
-                for (int b = 0; b < NB; b++) {
-                    uint32_t e0 = s0, e1 = s1;
-                    if (GP > 1) { /* the scale of group gi sits with chunk lane gi * 4 / GP */
-                        const int gi = (t + 4 * b) % GP, src = (lane & ~3) | (gi * 4 / GP);
-                        e0 = __shfl_sync(0xffffffffu, s0, src);
-                        e1 = __shfl_sync(0xffffffffu, s1, src);
-                    }
-                    float v0 = cc[b][0] + cc[b][1], v1 = cc[b][2] + cc[b][3];
-                    if (ZC) {
-                        const float sxb = sx[b][0] + sx[b][1];
-                        v0 = fmaf(-sk_w4_zf(e0), sxb, v0);
-                        v1 = fmaf(-sk_w4_zf(e1), sxb, v1);
-                    }
-                    acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
-                    acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
-                }
-            }
+            sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
             if (st + KS * D < S) SK_W4TC_LOAD(d, st + KS * D);
         }
     }
 #undef SK_W4TC_LOAD
 #undef SK_W4TC_LOADX
 
-    /* Lane (g, t) holds, per tile m and MMA b, column pair idx = t + 4 b of rows g and g + 8. */
-    __syncthreads(); /* red overlays the x buffers */
-#pragma unroll
-    for (int m = 0; m < NT; m++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            red[warp][m][t + 4 * b][g] = acc[m][b][0];
-            red[warp][m][t + 4 * b][g + 8] = acc[m][b][1];
-        }
-    __syncthreads();
-    for (int o = threadIdx.x; o < MT * 16 * T; o += blockDim.x) {
-        const int m = o / (16 * T), tau = (o / 16) % T, row = o % 16, n = n0 + 16 * m + row;
-        if (n >= N_out) continue;
-        float v = 0.0f, u = 0.0f;
-        for (int w = 0; w < KS; w++)
-#pragma unroll
-            for (int gi = 0; gi < GP; gi++) {
-                v += red[w][m][tau * GP + gi][row];
-                if (MODE == SK_GEMV_SWIGLU) u += red[w][MT + m][tau * GP + gi][row];
-            }
-        float *po = out + (size_t)tau * N_out + n;
-        if (MODE == SK_GEMV_SWIGLU) {
-            *po = v / (1.0f + __expf(-v)) * u;
-        } else {
-            if (bias) v += bias[n];
-            if (MODE == SK_GEMV_ADD) v += *po;
-            *po = v;
-        }
-    }
+    sk_w4tc_finish<T, MT, GP, MODE>(acc, reinterpret_cast<float *>(smem), warp, KS, lane, n0,
+                                    N_out, bias, out);
 }
 
-/* One launch of the tensor-core GEMV with KS (1..SK_W4TC_MAXW) warps per block (GP from G). */
-template <int T, int MT, int D, int ZC, int MODE>
+/* One launch of the tensor-core GEMV with KS (1..SK_W4TC_MAXW) warps per block (GP from G);
+ * MINB: blocks of 8 warps the compiler must fit on an SM (a register cap: 4 -> 64, 3 -> 80). */
+template <int T, int MT, int D, int ZC, int MODE, int MINB = 1>
 static void sk_w4_tc_launch(int KS, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                             const float *bias, int N_out, int K, float *out, cudaStream_t s) {
     const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
     void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *) =
-        G == 32   ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE>
-        : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE>
-                  : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE>;
+        G == 32   ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE, MINB>
+        : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE, MINB>
+                  : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE, MINB>;
     sk_launch_pdl(k, blocks, 32u * (unsigned)KS, s, x, q4, q4s, bias, N_out, K, out);
 }
 
@@ -500,7 +556,7 @@ static void sk_w4_gemv_v1_launch_t(const float *x, const uint32_t *q4, const __h
  * the SMs at once: o 19.5 -> 15.9 us, down 59 -> 44 us against D = 4 at 80 registers), one tile
  * of 16 rows per warp (MT = 1) except for STORE/ADD at T >= 3, where two tiles share each x
  * fragment (70B o at T = 4: 26.9 -> 17.8 us). ZC = 1 (zero points after the MMAs, 11% fewer
- * instructions) measured no faster and is left to the workbench. */
+ * instructions) measured no faster at 74 registers; capped at 64 it is an experiment below. */
 template <int T, int MODE>
 static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                                 const float *bias, int N_out, int K, float *out, cudaStream_t s) {
@@ -510,13 +566,31 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         sk_w4_gemv_v1_launch_t<T, MODE>(x, q4, q4s, G, bias, N_out, K, out, s);
         return;
     }
-    static int mt_env = -1, ks = -1;
+    static int mt_env = -1, ks = -1, zc = -1, lb = -1;
     if (ks < 0) {
         mt_env = sk_w4_env_int("SAKER_W4_MT", 0);
         ks = sk_w4_env_int("SAKER_W4_KS", 8);
         if (ks < 1 || ks > SK_W4TC_MAXW) ks = 8;
+        zc = sk_w4_env_int("SAKER_W4_ZC", 0);
+        lb = sk_w4_env_int("SAKER_W4_LB", 0);
     }
     const int mt = mt_env == 1 || mt_env == 2 ? mt_env : (MODE != SK_GEMV_SWIGLU && T >= 3 ? 2 : 1);
+    /* Experiments at T = 1, off by default and not yet run on the device (2026-11-29, session 4:
+     * the device budget ran out; scripts/gpu_w4_decode.sh checks and times them):
+     * SAKER_W4_ZC=1 takes ZC1 (zero points after the MMAs: 11% fewer instructions a step, at 74
+     * registers uncapped) capped at 64 registers (80 for SwiGLU); SAKER_W4_LB=1 caps SwiGLU's ZC0
+     * kernel at 80 registers (3 blocks of 8 warps an SM instead of 2 at 98). */
+    if constexpr (T == 1) {
+        if (mt == 1 && zc) {
+            sk_w4_tc_launch<T, 1, 2, 1, MODE, MODE == SK_GEMV_SWIGLU ? 3 : 4>(ks, x, q4, q4s, G, bias,
+                                                                             N_out, K, out, s);
+            return;
+        }
+        if (mt == 1 && lb && MODE == SK_GEMV_SWIGLU) {
+            sk_w4_tc_launch<T, 1, 2, 0, MODE, 3>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
+            return;
+        }
+    }
     if (mt == 2)
         sk_w4_tc_launch<T, 2, 2, 0, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
     else
