@@ -21,7 +21,8 @@
  *            combine kernel. Configurations: qtiles (8-query tiles per warp), wq (warps side by
  *            side on the query tiles), warps per block, prefetch (double register set), l2pf
  *            (bulk prefetch of each warp's chunk i + l2pf into L2; 2026-11-29 session 4),
- *            splits.
+ *            ring (chunks streamed through a per-warp shared-memory ring by cp.async, 2 or 4
+ *            slots; session 4), splits.
  *
  * main:
  *   1. self-test of the mma.m16n8k16 fragment layout, movmatrix.trans (and the shuffle
@@ -677,8 +678,9 @@ static void free_refset(refset *R) {
 }
 
 /* Configurations of version 2 instantiated for head_dim hd; `sensible` keeps those whose query
- * tiles per block cover the group without idle tiles (for timing). Without the register
- * prefetch, each also with the L2 bulk prefetch at the distances of l2pfs (n_l2pf of them). */
+ * tiles per block cover the group without idle tiles (for timing). Each as it is, with the
+ * register prefetch, with rings of 2 and 4 slots, and with the L2 bulk prefetch at the distances
+ * of l2pfs (n_l2pf of them). */
 #define MAX_CFGS 192
 static int enum_cfgs(int hd, int group, int sensible, const int *l2pfs, int n_l2pf,
                      sk_attn_decode_cfg *out) {
@@ -690,18 +692,21 @@ static int enum_cfgs(int hd, int group, int sensible, const int *l2pfs, int n_l2
     for (int a = 0; a < 3; a++)
         for (int b = 0; b < 3; b++)
             for (int c = 0; c < 4; c++)
-                for (int pf = 0; pf < 2; pf++)
-                    for (int d = -1; d < (pf ? 0 : n_l2pf); d++) {
-                        sk_attn_decode_cfg cfg = {qt[a], ws[c], wqs[b], pf, d < 0 ? 0 : l2pfs[d]};
-                        if (!sk_ad_kernel(hd, &cfg)) continue;
-                        const int prod = qt[a] * wqs[b];
-                        if (sensible && !(prod <= cap && 2 * prod >= cap)) continue;
-                        if (n == MAX_CFGS) {
-                            fprintf(stderr, "enum_cfgs: more than %d configurations\n", MAX_CFGS);
-                            exit(1);
-                        }
-                        out[n++] = cfg;
+                /* variants: v 0 plain, 1 register prefetch, 2 and 3 rings of 2 and 4 slots,
+                 * 4.. the L2 prefetch distances */
+                for (int v = 0; v < 4 + n_l2pf; v++) {
+                    const int pf = v == 1, ring = v == 2 ? 2 : v == 3 ? 4 : 0;
+                    const int l2pf = v >= 4 ? l2pfs[v - 4] : 0;
+                    sk_attn_decode_cfg cfg = {qt[a], ws[c], wqs[b], pf, l2pf, ring};
+                    if (!sk_ad_kernel(hd, &cfg)) continue;
+                    const int prod = qt[a] * wqs[b];
+                    if (sensible && !(prod <= cap && 2 * prod >= cap)) continue;
+                    if (n == MAX_CFGS) {
+                        fprintf(stderr, "enum_cfgs: more than %d configurations\n", MAX_CFGS);
+                        exit(1);
                     }
+                    out[n++] = cfg;
+                }
     return n;
 }
 
@@ -709,11 +714,11 @@ static void cfg_name(char *buf, size_t n, int version, const sk_attn_decode_cfg 
     if (version == 1)
         snprintf(buf, n, "v1 block/query-head");
     else if (version == 3)
-        snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d l2pf%d ns%d", c->qtiles, c->wq, c->warps,
-                 c->prefetch, c->l2pf, ns);
+        snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d l2pf%d r%d ns%d", c->qtiles, c->wq,
+                 c->warps, c->prefetch, c->l2pf, c->ring, ns);
     else
-        snprintf(buf, n, "v2 q%d wq%d w%d pf%d l2pf%d ns%d", c->qtiles, c->wq, c->warps,
-                 c->prefetch, c->l2pf, ns);
+        snprintf(buf, n, "v2 q%d wq%d w%d pf%d l2pf%d r%d ns%d", c->qtiles, c->wq, c->warps,
+                 c->prefetch, c->l2pf, c->ring, ns);
 }
 
 /* ---- 2. correctness ----------------------------------------------------------------------- */

@@ -34,54 +34,90 @@ typedef void (*sk_ad_kfn)(sk_ad_args);
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-template <int HD, int NQT> static sk_ad_kfn sk_ad_kernel_w(int warps, int prefetch) {
-    switch (warps) {
-    case 1: /* no merge between warps (measured in the workbench; the defaults take 2 warps:
-             * see sk_attn_decode_default_cfg) */
-        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 1, true>
-                        : sk_attn_decode_kernel2<HD, NQT, 1, false>;
+/* One warp count: the register prefetch, or a ring of 0, 2 or 4 slots (head_dim 64/128). */
+template <int HD, int NQT, int W> static sk_ad_kfn sk_ad_kernel_r(int prefetch, int ring) {
+    if (prefetch) return ring ? NULL : sk_attn_decode_kernel2<HD, NQT, W, true, 0>;
+    switch (ring) {
+    case 0:
+        return sk_attn_decode_kernel2<HD, NQT, W, false, 0>;
     case 2:
-        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 2, true>
-                        : sk_attn_decode_kernel2<HD, NQT, 2, false>;
+        if constexpr (HD % 64 == 0) return sk_attn_decode_kernel2<HD, NQT, W, false, 2>;
+        return NULL;
     case 4:
-        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 4, true>
-                        : sk_attn_decode_kernel2<HD, NQT, 4, false>;
-    case 8:
-        return prefetch ? sk_attn_decode_kernel2<HD, NQT, 8, true>
-                        : sk_attn_decode_kernel2<HD, NQT, 8, false>;
+        if constexpr (HD % 64 == 0) return sk_attn_decode_kernel2<HD, NQT, W, false, 4>;
+        return NULL;
     default:
         return NULL;
     }
 }
 
-template <int HD> static sk_ad_kfn sk_ad_kernel_q(int qtiles, int warps, int prefetch) {
+template <int HD, int NQT> static sk_ad_kfn sk_ad_kernel_w(int warps, int prefetch, int ring) {
+    switch (warps) {
+    case 1: /* no merge between warps (measured in the workbench; the defaults take 2 warps:
+             * see sk_attn_decode_default_cfg) */
+        return sk_ad_kernel_r<HD, NQT, 1>(prefetch, ring);
+    case 2:
+        return sk_ad_kernel_r<HD, NQT, 2>(prefetch, ring);
+    case 4:
+        return sk_ad_kernel_r<HD, NQT, 4>(prefetch, ring);
+    case 8:
+        return sk_ad_kernel_r<HD, NQT, 8>(prefetch, ring);
+    default:
+        return NULL;
+    }
+}
+
+template <int HD> static sk_ad_kfn sk_ad_kernel_q(int qtiles, int warps, int prefetch, int ring) {
     switch (qtiles) {
     case 1:
-        return sk_ad_kernel_w<HD, 1>(warps, prefetch);
+        return sk_ad_kernel_w<HD, 1>(warps, prefetch, ring);
     case 2:
-        return sk_ad_kernel_w<HD, 2>(warps, prefetch);
+        return sk_ad_kernel_w<HD, 2>(warps, prefetch, ring);
     case 4:
         /* 4 query tiles at head_dim 128 would need 128 accumulator + 64 query registers. */
-        if constexpr (HD != 128) return sk_ad_kernel_w<HD, 4>(warps, prefetch);
+        if constexpr (HD != 128) return sk_ad_kernel_w<HD, 4>(warps, prefetch, ring);
         return NULL;
     default:
         return NULL;
     }
+}
+
+/* Dynamic shared memory a configuration may use (the H200 allows 227 KB a block). */
+#define SK_AD_MAX_SMEM ((size_t)200 << 10)
+
+/* Lets fn use smem bytes of dynamic shared memory (above the default 48 KB). The planner does
+ * this before a step is captured in a graph; the launcher's call then finds the kernel in the
+ * table and makes no CUDA call (one device per process, one thread launching). */
+static void sk_ad_allow_smem(sk_ad_kfn fn, size_t smem) {
+    static struct {
+        sk_ad_kfn fn;
+        size_t smem;
+    } done[64];
+    static int n_done = 0;
+    if (smem <= ((size_t)48 << 10)) return;
+    for (int i = 0; i < n_done; i++)
+        if (done[i].fn == fn && done[i].smem >= smem) return;
+    SK_AD_CUDA(cudaFuncSetAttribute((const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)smem));
+    if (n_done < 64) done[n_done].fn = fn, done[n_done].smem = smem, n_done++;
 }
 
 /* The kernel for a configuration, NULL when the configuration is not instantiated. */
 static sk_ad_kfn sk_ad_kernel(int head_dim, const sk_attn_decode_cfg *cfg) {
     if (cfg->prefetch != 0 && cfg->prefetch != 1) return NULL;
     if (cfg->l2pf < 0 || cfg->l2pf > 8 || (cfg->prefetch && cfg->l2pf)) return NULL;
+    if (cfg->ring && (cfg->prefetch || cfg->l2pf)) return NULL;
+    if (sk_ad_smem_bytes(head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring) > SK_AD_MAX_SMEM)
+        return NULL;
     if (cfg->wq != 1 && cfg->wq != 2 && cfg->wq != 4) return NULL;
     if (cfg->wq > cfg->warps || cfg->warps % cfg->wq != 0) return NULL;
     switch (head_dim) {
     case 64:
-        return sk_ad_kernel_q<64>(cfg->qtiles, cfg->warps, cfg->prefetch);
+        return sk_ad_kernel_q<64>(cfg->qtiles, cfg->warps, cfg->prefetch, cfg->ring);
     case 80:
-        return sk_ad_kernel_q<80>(cfg->qtiles, cfg->warps, cfg->prefetch);
+        return sk_ad_kernel_q<80>(cfg->qtiles, cfg->warps, cfg->prefetch, cfg->ring);
     case 128:
-        return sk_ad_kernel_q<128>(cfg->qtiles, cfg->warps, cfg->prefetch);
+        return sk_ad_kernel_q<128>(cfg->qtiles, cfg->warps, cfg->prefetch, cfg->ring);
     default:
         return NULL;
     }
@@ -97,29 +133,37 @@ int sk_attn_decode_supported(int head_dim, int n_heads, int n_kv_heads, int page
 
 sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
     /* Tuned on the H200 with the workbench (dev/cuda/attention_decode.cu; bench/results/decode.md,
-     * 2026-11-29 session 4): every configuration at 64 x 4096, 256 x 1024 and the engine's short
-     * contexts (896 x 192, 116 x 192), worst case against the best of all configurations:
-     *   one 8-query tile (group <= 8): 2 warps per block, no prefetch: within 3.6% everywhere;
-     *     4 warps lost 14% at 896 x 192 and 28% at 116 x 192 (more warps per block split short
-     *     sequences into slivers and pay the merge);
-     *   groups over 16: 2 warps per block and the L2 bulk prefetch one chunk ahead, as 4 tiles
-     *     per warp at head_dim 64/80 (Falcon-180B g29 161 us against 172 for the former 2 x 2
-     *     tiles x 8 warps) and 2 tiles x 2 warps side by side at 128 (MQA g64: 100-106 us against
-     *     111-138);
+     * 2026-11-29 session 4, the shared-memory ring): every configuration at 64 x 4096,
+     * 256 x 1024 and the engine's short contexts (896 x 192, 116 x 192), worst case against the
+     * best configuration of each shape:
+     *   one 8-query tile (group <= 8): 1 warp per block with a ring of 2: within 5.7% everywhere
+     *     (g8 64 x 4096 258.7 us, MHA 1916, 896 x 192 643, 116 x 192 30.8); 2 warps without the
+     *     ring lost up to 6.2%, 4 warps 14-28% at the short contexts;
+     *   groups over 16 at head_dim 64/80: 4 tiles per warp, 2 warps, a ring of 2 (Falcon-180B g29
+     *     64 x 4096: 143.6 us, 88% of copy, against 160.5 with the L2 prefetch and no ring; head
+     *     dim 80 has no ring: the L2 prefetch instead);
+     *   groups over 16 at 128: 2 x 2 tiles side by side, 4 warps, a ring of 2 (MQA g64: within
+     *     5.5-7.3% of the best; 84.7 us against 105 before);
      *   groups of 9..16: 2 tiles per warp, 4 warps (not re-measured: no such shape in the set).
-     * Without the register prefetch (the second register set lowers occupancy more than it
-     * hides). */
+     * The register prefetch stays off (it lowers occupancy more than it hides). */
     const int need = (group + 7) / 8;
     sk_attn_decode_cfg c;
     c.prefetch = 0;
+    c.l2pf = 0;
+    c.ring = 0;
     if (need <= 1) {
-        c.qtiles = 1, c.wq = 1, c.warps = 2, c.l2pf = 0;
+        c.qtiles = 1, c.wq = 1, c.warps = 1;
+        c.ring = head_dim % 64 == 0 ? 2 : 0;
     } else if (need == 2) {
-        c.qtiles = 2, c.wq = 1, c.warps = 4, c.l2pf = 0;
+        c.qtiles = 2, c.wq = 1, c.warps = 4;
     } else if (head_dim != 128) {
-        c.qtiles = 4, c.wq = 1, c.warps = 2, c.l2pf = 1;
+        c.qtiles = 4, c.wq = 1, c.warps = 2;
+        if (head_dim % 64 == 0)
+            c.ring = 2;
+        else
+            c.l2pf = 1;
     } else {
-        c.qtiles = 2, c.wq = 2, c.warps = 2, c.l2pf = 1;
+        c.qtiles = 2, c.wq = 2, c.warps = 4, c.ring = 2;
     }
     return c;
 }
@@ -127,7 +171,12 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
 /* Split count: flash-decoding style wave efficiency. With base = blocks without splitting and
  * slots = SMs x resident blocks per SM, no split when base already fills 80% of the slots;
  * otherwise the smallest n_splits whose last wave is at least 85% as full as the best one,
- * keeping every warp of a split busy (>= warps/wq chunks per split). */
+ * keeping every warp of a split busy (>= warps/wq chunks per split). The "already fills" test
+ * counts at most max(2, 4 / warps) blocks per SM: with blocks of 1-2 warps the occupancy counts
+ * many slots, and splitting sequences whose warps already stream enough bytes only adds the
+ * combine (H200, 1 warp + ring of 2: g8 64 x 4096 one split 252.8 us against 268.4 for the 5
+ * the uncapped test chose; 116 x 192: 30.7 against 45.4 for 4); the split count itself is
+ * planned on all the slots (a lone long sequence wants many). */
 #define SK_AD_SPLIT_FILL 0.8
 #define SK_AD_SPLIT_EFF 0.85
 
@@ -145,19 +194,22 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
     plan->n_qblk = (group + qb - 1) / qb;
 
     int occ = 0;
-    const size_t smem = sk_ad_smem_bytes(head_dim, cfg->qtiles, cfg->warps, cfg->wq);
+    const size_t smem = sk_ad_smem_bytes(head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
+    sk_ad_allow_smem(fn, smem);
     SK_AD_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, fn, cfg->warps * 32, smem));
     if (occ < 1) occ = 1;
     plan->blocks_per_sm = occ;
 
     const double base = (double)batch * n_kv_heads * plan->n_qblk;
+    const int cap = 4 / cfg->warps > 2 ? 4 / cfg->warps : 2;
+    const double fill_slots = (double)n_sm * (occ < cap ? occ : cap);
     const double slots = (double)n_sm * occ;
     const int n_chunks = (max_kv_len + SK_AD_CHUNK - 1) / SK_AD_CHUNK;
     const int wt = cfg->warps / cfg->wq;
     int max_ns = n_chunks / wt;
     if (max_ns > SK_ATTN_DECODE_MAX_SPLITS) max_ns = SK_ATTN_DECODE_MAX_SPLITS;
     int ns = 1;
-    if (base > 0 && base < SK_AD_SPLIT_FILL * slots && max_ns > 1) {
+    if (base > 0 && base < SK_AD_SPLIT_FILL * fill_slots && max_ns > 1) {
         double best = 0.0;
         for (int s = 1; s <= max_ns; s++) {
             const double w = base * s / slots;
@@ -224,7 +276,9 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     const long long blocks =
         (long long)p->batch * p->n_splits * kv->n_kv_heads * (long long)a.n_qblk;
     SK_AD_CHECK(blocks <= INT_MAX, "grid too large");
-    const size_t smem = sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq);
+    const size_t smem =
+        sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
+    sk_ad_allow_smem(fn, smem);
     fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
     SK_AD_CUDA(cudaGetLastError());
     if (p->n_splits > 1) {

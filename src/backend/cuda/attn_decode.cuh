@@ -71,13 +71,19 @@ extern "C" {
  *   prefetch: 1 = load chunk i+1 into a second register set while computing chunk i
  *   l2pf:   0 = off; d > 0 = each warp has the K and V rows of its chunk i + d brought into L2
  *           by one bulk prefetch each (cp.async.bulk.prefetch.L2) while it works on chunk i, so
- *           that its register loads mostly hit L2 (prefetch 0 only; 1..8) */
+ *           that its register loads mostly hit L2 (prefetch 0 only; 1..8)
+ *   ring:   0 = chunks loaded into registers; 2 or 4 = each warp streams its chunks through a
+ *           ring of that many chunk slots in shared memory with cp.async (16-byte copies, rows
+ *           swizzled so that the fragment reads are free of bank conflicts), ring - 1 chunks
+ *           ahead of the one it computes: bytes in flight no longer bounded by registers
+ *           (head_dim 64 and 128; prefetch 0 and l2pf 0 only) */
 typedef struct sk_attn_decode_cfg {
     int qtiles;
     int warps;
     int wq;
     int prefetch;
     int l2pf;
+    int ring;
 } sk_attn_decode_cfg;
 
 /* A plan for one decode step shape: the configuration sk_attn_decode uses, the split count to put
@@ -280,6 +286,94 @@ static __device__ __forceinline__ void sk_ad_prefetch_chunk(const sk_ad_args &a,
                  ::"l"((const __nv_bfloat16 *)a.p.kv.v + base * HD), "r"(bytes) : "memory");
 }
 
+/* ---- the shared-memory ring (cfg.ring) ---- */
+
+/* A ring slot holds one chunk: K rows [16][HD] then V rows [16][HD], bf16, each row's 16-byte
+ * units permuted by sk_ad_swz(row) (an XOR of the unit index's low 3 bits). The fragment reads of
+ * sk_ad_ring_read then touch 8 distinct 16-byte bank groups per 8 lanes: K reads (rows r, r + 8h
+ * of lanes (r, t), units 4cc + t) see lanes of rows 2k and 2k + 1 in one wavefront, told apart by
+ * bit 2 (row & 1); V reads (rows 2t + c, units 8j + r) see four rows, told apart by bits 1-2
+ * ((row >> 1) & 3). The cp.async writes (8 consecutive units of one row per 8 lanes) stay
+ * conflict-free under any XOR of the low bits. */
+static __device__ __forceinline__ int sk_ad_swz(int row) {
+    return ((row & 1) << 2) ^ (((row >> 1) & 3) << 1);
+}
+
+/* Issues the 16-byte cp.async copies of chunk c (warp-uniform; nothing when c >= c_end) of KV
+ * head kvh into slot (bf16 [32][HD], swizzled), lane by lane; the caller commits the group. w is
+ * the issuing side's own page-id window (advanced here as sk_ad_load_chunk advances its own). */
+template <int HD>
+static __device__ __forceinline__ void sk_ad_ring_issue(__nv_bfloat16 *slot, const sk_ad_args &a,
+                                                        const int32_t *ids, int npg,
+                                                        sk_ad_pwin &w, int c, int c_end,
+                                                        int kvh) {
+    constexpr int UPR = HD / 8;            /* 16-byte units per row */
+    constexpr int UNITS = 2 * SK_AD_CHUNK * UPR; /* K and V */
+    if (c >= c_end) return;
+    const int lane = threadIdx.x & 31;
+    const int tok0 = c * SK_AD_CHUNK;
+    const int pg = tok0 >> a.lg_page;
+    if (pg >= w.base + 32) {
+        w.base += 32;
+        w.cur = w.nxt;
+        w.nxt = sk_ad_ld_pid(ids, w.base + 32 + lane, npg);
+    }
+    const int pid = __shfl_sync(SK_AD_FULL, w.cur, pg - w.base);
+    const size_t base = (((size_t)pid * (size_t)a.p.kv.n_kv_heads + (size_t)kvh) << a.lg_page) +
+                        (size_t)(tok0 & ((1 << a.lg_page) - 1));
+    const __nv_bfloat16 *kb = (const __nv_bfloat16 *)a.p.kv.k + base * HD;
+    const __nv_bfloat16 *vb = (const __nv_bfloat16 *)a.p.kv.v + base * HD;
+    const uint32_t s0 = (uint32_t)__cvta_generic_to_shared(slot);
+#pragma unroll
+    for (int i = 0; i < UNITS / 32; i++) {
+        const int u = lane + 32 * i;
+        const int which = u / (SK_AD_CHUNK * UPR), rem = u % (SK_AD_CHUNK * UPR);
+        const int row = rem / UPR, col = rem % UPR;
+        const __nv_bfloat16 *src = (which ? vb : kb) + (size_t)row * HD + 8 * col;
+        const uint32_t dst =
+            s0 + 2u * (uint32_t)((which * SK_AD_CHUNK + row) * HD + 8 * (col ^ sk_ad_swz(row)));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src)
+                     : "memory");
+    }
+}
+
+static __device__ __forceinline__ void sk_ad_cp_commit(void) {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void sk_ad_cp_wait(void) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* The fragments of sk_ad_load_chunk, read from a ring slot; rows at or past len are zero (the
+ * copies took whatever the page held there). */
+template <int HD>
+static __device__ __forceinline__ void sk_ad_ring_read(sk_ad_chunk<HD> &ch,
+                                                       const __nv_bfloat16 *slot, int c, int len) {
+    static_assert(HD % 64 == 0, "the ring needs head_dim 64 or 128");
+    constexpr int KC = HD / 32, VC = HD / 64;
+    const int lane = threadIdx.x & 31, r = lane >> 2, t = lane & 3;
+    const int tok0 = c * SK_AD_CHUNK;
+    const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = r + 8 * h;
+        const bool ok = tok0 + row < len;
+        const __nv_bfloat16 *kp = slot + row * HD;
+#pragma unroll
+        for (int cc = 0; cc < KC; cc++)
+            ch.k[h][cc] = ok ? *(const uint4 *)(kp + 8 * ((4 * cc + t) ^ sk_ad_swz(row))) : z4;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = 2 * t + (i & 1) + 8 * (i >> 1);
+        const bool ok = tok0 + row < len;
+        const __nv_bfloat16 *vp = slot + (SK_AD_CHUNK + row) * HD;
+#pragma unroll
+        for (int j = 0; j < VC; j++)
+            ch.v[i][j] = ok ? *(const uint4 *)(vp + 8 * ((8 * j + r) ^ sk_ad_swz(row))) : z4;
+    }
+}
+
 /* Online-softmax step over chunk c: scores, running max/sum, rescale, P V. */
 template <int HD, int NQT>
 static __device__ __forceinline__ void sk_ad_compute_chunk(
@@ -404,18 +498,26 @@ template <int HD> static __device__ __forceinline__ int sk_ad_odim(int mt, int m
                        : 64 * VC + 2 * (m & 7) + (m >> 3);
 }
 
-/* Shared memory floats of kernel 2 for a configuration. */
-static inline size_t sk_ad_smem_bytes(int head_dim, int qtiles, int warps, int wq) {
+/* Shared memory of kernel 2 for a configuration: the merge buffers (floats), then from
+ * sk_ad_ring_offset bytes the warps' rings (ring slots of 32 rows x head_dim bf16 each). */
+static inline __host__ __device__ size_t sk_ad_ring_offset(int head_dim, int qtiles, int warps,
+                                                            int wq) {
     const size_t qpw = 8 * (size_t)qtiles;
-    return sizeof(float) * (2 * (size_t)warps * qpw + (size_t)wq * qpw * (size_t)head_dim +
-                            2 * (size_t)wq * qpw);
+    const size_t f = sizeof(float) * (2 * (size_t)warps * qpw + (size_t)wq * qpw *
+                                      (size_t)head_dim + 2 * (size_t)wq * qpw);
+    return (f + 127) / 128 * 128;
+}
+static inline size_t sk_ad_smem_bytes(int head_dim, int qtiles, int warps, int wq, int ring) {
+    return sk_ad_ring_offset(head_dim, qtiles, warps, wq) +
+           (size_t)warps * (size_t)ring * 2 * SK_AD_CHUNK * (size_t)head_dim * 2;
 }
 
 /* Grid: batch * n_splits * n_kv_heads * n_qblk blocks (query block fastest, so the blocks that
  * share a KV head run side by side), W * 32 threads, sk_ad_smem_bytes of dynamic shared memory. */
-template <int HD, int NQT, int W, bool PF>
+template <int HD, int NQT, int W, bool PF, int RS>
 __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_constant__ sk_ad_args a) {
     static_assert(HD % 64 == 0 || HD % 64 == 16, "head_dim must be 64j or 64j + 16");
+    static_assert(RS == 0 || (!PF && HD % 64 == 0), "the ring: head_dim 64/128, no prefetch");
     constexpr int KC = HD / 32, NMT = HD / 16, QPW = 8 * NQT;
     extern __shared__ float sk_ad_smem[];
 
@@ -489,6 +591,34 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 sk_ad_compute_chunk<HD, NQT>(cb, qf, qr, o, m, l, a.sl2, c, len);
                 if (++c >= w_hi) break;
             }
+        } else if constexpr (RS > 0) {
+            /* This warp's ring, ring - 1 chunks ahead: every iteration issues one chunk's copies
+             * (an empty group past the end, so that wait_group counts stay uniform), waits for
+             * chunk c's group, reads it into registers and computes. The barrier at the top
+             * keeps the slot being refilled (read in the previous iteration) from being
+             * overwritten before every lane has read it. */
+            __nv_bfloat16 *ring =
+                (__nv_bfloat16 *)((char *)sk_ad_smem +
+                                  sk_ad_ring_offset(HD, NQT, W, wq)) +
+                (size_t)warp * RS * 2 * SK_AD_CHUNK * HD;
+            sk_ad_pwin wi = win;
+#pragma unroll
+            for (int i = 0; i < RS - 1; i++) {
+                sk_ad_ring_issue<HD>(ring + (size_t)((c + i) % RS) * 2 * SK_AD_CHUNK * HD, a, ids,
+                                     npg, wi, c + i, w_hi, kvh);
+                sk_ad_cp_commit();
+            }
+            for (; c < w_hi; c++) {
+                __syncwarp();
+                sk_ad_ring_issue<HD>(ring + (size_t)((c + RS - 1) % RS) * 2 * SK_AD_CHUNK * HD, a,
+                                     ids, npg, wi, c + RS - 1, w_hi, kvh);
+                sk_ad_cp_commit();
+                sk_ad_cp_wait<RS - 1>();
+                __syncwarp();
+                sk_ad_ring_read<HD>(ca, ring + (size_t)(c % RS) * 2 * SK_AD_CHUNK * HD, c, len);
+                sk_ad_compute_chunk<HD, NQT>(ca, qf, qr, o, m, l, a.sl2, c, len);
+            }
+            sk_ad_cp_wait<0>();
         } else {
             const int pd = a.l2pf;
             for (int i = 1; i < pd; i++) sk_ad_prefetch_chunk<HD>(a, win, c + i, w_hi, kvh);
