@@ -11,19 +11,25 @@
 #   mkdir -p .stage/gpu && cp build-gpu/saker build-gpu/tests/gpu_* \
 #       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/gpu/ && strip .stage/gpu/saker .stage/gpu/gpu_*
 #   (optionally workbenches too: cp build-gpu/dev_attention_decode .stage/gpu/, then strip)
-# On the device (run with carry [".stage/gpu"]): bash scripts/gpu_check.sh [grid|grid4096]
+#   The tree that travels is at most 64 MiB: saker and the four test programs (stripped, each
+#   ~14 MB since each links the whole library) do not fit at once. Stage them in two folders and
+#   make two consecutive calls (the machine stays warm between them); steps whose program is not
+#   staged are skipped. gpu_quant_awq needs the data: cp -r ../shared/data/{stories260K,
+#   aidreams260K,tinystories} into the stage folder's data/ (SK_DATA is set to it when present).
+# On the device (run with carry [".stage/gpu"]): bash scripts/gpu_check.sh [grid|grid4096] [STAGE]
 #   grid      adds 7B/13B/70B at 128/128, 128/2048, 2048/128, 2048/2048 (batch max)
 #   grid4096  adds only the 128/4096 points, past Llama-2's context (--ctx-beyond-train)
-S=$PWD/.stage/gpu
+S=$PWD/${2:-.stage/gpu}
 R=/tmp/gpu_check
 OUT=${OUT:-/tmp/gpu_check_out}
 rm -rf "$R" && mkdir -p "$R" "$OUT"
 export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
 T0=$(date +%s)
 pack() { tar czf "$OUT/gpu_check.tgz" -C /tmp gpu_check; }
-step() { # name timeout-s cmd...
+step() { # name timeout-s cmd...   (skipped when the program is not staged)
     local name=$1 to=$2
     shift 2
+    if [ ! -x "$1" ] && [ ! -x "$S/$(basename "$1")" ]; then echo "$name: not staged, skipped"; return; fi
     timeout "$to" "$@" > "$R/$name.log" 2>&1
     local rc=$?
     echo "$name rc=$rc (+$(( $(date +%s) - T0 )) s): $(grep -h "checks,\|tests\|RESULT\|^| [0-9]" "$R/$name.log" | tail -4 | tr '\n' ' ')"
@@ -33,6 +39,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.total --format=csv,n
 step backend_ops 200 "$S/gpu_backend_ops" all
 step engine_batch 90 "$S/gpu_engine_batch"
 step sample 90 "$S/gpu_sample"
+[ -d "$S/data" ] && export SK_DATA=${SK_DATA:-$S/data} SK_FIXTURES=${SK_FIXTURES:-$PWD/tests/fixtures}
 [ -n "${SK_DATA:-}" ] && step quant_awq 120 "$S/gpu_quant_awq"
 # workbenches staged alongside (dev_attention_decode, dev_gemm_w4, ...): checks, then timing
 for w in "$S"/dev_*; do [ -x "$w" ] && step "$(basename "$w")" 240 "$w" all; done
