@@ -41,8 +41,8 @@ step bops_w4_lb 105 20 "$OUT/bops.log" env SAKER_W4_LB=1 "$S/gpu_backend_ops" w4
 step b70 110 15 "$B" "$S/saker" $A70
 step b70_zc 113 15 "$B" env SAKER_W4_ZC=1 "$S/saker" $A70
 step b70_lb 116 15 "$B" env SAKER_W4_LB=1 "$S/saker" $A70
-step b70_pdl 119 15 "$B" env SAKER_PDL=1 "$S/saker" $A70
-step b70_pdl_zc 122 15 "$B" env SAKER_PDL=1 SAKER_W4_ZC=1 "$S/saker" $A70
+step b70_nopdl 119 15 "$B" env SAKER_PDL=0 "$S/saker" $A70
+step b70_nopdl_zc 122 15 "$B" env SAKER_PDL=0 SAKER_W4_ZC=1 "$S/saker" $A70
 step b70_v1 125 15 "$B" env SAKER_W4_GEMV=1 "$S/saker" $A70
 step b7 128 10 "$B" "$S/saker" $A7
 step b7_zc 130 10 "$B" env SAKER_W4_ZC=1 "$S/saker" $A7

@@ -50,7 +50,8 @@ typedef struct sk_fwd_buffers {
     int max_T;
     size_t bytes; /* backend memory held, all buffers together */
     void *x;      /* [T, D] residual stream */
-    void *h;      /* [T, D] normed input */
+    void *h;      /* [T, D] normed input (scratch the backend's rmsnorm_matmul ops may leave
+                   * unwritten: nothing reads it after them) */
     void *h2;     /* [T, D] Falcon MLP input (attn_norm_2); NULL for Llama */
     void *a;      /* [T, D] attention projection, then MLP output */
     void *qkv;    /* [T, (H+2KV)*hd]: Falcon's fused rows; Llama keeps q [T, H*hd], k [T, KV*hd],

@@ -655,7 +655,7 @@ static void test_norm_matmul(void) {
         {2, 77, 257, true, false, SK_F32},      {1, 96, 4096, true, true, SK_BF16},
         {1, 1000, 1032, true, false, SK_BF16},  {2, 4097, 136, false, false, SK_BF16},
         {40, 768, 1536, true, false, SK_BF16},  {1, 512, 4096, false, false, SK_Q4_0},
-        {2, 300, 1024, true, false, SK_Q4_0},
+        {2, 300, 1024, true, false, SK_Q4_0},   {1, 4096, 4096, false, false, SK_BF16},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
@@ -843,11 +843,15 @@ static void attn_step(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int 
     }
     /* Every other step goes through the GPU's rope_attention (RoPE fused into the decode
      * path's K/V store and q cast), against the CPU's rope, rope and attention, with the pairing
-     * and the rotated width alternating (whole head_dim, halves; half of it, adjacent). */
+     * and the rotated width alternating (whole head_dim, halves; half of it, adjacent or
+     * halves). */
+    static const attn_cfg *last_cf = NULL;
     static unsigned n_steps = 0;
-    const unsigned variant = n_steps++ % 4;
+    if (cf != last_cf) last_cf = cf, n_steps = 0; /* the same sequence of variants per config */
+    const unsigned step_i = n_steps++, variant = step_i % 4;
+    const bool halves = variant == 1 || (variant == 3 && (step_i / 4) % 2 == 1);
     const sk_rope_params rp = {cf->hd, variant == 1 ? cf->hd : cf->hd / 2 / 2 * 2, 10000.0f,
-                               variant == 1 ? SK_ROPE_HALVES : SK_ROPE_ADJACENT};
+                               halves ? SK_ROPE_HALVES : SK_ROPE_ADJACENT};
     if (variant % 2 == 1) {
         CHECK(g_gpu->ops->rope_attention != NULL);
         g_cpu->ops->rope(g_cpu, qc, T, cf->H, q_stride, &rp);
@@ -865,7 +869,8 @@ static void attn_step(const attn_cfg *cf, sk_kv_cache *kc, sk_kv_cache *kg, int 
     char what[240];
     snprintf(what, sizeof what, "%s H=%d KVH=%d (group %d) hd=%d%s %s",
              variant == 1   ? "rope_attention (halves)"
-             : variant == 3 ? "rope_attention (adjacent, partial)"
+             : variant == 3 ? (halves ? "rope_attention (halves, partial)"
+                                      : "rope_attention (adjacent, partial)")
                             : "attention",
              cf->H, cf->KVH, cf->H / cf->KVH, cf->hd, cf->fused ? " fused" : "", step);
     finish(what, &out, TOL_ATTN);
@@ -900,6 +905,7 @@ static void test_attention(void) {
         {71, 1, 64, true},  /* MQA, Falcon-7B-like */
         {4, 2, 256, false}, /* head_dim 256 */
         {4, 2, 36, false},  /* head_dim not a multiple of 8 */
+        {32, 1, 128, false}, /* MQA, group over 16 at 128: the ring config over 48 KB of smem */
     };
     const int n_layers = 2, layer = 1, n_seq = 2;
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
@@ -1277,7 +1283,8 @@ static void test_decode(void) {
     }
     /* Decode steps. Step sizes interleave the buckets; the rows of a step are sequences
      * 0..n-1 of tables built for them (in reverse pool order, so rows do not follow pages). */
-    static const int sizes[] = {40, 40, 40, 13, 13, 13, 40, 3, 3, 3, 13, 40};
+    /* 1 and 2 rows: the GEMV path (fused norm, PDL, the per-product configurations). */
+    static const int sizes[] = {40, 40, 40, 13, 13, 13, 40, 3, 3, 3, 13, 40, 1, 1, 2, 2, 1};
     float *lc = malloc(sizeof(float) * 40 * (size_t)V), *le = malloc(sizeof(float) * 40 * (size_t)V);
     float *lgr = malloc(sizeof(float) * 40 * (size_t)V);
     int32_t *rows = malloc(sizeof(int32_t) * 40), am[40], sid[40], sptr[41];

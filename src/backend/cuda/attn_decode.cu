@@ -152,7 +152,9 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
     c.l2pf = 0;
     c.ring = 0;
     if (need <= 1) {
-        c.qtiles = 1, c.wq = 1, c.warps = 1;
+        /* head_dim 80 has no ring: 2 warps, the rule measured without it (8e26153) */
+        c.qtiles = 1, c.wq = 1;
+        c.warps = head_dim % 64 == 0 ? 1 : 2;
         c.ring = head_dim % 64 == 0 ? 2 : 0;
     } else if (need == 2) {
         c.qtiles = 2, c.wq = 1, c.warps = 4;

@@ -255,6 +255,14 @@ static sk_status cuda_weight_load(sk_backend *be, const sk_tensor *t, sk_weight 
     return SK_OK;
 }
 
+/* Weights written on the stream are complete before the op returns: the decode GEMVs are
+ * launched with programmatic dependent launch and read their weights before
+ * griddepcontrol.wait (pdl.cuh), so a GEMV queued right after a kernel that writes its weight
+ * could otherwise read it unwritten (a test that draws a weight, then multiplies). */
+static void weights_written(sk_backend *be) {
+    CUDA_CHECK(cudaStreamSynchronize(sk_cuda_ctx(be)->stream));
+}
+
 /* Element i = mean + std * sqrt(3) * sk_rand_uniform(seed, i), computed on the device with the
  * same arithmetic as the CPU backend (see sk_cuda_fill_random), then stored as the weight's
  * half (and, 1-D, fp32) copy. */
@@ -275,6 +283,7 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
             w->q4, w->q4s, g, rows, (int)cols, std / 4.61f, seed);
         CUDA_CHECK_LAUNCH();
         (void)mean;
+        weights_written(be);
         *out = w;
         return SK_OK;
     }
@@ -282,6 +291,7 @@ static sk_status cuda_weight_random(sk_backend *be, const sk_tensor *t, float me
     if (!w) return SK_ERR_NOMEM;
     const float a = std * 1.7320508f; /* as the CPU backend computes it */
     sk_cuda_fill_random(sk_cuda_ctx(be), w->h, w->f32, (size_t)(rows * cols), mean, a, seed);
+    weights_written(be);
     *out = w;
     return SK_OK;
 }
@@ -307,6 +317,7 @@ static sk_status w4_concat(sk_backend *be, sk_weight *const *parts, int n, sk_we
         CUDA_CHECK(cudaMemcpyAsync(w->q4s + os, parts[i]->q4s, ns * 4, cudaMemcpyDeviceToDevice, s));
         ow += nw, os += ns;
     }
+    weights_written(be);
     *out = w;
     return SK_OK;
 }
@@ -342,6 +353,7 @@ static sk_status cuda_weight_concat(sk_backend *be, sk_weight *const *parts, int
                                    cudaMemcpyDeviceToDevice, sk_cuda_ctx(be)->stream));
         off += bytes;
     }
+    weights_written(be);
     *out = w;
     return SK_OK;
 }

@@ -234,7 +234,7 @@ static void matmul_lt(cuda_ctx *c, const float *xf, int T, const sk_weight *w, c
     }
 }
 
-/* Decode-sized products (T <= SK_GEMV_MAX_T) go through gemv.cuh, which reads fp32 x directly
+/* Decode-sized products (T <= SK_GEMV_BACKEND_MAX_T) go through gemv.cuh, which reads fp32 x directly
  * and fuses the epilogue; larger ones (and odd shapes) through cuBLASLt. SAKER_NO_GEMV=1 forces
  * cuBLASLt (comparisons). */
 static bool use_gemv(int T, int K, const void *x, const sk_weight *w) {

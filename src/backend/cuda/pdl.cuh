@@ -12,10 +12,11 @@
 /* Programmatic dependent launch (Hopper): a kernel launched with the programmatic-serialization
  * attribute (sk_launch_pdl) may start while the kernel before it still runs (once every block of
  * that kernel has executed griddepcontrol.launch_dependents, or finished). It may load what
- * never depends on the previous kernel (weights), then must wait (griddepcontrol.wait: the
- * previous grid complete and its writes visible) before reading anything else and before any
- * global write, and must wait even when it reads nothing of it, so that its own completion
- * still implies its predecessors'. Without the attribute both instructions are no-ops. The
+ * never depends on the previous kernel (weights: the backend's ops that write weights return
+ * only once the writes are complete, backend.cu weights_written), then must wait
+ * (griddepcontrol.wait: the previous grid complete and its writes visible) before reading
+ * anything else and before any global write, and must wait even when it reads nothing of it,
+ * so that its own completion still implies its predecessors'. Without the attribute both instructions are no-ops. The
  * kernels that do this: the GEMVs (gemv.cuh, w4.cuh) and the norms (norm.cu), which all trigger
  * at their start. On unless SAKER_PDL=0: measured on the H200 with graph-replayed decode steps
  * (7B bf16 batch 1, bench/results/decode.md 2026-11-29 session 4) it saves ~2% of the step. */

@@ -293,6 +293,14 @@ static void w_attention(sk_backend *be, sk_kv_cache *kv, int layer, const void *
     OP_END();
 }
 
+static void w_rope_attention(sk_backend *be, sk_kv_cache *kv, int layer, void *q, int q_stride,
+                             void *k, const void *v, int kv_stride, int n_heads,
+                             const sk_rope_params *rp, void *out) {
+    OP_BEGIN(be, "rope_attention");
+    g_real.rope_attention(be, kv, layer, q, q_stride, k, v, kv_stride, n_heads, rp, out);
+    OP_END();
+}
+
 /* ---- report ------------------------------------------------------------------------------- */
 
 static int cmp_ms(const void *a, const void *b) {
@@ -395,4 +403,5 @@ void sk_cuda_prof_init(sk_backend_ops *o) {
     o->gelu = w_gelu;
     o->rope = w_rope;
     o->attention = w_attention;
+    if (g_real.rope_attention) o->rope_attention = w_rope_attention;
 }
