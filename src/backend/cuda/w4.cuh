@@ -566,15 +566,23 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         sk_w4_gemv_v1_launch_t<T, MODE>(x, q4, q4s, G, bias, N_out, K, out, s);
         return;
     }
-    static int mt_env = -1, ks = -1, zc = -1, lb = -1;
+    static int mt_env = -1, mt_add = -1, ks = -1, zc = -1, lb = -1;
     if (ks < 0) {
         mt_env = sk_w4_env_int("SAKER_W4_MT", 0);
+        mt_add = sk_w4_env_int("SAKER_W4_MT_ADD", 0);
         ks = sk_w4_env_int("SAKER_W4_KS", 8);
         if (ks < 1 || ks > SK_W4TC_MAXW) ks = 8;
         zc = sk_w4_env_int("SAKER_W4_ZC", 0);
         lb = sk_w4_env_int("SAKER_W4_LB", 0);
     }
-    const int mt = mt_env == 1 || mt_env == 2 ? mt_env : (MODE != SK_GEMV_SWIGLU && T >= 3 ? 2 : 1);
+    /* SAKER_W4_MT_ADD=2: two tiles for the ADD products (o, down) at every T, an experiment off
+     * by default: 21-27% faster at T = 1, 2 in one workbench run with PDL on (session 4,
+     * bench/results/awq-speed.md), not yet run through the engine. */
+    const int mt = mt_env == 1 || mt_env == 2
+                       ? mt_env
+                       : MODE == SK_GEMV_ADD && (mt_add == 1 || mt_add == 2)
+                             ? mt_add
+                             : (MODE != SK_GEMV_SWIGLU && T >= 3 ? 2 : 1);
     /* Experiments at T = 1, off by default and not yet run on the device (2026-11-29, session 4:
      * the device budget ran out; scripts/gpu_w4_decode.sh checks and times them):
      * SAKER_W4_ZC=1 takes ZC1 (zero points after the MMAs: 11% fewer instructions a step, at 74
