@@ -183,6 +183,57 @@ static __device__ __forceinline__ int sk_w4m_swz(int u, int r) {
  * four half2 per row: 128 / G groups). */
 #define SK_W4M_STAGE_UNITS(BM, BN) (5 * (BM) + 16 * (BN))
 
+/* Issues the cp.async copies of K block kb into stage slot `slot` of sk_w4m_kernel (its
+ * per-thread copy plan, fixed for the kernel's life: weight units tid + j NTH of rows wn_[j],
+ * valid when wok[j], scale slot wu; x units of rows xr0 + j NTH / 16 from xsrc to the swizzled
+ * xdst; only the K offset moves from stage to stage). */
+template <typename H, int BM, int BN, int NTH, int NWU, int NXU, int PF>
+static __device__ __forceinline__ void sk_w4m_load(int slot, int kb, int tid, int K, int K8, int KG,
+                                                   int spb, int T, int t0, int wu, int xu, int xr0,
+                                                   int xdst, const int (&wn_)[NWU],
+                                                   const bool (&wok)[NWU], const uint32_t *q4,
+                                                   const uint32_t *q4s, const H *x,
+                                                   const H *xsrc) {
+    constexpr int SU = SK_W4M_STAGE_UNITS(BM, BN);
+    extern __shared__ uint4 sk_w4m_sm[];
+    uint4 *sw = sk_w4m_sm + slot * SU, *sx = sw + 4 * BM;
+    uint32_t *ss = reinterpret_cast<uint32_t *>(sx + 16 * BN);
+    const int k0 = kb * SK_W4M_BK;
+    const bool wk = k0 + 32 * wu < K, sk = wu < spb && kb * spb + wu < KG;
+#pragma unroll
+    for (int j = 0; j < NWU; j++)
+        if ((4 * BM) % NTH == 0 || tid + j * NTH < 4 * BM) {
+            const int i = tid + j * NTH;
+            const bool ok = wok[j] && wk, oks = wok[j] && sk;
+            const uint32_t *src = ok ? q4 + (size_t)wn_[j] * K8 + (k0 >> 3) + 4 * wu : q4;
+            if (PF)
+                sk_w4m_cp16_pf(sk_w4m_smem(sw + i), src, ok);
+            else
+                sk_w4m_cp16(sk_w4m_smem(sw + i), src, ok);
+            if (wu < spb)
+                sk_w4m_cp4(sk_w4m_smem(ss + i),
+                           oks ? q4s + (size_t)wn_[j] * KG + kb * spb + wu : q4s, oks);
+        }
+    const bool xk = k0 + 8 * xu < K;
+#pragma unroll
+    for (int j = 0; j < NXU; j++) {
+        const int r = xr0 + j * (NTH / 16);
+        if ((16 * BN) % NTH == 0 || r < BN) {
+            const bool ok = xk && t0 + r < T;
+            sk_w4m_cp16(sk_w4m_smem(sx + xdst + 16 * j * (NTH / 16)),
+                        ok ? xsrc + (size_t)j * (NTH / 16) * K + k0 : x, ok);
+        }
+    }
+}
+
+/* First shared row of m-tile mi of warp row wm (SWIGLU: the gate tiles, then the up tiles). */
+template <int BM, int WM, int MT, bool SW>
+static __device__ __forceinline__ int sk_w4m_rowbase(int wm, int mi) {
+    constexpr int WTM = BM / WM;
+    if (SW) return (mi < MT / 2 ? 0 : BM / 2) + wm * (WTM / 2) + 16 * (mi % (SW ? MT / 2 : 1));
+    return wm * WTM + 16 * mi;
+}
+
 /* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM (STORE, ADD) or BM / 2 (SWIGLU);
  * 32 * WM * WN threads; dynamic shared memory STAGES * SK_W4M_STAGE_UNITS * 16 bytes. Warp
  * (wm, wn) owns a (BM / WM) x (BN / WN) tile: MT m16 tiles x NT n8 tiles. */
@@ -229,43 +280,6 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
     const int xu = tid & 15, xr0 = tid >> 4;
     const H *xsrc = x + (size_t)(t0 + xr0) * K + 8 * xu;
     const int xdst = 16 * xr0 + sk_w4m_swz(xu, xr0);
-    auto load = [&](int slot, int kb) {
-        uint4 *sw = sk_w4m_sm + slot * SU, *sx = sw + 4 * BM;
-        uint32_t *ss = reinterpret_cast<uint32_t *>(sx + 16 * BN);
-        const int k0 = kb * SK_W4M_BK;
-        const bool wk = k0 + 32 * wu < K, sk = wu < spb && kb * spb + wu < KG;
-#pragma unroll
-        for (int j = 0; j < NWU; j++)
-            if ((4 * BM) % NTH == 0 || tid + j * NTH < 4 * BM) {
-                const int i = tid + j * NTH;
-                const bool ok = wok[j] && wk, oks = wok[j] && sk;
-                const uint32_t *src = ok ? q4 + (size_t)wn_[j] * K8 + (k0 >> 3) + 4 * wu : q4;
-                if (PF)
-                    sk_w4m_cp16_pf(sk_w4m_smem(sw + i), src, ok);
-                else
-                    sk_w4m_cp16(sk_w4m_smem(sw + i), src, ok);
-                if (wu < spb)
-                    sk_w4m_cp4(sk_w4m_smem(ss + i),
-                               oks ? q4s + (size_t)wn_[j] * KG + kb * spb + wu : q4s, oks);
-            }
-        const bool xk = k0 + 8 * xu < K;
-#pragma unroll
-        for (int j = 0; j < NXU; j++) {
-            const int r = xr0 + j * (NTH / 16);
-            if ((16 * BN) % NTH == 0 || r < BN) {
-                const bool ok = xk && t0 + r < T;
-                sk_w4m_cp16(sk_w4m_smem(sx + xdst + 16 * j * (NTH / 16)),
-                            ok ? xsrc + (size_t)j * (NTH / 16) * K + k0 : x, ok);
-            }
-        }
-    };
-    /* First shared row of m-tile mi of this warp (SWIGLU: gate tiles, then the up tiles). */
-    auto rowbase = [&](int mi) -> int {
-        if (SW)
-            return (mi < MT / 2 ? 0 : BM / 2) + wm * (WTM / 2) + 16 * (mi % (MT / 2));
-        return wm * WTM + 16 * mi;
-    };
-
     float acc[MT][NT][4];
 #pragma unroll
     for (int mi = 0; mi < MT; mi++)
@@ -276,14 +290,19 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (kb0 + s < kb1) load(s, kb0 + s);
+        if (kb0 + s < kb1)
+            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(s, kb0 + s, tid, K, K8, KG, spb, T, t0, wu,
+                                                      xu, xr0, xdst, wn_, wok, q4, q4s, x, xsrc);
         sk_w4m_commit();
     }
     int slot = 0, lslot = STAGES - 1;
     for (int kb = kb0; kb < kb1; kb++) {
         sk_w4m_wait<STAGES - 2>();
         __syncthreads();
-        if (kb + STAGES - 1 < kb1) load(lslot, kb + STAGES - 1);
+        if (kb + STAGES - 1 < kb1)
+            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(lslot, kb + STAGES - 1, tid, K, K8, KG, spb,
+                                                      T, t0, wu, xu, xr0, xdst, wn_, wok, q4, q4s,
+                                                      x, xsrc);
         sk_w4m_commit();
         lslot = lslot == STAGES - 1 ? 0 : lslot + 1;
 
@@ -294,7 +313,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         uint32_t sc[MT][2][3];
 #pragma unroll
         for (int mi = 0; mi < MT; mi++) {
-            const int r = rowbase(mi) + g;
+            const int r = sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g;
             wv[mi][0] = sw[4 * r + q];
             wv[mi][1] = sw[4 * (r + 8) + q];
             sk_w4m_prep(ss[4 * r + (q >> sshift)], sc[mi][0], (const H *)nullptr);
@@ -377,7 +396,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         for (int nj = 0; nj < NT; nj++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int n = n0 + rowbase(mi) + g + 8 * (e >> 1);
+                const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g + 8 * (e >> 1);
                 const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
                 if (n >= N_out || t >= T) continue;
                 float v = acc[mi][nj][e];
