@@ -1,7 +1,7 @@
 #!/bin/bash
 # INT4 decode on the GPU machine in one call (bench/results/awq-speed.md): the W4 GEMV workbench
 # (CPU-reference checks, then timing against the copy ceiling and cuBLASLt bf16), gpu_backend_ops w4
-# with the backend's default and its experiments (SAKER_W4_ZC=1, SAKER_W4_LB=1, SAKER_W4_MT_ADD=2),
+# with the backend's default and its experiments (SAKER_W4_ZC=2, SAKER_W4_MT_ADD=1),
 # the engine at batch 1 on the Llama-2-70B and 7B shapes with each of them, with PDL off, and with
 # the CUDA-core kernel (SAKER_W4_GEMV=1), and a per-op profile of a 70B step.
 #
@@ -36,20 +36,19 @@ A70="bench --shape llama2-70b --weights int4 --batch 1 --isl 128 --osl 32 --devi
 A7="bench --shape llama2-7b --weights int4 --batch 1 --isl 128 --osl 64 --device cuda"
 step gemv_w4 80 90 "$OUT/gemv_w4.log" "$S/dev_gemv_w4" gemv
 step bops_w4 95 20 "$OUT/bops.log" "$S/gpu_backend_ops" w4
-step bops_w4_zc 100 20 "$OUT/bops.log" env SAKER_W4_ZC=1 "$S/gpu_backend_ops" w4
-step bops_w4_lb 105 20 "$OUT/bops.log" env SAKER_W4_LB=1 "$S/gpu_backend_ops" w4
-step bops_w4_mtadd 108 20 "$OUT/bops.log" env SAKER_W4_MT_ADD=2 "$S/gpu_backend_ops" w4
+step bops_w4_zc2 100 20 "$OUT/bops.log" env SAKER_W4_ZC=2 "$S/gpu_backend_ops" w4
+step bops_w4_mt1 105 20 "$OUT/bops.log" env SAKER_W4_MT_ADD=1 "$S/gpu_backend_ops" w4
 step b70 110 15 "$B" "$S/saker" $A70
-step b70_mtadd 112 15 "$B" env SAKER_W4_MT_ADD=2 "$S/saker" $A70
-step b70_zc 113 15 "$B" env SAKER_W4_ZC=1 "$S/saker" $A70
-step b70_lb 116 15 "$B" env SAKER_W4_LB=1 "$S/saker" $A70
-step b70_nopdl 119 15 "$B" env SAKER_PDL=0 "$S/saker" $A70
-step b70_nopdl_zc 122 15 "$B" env SAKER_PDL=0 SAKER_W4_ZC=1 "$S/saker" $A70
-step b70_v1 125 15 "$B" env SAKER_W4_GEMV=1 "$S/saker" $A70
+step b70_zc2 112 15 "$B" env SAKER_W4_ZC=2 "$S/saker" $A70
+step b70_mt1 113 15 "$B" env SAKER_W4_MT_ADD=1 "$S/saker" $A70
+step b70_nopdl 116 15 "$B" env SAKER_PDL=0 "$S/saker" $A70
+step b70_again 119 15 "$B" "$S/saker" $A70
+step b70_zc2_again 122 15 "$B" env SAKER_W4_ZC=2 "$S/saker" $A70
 step b7 128 10 "$B" "$S/saker" $A7
-step b7_zc 130 10 "$B" env SAKER_W4_ZC=1 "$S/saker" $A7
-step b7_mtadd 131 10 "$B" env SAKER_W4_MT_ADD=2 "$S/saker" $A7
+step b7_zc2 130 10 "$B" env SAKER_W4_ZC=2 "$S/saker" $A7
+step b7_mt2 131 10 "$B" env SAKER_W4_MT_ADD=2 "$S/saker" $A7
 step prof70 132 15 "$P" env SAKER_PROFILE=1 "$S/saker" $A70
+step prof70_zc2 140 15 "$P" env SAKER_PROFILE=1 SAKER_W4_ZC=2 "$S/saker" $A70
 echo "total $(el)s" >> "$OUT/rc.txt"
 grep -E "^checks|^copy|FAIL" "$OUT/gemv_w4.log" | head -20
 grep -E "backend's pick|v1 \*" "$OUT/gemv_w4.log"

@@ -11,8 +11,10 @@
  *                 had it (R8 U1 at T <= 2, R2 U2 above, 4 warps splitting K; SAKER_W4_GEMV=1)
  *   tc MT/D/ZC/KS sk_w4_tc_kernel (mma.sync on bf16 q - z and x = hi + lo), MT tiles of 16 rows
  *   [LB]          per warp, D steps of loads in flight, ZC 1: zero point applied after the MMAs,
+ *                 ZC 2: fp16 operands (high nibbles without a shift), exact q - z as ZC 0,
  *                 KS warps per block, LB n: registers capped so that n blocks fit an SM;
- *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8, MT2 at T >= 3 for store/add)
+ *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8; MT2 at T >= 3 for store/add
+ *                 and for add at N_out >= 6144)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -428,6 +430,10 @@ static const variant g_variants[] = {
     BK(1, 2, 0, 0), BK(2, 2, 0, 0), BK(3, 2, 0, 0), BK(4, 2, 0, 0),
     BK(1, 2, 0, 1), BK(2, 2, 0, 1), BK(3, 2, 0, 1), BK(4, 2, 0, 1), BK(1, 2, 0, 2),
     BK(1, 1, 1, 0), BK(4, 1, 1, 0), BK(1, 1, 1, 1), BK(4, 1, 1, 1), BK(1, 1, 1, 2),
+    /* ZC2 (session 5): fp16 A/B, 1024 + q and 1024 + 16 q minus their zero points */
+    TC(1, 1, 2, 2, 0), TC(2, 1, 2, 2, 0), TC(4, 1, 2, 2, 0), TC(1, 1, 2, 2, 1), TC(2, 1, 2, 2, 1),
+    TC(4, 1, 2, 2, 1), TC(1, 1, 2, 2, 2), TC(2, 1, 2, 2, 2), TC(4, 1, 2, 2, 2), TC(1, 2, 2, 2, 0),
+    TC(3, 2, 2, 2, 0), TC(1, 2, 2, 2, 1), TC(2, 2, 2, 2, 1), TC(4, 2, 2, 2, 1), TC(1, 2, 2, 2, 2),
     /* tensor cores at T = 1 with a register cap (MINB blocks of 8 warps an SM) */
     TCL(1, 1, 2, 1, 0, 4), TCL(1, 1, 2, 1, 1, 4), TCL(1, 1, 2, 1, 2, 3), TCL(1, 1, 2, 0, 2, 3),
     /* the same with a cp.async producer (U = 1) */
@@ -796,13 +802,10 @@ static int tc_list(tcv *o) {
     o[n++] = {1, 2, 0, 1, sk_w4_tc_launch<T, 1, 2, 0, M>, NULL};
     o[n++] = {1, 2, 1, 1, sk_w4_tc_launch<T, 1, 2, 1, M>, NULL};
     o[n++] = {2, 2, 0, 1, sk_w4_tc_launch<T, 2, 2, 0, M>, NULL};
-    o[n++] = {2, 2, 1, 1, sk_w4_tc_launch<T, 2, 2, 1, M>, NULL};
-    if (T == 1) { /* register caps: the backend's SAKER_W4_ZC=1 / SAKER_W4_LB=1 */
-        o[n++] = {1, 2, 1, M == 2 ? 3 : 4, sk_w4_tc_launch<T, 1, 2, 1, M, M == 2 ? 3 : 4>, NULL};
-        if (M == 2) o[n++] = {1, 2, 0, 3, sk_w4_tc_launch<T, 1, 2, 0, M, 3>, NULL};
-    }
-    o[n++] = {1, 0, 0, 1, NULL, sk_w4_bk_launch<T, 1, 0, M>};
-    o[n++] = {1, 1, 0, 1, NULL, sk_w4_bk_launch<T, 1, 0, M, 1>}; /* D = 1: cp.async producer */
+    o[n++] = {1, 2, 2, 1, sk_w4_tc_launch<T, 1, 2, 2, M>, NULL};
+    o[n++] = {2, 2, 2, 1, sk_w4_tc_launch<T, 2, 2, 2, M>, NULL};
+    /* (session 5) the ZC1 register caps, the bulk-copy and cp.async producers are no longer
+     * timed: all measured slower in session 4 (bench/results/awq-speed.md); still checked. */
     return n;
 }
 template <int M>

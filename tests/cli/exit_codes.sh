@@ -25,6 +25,8 @@ expect 1 "$S/tok512.bin" -- info -m "$S/tok512.bin"
 expect 1 "999999" -- logits -m "$S/stories260K.gguf" --tokens 1,999999 -o /tmp/sk_exit_codes.f32
 expect 1 "context" -- generate -m "$S/stories260K.gguf" -p "$(printf 'Once upon a time %.0s' $(seq 1 200))" --ctx 64 -n 4 --temp 0
 expect 1 "exceed the model's context of 512" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20
+# lengths under the warm-up request's 16 + 4 tokens (the engine's context is isl + osl)
+expect 0 "" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 8 --osl 2
 expect 0 "training context" -- bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 500 --osl 20 --ctx-beyond-train
 # a list whose second run fails keeps the first run's JSON readable, marked incomplete
 "$SK_SAKER" bench -m "$S/stories260K.bin" --tokenizer "$S/tok512.bin" --device cpu --isl 100,500 --osl 20 \

@@ -155,7 +155,7 @@ static int run(sk_model *m, const bench_opts *o, long isl, long osl, uint64_t *r
     for (long i = 0; i < 16 && i < isl; i++) toks[i] = (int32_t)(i % V);
     r.tokens = toks;
     r.n_tokens = isl < 16 ? (int)isl : 16;
-    r.max_new_tokens = 4;
+    r.max_new_tokens = osl < 4 ? (int)osl : 4; /* n_ctx = isl + osl: fits whatever they are */
     r.ignore_eos = true;
     int n_w = 0;
     if (sk_engine_generate(e, &r, NULL, 0, &n_w, NULL) != SK_OK) goto fail;

@@ -164,6 +164,12 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
  * dev/cuda/gemv_w4.cu) did not move with its depth and was slower, having more instructions. ZC = 1
  * saves ~20 a step but takes 74 registers (a block less an SM) unless capped (MINB).
  *
+ * ZC = 2 (session 5): fp16 A and B. LOP3 with 0x6400 gives fp16 1024 + q from bits 0-3 of each
+ * half and 1024 + 16 q from bits 4-7 (so only every other word needs a shift, by 8); HSUB2 of
+ * 1024 + z and of 1024 + 16 z (one HFMA2 a scale word) leaves exact q - z and 16 (q - z), against
+ * x / 16 and x / 256 (fp16 hi + lo; the 1/16 keeps |x| up to 2^20 in range), and the result is
+ * multiplied by 16 at the end. Measured no faster than ZC = 0 (bench/results/awq-speed.md).
+ *
  * A operand: 0x4300 | q is bf16 128 + q. ZC = 0 subtracts (128 + z) per pair (HSUB2, exact
  * q - z); ZC = 1 leaves 128 + q and subtracts (128 + z) * sum(x) per group and row of x after the
  * MMAs (the sums from 8 more MMAs with A = 1 per step): one instruction per pair less, at the
@@ -224,6 +230,28 @@ static __device__ __forceinline__ void sk_w4_mma(float (&c)[4], uint32_t a0, uin
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+static __device__ __forceinline__ void sk_w4_mma_h(float (&c)[4], uint32_t a0, uint32_t a1,
+                                                   uint32_t a2, uint32_t a3, uint32_t b0,
+                                                   uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ uint32_t sk_w4_hsub_h2(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static __device__ __forceinline__ uint32_t sk_w4_hfma_h2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+static __device__ __forceinline__ uint32_t sk_w4_h2(float a, float b) {
+    const __half2 h = __floats2half2_rn(a, b); /* a in the low half */
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
 static __device__ __forceinline__ uint32_t sk_w4_bf16x2(float a, float b) {
     const __nv_bfloat162 h = __floats2bfloat162_rn(a, b); /* a in the low half */
     return *reinterpret_cast<const uint32_t *>(&h);
@@ -253,11 +281,23 @@ static __device__ __forceinline__ void sk_w4tc_bsrc(int (&bsrc)[sk_w4tc_dims<T, 
 
 /* One step, part 1: the step's x (this lane: elements 4 lane .. 4 lane + 3 of each row tau) into
  * the warp's x buffer xw as bf16 hi / lo pairs, at word xoff = (lane / 8) XW + (lane % 8) 2. */
-template <int T>
+template <int T, int H = 0>
 static __device__ __forceinline__ void sk_w4tc_xsplit(const float4 (&xn)[T], uint32_t *xw, int xoff) {
 #pragma unroll
     for (int tau = 0; tau < T; tau++) {
         const float4 v = xn[tau];
+        if (H) { /* ZC = 2: fp16 hi/lo of x / 16 (elements 4j, 4j + 1) and x / 256 (4j + 2, 4j + 3) */
+            const float4 u = make_float4(v.x * 0.0625f, v.y * 0.0625f, v.z * 0.00390625f,
+                                         v.w * 0.00390625f);
+            const __half2 hh0 = __floats2half2_rn(u.x, u.y), hh1 = __floats2half2_rn(u.z, u.w);
+            const float2 f0 = __half22float2(hh0), f1 = __half22float2(hh1);
+            const uint32_t h0 = *reinterpret_cast<const uint32_t *>(&hh0);
+            const uint32_t h1 = *reinterpret_cast<const uint32_t *>(&hh1);
+            const uint32_t l0 = sk_w4_h2(u.x - f0.x, u.y - f0.y), l1 = sk_w4_h2(u.z - f1.x, u.w - f1.y);
+            *reinterpret_cast<uint2 *>(&xw[tau * 4 * SK_W4TC_XW + xoff]) = make_uint2(h0, h1);
+            *reinterpret_cast<uint2 *>(&xw[(T + tau) * 4 * SK_W4TC_XW + xoff]) = make_uint2(l0, l1);
+            continue;
+        }
         const uint32_t h0 = sk_w4_bf16x2(v.x, v.y), h1 = sk_w4_bf16x2(v.z, v.w);
         const float hx = __uint_as_float(h0 << 16), hy = __uint_as_float(h0 & 0xffff0000u);
         const float hz = __uint_as_float(h1 << 16), hw = __uint_as_float(h1 & 0xffff0000u);
@@ -291,7 +331,7 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
     }
     /* ZC: per column, the step's sum of B over each group (A = 1.0). */
     float sx[NB][4];
-    if (ZC) {
+    if (ZC == 1) {
         const uint32_t one = 0x3f803f80u;
 #pragma unroll
         for (int b = 0; b < NB; b++) {
@@ -301,6 +341,50 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
                 sk_w4_mma(sx[b], one, one, one, one, bf[b][2 * j], bf[b][2 * j + 1]);
         }
     }
+    if constexpr (ZC == 2) {
+#pragma unroll
+        for (int m = 0; m < NT; m++) {
+            const uint32_t s0 = sv[m][0], s1 = sv[m][1];
+            /* (1024 + z) in both halves (the scale word's high half) for the low nibbles, and
+             * 1024 + 16 z = 16 (1024 + z) - 15360 (exact in fp16) for the high ones */
+            const uint32_t z0 = __byte_perm(s0, 0, 0x3232), z1 = __byte_perm(s1, 0, 0x3232);
+            const uint32_t h0 = sk_w4_hfma_h2(z0, 0x4c004c00u, 0xf380f380u);
+            const uint32_t h1 = sk_w4_hfma_h2(z1, 0x4c004c00u, 0xf380f380u);
+            const uint32_t mlo = 0x000f000fu, mhi = 0x00f000f0u, magic = 0x64006400u;
+            float cc[NB][4], ce[NB][4];
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) cc[b][q] = ce[b][q] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const uint32_t w0 = sk_w4_word(wv[m][0], j >> 1) >> (8 * (j & 1));
+                const uint32_t w1 = sk_w4_word(wv[m][1], j >> 1) >> (8 * (j & 1));
+                /* fp16 q - z (low nibbles: 1024 + q minus 1024 + z) and 16 (q - z) (high nibbles,
+                 * no shift: 1024 + 16 q minus 1024 + 16 z; their x is 16 times smaller), exact */
+                const uint32_t a0 = sk_w4_hsub_h2(sk_w4_andor(w0, mlo, magic), z0);
+                const uint32_t a1 = sk_w4_hsub_h2(sk_w4_andor(w1, mlo, magic), z1);
+                const uint32_t a2 = sk_w4_hsub_h2(sk_w4_andor(w0, mhi, magic), h0);
+                const uint32_t a3 = sk_w4_hsub_h2(sk_w4_andor(w1, mhi, magic), h1);
+#pragma unroll
+                for (int b = 0; b < NB; b++)
+                    sk_w4_mma_h(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
+            }
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                uint32_t e0 = s0, e1 = s1;
+                if (GP > 1) {
+                    const int gi = (t + 4 * b) % GP, src = (lane & ~3) | (gi * 4 / GP);
+                    e0 = __shfl_sync(0xffffffffu, s0, src);
+                    e1 = __shfl_sync(0xffffffffu, s1, src);
+                }
+                const float v0 = (cc[b][0] + ce[b][0]) + (cc[b][1] + ce[b][1]);
+                const float v1 = (cc[b][2] + ce[b][2]) + (cc[b][3] + ce[b][3]);
+                acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
+                acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
+            }
+        }
+    } else {
 #pragma unroll
     for (int m = 0; m < NT; m++) {
         const uint32_t s0 = sv[m][0], s1 = sv[m][1];
@@ -350,6 +434,7 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
             acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
             acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
         }
+    }
     }
 }
 
@@ -484,7 +569,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
             const int st = warp + KS * (i + d);
             uint32_t *xw = xs[warp][d & 1]; /* steps alternate buffers (D is even) */
             /* x of this step into shared memory as hi/lo bf16 pairs; the next step's x loads. */
-            sk_w4tc_xsplit<T>(xn, xw, xoff);
+            sk_w4tc_xsplit<T, ZC == 2>(xn, xw, xoff);
             if (st + KS < S) SK_W4TC_LOADX(st + KS);
             sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
             if (st + KS * D < S) SK_W4TC_LOAD(d, st + KS * D);
@@ -492,6 +577,11 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     }
 #undef SK_W4TC_LOAD
 #undef SK_W4TC_LOADX
+    if (ZC == 2) /* x went in as x / 16 and x / 256 against the high nibbles' 16 q */
+#pragma unroll
+        for (int m = 0; m < NT; m++)
+#pragma unroll
+            for (int b = 0; b < NB; b++) acc[m][b][0] *= 16.0f, acc[m][b][1] *= 16.0f;
 
     sk_w4tc_finish<T, MT, GP, MODE>(acc, reinterpret_cast<float *>(smem), warp, KS, lane, n0,
                                     N_out, bias, out);
@@ -553,10 +643,9 @@ static void sk_w4_gemv_v1_launch_t(const float *x, const uint32_t *q4, const __h
 /* The tensor-core kernel's shape, from dev/cuda/gemv_w4.cu on the H200 (2026-11-29, Llama-2-70B
  * and 7B shapes at T = 1, 2, 4; bench/results/awq-speed.md): D = 2 steps in flight and KS = 8
  * warps per block everywhere (at 64 registers the 8-warp blocks of a 8192-row matrix all fit on
- * the SMs at once: o 19.5 -> 15.9 us, down 59 -> 44 us against D = 4 at 80 registers), one tile
- * of 16 rows per warp (MT = 1) except for STORE/ADD at T >= 3, where two tiles share each x
- * fragment (70B o at T = 4: 26.9 -> 17.8 us). ZC = 1 (zero points after the MMAs, 11% fewer
- * instructions) measured no faster at 74 registers; capped at 64 it is an experiment below. */
+ * the SMs at once: o 19.5 -> 15.9 us, down 59 -> 44 us against D = 4 at 80 registers); the
+ * tiles per warp (MT) and the dequantization (ZC) per product and T, below (session 5). ZC = 1
+ * (zero points after the MMAs) measured no faster at 74 registers; capped, an experiment. */
 template <int T, int MODE>
 static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                                 const float *bias, int N_out, int K, float *out, cudaStream_t s) {
@@ -572,24 +661,42 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         mt_add = sk_w4_env_int("SAKER_W4_MT_ADD", 0);
         ks = sk_w4_env_int("SAKER_W4_KS", 8);
         if (ks < 1 || ks > SK_W4TC_MAXW) ks = 8;
-        zc = sk_w4_env_int("SAKER_W4_ZC", 0);
+        zc = sk_w4_env_int("SAKER_W4_ZC", -1);
         lb = sk_w4_env_int("SAKER_W4_LB", 0);
     }
-    /* SAKER_W4_MT_ADD=2: two tiles for the ADD products (o, down) at every T, an experiment off
-     * by default: 21-27% faster at T = 1, 2 in one workbench run with PDL on (session 4,
-     * bench/results/awq-speed.md), not yet run through the engine. */
-    const int mt = mt_env == 1 || mt_env == 2
-                       ? mt_env
-                       : MODE == SK_GEMV_ADD && (mt_add == 1 || mt_add == 2)
-                             ? mt_add
-                             : (MODE != SK_GEMV_SWIGLU && T >= 3 ? 2 : 1);
-    /* Experiments at T = 1, off by default and not yet run on the device (2026-11-29, session 4:
-     * the device budget ran out; scripts/gpu_w4_decode.sh checks and times them):
+    /* Tiles per warp (session 5 on the H200, dev/cuda/gemv_w4.cu at T = 1, 2, 4 on the 70B and 7B
+     * shapes, bench/results/awq-speed.md):
+     *   ADD (o, down): two once there are enough rows for 1.5 blocks an SM at MT = 2 (N_out >=
+     *     6144), at every T: 70B o 17.6 -> 13.6 us, down 54.6 -> 40.3 us at T = 1 (Llama-2-70B
+     *     INT4 batch 1: 16.0 -> 14.5 ms a token); at 4096 rows (7B) one is faster at every T (o
+     *     6.5 vs 7.0, down 13.5 vs 15.1 us at T = 1; 7.1 vs 7.7 and 13.9 vs 16.4 at T = 4);
+     *   STORE (qkv): two from T = 2 (70B 25.1 -> 21.8 us, 7B 14.5 -> 12.9 at T = 2), one at T = 1;
+     *   SWIGLU (gate/up): one (MT2 holds four tiles: 12-18% slower at every T).
+     * SAKER_W4_MT=1|2 forces it for every product, SAKER_W4_MT_ADD=1|2 for the ADD ones. */
+    const int mt_add_pick = mt_add == 1 || mt_add == 2 ? mt_add : (N_out >= 6144 ? 2 : 1);
+    const int mt = mt_env == 1 || mt_env == 2 ? mt_env
+                   : MODE == SK_GEMV_ADD      ? mt_add_pick
+                   : MODE == SK_GEMV_STORE    ? (T >= 2 ? 2 : 1)
+                                              : 1;
+    /* ZC = 2 (fp16 operands: the high nibbles need no shift) at T <= 2, where it is 2-7% faster
+     * than ZC = 0 per product (70B down MT2 40.7 -> 38.5 us, gate/up 80.5 -> 77.8 at T = 1;
+     * Llama-2-70B INT4 batch 1 14.57 -> 14.05 ms a token); at T = 4 it is up to 50% slower
+     * (70B down MT2 43.8 -> 65.6 us), so ZC = 0 there. SAKER_W4_ZC=0|1|2 overrides. */
+    if constexpr (T <= 2) {
+        if (zc == 2 || zc < 0) {
+            if (mt == 2)
+                sk_w4_tc_launch<T, 2, 2, 2, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
+            else
+                sk_w4_tc_launch<T, 1, 2, 2, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
+            return;
+        }
+    }
+    /* Experiments at T = 1, off by default (measured slower in session 5):
      * SAKER_W4_ZC=1 takes ZC1 (zero points after the MMAs: 11% fewer instructions a step, at 74
      * registers uncapped) capped at 64 registers (80 for SwiGLU); SAKER_W4_LB=1 caps SwiGLU's ZC0
      * kernel at 80 registers (3 blocks of 8 warps an SM instead of 2 at 98). */
     if constexpr (T == 1) {
-        if (mt == 1 && zc) {
+        if (mt == 1 && zc == 1) {
             sk_w4_tc_launch<T, 1, 2, 1, MODE, MODE == SK_GEMV_SWIGLU ? 3 : 4>(ks, x, q4, q4s, G, bias,
                                                                              N_out, K, out, s);
             return;
