@@ -236,7 +236,12 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
     for (int i = 0; i < 8; i++) init[no + i] = NAN;
     int fails = 0;
     const int split_opts[] = {0, 1, 3};
-    for (int cfg = 0; cfg < SK_W4M_NCFG; cfg++)
+    for (int cfg = 0; cfg < SK_W4M_NCFG; cfg++) {
+        if (!sk_w4m_cfg_fits(cfg, K)) continue;
+        if (sk_w4m_cfg_permuted(cfg))
+            sk_w4g_cast<H>(dx, dxh, T, K, 0);
+        else
+            cast_x<H>(dx, dxh, x.size(), 0);
         for (int so : split_opts) {
             for (int rep = 0; rep < 2; rep++) {
                 CK(cudaMemcpy(dout, init.data(), init.size() * 4, cudaMemcpyHostToDevice));
@@ -271,6 +276,7 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
                        bad ? " (non-finite/guard)" : "", same ? "" : " (not repeatable)");
             }
         }
+    }
     cudaFree(dx), cudaFree(dxh), cudaFree(db), cudaFree(dout);
     return fails;
 }
@@ -278,7 +284,7 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
 static int check_all(const sk_w4m_scratch *scr) {
     const check_shape shapes[] = {{5, 96, 512},   {7, 264, 576},   {13, 100, 1536}, {16, 256, 4096},
                                   {33, 130, 1600}, {64, 768, 1024}, {100, 200, 2112}, {255, 136, 896},
-                                  {300, 72, 640},  {9, 8200, 256}};
+                                  {300, 72, 640},  {9, 8200, 256}, {130, 384, 2048}, {64, 136, 8192}};
     const int Gs[] = {32, 64, 128};
     int fails = 0, runs = 0;
     for (const auto &sh : shapes)
@@ -331,6 +337,8 @@ static int check_all(const sk_w4m_scratch *scr) {
     printf("checks: %d runs, %d failed\n", runs, fails);
     return fails;
 }
+
+static const char *g_ms = NULL; /* argv[2] of "time": the row counts to time */
 
 /* ---- timing ----------------------------------------------------------------------------------- */
 
@@ -428,7 +436,15 @@ static void time_all(const sk_w4m_scratch *scr) {
         int N, K;
     } shapes[] = {{"qkv 10240x8192", 10240, 8192}, {"o 8192x8192", 8192, 8192},
                   {"gate/up 57344x8192", 57344, 8192}, {"down 8192x28672", 8192, 28672}};
-    const int Ms[] = {1, 8, 16, 32, 64, 128, 256, 1024, 4096};
+    std::vector<int> Ms = {1, 8, 16, 32, 64, 128, 256, 1024, 4096};
+    if (g_ms && *g_ms) { /* "time 32,64,128": only those row counts */
+        Ms.clear();
+        for (const char *c = g_ms; *c;) {
+            Ms.push_back(atoi(c));
+            while (*c && *c != ',') c++;
+            if (*c) c++;
+        }
+    }
     printf("\nper configuration (us; split-K as the launcher picks; * = backend's pick):\n");
     printf("| shape | T | bf16 lt | deq+lt old | deq+lt new |");
     for (int c = 0; c < SK_W4M_NCFG; c++) printf(" mma %s |", sk_w4m_cfg_name[c]);
@@ -493,8 +509,13 @@ static void time_all(const sk_w4m_scratch *scr) {
                 if (M >= 1024 && (c == SK_W4M_128x16 || c == SK_W4M_128x32 || c == SK_W4M_128x16NP ||
                                   c == SK_W4M_128x16S6))
                     continue;
+                /* the wgmma tiles below 32 rows: mostly padding */
+                if (sk_w4m_cfg_permuted(c) && M < 32) continue;
                 tc[c] = time_us([&](int i) {
-                    cast_x<__nv_bfloat16>(x, xh, (size_t)M * K, 0);
+                    if (sk_w4m_cfg_permuted(c))
+                        sk_w4g_cast<__nv_bfloat16>(x, xh, M, K, 0);
+                    else
+                        cast_x<__nv_bfloat16>(x, xh, (size_t)M * K, 0);
                     sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xh, M, q4s[i % n4], scs[i % n4], G,
                                                                 NULL, N, K, out, scr, 0, 0);
                 }, iters, e0, e1);
@@ -542,7 +563,10 @@ static void time_all(const sk_w4m_scratch *scr) {
             printf("| %s | %d | split sweep mma %s:", sh.name, M, sk_w4m_cfg_name[c]);
             for (int sp : {1, 2, 3, 4, 6, 8}) {
                 const float t = time_us([&](int i) {
-                    cast_x<__nv_bfloat16>(x, xh, (size_t)M * K, 0);
+                    if (sk_w4m_cfg_permuted(c))
+                        sk_w4g_cast<__nv_bfloat16>(x, xh, M, K, 0);
+                    else
+                        cast_x<__nv_bfloat16>(x, xh, (size_t)M * K, 0);
                     sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xh, M, q4s[i % n4], scs[i % n4], G,
                                                                 NULL, N, K, out, scr, sp, 0);
                 }, iters, e0, e1);
@@ -568,7 +592,8 @@ static void prof(const sk_w4m_scratch *scr) {
     const struct {
         int N, K, T, cfg;
     } cs[] = {{57344, 8192, 16, SK_W4M_128x16}, {10240, 8192, 1024, SK_W4M_128x128},
-              {10240, 8192, 64, SK_W4M_128x64}};
+              {10240, 8192, 64, SK_W4M_128x64}, {10240, 8192, 128, SK_W4M_G128},
+              {10240, 8192, 128, SK_W4M_128x64}};
     for (const auto &c : cs) {
         const int G = 128;
         uint32_t *q4;
@@ -582,7 +607,10 @@ static void prof(const sk_w4m_scratch *scr) {
         CK(cudaMalloc(&out, (size_t)c.T * c.N * 4));
         sk_w4_random_kernel<<<4096, 256>>>(q4, sc, G, c.N, c.K, 0.01f, 99);
         fill_kernel<<<4096, 256>>>(x, (size_t)c.T * c.K, 5);
-        cast_x<__nv_bfloat16>(x, xh, (size_t)c.T * c.K, 0);
+        if (sk_w4m_cfg_permuted(c.cfg))
+            sk_w4g_cast<__nv_bfloat16>(x, xh, c.T, c.K, 0);
+        else
+            cast_x<__nv_bfloat16>(x, xh, (size_t)c.T * c.K, 0);
         for (int i = 0; i < 2; i++)
             sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c.cfg, xh, c.T, q4, sc, G, NULL, c.N, c.K,
                                                         out, scr, 0, 0);
@@ -593,6 +621,7 @@ static void prof(const sk_w4m_scratch *scr) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
+    if (argc > 2) g_ms = argv[2];
     sk_w4m_scratch scr;
     CK(cudaMalloc(&scr.ws, SK_W4M_WS_FLOATS * 4));
     CK(cudaMalloc(&scr.cnt, SK_W4M_CNT * 4));

@@ -313,13 +313,17 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
 static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
-    static int off = -1;
+    static int off = -1, nowg = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
         off = e && *e && strcmp(e, "0") == 0;
+        e = getenv("SAKER_W4_WGMMA"); /* 0: the mma.sync tiles only (session 4's picks) */
+        nowg = e && *e && strcmp(e, "0") == 0;
     }
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
-    return sk_w4m_pick(T, N_out, K);
+    const int cfg = sk_w4m_pick(T, N_out, K);
+    if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
+    return cfg;
 }
 
 /* out = x W^T (MODE as gemv.cuh) through the W4 MMA kernel: the rows of x cast to the half type
@@ -333,7 +337,12 @@ static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight 
     SK_ASSERT(cap >= 1);
     for (int t0 = 0; t0 < T; t0 += (int)cap) {
         const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
-        sk_cuda_f32_to_half(c, x + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        if (!sk_w4m_cfg_permuted(cfg))
+            sk_cuda_f32_to_half(c, x + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        else if (c->dtype == SK_CUDA_F16) /* the wgmma kernels read x in their K order */
+            sk_w4g_cast<f16>(x + (size_t)t0 * K, (f16 *)c->d_scratch, m, K, c->stream);
+        else
+            sk_w4g_cast<bf16>(x + (size_t)t0 * K, (bf16 *)c->d_scratch, m, K, c->stream);
         float *o = out + (size_t)t0 * N_out;
         if (c->dtype == SK_CUDA_F16)
             sk_w4m_launch<f16, MODE>(cfg, (const f16 *)c->d_scratch, m, w->q4, w->q4s, w->q4_group,

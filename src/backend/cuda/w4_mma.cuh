@@ -28,8 +28,9 @@
  *   SWIGLU: a block's BM rows are BM/2 gate rows and the matching up rows; each warp's m-tiles
  *   come in pairs (gate, up) so the lane holding silu(g) also holds u.
  * Measured (bench/results/awq-speed.md): 1.3-1.7x cuBLAS bf16 at 8-16 rows, ~1x at 32, below it
- * from 64 rows on; the backend uses it for 5 <= T <= SK_W4M_MAX_T (faster than dequantize +
- * cuBLASLt there) and keeps the dequantize + cuBLASLt path above. Where the time goes (ncu):
+ * from 64 rows on; the backend uses it for 5 <= T <= 32 (and up to 128 where K % 128 != 0), the
+ * wgmma kernel below (sk_w4g_kernel) from 33 to SK_W4M_MAX_T rows, and the dequantize + cuBLASLt
+ * path above. Where the time goes (ncu):
  * at 16 rows DRAM at 40% and L2 at 66% of peak with half the issue slots busy and 3 warps per
  * scheduler (shared memory limits the blocks per SM); at 1024 rows the tensor pipe at 40% with 2
  * warps per scheduler, 65% of cycles with no eligible warp: latency-bound (not yet broken down
@@ -412,6 +413,354 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
             }
 }
 
+/* ---- sk_w4g_kernel: the same product on wgmma (sm_90a), for 64..256 rows of x -----------------
+ *
+ * Why: at 64-128 rows sk_w4m_kernel is latency-bound on mma.sync (200-260 TFLOP/s against
+ * cuBLAS's 380-470 on the bf16 weight). Here a warpgroup issues wgmma.mma_async m64nBNk16 with
+ * the dequantized weights as the register A operand (each warp's 16 rows: the m16n8k16 A
+ * fragment, built exactly as above) and x as the B operand, read by the tensor cores from a
+ * 128-byte-swizzled shared tile through a descriptor: no B fragments in registers, no ldmatrix,
+ * one instruction per 64 x BN x 16 product.
+ *   K order: a lane's A columns (2q, 2q + 1, 2q + 8, 2q + 9) of k16 slice j = 2i + s of a
+ *   128-wide K block hold elements 32q + 8i + 4s + (0, 1, 2, 3) (the nibble order above), while
+ *   wgmma reads B's columns in order. So x goes in permuted: sk_w4g_cast_kernel writes
+ *   xp[t][128b + 16j + c] = x[t][128b + e(j, c)] (cast to half on the way, one pass, instead of
+ *   the plain cast); needs K % 128 == 0.
+ *   Block: BM = 128 weight rows (two warpgroups of 64; SWIGLU: 64 gate rows, then the 64 up
+ *   rows of the same outputs) x BN tokens; K in blocks of 128 through a STAGES-slot cp.async
+ *   ring (x tile, raw INT4 words, scales), loads STAGES - 2 blocks ahead so that the slot being
+ *   refilled was last read by wgmmas already waited for. Per block, each warpgroup dequantizes
+ *   words 0-1 into one register set, fences, issues 4 wgmmas and commits; then words 2-3 into a
+ *   second set while the first 4 run (wgmma.wait_group 1 before a set is overwritten).
+ *   Epilogue through shared memory ([BN][BM + 4] fp32, coalesced stores along N_out), split-K as
+ *   sk_w4m_kernel (workspace partials, the last block of a tile sums them in split order).
+ * Measured (session 5, H200, Llama-2-70B shapes, bench/results/awq-speed.md): at 64 rows 48.7-237
+ * us (sk_w4m_kernel 50.4-279, cuBLAS bf16 43-242), at 128 rows 72.6-421 (81-485; cuBLAS 45-266),
+ * i.e. 180-290 TFLOP/s: faster than mma.sync, still slower than cuBLAS from 64 rows on. Not L2-
+ * bound on the re-read x tiles: 4 warpgroups (256 rows a block, half the x traffic per FLOP) are
+ * no faster. Next: deeper overlap (a producer warp filling the ring with TMA and mbarriers, so no
+ * block barrier per 128-wide K block; more than one dequantized block in flight per warpgroup). */
+
+template <typename H> static __device__ __forceinline__ H sk_w4g_from_float(float f);
+template <> __device__ __forceinline__ __half sk_w4g_from_float<__half>(float f) {
+    return __float2half_rn(f);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 sk_w4g_from_float<__nv_bfloat16>(float f) {
+    return __float2bfloat16_rn(f);
+}
+
+/* x [T][K] fp32 -> xp [T][K] half, each 128-wide block of K permuted as above. One thread per 8
+ * outputs (a 16-byte store). */
+template <typename H>
+__global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ xp, int T, int K) {
+    const size_t n8 = (size_t)T * K / 8;
+    for (size_t u = blockIdx.x * (size_t)blockDim.x + threadIdx.x; u < n8;
+         u += (size_t)gridDim.x * blockDim.x) {
+        const size_t o = 8 * u;             /* first output element */
+        const size_t b = o & ~(size_t)127;  /* its 128-block (rows of x are K long, K % 128 == 0) */
+        const int p = (int)(o & 127), j = p >> 4, hi = (p >> 3) & 1;
+        const int base = 8 * (j >> 1) + 4 * (j & 1) + 2 * hi; /* + 32 q + r for c = 8 hi + 2 q + r */
+        H v[8];
+#pragma unroll
+        for (int qq = 0; qq < 4; qq++) {
+            const float2 f = *reinterpret_cast<const float2 *>(x + b + 32 * qq + base);
+            v[2 * qq] = sk_w4g_from_float<H>(f.x);
+            v[2 * qq + 1] = sk_w4g_from_float<H>(f.y);
+        }
+        *reinterpret_cast<uint4 *>(xp + o) = *reinterpret_cast<const uint4 *>(v);
+    }
+}
+
+static __device__ __forceinline__ uint64_t sk_w4g_desc(uint32_t saddr) {
+    /* K-major, 128-byte swizzle: leading byte offset 16, stride 1024 (8 rows of 128 bytes) */
+    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}
+static __device__ __forceinline__ void sk_w4g_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+static __device__ __forceinline__ void sk_w4g_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+static __device__ __forceinline__ void sk_w4g_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Keep the compiler from moving accesses to registers that wgmma uses asynchronously. */
+template <int N>
+static __device__ __forceinline__ void sk_w4g_pin(float (&v)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(v[i])::"memory");
+}
+template <int N>
+static __device__ __forceinline__ void sk_w4g_pin(uint32_t (&v)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(v[i])::"memory");
+}
+
+#define SK_W4G_ACC8(d, i)                                                                          \
+    "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),          \
+        "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define SK_W4G_ACC32(d) SK_W4G_ACC8(d, 0), SK_W4G_ACC8(d, 8), SK_W4G_ACC8(d, 16), SK_W4G_ACC8(d, 24)
+#define SK_W4G_ACC64(d)                                                                            \
+    SK_W4G_ACC32(d), SK_W4G_ACC8(d, 32), SK_W4G_ACC8(d, 40), SK_W4G_ACC8(d, 48), SK_W4G_ACC8(d, 56)
+#define SK_W4G_R32                                                                                 \
+    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                       \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+#define SK_W4G_R64                                                                                 \
+    SK_W4G_R32 ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                 \
+               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+/* d += A (registers: the warp's m16n8k16 A fragment) . B (descriptor, K-major), m64nNk16, fp32
+ * accumulate, scale-d 1 (the accumulators start at zero). */
+static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
+                                                    uint64_t db, const __nv_bfloat16 *) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_W4G_R32 "}, "
+                 "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : SK_W4G_ACC32(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
+                                                    uint64_t db, const __half *) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" SK_W4G_R32 "}, "
+                 "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : SK_W4G_ACC32(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
+                                                     uint64_t db, const __nv_bfloat16 *) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_W4G_R64 "}, "
+                 "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
+                 : SK_W4G_ACC64(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
+                                                     uint64_t db, const __half *) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" SK_W4G_R64 "}, "
+                 "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
+                 : SK_W4G_ACC64(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+template <int BN, typename H>
+static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint32_t (&a)[4],
+                                                  uint64_t db) {
+    if constexpr (BN == 64)
+        sk_w4g_mma64(d, a, db, (const H *)nullptr);
+    else
+        sk_w4g_mma128(d, a, db, (const H *)nullptr);
+}
+
+/* Shared memory of one stage (bytes): the x tile first (two [BN][64] 128-byte-swizzled halves,
+ * 1024-byte aligned), then the INT4 words [BM][64 bytes], then the scales [BM][4 words]. */
+#define SK_W4G_STAGE_BYTES(BM, BN) ((BN) * 256 + (BM) * 64 + (BM) * 16)
+
+/* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM = 64 NWG (STORE, ADD) or BM / 2
+ * (SWIGLU); 128 NWG threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
+ * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel). */
+template <typename H, int BN, int NWG, int STAGES, int MODE>
+__global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p) {
+    constexpr int BM = 64 * NWG, NTH = 128 * NWG, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    static_assert(NWG == 2 || NWG == 4, "warpgroups");
+    constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    static_assert(BN == 64 || BN == 128, "wgmma N");
+    static_assert(STAGES >= 3, "loads run STAGES - 2 blocks ahead");
+    static_assert(SB % 1024 == 0, "stages keep the x tiles 1024-byte aligned");
+    extern __shared__ uint8_t sk_w4g_raw[];
+    __shared__ int s_last;
+    const uint32_t raw = sk_w4m_smem(sk_w4g_raw);
+    const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
+    uint8_t *sm = sk_w4g_raw + pad;
+    const uint32_t sm_a = raw + pad;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int g = lane >> 2, q = lane & 3;
+    const int K = p.K, G = p.G, T = p.T, N_out = p.N_out;
+    const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G;
+    const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
+    const int RT = SW ? BM / 2 : BM;
+    const int t0 = blockIdx.x * BN, n0 = blockIdx.y * RT;
+    const int nkb = K / SK_W4M_BK;
+    const int kb0 = (int)((long long)blockIdx.z * nkb / p.splits);
+    const int kb1 = (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
+    const H *x = static_cast<const H *>(p.x);
+    const uint32_t *q4 = p.q4;
+    const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
+
+    /* Copy plan (fixed): weight units tid, tid + NTH (rows tid / 4 and + BM / 2, unit tid % 4;
+     * that unit's scale word when tid % 4 < 128 / G); x units tid + NTH j (row (tid + NTH j) / 16,
+     * unit tid % 16 -> half tid % 16 / 8, chunk tid % 8, swizzled by the row). */
+    const int wu = tid & 3;
+    int wrow[2];
+    bool wok[2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const int r = (tid >> 2) + (BM / 2) * j;
+        int n = n0 + r, lim = n;
+        if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
+        wok[j] = lim < N_out;
+        wrow[j] = wok[j] ? n : 0;
+    }
+    constexpr int NXU = BN * 16 / NTH;
+    const int xu = tid & 15, xhalf = xu >> 3, xc = xu & 7;
+
+#define SK_W4G_LOAD(slot_, kb_)                                                                    \
+    do {                                                                                           \
+        const uint32_t st_ = sm_a + (uint32_t)((slot_) * SB);                                      \
+        const int k0_ = (kb_) * SK_W4M_BK;                                                         \
+        _Pragma("unroll") for (int j_ = 0; j_ < NXU; j_++) {                                      \
+            const int r_ = (tid >> 4) + j_ * (NTH / 16);                                           \
+            const bool ok_ = t0 + r_ < T;                                                          \
+            const uint32_t d_ = st_ + (uint32_t)(xhalf * BN * 128 + r_ * 128 + ((xc ^ (r_ & 7)) << 4)); \
+            sk_w4m_cp16(d_, ok_ ? x + (size_t)(t0 + r_) * K + k0_ + 8 * xu : x, ok_);             \
+        }                                                                                          \
+        _Pragma("unroll") for (int j_ = 0; j_ < 2; j_++) {                                        \
+            const int i_ = tid + NTH * j_;                                                         \
+            const uint32_t dw_ = st_ + (uint32_t)(BN * 256 + 16 * i_);                             \
+            sk_w4m_cp16_pf(dw_, wok[j_] ? q4 + (size_t)wrow[j_] * K8 + (k0_ >> 3) + 4 * wu : q4,   \
+                           wok[j_]);                                                               \
+            if (wu < spb) {                                                                        \
+                const uint32_t ds_ = st_ + (uint32_t)(BN * 256 + BM * 64 + 4 * i_);                \
+                sk_w4m_cp4(ds_, wok[j_] ? q4s + (size_t)wrow[j_] * KG + (kb_) * spb + wu : q4s,    \
+                           wok[j_]);                                                               \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+    float acc[BN / 2];
+#pragma unroll
+    for (int e = 0; e < BN / 2; e++) acc[e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; s++) {
+        if (kb0 + s < kb1) SK_W4G_LOAD(s, kb0 + s);
+        sk_w4m_commit();
+    }
+    uint32_t aset[2][4][4];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+        for (int m = 0; m < 4; m++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) aset[hf][m][e] = 0u;
+    /* this warp's rows in a stage's weight block: 64 wg + 16 (warp % 4) + g (+ 8) */
+    const int r0 = 64 * wg + 16 * (warp & 3) + g;
+    int slot = 0;
+    for (int kb = kb0; kb < kb1; kb++) {
+        sk_w4m_wait<STAGES - 3>();
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads();
+        {
+            const int kl = kb + STAGES - 2;
+            int ls = slot + STAGES - 2;
+            if (ls >= STAGES) ls -= STAGES;
+            if (kl < kb1) SK_W4G_LOAD(ls, kl);
+            sk_w4m_commit();
+        }
+        const uint8_t *st = sm + slot * SB;
+        const uint32_t xt = sm_a + (uint32_t)(slot * SB);
+        const uint4 *sw = reinterpret_cast<const uint4 *>(st + BN * 256);
+        const uint32_t *ss = reinterpret_cast<const uint32_t *>(st + BN * 256 + BM * 64);
+        if (++slot == STAGES) slot = 0;
+        const uint4 wv0 = sw[4 * r0 + q], wv1 = sw[4 * (r0 + 8) + q];
+        uint32_t sc[2][3];
+        sk_w4m_prep(ss[4 * r0 + (q >> sshift)], sc[0], (const H *)nullptr);
+        sk_w4m_prep(ss[4 * (r0 + 8) + (q >> sshift)], sc[1], (const H *)nullptr);
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            /* words 2 hf, 2 hf + 1 -> k16 slices 4 hf .. 4 hf + 3, into register set aset[hf]:
+             * the wgmmas that read it last time (one commit group back) must be done first, and
+             * the pin there keeps the two sets in distinct registers (the compiler does not see
+             * the asynchronous reads). */
+            uint32_t(&a)[4][4] = aset[hf];
+            sk_w4g_wait<1>();
+#pragma unroll
+            for (int m = 0; m < 4; m++) sk_w4g_pin(a[m]);
+#pragma unroll
+            for (int ii = 0; ii < 2; ii++) {
+                const int i = 2 * hf + ii;
+                const uint32_t w0 = i == 0 ? wv0.x : i == 1 ? wv0.y : i == 2 ? wv0.z : wv0.w;
+                const uint32_t w1 = i == 0 ? wv1.x : i == 1 ? wv1.y : i == 2 ? wv1.z : wv1.w;
+                uint32_t d0[4], d1[4];
+                sk_w4m_deq(w0, sc[0], d0, (const H *)nullptr);
+                sk_w4m_deq(w1, sc[1], d1, (const H *)nullptr);
+#pragma unroll
+                for (int s2 = 0; s2 < 2; s2++) {
+                    a[2 * ii + s2][0] = d0[2 * s2];
+                    a[2 * ii + s2][1] = d1[2 * s2];
+                    a[2 * ii + s2][2] = d0[2 * s2 + 1];
+                    a[2 * ii + s2][3] = d1[2 * s2 + 1];
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < 4; m++) sk_w4g_pin(a[m]);
+            sk_w4g_pin(acc);
+            sk_w4g_fence();
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                const int j = 4 * hf + m; /* k16 slice: half j / 4 of the tile, 32 bytes a step */
+                sk_w4g_mma<BN, H>(acc, a[m],
+                                  sk_w4g_desc(xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32)));
+            }
+            sk_w4g_commit();
+            sk_w4g_pin(acc);
+        }
+    }
+#undef SK_W4G_LOAD
+    sk_w4g_wait<0>();
+    sk_w4g_pin(acc);
+    sk_w4m_wait<0>();
+    __syncthreads();
+
+    /* Accumulators -> red [BN][BM + 4]: d[4 jn + e] is row r0 (+ 8 for e >= 2) of the block,
+     * token 8 jn + 2 q + (e & 1). */
+    constexpr int LD = BM + 4;
+    float *red = reinterpret_cast<float *>(sm);
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
+    __syncthreads();
+
+    if (p.splits > 1) {
+        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+        float *wp = p.ws + ((size_t)tile * p.splits + blockIdx.z) * (BM * BN);
+        for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == p.splits - 1;
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        for (int i = tid; i < BM * BN; i += NTH) {
+            float v = 0.0f;
+            for (int z = 0; z < p.splits; z++)
+                v += __ldcg(p.ws + ((size_t)tile * p.splits + z) * (BM * BN) + i);
+            red[(i / BM) * LD + i % BM] = v;
+        }
+        if (tid == 0) p.cnt[tile] = 0;
+        __syncthreads();
+    }
+
+    for (int i = tid; i < BN * RT; i += NTH) {
+        const int t = i / RT, r = i % RT, n = n0 + r;
+        if (t0 + t >= T || n >= N_out) continue;
+        float v = red[t * LD + r];
+        float *o = p.out + (size_t)(t0 + t) * N_out + n;
+        if (SW) {
+            const float u = red[t * LD + r + BM / 2];
+            *o = v / (1.0f + __expf(-v)) * u;
+        } else {
+            if (p.bias) v += p.bias[n];
+            if (MODE == SK_GEMV_ADD) v += *o;
+            *o = v;
+        }
+    }
+}
+
 /* ---- configurations and launcher ------------------------------------------------------------ */
 
 /* Tile configurations (BM x BN block, WM x WN warps, stages); the backend picks one per T
@@ -421,15 +770,34 @@ enum {
     SK_W4M_128x16,   /* 128 x 16,  4 x 1 warps (32 x 16 each), 4 stages */
     SK_W4M_128x32,   /* 128 x 32,  4 x 1 warps (32 x 32),      4 stages */
     SK_W4M_128x64,   /* 128 x 64,  4 x 1 warps (32 x 64),      4 stages */
+    SK_W4M_G64,      /* sk_w4g_kernel: 128 x 64 on wgmma, 2 warpgroups, 4 stages (x permuted) */
+    SK_W4M_G128,     /* sk_w4g_kernel: 128 x 128 on wgmma, 2 warpgroups, 4 stages (x permuted) */
     SK_W4M_NCFG_BACKEND,
     SK_W4M_128x128 = SK_W4M_NCFG_BACKEND, /* 128 x 128, 4 x 2 warps (32 x 64), 4 stages */
     SK_W4M_128x64W8, /* 128 x 64, 4 x 2 warps (32 x 32), 4 stages */
     SK_W4M_128x16NP, /* 128 x 16 without the L2 256-byte prefetch */
     SK_W4M_128x16S6, /* 128 x 16, 6 stages */
+    SK_W4M_G256x64,  /* sk_w4g_kernel: 256 x 64, 4 warpgroups (session 5: no faster than g128x64) */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
-    "128x16", "128x32", "128x64", "128x128", "128x64w8", "128x16np", "128x16s6"};
+    "128x16", "128x32", "128x64", "g128x64", "g128x128", "128x128", "128x64w8", "128x16np",
+    "128x16s6", "g256x64"};
+
+/* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
+static inline bool sk_w4m_cfg_permuted(int cfg) {
+    return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G256x64;
+}
+static inline bool sk_w4m_cfg_fits(int cfg, int K) {
+    return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
+}
+/* x [T][K] fp32 -> the permuted half copy the wgmma configurations read. */
+template <typename H>
+static void sk_w4g_cast(const float *x, H *xh, int T, int K, cudaStream_t s) {
+    const size_t n8 = (size_t)T * K / 8;
+    const unsigned blocks = (unsigned)(n8 < 65536 * 256 ? (n8 + 255) / 256 : 65536);
+    sk_w4g_cast_kernel<H><<<blocks, 256, 0, s>>>(x, xh, T, K);
+}
 
 /* Split-K scratch the caller preallocates (never grown inside a launch, so launches can be
  * captured in graphs): ws floats and cnt ints, cnt zeroed once. */
@@ -439,7 +807,7 @@ typedef struct sk_w4m_scratch {
     int *cnt;
     int cnt_n;
 } sk_w4m_scratch;
-#define SK_W4M_WS_FLOATS ((size_t)4 << 20) /* 16 MB */
+#define SK_W4M_WS_FLOATS ((size_t)16 << 20) /* 64 MB (g128x128 splits 160 tiles of 16K floats) */
 #define SK_W4M_CNT 8192
 
 static inline int sk_w4m_sm_count(void) {
@@ -499,6 +867,39 @@ static void sk_w4m_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p);
 }
 
+template <typename H, int BN, int NWG, int STAGES, int MODE>
+static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
+                       const float *bias, int N_out, int K, float *out,
+                       const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
+    constexpr int BM = 64 * NWG;
+    constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
+    void (*kern)(const sk_w4m_params) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE>;
+    static int occ = 0;
+    if (!occ) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
+                cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 128 * NWG, SMEM) != cudaSuccess ||
+            occ < 1) {
+            fprintf(stderr, "saker: w4 wgmma kernel %dx%d: cannot set up %zu bytes of shared memory\n",
+                    BM, BN, SMEM);
+            abort();
+        }
+    }
+    const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
+    const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
+    const int nkb = K / SK_W4M_BK;
+    if (splits <= 0) splits = sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb);
+    if (splits > nkb) splits = nkb;
+    while (splits > 1 && (!scr || tiles > scr->cnt_n ||
+                          (size_t)tiles * splits * BM * BN > scr->ws_floats))
+        splits--;
+    sk_w4m_params p;
+    p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
+    p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
+    p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p);
+}
+
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
  * G in {32, 64, 128}, x and q4 16-byte aligned, ceil(N_out / RT) < 65536. */
 template <typename H, int MODE>
@@ -513,7 +914,16 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
     switch (cfg) {
         SK_W4M_CASE(SK_W4M_128x16, 128, 16, 4, 1, 4, 1)
         SK_W4M_CASE(SK_W4M_128x32, 128, 32, 4, 1, 4, 1)
+    case SK_W4M_G64:
+        sk_w4g_run<H, 64, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G128:
+        sk_w4g_run<H, 128, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
 #ifdef SK_W4M_ALL_CONFIGS
+    case SK_W4M_G256x64:
+        sk_w4g_run<H, 64, 4, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
@@ -536,12 +946,25 @@ static inline bool sk_w4m_ok(int T, int K, int G) {
  * 128x16 is the fastest tile at T <= 16, 128x32 at 32, 128x64 at 64 and 128 (128x128 loses to it
  * at 128); against w4.cuh's dequantize + cuBLASLt the MMA path wins up to T = 128 (1.15-1.32x
  * there) and loses from T = 256 on (0.59-0.82x; the crossover extrapolates to ~140-180 rows). */
-#define SK_W4M_MAX_T 128
+/* Session 5 (same workbench, the 70B shapes at 32..1024 rows, two runs): the wgmma kernel wins
+ * from 33 rows on where K % 128 == 0: at 64 rows g128x64 takes 48.8-238 us against 128x64's
+ * 50.9-281 (gate/up -15..-28%, down -15%, qkv even), at 128 rows 72.3-422 against 80.7-475;
+ * at 256 rows g128x128 beats dequantize + cuBLASLt on o, gate/up and down (94.7 / 620 / 302 us
+ * against 112 / 675 / 364) but not on qkv (182-214 against 136: its 160 tiles are 1.2 waves of
+ * one block an SM, split-K or not); from 512 rows dequantize + cuBLASLt wins everywhere. So
+ * 129..256 rows take g128x128 unless the tiles fill between one and two waves. At 32 rows
+ * 128x32 stays (faster on 3 of 4 shapes). */
+#define SK_W4M_MAX_T 256
 static inline int sk_w4m_pick(int T, int N_out, int K) {
-    (void)N_out, (void)K;
     if (T <= 16) return SK_W4M_128x16;
     if (T <= 32) return SK_W4M_128x32;
-    if (T <= SK_W4M_MAX_T) return SK_W4M_128x64;
+    if (K % SK_W4M_BK == 0) {
+        if (T <= 128) return SK_W4M_G64;
+        if (T > SK_W4M_MAX_T) return -1;
+        const int tiles = (N_out + 127) / 128 * ((T + 127) / 128), n_sm = sk_w4m_sm_count();
+        return tiles > n_sm && tiles < 2 * n_sm ? -1 : SK_W4M_G128;
+    }
+    if (T <= 128) return SK_W4M_128x64;
     return -1;
 }
 
