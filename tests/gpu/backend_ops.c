@@ -656,6 +656,12 @@ static void test_norm_matmul(void) {
         {1, 1000, 1032, true, false, SK_BF16},  {2, 4097, 136, false, false, SK_BF16},
         {40, 768, 1536, true, false, SK_BF16},  {1, 512, 4096, false, false, SK_Q4_0},
         {2, 300, 1024, true, false, SK_Q4_0},   {1, 4096, 4096, false, false, SK_BF16},
+        /* INT4 (session 5: the W4 GEMV fuses the norm at T <= 4; T = 5 and unaligned x take the
+         * separate RMSNorm) */
+        {1, 1024, 4096, true, false, SK_Q4G128}, {2, 264, 4096, false, false, SK_Q4G64},
+        {3, 100, 1024, true, false, SK_Q4G128},  {4, 768, 1536, false, false, SK_Q4G32},
+        {1, 8192, 8192, false, false, SK_Q4G128}, {1, 96, 4096, true, true, SK_Q4G128},
+        {5, 300, 2048, false, false, SK_Q4G128}, {2, 4100, 576, true, false, SK_Q4G64},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;

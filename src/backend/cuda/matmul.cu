@@ -304,9 +304,9 @@ static sk_weight w4_as_half(cuda_ctx *c, const sk_weight *w) {
 
 template <int MODE>
 static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
-                    int N_out, float *out) {
+                    int N_out, float *out, const float *gamma = nullptr, float eps = 0.0f) {
     sk_w4_gemv_launch<MODE>(x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
-                            c->stream);
+                            c->stream, gamma, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -474,8 +474,10 @@ static const float *fused_norm_gamma(int T, const void *x, const sk_weight *norm
         off = e && *e && strcmp(e, "0") != 0;
     }
     const int K = (int)w->cols;
-    if (off || w->q4 || !w->h || !use_gemv(T, K, x, w) || !sk_gemv_ok(T, K, x, w->h, norm->f32))
-        return NULL;
+    if (off) return NULL;
+    if (w->q4) /* session 5: the W4 GEMV fuses it too (it was a separate RMSNorm launch) */
+        return sk_w4_gemv_norm_ok(T, (long)w->rows, K, x, norm->f32) ? norm->f32 : NULL;
+    if (!w->h || !use_gemv(T, K, x, w) || !sk_gemv_ok(T, K, x, w->h, norm->f32)) return NULL;
     return norm->f32;
 }
 
@@ -500,8 +502,12 @@ void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm
     SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * w->cols * sizeof(float), out,
                                (size_t)T * N * sizeof(float)));
-    gemv<SK_GEMV_STORE>(sk_cuda_ctx(be), (const float *)x, T, w, bias ? bias->f32 : NULL, N,
-                        (float *)out, g, eps);
+    if (w->q4)
+        w4_gemv<SK_GEMV_STORE>(sk_cuda_ctx(be), (const float *)x, T, w, bias ? bias->f32 : NULL, N,
+                               (float *)out, g, eps);
+    else
+        gemv<SK_GEMV_STORE>(sk_cuda_ctx(be), (const float *)x, T, w, bias ? bias->f32 : NULL, N,
+                            (float *)out, g, eps);
 }
 
 void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
@@ -517,7 +523,11 @@ void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weigh
     const int F = (int)(w->rows / 2);
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * w->cols * sizeof(float), out,
                                (size_t)T * F * sizeof(float)));
-    gemv<SK_GEMV_SWIGLU>(sk_cuda_ctx(be), (const float *)x, T, w, NULL, F, (float *)out, g, eps);
+    if (w->q4)
+        w4_gemv<SK_GEMV_SWIGLU>(sk_cuda_ctx(be), (const float *)x, T, w, NULL, F, (float *)out, g,
+                                eps);
+    else
+        gemv<SK_GEMV_SWIGLU>(sk_cuda_ctx(be), (const float *)x, T, w, NULL, F, (float *)out, g, eps);
 }
 
 sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {

@@ -447,7 +447,8 @@ template <int T, int MT, int GP, int MODE>
 static __device__ __forceinline__ void
 sk_w4tc_finish(const float (&acc)[MODE == SK_GEMV_SWIGLU ? 2 * MT : MT][sk_w4tc_dims<T, GP>::NB][2],
                float *redp, int warp, int KS, int lane, int n0, int N_out,
-               const float *__restrict__ bias, float *__restrict__ out) {
+               const float *__restrict__ bias, float *__restrict__ out,
+               const float *rstd = nullptr) {
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT, NB = sk_w4tc_dims<T, GP>::NB;
     float(*red)[NT][4 * NB][16] = reinterpret_cast<float(*)[NT][4 * NB][16]>(redp);
     const int g = lane >> 2, t = lane & 3;
@@ -471,6 +472,7 @@ sk_w4tc_finish(const float (&acc)[MODE == SK_GEMV_SWIGLU ? 2 * MT : MT][sk_w4tc_
                 v += red[w][m][tau * GP + gi][row];
                 if (MODE == SK_GEMV_SWIGLU) u += red[w][MT + m][tau * GP + gi][row];
             }
+        if (rstd) v *= rstd[tau], u *= rstd[tau]; /* the fused RMSNorm's 1 / rms */
         float *po = out + (size_t)tau * N_out + n;
         if (MODE == SK_GEMV_SWIGLU) {
             *po = v / (1.0f + __expf(-v)) * u;
@@ -483,11 +485,11 @@ sk_w4tc_finish(const float (&acc)[MODE == SK_GEMV_SWIGLU ? 2 * MT : MT][sk_w4tc_
 }
 
 /* grid: ceil(N_out / (16 MT)) blocks of 32 KS threads (KS <= SK_W4TC_MAXW). GP = 128 / G. */
-template <int T, int MT, int D, int GP, int ZC, int MODE, int MINB = 1>
+template <int T, int MT, int D, int GP, int ZC, int MODE, int MINB = 1, int NORM = 0>
 __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     sk_w4_tc_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
-                    int K, float *__restrict__ out) {
+                    int K, float *__restrict__ out, const float *__restrict__ gamma, float eps) {
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT; /* 16-row tiles per warp */
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
     constexpr int GSH = sk_w4tc_dims<T, GP>::GSH;
@@ -545,12 +547,26 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     sk_w4tc_bsrc<T, GP>(bsrc, g, t);
     /* x of a step: lane l splits elements 4l..4l+3 of each row tau. */
     float4 xn[T];
+    /* NORM: the fused RMSNorm. Every element of x is loaded exactly once per block (the KS warps
+     * share out the steps), so the block sums x^2 as it loads x, multiplies x by gamma, and
+     * scales the results by 1 / rms at the end (the product is linear in x). */
+    float ssq[T];
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) ssq[tau] = 0.0f;
 #define SK_W4TC_LOADX(s_)                                                                          \
     do {                                                                                           \
         const int k_ = 128 * (s_) + 4 * lane;                                                      \
         _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) xn[tau_] =                          \
             k_ < K ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau_ * K + k_))          \
                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);                                          \
+        if (NORM && k_ < K) {                                                                      \
+            const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));                 \
+            _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) {                              \
+                float4 &v_ = xn[tau_];                                                             \
+                ssq[tau_] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau_])))); \
+                v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;                            \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
     if (warp < S) SK_W4TC_LOADX(warp);
     const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
@@ -583,21 +599,46 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
 #pragma unroll
             for (int b = 0; b < NB; b++) acc[m][b][0] *= 16.0f, acc[m][b][1] *= 16.0f;
 
+    __shared__ float s_ssq[SK_W4TC_MAXW][4], s_rstd[4];
+    if (NORM) {
+#pragma unroll
+        for (int tau = 0; tau < T; tau++) {
+            float v = ssq[tau];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) s_ssq[warp][tau] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < T) {
+            float a = 0.0f;
+            for (int w = 0; w < KS; w++) a += s_ssq[w][threadIdx.x];
+            s_rstd[threadIdx.x] = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
+        }
+        /* published by the barrier at the start of sk_w4tc_finish */
+    }
     sk_w4tc_finish<T, MT, GP, MODE>(acc, reinterpret_cast<float *>(smem), warp, KS, lane, n0,
-                                    N_out, bias, out);
+                                    N_out, bias, out, NORM ? s_rstd : nullptr);
 }
 
 /* One launch of the tensor-core GEMV with KS (1..SK_W4TC_MAXW) warps per block (GP from G);
  * MINB: blocks of 8 warps the compiler must fit on an SM (a register cap: 4 -> 64, 3 -> 80). */
+template <int T, int MT, int D, int ZC, int MODE, int MINB = 1, int NORM = 0>
+static void sk_w4_tc_launch_n(int KS, const float *x, const uint32_t *q4, const __half2 *q4s,
+                              int G, const float *bias, int N_out, int K, float *out,
+                              const float *gamma, float eps, cudaStream_t s) {
+    const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
+    void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *,
+              const float *, float) = G == 32 ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE, MINB, NORM>
+                                      : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE, MINB, NORM>
+                                                : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE, MINB, NORM>;
+    sk_launch_pdl(k, blocks, 32u * (unsigned)KS, s, x, q4, q4s, bias, N_out, K, out, gamma, eps);
+}
+/* Without the fused norm (the workbench's function-pointer type). */
 template <int T, int MT, int D, int ZC, int MODE, int MINB = 1>
 static void sk_w4_tc_launch(int KS, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                             const float *bias, int N_out, int K, float *out, cudaStream_t s) {
-    const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
-    void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *) =
-        G == 32   ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE, MINB>
-        : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE, MINB>
-                  : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE, MINB>;
-    sk_launch_pdl(k, blocks, 32u * (unsigned)KS, s, x, q4, q4s, bias, N_out, K, out);
+    sk_w4_tc_launch_n<T, MT, D, ZC, MODE, MINB, 0>(KS, x, q4, q4s, G, bias, N_out, K, out, nullptr,
+                                                   0.0f, s);
 }
 
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
@@ -648,9 +689,15 @@ static void sk_w4_gemv_v1_launch_t(const float *x, const uint32_t *q4, const __h
  * (zero points after the MMAs) measured no faster at 74 registers; capped, an experiment. */
 template <int T, int MODE>
 static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
-                                const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+                                const float *bias, int N_out, int K, float *out, cudaStream_t s,
+                                const float *gamma, float eps) {
     /* The tensor-core kernel indexes rows with 32-bit chunk offsets. */
     const long chunks = (long)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1) * (K >> 5);
+    if (gamma && (sk_w4_gemv_version() == 1 || chunks > INT32_MAX)) {
+        fprintf(stderr, "saker: w4 gemv: fused RMSNorm asked of a product the tensor-core kernel "
+                        "cannot take (see sk_w4_gemv_norm_ok)\n");
+        abort();
+    }
     if (sk_w4_gemv_version() == 1 || chunks > INT32_MAX) {
         sk_w4_gemv_v1_launch_t<T, MODE>(x, q4, q4s, G, bias, N_out, K, out, s);
         return;
@@ -682,6 +729,26 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * than ZC = 0 per product (70B down MT2 40.7 -> 38.5 us, gate/up 80.5 -> 77.8 at T = 1;
      * Llama-2-70B INT4 batch 1 14.57 -> 14.05 ms a token); at T = 4 it is up to 50% slower
      * (70B down MT2 43.8 -> 65.6 us), so ZC = 0 there. SAKER_W4_ZC=0|1|2 overrides. */
+    if constexpr (MODE != SK_GEMV_ADD) { /* no op fuses a norm into an ADD product */
+    if (gamma) { /* the fused RMSNorm: the default kernels only (no experiments) */
+        if constexpr (T <= 2) {
+            if (mt == 2)
+                sk_w4_tc_launch_n<T, 2, 2, 2, MODE, 1, 1>(ks, x, q4, q4s, G, bias, N_out, K, out,
+                                                          gamma, eps, s);
+            else
+                sk_w4_tc_launch_n<T, 1, 2, 2, MODE, 1, 1>(ks, x, q4, q4s, G, bias, N_out, K, out,
+                                                          gamma, eps, s);
+        } else {
+            if (mt == 2)
+                sk_w4_tc_launch_n<T, 2, 2, 0, MODE, 1, 1>(ks, x, q4, q4s, G, bias, N_out, K, out,
+                                                          gamma, eps, s);
+            else
+                sk_w4_tc_launch_n<T, 1, 2, 0, MODE, 1, 1>(ks, x, q4, q4s, G, bias, N_out, K, out,
+                                                          gamma, eps, s);
+        }
+        return;
+    }
+    }
     if constexpr (T <= 2) {
         if (zc == 2 || zc < 0) {
             if (mt == 2)
@@ -712,15 +779,25 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         sk_w4_tc_launch<T, 1, 2, 0, MODE>(ks, x, q4, q4s, G, bias, N_out, K, out, s);
 }
 
+/* gamma (fp32 [K], 16-byte aligned) != NULL: x is RMS-normalised with weight gamma and eps first,
+ * inside the kernel (only where sk_w4_gemv_norm_ok). */
 template <int MODE>
 static void sk_w4_gemv_launch(const float *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
-                              const float *bias, int N_out, int K, float *out, cudaStream_t s) {
+                              const float *bias, int N_out, int K, float *out, cudaStream_t s,
+                              const float *gamma = nullptr, float eps = 0.0f) {
     switch (T) {
-    case 1: sk_w4_gemv_launch_t<1, MODE>(x, q4, q4s, G, bias, N_out, K, out, s); break;
-    case 2: sk_w4_gemv_launch_t<2, MODE>(x, q4, q4s, G, bias, N_out, K, out, s); break;
-    case 3: sk_w4_gemv_launch_t<3, MODE>(x, q4, q4s, G, bias, N_out, K, out, s); break;
-    default: sk_w4_gemv_launch_t<4, MODE>(x, q4, q4s, G, bias, N_out, K, out, s); break;
+    case 1: sk_w4_gemv_launch_t<1, MODE>(x, q4, q4s, G, bias, N_out, K, out, s, gamma, eps); break;
+    case 2: sk_w4_gemv_launch_t<2, MODE>(x, q4, q4s, G, bias, N_out, K, out, s, gamma, eps); break;
+    case 3: sk_w4_gemv_launch_t<3, MODE>(x, q4, q4s, G, bias, N_out, K, out, s, gamma, eps); break;
+    default: sk_w4_gemv_launch_t<4, MODE>(x, q4, q4s, G, bias, N_out, K, out, s, gamma, eps); break;
     }
+}
+
+/* Whether the W4 GEMV can fuse the RMSNorm before the product (the tensor-core kernel takes it:
+ * rows = weight rows, both halves for SwiGLU). */
+static inline bool sk_w4_gemv_norm_ok(int T, long rows, int K, const void *x, const void *gamma) {
+    return sk_w4_gemv_ok(T, K, x) && sk_w4_gemv_version() == 2 && rows * (K >> 5) <= INT32_MAX &&
+           ((uintptr_t)gamma & 15) == 0;
 }
 
 /* Element k of row n, dequantized (the reference every W4 kernel is checked against on the
