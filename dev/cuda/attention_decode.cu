@@ -23,6 +23,10 @@
  *            (bulk prefetch of each warp's chunk i + l2pf into L2; 2026-11-29 session 4),
  *            ring (chunks streamed through a per-warp shared-memory ring by cp.async, 2 or 4
  *            slots; session 4), splits.
+ * version 4: sk_attn_decode_mq (src/backend/cuda/attn_decode_mq.cuh, session 5, not yet run on a
+ *            GPU when written): groups of 9 and more, head_dim 64/128; the group's query heads
+ *            as the M side, 64-token tiles shared by the block in shared memory, ldmatrix;
+ *            checked at splits 1/2/3/7/64 and its own pick, timed at a few split counts.
  *
  * main:
  *   1. self-test of the mma.m16n8k16 fragment layout, movmatrix.trans (and the shuffle
@@ -46,6 +50,7 @@
  *      copies to exceed 3 x L2. KV bytes = sum over sequences of kv_len * n_kv_heads *
  *      head_dim * 2 (bf16) * 2 (K and V). */
 #include "../../src/backend/cuda/attn_decode.cu"
+#include "../../src/backend/cuda/attn_decode_mq.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -539,7 +544,7 @@ typedef struct refset {
 /* ---- runs --------------------------------------------------------------------------------- */
 
 typedef struct run_cfg {
-    int version; /* 1, 2; 3 = public entry sk_attn_decode with the planner's split */
+    int version; /* 1, 2; 3 = public entry sk_attn_decode with the planner's split; 4 = mq */
     sk_attn_decode_cfg cfg;
     int n_splits; /* version 2 */
     char name[64];
@@ -599,6 +604,8 @@ static void launch_run(const run_cfg *rc, const problem *P, int copy, const scra
         fill_params(&p, P, copy, rc->n_splits, S);
         if (rc->version == 3)
             sk_attn_decode(&p, s);
+        else if (rc->version == 4)
+            sk_attn_decode_mq(&p, s);
         else
             sk_attn_decode_cfg_launch(&p, &rc->cfg, s);
     }
@@ -713,6 +720,8 @@ static int enum_cfgs(int hd, int group, int sensible, const int *l2pfs, int n_l2
 static void cfg_name(char *buf, size_t n, int version, const sk_attn_decode_cfg *c, int ns) {
     if (version == 1)
         snprintf(buf, n, "v1 block/query-head");
+    else if (version == 4)
+        snprintf(buf, n, "v4 mq ns%d", ns);
     else if (version == 3)
         snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d l2pf%d r%d ns%d", c->qtiles, c->wq,
                  c->warps, c->prefetch, c->l2pf, c->ring, ns);
@@ -833,6 +842,21 @@ static int run_case(const case_def *cd, int *n_runs) {
             rc.cfg = cfgs[c];
             rc.n_splits = ns;
             cfg_name(rc.name, sizeof(rc.name), 2, &cfgs[c], ns);
+            fails += check_run(&rc, &P, &R, &e);
+            runs++;
+            worst = fmax(worst, e);
+        }
+    }
+    if (sk_attn_decode_mq_supported(P.hd, P.H / P.KVH)) {
+        const int mq_pick = sk_attn_decode_mq_splits(P.batch, P.KVH, P.H / P.KVH, P.max_len, g_n_sm);
+        const int mq_splits[6] = {1, 2, 3, 7, 64, mq_pick};
+        for (int si = 0; si < 6; si++) {
+            if (si == 5 && (mq_pick == 1 || mq_pick == 2 || mq_pick == 3 || mq_pick == 7 ||
+                            mq_pick == 64))
+                continue;
+            rc.version = 4;
+            rc.n_splits = mq_splits[si];
+            cfg_name(rc.name, sizeof(rc.name), 4, NULL, rc.n_splits);
             fails += check_run(&rc, &P, &R, &e);
             runs++;
             worst = fmax(worst, e);
@@ -1014,7 +1038,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
            P.kv_bytes / 1e6, P.n_copies, P.n_copies > 1 ? "ies" : "y", R.err_naive);
 
     /* Runs: v1, the entry with its plan, then configurations x splits. */
-    static run_cfg runs[4 * MAX_CFGS + 2];
+    static run_cfg runs[4 * MAX_CFGS + 6];
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     runs[nr].version = 1;
@@ -1048,6 +1072,20 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
                 cfg_name(runs[nr].name, sizeof(runs[nr].name), 2, &cfgs[c], ns);
                 nr++;
             }
+        }
+    }
+
+    if (sk_attn_decode_mq_supported(P.hd, group)) { /* kernel 4 at its pick and around it */
+        const int pick = sk_attn_decode_mq_splits(P.batch, P.KVH, group, P.max_len, g_n_sm);
+        const int cand[4] = {pick, 1, 2 * pick, pick / 2};
+        for (int i = 0; i < 4; i++) {
+            if (cand[i] < 1 || cand[i] > SK_ATTN_DECODE_MAX_SPLITS || (i > 0 && cand[i] == pick) ||
+                (i == 3 && cand[i] == 1))
+                continue;
+            runs[nr].version = 4;
+            runs[nr].n_splits = cand[i];
+            cfg_name(runs[nr].name, sizeof(runs[nr].name), 4, NULL, cand[i]);
+            nr++;
         }
     }
 
