@@ -26,7 +26,8 @@
  * version 4: sk_attn_decode_mq (src/backend/cuda/attn_decode_mq.cuh, session 5, not yet run on a
  *            GPU when written): groups of 9 and more, head_dim 64/128; the group's query heads
  *            as the M side, 64-token tiles shared by the block in shared memory, ldmatrix;
- *            checked at splits 1/2/3/7/64 and its own pick, timed at a few split counts.
+ *            checked at splits 1/2/3/7/64 and its own pick, timed at a few split counts;
+ *            AD_NO_MQ=1 leaves it out.
  *
  * main:
  *   1. self-test of the mma.m16n8k16 fragment layout, movmatrix.trans (and the shuffle
@@ -571,6 +572,8 @@ static void scratch_free(scratch *S) {
 }
 
 static int g_n_sm = 132;
+/* AD_NO_MQ=1 leaves version 4 (not yet run on a GPU when written) out of checks and timing. */
+static int g_mq = 1;
 
 static void fill_params(sk_attn_params *p, const problem *P, int copy, int ns, const scratch *S) {
     memset(p, 0, sizeof(*p));
@@ -847,7 +850,7 @@ static int run_case(const case_def *cd, int *n_runs) {
             worst = fmax(worst, e);
         }
     }
-    if (sk_attn_decode_mq_supported(P.hd, P.H / P.KVH)) {
+    if (g_mq && sk_attn_decode_mq_supported(P.hd, P.H / P.KVH)) {
         const int mq_pick = sk_attn_decode_mq_splits(P.batch, P.KVH, P.H / P.KVH, P.max_len, g_n_sm);
         const int mq_splits[6] = {1, 2, 3, 7, 64, mq_pick};
         for (int si = 0; si < 6; si++) {
@@ -1075,7 +1078,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
         }
     }
 
-    if (sk_attn_decode_mq_supported(P.hd, group)) { /* kernel 4 at its pick and around it */
+    if (g_mq && sk_attn_decode_mq_supported(P.hd, group)) { /* kernel 4: its pick and around */
         const int pick = sk_attn_decode_mq_splits(P.batch, P.KVH, group, P.max_len, g_n_sm);
         const int cand[4] = {pick, 1, 2 * pick, pick / 2};
         for (int i = 0; i < 4; i++) {
@@ -1136,6 +1139,8 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
     const int do_check = strcmp(mode, "time") != 0, do_time = strcmp(mode, "check") != 0;
+    const char *nomq = getenv("AD_NO_MQ");
+    g_mq = !(nomq && *nomq && strcmp(nomq, "0") != 0);
     if (strcmp(mode, "all") && strcmp(mode, "check") && strcmp(mode, "time")) {
         fprintf(stderr, "usage: %s [all|check|time]\n", argv[0]);
         return 2;
