@@ -866,7 +866,7 @@ static int run_case(const case_def *cd, int *n_runs) {
         }
     }
     printf("  %-24s B=%d H=%d KVH=%d hd=%d ps=%d max_len=%d: %d runs, %d failed; err v1 %.2e, "
-           "v2 worst %.2e, naive bf16 %.2e\n", cd->name, P.batch, P.H, P.KVH, P.hd, P.ps, P.max_len,
+           "v2/v4 worst %.2e, naive bf16 %.2e\n", cd->name, P.batch, P.H, P.KVH, P.hd, P.ps, P.max_len,
            runs, fails, e1, worst, R.err_naive);
     *n_runs += runs;
     free_refset(&R);

@@ -164,7 +164,7 @@ __global__ void __launch_bounds__(32 * QW) sk_admq_kernel(const __grid_constant_
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         asm volatile("cp.async.wait_group 1;\n" ::: "memory");
         __syncthreads();
-
+        if (j0 < group) { /* warp-uniform: a warp of padding heads only copies */
         /* S = Q K^T: 16 heads x 64 tokens, 8 n-tiles of 8 tokens */
         float s[8][4];
 #pragma unroll
@@ -229,6 +229,7 @@ __global__ void __launch_bounds__(32 * QW) sk_admq_kernel(const __grid_constant_
                 sk_ad_mma(o[dc], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], vb[0], vb[1]);
                 sk_ad_mma(o[dc + 1], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], vb[2], vb[3]);
             }
+        }
         __syncthreads(); /* this stage is refilled two iterations on */
     }
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
@@ -289,6 +290,14 @@ static void sk_admq_launch(const sk_admq_args &a, cudaStream_t s) {
  * (part_out / part_lse sized as for kernel 2 when n_splits > 1); one or two launches. The shape
  * must be sk_attn_decode_mq_supported, page_size a power of two >= 16. */
 static void sk_attn_decode_mq(const sk_attn_params *p, cudaStream_t s) {
+    if (p->kv.n_kv_heads < 1 || p->n_heads < 1 || p->batch < 0 || p->batch > 65535 ||
+        ((uintptr_t)p->kv.k & 15) || ((uintptr_t)p->kv.v & 15) || ((uintptr_t)p->q & 3) ||
+        (p->q_stride & 1) || ((uintptr_t)p->out & (p->out_f32 ? 7 : 3)) ||
+        ((uintptr_t)p->part_out & 7)) {
+        fprintf(stderr, "saker: decode attention (mq): bad head counts, batch or alignment (k, v "
+                        "16 bytes; q 4 and an even stride; out 8 (fp32) or 4; part_out 8)\n");
+        abort();
+    }
     const int hd = p->kv.head_dim, group = p->n_heads / p->kv.n_kv_heads;
     if (!sk_attn_decode_mq_supported(hd, group) || p->n_heads % p->kv.n_kv_heads ||
         p->kv.page_size < 16 || (p->kv.page_size & (p->kv.page_size - 1)) || p->n_splits < 1 ||
