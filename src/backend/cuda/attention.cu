@@ -8,6 +8,7 @@
  * kernel (SAKER_ATTN_SPLIT=0: every row through the prefill kernel, as before). */
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/attn_decode.cuh"
+#include "backend/cuda/attn_decode_mq.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/profile.cuh"
 
@@ -200,6 +201,22 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         }
         sk_attn_decode_plan plan;
         sk_attn_decode_make_plan(T, n_heads, kv->n_kv_heads, hd, kv->n_ctx, n_sm, &plan);
+        /* SAKER_ATTN_MQ=1: decode kernel 4 for groups of 9 and more (an experiment, off by
+         * default: written in session 5 without a GPU; first checked by the workbench's "v4 mq"
+         * and by `SAKER_ATTN_MQ=1 gpu_backend_ops attention`). Same split scratch layout. */
+        static int mq_env = -1;
+        if (mq_env < 0) {
+            const char *e = getenv("SAKER_ATTN_MQ");
+            mq_env = e && *e && strcmp(e, "0") != 0;
+        }
+        const int group = n_heads / kv->n_kv_heads;
+        kv->dec_mq = mq_env && sk_attn_decode_mq_supported(hd, group) && kv->page_size >= 16 &&
+                     (kv->page_size & (kv->page_size - 1)) == 0;
+        if (kv->dec_mq) {
+            plan.n_splits = sk_attn_decode_mq_splits(T, kv->n_kv_heads, group, kv->n_ctx, n_sm);
+            plan.part_out_floats =
+                plan.n_splits > 1 ? (size_t)T * n_heads * plan.n_splits * (size_t)hd : 0;
+        }
         const int rows = kv->n_seq > 0 ? (kv->n_seq > T ? kv->n_seq : T) : (T > 64 ? T : 64);
         const bool grow_q = kv->dec_heads != n_heads || rows > kv->dec_rows;
         const bool grow_p = plan.n_splits > 1 && plan.part_out_floats > kv->part_cap;
@@ -296,7 +313,10 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.part_out = kv->part_out;
     p.part_lse = kv->part_lse;
     p.n_splits = kv->dec_splits;
-    sk_attn_decode(&p, c->stream);
+    if (kv->dec_mq)
+        sk_attn_decode_mq(&p, c->stream);
+    else
+        sk_attn_decode(&p, c->stream);
     sk_cuda_prof_pop(c);
 }
 
