@@ -30,8 +30,9 @@
  *            AD_NO_MQ=1 leaves it out.
  *
  * main:
- *   1. self-test of the mma.m16n8k16 fragment layout, movmatrix.trans (and the shuffle
- *      fallback) and the bf16x2 packing order, before anything else; names what is wrong.
+ *   1. self-test of the mma.m16n8k16 fragment layout, kernel 4's ldmatrix reads,
+ *      movmatrix.trans (and the shuffle fallback) and the bf16x2 packing order, before
+ *      anything else; names what is wrong.
  *   2. correctness: small random problems (Q, K, V uniform in [-1, 1] or wider for Q; never
  *      zeros), page ids a random permutation of the pool with unused pages, tail rows of partial
  *      pages and the q row padding filled with NaN (any read of them shows as NaN); group sizes
@@ -109,6 +110,10 @@ static double now_s(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+/* AD_NO_MQ=1 leaves version 4 (not yet run on a GPU when written) out of the self-test, the
+ * checks and the timing. */
+static int g_mq = 1;
+
 /* ---- 1. self-test of the fragment mapping ------------------------------------------------- */
 
 /* One warp. A [16][16], B [16][8], M [8][8] fp32 (exact in bf16). D [16][8] = A B through one
@@ -156,6 +161,73 @@ static int selftest_mma(const char *what, const float *hA, const float *hB, floa
             }
         }
     return bad;
+}
+
+/* Kernel 4's ldmatrix use (attn_decode_mq.cuh): a [64][128] bf16 tile with value f(r, c) =
+ * (r * 131 + c * 7) % 251 (exact in bf16) stored through sk_admq_off<128>, read back with the
+ * kernel's lane addressing: the K reads (non-transposed) for n-tile nt and k-step pair kp, the V
+ * reads (.trans) for k-step kk and dim tiles dc, dc + 1. out: [8][4][32][4] K words, then
+ * [4][8][32][4] V words. */
+static __host__ __device__ int ldsm_f(int r, int c) { return (r * 131 + c * 7) % 251; }
+static __global__ void selftest_ldsm_kernel(uint32_t *out) {
+    __shared__ __align__(128) uint8_t tile[64 * 128 * 2];
+    const uint32_t base = (uint32_t)__cvta_generic_to_shared(tile);
+    const int lane = threadIdx.x;
+    for (int i = lane; i < 64 * 128; i += 32) {
+        const int r = i / 128, c = i % 128;
+        *(__nv_bfloat16 *)(tile + sk_admq_off<128>(r, c / 8) + 2 * (c % 8)) =
+            __float2bfloat16_rn((float)ldsm_f(r, c));
+    }
+    __syncwarp();
+    for (int nt = 0; nt < 8; nt++)
+        for (int kp = 0; kp < 4; kp++) {
+            uint32_t kb[4];
+            sk_admq_ldsm4(kb, base + sk_admq_off<128>(8 * nt + (lane & 7), 4 * kp + (lane >> 3)));
+            for (int e = 0; e < 4; e++) out[((nt * 4 + kp) * 32 + lane) * 4 + e] = kb[e];
+        }
+    for (int kk = 0; kk < 4; kk++)
+        for (int dc = 0; dc < 16; dc += 2) {
+            uint32_t vb[4];
+            const int m = lane >> 3;
+            sk_admq_ldsm4t(vb, base + sk_admq_off<128>(16 * kk + 8 * (m & 1) + (lane & 7), dc + (m >> 1)));
+            for (int e = 0; e < 4; e++) out[4096 + ((kk * 8 + dc / 2) * 32 + lane) * 4 + e] = vb[e];
+        }
+}
+/* Expected: K word e of lane (g, t) for (nt, kp): B[k][n = g] of k-step 2 kp + e / 2, rows
+ * 2t + 8 (e % 2), +1 -> K[8 nt + g][16 (2 kp + e / 2) + 8 (e % 2) + 2t, +1]; V word e for (kk,
+ * dc): dim tile dc + e / 2, rows (tokens) 16 kk + 8 (e % 2) + 2t, +1 at dim 8 (dc + e / 2) + g. */
+static int selftest_ldsm(void) {
+    uint32_t *d, h[8192];
+    CUDA_CHECK(cudaMalloc(&d, sizeof h));
+    selftest_ldsm_kernel<<<1, 32>>>(d);
+    CUDA_CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(d));
+    int bk = 0, bv = 0;
+    for (int lane = 0; lane < 32; lane++) {
+        const int g = lane >> 2, t = lane & 3;
+        for (int nt = 0; nt < 8; nt++)
+            for (int kp = 0; kp < 4; kp++)
+                for (int e = 0; e < 4; e++) {
+                    const uint32_t w = h[((nt * 4 + kp) * 32 + lane) * 4 + e];
+                    const int r = 8 * nt + g, c = 16 * (2 * kp + e / 2) + 8 * (e % 2) + 2 * t;
+                    if (bf2f((uint16_t)(w & 0xffff)) != (float)ldsm_f(r, c) ||
+                        bf2f((uint16_t)(w >> 16)) != (float)ldsm_f(r, c + 1))
+                        bk++;
+                }
+        for (int kk = 0; kk < 4; kk++)
+            for (int dc = 0; dc < 16; dc += 2)
+                for (int e = 0; e < 4; e++) {
+                    const uint32_t w = h[4096 + ((kk * 8 + dc / 2) * 32 + lane) * 4 + e];
+                    const int r = 16 * kk + 8 * (e % 2) + 2 * t, c = 8 * (dc + e / 2) + g;
+                    if (bf2f((uint16_t)(w & 0xffff)) != (float)ldsm_f(r, c) ||
+                        bf2f((uint16_t)(w >> 16)) != (float)ldsm_f(r + 1, c))
+                        bv++;
+                }
+    }
+    if (bk || bv)
+        printf("SELFTEST FAIL: kernel 4's ldmatrix fragments (attn_decode_mq.cuh): %d K words and "
+               "%d V (.trans) words differ from the mma B layout assumed\n", bk, bv);
+    return (bk != 0) + (bv != 0);
 }
 
 static int selftest(void) {
@@ -235,8 +307,9 @@ static int selftest(void) {
         printf("SELFTEST FAIL: sk_ad_pack_bf16 puts the halves in the wrong order (%d lanes)\n", bp);
         fails++;
     }
+    if (g_mq) fails += selftest_ldsm();
     if (!fails) printf("selftest: mma m16n8k16 layout, movmatrix.trans, shuffle transpose, bf16x2 "
-                       "packing: OK\n");
+                       "packing%s: OK\n", g_mq ? ", kernel 4's ldmatrix fragments" : "");
     cudaFree(dA);
     cudaFree(dB);
     cudaFree(dM);
@@ -572,8 +645,6 @@ static void scratch_free(scratch *S) {
 }
 
 static int g_n_sm = 132;
-/* AD_NO_MQ=1 leaves version 4 (not yet run on a GPU when written) out of checks and timing. */
-static int g_mq = 1;
 
 static void fill_params(sk_attn_params *p, const problem *P, int copy, int ns, const scratch *S) {
     memset(p, 0, sizeof(*p));
