@@ -287,8 +287,8 @@ static __device__ void selftest_wgmma_one(uint32_t sA, uint32_t sK, uint32_t sV,
                                           uint32_t (&pa)[32], float *out) {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     float d[64];
-    sk_ap_pin(pa);
-    sk_ap_wg_fence();
+    sk_wg_pin(pa);
+    sk_wg_fence();
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         if constexpr (TEST == 0)
@@ -301,14 +301,14 @@ static __device__ void selftest_wgmma_one(uint32_t sA, uint32_t sK, uint32_t sV,
                                    k > 0);
         else if constexpr (TEST == 3)
             sk_ap_wgmma_ss_n128_t1(d, sk_ap3_desc_k(sP, 64, 0, k),
-                                   sk_ap3_desc(sV + k * 2048, 1024, 128 * 128), k > 0);
+                                   sk_wg_desc(sV + k * 2048, 1024, 128 * 128), k > 0);
         else
             sk_ap_wgmma_rs_n128_t1(d, pa + 4 * k, sk_ap3_desc_v(sV, 128, k), k > 0);
     }
-    sk_ap_wg_commit();
-    sk_ap_wg_wait<0>();
-    sk_ap_pin(d);
-    sk_ap_pin(pa);
+    sk_wg_commit();
+    sk_wg_wait<0>();
+    sk_wg_pin(d);
+    sk_wg_pin(pa);
     float *o = out + TEST * 64 * 128;
 #pragma unroll
     for (int i = 0; i < 64; i++) {
@@ -342,7 +342,7 @@ static __global__ void selftest_wgmma_kernel(const bf16 *A, const bf16 *Kt, cons
         *(uint4 *)(gbase + (sK - base) + sk_ap3_swz(r, c, 128)) = *(const uint4 *)(Kt + e);
         *(uint4 *)(gbase + (sV - base) + sk_ap3_swz(r, c, 128)) = *(const uint4 *)(V + e);
     }
-    sk_ap_fence_proxy_async();
+    sk_wg_fence_proxy_async();
     __syncthreads();
     uint32_t pa[32];
     auto pr = [&](int row, int col) -> uint32_t {

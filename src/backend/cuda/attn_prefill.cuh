@@ -51,6 +51,7 @@
 #include <stdint.h>
 
 #include "attn_params.h"
+#include "wgmma.cuh"
 
 /* ---- small device helpers (inline PTX) ---------------------------------------------------- */
 
@@ -540,114 +541,67 @@ static __device__ __forceinline__ uint32_t sk_ap3_swz(int r, int c, int rows) {
     return (uint32_t)((c >> 3) * rows * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
 }
 
-/* wgmma shared-memory descriptor, 128-byte swizzle, base offset 0. */
-static __device__ __forceinline__ uint64_t sk_ap3_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
-           ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
 /* K-major operand (Q, K): k16 step s of a tile with `rows` rows starting at `tile`, from row
  * `row0` (a multiple of 8). */
 static __device__ __forceinline__ uint64_t sk_ap3_desc_k(uint32_t tile, int rows, int row0, int s) {
-    return sk_ap3_desc(tile + (uint32_t)((s >> 2) * rows * 128 + row0 * 128 + (s & 3) * 32), 16,
-                       1024);
+    return sk_wg_desc(tile + (uint32_t)((s >> 2) * rows * 128 + row0 * 128 + (s & 3) * 32), 16,
+                      1024);
 }
 /* N-major V: k16 step s (KV rows 16s..16s+15) of a [rows][D] tile. */
 static __device__ __forceinline__ uint64_t sk_ap3_desc_v(uint32_t tile, int rows, int s) {
-    return sk_ap3_desc(tile + (uint32_t)(s * 16 * 128), (uint32_t)(rows * 128), 1024);
-}
-
-static __device__ __forceinline__ void sk_ap_wg_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void sk_ap_wg_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N>
-static __device__ __forceinline__ void sk_ap_wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-static __device__ __forceinline__ void sk_ap_fence_proxy_async() {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-/* Pin registers that wgmma reads or writes asynchronously: nothing the compiler emits may move
- * an access to them across this point (cf. CUTLASS's warpgroup_fence_operand). */
-template <int N>
-static __device__ __forceinline__ void sk_ap_pin(float (&x)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(x[i])::"memory");
-}
-template <int N>
-static __device__ __forceinline__ void sk_ap_pin(uint32_t (&x)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+r"(x[i])::"memory");
+    return sk_wg_desc(tile + (uint32_t)(s * 16 * 128), (uint32_t)(rows * 128), 1024);
 }
 
 /* wgmma.mma_async m64nNk16, bf16 in, fp32 accumulate (d: N/2 registers, the m16n8 C layout
  * repeated over N/8 column tiles for the warp's 16 rows); ss: A and B by descriptor; rs: A from
  * registers (the m16n8k16 A fragment of the warp's 16 rows); _t1: B N-major (imm-trans-b = 1).
  * scale_d = 0 overwrites d. Generated (mechanical operand lists). */
-/* Operand lists of the wrappers below: the N/2 fp32 accumulators as read-write operands
- * %0..%(N/2 - 1), and their names in the instruction text. */
-#define SK_AP_ACC8(d, i)                                                                           \
-    "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),          \
-        "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
-#define SK_AP_ACC32(d) SK_AP_ACC8(d, 0), SK_AP_ACC8(d, 8), SK_AP_ACC8(d, 16), SK_AP_ACC8(d, 24)
-#define SK_AP_ACC64(d)                                                                             \
-    SK_AP_ACC32(d), SK_AP_ACC8(d, 32), SK_AP_ACC8(d, 40), SK_AP_ACC8(d, 48), SK_AP_ACC8(d, 56)
-#define SK_AP_REGS32                                                                               \
-    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                       \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-#define SK_AP_REGS64                                                                               \
-    SK_AP_REGS32 ","                                                                               \
-    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                             \
-    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
-
 static __device__ __forceinline__ void sk_ap_wgmma_ss_n128_t0(float d[64], uint64_t da, uint64_t db,
                                                           int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_AP_REGS64 "}, %64, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, %64, "
                  "%65, p, 1, 1, 0, 0;\n}\n"
-                 : SK_AP_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "l"(da), "l"(db), "r"(scale_d));
 }
 static __device__ __forceinline__ void sk_ap_wgmma_ss_n128_t1(float d[64], uint64_t da, uint64_t db,
                                                           int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_AP_REGS64 "}, %64, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, %64, "
                  "%65, p, 1, 1, 0, 1;\n}\n"
-                 : SK_AP_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "l"(da), "l"(db), "r"(scale_d));
 }
 static __device__ __forceinline__ void sk_ap_wgmma_ss_n64_t0(float d[32], uint64_t da, uint64_t db,
                                                           int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_AP_REGS32 "}, %32, "
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_WG_REGS32 "}, %32, "
                  "%33, p, 1, 1, 0, 0;\n}\n"
-                 : SK_AP_ACC32(d)
+                 : SK_WG_ACC32(d)
                  : "l"(da), "l"(db), "r"(scale_d));
 }
 static __device__ __forceinline__ void sk_ap_wgmma_rs_n128_t1(float d[64], const uint32_t a[4],
                                                           uint64_t db, int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_AP_REGS64 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, "
                  "{%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
-                 : SK_AP_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 static __device__ __forceinline__ void sk_ap_wgmma_rs_n64_t1(float d[32], const uint32_t a[4],
                                                           uint64_t db, int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_AP_REGS32 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_WG_REGS32 "}, "
                  "{%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
-                 : SK_AP_ACC32(d)
+                 : SK_WG_ACC32(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 static __device__ __forceinline__ void sk_ap_wgmma_rs_n128_t0(float d[64], const uint32_t a[4],
                                                           uint64_t db, int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_AP_REGS64 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, "
                  "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-                 : SK_AP_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d));
 }
 
@@ -796,7 +750,7 @@ static __global__ void __launch_bounds__(256, 1)
             sk_ap3_load_kv<D, BN>(kpool, pages, kv_len, KVH, kvh, 0, ps_shift, sK);
             sk_ap_cp_commit();
             sk_ap_cp_wait<0>();
-            sk_ap_fence_proxy_async();
+            sk_wg_fence_proxy_async();
             __syncthreads();
 
             float s[NS]; /* the first wgmma overwrites it (scale-d 0); zeroed to keep it defined */
@@ -804,42 +758,42 @@ static __global__ void __launch_bounds__(256, 1)
 #pragma unroll
             for (int i = 0; i < NS; i++) s[i] = 0.0f;
             float mrow[2] = {-INFINITY, -INFINITY}, alpha[2];
-            sk_ap_wg_fence();
+            sk_wg_fence();
 #pragma unroll
             for (int k = 0; k < KS; k++)
                 sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, wg * 64, k),
                                        sk_ap3_desc_k(sK, BN, 0, k), k > 0);
-            sk_ap_wg_commit();
+            sk_wg_commit();
             /* K_1 and V_0 (other stages than the one S_0 reads) while S_0 runs */
             if (n_kv > 1)
                 sk_ap3_load_kv<D, BN>(kpool, pages, kv_len, KVH, kvh, BN, ps_shift,
                                       sK + C::KV_BYTES);
             sk_ap3_load_kv<D, BN>(vpool, pages, kv_len, KVH, kvh, 0, ps_shift, sV);
             sk_ap_cp_commit();
-            sk_ap_wg_wait<0>();
-            sk_ap_pin(s);
+            sk_wg_wait<0>();
+            sk_wg_pin(s);
             sk_ap3_softmax<NS>(s, mrow, lrow, alpha, 0 >= j_mask, 0, row_pos, t4, sl2);
 
             for (int j = 1; j < n_kv; j++) {
                 sk_ap_cp_wait<0>(); /* K_j, V_{j-1} */
-                sk_ap_fence_proxy_async();
+                sk_wg_fence_proxy_async();
                 __syncthreads();    /* ... and K_{j-1}, V_{j-2} are no longer read */
 
                 sk_ap3_pack_p<NS>(s, pa); /* P_{j-1} */
-                sk_ap_pin(pa);
-                sk_ap_pin(o);
-                sk_ap_wg_fence();
+                sk_wg_pin(pa);
+                sk_wg_pin(o);
+                sk_wg_fence();
                 const uint32_t kt = sK + (j & 1) * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < KS; k++)
                     sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, wg * 64, k),
                                            sk_ap3_desc_k(kt, BN, 0, k), k > 0);
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 const uint32_t vt = sV + ((j - 1) & 1) * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < VS; k++)
                     sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 /* gather K_{j+1} and V_j into the stages not read by the two products in flight */
                 if (j + 1 < n_kv)
                     sk_ap3_load_kv<D, BN>(kpool, pages, kv_len, KVH, kvh, (j + 1) * BN, ps_shift,
@@ -847,12 +801,12 @@ static __global__ void __launch_bounds__(256, 1)
                 sk_ap3_load_kv<D, BN>(vpool, pages, kv_len, KVH, kvh, j * BN, ps_shift,
                                       sV + (j & 1) * C::KV_BYTES);
                 sk_ap_cp_commit();
-                sk_ap_wg_wait<1>(); /* S_j */
-                sk_ap_pin(s);
+                sk_wg_wait<1>(); /* S_j */
+                sk_wg_pin(s);
                 sk_ap3_softmax<NS>(s, mrow, lrow, alpha, j >= j_mask, j * BN, row_pos, t4, sl2);
-                sk_ap_wg_wait<0>(); /* P_{j-1} V_{j-1} */
-                sk_ap_pin(o);
-                sk_ap_pin(pa);
+                sk_wg_wait<0>(); /* P_{j-1} V_{j-1} */
+                sk_wg_pin(o);
+                sk_wg_pin(pa);
 #pragma unroll
                 for (int i = 0; i < NO; i++) o[i] *= alpha[(i >> 1) & 1];
             }
@@ -860,19 +814,19 @@ static __global__ void __launch_bounds__(256, 1)
             /* epilogue: O += P_{n-1} V_{n-1} */
             sk_ap3_pack_p<NS>(s, pa);
             sk_ap_cp_wait<0>();
-            sk_ap_fence_proxy_async();
+            sk_wg_fence_proxy_async();
             __syncthreads();
-            sk_ap_pin(pa);
-            sk_ap_pin(o);
-            sk_ap_wg_fence();
+            sk_wg_pin(pa);
+            sk_wg_pin(o);
+            sk_wg_fence();
             const uint32_t vt = sV + ((n_kv - 1) & 1) * C::KV_BYTES;
 #pragma unroll
             for (int k = 0; k < VS; k++)
                 sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
-            sk_ap_wg_commit();
-            sk_ap_wg_wait<0>();
-            sk_ap_pin(o);
-            sk_ap_pin(pa);
+            sk_wg_commit();
+            sk_wg_wait<0>();
+            sk_wg_pin(o);
+            sk_wg_pin(pa);
         }
 
         /* normalise and store (rows beyond q_len are not written) */
@@ -1007,7 +961,7 @@ static __device__ __forceinline__ void sk_ap4_zero_tail(uint32_t tile, int r_lo,
                      "r"(0)
                      : "memory");
     }
-    sk_ap_fence_proxy_async();
+    sk_wg_fence_proxy_async();
     asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");
 }
 
@@ -1170,7 +1124,7 @@ static __global__ void __launch_bounds__(384, 1)
 
         if (n_kv > 0) {
             sk_mb_wait(bq_full, qc & 1);
-            sk_ap_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
+            sk_wg_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
             float s[NS]; /* the first wgmma overwrites it (scale-d 0); zeroed to keep it defined */
             uint32_t pa[NS / 2];
 #pragma unroll
@@ -1179,18 +1133,18 @@ static __global__ void __launch_bounds__(384, 1)
             {
                 const uint32_t st = kc % C::NST;
                 sk_mb_wait(bk_full + 8 * st, (kc / C::NST) & 1);
-                sk_ap_fence_proxy_async();
+                sk_wg_fence_proxy_async();
                 sk_ap4_turn_wait<PP>(cw);
-                sk_ap_wg_fence();
+                sk_wg_fence();
                 const uint32_t kt = sK + st * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < KS; k++)
                     sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, cw * 64, k),
                                            sk_ap3_desc_k(kt, BN, 0, k), k > 0);
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 sk_ap4_turn_pass<PP>(cw);
-                sk_ap_wg_wait<0>();
-                sk_ap_pin(s);
+                sk_wg_wait<0>();
+                sk_wg_pin(s);
                 sk_mb_arrive(bk_empty + 8 * st);
                 kc++;
                 if (n_kv == 1) {
@@ -1207,26 +1161,26 @@ static __global__ void __launch_bounds__(384, 1)
                 if (j * BN > it.kv_len) /* V_{j-1} holds the sequence's end: zero its tail rows */
                     sk_ap4_zero_tail<D, BN>(sV + sv * C::KV_BYTES, it.kv_len - (j - 1) * BN,
                                             tid - 128 * wg, cw);
-                sk_ap_fence_proxy_async();
+                sk_wg_fence_proxy_async();
                 sk_ap3_pack_p<NS>(s, pa); /* P_{j-1} */
-                sk_ap_pin(pa);
-                sk_ap_pin(o);
+                sk_wg_pin(pa);
+                sk_wg_pin(o);
                 sk_ap4_turn_wait<PP>(cw);
-                sk_ap_wg_fence();
+                sk_wg_fence();
                 const uint32_t kt = sK + sk * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < KS; k++)
                     sk_ap_wgmma_ss_n128_t0(s, sk_ap3_desc_k(sQ, BM, cw * 64, k),
                                            sk_ap3_desc_k(kt, BN, 0, k), k > 0);
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 const uint32_t vt = sV + sv * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < VS; k++)
                     sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 sk_ap4_turn_pass<PP>(cw);
-                sk_ap_wg_wait<1>(); /* S_j */
-                sk_ap_pin(s);
+                sk_wg_wait<1>(); /* S_j */
+                sk_wg_pin(s);
                 sk_mb_arrive(bk_empty + 8 * sk);
                 kc++;
                 if (j == n_kv - 1) {
@@ -1234,9 +1188,9 @@ static __global__ void __launch_bounds__(384, 1)
                     qc++;
                 }
                 sk_ap3_softmax<NS>(s, mrow, lrow, alpha, j >= j_mask, j * BN, row_pos, t4, sl2);
-                sk_ap_wg_wait<0>(); /* P_{j-1} V_{j-1} */
-                sk_ap_pin(o);
-                sk_ap_pin(pa);
+                sk_wg_wait<0>(); /* P_{j-1} V_{j-1} */
+                sk_wg_pin(o);
+                sk_wg_pin(pa);
                 sk_mb_arrive(bv_empty + 8 * sv);
                 vc++;
 #pragma unroll
@@ -1251,20 +1205,20 @@ static __global__ void __launch_bounds__(384, 1)
                 if (n_kv * BN > it.kv_len)
                     sk_ap4_zero_tail<D, BN>(sV + sv * C::KV_BYTES, it.kv_len - (n_kv - 1) * BN,
                                             tid - 128 * wg, cw);
-                sk_ap_fence_proxy_async();
-                sk_ap_pin(pa);
-                sk_ap_pin(o);
+                sk_wg_fence_proxy_async();
+                sk_wg_pin(pa);
+                sk_wg_pin(o);
                 sk_ap4_turn_wait<PP>(cw);
-                sk_ap_wg_fence();
+                sk_wg_fence();
                 const uint32_t vt = sV + sv * C::KV_BYTES;
 #pragma unroll
                 for (int k = 0; k < VS; k++)
                     sk_ap3_wgmma_pv<D>(o, pa + 4 * k, sk_ap3_desc_v(vt, BN, k));
-                sk_ap_wg_commit();
+                sk_wg_commit();
                 sk_ap4_turn_pass<PP>(cw);
-                sk_ap_wg_wait<0>();
-                sk_ap_pin(o);
-                sk_ap_pin(pa);
+                sk_wg_wait<0>();
+                sk_wg_pin(o);
+                sk_wg_pin(pa);
                 sk_mb_arrive(bv_empty + 8 * sv);
                 vc++;
             }

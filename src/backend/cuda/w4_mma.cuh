@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/wgmma.cuh"
 
 #define SK_W4M_BK 128 /* K per pipeline stage */
 
@@ -471,77 +472,38 @@ __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ 
     }
 }
 
-static __device__ __forceinline__ uint64_t sk_w4g_desc(uint32_t saddr) {
-    /* K-major, 128-byte swizzle: leading byte offset 16, stride 1024 (8 rows of 128 bytes) */
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) |
-           ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
-}
-static __device__ __forceinline__ void sk_w4g_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-static __device__ __forceinline__ void sk_w4g_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N>
-static __device__ __forceinline__ void sk_w4g_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-/* Keep the compiler from moving accesses to registers that wgmma uses asynchronously. */
-template <int N>
-static __device__ __forceinline__ void sk_w4g_pin(float (&v)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+f"(v[i])::"memory");
-}
-template <int N>
-static __device__ __forceinline__ void sk_w4g_pin(uint32_t (&v)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++) asm volatile("" : "+r"(v[i])::"memory");
-}
-
-#define SK_W4G_ACC8(d, i)                                                                          \
-    "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),          \
-        "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
-#define SK_W4G_ACC32(d) SK_W4G_ACC8(d, 0), SK_W4G_ACC8(d, 8), SK_W4G_ACC8(d, 16), SK_W4G_ACC8(d, 24)
-#define SK_W4G_ACC64(d)                                                                            \
-    SK_W4G_ACC32(d), SK_W4G_ACC8(d, 32), SK_W4G_ACC8(d, 40), SK_W4G_ACC8(d, 48), SK_W4G_ACC8(d, 56)
-#define SK_W4G_R32                                                                                 \
-    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                       \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
-#define SK_W4G_R64                                                                                 \
-    SK_W4G_R32 ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                 \
-               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
 /* d += A (registers: the warp's m16n8k16 A fragment) . B (descriptor, K-major), m64nNk16, fp32
  * accumulate, scale-d 1 (the accumulators start at zero). */
 static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
                                                     uint64_t db, const __nv_bfloat16 *) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_W4G_R32 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_WG_REGS32 "}, "
                  "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-                 : SK_W4G_ACC32(d)
+                 : SK_WG_ACC32(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
                                                     uint64_t db, const __half *) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" SK_W4G_R32 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" SK_WG_REGS32 "}, "
                  "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-                 : SK_W4G_ACC32(d)
+                 : SK_WG_ACC32(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
                                                      uint64_t db, const __nv_bfloat16 *) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_W4G_R64 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, "
                  "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-                 : SK_W4G_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
                                                      uint64_t db, const __half *) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" SK_W4G_R64 "}, "
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" SK_WG_REGS64 "}, "
                  "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-                 : SK_W4G_ACC64(d)
+                 : SK_WG_ACC64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 template <int BN, typename H>
@@ -650,7 +612,7 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
     int slot = 0;
     for (int kb = kb0; kb < kb1; kb++) {
         sk_w4m_wait<STAGES - 3>();
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        sk_wg_fence_proxy_async();
         __syncthreads();
         {
             const int kl = kb + STAGES - 2;
@@ -675,9 +637,9 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
              * the pin there keeps the two sets in distinct registers (the compiler does not see
              * the asynchronous reads). */
             uint32_t(&a)[4][4] = aset[hf];
-            sk_w4g_wait<1>();
+            sk_wg_wait<1>();
 #pragma unroll
-            for (int m = 0; m < 4; m++) sk_w4g_pin(a[m]);
+            for (int m = 0; m < 4; m++) sk_wg_pin(a[m]);
 #pragma unroll
             for (int ii = 0; ii < 2; ii++) {
                 const int i = 2 * hf + ii;
@@ -695,22 +657,22 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
                 }
             }
 #pragma unroll
-            for (int m = 0; m < 4; m++) sk_w4g_pin(a[m]);
-            sk_w4g_pin(acc);
-            sk_w4g_fence();
+            for (int m = 0; m < 4; m++) sk_wg_pin(a[m]);
+            sk_wg_pin(acc);
+            sk_wg_fence();
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 const int j = 4 * hf + m; /* k16 slice: half j / 4 of the tile, 32 bytes a step */
                 sk_w4g_mma<BN, H>(acc, a[m],
-                                  sk_w4g_desc(xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32)));
+                                  sk_wg_desc(xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32), 16, 1024));
             }
-            sk_w4g_commit();
-            sk_w4g_pin(acc);
+            sk_wg_commit();
+            sk_wg_pin(acc);
         }
     }
 #undef SK_W4G_LOAD
-    sk_w4g_wait<0>();
-    sk_w4g_pin(acc);
+    sk_wg_wait<0>();
+    sk_wg_pin(acc);
     sk_w4m_wait<0>();
     __syncthreads();
 
