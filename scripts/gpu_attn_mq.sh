@@ -1,0 +1,42 @@
+#!/bin/bash
+# Decode attention kernel 4 (src/backend/cuda/attn_decode_mq.cuh) on the GPU machine in one call:
+# the workbench's self-test, checks and timing with it (version "v4 mq"), torch SDPA on the same
+# shapes, gpu_backend_ops attention/decode with the backend switched to it (SAKER_ATTN_MQ=1) and
+# without, and the engine A/B on the shapes with large groups (Falcon-180B g29 INT4 at batch 1 and
+# 64; the synthetic shapes have no MQA model, so MQA is measured by the workbench only).
+# Results: $OUT/mq.tgz (rewritten after each step) and a summary on stdout.
+#
+# Here (build machine), from the repository root:
+#   cmake -S . -B build-gpu -DSAKER_STATIC_DEPS=ON -DCMAKE_BUILD_TYPE=Release
+#   cmake --build build-gpu -j2 --target saker_cli gpu_backend_ops dev_attention_decode
+#   mkdir -p .stage/mq && cp build-gpu/saker build-gpu/tests/gpu_backend_ops \
+#       build-gpu/dev_attention_decode bench/attention_decode_torch.py \
+#       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/mq/ && strip .stage/mq/saker .stage/mq/gpu_* \
+#       .stage/mq/dev_*
+# On the device (run with carry [".stage/mq"]): bash scripts/gpu_attn_mq.sh [STAGE]
+S=$PWD/${1:-.stage/mq}
+R=/tmp/mq
+OUT=${OUT:-/tmp/mq_out}
+rm -rf "$R" && mkdir -p "$R" "$OUT"
+export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
+T0=$(date +%s)
+pack() { tar czf "$OUT/mq.tgz" -C /tmp mq; }
+step() { # name timeout-s cmd...
+    local name=$1 to=$2
+    shift 2
+    timeout "$to" "$@" > "$R/$name.log" 2>&1
+    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "SELFTEST\|RESULT\|checks,\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
+    pack
+}
+step workbench 300 "$S/dev_attention_decode" all
+grep -E "v4 mq|^llama|^falcon|SUMMARY" "$R/workbench.log" | grep -E "best|v4|SUMMARY" | head -40
+step torch 120 python3 "$S/attention_decode_torch.py"
+grep -A12 "^SUMMARY" "$R/torch.log"
+step bops_mq 120 env SAKER_ATTN_MQ=1 "$S/gpu_backend_ops" attention
+step bops_mq_decode 120 env SAKER_ATTN_MQ=1 "$S/gpu_backend_ops" decode
+F="bench --device cuda --shape falcon-180b --weights int4 --isl 128"
+step f180_b1 120 "$S/saker" $F --batch 1 --osl 32
+step f180_b1_mq 120 env SAKER_ATTN_MQ=1 "$S/saker" $F --batch 1 --osl 32
+step f180_b64 200 "$S/saker" $F --batch 64 --osl 128
+step f180_b64_mq 200 env SAKER_ATTN_MQ=1 "$S/saker" $F --batch 64 --osl 128
+echo "done (+$(( $(date +%s) - T0 )) s)"
