@@ -23,10 +23,11 @@
  *            (bulk prefetch of each warp's chunk i + l2pf into L2; 2026-11-29 session 4),
  *            ring (chunks streamed through a per-warp shared-memory ring by cp.async, 2 or 4
  *            slots; session 4), splits.
- * version 4: sk_attn_decode_mq (src/backend/cuda/attn_decode_mq.cuh, session 5, not yet run on a
- *            GPU when written): groups of 9 and more, head_dim 64/128; the group's query heads
- *            as the M side, 64-token tiles shared by the block in shared memory, ldmatrix;
- *            checked at splits 1/2/3/7/64 and its own pick, timed at a few split counts;
+ * version 4: sk_attn_decode_mq_st (src/backend/cuda/attn_decode_mq.cuh, session 5, first run
+ *            in session 6; the backend's kernel for groups of 9 and more): head_dim 64/128; the
+ *            group's query heads as the M side, 64-token tiles shared by the block in shared
+ *            memory (2..4 pipeline stages), ldmatrix; checked at stages 2/3/4 x splits
+ *            1/2/3/7/64 and its plan, timed at stages x splits {plan, 1, 2, 4, 2 x plan};
  *            AD_NO_MQ=1 leaves it out.
  *
  * main:
@@ -113,6 +114,10 @@ static double now_s(void) {
 /* AD_NO_MQ=1 leaves version 4 (not yet run on a GPU when written) out of the self-test, the
  * checks and the timing. */
 static int g_mq = 1;
+/* AD_CASES=S: only the check cases whose name contains S; AD_ONLY_V4=1: the checks run v1, the
+ * entry and version 4 only (both for compute-sanitizer runs, which are slow). */
+static const char *g_cases = NULL;
+static int g_only_v4 = 0;
 
 /* ---- 1. self-test of the fragment mapping ------------------------------------------------- */
 
@@ -621,6 +626,7 @@ typedef struct run_cfg {
     int version; /* 1, 2; 3 = public entry sk_attn_decode with the planner's split; 4 = mq */
     sk_attn_decode_cfg cfg;
     int n_splits; /* version 2 */
+    int stages;   /* version 4: pipeline stages (0: the default) */
     char name[64];
 } run_cfg;
 
@@ -679,7 +685,7 @@ static void launch_run(const run_cfg *rc, const problem *P, int copy, const scra
         if (rc->version == 3)
             sk_attn_decode(&p, s);
         else if (rc->version == 4)
-            sk_attn_decode_mq(&p, s);
+            sk_attn_decode_mq_st(&p, rc->stages, s);
         else
             sk_attn_decode_cfg_launch(&p, &rc->cfg, s);
     }
@@ -794,8 +800,8 @@ static int enum_cfgs(int hd, int group, int sensible, const int *l2pfs, int n_l2
 static void cfg_name(char *buf, size_t n, int version, const sk_attn_decode_cfg *c, int ns) {
     if (version == 1)
         snprintf(buf, n, "v1 block/query-head");
-    else if (version == 4)
-        snprintf(buf, n, "v4 mq ns%d", ns);
+    else if (version == 4) /* c->ring holds the stage count */
+        snprintf(buf, n, "v4 mq st%d ns%d", c->ring, ns);
     else if (version == 3)
         snprintf(buf, n, "v2 entry q%d wq%d w%d pf%d l2pf%d r%d ns%d", c->qtiles, c->wq,
                  c->warps, c->prefetch, c->l2pf, c->ring, ns);
@@ -904,7 +910,7 @@ static int run_case(const case_def *cd, int *n_runs) {
 
     static const int l2pf_check[2] = {1, 3};
     sk_attn_decode_cfg cfgs[MAX_CFGS];
-    const int nc = enum_cfgs(P.hd, P.H / P.KVH, 0, l2pf_check, 2, cfgs);
+    const int nc = g_only_v4 ? 0 : enum_cfgs(P.hd, P.H / P.KVH, 0, l2pf_check, 2, cfgs);
     const int splits[5] = {1, 2, 3, 7, 64};
     for (int c = 0; c < nc; c++) {
         sk_attn_decode_plan pl;
@@ -922,18 +928,23 @@ static int run_case(const case_def *cd, int *n_runs) {
         }
     }
     if (g_mq && sk_attn_decode_mq_supported(P.hd, P.H / P.KVH)) {
-        const int mq_pick = sk_attn_decode_mq_splits(P.batch, P.KVH, P.H / P.KVH, P.max_len, g_n_sm);
-        const int mq_splits[6] = {1, 2, 3, 7, 64, mq_pick};
-        for (int si = 0; si < 6; si++) {
-            if (si == 5 && (mq_pick == 1 || mq_pick == 2 || mq_pick == 3 || mq_pick == 7 ||
-                            mq_pick == 64))
-                continue;
-            rc.version = 4;
-            rc.n_splits = mq_splits[si];
-            cfg_name(rc.name, sizeof(rc.name), 4, NULL, rc.n_splits);
-            fails += check_run(&rc, &P, &R, &e);
-            runs++;
-            worst = fmax(worst, e);
+        for (int st = 2; st <= 4; st++) {
+            const int mq_pick = sk_attn_decode_mq_plan(P.batch, P.KVH, P.H / P.KVH, P.hd,
+                                                       P.max_len, g_n_sm, st);
+            const int mq_splits[6] = {1, 2, 3, 7, 64, mq_pick};
+            for (int si = 0; si < 6; si++) {
+                if (si == 5 && (mq_pick == 1 || mq_pick == 2 || mq_pick == 3 || mq_pick == 7 ||
+                                mq_pick == 64))
+                    continue;
+                rc.version = 4;
+                rc.stages = st;
+                rc.n_splits = mq_splits[si];
+                sk_attn_decode_cfg sc = {0, 0, 0, 0, 0, st};
+                cfg_name(rc.name, sizeof(rc.name), 4, &sc, rc.n_splits);
+                fails += check_run(&rc, &P, &R, &e);
+                runs++;
+                worst = fmax(worst, e);
+            }
         }
     }
     printf("  %-24s B=%d H=%d KVH=%d hd=%d ps=%d max_len=%d: %d runs, %d failed; err v1 %.2e, "
@@ -962,6 +973,7 @@ static const shape_def k_shapes[] = {
     {"llama70b g8 b64x4096 ps64", 64, 8, 128, 64, 64, 4096, 0},
     {"falcon180b g29 b64x4096", 232, 8, 64, 16, 64, 4096, 1},
     {"falcon180b g29 b1x32768", 232, 8, 64, 16, 1, 32768, 1},
+    {"falcon40b g16 b64x4096", 128, 8, 64, 16, 64, 4096, 1},
     {"llama70b-mha g1 b64x4096", 64, 64, 128, 16, 64, 4096, 1},
     {"llama70b-mha g1 b256x1024", 64, 64, 128, 16, 256, 1024, 1},
     {"llama70b-mqa g64 b64x4096", 64, 1, 128, 16, 64, 4096, 1},
@@ -1112,7 +1124,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
            P.kv_bytes / 1e6, P.n_copies, P.n_copies > 1 ? "ies" : "y", R.err_naive);
 
     /* Runs: v1, the entry with its plan, then configurations x splits. */
-    static run_cfg runs[4 * MAX_CFGS + 6];
+    static run_cfg runs[4 * MAX_CFGS + 24];
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     runs[nr].version = 1;
@@ -1149,17 +1161,27 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
         }
     }
 
-    if (g_mq && sk_attn_decode_mq_supported(P.hd, group)) { /* kernel 4: its pick and around */
-        const int pick = sk_attn_decode_mq_splits(P.batch, P.KVH, group, P.max_len, g_n_sm);
-        const int cand[4] = {pick, 1, 2 * pick, pick / 2};
-        for (int i = 0; i < 4; i++) {
-            if (cand[i] < 1 || cand[i] > SK_ATTN_DECODE_MAX_SPLITS || (i > 0 && cand[i] == pick) ||
-                (i == 3 && cand[i] == 1))
-                continue;
-            runs[nr].version = 4;
-            runs[nr].n_splits = cand[i];
-            cfg_name(runs[nr].name, sizeof(runs[nr].name), 4, NULL, cand[i]);
-            nr++;
+    if (g_mq && sk_attn_decode_mq_supported(P.hd, group)) { /* kernel 4: stages x splits */
+        for (int st = 2; st <= 4; st++) {
+            const int pick =
+                sk_attn_decode_mq_plan(P.batch, P.KVH, group, P.hd, P.max_len, g_n_sm, st);
+            const int cand[5] = {pick, 1, 2, 4, 2 * pick};
+            int used[5], nu = 0;
+            for (int i = 0; i < 5; i++) {
+                int dup = 0;
+                for (int j = 0; j < nu; j++) dup |= used[j] == cand[i];
+                if (dup || cand[i] < 1 || cand[i] > SK_ATTN_DECODE_MAX_SPLITS) continue;
+                used[nu++] = cand[i];
+                runs[nr].version = 4;
+                runs[nr].stages = st;
+                runs[nr].n_splits = cand[i];
+                sk_attn_decode_cfg sc = {0, 0, 0, 0, 0, st};
+                cfg_name(runs[nr].name, sizeof(runs[nr].name), 4, &sc, cand[i]);
+                snprintf(runs[nr].name + strlen(runs[nr].name),
+                         sizeof(runs[nr].name) - strlen(runs[nr].name), "%s",
+                         i == 0 ? " (plan)" : "");
+                nr++;
+            }
         }
     }
 
@@ -1212,6 +1234,10 @@ int main(int argc, char **argv) {
     const int do_check = strcmp(mode, "time") != 0, do_time = strcmp(mode, "check") != 0;
     const char *nomq = getenv("AD_NO_MQ");
     g_mq = !(nomq && *nomq && strcmp(nomq, "0") != 0);
+    g_cases = getenv("AD_CASES");
+    if (g_cases && !*g_cases) g_cases = NULL;
+    const char *only4 = getenv("AD_ONLY_V4");
+    g_only_v4 = only4 && *only4 && strcmp(only4, "0") != 0;
     if (strcmp(mode, "all") && strcmp(mode, "check") && strcmp(mode, "time")) {
         fprintf(stderr, "usage: %s [all|check|time]\n", argv[0]);
         return 2;
@@ -1233,7 +1259,7 @@ int main(int argc, char **argv) {
         int runs = 0;
         printf("correctness (tolerance: err <= max(4e-3, 3 x naive bf16 err), <= 1e-2):\n");
         for (size_t i = 0; i < sizeof(k_cases) / sizeof(k_cases[0]); i++)
-            fails += run_case(&k_cases[i], &runs);
+            if (!g_cases || strstr(k_cases[i].name, g_cases)) fails += run_case(&k_cases[i], &runs);
         printf("correctness: %d runs, %d failed (%.1f s)\n", runs, fails, now_s() - t0);
         if (fails) {
             printf("RESULT: FAIL (%d correctness failures)\n", fails);

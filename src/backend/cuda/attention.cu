@@ -201,19 +201,18 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         }
         sk_attn_decode_plan plan;
         sk_attn_decode_make_plan(T, n_heads, kv->n_kv_heads, hd, kv->n_ctx, n_sm, &plan);
-        /* SAKER_ATTN_MQ=1: decode kernel 4 for groups of 9 and more (an experiment, off by
-         * default: written in session 5 without a GPU; first checked by the workbench's "v4 mq"
-         * and by `SAKER_ATTN_MQ=1 gpu_backend_ops attention`). Same split scratch layout. */
+        /* Decode kernel 4 (attn_decode_mq.cuh) for groups of 9 and more (Falcon-40B/180B, MQA):
+         * faster than kernel 2 at every large-group shape of the workbench (session 6:
+         * Falcon-180B g29 64 x 4096 132.9 against 143.6 us, MQA 256 x 1024 53.7 against 86.4).
+         * SAKER_ATTN_MQ=0 keeps kernel 2 (comparisons). Same split scratch layout. */
         static int mq_env = -1;
-        if (mq_env < 0) {
-            const char *e = getenv("SAKER_ATTN_MQ");
-            mq_env = e && *e && strcmp(e, "0") != 0;
-        }
         const int group = n_heads / kv->n_kv_heads;
-        kv->dec_mq = mq_env && sk_attn_decode_mq_supported(hd, group) && kv->page_size >= 16 &&
+        kv->dec_mq = env_switch("SAKER_ATTN_MQ", true, &mq_env) &&
+                     sk_attn_decode_mq_supported(hd, group) && kv->page_size >= 16 &&
                      (kv->page_size & (kv->page_size - 1)) == 0;
         if (kv->dec_mq) {
-            plan.n_splits = sk_attn_decode_mq_splits(T, kv->n_kv_heads, group, kv->n_ctx, n_sm);
+            plan.n_splits =
+                sk_attn_decode_mq_plan(T, kv->n_kv_heads, group, hd, kv->n_ctx, n_sm, 0);
             plan.part_out_floats =
                 plan.n_splits > 1 ? (size_t)T * n_heads * plan.n_splits * (size_t)hd : 0;
         }

@@ -175,7 +175,7 @@ struct sk_kv_cache {
     float *part_out, *part_lse;
     int dec_heads;   /* n_heads the decode buffers were sized for (0: not yet) */
     int dec_splits;  /* planned splits */
-    int dec_mq;      /* 1: the step runs decode kernel 4 (attn_decode_mq.cuh, SAKER_ATTN_MQ=1) */
+    int dec_mq;      /* 1: the step runs decode kernel 4 (attn_decode_mq.cuh; SAKER_ATTN_MQ=0: off) */
 };
 
 /* Page j of sequence s of the current batch: its page table, or in slot mode slot s's own. */
