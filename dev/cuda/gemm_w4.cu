@@ -413,6 +413,76 @@ static float time_us(F fn, int iters, cudaEvent_t e0, cudaEvent_t e1) {
     return median(ts);
 }
 
+/* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 4 on the 70B shapes (gate/up
+ * in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows), medians of 15 runs; for
+ * choosing sk_w4m_pick's tile width per shape (session 6). */
+static void time_bn(const sk_w4m_scratch *scr) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    const struct {
+        const char *name;
+        int N_out, K, mode;
+    } shapes[] = {{"qkv", 10240, 8192, SK_GEMV_STORE}, {"o", 8192, 8192, SK_GEMV_ADD},
+                  {"gate/up swiglu", 28672, 8192, SK_GEMV_SWIGLU}, {"down", 8192, 28672, SK_GEMV_ADD}};
+    const int cfgs[] = {SK_W4M_G64, SK_W4M_G80, SK_W4M_G96, SK_W4M_G128, SK_W4M_G144, SK_W4M_G160,
+                        SK_W4M_G192};
+    const int splits[] = {0, 1, 2, 4};
+    std::vector<int> Ms;
+    for (const char *c = g_ms ? g_ms : "70,96,128,139,160,192"; *c;) {
+        Ms.push_back(atoi(c));
+        while (*c && *c != ',') c++;
+        if (*c) c++;
+    }
+    printf("| shape | T | cfg | auto us | s1 | s2 | s4 |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const auto &sh : shapes) {
+        const int G = 128, K = sh.K, Nw = sh.mode == SK_GEMV_SWIGLU ? 2 * sh.N_out : sh.N_out;
+        const size_t w4b = (size_t)Nw * K / 2 + (size_t)Nw * (K / G) * 4;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)Nw * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)Nw * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, Nw, K, 0.01f, 777 + i);
+        }
+        const int Mmax = 256;
+        float *x, *out;
+        __nv_bfloat16 *xh;
+        CK(cudaMalloc(&x, (size_t)Mmax * K * 4));
+        CK(cudaMalloc(&xh, (size_t)Mmax * K * 2));
+        CK(cudaMalloc(&out, (size_t)Mmax * sh.N_out * 4));
+        fill_kernel<<<4096, 256>>>(x, (size_t)Mmax * K, 78);
+        CK(cudaMemset(out, 0, (size_t)Mmax * sh.N_out * 4));
+        CK(cudaDeviceSynchronize());
+        for (int M : Ms) {
+            const int pick = sk_w4m_pick(M, sh.N_out, K);
+            sk_w4g_cast<__nv_bfloat16>(x, xh, M, K, 0);
+            for (int c : cfgs) {
+                printf("| %s | %d | %s%s |", sh.name, M, sk_w4m_cfg_name[c], c == pick ? "*" : "");
+                for (int so : splits) {
+                    const float us = time_us([&](int i) {
+                        if (sh.mode == SK_GEMV_STORE)
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xh, M, q4s[i % n4], scs[i % n4],
+                                                                        G, NULL, sh.N_out, K, out, scr, so, 0);
+                        else if (sh.mode == SK_GEMV_ADD)
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_ADD>(c, xh, M, q4s[i % n4], scs[i % n4],
+                                                                      G, NULL, sh.N_out, K, out, scr, so, 0);
+                        else
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_SWIGLU>(c, xh, M, q4s[i % n4], scs[i % n4],
+                                                                         G, NULL, sh.N_out, K, out, scr, so, 0);
+                    }, 15, e0, e1);
+                    printf(" %.1f |", us);
+                }
+                printf("\n");
+                fflush(stdout);
+            }
+        }
+        for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
+        cudaFree(x), cudaFree(xh), cudaFree(out);
+    }
+}
+
 static void time_all(const sk_w4m_scratch *scr) {
     lt_ctx lc;
     CKB(cublasLtCreate(&lc.lt));
@@ -629,6 +699,10 @@ int main(int argc, char **argv) {
     scr.ws_floats = SK_W4M_WS_FLOATS, scr.cnt_n = SK_W4M_CNT;
     if (strcmp(mode, "prof") == 0) {
         prof(&scr);
+        return 0;
+    }
+    if (strcmp(mode, "bn") == 0) {
+        time_bn(&scr);
         return 0;
     }
     if (strcmp(mode, "time") != 0 && check_all(&scr)) return 1;

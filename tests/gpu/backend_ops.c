@@ -741,6 +741,9 @@ static void test_w4(void) {
         {6, 264, 4096, true}, {8, 200, 1024, false}, {16, 1000, 2048, true}, {17, 264, 576, true},
         {33, 130, 1536, false}, {64, 768, 4096, true}, {130, 300, 640, false}, {257, 264, 576, true},
         {200, 520, 1024, true}, {256, 136, 2048, false}, {100, 8200, 512, false},
+        /* session 6: the 80, 96, 144, 160 and 192 wide wgmma tiles (two wgmmas a k16 slice) */
+        {70, 264, 1024, true}, {90, 136, 512, false}, {139, 300, 2048, true},
+        {150, 200, 1024, false}, {180, 136, 1536, true},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

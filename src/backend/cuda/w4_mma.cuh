@@ -473,46 +473,62 @@ __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ 
 }
 
 /* d += A (registers: the warp's m16n8k16 A fragment) . B (descriptor, K-major), m64nNk16, fp32
- * accumulate, scale-d 1 (the accumulators start at zero). */
-static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
-                                                    uint64_t db, const __nv_bfloat16 *) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" SK_WG_REGS32 "}, "
-                 "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-                 : SK_WG_ACC32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-static __device__ __forceinline__ void sk_w4g_mma64(float (&d)[32], const uint32_t (&a)[4],
-                                                    uint64_t db, const __half *) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" SK_WG_REGS32 "}, "
-                 "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-                 : SK_WG_ACC32(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
-                                                     uint64_t db, const __nv_bfloat16 *) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" SK_WG_REGS64 "}, "
-                 "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-                 : SK_WG_ACC64(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-static __device__ __forceinline__ void sk_w4g_mma128(float (&d)[64], const uint32_t (&a)[4],
-                                                     uint64_t db, const __half *) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" SK_WG_REGS64 "}, "
-                 "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-                 : SK_WG_ACC64(d)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
+ * accumulate, scale-d 1 (the accumulators start at zero); N = 16, 32, 64, 128, bf16 or fp16
+ * (the last argument only picks the type). Operands: the N/2 accumulators, then a[0..3], the
+ * descriptor and the scale-d predicate's source. */
+#define SK_W4G_MMA_DEF(N, TY, HT, ACC, REGS, AOPS, PRED)                                           \
+    static __device__ __forceinline__ void sk_w4g_mma##N(float(&d)[N / 2], const uint32_t(&a)[4], \
+                                                         uint64_t db, const HT *) {               \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n"                             \
+                     "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " {" REGS "}, "   \
+                     AOPS ", p, 1, 1, 0;\n}\n"                                                     \
+                     : ACC(d)                                                                      \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));               \
+    }
+#define SK_W4G_ACC8(d) SK_WG_ACC8(d, 0)
+SK_W4G_MMA_DEF(16, "bf16", __nv_bfloat16, SK_W4G_ACC8, SK_WG_REGS8, "{%8,%9,%10,%11}, %12", "%13")
+SK_W4G_MMA_DEF(16, "f16", __half, SK_W4G_ACC8, SK_WG_REGS8, "{%8,%9,%10,%11}, %12", "%13")
+SK_W4G_MMA_DEF(32, "bf16", __nv_bfloat16, SK_WG_ACC16, SK_WG_REGS16, "{%16,%17,%18,%19}, %20",
+               "%21")
+SK_W4G_MMA_DEF(32, "f16", __half, SK_WG_ACC16, SK_WG_REGS16, "{%16,%17,%18,%19}, %20", "%21")
+SK_W4G_MMA_DEF(64, "bf16", __nv_bfloat16, SK_WG_ACC32, SK_WG_REGS32, "{%32,%33,%34,%35}, %36",
+               "%37")
+SK_W4G_MMA_DEF(64, "f16", __half, SK_WG_ACC32, SK_WG_REGS32, "{%32,%33,%34,%35}, %36", "%37")
+SK_W4G_MMA_DEF(128, "bf16", __nv_bfloat16, SK_WG_ACC64, SK_WG_REGS64, "{%64,%65,%66,%67}, %68",
+               "%69")
+SK_W4G_MMA_DEF(128, "f16", __half, SK_WG_ACC64, SK_WG_REGS64, "{%64,%65,%66,%67}, %68", "%69")
+#undef SK_W4G_ACC8
+#undef SK_W4G_MMA_DEF
+
+/* The x tile widths (tokens) sk_w4g_kernel takes: one wgmma of N0 = 64 or 128 columns plus at
+ * most one of R = 16, 32 or 64 more (so that few rows of a batch are padding: 139 rows run as one
+ * 144-wide tile instead of two of 128). */
+#define SK_W4G_BN_OK(BN)                                                                           \
+    ((BN) == 64 || (BN) == 80 || (BN) == 96 || (BN) == 128 || (BN) == 144 || (BN) == 160 ||        \
+     (BN) == 192)
+
+/* d[BN/2] += A . x tile columns 0 .. BN - 1 of the k16 slice at shared address addr (128-byte
+ * swizzled rows of 128 bytes, one per token): the first N0 columns, then the remaining R from
+ * row N0 on (N0 x 128 bytes further: a whole number of 1024-byte swizzle atoms); the second
+ * wgmma's accumulators are d[N0/2 ..], the fragment layout continuing column-block by block. */
 template <int BN, typename H>
 static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint32_t (&a)[4],
-                                                  uint64_t db) {
-    if constexpr (BN == 64)
-        sk_w4g_mma64(d, a, db, (const H *)nullptr);
+                                                  uint32_t addr) {
+    static_assert(SK_W4G_BN_OK(BN), "x tile width");
+    constexpr int N0 = BN >= 128 ? 128 : 64, R = BN - N0;
+    if constexpr (N0 == 128)
+        sk_w4g_mma128(reinterpret_cast<float(&)[64]>(d[0]), a, sk_wg_desc(addr, 16, 1024),
+                      (const H *)nullptr);
     else
-        sk_w4g_mma128(d, a, db, (const H *)nullptr);
+        sk_w4g_mma64(reinterpret_cast<float(&)[32]>(d[0]), a, sk_wg_desc(addr, 16, 1024),
+                     (const H *)nullptr);
+    const uint64_t d2 = sk_wg_desc(addr + (uint32_t)(N0 * 128), 16, 1024);
+    if constexpr (R == 64)
+        sk_w4g_mma64(reinterpret_cast<float(&)[32]>(d[N0 / 2]), a, d2, (const H *)nullptr);
+    else if constexpr (R == 32)
+        sk_w4g_mma32(reinterpret_cast<float(&)[16]>(d[N0 / 2]), a, d2, (const H *)nullptr);
+    else if constexpr (R == 16)
+        sk_w4g_mma16(reinterpret_cast<float(&)[8]>(d[N0 / 2]), a, d2, (const H *)nullptr);
 }
 
 /* Shared memory of one stage (bytes): the x tile first (two [BN][64] 128-byte-swizzled halves,
@@ -527,7 +543,7 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
     constexpr int BM = 64 * NWG, NTH = 128 * NWG, SB = SK_W4G_STAGE_BYTES(BM, BN);
     static_assert(NWG == 2 || NWG == 4, "warpgroups");
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
-    static_assert(BN == 64 || BN == 128, "wgmma N");
+    static_assert(SK_W4G_BN_OK(BN), "x tile width");
     static_assert(STAGES >= 3, "loads run STAGES - 2 blocks ahead");
     static_assert(SB % 1024 == 0, "stages keep the x tiles 1024-byte aligned");
     extern __shared__ uint8_t sk_w4g_raw[];
@@ -565,6 +581,7 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
         wok[j] = lim < N_out;
         wrow[j] = wok[j] ? n : 0;
     }
+    static_assert(BN * 16 % NTH == 0, "whole x copies per thread");
     constexpr int NXU = BN * 16 / NTH;
     const int xu = tid & 15, xhalf = xu >> 3, xc = xu & 7;
 
@@ -663,8 +680,7 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 const int j = 4 * hf + m; /* k16 slice: half j / 4 of the tile, 32 bytes a step */
-                sk_w4g_mma<BN, H>(acc, a[m],
-                                  sk_wg_desc(xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32), 16, 1024));
+                sk_w4g_mma<BN, H>(acc, a[m], xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32));
             }
             sk_wg_commit();
             sk_wg_pin(acc);
@@ -734,6 +750,11 @@ enum {
     SK_W4M_128x64,   /* 128 x 64,  4 x 1 warps (32 x 64),      4 stages */
     SK_W4M_G64,      /* sk_w4g_kernel: 128 x 64 on wgmma, 2 warpgroups, 4 stages (x permuted) */
     SK_W4M_G128,     /* sk_w4g_kernel: 128 x 128 on wgmma, 2 warpgroups, 4 stages (x permuted) */
+    SK_W4M_G80,      /* sk_w4g_kernel 128 x 80 (session 6: batches a little over a tile) */
+    SK_W4M_G96,      /* 128 x 96 */
+    SK_W4M_G144,     /* 128 x 144 */
+    SK_W4M_G160,     /* 128 x 160 */
+    SK_W4M_G192,     /* 128 x 192, 3 stages (4 do not fit in shared memory) */
     SK_W4M_NCFG_BACKEND,
     SK_W4M_128x128 = SK_W4M_NCFG_BACKEND, /* 128 x 128, 4 x 2 warps (32 x 64), 4 stages */
     SK_W4M_128x64W8, /* 128 x 64, 4 x 2 warps (32 x 32), 4 stages */
@@ -743,12 +764,14 @@ enum {
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
-    "128x16", "128x32", "128x64", "g128x64", "g128x128", "128x128", "128x64w8", "128x16np",
-    "128x16s6", "g256x64"};
+    "128x16", "128x32", "128x64", "g128x64", "g128x128", "g128x80", "g128x96", "g128x144",
+    "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
-    return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G256x64;
+    return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G80 || cfg == SK_W4M_G96 ||
+           cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
+           cfg == SK_W4M_G256x64;
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -794,6 +817,20 @@ static inline int sk_w4m_splits(int tiles, int cap, int nkb) {
         if (c < bc - 1e-9) bc = c, best = s;
     }
     return best;
+}
+
+/* Split-K for sk_w4g_kernel above 64 rows (session 6, dev_gemm_w4 bn on the 70B shapes at 70..192
+ * rows): the makespan rule above split grids that already had more tiles than half the SMs (qkv's
+ * 80 tiles in 3: 82.6 us against 75.6 unsplit at 70 rows; gate/up's 448 tiles in 2: 570 against
+ * 389 at 139 rows), where the partials and their reduction cost more than the idle SMs. So: no
+ * split above n_sm / 2 tiles; below, as many splits as fill the resident slots (o and down's 64
+ * tiles: 2 at one block an SM), each at least 4 K blocks, at most 16. */
+static inline int sk_w4g_splits(int tiles, int cap, int n_sm, int nkb) {
+    if (tiles <= 0 || 2 * tiles > n_sm) return 1;
+    int s = cap / tiles;
+    if (s > nkb / 4) s = nkb / 4;
+    if (s > 16) s = 16;
+    return s < 1 ? 1 : s;
 }
 
 template <typename H, int BM, int BN, int WM, int WN, int STAGES, int PF, int MODE>
@@ -850,7 +887,9 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
     const int nkb = K / SK_W4M_BK;
-    if (splits <= 0) splits = sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb);
+    if (splits <= 0)
+        splits = T <= 64 ? sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb)
+                         : sk_w4g_splits(tiles, occ * sk_w4m_sm_count(), sk_w4m_sm_count(), nkb);
     if (splits > nkb) splits = nkb;
     while (splits > 1 && (!scr || tiles > scr->cnt_n ||
                           (size_t)tiles * splits * BM * BN > scr->ws_floats))
@@ -881,6 +920,21 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         break;
     case SK_W4M_G128:
         sk_w4g_run<H, 128, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G80:
+        sk_w4g_run<H, 80, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G96:
+        sk_w4g_run<H, 96, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G144:
+        sk_w4g_run<H, 144, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G160:
+        sk_w4g_run<H, 160, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+        break;
+    case SK_W4M_G192:
+        sk_w4g_run<H, 192, 2, 3, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
         break;
 #ifdef SK_W4M_ALL_CONFIGS
     case SK_W4M_G256x64:
@@ -917,7 +971,7 @@ static inline bool sk_w4m_ok(int T, int K, int G) {
  * 129..256 rows take g128x128 unless the tiles fill between one and two waves. At 32 rows
  * 128x32 stays (faster on 3 of 4 shapes). */
 #define SK_W4M_MAX_T 256
-static inline int sk_w4m_pick(int T, int N_out, int K) {
+static inline int sk_w4m_pick5(int T, int N_out, int K) {
     if (T <= 16) return SK_W4M_128x16;
     if (T <= 32) return SK_W4M_128x32;
     if (K % SK_W4M_BK == 0) {
@@ -928,6 +982,29 @@ static inline int sk_w4m_pick(int T, int N_out, int K) {
     }
     if (T <= 128) return SK_W4M_128x64;
     return -1;
+}
+/* Session 6: batches a little over a tile width ran mostly padding (139 rows as two 128-wide
+ * tiles: 256 rows of work; 70 rows as two of 64). wgmma's N can be any multiple of 8, so
+ * sk_w4g_kernel now also takes x tiles 80, 96, 144, 160 and 192 wide (a second 16/32/64-wide
+ * wgmma per k16 slice). Measured (dev_gemm_w4 bn, 70B shapes at 70..192 rows, with
+ * sk_w4g_splits): qkv, gate/up and down are fastest as one tile of the smallest width >= T
+ * (139 rows: qkv 96.2 us against session 5's 202, gate/up 389 against 573, down 229 against
+ * 306), except qkv above 160 rows (3 tiles of 64: 96.6 against 120; a short K with fewer
+ * 128-row tiles than SMs); o (8192 x 8192) is fastest
+ * in narrow tiles (139 rows: 2 x 80, 88.4 against 107). The rule keeps that split by shape: a
+ * product whose K is at most 8192 and at least N_out (o-like: few row tiles, short K) takes
+ * 64 / 80 / 96-wide tiles; the others one wide tile. Up to 64 rows and from 193 on: session 5's
+ * picks (sk_w4m_pick5). */
+static inline int sk_w4m_pick(int T, int N_out, int K) {
+    if (K % SK_W4M_BK != 0 || T <= 64 || T > 192) return sk_w4m_pick5(T, N_out, K);
+    if (N_out <= K && K <= 8192) return T <= 128 ? SK_W4M_G64 : T <= 160 ? SK_W4M_G80 : SK_W4M_G96;
+    if (T <= 80) return SK_W4M_G80;
+    if (T <= 96) return SK_W4M_G96;
+    if (T <= 128) return SK_W4M_G128;
+    if (T <= 144) return SK_W4M_G144;
+    if (T <= 160) return SK_W4M_G160;
+    /* 161..192: qkv (80 row tiles, short K) is faster as 3 tiles of 64 (240 blocks) */
+    return K <= 8192 && (N_out + 127) / 128 < sk_w4m_sm_count() ? SK_W4M_G64 : SK_W4M_G192;
 }
 
 #endif

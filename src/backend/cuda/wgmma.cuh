@@ -49,12 +49,13 @@ static __device__ __forceinline__ void sk_wg_pin(uint32_t (&x)[N]) {
 #define SK_WG_ACC8(d, i)                                                                           \
     "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),          \
         "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define SK_WG_ACC16(d) SK_WG_ACC8(d, 0), SK_WG_ACC8(d, 8)
 #define SK_WG_ACC32(d) SK_WG_ACC8(d, 0), SK_WG_ACC8(d, 8), SK_WG_ACC8(d, 16), SK_WG_ACC8(d, 24)
 #define SK_WG_ACC64(d)                                                                             \
     SK_WG_ACC32(d), SK_WG_ACC8(d, 32), SK_WG_ACC8(d, 40), SK_WG_ACC8(d, 48), SK_WG_ACC8(d, 56)
-#define SK_WG_REGS32                                                                               \
-    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                       \
-    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
+#define SK_WG_REGS8 "%0,%1,%2,%3,%4,%5,%6,%7"
+#define SK_WG_REGS16 SK_WG_REGS8 ",%8,%9,%10,%11,%12,%13,%14,%15"
+#define SK_WG_REGS32 SK_WG_REGS16 ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31"
 #define SK_WG_REGS64                                                                               \
     SK_WG_REGS32 ","                                                                               \
     "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                             \
