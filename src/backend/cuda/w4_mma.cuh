@@ -887,9 +887,14 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
     const int nkb = K / SK_W4M_BK;
+    /* up to 64 rows the makespan rule measured best (qkv's 80 tiles: 56.1 us in 3 splits against
+     * 60.6 unsplit) except with more tiles than SMs (gate/up's 448 at 64 rows: 309 us in 2
+     * splits, 231 unsplit; session 6, dev_gemm_w4 bn 33,48,64) */
+    const int n_sm = sk_w4m_sm_count();
     if (splits <= 0)
-        splits = T <= 64 ? sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb)
-                         : sk_w4g_splits(tiles, occ * sk_w4m_sm_count(), sk_w4m_sm_count(), nkb);
+        splits = T > 64        ? sk_w4g_splits(tiles, occ * n_sm, n_sm, nkb)
+                 : tiles > n_sm ? 1
+                                : sk_w4m_splits(tiles, occ * n_sm, nkb);
     if (splits > nkb) splits = nkb;
     while (splits > 1 && (!scr || tiles > scr->cnt_n ||
                           (size_t)tiles * splits * BM * BN > scr->ws_floats))
