@@ -235,7 +235,7 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
     for (size_t i = 0; i < no; i++) init[i] = o0[i];
     for (int i = 0; i < 8; i++) init[no + i] = NAN;
     int fails = 0;
-    const int split_opts[] = {0, 1, 3};
+    const int split_opts[] = {0, 1, 3, SK_W4M_STREAMK};
     for (int cfg = 0; cfg < SK_W4M_NCFG; cfg++) {
         if (!sk_w4m_cfg_fits(cfg, K)) continue;
         if (sk_w4m_cfg_permuted(cfg))
@@ -413,9 +413,9 @@ static float time_us(F fn, int iters, cudaEvent_t e0, cudaEvent_t e1) {
     return median(ts);
 }
 
-/* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 4 on the 70B shapes (gate/up
- * in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows), medians of 15 runs; for
- * choosing sk_w4m_pick's tile width per shape (session 6). */
+/* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 4 and stream-K on the 70B
+ * shapes (gate/up in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows), medians of
+ * 15 runs; for choosing sk_w4m_pick's tile width per shape (session 6). */
 static void time_bn(const sk_w4m_scratch *scr) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -427,14 +427,15 @@ static void time_bn(const sk_w4m_scratch *scr) {
                   {"gate/up swiglu", 28672, 8192, SK_GEMV_SWIGLU}, {"down", 8192, 28672, SK_GEMV_ADD}};
     const int cfgs[] = {SK_W4M_G64, SK_W4M_G80, SK_W4M_G96, SK_W4M_G128, SK_W4M_G144, SK_W4M_G160,
                         SK_W4M_G192};
-    const int splits[] = {0, 1, 2, 4};
+    const int splits[] = {0, 1, 2, 4, SK_W4M_STREAMK};
     std::vector<int> Ms;
     for (const char *c = g_ms ? g_ms : "70,96,128,139,160,192"; *c;) {
         Ms.push_back(atoi(c));
         while (*c && *c != ',') c++;
         if (*c) c++;
     }
-    printf("| shape | T | cfg | auto us | s1 | s2 | s4 |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    printf("| shape | T | cfg | auto us | s1 | s2 | s4 | stream-K |\n"
+           "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const auto &sh : shapes) {
         const int G = 128, K = sh.K, Nw = sh.mode == SK_GEMV_SWIGLU ? 2 * sh.N_out : sh.N_out;
         const size_t w4b = (size_t)Nw * K / 2 + (size_t)Nw * (K / G) * 4;

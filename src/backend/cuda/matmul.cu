@@ -346,12 +346,21 @@ static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight 
         else
             sk_w4g_cast<bf16>(x + (size_t)t0 * K, (bf16 *)c->d_scratch, m, K, c->stream);
         float *o = out + (size_t)t0 * N_out;
+        /* SAKER_W4_SK=1: stream-K for the wgmma tiles (session 6, written without a GPU: an
+         * experiment until the workbench has checked and timed it) */
+        static int sk = -1;
+        if (sk < 0) {
+            const char *e = getenv("SAKER_W4_SK");
+            sk = e && *e && strcmp(e, "0") != 0;
+        }
+        const int splits = sk ? SK_W4M_STREAMK : 0;
         if (c->dtype == SK_CUDA_F16)
             sk_w4m_launch<f16, MODE>(cfg, (const f16 *)c->d_scratch, m, w->q4, w->q4s, w->q4_group,
-                                     bias, N_out, K, o, &c->mm->w4m, 0, c->stream);
+                                     bias, N_out, K, o, &c->mm->w4m, splits, c->stream);
         else
             sk_w4m_launch<bf16, MODE>(cfg, (const bf16 *)c->d_scratch, m, w->q4, w->q4s,
-                                      w->q4_group, bias, N_out, K, o, &c->mm->w4m, 0, c->stream);
+                                      w->q4_group, bias, N_out, K, o, &c->mm->w4m, splits,
+                                      c->stream);
         CUDA_CHECK_LAUNCH();
     }
 }

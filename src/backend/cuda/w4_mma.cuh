@@ -535,11 +535,17 @@ static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint
  * 1024-byte aligned), then the INT4 words [BM][64 bytes], then the scales [BM][4 words]. */
 #define SK_W4G_STAGE_BYTES(BM, BN) ((BN) * 256 + (BM) * 64 + (BM) * 16)
 
-/* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM = 64 NWG (STORE, ADD) or BM / 2
- * (SWIGLU); 128 NWG threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
- * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel). */
-template <typename H, int BN, int NWG, int STAGES, int MODE>
-__global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p) {
+/* One output tile (T tile tx, row tile ty; `tile` its index for ws / cnt) over K blocks
+ * [kb0, kb1): segment seg of nseg that cover the tile's K (nseg > 1: partials in ws slots
+ * tile * wseg + seg, summed in segment order by the last segment to finish, which runs the
+ * epilogue). Without stream-K (SKM false) the arguments are ignored and all of them come from
+ * blockIdx / gridDim / p.splits where they are used, as in the kernel before stream-K existed:
+ * values held across the K loop cost registers (6-10 more at BN = 64: 1 block an SM instead
+ * of 2). */
+template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
+static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int tx_, int ty_,
+                                                   int kb0_, int kb1_, int tile_, int seg_,
+                                                   int nseg_, int wseg_) {
     constexpr int BM = 64 * NWG, NTH = 128 * NWG, SB = SK_W4G_STAGE_BYTES(BM, BN);
     static_assert(NWG == 2 || NWG == 4, "warpgroups");
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
@@ -559,10 +565,10 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
     const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G;
     const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
     const int RT = SW ? BM / 2 : BM;
-    const int t0 = blockIdx.x * BN, n0 = blockIdx.y * RT;
+    const int t0 = (SKM ? tx_ : (int)blockIdx.x) * BN, n0 = (SKM ? ty_ : (int)blockIdx.y) * RT;
     const int nkb = K / SK_W4M_BK;
-    const int kb0 = (int)((long long)blockIdx.z * nkb / p.splits);
-    const int kb1 = (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
+    const int kb0 = SKM ? kb0_ : (int)((long long)blockIdx.z * nkb / p.splits);
+    const int kb1 = SKM ? kb1_ : (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
     const H *x = static_cast<const H *>(p.x);
     const uint32_t *q4 = p.q4;
     const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
@@ -703,20 +709,22 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
             red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
     __syncthreads();
 
-    if (p.splits > 1) {
-        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-        float *wp = p.ws + ((size_t)tile * p.splits + blockIdx.z) * (BM * BN);
+    const int nseg = SKM ? nseg_ : p.splits;
+    if (nseg > 1) {
+        const int tile = SKM ? tile_ : blockIdx.y * gridDim.x + blockIdx.x;
+        const int seg = SKM ? seg_ : (int)blockIdx.z, wseg = SKM ? wseg_ : p.splits;
+        float *wp = p.ws + ((size_t)tile * wseg + seg) * (BM * BN);
         for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
         __threadfence();
         __syncthreads();
-        if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == p.splits - 1;
+        if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == nseg - 1;
         __syncthreads();
         if (!s_last) return;
         __threadfence();
         for (int i = tid; i < BM * BN; i += NTH) {
             float v = 0.0f;
-            for (int z = 0; z < p.splits; z++)
-                v += __ldcg(p.ws + ((size_t)tile * p.splits + z) * (BM * BN) + i);
+            for (int z = 0; z < nseg; z++)
+                v += __ldcg(p.ws + ((size_t)tile * wseg + z) * (BM * BN) + i);
             red[(i / BM) * LD + i % BM] = v;
         }
         if (tid == 0) p.cnt[tile] = 0;
@@ -735,6 +743,43 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
             if (p.bias) v += p.bias[n];
             if (MODE == SK_GEMV_ADD) v += *o;
             *o = v;
+        }
+    }
+}
+
+/* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM = 64 NWG (STORE, ADD) or BM / 2
+ * (SWIGLU), or with SKM (stream-K) a 1-D grid of B blocks and sk_wseg ws slots a tile; 128 NWG
+ * threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
+ * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel).
+ * Stream-K (session 6, opt-in, not yet run on a GPU): the I = tiles x nkb iterations (tile-major,
+ * T tiles fastest, K blocks in order) are cut into B equal contiguous ranges, one a block,
+ * so that every SM works when the tiles alone are fewer than the SMs (qkv's 80 and o's 64 row
+ * tiles: 52-61% of the 132 SMs); a tile cut between blocks is finished by the split-K fixup, with
+ * the segment index of block b in tile t = b - (the block holding the tile's first iteration):
+ * b(i) = ((i + 1) B - 1) / I. Each block's range is non-empty (B <= I). */
+template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
+__global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p, int sk_wseg) {
+    if constexpr (!SKM) { /* the tiles: one block each (per split) */
+        sk_w4g_tile<H, BN, NWG, STAGES, MODE, false>(p, 0, 0, 0, 0, 0, 0, 0, 0);
+    } else { /* stream-K: a separate instance, so the loop costs the tiles' kernel nothing (one
+              * kernel with both paths took 148 registers instead of 128 at BN = 64: 1 block an
+              * SM instead of 2) */
+        constexpr int BM = 64 * NWG, RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
+        const int nkb = p.K / SK_W4M_BK;
+        const int tt = (p.T + BN - 1) / BN, tn = (p.N_out + RT - 1) / RT;
+        const long long I = (long long)tt * tn * nkb, B = gridDim.x;
+        long long it = (long long)blockIdx.x * I / B;
+        const long long end = ((long long)blockIdx.x + 1) * I / B;
+        while (it < end) {
+            const int tile = (int)(it / nkb), kb0 = (int)(it % nkb);
+            const int kb1 = (int)(end - it < (long long)(nkb - kb0) ? kb0 + (end - it) : nkb);
+            const int bfirst = (int)((((long long)tile * nkb + 1) * B - 1) / I);
+            const int blast = (int)((((long long)tile + 1) * nkb * B - 1) / I);
+            it += kb1 - kb0;
+            sk_w4g_tile<H, BN, NWG, STAGES, MODE, true>(p, tile % tt, tile / tt, kb0, kb1, tile,
+                                                        (int)blockIdx.x - bfirst,
+                                                        blast - bfirst + 1, sk_wseg);
+            if (it < end) __syncthreads(); /* the epilogue's shared memory: the next stages */
         }
     }
 }
@@ -794,6 +839,8 @@ typedef struct sk_w4m_scratch {
 } sk_w4m_scratch;
 #define SK_W4M_WS_FLOATS ((size_t)16 << 20) /* 64 MB (g128x128 splits 160 tiles of 16K floats) */
 #define SK_W4M_CNT 8192
+/* `splits` value asking sk_w4g_kernel's configurations for stream-K (others: as 0, automatic) */
+#define SK_W4M_STREAMK (-1)
 
 static inline int sk_w4m_sm_count(void) {
     static int n = 0;
@@ -872,7 +919,7 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
                        const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
     constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
-    void (*kern)(const sk_w4m_params) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE>;
+    void (*kern)(const sk_w4m_params, int) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, false>;
     static int occ = 0;
     if (!occ) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
@@ -887,6 +934,36 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
     const int nkb = K / SK_W4M_BK;
+    if (splits == SK_W4M_STREAMK) { /* one block a resident slot, >= 4 K blocks each */
+        void (*ksk)(const sk_w4m_params, int) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, true>;
+        static int occ_sk = 0; /* its own occupancy: the loop may take more registers */
+        if (!occ_sk) {
+            if (cudaFuncSetAttribute(ksk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
+                    cudaSuccess ||
+                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ_sk, ksk, 128 * NWG, SMEM) !=
+                    cudaSuccess ||
+                occ_sk < 1) {
+                fprintf(stderr, "saker: w4 wgmma stream-K kernel %dx%d: cannot set up %zu bytes "
+                                "of shared memory\n", BM, BN, SMEM);
+                abort();
+            }
+        }
+        const long long I = (long long)tiles * nkb;
+        long long B = (long long)occ_sk * sk_w4m_sm_count();
+        if (B > I / 4) B = I / 4;
+        const long long minr = B > 0 ? I / B : 0;
+        const long long wseg = minr > 0 ? (nkb + minr - 1) / minr + 1 : 0;
+        if (B >= 1 && scr && tiles <= scr->cnt_n &&
+            (size_t)tiles * (size_t)wseg * BM * BN <= scr->ws_floats) {
+            sk_w4m_params p;
+            p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
+            p.ws = scr->ws, p.cnt = scr->cnt;
+            p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = 1;
+            ksk<<<dim3((unsigned)B, 1, 1), 128 * NWG, SMEM, s>>>(p, (int)wseg);
+            return;
+        }
+        splits = 0; /* no room: the tiles */
+    }
     /* up to 64 rows the makespan rule measured best (qkv's 80 tiles: 56.1 us in 3 splits against
      * 60.6 unsplit) except with more tiles than SMs (gate/up's 448 at 64 rows: 309 us in 2
      * splits, 231 unsplit; session 6, dev_gemm_w4 bn 33,48,64) */
@@ -903,7 +980,7 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
     p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
     p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p);
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p, 0);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,

@@ -1,0 +1,36 @@
+#!/bin/bash
+# First device call for the W4 wgmma GEMM's stream-K (w4_mma.cuh, session 6, written without a
+# GPU; opt-in: SAKER_W4_SK=1 in the backend, split value SK_W4M_STREAMK in the launcher): the
+# workbench checks (stream-K is one of the split options of every wgmma configuration), the bn
+# table (its last column), gpu_backend_ops w4 with and without it, and the 70B INT4 engine at
+# batch 139 and 64 with and without it. If it checks and wins where the tiles are fewer than the
+# SMs (qkv, o, down), make it the default there (sk_w4g_run).
+# Here: cmake --build build-gpu --target saker_cli gpu_backend_ops dev_gemm_w4, then
+#   mkdir -p .stage/sk && cp build-gpu/saker build-gpu/tests/gpu_backend_ops build-gpu/dev_gemm_w4 \
+#     /lib/x86_64-linux-gnu/libgomp.so.1 .stage/sk/ && strip .stage/sk/saker .stage/sk/gpu_* \
+#     .stage/sk/dev_*
+S=$PWD/${1:-.stage/sk}
+R=/tmp/sk
+OUT=${OUT:-/tmp/sk_out}
+rm -rf "$R" && mkdir -p "$R" "$OUT"
+export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
+T0=$(date +%s)
+pack() { tar czf "$OUT/sk.tgz" -C /tmp sk; }
+step() {
+    local name=$1 to=$2
+    shift 2
+    timeout "$to" "$@" > "$R/$name.log" 2>&1
+    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "FAIL\|checks,\|runs,\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
+    pack
+}
+step check 120 "$S/dev_gemm_w4" check
+step bn 100 "$S/dev_gemm_w4" bn 33,64,70,96,128,139,160,192
+grep "\*" "$R/bn.log"
+step bops_w4 120 "$S/gpu_backend_ops" w4
+step bops_w4_sk 120 env SAKER_W4_SK=1 "$S/gpu_backend_ops" w4
+for b in 64 139; do
+    F="bench --device cuda --shape llama2-70b --weights int4 --batch $b --isl 128 --osl 256"
+    step e$b 150 "$S/saker" $F
+    step e${b}_sk 150 env SAKER_W4_SK=1 "$S/saker" $F
+done
+echo "done (+$(( $(date +%s) - T0 )) s)"
