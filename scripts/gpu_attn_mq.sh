@@ -16,20 +16,8 @@
 #       /lib/x86_64-linux-gnu/libgomp.so.1 .stage/mq/ && strip .stage/mq/saker .stage/mq/gpu_* \
 #       .stage/mq/dev_*
 # On the device (run with carry [".stage/mq"]): bash scripts/gpu_attn_mq.sh [STAGE]
-S=$PWD/${1:-.stage/mq}
-R=/tmp/mq
-OUT=${OUT:-/tmp/mq_out}
-rm -rf "$R" && mkdir -p "$R" "$OUT"
-export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
-T0=$(date +%s)
-pack() { tar czf "$OUT/mq.tgz" -C /tmp mq; }
-step() { # name timeout-s cmd...
-    local name=$1 to=$2
-    shift 2
-    timeout "$to" "$@" > "$R/$name.log" 2>&1
-    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "SELFTEST\|RESULT\|checks,\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
-    pack
-}
+. "$(dirname "$0")/device_lib.sh"
+dev_init mq "${1:-.stage/mq}"
 step workbench 300 "$S/dev_attention_decode" all
 grep -E "SUMMARY" -A16 "$R/workbench.log"
 step torch 120 python3 "$S/attention_decode_torch.py"

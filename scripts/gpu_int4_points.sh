@@ -6,20 +6,8 @@
 # stdout.
 # Here: build saker_cli gpu_backend_ops dev_attention_decode in build-gpu and stage them with
 # libgomp in .stage/mq (see scripts/gpu_attn_mq.sh); on the device: bash scripts/gpu_int4_points.sh
-S=$PWD/${1:-.stage/mq}
-R=/tmp/int4
-OUT=${OUT:-/tmp/int4_out}
-rm -rf "$R" && mkdir -p "$R" "$OUT"
-export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64 PATH=$PATH:/usr/local/cuda/bin
-T0=$(date +%s)
-pack() { tar czf "$OUT/int4.tgz" -C /tmp int4; }
-step() { # name timeout-s cmd...
-    local name=$1 to=$2
-    shift 2
-    timeout "$to" "$@" > "$R/$name.log" 2>&1
-    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "RESULT\|checks,\|runs,.*failed\|SUMMARY\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
-    pack
-}
+. "$(dirname "$0")/device_lib.sh"
+dev_init int4 "${1:-.stage/mq}"
 step bops_attention 150 "$S/gpu_backend_ops" attention
 step bops_decode 150 "$S/gpu_backend_ops" decode
 step race_g29 120 env AD_CASES="g29 hd64" AD_ONLY_V4=1 compute-sanitizer --tool racecheck \

@@ -7,20 +7,8 @@
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops dev_gemm_w4, then
 #   mkdir -p .stage/bn && cp build-gpu/saker build-gpu/tests/gpu_backend_ops build-gpu/dev_gemm_w4 \
 #     /lib/x86_64-linux-gnu/libgomp.so.1 .stage/bn/ && strip .stage/bn/saker .stage/bn/gpu_* .stage/bn/dev_*
-S=$PWD/${1:-.stage/bn}
-R=/tmp/bn
-OUT=${OUT:-/tmp/bn_out}
-rm -rf "$R" && mkdir -p "$R" "$OUT"
-export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
-T0=$(date +%s)
-pack() { tar czf "$OUT/bn.tgz" -C /tmp bn; }
-step() { # name timeout-s cmd...
-    local name=$1 to=$2
-    shift 2
-    timeout "$to" "$@" > "$R/$name.log" 2>&1
-    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "FAIL\|checks,\|runs,\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
-    pack
-}
+. "$(dirname "$0")/device_lib.sh"
+dev_init bn "${1:-.stage/bn}"
 step check 200 "$S/dev_gemm_w4" check
 step bn 100 "$S/dev_gemm_w4" bn 70,96,100,128,139,150,160,180,192
 grep "\*" "$R/bn.log" | head -60

@@ -9,20 +9,8 @@
 #   mkdir -p .stage/sk && cp build-gpu/saker build-gpu/tests/gpu_backend_ops build-gpu/dev_gemm_w4 \
 #     /lib/x86_64-linux-gnu/libgomp.so.1 .stage/sk/ && strip .stage/sk/saker .stage/sk/gpu_* \
 #     .stage/sk/dev_*
-S=$PWD/${1:-.stage/sk}
-R=/tmp/sk
-OUT=${OUT:-/tmp/sk_out}
-rm -rf "$R" && mkdir -p "$R" "$OUT"
-export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64
-T0=$(date +%s)
-pack() { tar czf "$OUT/sk.tgz" -C /tmp sk; }
-step() {
-    local name=$1 to=$2
-    shift 2
-    timeout "$to" "$@" > "$R/$name.log" 2>&1
-    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "FAIL\|checks,\|runs,\|^| [0-9]" "$R/$name.log" | tail -3 | tr '\n' ' ')"
-    pack
-}
+. "$(dirname "$0")/device_lib.sh"
+dev_init sk "${1:-.stage/sk}"
 step check 120 "$S/dev_gemm_w4" check
 step bn 100 "$S/dev_gemm_w4" bn 33,64,70,96,128,139,160,192
 grep "\*" "$R/bn.log"

@@ -994,34 +994,22 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         sk_w4m_run<H, BM, BN, WM, WN, ST, PF, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr,    \
                                                     splits, s);                                    \
         break;
+#define SK_W4G_CASE(id, BN, NWG, ST)                                                               \
+    case id:                                                                                       \
+        sk_w4g_run<H, BN, NWG, ST, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);   \
+        break;
     switch (cfg) {
         SK_W4M_CASE(SK_W4M_128x16, 128, 16, 4, 1, 4, 1)
         SK_W4M_CASE(SK_W4M_128x32, 128, 32, 4, 1, 4, 1)
-    case SK_W4M_G64:
-        sk_w4g_run<H, 64, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G128:
-        sk_w4g_run<H, 128, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G80:
-        sk_w4g_run<H, 80, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G96:
-        sk_w4g_run<H, 96, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G144:
-        sk_w4g_run<H, 144, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G160:
-        sk_w4g_run<H, 160, 2, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
-    case SK_W4M_G192:
-        sk_w4g_run<H, 192, 2, 3, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
+        SK_W4G_CASE(SK_W4M_G64, 64, 2, 4)
+        SK_W4G_CASE(SK_W4M_G128, 128, 2, 4)
+        SK_W4G_CASE(SK_W4M_G80, 80, 2, 4)
+        SK_W4G_CASE(SK_W4M_G96, 96, 2, 4)
+        SK_W4G_CASE(SK_W4M_G144, 144, 2, 4)
+        SK_W4G_CASE(SK_W4M_G160, 160, 2, 4)
+        SK_W4G_CASE(SK_W4M_G192, 192, 2, 3)
 #ifdef SK_W4M_ALL_CONFIGS
-    case SK_W4M_G256x64:
-        sk_w4g_run<H, 64, 4, 4, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-        break;
+        SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
@@ -1031,6 +1019,7 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         SK_W4M_CASE(SK_W4M_128x64, 128, 64, 4, 1, 4, 1)
     }
 #undef SK_W4M_CASE
+#undef SK_W4G_CASE
 }
 
 /* Whether the MMA path can take the product: K % 32 == 0 (whole words per lane; G divides K and

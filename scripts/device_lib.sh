@@ -1,0 +1,24 @@
+#!/bin/bash
+# Helpers shared by the device scripts (source it): dev_init NAME STAGE sets S (the staged
+# binaries), R (/tmp/NAME, the logs), OUT (what comes back: NAME.tgz), LD_LIBRARY_PATH and T0;
+# step NAME TIMEOUT CMD... runs CMD under timeout into $R/NAME.log, prints its exit status, the
+# elapsed time and the log's last lines matching $STEP_PATTERN, and repacks $OUT/NAME.tgz (so a
+# call cut short still returns what ran).
+STEP_PATTERN=${STEP_PATTERN:-"FAIL\|RESULT\|checks,\|runs,\|^| [0-9]"}
+dev_init() {
+    DEV_NAME=$1
+    S=$PWD/$2
+    R=/tmp/$DEV_NAME
+    OUT=${OUT:-/tmp/${DEV_NAME}_out}
+    rm -rf "$R" && mkdir -p "$R" "$OUT"
+    export LD_LIBRARY_PATH=$S:/usr/local/cuda/lib64 PATH=$PATH:/usr/local/cuda/bin
+    T0=$(date +%s)
+}
+pack() { tar czf "$OUT/$DEV_NAME.tgz" -C /tmp "$DEV_NAME"; }
+step() { # name timeout-s cmd...
+    local name=$1 to=$2
+    shift 2
+    timeout "$to" "$@" > "$R/$name.log" 2>&1
+    echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "$STEP_PATTERN" "$R/$name.log" | tail -3 | tr '\n' ' ')"
+    pack
+}
