@@ -118,6 +118,12 @@ static int g_mq = 1;
  * entry and version 4 only (both for compute-sanitizer runs, which are slow). */
 static const char *g_cases = NULL;
 static int g_only_v4 = 0;
+/* Timing sweep of kernel 2 (session 6, for the group-8 and MHA shapes where torch SDPA is 1-3%
+ * ahead): AD_NS=1,2,3,4,6,8 times every configuration at those split counts (and its plan's)
+ * instead of {plan, 1, 2 x plan, plan / 2}; AD_NO_L2PF=1 leaves the l2pf configurations out
+ * (slower at every shape so far). */
+static const char *g_ns_list = NULL;
+static int g_no_l2pf = 0;
 
 /* ---- 1. self-test of the fragment mapping ------------------------------------------------- */
 
@@ -1124,7 +1130,8 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
            P.kv_bytes / 1e6, P.n_copies, P.n_copies > 1 ? "ies" : "y", R.err_naive);
 
     /* Runs: v1, the entry with its plan, then configurations x splits. */
-    static run_cfg runs[4 * MAX_CFGS + 24];
+    static run_cfg runs[9 * MAX_CFGS + 24];
+    memset(runs, 0, sizeof(runs)); /* fields a run does not set are 0 */
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     runs[nr].version = 1;
@@ -1144,8 +1151,18 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
         for (int c = 0; c < nc; c++) {
             sk_attn_decode_plan pl;
             sk_attn_decode_make_plan_cfg(P.batch, P.H, P.KVH, P.hd, P.max_len, g_n_sm, &cfgs[c], &pl);
-            int cand[4] = {pl.n_splits, 1, pl.n_splits * 2, pl.n_splits / 2}, used[4], nu = 0;
-            for (int i = 0; i < 4; i++) {
+            if (g_no_l2pf && cfgs[c].l2pf) continue;
+            int cand[9] = {pl.n_splits, 1, pl.n_splits * 2, pl.n_splits / 2}, used[9], nu = 0;
+            int ncand = 4;
+            if (g_ns_list) { /* AD_NS: the plan's split count and the listed ones */
+                ncand = 1;
+                for (const char *e = g_ns_list; *e && ncand < 9;) {
+                    cand[ncand++] = atoi(e);
+                    while (*e && *e != ',') e++;
+                    if (*e) e++;
+                }
+            }
+            for (int i = 0; i < ncand; i++) {
                 int ns = cand[i];
                 if (ns < 1 || ns > SK_ATTN_DECODE_MAX_SPLITS) continue;
                 int dup = 0;
@@ -1236,6 +1253,10 @@ int main(int argc, char **argv) {
     g_mq = !(nomq && *nomq && strcmp(nomq, "0") != 0);
     g_cases = getenv("AD_CASES");
     if (g_cases && !*g_cases) g_cases = NULL;
+    g_ns_list = getenv("AD_NS");
+    if (g_ns_list && !*g_ns_list) g_ns_list = NULL;
+    const char *nol2 = getenv("AD_NO_L2PF");
+    g_no_l2pf = nol2 && *nol2 && strcmp(nol2, "0") != 0;
     const char *only4 = getenv("AD_ONLY_V4");
     g_only_v4 = only4 && *only4 && strcmp(only4, "0") != 0;
     if (strcmp(mode, "all") && strcmp(mode, "check") && strcmp(mode, "time")) {
