@@ -11,7 +11,7 @@
 #     .stage/sk/dev_*
 . "$(dirname "$0")/device_lib.sh"
 dev_init sk "${1:-.stage/sk}"
-step check 120 "$S/dev_gemm_w4" check
+step check 200 "$S/dev_gemm_w4" check
 step bn 100 "$S/dev_gemm_w4" bn 33,64,70,96,128,139,160,192
 grep "\*" "$R/bn.log"
 step bops_w4 120 "$S/gpu_backend_ops" w4

@@ -268,12 +268,17 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
             for (int i = 0; i < 8; i++)
                 if (!std::isnan(got[no + i])) bad = true;
             const bool same = memcmp(got.data(), got2.data(), got.size() * 4) == 0;
+            /* split-K / stream-K counters must be back at zero after each launch */
+            std::vector<int> cnt(SK_W4M_CNT);
+            CK(cudaMemcpy(cnt.data(), scr->cnt, SK_W4M_CNT * sizeof(int), cudaMemcpyDeviceToHost));
+            for (int c : cnt)
+                if (c != 0) bad = true;
             (*runs)++;
             if (bad || !same || !(worst <= tol)) {
                 fails++;
                 printf("FAIL %s mma %s split %d mode %d T=%d N=%d K=%d G=%d: worst %.3g%s%s\n", hname,
                        sk_w4m_cfg_name[cfg], so, mode, T, N_out, K, G, worst,
-                       bad ? " (non-finite/guard)" : "", same ? "" : " (not repeatable)");
+                       bad ? " (non-finite/guard/counters)" : "", same ? "" : " (not repeatable)");
             }
         }
     }

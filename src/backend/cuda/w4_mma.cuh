@@ -535,17 +535,26 @@ static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint
  * 1024-byte aligned), then the INT4 words [BM][64 bytes], then the scales [BM][4 words]. */
 #define SK_W4G_STAGE_BYTES(BM, BN) ((BN) * 256 + (BM) * 64 + (BM) * 16)
 
-/* One output tile (T tile tx, row tile ty; `tile` its index for ws / cnt) over K blocks
- * [kb0, kb1): segment seg of nseg that cover the tile's K (nseg > 1: partials in ws slots
- * tile * wseg + seg, summed in segment order by the last segment to finish, which runs the
- * epilogue). Without stream-K (SKM false) the arguments are ignored and all of them come from
- * blockIdx / gridDim / p.splits where they are used, as in the kernel before stream-K existed:
- * values held across the K loop cost registers (6-10 more at BN = 64: 1 block an SM instead
- * of 2). */
+/* One output tile (T tile tx, row tile ty) over K blocks [kb0, kb1). With stream-K (SKM) the
+ * tile's index, this segment's index, the tile's segment count and the block holding its first
+ * segment are in shared memory (sarg[0..3]), read where the epilogue needs them: values held
+ * across the K loop cost registers (a first form passing them as arguments took 148-157 at
+ * BN = 64, one block an SM instead of two). Without stream-K all of them come from blockIdx /
+ * gridDim / p.splits, as in the kernel before stream-K existed. nseg > 1: the segment's fp32
+ * partial goes to a workspace slot (split-K: tile * splits + seg; stream-K: see
+ * sk_w4g_ws_slot) and the last segment to finish sums them in segment order and runs the
+ * epilogue. */
+static __device__ __forceinline__ size_t sk_w4g_ws_slot(bool skm, int tile, int nseg, int bfirst,
+                                                        int z) {
+    /* stream-K: block b writes at most two partials, for the tile it starts inside (slot 2 b)
+     * and the tile it ends inside (slot 2 b + 1); segment z of a tile is written by block
+     * bfirst + z, the tile being its first tile for z > 0 and its last for z == 0 */
+    return skm ? (size_t)(2 * (bfirst + z) + (z == 0)) : (size_t)tile * nseg + z;
+}
 template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
 static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int tx_, int ty_,
-                                                   int kb0_, int kb1_, int tile_, int seg_,
-                                                   int nseg_, int wseg_) {
+                                                   int kb0_, int kb1_,
+                                                   const volatile int *sarg) {
     constexpr int BM = 64 * NWG, NTH = 128 * NWG, SB = SK_W4G_STAGE_BYTES(BM, BN);
     static_assert(NWG == 2 || NWG == 4, "warpgroups");
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
@@ -709,11 +718,11 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
             red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
     __syncthreads();
 
-    const int nseg = SKM ? nseg_ : p.splits;
+    const int nseg = SKM ? sarg[2] : p.splits;
     if (nseg > 1) {
-        const int tile = SKM ? tile_ : blockIdx.y * gridDim.x + blockIdx.x;
-        const int seg = SKM ? seg_ : (int)blockIdx.z, wseg = SKM ? wseg_ : p.splits;
-        float *wp = p.ws + ((size_t)tile * wseg + seg) * (BM * BN);
+        const int tile = SKM ? sarg[0] : blockIdx.y * gridDim.x + blockIdx.x;
+        const int seg = SKM ? sarg[1] : (int)blockIdx.z, bf = SKM ? sarg[3] : 0;
+        float *wp = p.ws + sk_w4g_ws_slot(SKM, tile, nseg, bf, seg) * (BM * BN);
         for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
         __threadfence();
         __syncthreads();
@@ -724,7 +733,7 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
         for (int i = tid; i < BM * BN; i += NTH) {
             float v = 0.0f;
             for (int z = 0; z < nseg; z++)
-                v += __ldcg(p.ws + ((size_t)tile * wseg + z) * (BM * BN) + i);
+                v += __ldcg(p.ws + sk_w4g_ws_slot(SKM, tile, nseg, bf, z) * (BM * BN) + i);
             red[(i / BM) * LD + i % BM] = v;
         }
         if (tid == 0) p.cnt[tile] = 0;
@@ -748,38 +757,53 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
 }
 
 /* grid (ceil(T / BN), ceil(N_out / RT), splits), RT = BM = 64 NWG (STORE, ADD) or BM / 2
- * (SWIGLU), or with SKM (stream-K) a 1-D grid of B blocks and sk_wseg ws slots a tile; 128 NWG
+ * (SWIGLU), or with SKM (stream-K) a 1-D grid of B blocks (ws: 2 B partial tiles); 128 NWG
  * threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
  * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel).
  * Stream-K (session 6, opt-in, not yet run on a GPU): the I = tiles x nkb iterations (tile-major,
- * T tiles fastest, K blocks in order) are cut into B equal contiguous ranges, one a block,
+ * T tiles fastest, K blocks in order) are cut into B contiguous ranges (lengths differing by at
+ * most one), one a block,
  * so that every SM works when the tiles alone are fewer than the SMs (qkv's 80 and o's 64 row
  * tiles: 52-61% of the 132 SMs); a tile cut between blocks is finished by the split-K fixup, with
  * the segment index of block b in tile t = b - (the block holding the tile's first iteration):
- * b(i) = ((i + 1) B - 1) / I. Each block's range is non-empty (B <= I). */
+ * b(i) = ((i + 1) B - 1) / I. Each block's range is non-empty (B <= I). Used only where the
+ * tiles are fewer than the tiles' kernel's resident slots (sk_w4g_run). */
 template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
-__global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p, int sk_wseg) {
+__global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p) {
     if constexpr (!SKM) { /* the tiles: one block each (per split) */
-        sk_w4g_tile<H, BN, NWG, STAGES, MODE, false>(p, 0, 0, 0, 0, 0, 0, 0, 0);
-    } else { /* stream-K: a separate instance, so the loop costs the tiles' kernel nothing (one
-              * kernel with both paths took 148 registers instead of 128 at BN = 64: 1 block an
-              * SM instead of 2) */
+        sk_w4g_tile<H, BN, NWG, STAGES, MODE, false>(p, 0, 0, 0, 0, nullptr);
+    } else { /* stream-K: a separate instance, so the loop costs the tiles' kernel nothing; the
+              * loop's state lives in shared memory (see sk_w4g_tile) */
+        __shared__ long long s_it;
+        __shared__ int s_arg[4];
         constexpr int BM = 64 * NWG, RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
-        const int nkb = p.K / SK_W4M_BK;
-        const int tt = (p.T + BN - 1) / BN, tn = (p.N_out + RT - 1) / RT;
-        const long long I = (long long)tt * tn * nkb, B = gridDim.x;
-        long long it = (long long)blockIdx.x * I / B;
-        const long long end = ((long long)blockIdx.x + 1) * I / B;
-        while (it < end) {
+        if (threadIdx.x == 0) {
+            const int nkb = p.K / SK_W4M_BK;
+            const long long I = (long long)((p.T + BN - 1) / BN) * ((p.N_out + RT - 1) / RT) * nkb;
+            s_it = (long long)blockIdx.x * I / gridDim.x;
+        }
+        __syncthreads();
+        for (;;) {
+            const int nkb = p.K / SK_W4M_BK, tt = (p.T + BN - 1) / BN;
+            const long long I = (long long)tt * ((p.N_out + RT - 1) / RT) * nkb, B = gridDim.x;
+            const long long it = *(volatile long long *)&s_it;
+            const long long end = ((long long)blockIdx.x + 1) * I / B;
+            if (it >= end) break;
             const int tile = (int)(it / nkb), kb0 = (int)(it % nkb);
             const int kb1 = (int)(end - it < (long long)(nkb - kb0) ? kb0 + (end - it) : nkb);
-            const int bfirst = (int)((((long long)tile * nkb + 1) * B - 1) / I);
-            const int blast = (int)((((long long)tile + 1) * nkb * B - 1) / I);
-            it += kb1 - kb0;
-            sk_w4g_tile<H, BN, NWG, STAGES, MODE, true>(p, tile % tt, tile / tt, kb0, kb1, tile,
-                                                        (int)blockIdx.x - bfirst,
-                                                        blast - bfirst + 1, sk_wseg);
-            if (it < end) __syncthreads(); /* the epilogue's shared memory: the next stages */
+            __syncthreads(); /* every thread has read s_it */
+            if (threadIdx.x == 0) {
+                const int bfirst = (int)((((long long)tile * nkb + 1) * B - 1) / I);
+                const int blast = (int)((((long long)tile + 1) * nkb * B - 1) / I);
+                s_it = it + (kb1 - kb0);
+                s_arg[0] = tile;
+                s_arg[1] = (int)blockIdx.x - bfirst;
+                s_arg[2] = blast - bfirst + 1;
+                s_arg[3] = bfirst;
+            }
+            __syncthreads();
+            sk_w4g_tile<H, BN, NWG, STAGES, MODE, true>(p, tile % tt, tile / tt, kb0, kb1, s_arg);
+            __syncthreads(); /* the epilogue's shared memory and s_arg: the next segment's */
         }
     }
 }
@@ -919,7 +943,7 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
                        const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
     constexpr int BM = 64 * NWG;
     constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
-    void (*kern)(const sk_w4m_params, int) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, false>;
+    void (*kern)(const sk_w4m_params) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, false>;
     static int occ = 0;
     if (!occ) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
@@ -935,8 +959,8 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
     const int nkb = K / SK_W4M_BK;
     if (splits == SK_W4M_STREAMK) { /* one block a resident slot, >= 4 K blocks each */
-        void (*ksk)(const sk_w4m_params, int) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, true>;
-        static int occ_sk = 0; /* its own occupancy: the loop may take more registers */
+        void (*ksk)(const sk_w4m_params) = sk_w4g_kernel<H, BN, NWG, STAGES, MODE, true>;
+        static int occ_sk = 0; /* its own occupancy */
         if (!occ_sk) {
             if (cudaFuncSetAttribute(ksk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
                     cudaSuccess ||
@@ -951,18 +975,17 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
         const long long I = (long long)tiles * nkb;
         long long B = (long long)occ_sk * sk_w4m_sm_count();
         if (B > I / 4) B = I / 4;
-        const long long minr = B > 0 ? I / B : 0;
-        const long long wseg = minr > 0 ? (nkb + minr - 1) / minr + 1 : 0;
-        if (B >= 1 && scr && tiles <= scr->cnt_n &&
-            (size_t)tiles * (size_t)wseg * BM * BN <= scr->ws_floats) {
+        /* only where the tiles leave resident slots of the tiles' kernel idle */
+        if (B >= 1 && tiles < occ * sk_w4m_sm_count() && scr && tiles <= scr->cnt_n &&
+            (size_t)(2 * B) * BM * BN <= scr->ws_floats) {
             sk_w4m_params p;
             p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
             p.ws = scr->ws, p.cnt = scr->cnt;
             p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = 1;
-            ksk<<<dim3((unsigned)B, 1, 1), 128 * NWG, SMEM, s>>>(p, (int)wseg);
+            ksk<<<dim3((unsigned)B, 1, 1), 128 * NWG, SMEM, s>>>(p);
             return;
         }
-        splits = 0; /* no room: the tiles */
+        splits = 0; /* enough tiles, or no room: the tiles */
     }
     /* up to 64 rows the makespan rule measured best (qkv's 80 tiles: 56.1 us in 3 splits against
      * 60.6 unsplit) except with more tiles than SMs (gate/up's 448 at 64 rows: 309 us in 2
@@ -980,7 +1003,7 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
     p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
     p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p, 0);
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
