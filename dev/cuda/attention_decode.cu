@@ -1131,7 +1131,6 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
 
     /* Runs: v1, the entry with its plan, then configurations x splits. */
     static run_cfg runs[9 * MAX_CFGS + 24];
-    memset(runs, 0, sizeof(runs)); /* fields a run does not set are 0 */
     int nr = 0;
     memset(runs, 0, sizeof(runs));
     runs[nr].version = 1;
