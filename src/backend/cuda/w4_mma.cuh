@@ -551,6 +551,7 @@ static __device__ __forceinline__ size_t sk_w4g_ws_slot(bool skm, int tile, int 
      * bfirst + z, the tile being its first tile for z > 0 and its last for z == 0 */
     return skm ? (size_t)(2 * (bfirst + z) + (z == 0)) : (size_t)tile * nseg + z;
 }
+
 template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
 static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int tx_, int ty_,
                                                    int kb0_, int kb1_,
@@ -762,9 +763,8 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
  * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel).
  * Stream-K (session 6, opt-in, not yet run on a GPU): the I = tiles x nkb iterations (tile-major,
  * T tiles fastest, K blocks in order) are cut into B contiguous ranges (lengths differing by at
- * most one), one a block,
- * so that every SM works when the tiles alone are fewer than the SMs (qkv's 80 and o's 64 row
- * tiles: 52-61% of the 132 SMs); a tile cut between blocks is finished by the split-K fixup, with
+ * most one), one a block, so that every SM works when the tiles alone are fewer than the SMs
+ * (qkv's 80 and o's 64 row tiles: 52-61% of the 132 SMs); a tile cut between blocks is finished by the split-K fixup, with
  * the segment index of block b in tile t = b - (the block holding the tile's first iteration):
  * b(i) = ((i + 1) B - 1) / I. Each block's range is non-empty (B <= I). Used only where the
  * tiles are fewer than the tiles' kernel's resident slots (sk_w4g_run). */
