@@ -15,6 +15,7 @@ dev_init sk "${1:-.stage/sk}"
 step check 200 "$S/dev_gemm_w4" check
 step bn 100 "$S/dev_gemm_w4" bn 33,64,70,96,128,139,160,192
 grep "\*" "$R/bn.log"
+step bn7 100 env GW4_BN_MODEL=7b "$S/dev_gemm_w4" bn 33,64,96,128,160,192
 step time 240 "$S/dev_gemm_w4" time
 step bops_w4 120 "$S/gpu_backend_ops" w4
 step bops_w4_sk 120 env SAKER_W4_SK=1 "$S/gpu_backend_ops" w4

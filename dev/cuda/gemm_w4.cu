@@ -419,17 +419,30 @@ static float time_us(F fn, int iters, cudaEvent_t e0, cudaEvent_t e1) {
 }
 
 /* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 4 and stream-K on the 70B
- * shapes (gate/up in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows), medians of
- * 15 runs; for choosing sk_w4m_pick's tile width per shape (session 6). */
+ * shapes (gate/up in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows; with
+ * GW4_BN_MODEL=7b Llama-2-7B's), medians of 15 runs; for choosing sk_w4m_pick's tile width per
+ * shape (session 6). */
 static void time_bn(const sk_w4m_scratch *scr) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const struct {
+    typedef struct {
         const char *name;
         int N_out, K, mode;
-    } shapes[] = {{"qkv", 10240, 8192, SK_GEMV_STORE}, {"o", 8192, 8192, SK_GEMV_ADD},
-                  {"gate/up swiglu", 28672, 8192, SK_GEMV_SWIGLU}, {"down", 8192, 28672, SK_GEMV_ADD}};
+    } bn_shape;
+    static const bn_shape s70[] = {{"qkv", 10240, 8192, SK_GEMV_STORE},
+                                   {"o", 8192, 8192, SK_GEMV_ADD},
+                                   {"gate/up swiglu", 28672, 8192, SK_GEMV_SWIGLU},
+                                   {"down", 8192, 28672, SK_GEMV_ADD}};
+    /* GW4_BN_MODEL=7b: Llama-2-7B's shapes instead (its picks come from the 70B rows) */
+    static const bn_shape s7[] = {{"7B qkv", 12288, 4096, SK_GEMV_STORE},
+                                  {"7B o", 4096, 4096, SK_GEMV_ADD},
+                                  {"7B gate/up swiglu", 11008, 4096, SK_GEMV_SWIGLU},
+                                  {"7B down", 4096, 11008, SK_GEMV_ADD}};
+    const char *model = getenv("GW4_BN_MODEL");
+    const bool m7 = model && strcmp(model, "7b") == 0;
+    const bn_shape *shapes = m7 ? s7 : s70;
+    const int n_shapes = 4;
     const int cfgs[] = {SK_W4M_G64, SK_W4M_G80, SK_W4M_G96, SK_W4M_G128, SK_W4M_G144, SK_W4M_G160,
                         SK_W4M_G192};
     const int splits[] = {0, 1, 2, 4, SK_W4M_STREAMK};
@@ -441,7 +454,8 @@ static void time_bn(const sk_w4m_scratch *scr) {
     }
     printf("| shape | T | cfg | auto us | s1 | s2 | s4 | stream-K |\n"
            "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    for (const auto &sh : shapes) {
+    for (int si = 0; si < n_shapes; si++) {
+        const bn_shape &sh = shapes[si];
         const int G = 128, K = sh.K, Nw = sh.mode == SK_GEMV_SWIGLU ? 2 * sh.N_out : sh.N_out;
         const size_t w4b = (size_t)Nw * K / 2 + (size_t)Nw * (K / G) * 4;
         const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
