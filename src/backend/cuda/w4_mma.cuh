@@ -45,6 +45,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/w4_sk.h"
 #include "backend/cuda/wgmma.cuh"
 
 #define SK_W4M_BK 128 /* K per pipeline stage */
@@ -546,10 +547,7 @@ static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint
  * epilogue. */
 static __device__ __forceinline__ size_t sk_w4g_ws_slot(bool skm, int tile, int nseg, int bfirst,
                                                         int z) {
-    /* stream-K: block b writes at most two partials, for the tile it starts inside (slot 2 b)
-     * and the tile it ends inside (slot 2 b + 1); segment z of a tile is written by block
-     * bfirst + z, the tile being its first tile for z > 0 and its last for z == 0 */
-    return skm ? (size_t)(2 * (bfirst + z) + (z == 0)) : (size_t)tile * nseg + z;
+    return skm ? (size_t)sk_w4sk_slot(bfirst, z) : (size_t)tile * nseg + z; /* w4_sk.h */
 }
 
 template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
@@ -761,13 +759,11 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
  * (SWIGLU), or with SKM (stream-K) a 1-D grid of B blocks (ws: 2 B partial tiles); 128 NWG
  * threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
  * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel).
- * Stream-K (session 6, opt-in, not yet run on a GPU): the I = tiles x nkb iterations (tile-major,
- * T tiles fastest, K blocks in order) are cut into B contiguous ranges (lengths differing by at
- * most one), one a block, so that every SM works when the tiles alone are fewer than the SMs
- * (qkv's 80 and o's 64 row tiles: 52-61% of the 132 SMs); a tile cut between blocks is finished by the split-K fixup, with
- * the segment index of block b in tile t = b - (the block holding the tile's first iteration):
- * b(i) = ((i + 1) B - 1) / I. Each block's range is non-empty (B <= I). Used only where the
- * tiles are fewer than the tiles' kernel's resident slots (sk_w4g_run). */
+ * Stream-K (session 6, opt-in, not yet run on a GPU): the tiles x K-blocks iterations (T tiles
+ * fastest) cut into one contiguous range per block (w4_sk.h: the partition, the segments and
+ * their workspace slots), so that every SM works when the tiles alone are fewer than the SMs
+ * (qkv's 80 and o's 64 row tiles: 52-61% of the 132 SMs). Used only where the tiles are fewer
+ * than the tiles' kernel's resident slots (sk_w4g_run). */
 template <typename H, int BN, int NWG, int STAGES, int MODE, bool SKM>
 __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p) {
     if constexpr (!SKM) { /* the tiles: one block each (per split) */
@@ -780,29 +776,26 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
         if (threadIdx.x == 0) {
             const int nkb = p.K / SK_W4M_BK;
             const long long I = (long long)((p.T + BN - 1) / BN) * ((p.N_out + RT - 1) / RT) * nkb;
-            s_it = (long long)blockIdx.x * I / gridDim.x;
+            s_it = sk_w4sk_begin(I, gridDim.x, blockIdx.x);
         }
         __syncthreads();
-        for (;;) {
+        for (;;) { /* the partition: w4_sk.h */
             const int nkb = p.K / SK_W4M_BK, tt = (p.T + BN - 1) / BN;
             const long long I = (long long)tt * ((p.N_out + RT - 1) / RT) * nkb, B = gridDim.x;
             const long long it = *(volatile long long *)&s_it;
-            const long long end = ((long long)blockIdx.x + 1) * I / B;
-            if (it >= end) break;
-            const int tile = (int)(it / nkb), kb0 = (int)(it % nkb);
-            const int kb1 = (int)(end - it < (long long)(nkb - kb0) ? kb0 + (end - it) : nkb);
+            if (it >= sk_w4sk_end(I, B, blockIdx.x)) break;
+            const sk_w4sk_seg sg = sk_w4sk_segment(I, B, nkb, blockIdx.x, it);
             __syncthreads(); /* every thread has read s_it */
             if (threadIdx.x == 0) {
-                const int bfirst = (int)((((long long)tile * nkb + 1) * B - 1) / I);
-                const int blast = (int)((((long long)tile + 1) * nkb * B - 1) / I);
-                s_it = it + (kb1 - kb0);
-                s_arg[0] = tile;
-                s_arg[1] = (int)blockIdx.x - bfirst;
-                s_arg[2] = blast - bfirst + 1;
-                s_arg[3] = bfirst;
+                s_it = it + (sg.kb1 - sg.kb0);
+                s_arg[0] = sg.tile;
+                s_arg[1] = sg.seg;
+                s_arg[2] = sg.nseg;
+                s_arg[3] = sg.bfirst;
             }
             __syncthreads();
-            sk_w4g_tile<H, BN, NWG, STAGES, MODE, true>(p, tile % tt, tile / tt, kb0, kb1, s_arg);
+            sk_w4g_tile<H, BN, NWG, STAGES, MODE, true>(p, sg.tile % tt, sg.tile / tt, sg.kb0,
+                                                        sg.kb1, s_arg);
             __syncthreads(); /* the epilogue's shared memory and s_arg: the next segment's */
         }
     }
