@@ -570,6 +570,9 @@ sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out) {
     }
     CUDA_CHECK(e);
     CUDA_CHECK(cudaMemset(mm->w4m.cnt, 0, SK_W4M_CNT * sizeof(int)));
+    /* cudaMemset runs on the legacy default stream, which the backend's non-blocking stream
+     * does not wait for: finish it before any split-K launch reads the counters */
+    CUDA_CHECK(cudaDeviceSynchronize());
     *out = mm;
     return SK_OK;
 }
