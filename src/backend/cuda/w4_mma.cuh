@@ -739,18 +739,36 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
         __syncthreads();
     }
 
-    for (int i = tid; i < BN * RT; i += NTH) {
-        const int t = i / RT, r = i % RT, n = n0 + r;
-        if (t0 + t >= T || n >= N_out) continue;
-        float v = red[t * LD + r];
-        float *o = p.out + (size_t)(t0 + t) * N_out + n;
-        if (SW) {
-            const float u = red[t * LD + r + BM / 2];
-            *o = v / (1.0f + __expf(-v)) * u;
-        } else {
-            if (p.bias) v += p.bias[n];
-            if (MODE == SK_GEMV_ADD) v += *o;
-            *o = v;
+    /* U outputs a thread per pass; with ADD their old values are all loaded before any store
+     * (one round trip per pass instead of one per output: the compiler cannot move a load of
+     * out above a store to out, so a load-add-store loop waits a full memory latency per
+     * output, BN / 2 of them a thread) */
+    constexpr int U = 8;
+    for (int i0 = tid; i0 < BN * RT; i0 += U * NTH) {
+        float prev[U];
+        if (MODE == SK_GEMV_ADD) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = i0 + u * NTH, t = i / RT, n = n0 + i % RT;
+                prev[u] = i < BN * RT && t0 + t < T && n < N_out
+                              ? p.out[(size_t)(t0 + t) * N_out + n]
+                              : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * NTH, t = i / RT, r = i % RT, n = n0 + r;
+            if (i >= BN * RT || t0 + t >= T || n >= N_out) continue;
+            float v = red[t * LD + r];
+            float *o = p.out + (size_t)(t0 + t) * N_out + n;
+            if (SW) {
+                const float uu = red[t * LD + r + BM / 2];
+                *o = v / (1.0f + __expf(-v)) * uu;
+            } else {
+                if (p.bias) v += p.bias[n];
+                if (MODE == SK_GEMV_ADD) v += prev[u];
+                *o = v;
+            }
         }
     }
 }
