@@ -392,7 +392,22 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         if (tid == 0) p.cnt[tile] = 0;
     }
 
-    /* Epilogue: acc[mi][nj] = D rows (g, g + 8) x tokens (2q, 2q + 1) of the m16n8 tile. */
+    /* Epilogue: acc[mi][nj] = D rows (g, g + 8) x tokens (2q, 2q + 1) of the m16n8 tile. ADD:
+     * every old output is loaded (into acc) before any is stored, so the loads overlap instead
+     * of waiting a memory latency each behind the previous store (the compiler cannot move a
+     * load of out above a store to out). */
+    if (MODE == SK_GEMV_ADD) {
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+            for (int nj = 0; nj < NT; nj++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g + 8 * (e >> 1);
+                    const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
+                    if (n < N_out && t < T) acc[mi][nj][e] += p.out[(size_t)t * N_out + n];
+                }
+    }
 #pragma unroll
     for (int mi = 0; mi < (SW ? MT / 2 : MT); mi++)
 #pragma unroll
@@ -409,8 +424,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
                     *o = v / (1.0f + __expf(-v)) * u;
                 } else {
                     if (p.bias) v += p.bias[n];
-                    if (MODE == SK_GEMV_ADD) v += *o;
-                    *o = v;
+                    *o = v; /* ADD: the old value is already in v */
                 }
             }
 }
