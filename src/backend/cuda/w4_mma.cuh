@@ -392,11 +392,11 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         if (tid == 0) p.cnt[tile] = 0;
     }
 
-    /* Epilogue: acc[mi][nj] = D rows (g, g + 8) x tokens (2q, 2q + 1) of the m16n8 tile. ADD:
-     * every old output is loaded (into acc) before any is stored, so the loads overlap instead
-     * of waiting a memory latency each behind the previous store (the compiler cannot move a
-     * load of out above a store to out). */
-    if (MODE == SK_GEMV_ADD) {
+    /* Epilogue: acc[mi][nj] = D rows (g, g + 8) x tokens (2q, 2q + 1) of the m16n8 tile. STORE
+     * and ADD: the bias and every old output are loaded (into acc) before any output is stored,
+     * so the loads overlap instead of waiting a memory latency each behind the previous store
+     * (the compiler cannot move a load above a store that may alias it). */
+    if (!SW) { /* bias, then (ADD) the old output: (acc + bias) + old, as before */
 #pragma unroll
         for (int mi = 0; mi < MT; mi++)
 #pragma unroll
@@ -405,7 +405,9 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
                 for (int e = 0; e < 4; e++) {
                     const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g + 8 * (e >> 1);
                     const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
-                    if (n < N_out && t < T) acc[mi][nj][e] += p.out[(size_t)t * N_out + n];
+                    if (n >= N_out || t >= T) continue;
+                    if (p.bias) acc[mi][nj][e] += p.bias[n];
+                    if (MODE == SK_GEMV_ADD) acc[mi][nj][e] += p.out[(size_t)t * N_out + n];
                 }
     }
 #pragma unroll
@@ -423,8 +425,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
                     const float u = acc[mi + MT / 2][nj][e];
                     *o = v / (1.0f + __expf(-v)) * u;
                 } else {
-                    if (p.bias) v += p.bias[n];
-                    *o = v; /* ADD: the old value is already in v */
+                    *o = v; /* bias and (ADD) the old value are already in v */
                 }
             }
 }
@@ -759,15 +760,13 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
      * output, BN / 2 of them a thread) */
     constexpr int U = 8;
     for (int i0 = tid; i0 < BN * RT; i0 += U * NTH) {
-        float prev[U];
-        if (MODE == SK_GEMV_ADD) {
+        float bv[U], prev[U]; /* bias and (ADD) old outputs, loaded before any store */
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int i = i0 + u * NTH, t = i / RT, n = n0 + i % RT;
-                prev[u] = i < BN * RT && t0 + t < T && n < N_out
-                              ? p.out[(size_t)(t0 + t) * N_out + n]
-                              : 0.0f;
-            }
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * NTH, t = i / RT, n = n0 + i % RT;
+            const bool ok = !SW && i < BN * RT && t0 + t < T && n < N_out;
+            bv[u] = ok && p.bias ? p.bias[n] : 0.0f;
+            prev[u] = ok && MODE == SK_GEMV_ADD ? p.out[(size_t)(t0 + t) * N_out + n] : 0.0f;
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -779,7 +778,7 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
                 const float uu = red[t * LD + r + BM / 2];
                 *o = v / (1.0f + __expf(-v)) * uu;
             } else {
-                if (p.bias) v += p.bias[n];
+                if (p.bias) v += bv[u]; /* (acc + bias) + old, as before */
                 if (MODE == SK_GEMV_ADD) v += prev[u];
                 *o = v;
             }
