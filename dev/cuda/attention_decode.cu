@@ -123,6 +123,26 @@ static int g_only_v4 = 0;
  * instead of {plan, 1, 2 x plan, plan / 2}; AD_NO_L2PF=1 leaves the l2pf configurations out
  * (slower at every shape so far). */
 static const char *g_ns_list = NULL;
+/* Timing only: AD_SHAPES (comma-separated substrings of the shapes' names), AD_PS (page size of every timed shape:
+ * 16, 32, 64 or 128), AD_ORDERED (pages in pool order; make_page_table). */
+static const char *g_shapes = NULL;
+static int g_ps = 0, g_ordered = 0;
+/* Whether name contains one of the comma-separated parts of list. */
+static int name_in_list(const char *name, const char *list) {
+    char part[64];
+    for (const char *e = list; *e;) {
+        size_t n = 0;
+        while (e[n] && e[n] != ',') n++;
+        if (n > 0 && n < sizeof(part)) {
+            memcpy(part, e, n);
+            part[n] = 0;
+            if (strstr(name, part)) return 1;
+        }
+        e += n;
+        if (*e) e++;
+    }
+    return 0;
+}
 static int g_no_l2pf = 0;
 
 /* ---- 1. self-test of the fragment mapping ------------------------------------------------- */
@@ -515,7 +535,8 @@ static int guards_bad(const unsigned char *raw, size_t bytes) {
 }
 
 /* Page table: sequence b gets ceil(len/ps) pages, taken in order from a random permutation of
- * the n_pages pool pages. */
+ * the n_pages pool pages (AD_ORDERED=1: the identity, so that each sequence's pages follow one
+ * another in the pool: the contiguous data of the torch comparison, as far as pages go). */
 static void make_page_table(problem *P, int extra_pages) {
     int used = 0;
     P->indptr = (int32_t *)malloc(sizeof(int32_t) * (P->batch + 1));
@@ -531,7 +552,7 @@ static void make_page_table(problem *P, int extra_pages) {
     P->n_pages = used + extra_pages;
     int *perm = (int *)malloc(sizeof(int) * P->n_pages);
     for (int i = 0; i < P->n_pages; i++) perm[i] = i;
-    for (int i = P->n_pages - 1; i > 0; i--) {
+    for (int i = P->n_pages - 1; i > 0 && !g_ordered; i--) {
         const int j = rng_int(i + 1), tmp = perm[i];
         perm[i] = perm[j];
         perm[j] = tmp;
@@ -1099,7 +1120,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
     P.H = sd->H;
     P.KVH = sd->KVH;
     P.hd = sd->hd;
-    P.ps = sd->ps;
+    P.ps = g_ps ? g_ps : sd->ps;
     P.batch = sd->batch;
     P.lens = (int *)malloc(sizeof(int) * P.batch);
     for (int b = 0; b < P.batch; b++) P.lens[b] = sd->len;
@@ -1256,6 +1277,14 @@ int main(int argc, char **argv) {
     if (g_ns_list && !*g_ns_list) g_ns_list = NULL;
     const char *nol2 = getenv("AD_NO_L2PF");
     g_no_l2pf = nol2 && *nol2 && strcmp(nol2, "0") != 0;
+    g_shapes = getenv("AD_SHAPES");
+    if (g_shapes && !*g_shapes) g_shapes = NULL;
+    if (getenv("AD_PS")) g_ps = atoi(getenv("AD_PS"));
+    if (g_ps && g_ps != 16 && g_ps != 32 && g_ps != 64 && g_ps != 128) {
+        fprintf(stderr, "AD_PS=%d: the kernels take pages of 16, 32, 64 or 128 tokens\n", g_ps);
+        return 2;
+    }
+    g_ordered = getenv("AD_ORDERED") && atoi(getenv("AD_ORDERED")) != 0;
     const char *only4 = getenv("AD_ONLY_V4");
     g_only_v4 = only4 && *only4 && strcmp(only4, "0") != 0;
     if (strcmp(mode, "all") && strcmp(mode, "check") && strcmp(mode, "time")) {
@@ -1292,11 +1321,16 @@ int main(int argc, char **argv) {
         const int ns = (int)(sizeof(k_shapes) / sizeof(k_shapes[0]));
         summary_row rows[16];
         memset(rows, 0, sizeof(rows));
-        for (int i = 0; i < ns; i++) fails += run_timing(&k_shapes[i], bw, &rows[i], prop.l2CacheSize);
+        for (int i = 0; i < ns; i++)
+            if (!g_shapes || name_in_list(k_shapes[i].name, g_shapes))
+                fails += run_timing(&k_shapes[i], bw, &rows[i], prop.l2CacheSize);
+        printf("\n(timing pages: %s, %s)\n", g_ps ? "AD_PS" : "each shape's size",
+               g_ordered ? "in pool order (AD_ORDERED)" : "a random permutation of the pool");
         printf("\nSUMMARY (copy %.3f TB/s; KV TB/s = K+V bytes / time)\n", bw / 1e12);
         printf("%-28s %10s %10s %7s %6s %8s  %s | entry(plan) us, cfg\n", "shape", "v1 us",
                "best us", "TB/s", "%copy", "v1/best", "best cfg");
         for (int i = 0; i < ns; i++)
+            if (rows[i].shape[0])
             printf("%-28s %10.1f %10.1f %7.3f %5.1f%% %7.2fx  %-30s | %.1f %s\n", rows[i].shape,
                    rows[i].v1_us, rows[i].best_us, rows[i].best_tbs,
                    100.0 * rows[i].best_tbs * 1e12 / bw,
