@@ -216,6 +216,19 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
             plan.part_out_floats =
                 plan.n_splits > 1 ? (size_t)T * n_heads * plan.n_splits * (size_t)hd : 0;
         }
+        /* SAKER_ATTN_NS=N forces N splits (1..SK_ATTN_DECODE_MAX_SPLITS; experiments: the plan
+         * is made for the cache's whole context, n_ctx, so short contexts get its splits) */
+        static int ns_env = -1;
+        if (ns_env < 0) {
+            const char *e = getenv("SAKER_ATTN_NS");
+            ns_env = e && *e ? atoi(e) : 0;
+            if (ns_env < 0 || ns_env > SK_ATTN_DECODE_MAX_SPLITS) ns_env = 0;
+        }
+        if (ns_env > 0) {
+            plan.n_splits = ns_env;
+            plan.part_out_floats =
+                ns_env > 1 ? (size_t)T * n_heads * (size_t)ns_env * (size_t)hd : 0;
+        }
         const int rows = kv->n_seq > 0 ? (kv->n_seq > T ? kv->n_seq : T) : (T > 64 ? T : 64);
         const bool grow_q = kv->dec_heads != n_heads || rows > kv->dec_rows;
         const bool grow_p = plan.n_splits > 1 && plan.part_out_floats > kv->part_cap;

@@ -181,6 +181,8 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
  * planned on all the slots (a lone long sequence wants many). */
 #define SK_AD_SPLIT_FILL 0.8
 #define SK_AD_SPLIT_EFF 0.85
+#define SK_AD_SPLIT_CAP 8
+#define SK_AD_SPLIT_TOK 256
 
 void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int head_dim,
                                   int max_kv_len, int n_sm, const sk_attn_decode_cfg *cfg,
@@ -225,6 +227,22 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
                 break;
             }
         }
+    }
+    /* The cap (session 7, Llama-2-70B INT4 at batch 1 through the engine, SAKER_ATTN_NS forcing
+     * the count: ITL 14.82 ms with the rule's count at a 2,176-token context, 14.30 with 8,
+     * 15.40 with 4, 21.6 with 1; 13.38 / 13.26 / 13.32 at 256 tokens): past 8 splits the rule's
+     * extra blocks and partials cost more than they spread. SAKER_ATTN_SPLIT_CAP=N sets it
+     * (0: none, the rule alone). */
+    static int cap_env = -1;
+    if (cap_env < 0) {
+        const char *e = getenv("SAKER_ATTN_SPLIT_CAP");
+        cap_env = e && *e ? atoi(e) : SK_AD_SPLIT_CAP;
+        if (cap_env < 0) cap_env = SK_AD_SPLIT_CAP;
+    }
+    if (cap_env > 0) {
+        const int tok_cap = (max_kv_len + SK_AD_SPLIT_TOK - 1) / SK_AD_SPLIT_TOK;
+        const int c = cap_env > tok_cap ? cap_env : tok_cap;
+        if (ns > c) ns = c;
     }
     plan->n_splits = ns;
     const size_t rows = (size_t)batch * (size_t)n_heads * (size_t)ns;

@@ -570,7 +570,7 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
                                                    int kb0_, int kb1_,
                                                    const volatile int *sarg) {
     constexpr int BM = 64 * NWG, NTH = 128 * NWG, SB = SK_W4G_STAGE_BYTES(BM, BN);
-    static_assert(NWG == 2 || NWG == 4, "warpgroups");
+    static_assert(NWG == 1 || NWG == 2 || NWG == 4, "warpgroups");
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
     static_assert(SK_W4G_BN_OK(BN), "x tile width");
     static_assert(STAGES >= 3, "loads run STAGES - 2 blocks ahead");
@@ -842,7 +842,10 @@ enum {
     SK_W4M_128x32,   /* 128 x 32,  4 x 1 warps (32 x 32),      4 stages */
     SK_W4M_128x64,   /* 128 x 64,  4 x 1 warps (32 x 64),      4 stages */
     SK_W4M_G64,      /* sk_w4g_kernel: 128 x 64 on wgmma, 2 warpgroups, 4 stages (x permuted) */
-    SK_W4M_G128,     /* sk_w4g_kernel: 128 x 128 on wgmma, 2 warpgroups, 4 stages (x permuted) */
+    SK_W4M_G128,     /* sk_w4g_kernel: 128 x 128 on wgmma, 2 warpgroups, 5 stages (x permuted;
+                      * session 7: 4 -> 5, same occupancy, one block an SM; dev_gemm_w4 time,
+                      * two runs, as g128x128s5: 70B gate/up 626 -> 583 us at 256 rows, down
+                      * 303 -> 294, 1-3% at 128 rows) */
     SK_W4M_G80,      /* sk_w4g_kernel 128 x 80 (session 6: batches a little over a tile) */
     SK_W4M_G96,      /* 128 x 96 */
     SK_W4M_G144,     /* 128 x 144 */
@@ -854,17 +857,28 @@ enum {
     SK_W4M_128x16NP, /* 128 x 16 without the L2 256-byte prefetch */
     SK_W4M_128x16S6, /* 128 x 16, 6 stages */
     SK_W4M_G256x64,  /* sk_w4g_kernel: 256 x 64, 4 warpgroups (session 5: no faster than g128x64) */
+    /* session 7 experiments (loads run STAGES - 2 K blocks ahead: is the K loop bound by load
+     * latency?). No: at 32-256 rows on the 70B shapes (dev_gemm_w4 time, two runs) 6 and 8
+     * stages at 128 x 64 are 5-25% slower than 4 (one block an SM instead of two), and one
+     * warpgroup (64 x 64, twice the row tiles) 15-35% slower than 128 x 64; only 128 x 128
+     * gains from a fifth stage (same occupancy). */
+    SK_W4M_G64x64,    /* 64 x 64, 1 warpgroup, 4 stages (twice the row tiles of g128x64) */
+    SK_W4M_G64x64S8,  /* 64 x 64, 1 warpgroup, 8 stages */
+    SK_W4M_G128x64S6, /* 128 x 64, 6 stages (one block an SM) */
+    SK_W4M_G128x64S8, /* 128 x 64, 8 stages */
+    SK_W4M_G128x128S5, /* 128 x 128, 5 stages (the backend's g128x128 since session 7) */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "128x16", "128x32", "128x64", "g128x64", "g128x128", "g128x80", "g128x96", "g128x144",
-    "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64"};
+    "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
+    "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
     return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G80 || cfg == SK_W4M_G96 ||
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
-           cfg == SK_W4M_G256x64;
+           cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1049,7 +1063,7 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         SK_W4M_CASE(SK_W4M_128x16, 128, 16, 4, 1, 4, 1)
         SK_W4M_CASE(SK_W4M_128x32, 128, 32, 4, 1, 4, 1)
         SK_W4G_CASE(SK_W4M_G64, 64, 2, 4)
-        SK_W4G_CASE(SK_W4M_G128, 128, 2, 4)
+        SK_W4G_CASE(SK_W4M_G128, 128, 2, 5)
         SK_W4G_CASE(SK_W4M_G80, 80, 2, 4)
         SK_W4G_CASE(SK_W4M_G96, 96, 2, 4)
         SK_W4G_CASE(SK_W4M_G144, 144, 2, 4)
@@ -1057,6 +1071,11 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         SK_W4G_CASE(SK_W4M_G192, 192, 2, 3)
 #ifdef SK_W4M_ALL_CONFIGS
         SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
+        SK_W4G_CASE(SK_W4M_G64x64, 64, 1, 4)
+        SK_W4G_CASE(SK_W4M_G64x64S8, 64, 1, 8)
+        SK_W4G_CASE(SK_W4M_G128x64S6, 64, 2, 6)
+        SK_W4G_CASE(SK_W4M_G128x64S8, 64, 2, 8)
+        SK_W4G_CASE(SK_W4M_G128x128S5, 128, 2, 5)
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
