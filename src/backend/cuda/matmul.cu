@@ -347,8 +347,8 @@ static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight 
             sk_w4g_cast<bf16>(x + (size_t)t0 * K, (bf16 *)c->d_scratch, m, K, c->stream);
         float *o = out + (size_t)t0 * N_out;
         /* SAKER_W4_SK=1: stream-K for the wgmma tiles where they are fewer than the resident
-         * slots (session 6, written without a GPU: an experiment until the workbench has
-         * checked and timed it) */
+         * slots (session 6; session 7 on the H200: checked, and slower than the tiles at every
+         * shape that takes it, so off by default) */
         static int sk = -1;
         if (sk < 0) {
             const char *e = getenv("SAKER_W4_SK");

@@ -790,7 +790,9 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
  * (SWIGLU), or with SKM (stream-K) a 1-D grid of B blocks (ws: 2 B partial tiles); 128 NWG
  * threads (NWG warpgroups of 64 weight rows); dynamic shared memory STAGES *
  * SK_W4G_STAGE_BYTES(BM, BN) + 1024 (alignment). x: the permuted half copy (sk_w4g_cast_kernel).
- * Stream-K (session 6, opt-in, not yet run on a GPU): the tiles x K-blocks iterations (T tiles
+ * Stream-K (session 6, opt-in; session 7 on the H200: correct, and slower at every 70B shape
+ * that takes it, e.g. o at 64 rows 69.7 against 55.4 us, engine batch 139 ITL 78.1 against 69.6
+ * ms; bench/results/awq-speed.md): the tiles x K-blocks iterations (T tiles
  * fastest) cut into one contiguous range per block (w4_sk.h: the partition, the segments and
  * their workspace slots), so that every SM works when the tiles alone are fewer than the SMs
  * (qkv's 80 and o's 64 row tiles: 52-61% of the 132 SMs). Used only where the tiles are fewer
