@@ -468,28 +468,35 @@ static void time_bn(const sk_w4m_scratch *scr) {
         }
         const int Mmax = 256;
         float *x, *out;
-        __nv_bfloat16 *xh;
+        __nv_bfloat16 *xh, *xn;
         CK(cudaMalloc(&x, (size_t)Mmax * K * 4));
         CK(cudaMalloc(&xh, (size_t)Mmax * K * 2));
+        CK(cudaMalloc(&xn, (size_t)Mmax * K * 2));
         CK(cudaMalloc(&out, (size_t)Mmax * sh.N_out * 4));
         fill_kernel<<<4096, 256>>>(x, (size_t)Mmax * K, 78);
         CK(cudaMemset(out, 0, (size_t)Mmax * sh.N_out * 4));
         CK(cudaDeviceSynchronize());
         for (int M : Ms) {
             const int pick = sk_w4m_pick(M, sh.N_out, K);
+            /* up to 32 rows the mma.sync tiles too (x not permuted: their own copy, xn) */
+            std::vector<int> cl;
+            if (M <= 32) cl.push_back(SK_W4M_128x16), cl.push_back(SK_W4M_128x32);
+            for (int c : cfgs) cl.push_back(c);
             sk_w4g_cast<__nv_bfloat16>(x, xh, M, K, 0);
-            for (int c : cfgs) {
+            if (M <= 32) cast_x<__nv_bfloat16>(x, xn, (size_t)M * K, 0);
+            for (int c : cl) {
+                __nv_bfloat16 *xc = sk_w4m_cfg_permuted(c) ? xh : xn;
                 printf("| %s | %d | %s%s |", sh.name, M, sk_w4m_cfg_name[c], c == pick ? "*" : "");
                 for (int so : splits) {
                     const float us = time_us([&](int i) {
                         if (sh.mode == SK_GEMV_STORE)
-                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xh, M, q4s[i % n4], scs[i % n4],
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xc, M, q4s[i % n4], scs[i % n4],
                                                                         G, NULL, sh.N_out, K, out, scr, so, 0);
                         else if (sh.mode == SK_GEMV_ADD)
-                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_ADD>(c, xh, M, q4s[i % n4], scs[i % n4],
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_ADD>(c, xc, M, q4s[i % n4], scs[i % n4],
                                                                       G, NULL, sh.N_out, K, out, scr, so, 0);
                         else
-                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_SWIGLU>(c, xh, M, q4s[i % n4], scs[i % n4],
+                            sk_w4m_launch<__nv_bfloat16, SK_GEMV_SWIGLU>(c, xc, M, q4s[i % n4], scs[i % n4],
                                                                          G, NULL, sh.N_out, K, out, scr, so, 0);
                     }, 15, e0, e1);
                     printf(" %.1f |", us);
@@ -499,7 +506,7 @@ static void time_bn(const sk_w4m_scratch *scr) {
             }
         }
         for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
-        cudaFree(x), cudaFree(xh), cudaFree(out);
+        cudaFree(x), cudaFree(xh), cudaFree(xn), cudaFree(out);
     }
 }
 
@@ -679,11 +686,15 @@ static void time_all(const sk_w4m_scratch *scr) {
 
 /* A few launches to profile (ncu): the memory-bound and the compute-bound regimes. */
 static void prof(const sk_w4m_scratch *scr) {
+    /* splits 0: the launcher's; the last two (session 7): o's shape at 64 rows unsplit and in
+     * 2 splits, which takes longer with twice the blocks on twice the SMs (dev_gemm_w4 bn:
+     * 55.4 against 60.8 us) - for ncu (--kernel-name regex:sk_w4g) */
     const struct {
-        int N, K, T, cfg;
-    } cs[] = {{57344, 8192, 16, SK_W4M_128x16}, {10240, 8192, 1024, SK_W4M_128x128},
-              {10240, 8192, 64, SK_W4M_128x64}, {10240, 8192, 128, SK_W4M_G128},
-              {10240, 8192, 128, SK_W4M_128x64}};
+        int N, K, T, cfg, splits;
+    } cs[] = {{57344, 8192, 16, SK_W4M_128x16, 0}, {10240, 8192, 1024, SK_W4M_128x128, 0},
+              {10240, 8192, 64, SK_W4M_128x64, 0}, {10240, 8192, 128, SK_W4M_G128, 0},
+              {10240, 8192, 128, SK_W4M_128x64, 0}, {8192, 8192, 64, SK_W4M_G64, 1},
+              {8192, 8192, 64, SK_W4M_G64, 2}};
     for (const auto &c : cs) {
         const int G = 128;
         uint32_t *q4;
@@ -703,7 +714,7 @@ static void prof(const sk_w4m_scratch *scr) {
             cast_x<__nv_bfloat16>(x, xh, (size_t)c.T * c.K, 0);
         for (int i = 0; i < 2; i++)
             sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c.cfg, xh, c.T, q4, sc, G, NULL, c.N, c.K,
-                                                        out, scr, 0, 0);
+                                                        out, scr, c.splits, 0);
         CK(cudaDeviceSynchronize());
         cudaFree(q4), cudaFree(sc), cudaFree(x), cudaFree(xh), cudaFree(out);
     }
