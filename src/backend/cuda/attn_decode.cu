@@ -231,8 +231,10 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
     /* The cap (session 7, Llama-2-70B INT4 at batch 1 through the engine, SAKER_ATTN_NS forcing
      * the count: ITL 14.82 ms with the rule's count at a 2,176-token context, 14.30 with 8,
      * 15.40 with 4, 21.6 with 1; 13.38 / 13.26 / 13.32 at 256 tokens): past 8 splits the rule's
-     * extra blocks and partials cost more than they spread. SAKER_ATTN_SPLIT_CAP=N sets it
-     * (0: none, the rule alone). */
+     * extra blocks and partials cost more than they spread. A cap of 8 alone was 2.6% slower at
+     * 3,968 tokens and 1% on 7B at 2,048, so it is max(8, one split per 256 tokens of context):
+     * measured no slower anywhere (bench/results/decode.md, session 7). SAKER_ATTN_SPLIT_CAP=N
+     * sets the 8 (0: no cap, the rule alone). */
     static int cap_env = -1;
     if (cap_env < 0) {
         const char *e = getenv("SAKER_ATTN_SPLIT_CAP");
