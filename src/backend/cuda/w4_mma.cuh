@@ -396,6 +396,11 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
      * and ADD: the bias and every old output are loaded (into acc) before any output is stored,
      * so the loads overlap instead of waiting a memory latency each behind the previous store
      * (the compiler cannot move a load above a store that may alias it). */
+    /* output row n and token t of accumulator (mi, nj, e); outside the product: skip it */
+#define SK_W4M_EPI_POS(mi_, nj_, e_)                                                               \
+    const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi_) + g + 8 * ((e_) >> 1);             \
+    const int t = t0 + wn * WTN + 8 * (nj_) + 2 * q + ((e_) & 1);                                  \
+    if (n >= N_out || t >= T) continue
     if (!SW) { /* bias, then (ADD) the old output: (acc + bias) + old, as before */
 #pragma unroll
         for (int mi = 0; mi < MT; mi++)
@@ -403,9 +408,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
             for (int nj = 0; nj < NT; nj++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g + 8 * (e >> 1);
-                    const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
-                    if (n >= N_out || t >= T) continue;
+                    SK_W4M_EPI_POS(mi, nj, e);
                     if (p.bias) acc[mi][nj][e] += p.bias[n];
                     if (MODE == SK_GEMV_ADD) acc[mi][nj][e] += p.out[(size_t)t * N_out + n];
                 }
@@ -416,9 +419,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         for (int nj = 0; nj < NT; nj++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int n = n0 + sk_w4m_rowbase<BM, WM, MT, SW>(wm, mi) + g + 8 * (e >> 1);
-                const int t = t0 + wn * WTN + 8 * nj + 2 * q + (e & 1);
-                if (n >= N_out || t >= T) continue;
+                SK_W4M_EPI_POS(mi, nj, e);
                 float v = acc[mi][nj][e];
                 float *o = p.out + (size_t)t * N_out + n;
                 if (SW) {
@@ -428,6 +429,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
                     *o = v; /* bias and (ADD) the old value are already in v */
                 }
             }
+#undef SK_W4M_EPI_POS
 }
 
 /* ---- sk_w4g_kernel: the same product on wgmma (sm_90a), for 64..256 rows of x -----------------
