@@ -4,7 +4,9 @@
  * Build and run from the repository root:
  *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -lineinfo -lcublasLt \
  *        -Isrc -o /tmp/gemv_w4 dev/cuda/gemv_w4.cu && /tmp/gemv_w4 [check|gemv|all|prof]
- * (prof: one launch each of tc, bk and cp on two 70B shapes, for ncu; no checks)
+ * (prof: one launch each of tc, bk and cp on two 70B shapes, for ncu; no checks;
+ *  probe: fp16 subnormals through mma.sync, a read-only bandwidth ceiling, a decode GEMV's
+ *  fixed cost per launch - see probe())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -1056,12 +1058,179 @@ static void prof(void) {
     }
 }
 
+/* ---- probe (session 7, for the batch-1 bar; dev/notes/w4_gemv_research.md) -----------------
+ * 1. Does mma.sync m16n8k16 (f16 in, f32 accumulate) keep fp16 subnormal A operands exactly? A
+ *    zero point applied after the MMA with A = q * 2^-24 (the nibble's bits as a subnormal, no
+ *    subtraction: one instruction a pair less than ZC 2) needs it. A control with A = q as
+ *    normal fp16 must come out exact first, or the fragment layout below is wrong and the test
+ *    says nothing. Products and sums are exact in fp32 by construction (B: multiples of 1/64 in
+ *    [-1, 1)), so exact means bit-equal to the double reference.
+ * 2. A read-only bandwidth ceiling: the copy ceiling counts read + write; the GEMVs only read.
+ * 3. The fixed cost of a decode GEMV launch: the backend's pick at T = 1, N_out = 8192, STORE,
+ *    K from 1,024 to 28,672 (weights rotated past L2, back-to-back launches as the engine, PDL
+ *    on), fitted as time = a + bytes / rate by least squares. */
+static __device__ __forceinline__ uint32_t pk(uint16_t lo, uint16_t hi) {
+    return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+static __global__ void probe_mma_kernel(const uint16_t *A, const uint16_t *B, float *D) {
+    const int lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+    /* A row-major 16 x 16, B as [n][k] (the .col operand), D row-major 16 x 8 (PTX ISA's
+     * m16n8k16 fragment layouts for 16-bit A/B and f32 C/D) */
+    const uint32_t a0 = pk(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]);
+    const uint32_t a1 = pk(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]);
+    const uint32_t a2 = pk(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]);
+    const uint32_t a3 = pk(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9]);
+    const uint32_t b0 = pk(B[g * 16 + 2 * t], B[g * 16 + 2 * t + 1]);
+    const uint32_t b1 = pk(B[g * 16 + 2 * t + 8], B[g * 16 + 2 * t + 9]);
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    sk_w4_mma_h(c, a0, a1, a2, a3, b0, b1);
+    D[g * 8 + 2 * t] = c[0], D[g * 8 + 2 * t + 1] = c[1];
+    D[(g + 8) * 8 + 2 * t] = c[2], D[(g + 8) * 8 + 2 * t + 1] = c[3];
+}
+static __global__ void probe_read_kernel(const uint4 *p, size_t n, uint32_t *sink) {
+    uint32_t acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) { /* four loads in flight a thread */
+        const uint4 v0 = sk_w4_ld_stream(p + i), v1 = sk_w4_ld_stream(p + i + stride);
+        const uint4 v2 = sk_w4_ld_stream(p + i + 2 * stride), v3 = sk_w4_ld_stream(p + i + 3 * stride);
+        acc ^= v0.x ^ v0.y ^ v0.z ^ v0.w ^ v1.x ^ v1.y ^ v1.z ^ v1.w;
+        acc ^= v2.x ^ v2.y ^ v2.z ^ v2.w ^ v3.x ^ v3.y ^ v3.z ^ v3.w;
+    }
+    for (; i < n; i += stride) {
+        const uint4 v = sk_w4_ld_stream(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) sink[0] = acc; /* keeps the loads; practically never stores */
+}
+static int probe(void) {
+    int fails = 0;
+    { /* 1. subnormal operands */
+        std::vector<uint16_t> A(256), Ac(256), B(128);
+        std::vector<double> ref(128), refc(128);
+        for (int i = 0; i < 16; i++)
+            for (int k = 0; k < 16; k++) {
+                const int q = (7 * i + 3 * k + 1) % 16; /* every nibble value in every row */
+                A[i * 16 + k] = (uint16_t)q;             /* q * 2^-24, subnormal (0: zero) */
+                Ac[i * 16 + k] = f2h(q ? (float)q : 1.0f);
+                if (!q) Ac[i * 16 + k] = 0; /* f2h takes positive normals only */
+            }
+        for (int n = 0; n < 8; n++)
+            for (int k = 0; k < 16; k++) {
+                const int m = (int)(64.0f * frand()); /* -63..63; 0 taken as 1 (never zero) */
+                const float v = (float)(m == 0 ? 1 : m) / 64.0f;
+                /* fp16 bits of v (exact: |m| <= 64, a power-of-two denominator) */
+                const __half h = __float2half(v);
+                uint16_t hb;
+                memcpy(&hb, &h, 2);
+                B[n * 16 + k] = hb;
+            }
+        for (int i = 0; i < 16; i++)
+            for (int n = 0; n < 8; n++) {
+                double a = 0.0, ac = 0.0;
+                for (int k = 0; k < 16; k++) {
+                    const double b = (double)hbits2f(B[n * 16 + k]);
+                    a += (double)A[i * 16 + k] * ldexp(1.0, -24) * b;
+                    ac += (double)hbits2f(Ac[i * 16 + k]) * b;
+                }
+                ref[i * 8 + n] = a, refc[i * 8 + n] = ac;
+            }
+        uint16_t *dA, *dB;
+        float *dD;
+        CK(cudaMalloc(&dA, 512));
+        CK(cudaMalloc(&dB, 256));
+        CK(cudaMalloc(&dD, 512));
+        std::vector<float> D(128);
+        int bad[2] = {0, 0};
+        for (int pass = 0; pass < 2; pass++) { /* 0: the normal control, 1: subnormal */
+            CK(cudaMemcpy(dA, pass ? A.data() : Ac.data(), 512, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dB, B.data(), 256, cudaMemcpyHostToDevice));
+            probe_mma_kernel<<<1, 32>>>(dA, dB, dD);
+            CK(cudaMemcpy(D.data(), dD, 512, cudaMemcpyDeviceToHost));
+            for (int i = 0; i < 128; i++)
+                if ((double)D[i] != (pass ? ref : refc)[i]) bad[pass]++;
+        }
+        printf("probe mma f16 subnormal A: control (normal A) %d of 128 outputs differ; "
+               "subnormal A %d of 128 differ -> %s\n", bad[0], bad[1],
+               bad[0] ? "INCONCLUSIVE (control wrong: fragment layout)"
+                      : bad[1] ? "subnormals NOT kept exactly" : "subnormals kept exactly");
+        fails += bad[0] != 0;
+        cudaFree(dA), cudaFree(dB), cudaFree(dD);
+    }
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    { /* 2. read-only ceiling, several grid shapes */
+        const size_t bytes = (size_t)2 << 30, n = bytes / 16;
+        uint4 *p;
+        uint32_t *sink;
+        CK(cudaMalloc(&p, bytes));
+        CK(cudaMalloc(&sink, 4));
+        CK(cudaMemset(p, 0x5a, bytes));
+        int dev = 0, n_sm = 0;
+        CK(cudaGetDevice(&dev));
+        CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        const int per_sm[] = {2, 4, 8, 16};
+        for (int bi = 0; bi < 4; bi++) {
+            const unsigned grid = (unsigned)(n_sm * per_sm[bi]);
+            std::vector<float> ts;
+            for (int r = 0; r < 12; r++) {
+                CK(cudaEventRecord(e0));
+                probe_read_kernel<<<grid, 256>>>(p, n, sink);
+                CK(cudaEventRecord(e1));
+                CK(cudaEventSynchronize(e1));
+                float ms;
+                CK(cudaEventElapsedTime(&ms, e0, e1));
+                if (r >= 2) ts.push_back(ms);
+            }
+            printf("probe read-only: 2 GiB, %u blocks of 256 (%d an SM): %.3f TB/s (median of 10)\n",
+                   grid, per_sm[bi], bytes / (median(ts) * 1e-3) / 1e12);
+        }
+        cudaFree(p), cudaFree(sink);
+    }
+    { /* 3. fixed cost of a launch */
+        const int N_out = 8192, G = 128, Ks[] = {1024, 2048, 4096, 8192, 16384, 28672};
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        int np = 0;
+        printf("\n| K | INT4 MB | us | GB/s |\n| --- | --- | --- | --- |\n");
+        for (int K : Ks) {
+            const size_t w4b = (size_t)N_out * K / 2 + (size_t)N_out * (K / G) * 4;
+            const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+            std::vector<uint32_t *> q4s(n4);
+            std::vector<__half2 *> scs(n4);
+            for (int i = 0; i < n4; i++) {
+                CK(cudaMalloc(&q4s[i], (size_t)N_out * K / 2));
+                CK(cudaMalloc(&scs[i], (size_t)N_out * (K / G) * 4));
+                sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N_out, K, 0.01f, 55 + i);
+            }
+            float *x, *out;
+            CK(cudaMalloc(&x, (size_t)K * 4));
+            CK(cudaMalloc(&out, (size_t)N_out * 4));
+            rand_f32_kernel<<<64, 256>>>(x, (size_t)K, 9);
+            CK(cudaDeviceSynchronize());
+            const float us = time_launches(
+                [&](int i) { launch_backend_any(1, 0, x, q4s[i % n4], scs[i % n4], G, N_out, K, out); },
+                e0, e1);
+            printf("| %d | %.1f | %.2f | %.0f |\n", K, w4b / 1e6, us, w4b / (us * 1e-6) / 1e9);
+            sx += (double)w4b, sy += us, sxx += (double)w4b * w4b, sxy += (double)w4b * us, np++;
+            for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
+            cudaFree(x), cudaFree(out);
+        }
+        const double b = (np * sxy - sx * sy) / (np * sxx - sx * sx), a = (sy - b * sx) / np;
+        printf("probe fixed cost: time = %.2f us + bytes / %.3f TB/s (least squares over %d K)\n", a,
+               1e-6 / b, np); /* b: us per byte */
+    }
+    printf("RESULT: %s\n", fails ? "FAIL" : "PASS");
+    return fails;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
     if (strcmp(mode, "prof") == 0) {
         prof();
         return 0;
     }
+    if (strcmp(mode, "probe") == 0) return probe() ? 1 : 0;
     const int fails = check_all(); /* timing still runs after a failure (its figures then say
                                       nothing about the failed versions) */
     if (strcmp(mode, "gemv") == 0 || strcmp(mode, "all") == 0) time_gemv();
