@@ -39,10 +39,13 @@
 #ifndef SK_CUDA_W4_MMA_CUH
 #define SK_CUDA_W4_MMA_CUH
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/w4_sk.h"
@@ -862,6 +865,32 @@ static __device__ __forceinline__ void sk_w4ws_cp_arrive(uint32_t a) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
 }
 
+/* TMA helpers of sk_w4ws_kernel's TMA producer (attn_prefill.cuh's sk_mb_expect_tx and
+ * sk_tma_load_2d, separate names so that one translation unit can include both headers) */
+static __device__ __forceinline__ void sk_w4ws_expect_tx(uint32_t a, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_w4ws_tma2d(uint32_t dst, const CUtensorMap *map, int c0,
+                                                     int c1, uint32_t mb) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb)
+                 : "memory");
+}
+/* cp.async of 4, 8 or 16 bytes (nb, warp-uniform) with zero fill when !ok */
+static __device__ __forceinline__ void sk_w4ws_cpn(uint32_t dst, const void *src, int nb, bool ok) {
+    if (nb == 16)
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 16 : 0));
+    else if (nb == 8)
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 8 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 4 : 0));
+}
+
 /* sk_w4ws_kernel's consumers: one 128-wide K block of a warpgroup's product, sk_w4g_tile's loop
  * body copied (a shared function changed the SASS of every sk_w4g_kernel instance a little, so
  * the copy keeps theirs byte for byte; keep the two in step), from the stage at st (generic
@@ -1064,8 +1093,23 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  *   BN = 128 for one block an SM (214016 / 216064 bytes), 4 at BN = 64 for two (107520 each).
  *   Split-K as sk_w4g_tile (workspace, counters); no stream-K.
  *   Not run on a GPU yet (written in session 8 without one). */
-template <typename H, int BN, int STAGES, int MINB, int MODE>
-__global__ void __launch_bounds__(384, MINB) sk_w4ws_kernel(const sk_w4m_params p) {
+/* TMA (session 8): the producer is one warp. Lane 0 arms the stage's full barrier with the byte
+ * count and issues four 2-D tensor copies: the x tile's two 64-column halves (box 64 x BN,
+ * 128-byte swizzle: exactly the layout the cp.async plan writes and wgmma reads; rows past T are
+ * zero-filled) and the INT4 words of the two 64-row halves (box 16 words x 64 rows; SWIGLU: the
+ * gate rows n0.., then the up rows N_out + n0..; rows past the matrix zero-filled, gate rows past
+ * N_out read up rows whose outputs the epilogue never stores). The scales go by cp.async from
+ * the 32 lanes (a row's 128 / G words, 4 rows a lane; a tensor map would need K / G % 4 == 0,
+ * which 7B's down, K = 11008, is not), each lane then arriving by cp.async.mbarrier.arrive
+ * .noinc: full[s] counts 33. The consumers' proxy fence goes (TMA writes through the async proxy
+ * that wgmma reads by). Warps 1-3 of warpgroup 0 leave at once. The motive (session 8, the
+ * wgmma kernel's ablations in bench/results/awq-speed.md): the cp.async copy plan is ~270 of
+ * sk_w4g_tile's 488 instructions a warp and K block, and dropping only the x copies took 35% off
+ * g128x128's time. */
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
+__global__ void __launch_bounds__(384, MINB)
+    sk_w4ws_kernel(const sk_w4m_params p, const __grid_constant__ CUtensorMap tmx,
+                   const __grid_constant__ CUtensorMap tmw) {
     constexpr int BM = 128, SB = SK_W4G_STAGE_BYTES(BM, BN);
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
     static_assert(SK_W4G_BN_OK(BN), "x tile width");
@@ -1092,13 +1136,50 @@ __global__ void __launch_bounds__(384, MINB) sk_w4ws_kernel(const sk_w4m_params 
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; s++) {
-            sk_w4ws_init(full0 + 8u * s, 128);
+            sk_w4ws_init(full0 + 8u * s, TMA ? 33 : 128);
             sk_w4ws_init(empty0 + 8u * s, 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
+    if (wg == 0 && TMA) {
+        if (tid >= 32) return;
+        const int KG = K / G, spb = SK_W4M_BK / G;
+        const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
+        const uint32_t *srow[4];
+        bool sok[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int r = tid + 32 * j;
+            int n = n0 + r, lim = n;
+            if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
+            sok[j] = lim < N_out;
+            srow[j] = q4s + (size_t)(sok[j] ? n : 0) * KG;
+        }
+        const int rw1 = SW ? N_out + n0 : n0 + BM / 2;
+        int slot = 0, round = 0;
+        for (int kb = kb0; kb < kb1; kb++) {
+            if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
+            const uint32_t st = sm_a + (uint32_t)(slot * SB), fb = full0 + 8u * slot;
+            if (tid == 0) {
+                sk_w4ws_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
+                sk_w4ws_tma2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 256), &tmw, kb * (SK_W4M_BK / 8), n0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, kb * (SK_W4M_BK / 8), rw1,
+                              fb);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (tid + 32 * j)),
+                            srow[j] + (size_t)kb * spb, 4 * spb, sok[j]);
+            sk_w4ws_cp_arrive(fb);
+            if (++slot == STAGES) slot = 0, round++;
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        return;
+    }
     if (wg == 0) {
         /* ---- producer: sk_w4g_tile's copy plan for 128 threads: weight units tid + 128 j (rows
          * tid / 4 + 32 j, unit tid % 4; its scale word when tid % 4 < 128 / G), j = 0..3; x units
@@ -1170,7 +1251,8 @@ __global__ void __launch_bounds__(384, MINB) sk_w4ws_kernel(const sk_w4m_params 
     uint32_t fph = 0; /* parity of the full phase of the slot's current use */
     for (int kb = kb0; kb < kb1; kb++) {
         sk_w4ws_wait(full0 + 8u * slot, fph);
-        sk_wg_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
+        if constexpr (!TMA)
+            sk_wg_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
         sk_w4ws_block<BN, BM, H>(acc, aset, sm + slot * SB, sm_a + (uint32_t)(slot * SB), r0, q,
                                  sshift, kb > kb0, empty0 + 8u * pslot);
         pslot = slot;
@@ -1223,20 +1305,30 @@ enum {
     SK_W4M_WS64,   /* 128 x 64, 8 stages, one block an SM */
     SK_W4M_WS128,  /* 128 x 128, 5 stages, one block an SM */
     SK_W4M_WS64B2, /* 128 x 64, 4 stages, two blocks an SM (80 registers) */
+    /* session 8: the same with a TMA producer warp (sk_w4ws_kernel's TMA) */
+    SK_W4M_WT64,   /* 128 x 64, 8 stages */
+    SK_W4M_WT128,  /* 128 x 128, 5 stages */
+    SK_W4M_WT144,  /* 128 x 144, 4 stages */
+    SK_W4M_WT80,   /* 128 x 80, 6 stages */
+    SK_W4M_WT96,   /* 128 x 96, 6 stages */
+    SK_W4M_WT160,  /* 128 x 160, 4 stages */
+    SK_W4M_WT192,  /* 128 x 192, 3 stages */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "128x16", "128x32", "128x64", "g128x64", "g128x128", "g128x80", "g128x96", "g128x144",
     "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
     "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
-    "ws128x64b2"};
+    "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
+    "wt128x192"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
     return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G80 || cfg == SK_W4M_G96 ||
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
            cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
-           cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2;
+           cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WT192);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1406,13 +1498,20 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
  * automatic split, so that the workbench's split options all run): grid (ceil(T / BN),
  * ceil(N_out / RT), splits), 384 threads, STAGES * SK_W4G_STAGE_BYTES(128, BN) + 1024 bytes of
  * dynamic shared memory; the split rule and the scratch limits of sk_w4g_run. */
-template <typename H, int BN, int STAGES, int MINB, int MODE>
+static inline CUtensorMapDataType sk_w4ws_dtype(const __half *) {
+    return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+static inline CUtensorMapDataType sk_w4ws_dtype(const __nv_bfloat16 *) {
+    return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
 static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                         const float *bias, int N_out, int K, float *out,
                         const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
     constexpr int BM = 128;
     constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
-    void (*kern)(const sk_w4m_params) = sk_w4ws_kernel<H, BN, STAGES, MINB, MODE>;
+    void (*kern)(const sk_w4m_params, const CUtensorMap, const CUtensorMap) =
+        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA>;
     static int occ = 0;
     if (!occ) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
@@ -1441,7 +1540,40 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
     p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
     p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
     p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 384, SMEM, s>>>(p);
+    CUtensorMap tmx, tmw;
+    memset(&tmx, 0, sizeof tmx), memset(&tmw, 0, sizeof tmw);
+    if (TMA) {
+        static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+        if (!encode) {
+            cudaDriverEntryPointQueryResult q;
+            void *fn = NULL;
+            if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                 cudaEnableDefault, &q) != cudaSuccess ||
+                q != cudaDriverEntryPointSuccess || !fn) {
+                fprintf(stderr, "saker: w4 TMA kernel: no cuTensorMapEncodeTiled\n");
+                abort();
+            }
+            encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+        }
+        const cuuint32_t estr[2] = {1, 1};
+        const cuuint64_t xd[2] = {(cuuint64_t)K, (cuuint64_t)T}, xs[1] = {(cuuint64_t)K * 2};
+        const cuuint32_t xb[2] = {64, (cuuint32_t)BN};
+        const cuuint64_t wd[2] = {(cuuint64_t)K / 8, (cuuint64_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1)};
+        const cuuint64_t ws[1] = {(cuuint64_t)K / 2};
+        const cuuint32_t wb[2] = {16, (cuuint32_t)BM / 2};
+        if (encode(&tmx, sk_w4ws_dtype((const H *)nullptr),
+                   2, (void *)x, xd, xs, xb, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
+            encode(&tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)q4, wd, ws, wb, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) !=
+                CUDA_SUCCESS) {
+            fprintf(stderr, "saker: w4 TMA kernel: tensor map (T %d, N_out %d, K %d)\n", T, N_out, K);
+            abort();
+        }
+    }
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 384, SMEM, s>>>(p, tmx, tmw);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
@@ -1484,6 +1616,27 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WS64B2:
             sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT64:
+            sk_w4ws_run<H, 64, 8, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT128:
+            sk_w4ws_run<H, 128, 5, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT144:
+            sk_w4ws_run<H, 144, 4, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT80:
+            sk_w4ws_run<H, 80, 6, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT96:
+            sk_w4ws_run<H, 96, 6, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT160:
+            sk_w4ws_run<H, 160, 4, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT192:
+            sk_w4ws_run<H, 192, 3, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
             break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
