@@ -10,7 +10,9 @@
  *   mma CFG      sk_w4m_kernel, tile configuration CFG (BM weight rows x BN tokens), split-K
  *                chosen by the launcher (the backend's pick per T marked "*"); 128x128,
  *                128x64w8 (8 warps of 32 x 32), 128x16np (no L2 prefetch), 128x16s6 (6 stages)
- *                for comparison only
+ *                for comparison only; ws128x64 / ws128x128: sk_w4ws_kernel (warp-specialized:
+ *                a cp.async producer warpgroup, two dequantize + wgmma consumer warpgroups,
+ *                mbarriers per stage; session 8, not yet run on a GPU)
  *   deq+lt old   w4.cuh's sk_w4_dequant_kernel to bf16, then cuBLASLt bf16 (the backend's path
  *                above 4 rows before this kernel, and still above SK_W4M_MAX_T rows; the
  *                dequantization is timed with it)
@@ -29,7 +31,10 @@
  *       2. the issue's table: Llama-2-70B linear shapes at T = 1 .. 4096, group 128, CUDA events
  *          around cast + product, a spin kernel queued first so that host launch overhead is
  *          not timed, median of 30, weights rotated over >= 256 MB so L2 holds none; INT4 GB/s
- *          = (K N / 2 + 4 N K / G) / time. */
+ *          = (K N / 2 + 4 N K / G) / time.
+ * environment (check and time): GW4_CFGS=name,name,... only these configurations (names as
+ * in sk_w4m_cfg_name, e.g. ws128x64,g128x64; default all); GW4_TRACE=1 prints each checked
+ * launch before it runs (flushed), so that a kernel that hangs is named. */
 #define SK_W4M_ALL_CONFIGS /* time the comparison configurations too */
 #include "backend/cuda/half.cuh"
 #include "backend/cuda/w4.cuh"
@@ -187,6 +192,25 @@ typedef struct check_shape {
     int T, N_out, K;
 } check_shape;
 
+/* Whether configuration cfg is in GW4_CFGS (comma-separated names; unset or empty: all). */
+static bool cfg_on(int cfg) {
+    const char *e = getenv("GW4_CFGS");
+    if (!e || !*e) return true;
+    const size_t n = strlen(sk_w4m_cfg_name[cfg]);
+    for (const char *c = e; *c;) {
+        const char *end = strchr(c, ',');
+        const size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (len == n && strncmp(c, sk_w4m_cfg_name[cfg], n) == 0) return true;
+        if (!end) break;
+        c = end + 1;
+    }
+    return false;
+}
+static bool g_trace(void) {
+    const char *e = getenv("GW4_TRACE");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 template <typename H>
 static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
                      const std::vector<double> &wr, const std::vector<float> &x,
@@ -237,13 +261,18 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
     int fails = 0;
     const int split_opts[] = {0, 1, 3, SK_W4M_STREAMK};
     for (int cfg = 0; cfg < SK_W4M_NCFG; cfg++) {
-        if (!sk_w4m_cfg_fits(cfg, K)) continue;
+        if (!sk_w4m_cfg_fits(cfg, K) || !cfg_on(cfg)) continue;
         if (sk_w4m_cfg_permuted(cfg))
             sk_w4g_cast<H>(dx, dxh, T, K, 0);
         else
             cast_x<H>(dx, dxh, x.size(), 0);
         for (int so : split_opts) {
             for (int rep = 0; rep < 2; rep++) {
+                if (g_trace()) {
+                    printf("launch %s mma %s split %d mode %d T=%d N=%d K=%d G=%d rep %d\n", hname,
+                           sk_w4m_cfg_name[cfg], so, mode, T, N_out, K, G, rep);
+                    fflush(stdout);
+                }
                 CK(cudaMemcpy(dout, init.data(), init.size() * 4, cudaMemcpyHostToDevice));
                 if (mode == SK_GEMV_STORE)
                     sk_w4m_launch<H, SK_GEMV_STORE>(cfg, dxh, T, m.dq, m.ds, G, use_bias ? db : NULL,
@@ -606,8 +635,10 @@ static void time_all(const sk_w4m_scratch *scr) {
                 if (M >= 1024 && (c == SK_W4M_128x16 || c == SK_W4M_128x32 || c == SK_W4M_128x16NP ||
                                   c == SK_W4M_128x16S6))
                     continue;
-                /* the wgmma tiles below 32 rows: mostly padding */
-                if (sk_w4m_cfg_permuted(c) && M < 32) continue;
+                /* the wgmma tiles below 32 rows: mostly padding; GW4_CFGS (the pick always:
+                 * the issue's table reports it) */
+                if ((sk_w4m_cfg_permuted(c) && M < 32) || (!cfg_on(c) && c != sk_w4m_pick(M, N, K)))
+                    continue;
                 tc[c] = time_us([&](int i) {
                     if (sk_w4m_cfg_permuted(c))
                         sk_w4g_cast<__nv_bfloat16>(x, xh, M, K, 0);

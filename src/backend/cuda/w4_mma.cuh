@@ -39,10 +39,13 @@
 #ifndef SK_CUDA_W4_MMA_CUH
 #define SK_CUDA_W4_MMA_CUH
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/w4_sk.h"
@@ -836,6 +839,434 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
     }
 }
 
+/* mbarrier helpers of sk_w4ws_kernel (the style of attn_prefill.cuh's sk_mb_*; shared addresses) */
+static __device__ __forceinline__ void sk_w4ws_init(uint32_t a, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
+}
+/* An arrival on the barrier at a when p, as a predicated instruction: a branch around the arrival
+ * between wgmmas and their wait made ptxas serialize the wgmmas (C7513). */
+static __device__ __forceinline__ void sk_w4ws_arrive_if(uint32_t a, bool p) {
+    asm volatile("{\n.reg .pred q;\nsetp.ne.b32 q, %1, 0;\n"
+                 "@q mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(a), "r"((int)p)
+                 : "memory");
+}
+/* Returns once the phase of parity `parity` of the barrier at a has completed. */
+static __device__ __forceinline__ void sk_w4ws_wait(uint32_t a, uint32_t parity) {
+    uint32_t ok;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+/* An arrival on the barrier at a once every cp.async this thread issued so far has landed (noinc:
+ * the barrier's count includes this arrival). */
+static __device__ __forceinline__ void sk_w4ws_cp_arrive(uint32_t a) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
+}
+
+/* TMA helpers of sk_w4ws_kernel's TMA producer (attn_prefill.cuh's sk_mb_expect_tx and
+ * sk_tma_load_2d, separate names so that one translation unit can include both headers) */
+static __device__ __forceinline__ void sk_w4ws_expect_tx(uint32_t a, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_w4ws_tma2d(uint32_t dst, const CUtensorMap *map, int c0,
+                                                     int c1, uint32_t mb) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb)
+                 : "memory");
+}
+/* cp.async of 4, 8 or 16 bytes (nb, warp-uniform) with zero fill when !ok */
+static __device__ __forceinline__ void sk_w4ws_cpn(uint32_t dst, const void *src, int nb, bool ok) {
+    if (nb == 16)
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 16 : 0));
+    else if (nb == 8)
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 8 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 4 : 0));
+}
+
+/* sk_w4ws_kernel's consumers: one 128-wide K block of a warpgroup's product, sk_w4g_tile's loop
+ * body copied (a shared function changed the SASS of every sk_w4g_kernel instance a little, so
+ * the copy keeps theirs byte for byte; keep the two in step), from the stage at st (generic
+ * address) / xt (its shared address): this warp's words and scales (rows r0, r0 + 8) to
+ * registers, dequantized into aset[0] (words 0-1), 4 wgmmas, commit, then aset[1] (words 2-3)
+ * under them. On return the block's second commit group may still run; the first is retired by
+ * the next call's first wait. release: the warp's lane 0 arrives on the mbarrier at rel once the
+ * second wait has retired every wgmma of the previous K block (see sk_w4ws_kernel). A flag, not
+ * rel == 0: a barrier may sit at shared address 0. */
+template <int BN, int BM, typename H>
+static __device__ __forceinline__ void sk_w4ws_block(float (&acc)[BN / 2],
+                                                    uint32_t (&aset)[2][4][4], const uint8_t *st,
+                                                    uint32_t xt, int r0, int q, int sshift,
+                                                    bool release, uint32_t rel) {
+    const uint4 *sw = reinterpret_cast<const uint4 *>(st + BN * 256);
+    const uint32_t *ss = reinterpret_cast<const uint32_t *>(st + BN * 256 + BM * 64);
+    const uint4 wv0 = sw[4 * r0 + q], wv1 = sw[4 * (r0 + 8) + q];
+    uint32_t sc[2][3];
+    sk_w4m_prep(ss[4 * r0 + (q >> sshift)], sc[0], (const H *)nullptr);
+    sk_w4m_prep(ss[4 * (r0 + 8) + (q >> sshift)], sc[1], (const H *)nullptr);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        /* words 2 hf, 2 hf + 1 -> k16 slices 4 hf .. 4 hf + 3, into register set aset[hf]:
+         * the wgmmas that read it last time (one commit group back) must be done first, and
+         * the pin there keeps the two sets in distinct registers (the compiler does not see
+         * the asynchronous reads). */
+        uint32_t(&a)[4][4] = aset[hf];
+        sk_wg_wait<1>();
+#pragma unroll
+        for (int m = 0; m < 4; m++) sk_wg_pin(a[m]);
+        if (hf == 1) { /* the previous K block's wgmmas are done: its stage is free */
+            __syncwarp();
+            sk_w4ws_arrive_if(rel, release && (threadIdx.x & 31) == 0);
+        }
+#pragma unroll
+        for (int ii = 0; ii < 2; ii++) {
+            const int i = 2 * hf + ii;
+            const uint32_t w0 = i == 0 ? wv0.x : i == 1 ? wv0.y : i == 2 ? wv0.z : wv0.w;
+            const uint32_t w1 = i == 0 ? wv1.x : i == 1 ? wv1.y : i == 2 ? wv1.z : wv1.w;
+            uint32_t d0[4], d1[4];
+            sk_w4m_deq(w0, sc[0], d0, (const H *)nullptr);
+            sk_w4m_deq(w1, sc[1], d1, (const H *)nullptr);
+#pragma unroll
+            for (int s2 = 0; s2 < 2; s2++) {
+                a[2 * ii + s2][0] = d0[2 * s2];
+                a[2 * ii + s2][1] = d1[2 * s2];
+                a[2 * ii + s2][2] = d0[2 * s2 + 1];
+                a[2 * ii + s2][3] = d1[2 * s2 + 1];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < 4; m++) sk_wg_pin(a[m]);
+        sk_wg_pin(acc);
+        sk_wg_fence();
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            const int j = 4 * hf + m; /* k16 slice: half j / 4 of the tile, 32 bytes a step */
+            sk_w4g_mma<BN, H>(acc, a[m], xt + (uint32_t)((j >> 2) * BN * 128 + (j & 3) * 32));
+        }
+        sk_wg_commit();
+        sk_wg_pin(acc);
+    }
+}
+
+/* sk_w4ws_kernel's epilogue: sk_w4g_tile's, copied for the same reason as sk_w4ws_block, over
+ * the 256 consumer threads (ctid 0..255, as sk_w4g_tile's 256 at NWG = 2) with named barrier 1
+ * instead of __syncthreads (the producer warpgroup has left), without stream-K. Entered after
+ * the K loop with every wgmma waited for, every copy landed and the consumers past barrier 1, so
+ * the stage ring is free: the accumulators (rows r0, r0 + 8 of the block, tokens
+ * 8 jn + 2 q + (0, 1)) go through shared memory (red, over the ring at sm) to coalesced stores;
+ * split-K partials as sk_w4g_tile. */
+template <int BN, int MODE>
+static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
+                                                        const float (&acc)[BN / 2], uint8_t *sm,
+                                                        int tid, int r0, int q, int t0, int n0,
+                                                        int &s_last) {
+    constexpr int BM = 128, NTH = 256;
+    constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    const int T = p.T, N_out = p.N_out;
+    const int RT = SW ? BM / 2 : BM;
+    /* Accumulators -> red [BN][BM + 4]: d[4 jn + e] is row r0 (+ 8 for e >= 2) of the block,
+     * token 8 jn + 2 q + (e & 1). */
+    constexpr int LD = BM + 4;
+    float *red = reinterpret_cast<float *>(sm);
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+
+    const int nseg = p.splits;
+    if (nseg > 1) {
+        const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+        float *wp = p.ws + ((size_t)tile * nseg + blockIdx.z) * (BM * BN);
+        for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
+        __threadfence();
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == nseg - 1;
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        if (!s_last) return;
+        __threadfence();
+        for (int i = tid; i < BM * BN; i += NTH) {
+            float v = 0.0f;
+            for (int z = 0; z < nseg; z++)
+                v += __ldcg(p.ws + ((size_t)tile * nseg + z) * (BM * BN) + i);
+            red[(i / BM) * LD + i % BM] = v;
+        }
+        if (tid == 0) p.cnt[tile] = 0;
+        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    }
+
+    /* U outputs a thread per pass; with ADD their old values are all loaded before any store
+     * (one round trip per pass instead of one per output: the compiler cannot move a load of
+     * out above a store to out, so a load-add-store loop waits a full memory latency per
+     * output, BN / 2 of them a thread) */
+    constexpr int U = 8;
+    for (int i0 = tid; i0 < BN * RT; i0 += U * NTH) {
+        float bv[U], prev[U]; /* bias and (ADD) old outputs, loaded before any store */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * NTH, t = i / RT, n = n0 + i % RT;
+            const bool ok = !SW && i < BN * RT && t0 + t < T && n < N_out;
+            bv[u] = ok && p.bias ? p.bias[n] : 0.0f;
+            prev[u] = ok && MODE == SK_GEMV_ADD ? p.out[(size_t)(t0 + t) * N_out + n] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + u * NTH, t = i / RT, r = i % RT, n = n0 + r;
+            if (i >= BN * RT || t0 + t >= T || n >= N_out) continue;
+            float v = red[t * LD + r];
+            float *o = p.out + (size_t)(t0 + t) * N_out + n;
+            if (SW) {
+                const float uu = red[t * LD + r + BM / 2];
+                *o = v / (1.0f + __expf(-v)) * uu;
+            } else {
+                if (p.bias) v += bv[u]; /* (acc + bias) + old, as before */
+                if (MODE == SK_GEMV_ADD) v += prev[u];
+                *o = v;
+            }
+        }
+    }
+}
+
+/* ---- sk_w4ws_kernel: sk_w4g_kernel warp-specialized (experimental, workbench only) ----------
+ *
+ * Why (session 7, bench/results/awq-speed.md): sk_w4g_kernel runs at 180-360 TFLOP/s where
+ * cuBLAS bf16 runs at 400-470, and neither more stages nor smaller tiles helped; every thread
+ * both loads and computes, and each K block passes cp.async.wait_group, a block barrier, the
+ * next block's loads, the dequantization and the wgmma chain in step, a second co-resident block
+ * hiding part of it. Here (as vLLM's Machete, FlashAttention-3, CUTLASS's warp-specialized
+ * kernels) the roles split and the block barrier leaves the K loop:
+ *   Block: 384 threads. Warpgroup 0 is the producer: it only issues sk_w4g_tile's cp.async copies
+ *   (same stage layout, SK_W4G_STAGE_BYTES: the swizzled x tile, the INT4 words with the L2
+ *   256-byte hint, the scales), its 128 threads taking the copy plan sk_w4g_tile gives 256.
+ *   Warpgroups 1 and 2 are the consumers, 64 weight rows each (BM = 128; SWIGLU: 64 gate rows
+ *   then the matching 64 up rows, as NWG = 2), running sk_w4g_tile's per-block code
+ *   (sk_w4ws_block: dequantize into two alternating register sets, 2 x 4 wgmmas) and its
+ *   epilogue (sk_w4ws_epilogue over the 256 consumer threads, named barrier 1), both copies.
+ *   Synchronisation, per stage s of STAGES (static shared s_bar: full[s], then empty[s]):
+ *   - full[s], count 128: each producer thread, after issuing its copies of a K block into s,
+ *     executes cp.async.mbarrier.arrive.noinc on it, an arrival that happens when all its
+ *     copies have landed; so the phase completes when the whole stage is in shared memory, and
+ *     the producer never waits for its own copies.
+ *   - empty[s], count 8 (one arrival per consumer warp: lane 0 after __syncwarp, so the warp's
+ *     shared loads of the stage are ordered before it; 8 instead of 256 per-thread arrivals to
+ *     keep the shared-memory atomics off the consumers' path): a consumer warp arrives once the
+ *     wgmmas that read the stage's x tile have completed. Those are the block's two commit
+ *     groups; the second is retired by the wait before the next block's second half
+ *     (sk_wg_wait<1> with only that block's first group younger), so block j's stage is released
+ *     during block j + 1 (one block late: the loads then run STAGES - 1 blocks ahead, against
+ *     STAGES - 2 in sk_w4g_tile). The last block's stage is never released: nobody loads after
+ *     it (the consumers' wait<0> and named barrier precede the epilogue's reuse of the ring).
+ *   - Phases: the u-th use (u = 0, 1, ...) of stage s is K block kb0 + u STAGES + s. The
+ *     consumers wait on full[s] for parity u & 1; the producer, for u >= 1, waits on empty[s]
+ *     for parity (u - 1) & 1 (the consumers' release of use u - 1; no wait for u = 0). The
+ *     consumers keep (slot, parity bit), flipping the bit when the slot wraps; the producer
+ *     (slot, u).
+ *   - No hang: producer and consumers derive the same K range [kb0, kb1) from blockIdx.z and
+ *     p.splits; the producer's wait for block i >= STAGES needs the release of block
+ *     i - STAGES, which the consumers give inside their loop (at block i - STAGES + 1 < kb1 -
+ *     kb0), after waiting only for blocks the producer issued before i. A phase never receives
+ *     arrivals of the next one: the next use of a stage is loaded only after its release, and
+ *     released only after its full phase completed.
+ *   - wgmma reads the x tile through the async proxy, written by cp.async (generic proxy): the
+ *     consumers fence.proxy.async after each full wait, as sk_w4g_tile after its wait_group.
+ *   - Barrier set-up: thread 0 inits, fence.mbarrier_init, then __syncthreads (all 384 threads;
+ *     the only block-wide barrier). The producer then leaves after cp.async.wait_all (nothing of
+ *     its own in flight at exit); the consumers' epilogue uses named barrier 1 of 256 threads,
+ *     never barrier 0, so the exited warps cannot matter.
+ *   - The release is a predicated arrival (sk_w4ws_arrive_if), not a branch around one: with a
+ *     branch between the wgmmas and their wait ptxas serialized every wgmma (C7513, "non wgmma
+ *     instructions defining input registers ... between start and end of the pipeline stage").
+ *   Registers: no setmaxnreg. MINB blocks an SM (__launch_bounds__): at MINB = 1 the 384 threads
+ *   get up to 168 registers each, more than the consumers use (ptxas, session 8: 100-113 at
+ *   BN = 64, 150 at BN = 128, no spills); at MINB = 2 (BN = 64 only) the cap is 80 (78-80
+ *   used, no spills), the two blocks' four consumer warpgroups an SM matching sk_w4g_kernel's
+ *   128 x 64 at two blocks an SM.
+ *   Shared memory: STAGES x SB + 1024 (alignment) dynamic: 8 stages at BN = 64 and 5 at
+ *   BN = 128 for one block an SM (214016 / 216064 bytes), 4 at BN = 64 for two (107520 each).
+ *   Split-K as sk_w4g_tile (workspace, counters); no stream-K.
+ *   Not run on a GPU yet (written in session 8 without one). */
+/* TMA (session 8): the producer is one warp. Lane 0 arms the stage's full barrier with the byte
+ * count and issues four 2-D tensor copies: the x tile's two 64-column halves (box 64 x BN,
+ * 128-byte swizzle: exactly the layout the cp.async plan writes and wgmma reads; rows past T are
+ * zero-filled) and the INT4 words of the two 64-row halves (box 16 words x 64 rows; SWIGLU: the
+ * gate rows n0.., then the up rows N_out + n0..; rows past the matrix zero-filled, gate rows past
+ * N_out read up rows whose outputs the epilogue never stores). The scales go by cp.async from
+ * the 32 lanes (a row's 128 / G words, 4 rows a lane; a tensor map would need K / G % 4 == 0,
+ * which 7B's down, K = 11008, is not), each lane then arriving by cp.async.mbarrier.arrive
+ * .noinc: full[s] counts 33. The consumers' proxy fence goes (TMA writes through the async proxy
+ * that wgmma reads by). Warps 1-3 of warpgroup 0 leave at once. The motive (session 8, the
+ * wgmma kernel's ablations in bench/results/awq-speed.md): the cp.async copy plan is ~270 of
+ * sk_w4g_tile's 488 instructions a warp and K block, and dropping only the x copies took 35% off
+ * g128x128's time. */
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
+__global__ void __launch_bounds__(384, MINB)
+    sk_w4ws_kernel(const sk_w4m_params p, const __grid_constant__ CUtensorMap tmx,
+                   const __grid_constant__ CUtensorMap tmw) {
+    constexpr int BM = 128, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    static_assert(SK_W4G_BN_OK(BN), "x tile width");
+    static_assert(STAGES >= 2, "a ring");
+    static_assert(SB % 1024 == 0, "stages keep the x tiles 1024-byte aligned");
+    extern __shared__ uint8_t sk_w4g_raw[];
+    __shared__ __align__(8) uint64_t s_bar[2 * STAGES]; /* full[STAGES], empty[STAGES] */
+    __shared__ int s_last;
+    const uint32_t raw = sk_w4m_smem(sk_w4g_raw);
+    const uint32_t pad = (1024u - (raw & 1023u)) & 1023u;
+    uint8_t *sm = sk_w4g_raw + pad;
+    const uint32_t sm_a = raw + pad;
+    const uint32_t full0 = sk_w4m_smem(s_bar), empty0 = full0 + 8u * STAGES;
+
+    const int tid = threadIdx.x, wg = tid >> 7;
+    const int K = p.K, G = p.G, T = p.T, N_out = p.N_out;
+    const int RT = SW ? BM / 2 : BM;
+    const int t0 = (int)blockIdx.x * BN, n0 = (int)blockIdx.y * RT;
+    const int nkb = K / SK_W4M_BK;
+    /* the same K range on both sides (the loop counts must agree) */
+    const int kb0 = (int)((long long)blockIdx.z * nkb / p.splits);
+    const int kb1 = (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
+
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; s++) {
+            sk_w4ws_init(full0 + 8u * s, TMA ? 33 : 128);
+            sk_w4ws_init(empty0 + 8u * s, 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0 && TMA) {
+        if (tid >= 32) return;
+        const int KG = K / G, spb = SK_W4M_BK / G;
+        const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
+        const uint32_t *srow[4];
+        bool sok[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int r = tid + 32 * j;
+            int n = n0 + r, lim = n;
+            if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
+            sok[j] = lim < N_out;
+            srow[j] = q4s + (size_t)(sok[j] ? n : 0) * KG;
+        }
+        const int rw1 = SW ? N_out + n0 : n0 + BM / 2;
+        int slot = 0, round = 0;
+        for (int kb = kb0; kb < kb1; kb++) {
+            if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
+            const uint32_t st = sm_a + (uint32_t)(slot * SB), fb = full0 + 8u * slot;
+            if (tid == 0) {
+                sk_w4ws_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
+                sk_w4ws_tma2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 256), &tmw, kb * (SK_W4M_BK / 8), n0, fb);
+                sk_w4ws_tma2d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, kb * (SK_W4M_BK / 8), rw1,
+                              fb);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (tid + 32 * j)),
+                            srow[j] + (size_t)kb * spb, 4 * spb, sok[j]);
+            sk_w4ws_cp_arrive(fb);
+            if (++slot == STAGES) slot = 0, round++;
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        return;
+    }
+    if (wg == 0) {
+        /* ---- producer: sk_w4g_tile's copy plan for 128 threads: weight units tid + 128 j (rows
+         * tid / 4 + 32 j, unit tid % 4; its scale word when tid % 4 < 128 / G), j = 0..3; x units
+         * tid + 128 j (row tid / 16 + 8 j, unit tid % 16 -> half tid % 16 / 8, chunk tid % 8,
+         * swizzled by the row) ---- */
+        const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G;
+        const H *x = static_cast<const H *>(p.x);
+        const uint32_t *q4 = p.q4;
+        const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
+        const int wu = tid & 3;
+        int wrow[4];
+        bool wok[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int r = (tid >> 2) + 32 * j;
+            int n = n0 + r, lim = n;
+            if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
+            wok[j] = lim < N_out;
+            wrow[j] = wok[j] ? n : 0;
+        }
+        constexpr int NXU = BN * 16 / 128;
+        const int xu = tid & 15, xhalf = xu >> 3, xc = xu & 7, xr = tid >> 4;
+        int slot = 0, round = 0; /* this K block's stage and use of it */
+        for (int kb = kb0; kb < kb1; kb++) {
+            if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
+            const uint32_t st = sm_a + (uint32_t)(slot * SB);
+            const int k0 = kb * SK_W4M_BK;
+#pragma unroll
+            for (int j = 0; j < NXU; j++) {
+                const int r = xr + 8 * j;
+                const bool ok = t0 + r < T;
+                const uint32_t d =
+                    st + (uint32_t)(xhalf * BN * 128 + r * 128 + ((xc ^ (r & 7)) << 4));
+                sk_w4m_cp16(d, ok ? x + (size_t)(t0 + r) * K + k0 + 8 * xu : x, ok);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int i = tid + 128 * j;
+                sk_w4m_cp16_pf(st + (uint32_t)(BN * 256 + 16 * i),
+                               wok[j] ? q4 + (size_t)wrow[j] * K8 + (k0 >> 3) + 4 * wu : q4,
+                               wok[j]);
+                if (wu < spb)
+                    sk_w4m_cp4(st + (uint32_t)(BN * 256 + BM * 64 + 4 * i),
+                               wok[j] ? q4s + (size_t)wrow[j] * KG + kb * spb + wu : q4s, wok[j]);
+            }
+            sk_w4ws_cp_arrive(full0 + 8u * slot);
+            if (++slot == STAGES) slot = 0, round++;
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        return;
+    }
+
+    /* ---- consumers: warpgroup cw = wg - 1 owns rows 64 cw .. 64 cw + 63 of the block ---- */
+    const int ctid = tid - 128, cwarp = ctid >> 5, lane = tid & 31;
+    const int g = lane >> 2, q = lane & 3;
+    const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
+    const int r0 = 64 * (cwarp >> 2) + 16 * (cwarp & 3) + g; /* as sk_w4g_tile's r0 */
+    float acc[BN / 2];
+#pragma unroll
+    for (int e = 0; e < BN / 2; e++) acc[e] = 0.0f;
+    uint32_t aset[2][4][4];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+        for (int m = 0; m < 4; m++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) aset[hf][m][e] = 0u;
+    int slot = 0, pslot = 0;
+    uint32_t fph = 0; /* parity of the full phase of the slot's current use */
+    for (int kb = kb0; kb < kb1; kb++) {
+        sk_w4ws_wait(full0 + 8u * slot, fph);
+        if constexpr (!TMA)
+            sk_wg_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
+        sk_w4ws_block<BN, BM, H>(acc, aset, sm + slot * SB, sm_a + (uint32_t)(slot * SB), r0, q,
+                                 sshift, kb > kb0, empty0 + 8u * pslot);
+        pslot = slot;
+        if (++slot == STAGES) slot = 0, fph ^= 1u;
+    }
+    sk_wg_wait<0>();
+    sk_wg_pin(acc);
+    /* both consumer warpgroups are done with the ring (named barrier 1: the producer has left) */
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    sk_w4ws_epilogue<BN, MODE>(p, acc, sm, ctid, r0, q, t0, n0, s_last);
+}
+
 /* ---- configurations and launcher ------------------------------------------------------------ */
 
 /* Tile configurations (BM x BN block, WM x WN warps, stages); the backend picks one per T
@@ -871,18 +1302,35 @@ enum {
     SK_W4M_G128x64S6, /* 128 x 64, 6 stages (one block an SM) */
     SK_W4M_G128x64S8, /* 128 x 64, 8 stages */
     SK_W4M_G128x128S5, /* 128 x 128, 5 stages (the backend's g128x128 since session 7) */
+    /* session 8: sk_w4ws_kernel, warp-specialized (a producer warpgroup, two consumer
+     * warpgroups, mbarriers); x permuted. Not yet run on a GPU. */
+    SK_W4M_WS64,   /* 128 x 64, 8 stages, one block an SM */
+    SK_W4M_WS128,  /* 128 x 128, 5 stages, one block an SM */
+    SK_W4M_WS64B2, /* 128 x 64, 4 stages, two blocks an SM (80 registers) */
+    /* session 8: the same with a TMA producer warp (sk_w4ws_kernel's TMA) */
+    SK_W4M_WT64,   /* 128 x 64, 8 stages */
+    SK_W4M_WT128,  /* 128 x 128, 5 stages */
+    SK_W4M_WT144,  /* 128 x 144, 4 stages */
+    SK_W4M_WT80,   /* 128 x 80, 6 stages */
+    SK_W4M_WT96,   /* 128 x 96, 6 stages */
+    SK_W4M_WT160,  /* 128 x 160, 4 stages */
+    SK_W4M_WT192,  /* 128 x 192, 3 stages */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "128x16", "128x32", "128x64", "g128x64", "g128x128", "g128x80", "g128x96", "g128x144",
     "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
-    "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5"};
+    "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
+    "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
+    "wt128x192"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
     return cfg == SK_W4M_G64 || cfg == SK_W4M_G128 || cfg == SK_W4M_G80 || cfg == SK_W4M_G96 ||
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
-           cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5);
+           cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
+           cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WT192);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1048,6 +1496,88 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 128 * NWG, SMEM, s>>>(p);
 }
 
+/* sk_w4ws_kernel's launcher (sk_w4g_run without stream-K: SK_W4M_STREAMK counts as 0, the
+ * automatic split, so that the workbench's split options all run): grid (ceil(T / BN),
+ * ceil(N_out / RT), splits), 384 threads, STAGES * SK_W4G_STAGE_BYTES(128, BN) + 1024 bytes of
+ * dynamic shared memory; the split rule and the scratch limits of sk_w4g_run. */
+static inline CUtensorMapDataType sk_w4ws_dtype(const __half *) {
+    return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+}
+static inline CUtensorMapDataType sk_w4ws_dtype(const __nv_bfloat16 *) {
+    return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
+static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
+                        const float *bias, int N_out, int K, float *out,
+                        const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
+    constexpr int BM = 128;
+    constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
+    void (*kern)(const sk_w4m_params, const CUtensorMap, const CUtensorMap) =
+        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA>;
+    static int occ = 0;
+    if (!occ) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
+                cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 384, SMEM) != cudaSuccess ||
+            occ < 1) {
+            fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: cannot set up %zu bytes of "
+                            "shared memory\n", BM, BN, SMEM);
+            abort();
+        }
+    }
+    const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
+    const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
+    const int nkb = K / SK_W4M_BK;
+    const int n_sm = sk_w4m_sm_count();
+    if (splits == SK_W4M_STREAMK) splits = 0;
+    if (splits <= 0)
+        splits = T > 64        ? sk_w4g_splits(tiles, occ * n_sm, n_sm, nkb)
+                 : tiles > n_sm ? 1
+                                : sk_w4m_splits(tiles, occ * n_sm, nkb);
+    if (splits > nkb) splits = nkb; /* every split at least one K block */
+    while (splits > 1 && (!scr || tiles > scr->cnt_n ||
+                          (size_t)tiles * splits * BM * BN > scr->ws_floats))
+        splits--;
+    sk_w4m_params p;
+    p.x = x, p.q4 = q4, p.q4s = q4s, p.bias = bias, p.out = out;
+    p.ws = scr ? scr->ws : NULL, p.cnt = scr ? scr->cnt : NULL;
+    p.G = G, p.T = T, p.N_out = N_out, p.K = K, p.splits = splits;
+    CUtensorMap tmx, tmw;
+    memset(&tmx, 0, sizeof tmx), memset(&tmw, 0, sizeof tmw);
+    if (TMA) {
+        static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+        if (!encode) {
+            cudaDriverEntryPointQueryResult q;
+            void *fn = NULL;
+            if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                 cudaEnableDefault, &q) != cudaSuccess ||
+                q != cudaDriverEntryPointSuccess || !fn) {
+                fprintf(stderr, "saker: w4 TMA kernel: no cuTensorMapEncodeTiled\n");
+                abort();
+            }
+            encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+        }
+        const cuuint32_t estr[2] = {1, 1};
+        const cuuint64_t xd[2] = {(cuuint64_t)K, (cuuint64_t)T}, xs[1] = {(cuuint64_t)K * 2};
+        const cuuint32_t xb[2] = {64, (cuuint32_t)BN};
+        const cuuint64_t wd[2] = {(cuuint64_t)K / 8, (cuuint64_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1)};
+        const cuuint64_t ws[1] = {(cuuint64_t)K / 2};
+        const cuuint32_t wb[2] = {16, (cuuint32_t)BM / 2};
+        if (encode(&tmx, sk_w4ws_dtype((const H *)nullptr),
+                   2, (void *)x, xd, xs, xb, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
+            encode(&tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)q4, wd, ws, wb, estr,
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) !=
+                CUDA_SUCCESS) {
+            fprintf(stderr, "saker: w4 TMA kernel: tensor map (T %d, N_out %d, K %d)\n", T, N_out, K);
+            abort();
+        }
+    }
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 384, SMEM, s>>>(p, tmx, tmw);
+}
+
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
  * G in {32, 64, 128}, x and q4 16-byte aligned, ceil(N_out / RT) < 65536. */
 template <typename H, int MODE>
@@ -1080,6 +1610,36 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         SK_W4G_CASE(SK_W4M_G128x64S6, 64, 2, 6)
         SK_W4G_CASE(SK_W4M_G128x64S8, 64, 2, 8)
         SK_W4G_CASE(SK_W4M_G128x128S5, 128, 2, 5)
+        case SK_W4M_WS64:
+            sk_w4ws_run<H, 64, 8, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WS128:
+            sk_w4ws_run<H, 128, 5, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WS64B2:
+            sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT64:
+            sk_w4ws_run<H, 64, 8, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT128:
+            sk_w4ws_run<H, 128, 5, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT144:
+            sk_w4ws_run<H, 144, 4, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT80:
+            sk_w4ws_run<H, 80, 6, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT96:
+            sk_w4ws_run<H, 96, 6, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT160:
+            sk_w4ws_run<H, 160, 4, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WT192:
+            sk_w4ws_run<H, 192, 3, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
