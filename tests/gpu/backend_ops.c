@@ -744,6 +744,9 @@ static void test_w4(void) {
         /* session 6: the 80, 96, 144, 160 and 192 wide wgmma tiles (two wgmmas a k16 slice) */
         {70, 264, 1024, true}, {90, 136, 512, false}, {139, 300, 2048, true},
         {150, 200, 1024, false}, {180, 136, 1536, true},
+        /* session 8: the TMA warp-specialized tiles (65..1024 rows where K % 128 == 0) */
+        {300, 264, 1024, true}, {400, 136, 2048, false}, {700, 200, 512, true},
+        {1024, 130, 1024, false},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
@@ -787,7 +790,8 @@ static void test_w4(void) {
             finish(what, &os, TOL_MATMUL);
             g_gpu->ops->weight_free(g_gpu, gu);
             /* embed rows of the INT4 table */
-            int32_t tok[320];
+            int32_t *tok = (int32_t *)malloc((size_t)T * sizeof *tok); /* T up to 1024 */
+            CHECK(tok != NULL);
             for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 7919 + 13) % N);
             begin_both(T, tok, tok, NULL);
             pbuf oe = pb_new((long)T * K, false, NULL);
@@ -799,7 +803,7 @@ static void test_w4(void) {
             pb_free(&xb);
             pw_free(&w), pw_free(&wu);
             if (cs[ci].bias) pw_free(&b);
-            free(x), free(o0);
+            free(x), free(o0), free(tok);
         }
 }
 

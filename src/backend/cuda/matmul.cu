@@ -313,7 +313,7 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
 static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
-    static int off = -1, nowg = -1, nobn = -1;
+    static int off = -1, nowg = -1, nobn = -1, notma = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
         off = e && *e && strcmp(e, "0") == 0;
@@ -321,9 +321,13 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
         nowg = e && *e && strcmp(e, "0") == 0;
         e = getenv("SAKER_W4_BN"); /* 0: wgmma tiles 64 and 128 wide only (session 5's picks) */
         nobn = e && *e && strcmp(e, "0") == 0;
+        e = getenv("SAKER_W4_TMA"); /* 0: no TMA warp-specialized tiles (session 6's picks) */
+        notma = e && *e && strcmp(e, "0") == 0;
     }
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
-    const int cfg = nobn ? sk_w4m_pick5(T, N_out, K) : sk_w4m_pick(T, N_out, K);
+    const int cfg = nobn    ? sk_w4m_pick5(T, N_out, K)
+                    : notma ? sk_w4m_pick6(T, N_out, K)
+                            : sk_w4m_pick(T, N_out, K);
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
     return cfg;
 }

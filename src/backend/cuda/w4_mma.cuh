@@ -1603,22 +1603,6 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         SK_W4G_CASE(SK_W4M_G144, 144, 2, 4)
         SK_W4G_CASE(SK_W4M_G160, 160, 2, 4)
         SK_W4G_CASE(SK_W4M_G192, 192, 2, 3)
-#ifdef SK_W4M_ALL_CONFIGS
-        SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
-        SK_W4G_CASE(SK_W4M_G64x64, 64, 1, 4)
-        SK_W4G_CASE(SK_W4M_G64x64S8, 64, 1, 8)
-        SK_W4G_CASE(SK_W4M_G128x64S6, 64, 2, 6)
-        SK_W4G_CASE(SK_W4M_G128x64S8, 64, 2, 8)
-        SK_W4G_CASE(SK_W4M_G128x128S5, 128, 2, 5)
-        case SK_W4M_WS64:
-            sk_w4ws_run<H, 64, 8, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-            break;
-        case SK_W4M_WS128:
-            sk_w4ws_run<H, 128, 5, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-            break;
-        case SK_W4M_WS64B2:
-            sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-            break;
         case SK_W4M_WT64:
             sk_w4ws_run<H, 64, 8, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
             break;
@@ -1639,6 +1623,22 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WT192:
             sk_w4ws_run<H, 192, 3, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+#ifdef SK_W4M_ALL_CONFIGS
+        SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
+        SK_W4G_CASE(SK_W4M_G64x64, 64, 1, 4)
+        SK_W4G_CASE(SK_W4M_G64x64S8, 64, 1, 8)
+        SK_W4G_CASE(SK_W4M_G128x64S6, 64, 2, 6)
+        SK_W4G_CASE(SK_W4M_G128x64S8, 64, 2, 8)
+        SK_W4G_CASE(SK_W4M_G128x128S5, 128, 2, 5)
+        case SK_W4M_WS64:
+            sk_w4ws_run<H, 64, 8, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WS128:
+            sk_w4ws_run<H, 128, 5, 1, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WS64B2:
+            sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
             break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
@@ -1696,7 +1696,7 @@ static inline int sk_w4m_pick5(int T, int N_out, int K) {
  * product whose K is at most 8192 and at least N_out (o-like: few row tiles, short K) takes
  * 64 / 80 / 96-wide tiles; the others one wide tile. Up to 64 rows and from 193 on: session 5's
  * picks (sk_w4m_pick5). */
-static inline int sk_w4m_pick(int T, int N_out, int K) {
+static inline int sk_w4m_pick6(int T, int N_out, int K) {
     if (K % SK_W4M_BK != 0 || T <= 64 || T > 192) return sk_w4m_pick5(T, N_out, K);
     if (N_out <= K && K <= 8192) return T <= 128 ? SK_W4M_G64 : T <= 160 ? SK_W4M_G80 : SK_W4M_G96;
     if (T <= 80) return SK_W4M_G80;
@@ -1706,6 +1706,35 @@ static inline int sk_w4m_pick(int T, int N_out, int K) {
     if (T <= 160) return SK_W4M_G160;
     /* 161..192: qkv (80 row tiles, short K) is faster as 3 tiles of 64 (240 blocks) */
     return K <= 8192 && (N_out + 127) / 128 < sk_w4m_sm_count() ? SK_W4M_G64 : SK_W4M_G192;
+}
+
+/* Session 8: the warp-specialized kernel with the TMA producer (sk_w4ws_kernel, wt*) from 65 to
+ * 1024 rows. dev_gemm_w4 time on the H200, 70B shapes at 72..1024 rows, two runs (bench/results/
+ * awq-speed.md): it beats session 6's picks at every shape from 72 rows (139 rows: qkv 100 ->
+ * 67 us, o 89 -> 57, gate/up 385 -> 256, down 214 -> 158) and dequantize + cuBLASLt up to
+ * 1024 rows (gate/up 1618 against 1740 us, down 782 against 868). Widths, by the measured best:
+ * o-like products (K <= 8192 and N_out <= K: few row tiles) in narrow tiles (64 up to 128 rows,
+ * 96 to 192, 128 to 256, 192 to 384, then 128); the others in one tile of the smallest width
+ * >= T up to 192 rows (192: down 5% behind two tiles of 96), 128 to 256, then 192 to 384 (qkv,
+ * K <= 8192 with fewer row tiles than SMs: 128, 123 against 154 us), then 128. At 64 rows and
+ * below session 5's tiles stay (wt128x64 even with g128x64 there). SAKER_W4_TMA=0 in matmul.cu
+ * takes sk_w4m_pick6 instead. */
+#define SK_W4M_WT_MAX_T 1024
+static inline int sk_w4m_pick(int T, int N_out, int K) {
+    if (K % SK_W4M_BK != 0 || T <= 64 || T > SK_W4M_WT_MAX_T) return sk_w4m_pick5(T, N_out, K);
+    if (N_out <= K && K <= 8192)
+        return T <= 128 ? SK_W4M_WT64 : T <= 192 ? SK_W4M_WT96 : T <= 256 ? SK_W4M_WT128
+               : T <= 384 ? SK_W4M_WT192 : SK_W4M_WT128;
+    if (T <= 80) return SK_W4M_WT80;
+    if (T <= 96) return SK_W4M_WT96;
+    if (T <= 128) return SK_W4M_WT128;
+    if (T <= 144) return SK_W4M_WT144;
+    if (T <= 160) return SK_W4M_WT160;
+    if (T <= 192) return SK_W4M_WT192;
+    if (T <= 256) return SK_W4M_WT128;
+    if (T <= 384)
+        return K <= 8192 && (N_out + 127) / 128 < sk_w4m_sm_count() ? SK_W4M_WT128 : SK_W4M_WT192;
+    return SK_W4M_WT128;
 }
 
 #endif
