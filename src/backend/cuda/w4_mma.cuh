@@ -29,8 +29,9 @@
  *   come in pairs (gate, up) so the lane holding silu(g) also holds u.
  * Measured (bench/results/awq-speed.md): 1.3-1.7x cuBLAS bf16 at 8-16 rows, ~1x at 32, below it
  * from 64 rows on; the backend uses it for 5 <= T <= 32 (and up to 128 where K % 128 != 0), the
- * wgmma kernel below (sk_w4g_kernel) from 33 to SK_W4M_MAX_T rows, and the dequantize + cuBLASLt
- * path above. Where the time goes (ncu):
+ * wgmma kernel below (sk_w4g_kernel) from 33 to 64 rows, the warp-specialized wgmma kernel with a
+ * TMA producer (sk_w4ws_kernel) from 65 to SK_W4M_WT_MAX_T rows (session 8; SAKER_W4_TMA=0: the
+ * sk_w4g_kernel tiles to SK_W4M_MAX_T rows, as before), and the dequantize + cuBLASLt path above. Where the time goes (ncu):
  * at 16 rows DRAM at 40% and L2 at 66% of peak with half the issue slots busy and 3 warps per
  * scheduler (shared memory limits the blocks per SM); at 1024 rows the tensor pipe at 40% with 2
  * warps per scheduler, 65% of cycles with no eligible warp: latency-bound (not yet broken down
@@ -1094,7 +1095,11 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  *   Shared memory: STAGES x SB + 1024 (alignment) dynamic: 8 stages at BN = 64 and 5 at
  *   BN = 128 for one block an SM (214016 / 216064 bytes), 4 at BN = 64 for two (107520 each).
  *   Split-K as sk_w4g_tile (workspace, counters); no stream-K.
- *   Not run on a GPU yet (written in session 8 without one). */
+ *   Measured (session 8, H200, dev_gemm_w4; bench/results/awq-speed.md): correct (1,948
+ *   checks), and slower than sk_w4g_kernel at every 70B shape at 64-256 rows (qkv at 128 rows
+ *   112.8 against 88.4 us, gate/up 424.9 against 338.1): the producer's copy plan costs as many
+ *   issue slots as before, now on the consumers' schedulers. With TMA (below) it is the fastest
+ *   kernel from 72 to 1024 rows. */
 /* TMA (session 8): the producer is one warp. Lane 0 arms the stage's full barrier with the byte
  * count and issues four 2-D tensor copies: the x tile's two 64-column halves (box 64 x BN,
  * 128-byte swizzle: exactly the layout the cp.async plan writes and wgmma reads; rows past T are
@@ -1302,12 +1307,13 @@ enum {
     SK_W4M_G128x64S6, /* 128 x 64, 6 stages (one block an SM) */
     SK_W4M_G128x64S8, /* 128 x 64, 8 stages */
     SK_W4M_G128x128S5, /* 128 x 128, 5 stages (the backend's g128x128 since session 7) */
-    /* session 8: sk_w4ws_kernel, warp-specialized (a producer warpgroup, two consumer
-     * warpgroups, mbarriers); x permuted. Not yet run on a GPU. */
+    /* session 8: sk_w4ws_kernel, warp-specialized (a cp.async producer warpgroup, two consumer
+     * warpgroups, mbarriers); x permuted. Correct, slower than sk_w4g_kernel (comparison only). */
     SK_W4M_WS64,   /* 128 x 64, 8 stages, one block an SM */
     SK_W4M_WS128,  /* 128 x 128, 5 stages, one block an SM */
     SK_W4M_WS64B2, /* 128 x 64, 4 stages, two blocks an SM (80 registers) */
-    /* session 8: the same with a TMA producer warp (sk_w4ws_kernel's TMA) */
+    /* session 8: the same with a TMA producer warp (sk_w4ws_kernel's TMA): the backend's tiles
+     * from 65 to 1024 rows (sk_w4m_pick) */
     SK_W4M_WT64,   /* 128 x 64, 8 stages */
     SK_W4M_WT128,  /* 128 x 128, 5 stages */
     SK_W4M_WT144,  /* 128 x 144, 4 stages */
