@@ -1421,6 +1421,14 @@ static void sk_w4m_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
     const int nkb = (K + SK_W4M_BK - 1) / SK_W4M_BK;
+    /* 128 x 32 (17..32 rows), session 8 (dev_gemm_w4 bn at 17, 24, 32 rows, 70B and 7B): 4 splits
+     * beat the makespan rule's 2-3 wherever each split keeps >= 16 K blocks (70B qkv 47.8-52.1 ->
+     * 42.7-44.7 us, gate/up 187.9-214.0 -> 178.2-202.6; o and down even) or the 4 splits fit the
+     * resident slots (7B o 19.0-20.1 -> 16.8-17.2, 7B qkv and down even); elsewhere (7B gate/up:
+     * 344 tiles, 32 K blocks) the rule's 2 stay (4: 43.1 -> 48.4). At least 4 K blocks a split. */
+    if (splits <= 0 && BN == 32 && nkb >= 16 &&
+        (nkb >= 64 || tiles * 4 <= occ * sk_w4m_sm_count()))
+        splits = 4;
     if (splits <= 0) splits = sk_w4m_splits(tiles, occ * sk_w4m_sm_count(), nkb);
     if (splits > nkb) splits = nkb;
     while (splits > 1 && (!scr || tiles > scr->cnt_n ||
