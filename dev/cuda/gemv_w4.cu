@@ -6,7 +6,9 @@
  *        -Isrc -o /tmp/gemv_w4 dev/cuda/gemv_w4.cu && /tmp/gemv_w4 [check|gemv|all|prof]
  * (prof: one launch each of tc, bk and cp on two 70B shapes, for ncu; no checks;
  *  probe: fp16 subnormals through mma.sync, a read-only bandwidth ceiling, a decode GEMV's
- *  fixed cost per launch - see probe())
+ *  fixed cost per launch - see probe();
+ *  zc: ZC2 against ZC3 and ZC4 in the backend's shapes at T = 1, 2 (the fused norm for qkv and
+ *  gate/up), 70B and 7B, two rounds; no checks - see time_zc())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -14,7 +16,12 @@
  *   tc MT/D/ZC/KS sk_w4_tc_kernel (mma.sync on bf16 q - z and x = hi + lo), MT tiles of 16 rows
  *   [LB]          per warp, D steps of loads in flight, ZC 1: zero point applied after the MMAs,
  *                 ZC 2: fp16 operands (high nibbles without a shift), exact q - z as ZC 0,
+ *                 ZC 3: ZC 2's x, A = the nibbles as fp16 subnormals (one AND a pair), the
+ *                 zero point after the MMAs from 4 MMAs of column sums a step, ZC 4: the same A,
+ *                 the zero point by one more MMA a k16 and tile (A = -z), T <= 2 only;
  *                 KS warps per block, LB n: registers capped so that n blocks fit an SM;
+ *   tc ... norm   the same with the fused RMSNorm (NORM = 1: x times gamma, 1 / rms at the
+ *                 end), STORE and SwiGLU;
  *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8; MT2 at T >= 3 for store/add
  *                 and for add at N_out >= 6144)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
@@ -28,7 +35,9 @@
  *          uniform in [-1, 1], never zero) against a double CPU reference dequantizing the same
  *          words: max |err| / sum |x w| <= 1e-5 for the GEMVs, <= 1e-2 for deq+lt (bf16
  *          rounding of the dequantized weight), every mode, group sizes 32/64/128, shapes with
- *          partial steps (K % 128 != 0) and rows that end inside a tile, several KS;
+ *          partial steps (K % 128 != 0) and rows that end inside a tile, several KS; STORE and
+ *          SwiGLU again with the fused RMSNorm (gamma in [0.25, 1.25), eps 1e-5) against the
+ *          reference on x gamma / rms (tc ... norm, and the backend's launch with gamma);
  *       2. (gemv, all) decode timing in the model's modes (qkv store, o += , gate/up SwiGLU,
  *          down +=) on Llama-2-70B and 7B shapes at T = 1, 2, 4: back-to-back launches between
  *          CUDA events (batches of 10, median of 15), weights rotated over >= 256 MB so L2 holds
@@ -122,6 +131,7 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
     sk_w4_bk_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
                     int K, float *__restrict__ out, int NS) {
+    static_assert(ZC <= 1, "x is split into bf16 here (sk_w4tc_xsplit<T>): ZC 0 and 1 only");
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT, R = 16 * NT; /* rows of a block */
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
     extern __shared__ __align__(128) uint8_t sk_w4bk_smem[];
@@ -333,6 +343,8 @@ static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, 
     } while (0)
 
 static uint64_t g_rng = 0x1234567887654321ull;
+static uint64_t g_rng_gamma = 0x9e3779b97f4a7c15ull; /* the norm's gamma: its own stream, so that
+                                                        the other checks' data stay as they were */
 static float frand(void) { /* uniform in [-1, 1), never exactly 0 */
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
     float v = (float)((g_rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
@@ -376,6 +388,8 @@ typedef void (*tc_fn)(int, const float *, const uint32_t *, const __half2 *, int
                       int, float *, cudaStream_t);
 typedef void (*bk_fn)(int, int, const float *, const uint32_t *, const __half2 *, int, const float *,
                       int, int, float *, cudaStream_t);
+typedef void (*tcn_fn)(int, const float *, const uint32_t *, const __half2 *, int, const float *, int,
+                       int, float *, const float *, float, cudaStream_t);
 template <int T, int R, int U, int MODE, int KS>
 static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
                       int N_out, int K, float *out, cudaStream_t s) {
@@ -390,8 +404,9 @@ static void launch_v1(const float *x, const uint32_t *q4, const __half2 *q4s, in
 }
 template <int MODE>
 static void launch_backend(const float *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
-                           const float *bias, int N_out, int K, float *out, cudaStream_t s) {
-    sk_w4_gemv_launch<MODE>(x, T, q4, q4s, G, bias, N_out, K, out, s);
+                           const float *bias, int N_out, int K, float *out, cudaStream_t s,
+                           const float *gamma = NULL, float eps = 0.0f) {
+    sk_w4_gemv_launch<MODE>(x, T, q4, q4s, G, bias, N_out, K, out, s, gamma, eps);
 }
 typedef struct variant {
     int T, R, U, mode;
@@ -400,13 +415,17 @@ typedef struct variant {
     bk_fn bk;     /* bulk-copy kernels (R = MT, zc) */
     int zc;
     bool is_default;
-    int version; /* 1 (KS 1), 3 (version 1 with KS = 4 split-K warps), 4: tensor cores */
+    int version; /* 1 (KS 1), 3 (version 1 with KS = 4 split-K warps), 4: tensor cores, 6: tensor
+                    cores with the fused norm */
+    int lb;       /* tensor cores: MINB (0: none) */
+    tcn_fn tn;    /* tensor cores with the fused RMSNorm (R = MT, U = D, zc) */
 } variant;
-#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3}
-#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4}
-#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5}
-#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4}
-#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5}
+#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3, 0, NULL}
+#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4, 0, NULL}
+#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5, 0, NULL}
+#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4, LB, NULL}
+#define TCN(T, MT, ZC, M, LB) {T, MT, 2, M, NULL, NULL, NULL, ZC, false, 6, LB, sk_w4_tc_launch_n<T, MT, 2, ZC, M, LB, 1>}
+#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5, 0, NULL}
 static const variant g_variants[] = {
     /* v1 as the backend had it (R8 U1 at T <= 2, R2 U2 above), every mode */
     V3(1, 8, 1, 0, true), V3(2, 8, 1, 0, true), V3(3, 2, 2, 0, true), V3(4, 2, 2, 0, true),
@@ -440,6 +459,20 @@ static const variant g_variants[] = {
     TCL(1, 1, 2, 1, 0, 4), TCL(1, 1, 2, 1, 1, 4), TCL(1, 1, 2, 1, 2, 3), TCL(1, 1, 2, 0, 2, 3),
     /* the same with a cp.async producer (U = 1) */
     CP(1, 1, 0, 0), CP(2, 1, 0, 1), CP(4, 1, 0, 1), CP(1, 1, 0, 2), CP(3, 1, 0, 2), CP(4, 2, 0, 0),
+    /* ZC3 and ZC4 (session 8) at T = 1, 2, MT1 and MT2, every mode, as sk_w4_tc_launch_z
+     * launches them (MT1 outside SwiGLU capped at 80 registers, LB3), and ZC3's MT1 uncapped */
+    TCL(1, 1, 2, 3, 0, 3), TCL(1, 1, 2, 3, 1, 3), TC(1, 1, 2, 3, 2), TC(1, 2, 2, 3, 0), TC(1, 2, 2, 3, 1),
+    TC(1, 2, 2, 3, 2), TCL(2, 1, 2, 3, 0, 3), TCL(2, 1, 2, 3, 1, 3), TC(2, 1, 2, 3, 2), TC(2, 2, 2, 3, 0),
+    TC(2, 2, 2, 3, 1), TC(2, 2, 2, 3, 2), TC(1, 1, 2, 3, 0), TC(1, 1, 2, 3, 1), TC(2, 1, 2, 3, 1),
+    TCL(1, 1, 2, 4, 0, 3), TCL(1, 1, 2, 4, 1, 3), TC(1, 1, 2, 4, 2), TC(1, 2, 2, 4, 0), TC(1, 2, 2, 4, 1),
+    TC(1, 2, 2, 4, 2), TCL(2, 1, 2, 4, 0, 3), TCL(2, 1, 2, 4, 1, 3), TC(2, 1, 2, 4, 2), TC(2, 2, 2, 4, 0),
+    TC(2, 2, 2, 4, 1), TC(2, 2, 2, 4, 2),
+    /* the fused RMSNorm (STORE: qkv, SwiGLU: gate/up) with ZC2 (the backend's at T <= 2), ZC3 and
+     * ZC4 at T = 1, 2, MT1 and MT2, and ZC0 (the backend's at T = 3, 4) */
+    TCN(1, 1, 2, 0, 1), TCN(1, 2, 2, 0, 1), TCN(1, 1, 2, 2, 1), TCN(2, 1, 2, 2, 1), TCN(2, 2, 2, 0, 1),
+    TCN(1, 1, 3, 0, 3), TCN(1, 2, 3, 0, 1), TCN(1, 1, 3, 2, 1), TCN(2, 1, 3, 0, 3), TCN(2, 2, 3, 0, 1),
+    TCN(2, 1, 3, 2, 1), TCN(1, 1, 4, 0, 3), TCN(1, 2, 4, 0, 1), TCN(1, 1, 4, 2, 1), TCN(2, 1, 4, 0, 3),
+    TCN(2, 2, 4, 0, 1), TCN(2, 1, 4, 2, 1), TCN(4, 2, 0, 0, 1), TCN(3, 1, 0, 2, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
 static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 3}, {4, 4}};
@@ -498,7 +531,8 @@ static int check_all(void) {
     const int kss[] = {4, 8, 3, 1};
     int fails = 0, runs = 0;
     double worst_tc = 0, worst_v1 = 0;
-    int runs_bk = 0;
+    double worst_zc[3] = {0, 0, 0}; /* tc and tc norm by ZC 2, 3, 4 */
+    int runs_bk = 0, runs_zc[3] = {0, 0, 0};
     for (auto &sh : shapes)
         for (int G : Gs) {
             if (sh[1] % G) continue;
@@ -539,32 +573,57 @@ static int check_all(void) {
                     for (auto &e : o0) e = frand();
                     for (int g = 0; g < 8; g++) o0[(size_t)T * N_out + g] = NAN;
                     const bool use_bias = mode != SK_GEMV_SWIGLU && (N_out + K) % 3 != 0;
-                    /* double reference and its scale sum |x w| */
+                    /* double reference and its scale sum |x w|; STORE and SwiGLU also with the
+                     * fused RMSNorm: x gamma / rms (refn, magn) */
+                    const bool norm = mode != SK_GEMV_ADD;
+                    const float eps = 1e-5f;
+                    std::vector<float> gam(norm ? K : 0);
+                    for (auto &e : gam) {
+                        g_rng_gamma ^= g_rng_gamma << 13, g_rng_gamma ^= g_rng_gamma >> 7;
+                        g_rng_gamma ^= g_rng_gamma << 17;
+                        e = 0.25f + (float)((g_rng_gamma >> 40) & 0xffff) / 65536.0f;
+                    }
                     std::vector<double> ref((size_t)T * N_out), mag((size_t)T * N_out);
-                    for (int t = 0; t < T; t++)
+                    std::vector<double> refn(norm ? (size_t)T * N_out : 0), magn(refn.size());
+                    for (int t = 0; t < T; t++) {
+                        double ss = 0;
+                        for (int k = 0; k < K; k++) ss += (double)x[(size_t)t * K + k] * x[(size_t)t * K + k];
+                        const double rstd = 1.0 / sqrt(ss / K + (double)eps);
                         for (int n = 0; n < N_out; n++) {
-                            double s = 0, a = 0, s2 = 0, a2 = 0;
+                            double s = 0, a = 0, s2 = 0, a2 = 0; /* plain */
+                            double u = 0, b = 0, u2 = 0, b2 = 0; /* x gamma (times rstd below) */
                             for (int k = 0; k < K; k++) {
-                                const double p = x[(size_t)t * K + k] * w_at(m.q4, m.sc, G, K, n, k);
-                                s += p, a += fabs(p);
+                                const double xk = x[(size_t)t * K + k], xg = norm ? xk * gam[k] : 0;
+                                const double wk = w_at(m.q4, m.sc, G, K, n, k);
+                                s += xk * wk, a += fabs(xk * wk), u += xg * wk, b += fabs(xg * wk);
                                 if (mode == SK_GEMV_SWIGLU) {
-                                    const double p2 =
-                                        x[(size_t)t * K + k] * w_at(m.q4, m.sc, G, K, n + N_out, k);
-                                    s2 += p2, a2 += fabs(p2);
+                                    const double w2 = w_at(m.q4, m.sc, G, K, n + N_out, k);
+                                    s2 += xk * w2, a2 += fabs(xk * w2);
+                                    u2 += xg * w2, b2 += fabs(xg * w2);
                                 }
                             }
-                            double r;
+                            u *= rstd, b *= rstd, u2 *= rstd, b2 *= rstd;
+                            double r, rn = 0, an = 0;
                             if (mode == SK_GEMV_SWIGLU) {
                                 r = s / (1 + exp(-s)) * s2;
                                 a = a * fabs(s2) + fabs(s) * a2;
+                                rn = u / (1 + exp(-u)) * u2;
+                                an = b * fabs(u2) + fabs(u) * b2;
                             } else {
                                 r = s + (use_bias ? bias[n] : 0) +
                                     (mode == SK_GEMV_ADD ? o0[(size_t)t * N_out + n] : 0);
+                                rn = u + (use_bias ? bias[n] : 0), an = b;
                             }
                             ref[(size_t)t * N_out + n] = r;
                             mag[(size_t)t * N_out + n] = a;
+                            if (norm) refn[(size_t)t * N_out + n] = rn, magn[(size_t)t * N_out + n] = an;
                         }
-                    float *dx, *db, *dout;
+                    }
+                    float *dx, *db, *dout, *dg = NULL;
+                    if (norm) {
+                        CK(cudaMalloc(&dg, gam.size() * 4));
+                        CK(cudaMemcpy(dg, gam.data(), gam.size() * 4, cudaMemcpyHostToDevice));
+                    }
                     CK(cudaMalloc(&dx, x.size() * 4));
                     CK(cudaMalloc(&db, bias.size() * 4));
                     CK(cudaMalloc(&dout, o0.size() * 4));
@@ -572,19 +631,24 @@ static int check_all(void) {
                     CK(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
                     std::vector<float> got(o0.size());
                     /* v1 and tensor-core variants of this (T, mode) at several KS, then the
-                     * backend's launch (vi == N_VARIANTS) */
-                    for (int vi = 0; vi <= N_VARIANTS; vi++) {
+                     * backend's launch (vi == N_VARIANTS), then with the fused norm (+ 1) */
+                    for (int vi = 0; vi <= N_VARIANTS + 1; vi++) {
                         const variant *v = vi < N_VARIANTS ? &g_variants[vi] : NULL;
+                        const bool vn = vi == N_VARIANTS + 1 || (v && v->tn); /* fused norm */
                         if (v && (v->T != T || v->mode != mode)) continue;
+                        if (vn && !norm) continue;
                         if (v && v->bk && !sk_w4_bk_ok(K, G, m.dq, m.ds)) continue;
-                        const int nks = v && (v->tc || v->bk) ? 4 : 1;
+                        const int nks = v && (v->tc || v->bk || v->tn) ? 4 : 1;
                         for (int ki = 0; ki < nks; ki++) {
                             CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
                             const float *bp = use_bias ? db : NULL;
+                            const float *gp = vn ? dg : NULL;
                             if (!v) {
-                                if (mode == 0) launch_backend<0>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
+                                if (mode == 0) launch_backend<0>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
                                 if (mode == 1) launch_backend<1>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
-                                if (mode == 2) launch_backend<2>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
+                                if (mode == 2) launch_backend<2>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
+                            } else if (v->tn) {
+                                v->tn(kss[ki], dx, m.dq, m.ds, G, bp, N_out, K, dout, dg, eps, 0);
                             } else if (v->tc) {
                                 v->tc(kss[ki], dx, m.dq, m.ds, G, bp, N_out, K, dout, 0);
                             } else if (v->bk) {
@@ -597,19 +661,25 @@ static int check_all(void) {
                             CK(cudaGetLastError());
                             CK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
                             double worst;
-                            const bool ok = check_out(got, ref, mag, T, N_out, 1e-5, &worst);
+                            const bool ok = check_out(got, vn ? refn : ref, vn ? magn : mag, T, N_out,
+                                                      1e-5, &worst);
                             runs++;
-                            if (v && (v->tc || v->bk) && worst > worst_tc) worst_tc = worst;
+                            if (v && (v->tc || v->bk || v->tn) && worst > worst_tc) worst_tc = worst;
+                            if (v && (v->tc || v->tn) && v->zc >= 2) {
+                                double &wz = worst_zc[v->zc - 2];
+                                if (worst > wz) wz = worst;
+                                runs_zc[v->zc - 2]++;
+                            }
                             if (v && !v->tc && !v->bk && worst > worst_v1) worst_v1 = worst;
                             if (!ok) {
                                 fails++;
                                 if (!v)
-                                    printf("FAIL backend N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
-                                           N_out, K, G, T, mode, worst);
-                                else if (v->tc)
-                                    printf("FAIL tc MT%d D%d ZC%d KS%d N=%d K=%d G=%d T=%d mode=%d: "
-                                           "worst %.3g\n", v->R, v->U, v->zc, kss[ki], N_out, K, G,
-                                           T, mode, worst);
+                                    printf("FAIL backend%s N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
+                                           vn ? " norm" : "", N_out, K, G, T, mode, worst);
+                                else if (v->tc || v->tn)
+                                    printf("FAIL tc MT%d D%d ZC%d LB%d KS%d%s N=%d K=%d G=%d T=%d "
+                                           "mode=%d: worst %.3g\n", v->R, v->U, v->zc, v->lb, kss[ki],
+                                           v->tn ? " norm" : "", N_out, K, G, T, mode, worst);
                                 else if (v->bk)
                                     printf("FAIL %s MT%d ZC%d KS%d NS%d N=%d K=%d G=%d T=%d mode=%d: "
                                            "worst %.3g\n", v->U ? "cp" : "bk", v->R, v->zc, g_bk_cfg[ki][0],
@@ -622,11 +692,15 @@ static int check_all(void) {
                         }
                     }
                     cudaFree(dx), cudaFree(db), cudaFree(dout);
+                    if (dg) cudaFree(dg);
                     w4_free(&m);
                 }
         }
     printf("checks: %d runs (%d of them bulk-copy), %d failed (worst max|err| / sum|x w|: tc and bk "
            "%.2e, v1 %.2e; bound 1e-5)\n", runs, runs_bk, fails, worst_tc, worst_v1);
+    for (int z = 0; z < 3; z++)
+        printf("checks: tc ZC%d (with and without the norm): %d runs, worst %.2e\n", z + 2, runs_zc[z],
+               worst_zc[z]);
     return fails;
 }
 
@@ -808,6 +882,13 @@ static int tc_list(tcv *o) {
     o[n++] = {2, 2, 2, 1, sk_w4_tc_launch<T, 2, 2, 2, M>, NULL};
     /* (session 5) the ZC1 register caps, the bulk-copy and cp.async producers are no longer
      * timed: all measured slower in session 4 (bench/results/awq-speed.md); still checked. */
+    if constexpr (T <= 2) { /* (session 8) ZC3 and ZC4, MT1 capped as sk_w4_tc_launch_z */
+        constexpr int LB = M == SK_GEMV_SWIGLU ? 1 : 3;
+        o[n++] = {1, 2, 3, LB, sk_w4_tc_launch<T, 1, 2, 3, M, LB>, NULL};
+        o[n++] = {2, 2, 3, 1, sk_w4_tc_launch<T, 2, 2, 3, M>, NULL};
+        o[n++] = {1, 2, 4, LB, sk_w4_tc_launch<T, 1, 2, 4, M, LB>, NULL};
+        o[n++] = {2, 2, 4, 1, sk_w4_tc_launch<T, 2, 2, 4, M>, NULL};
+    }
     return n;
 }
 template <int M>
@@ -1026,6 +1107,105 @@ static void time_gemv(void) {
                    sum_lt[model][ti] * 1e-3);
 }
 
+/* (zc) ZC2 (the backend's default at T <= 2) against ZC3 and ZC4 in the backend's configuration
+ * of each product (sk_w4_tc_mt's MT, D2, KS8; the fused RMSNorm for qkv and gate/up, as the
+ * engine runs them; sk_w4_tc_launch_z), T = 1 and 2, 70B and 7B shapes, G = 128. Two rounds, the
+ * order of the three rotated between rounds; weights rotated past L2 as time_gemv. */
+template <int T, int ZC, int MODE>
+static void zc_launch(int mt, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                      int N_out, int K, float *out, const float *gamma) {
+    sk_w4_tc_launch_z<T, ZC, MODE>(mt, 8, x, q4, q4s, G, NULL, N_out, K, out, gamma, 1e-5f, 0);
+}
+template <int T, int MODE>
+static void zc_launch_z(int zc, int mt, const float *x, const uint32_t *q4, const __half2 *q4s,
+                        int G, int N_out, int K, float *out, const float *gamma) {
+    if (zc == 2) zc_launch<T, 2, MODE>(mt, x, q4, q4s, G, N_out, K, out, gamma);
+    if (zc == 3) zc_launch<T, 3, MODE>(mt, x, q4, q4s, G, N_out, K, out, gamma);
+    if (zc == 4) zc_launch<T, 4, MODE>(mt, x, q4, q4s, G, N_out, K, out, gamma);
+}
+static void zc_launch_any(int T, int mode, int zc, int mt, const float *x, const uint32_t *q4,
+                          const __half2 *q4s, int G, int N_out, int K, float *out,
+                          const float *gamma) {
+    if (T == 1 && mode == 0) zc_launch_z<1, 0>(zc, mt, x, q4, q4s, G, N_out, K, out, gamma);
+    if (T == 1 && mode == 1) zc_launch_z<1, 1>(zc, mt, x, q4, q4s, G, N_out, K, out, NULL);
+    if (T == 1 && mode == 2) zc_launch_z<1, 2>(zc, mt, x, q4, q4s, G, N_out, K, out, gamma);
+    if (T == 2 && mode == 0) zc_launch_z<2, 0>(zc, mt, x, q4, q4s, G, N_out, K, out, gamma);
+    if (T == 2 && mode == 1) zc_launch_z<2, 1>(zc, mt, x, q4, q4s, G, N_out, K, out, NULL);
+    if (T == 2 && mode == 2) zc_launch_z<2, 2>(zc, mt, x, q4, q4s, G, N_out, K, out, gamma);
+}
+static void time_zc(void) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    struct {
+        const char *name;
+        int N_out, K, mode, layers;
+    } shapes[] = {
+        {"70B qkv 10240x8192 +norm", 10240, 8192, 0, 80}, {"70B o 8192x8192 +=", 8192, 8192, 1, 80},
+        {"70B gate/up 2x28672x8192 swiglu +norm", 28672, 8192, 2, 80},
+        {"70B down 8192x28672 +=", 8192, 28672, 1, 80},   {"7B qkv 12288x4096 +norm", 12288, 4096, 0, 32},
+        {"7B o 4096x4096 +=", 4096, 4096, 1, 32},
+        {"7B gate/up 2x11008x4096 swiglu +norm", 11008, 4096, 2, 32},
+        {"7B down 4096x11008 +=", 4096, 11008, 1, 32},
+    };
+    const int G = 128, zcs[3] = {2, 3, 4};
+    double sum[2][2][2][3] = {{{{0}}}}; /* [model][T - 1][round][zc]: us x layers */
+    printf("| shape | T | MT | round | ZC2 us | ZC3 us | ZC4 us | ZC3 / ZC2 | ZC4 / ZC2 | ZC2 GB/s |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, mode = sh.mode, model = sh.layers == 80 ? 0 : 1;
+        const int N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
+        const size_t w4b = (size_t)N * K / 2 + (size_t)N * (K / G) * 4;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N, K, 0.01f, 77 + i);
+        }
+        float *x, *out, *gamma;
+        CK(cudaMalloc(&x, (size_t)2 * K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)2 * N * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)2 * K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
+        rand_f32_kernel<<<256, 256>>>(out, (size_t)2 * N, 6);
+        CK(cudaDeviceSynchronize());
+        const float *gp = mode == SK_GEMV_ADD ? NULL : gamma;
+        for (int T = 1; T <= 2; T++) {
+            const int mt = sk_w4_tc_mt(T, mode, N_out);
+            for (int round = 0; round < 2; round++) {
+                float us[3];
+                for (int o = 0; o < 3; o++) {
+                    const int zi = (o + round) % 3; /* round 0: 2, 3, 4; round 1: 3, 4, 2 */
+                    us[zi] = time_launches(
+                        [&](int i) {
+                            zc_launch_any(T, mode, zcs[zi], mt, x, q4s[i % n4], scs[i % n4], G,
+                                          N_out, K, out, gp);
+                        },
+                        e0, e1);
+                }
+                printf("| %s | %d | %d | %d | %.2f | %.2f | %.2f | %.3f | %.3f | %.0f |\n", sh.name, T,
+                       mt, round, us[0], us[1], us[2], us[1] / us[0], us[2] / us[0],
+                       w4b / (us[0] * 1e-6) / 1e9);
+                for (int z = 0; z < 3; z++) sum[model][T - 1][round][z] += us[z] * sh.layers;
+            }
+        }
+        for (auto p : q4s) cudaFree(p);
+        for (auto p : scs) cudaFree(p);
+        cudaFree(x), cudaFree(gamma), cudaFree(out);
+    }
+    printf("\nW4 GEMVs of one decode step (4 products x layers, no lm_head), back-to-back per product:\n");
+    printf("| model | T | round | ZC2 ms | ZC3 ms | ZC4 ms |\n| --- | --- | --- | --- | --- | --- |\n");
+    for (int model = 0; model < 2; model++)
+        for (int T = 1; T <= 2; T++)
+            for (int round = 0; round < 2; round++)
+                printf("| %s | %d | %d | %.3f | %.3f | %.3f |\n", model ? "Llama-2-7B" : "Llama-2-70B", T,
+                       round, sum[model][T - 1][round][0] * 1e-3, sum[model][T - 1][round][1] * 1e-3,
+                       sum[model][T - 1][round][2] * 1e-3);
+}
+
 /* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
  * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
 static void prof(void) {
@@ -1231,6 +1411,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(mode, "probe") == 0) return probe() ? 1 : 0;
+    if (strcmp(mode, "zc") == 0) {
+        time_zc();
+        return 0;
+    }
     const int fails = check_all(); /* timing still runs after a failure (its figures then say
                                       nothing about the failed versions) */
     if (strcmp(mode, "gemv") == 0 || strcmp(mode, "all") == 0) time_gemv();

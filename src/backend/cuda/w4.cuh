@@ -170,6 +170,24 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
  * x / 16 and x / 256 (fp16 hi + lo; the 1/16 keeps |x| up to 2^20 in range), and the result is
  * multiplied by 16 at the end. Measured no faster than ZC = 0 (bench/results/awq-speed.md).
  *
+ * ZC = 3 and ZC = 4 (session 8, dev/notes/w4_gemv_research.md 4.1; compiled, NOT yet run on a
+ * GPU): ZC = 2's x, and as A the nibbles' bits themselves, one AND a pair: w & 0x000f000f read as
+ * fp16 is the subnormal pair q 2^-24 and w & 0x00f000f0 is 16 q 2^-24 (exact: mantissas below
+ * 1024), no HSUB2. mma.sync keeps fp16 subnormal A operands exactly on the H200 (dev_gemv_w4
+ * probe, session 8: 0 of 128 outputs differ from a double reference, as with normal operands).
+ * The MMAs then sum x q 2^-28, and the zero point goes
+ *   ZC = 3: after them, acc += d (v - z S) per step, group and row, S = 2^-28 sum(x) over the
+ *     group, from 4 MMAs a step shared by the warp's tiles (sk_w4tc_mma says how);
+ *   ZC = 4: into them, one more MMA per k16 and tile with A = -z 2^-24 and -16 z 2^-24 per row (a
+ *     PRMT and an HMUL2 a scale word, as ZC = 2's zero preparation), same accumulators;
+ * the result times 2^28 at the end. SASS of the loop (two steps; T = 1, G = 128; ZC 2 / 3 / 4):
+ * MT1 ADD 334 / 293 / 291 (ZC 3 and 4 capped at 80 registers as launched: 73 and 67 registers
+ * against ZC 2's 77), qkv's MT1 STORE + norm 356 / 314 / 311, MT2 ADD 557 / 450 / 457 (117 / 114
+ * / 106 registers), gate/up's MT1 SwiGLU + norm 571 / 464 / 471 (118 / 114 / 106): -12% a KB at
+ * one tile a warp, -18..-19% at two. Numerics: B (the x split, whose lo parts are what bounds
+ * ZC = 2's error) is ZC = 2's; ZC = 4's partial sums are ZC = 2's x (q - z), ZC = 3's are x q
+ * (about twice as large) before the correction.
+ *
  * A operand: 0x4300 | q is bf16 128 + q. ZC = 0 subtracts (128 + z) per pair (HSUB2, exact
  * q - z); ZC = 1 leaves 128 + q and subtracts (128 + z) * sum(x) per group and row of x after the
  * MMAs (the sums from 8 more MMAs with A = 1 per step): one instruction per pair less, at the
@@ -214,6 +232,17 @@ static __device__ __forceinline__ uint32_t sk_w4_zb(uint32_t s) {
 }
 static __device__ __forceinline__ float sk_w4_d(uint32_t s) {
     return __half2float(__ushort_as_half((unsigned short)(s & 0xffffu)));
+}
+/* (d, z) as floats from a scale word (fp16 d low, fp16 1024 + z high): (1024 + z) - 1024 in
+ * fp16 is exact. */
+static __device__ __forceinline__ float2 sk_w4_dz(uint32_t s) {
+    const __half2 h = *reinterpret_cast<const __half2 *>(&s);
+    return make_float2(__low2float(h), __high2float(h) - 1024.0f);
+}
+static __device__ __forceinline__ uint32_t sk_w4_hmul_h2(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 /* 128 + z as a float (the high half is fp16 1024 + z). */
 static __device__ __forceinline__ float sk_w4_zf(uint32_t s) {
@@ -382,6 +411,79 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
                 const float v1 = (cc[b][2] + ce[b][2]) + (cc[b][3] + ce[b][3]);
                 acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
                 acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
+            }
+        }
+    } else if constexpr (ZC == 3 || ZC == 4) {
+        /* A: the nibbles' bits as fp16 subnormals, q 2^-24 (low nibbles) and 16 q 2^-24 (high
+         * nibbles, no shift: their B is x / 256 against the low ones' x / 16), exact, one AND a
+         * pair; the zero point after (ZC 3) or in (ZC 4) the MMAs, on the same 2^-28 scale. */
+        const uint32_t mlo = 0x000f000fu, mhi = 0x00f000f0u;
+        float sg[NB]; /* ZC 3: the step's sum of x per column pair idx = t + 4 b, times 2^-28 */
+        if constexpr (ZC == 3) {
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                /* This lane's B words as an A operand against B = 2^-24: row g of the product
+                 * sums column g's x / 16 words (even: a0, a2), row g + 8 its x / 256 words (odd:
+                 * a1, a3); 4 MMAs a step instead of 8 with A = ones. Column 2 t (hi) and 2 t + 1
+                 * (lo) sit in rows 2 t and 2 t + 1, i.e. with lanes 8 t and 8 t + 4. */
+                float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int q = 0; q < 4; q++)
+                    sk_w4_mma_h(sx, bf[b][4 * q], bf[b][4 * q + 1], bf[b][4 * q + 2],
+                                bf[b][4 * q + 3], 0x00010001u, 0x00010001u);
+                const float sc = fmaf(16.0f, sx[2], sx[0]);
+                sg[b] = __shfl_sync(0xffffffffu, sc, 8 * t) +
+                        __shfl_sync(0xffffffffu, sc, 8 * t + 4);
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < NT; m++) {
+            const uint32_t s0 = sv[m][0], s1 = sv[m][1];
+            /* ZC 4: -z 2^-24 (fp16 0x8000 | z: the scale word's byte 2 is z) and -16 z 2^-24
+             * (exact) for rows g and g + 8 of the lane's chunk's group: one more MMA a j with
+             * this A adds -z sum(x) into the same accumulators */
+            uint32_t zl0 = 0u, zl1 = 0u, zh0 = 0u, zh1 = 0u;
+            if constexpr (ZC == 4) {
+                zl0 = __byte_perm(s0, 0x8000u, 0x5252), zl1 = __byte_perm(s1, 0x8000u, 0x5252);
+                zh0 = sk_w4_hmul_h2(zl0, 0x4c004c00u), zh1 = sk_w4_hmul_h2(zl1, 0x4c004c00u);
+            }
+            float cc[NB][4], ce[NB][4];
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) cc[b][q] = ce[b][q] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const uint32_t w0 = sk_w4_word(wv[m][0], j >> 1) >> (8 * (j & 1));
+                const uint32_t w1 = sk_w4_word(wv[m][1], j >> 1) >> (8 * (j & 1));
+                const uint32_t a0 = w0 & mlo, a1 = w1 & mlo, a2 = w0 & mhi, a3 = w1 & mhi;
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    sk_w4_mma_h(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j],
+                                bf[b][2 * j + 1]);
+                    if (ZC == 4)
+                        sk_w4_mma_h(j & 1 ? ce[b] : cc[b], zl0, zl1, zh0, zh1, bf[b][2 * j],
+                                    bf[b][2 * j + 1]);
+                }
+            }
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                uint32_t e0 = s0, e1 = s1;
+                if (GP > 1) {
+                    const int gi = (t + 4 * b) % GP, src = (lane & ~3) | (gi * 4 / GP);
+                    e0 = __shfl_sync(0xffffffffu, s0, src);
+                    e1 = __shfl_sync(0xffffffffu, s1, src);
+                }
+                const float v0 = (cc[b][0] + ce[b][0]) + (cc[b][1] + ce[b][1]);
+                const float v1 = (cc[b][2] + ce[b][2]) + (cc[b][3] + ce[b][3]);
+                if constexpr (ZC == 3) { /* d (v - z S) */
+                    const float2 dz0 = sk_w4_dz(e0), dz1 = sk_w4_dz(e1);
+                    acc[m][b][0] = fmaf(dz0.x, fmaf(-dz0.y, sg[b], v0), acc[m][b][0]);
+                    acc[m][b][1] = fmaf(dz1.x, fmaf(-dz1.y, sg[b], v1), acc[m][b][1]);
+                } else {
+                    acc[m][b][0] = fmaf(sk_w4_d(e0), v0, acc[m][b][0]);
+                    acc[m][b][1] = fmaf(sk_w4_d(e1), v1, acc[m][b][1]);
+                }
             }
         }
     } else {
@@ -585,7 +687,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
             const int st = warp + KS * (i + d);
             uint32_t *xw = xs[warp][d & 1]; /* steps alternate buffers (D is even) */
             /* x of this step into shared memory as hi/lo bf16 pairs; the next step's x loads. */
-            sk_w4tc_xsplit<T, ZC == 2>(xn, xw, xoff);
+            sk_w4tc_xsplit<T, ZC >= 2>(xn, xw, xoff);
             if (st + KS < S) SK_W4TC_LOADX(st + KS);
             sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
             if (st + KS * D < S) SK_W4TC_LOAD(d, st + KS * D);
@@ -593,11 +695,14 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     }
 #undef SK_W4TC_LOAD
 #undef SK_W4TC_LOADX
-    if (ZC == 2) /* x went in as x / 16 and x / 256 against the high nibbles' 16 q */
+    if (ZC >= 2) { /* x went in as x / 16 and x / 256 against the high nibbles' 16 q; ZC 3 and 4's
+                     * A operands were q 2^-24 and 16 q 2^-24 */
+        const float sc = ZC >= 3 ? 268435456.0f /* 2^28 */ : 16.0f;
 #pragma unroll
         for (int m = 0; m < NT; m++)
 #pragma unroll
-            for (int b = 0; b < NB; b++) acc[m][b][0] *= 16.0f, acc[m][b][1] *= 16.0f;
+            for (int b = 0; b < NB; b++) acc[m][b][0] *= sc, acc[m][b][1] *= sc;
+    }
 
     __shared__ float s_ssq[SK_W4TC_MAXW][4], s_rstd[4];
     if (NORM) {
@@ -621,15 +726,19 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
 }
 
 /* One launch of the tensor-core GEMV with KS (1..SK_W4TC_MAXW) warps per block (GP from G);
- * MINB: blocks of 8 warps the compiler must fit on an SM (a register cap: 4 -> 64, 3 -> 80). */
+ * MINB: blocks of 8 warps the compiler must fit on an SM (a register cap: 4 -> 64, 3 -> 80), for
+ * the kernels with one block of B columns (NB = 1: T = 1, and T = 2 at G >= 64); those with two
+ * (T = 2 at G = 32: ZC3 and ZC4 spill 48-72 bytes under the cap of 80) run uncapped. */
 template <int T, int MT, int D, int ZC, int MODE, int MINB = 1, int NORM = 0>
 static void sk_w4_tc_launch_n(int KS, const float *x, const uint32_t *q4, const __half2 *q4s,
                               int G, const float *bias, int N_out, int K, float *out,
                               const float *gamma, float eps, cudaStream_t s) {
+    constexpr int MB4 = sk_w4tc_dims<T, 4>::NB > 1 ? 1 : MINB;
+    constexpr int MB2 = sk_w4tc_dims<T, 2>::NB > 1 ? 1 : MINB;
     const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
     void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *,
-              const float *, float) = G == 32 ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE, MINB, NORM>
-                                      : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE, MINB, NORM>
+              const float *, float) = G == 32 ? sk_w4_tc_kernel<T, MT, D, 4, ZC, MODE, MB4, NORM>
+                                      : G == 64 ? sk_w4_tc_kernel<T, MT, D, 2, ZC, MODE, MB2, NORM>
                                                 : sk_w4_tc_kernel<T, MT, D, 1, ZC, MODE, MINB, NORM>;
     sk_launch_pdl(k, blocks, 32u * (unsigned)KS, s, x, q4, q4s, bias, N_out, K, out, gamma, eps);
 }
@@ -639,6 +748,36 @@ static void sk_w4_tc_launch(int KS, const float *x, const uint32_t *q4, const __
                             const float *bias, int N_out, int K, float *out, cudaStream_t s) {
     sk_w4_tc_launch_n<T, MT, D, ZC, MODE, MINB, 0>(KS, x, q4, q4s, G, bias, N_out, K, out, nullptr,
                                                    0.0f, s);
+}
+
+/* ZC 2, 3 or 4 at T <= 2 with MT (1 or 2) picked at run time and D = 2, with the fused RMSNorm
+ * when gamma != NULL (not for ADD). ZC 3 and 4 at MT1 outside SwiGLU are capped at 80 registers
+ * (MINB 3): 3 blocks of 8 warps an SM, as ZC2's 77-80 registers get (uncapped ZC3 takes 82-92,
+ * ZC4 72-84; capped 67-80, no spills; ZC3's loop then has 7 more instructions a step pair). ZC 2
+ * here launches the very kernels of the default path in sk_w4_gemv_launch_t. */
+template <int T, int ZC, int MODE>
+static void sk_w4_tc_launch_z(int mt, int KS, const float *x, const uint32_t *q4,
+                              const __half2 *q4s, int G, const float *bias, int N_out, int K,
+                              float *out, const float *gamma, float eps, cudaStream_t s) {
+    static_assert(T <= 2 && ZC >= 2, "the fp16 operands' kernels at T <= 2");
+    constexpr int MB1 = ZC >= 3 && MODE != SK_GEMV_SWIGLU ? 3 : 1;
+    if constexpr (MODE != SK_GEMV_ADD) {
+        if (gamma) {
+            if (mt == 2)
+                sk_w4_tc_launch_n<T, 2, 2, ZC, MODE, 1, 1>(KS, x, q4, q4s, G, bias, N_out, K, out,
+                                                           gamma, eps, s);
+            else
+                sk_w4_tc_launch_n<T, 1, 2, ZC, MODE, MB1, 1>(KS, x, q4, q4s, G, bias, N_out, K, out,
+                                                             gamma, eps, s);
+            return;
+        }
+    }
+    if (mt == 2)
+        sk_w4_tc_launch_n<T, 2, 2, ZC, MODE, 1, 0>(KS, x, q4, q4s, G, bias, N_out, K, out,
+                                                   nullptr, 0.0f, s);
+    else
+        sk_w4_tc_launch_n<T, 1, 2, ZC, MODE, MB1, 0>(KS, x, q4, q4s, G, bias, N_out, K, out,
+                                                     nullptr, 0.0f, s);
 }
 
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
@@ -681,6 +820,14 @@ static void sk_w4_gemv_v1_launch_t(const float *x, const uint32_t *q4, const __h
                   bias, N_out, K, out, (int)pf);
 }
 
+/* The tensor-core kernel's tiles per warp by default, per product and T (the measurements are
+ * in sk_w4_gemv_launch_t below; the workbench times the same pick). */
+static inline int sk_w4_tc_mt(int T, int mode, int N_out) {
+    return mode == SK_GEMV_ADD     ? (N_out >= 6144 ? 2 : 1)
+           : mode == SK_GEMV_STORE ? (T >= 2 ? 2 : 1)
+                                   : 1;
+}
+
 /* The tensor-core kernel's shape, from dev/cuda/gemv_w4.cu on the H200 (2026-11-29, Llama-2-70B
  * and 7B shapes at T = 1, 2, 4; bench/results/awq-speed.md): D = 2 steps in flight and KS = 8
  * warps per block everywhere (at 64 registers the 8-warp blocks of a 8192-row matrix all fit on
@@ -711,8 +858,8 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         zc = sk_w4_env_int("SAKER_W4_ZC", -1);
         lb = sk_w4_env_int("SAKER_W4_LB", 0);
     }
-    /* Tiles per warp (session 5 on the H200, dev/cuda/gemv_w4.cu at T = 1, 2, 4 on the 70B and 7B
-     * shapes, bench/results/awq-speed.md):
+    /* Tiles per warp, sk_w4_tc_mt (session 5 on the H200, dev/cuda/gemv_w4.cu at T = 1, 2, 4 on
+     * the 70B and 7B shapes, bench/results/awq-speed.md):
      *   ADD (o, down): two once there are enough rows for 1.5 blocks an SM at MT = 2 (N_out >=
      *     6144), at every T: 70B o 17.6 -> 13.6 us, down 54.6 -> 40.3 us at T = 1 (Llama-2-70B
      *     INT4 batch 1: 16.0 -> 14.5 ms a token); at 4096 rows (7B) one is faster at every T (o
@@ -720,17 +867,28 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      *   STORE (qkv): two from T = 2 (70B 25.1 -> 21.8 us, 7B 14.5 -> 12.9 at T = 2), one at T = 1;
      *   SWIGLU (gate/up): one (MT2 holds four tiles: 12-18% slower at every T).
      * SAKER_W4_MT=1|2 forces it for every product, SAKER_W4_MT_ADD=1|2 for the ADD ones. */
-    const int mt_add_pick = mt_add == 1 || mt_add == 2 ? mt_add : (N_out >= 6144 ? 2 : 1);
-    const int mt = mt_env == 1 || mt_env == 2 ? mt_env
-                   : MODE == SK_GEMV_ADD      ? mt_add_pick
-                   : MODE == SK_GEMV_STORE    ? (T >= 2 ? 2 : 1)
-                                              : 1;
+    int mt = sk_w4_tc_mt(T, MODE, N_out);
+    if (MODE == SK_GEMV_ADD && (mt_add == 1 || mt_add == 2)) mt = mt_add;
+    if (mt_env == 1 || mt_env == 2) mt = mt_env;
     /* ZC = 2 (fp16 operands: the high nibbles need no shift) at T <= 2, where it is 2-7% faster
      * than ZC = 0 per product (70B down MT2 40.7 -> 38.5 us, gate/up 80.5 -> 77.8 at T = 1;
      * Llama-2-70B INT4 batch 1 14.57 -> 14.05 ms a token); at T = 4 it is up to 50% slower
-     * (70B down MT2 43.8 -> 65.6 us), so ZC = 0 there. SAKER_W4_ZC=0|1|2 overrides. */
+     * (70B down MT2 43.8 -> 65.6 us), so ZC = 0 there. SAKER_W4_ZC=0|1|2 overrides.
+     * SAKER_W4_ZC=3|4 at T <= 2: ZC3 / ZC4 (an AND a pair, the zero point after or in the MMAs),
+     * with the fused norm too; not yet measured on a GPU, so not the default. */
+    if constexpr (T <= 2) {
+        if (zc == 3 || zc == 4) {
+            if (zc == 3)
+                sk_w4_tc_launch_z<T, 3, MODE>(mt, ks, x, q4, q4s, G, bias, N_out, K, out, gamma,
+                                              eps, s);
+            else
+                sk_w4_tc_launch_z<T, 4, MODE>(mt, ks, x, q4, q4s, G, bias, N_out, K, out, gamma,
+                                              eps, s);
+            return;
+        }
+    }
     if constexpr (MODE != SK_GEMV_ADD) { /* no op fuses a norm into an ADD product */
-    if (gamma) { /* the fused RMSNorm: the default kernels only (no experiments) */
+    if (gamma) { /* the fused RMSNorm: the default kernels only (no experiments but ZC3 / ZC4) */
         if constexpr (T <= 2) {
             if (mt == 2)
                 sk_w4_tc_launch_n<T, 2, 2, 2, MODE, 1, 1>(ks, x, q4, q4s, G, bias, N_out, K, out,
