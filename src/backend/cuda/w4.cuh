@@ -874,11 +874,19 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * than ZC = 0 per product (70B down MT2 40.7 -> 38.5 us, gate/up 80.5 -> 77.8 at T = 1;
      * Llama-2-70B INT4 batch 1 14.57 -> 14.05 ms a token); at T = 4 it is up to 50% slower
      * (70B down MT2 43.8 -> 65.6 us), so ZC = 0 there. SAKER_W4_ZC=0|1|2 overrides.
-     * SAKER_W4_ZC=3|4 at T <= 2: ZC3 / ZC4 (an AND a pair, the zero point after or in the MMAs),
-     * with the fused norm too; not yet measured on a GPU, so not the default. */
+     * ZC3 / ZC4 at T <= 2 (an AND a pair, the zero point after or in the MMAs), with the fused
+     * norm too. Session 8 on the H200 (dev_gemv_w4 zc, the backend's launch of each product, two
+     * calls): ZC3 is faster than ZC2 on every 70B product (T = 1: qkv even, o 13.23 -> 12.64 us,
+     * gate/up 77.8 -> 74.2, down 38.7 -> 37.2; a decode step's GEMVs 11.99 -> 11.54 ms; T = 2:
+     * 13.95 -> 13.27 ms) and on 7B's qkv and gate/up, but slower on 7B's o and down (one tile a
+     * warp, ADD: 6.24 -> 6.40 and 12.94 -> 13.19 us at T = 1, +9-14% at T = 2); ZC4 is even with
+     * ZC2. Checks: dev_gemv_w4 3,024 ZC3 runs, worst 4.4e-6 of sum|x w| (ZC2 5.2e-6), and
+     * gpu_backend_ops w4 / norm_matmul. So ZC3 is the default at T <= 2 except for ADD at one tile
+     * a warp (ZC2 there). SAKER_W4_ZC=0..4 overrides. */
     if constexpr (T <= 2) {
-        if (zc == 3 || zc == 4) {
-            if (zc == 3)
+        const bool z3 = zc == 3 || (zc < 0 && !(MODE == SK_GEMV_ADD && mt == 1));
+        if (z3 || zc == 4) {
+            if (z3)
                 sk_w4_tc_launch_z<T, 3, MODE>(mt, ks, x, q4, q4s, G, bias, N_out, K, out, gamma,
                                               eps, s);
             else
