@@ -313,7 +313,7 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
 static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
-    static int off = -1, nowg = -1, nobn = -1, notma = -1;
+    static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
         off = e && *e && strcmp(e, "0") == 0;
@@ -323,8 +323,12 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
         nobn = e && *e && strcmp(e, "0") == 0;
         e = getenv("SAKER_W4_TMA"); /* 0: no TMA warp-specialized tiles (session 6's picks) */
         notma = e && *e && strcmp(e, "0") == 0;
+        e = getenv("SAKER_W4_WT_MAX"); /* experiment: the TMA tiles (128 x 128) up to this many rows */
+        wtmax = e && *e ? atoi(e) : 0;
     }
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
+    if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0)
+        return SK_W4M_WT128;
     const int cfg = nobn    ? sk_w4m_pick5(T, N_out, K)
                     : notma ? sk_w4m_pick6(T, N_out, K)
                             : sk_w4m_pick(T, N_out, K);
