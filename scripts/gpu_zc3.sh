@@ -1,7 +1,8 @@
 #!/bin/bash
 # ZC3 and ZC4 of the INT4 decode GEMV (w4.cuh: the A operand one AND a pair, the nibbles as fp16
 # subnormals; the zero point after the MMAs from column sums, or in them by one more MMA with
-# A = -z), first device call (written in session 8, not yet run; ~2-4 minutes of GPU time):
+# A = -z), first device call (written in session 8 and run the same session: every check 0
+# failed, ZC3 faster on the 70B products; bench/results/awq-speed.md):
 #  1. dev_gemv_w4 check: every configuration against the CPU reference, now with ZC3 and ZC4 at
 #     T = 1, 2 (MT1 / MT2, STORE / ADD / SwiGLU, G 32 / 64 / 128, KS 4 / 8 / 3 / 1) and the fused
 #     RMSNorm (ZC0 / 2 / 3 / 4 and the backend's launch with gamma); must print "0 failed". Then
