@@ -1601,6 +1601,22 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
                             "shared memory\n", BM, BN, SMEM);
             abort();
         }
+        if (PREG) { /* setmaxnreg's budget (the kernel's CREG) must fit what the launch allocates:
+                     * with fewer registers a thread at launch (a -maxrregcount, other launch
+                     * bounds) the consumers' setmaxnreg.inc would wait forever. A review's
+                     * suggestion (session 8), not yet run. */
+            const int creg0 = PREG ? (65536 - 128 * PREG) / (128 * NCW) / 8 * 8 : 0;
+            const int creg = creg0 > 256 ? 256 : creg0;
+            cudaFuncAttributes fa;
+            fa.numRegs = 0;
+            if (cudaFuncGetAttributes(&fa, kern) != cudaSuccess ||
+                fa.numRegs * NTH < creg * 128 * NCW + PREG * 128) {
+                fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: %d registers a thread at "
+                                "launch cannot fund setmaxnreg %d / %d\n",
+                        BM, BN, fa.numRegs, PREG, creg);
+                abort();
+            }
+        }
     }
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
