@@ -959,18 +959,19 @@ static __device__ __forceinline__ void sk_w4ws_block(float (&acc)[BN / 2],
 }
 
 /* sk_w4ws_kernel's epilogue: sk_w4g_tile's, copied for the same reason as sk_w4ws_block, over
- * the 256 consumer threads (ctid 0..255, as sk_w4g_tile's 256 at NWG = 2) with named barrier 1
- * instead of __syncthreads (the producer warpgroup has left), without stream-K. Entered after
- * the K loop with every wgmma waited for, every copy landed and the consumers past barrier 1, so
- * the stage ring is free: the accumulators (rows r0, r0 + 8 of the block, tokens
- * 8 jn + 2 q + (0, 1)) go through shared memory (red, over the ring at sm) to coalesced stores;
- * split-K partials as sk_w4g_tile. */
-template <int BN, int MODE>
+ * the 128 NCW consumer threads (ctid 0..128 NCW - 1; at NCW = 2 as sk_w4g_tile's 256 at
+ * NWG = 2) of the BM = 64 NCW rows, with named barrier 1 of those threads instead of
+ * __syncthreads (the producer has left), without stream-K. Entered after the K loop with every
+ * wgmma waited for, every copy landed and the consumers past barrier 1, so the stage ring is
+ * free: the accumulators (rows r0, r0 + 8 of the block, tokens 8 jn + 2 q + (0, 1)) go through
+ * shared memory (red, over the ring at sm) to coalesced stores; split-K partials as
+ * sk_w4g_tile. SWIGLU pairs red's rows r and r + BM / 2, whichever warpgroups hold them. */
+template <int BN, int MODE, int NCW>
 static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
                                                         const float (&acc)[BN / 2], uint8_t *sm,
                                                         int tid, int r0, int q, int t0, int n0,
                                                         int &s_last) {
-    constexpr int BM = 128, NTH = 256;
+    constexpr int BM = 64 * NCW, NTH = 128 * NCW;
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
     const int T = p.T, N_out = p.N_out;
     const int RT = SW ? BM / 2 : BM;
@@ -983,7 +984,7 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
 #pragma unroll
         for (int e = 0; e < 4; e++)
             red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
 
     const int nseg = p.splits;
     if (nseg > 1) {
@@ -991,9 +992,9 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
         float *wp = p.ws + ((size_t)tile * nseg + blockIdx.z) * (BM * BN);
         for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
         __threadfence();
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == nseg - 1;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (!s_last) return;
         __threadfence();
         for (int i = tid; i < BM * BN; i += NTH) {
@@ -1003,7 +1004,7 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
             red[(i / BM) * LD + i % BM] = v;
         }
         if (tid == 0) p.cnt[tile] = 0;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
     }
 
     /* U outputs a thread per pass; with ADD their old values are all loaded before any store
@@ -1113,15 +1114,59 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  * wgmma kernel's ablations in bench/results/awq-speed.md): the cp.async copy plan is ~270 of
  * sk_w4g_tile's 488 instructions a warp and K block, and dropping only the x copies took 35% off
  * g128x128's time. */
-template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
-__global__ void __launch_bounds__(384, MINB)
+/* NCW and PREG (session 9: "wc192xBN" and "wr192xBN", NOT RUN ON A GPU). NCW consumer
+ * warpgroups own BM = 64 NCW weight rows a block. NCW = 2 is the kernel above; the
+ * generalisation leaves its SASS unchanged (every sk_w4ws_kernel instance of dev_gemm_w4 dumped
+ * before and after: identical). NCW = 3 (TMA only): BM = 192, 1.5x the weight rows per x tile
+ * (the x-tile copies, which every row tile re-reads from L2, were the largest single cost in
+ * session 8's ablations), in one of two layouts:
+ *   - PREG = 0 ("wc"): 416 threads, the consumers warps 0..11 (warpgroups 0-2, aligned as wgmma
+ *     requires), the producer warp 12, last. ptxas caps __launch_bounds__(416, 1) at 128
+ *     registers a thread, not 65536 / 416 = 157 (448 and 512 threads: 128 too); presumably
+ *     because 13 warps put 4 on one of the SM's four schedulers, whose quarter of the register
+ *     file (16384) then holds 4 x 32 x 128. So 416 threads have the registers of 512. At 128
+ *     the consumers fit at BN = 64, 96, 128 (ptxas, bf16 / fp16: 110 / 99, 124-126 / 116,
+ *     128 / 125; no spills, no serialized wgmma); at BN = 144 and 160 ptxas serializes the
+ *     wgmmas (C7512; under a 168 cap they would take 148 and 156): left out.
+ *   - PREG > 0 ("wr"): 512 threads as NCW = 2's layout (the producer warpgroup 0, whole, then
+ *     the consumers), and setmaxnreg: the producer warpgroup drops to PREG registers (all four
+ *     warps, before warps 1-3 leave; setmaxnreg is per warpgroup, which is why the lone
+ *     producer warp of the first layout cannot take part), the consumers rise to
+ *     CREG = (65536 - 128 PREG) / 384 rounded down to 8 (PREG = 40: 152; each scheduler then
+ *     holds one producer warp and three consumer warps, 40 + 3 x 152 = 496 of its 512 a lane).
+ *     SASS (bf16): the consumers' code names registers up to R133 / R142 / R149 at BN = 128 /
+ *     144 / 160, the producer's (after the decrease) up to R26; no spills, no serialized
+ *     wgmma. The pattern is attn_prefill.cuh's setmaxnreg 72 / 216, which runs on the H200.
+ * Both: SWIGLU takes 96 gate rows then the matching 96 up rows (warpgroup 1 holds gate rows
+ * 64-95 and up rows 0-31; the epilogue pairs shared rows r and r + BM / 2 whichever warpgroup
+ * wrote them); the TMA weight boxes are BM / 2 = 96 rows (gate, up; or rows n0 and n0 + 96);
+ * BM / 32 = 6 scale rows a producer lane; empty[s] counts 4 NCW = 12 warps, full[s] still 33
+ * (one expect_tx arrival, 32 cp.async arrivals); named barrier 1 of the 128 NCW consumers.
+ * Stages: SK_W4G_STAGE_BYTES(192, BN) = 256 BN + 15360 (a multiple of 1024 for any BN that
+ * is a multiple of 4), as many as fit in 227 KB with the 1024 of alignment (sk_w4m_launch). */
+#define SK_W4WS_NTH(NCW, PREG) ((NCW) == 2 || (PREG) ? 128 * ((NCW) + 1) : 128 * (NCW) + 32)
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false, int NCW = 2,
+          int PREG = 0>
+__global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
     sk_w4ws_kernel(const sk_w4m_params p, const __grid_constant__ CUtensorMap tmx,
                    const __grid_constant__ CUtensorMap tmw) {
-    constexpr int BM = 128, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    constexpr int BM = 64 * NCW, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    /* the layout: the producer's warpgroup PW (NCW = 2 or PREG > 0: warpgroup 0, whole; else
+     * warpgroup 3, warp 12 alone) and first thread PB; the consumers' first thread CB */
+    constexpr int PW = NCW == 2 || PREG ? 0 : NCW, PB = 128 * PW, CB = PW == 0 ? 128 : 0;
+    /* PREG: the consumers' registers after setmaxnreg, what the producer gives up shared by
+     * them (a multiple of 8, at most 256) */
+    constexpr int CREG0 = PREG ? (65536 - 128 * PREG) / (128 * NCW) / 8 * 8 : 0;
+    constexpr int CREG = CREG0 > 256 ? 256 : CREG0;
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    static_assert(NCW == 2 || NCW == 3, "consumer warpgroups");
+    static_assert(PREG == 0 || (TMA && MINB == 1 && PREG >= 24 && PREG % 8 == 0 && CREG > PREG),
+                  "setmaxnreg: the TMA producer, one block an SM");
+    static_assert(NCW == 2 || TMA, "the cp.async producer plan is a whole warpgroup's, NCW = 2");
     static_assert(SK_W4G_BN_OK(BN), "x tile width");
     static_assert(STAGES >= 2, "a ring");
     static_assert(SB % 1024 == 0, "stages keep the x tiles 1024-byte aligned");
+    static_assert(BN * (BM + 4) * 4 <= STAGES * SB, "the epilogue's red fits in the ring");
     extern __shared__ uint8_t sk_w4g_raw[];
     __shared__ __align__(8) uint64_t s_bar[2 * STAGES]; /* full[STAGES], empty[STAGES] */
     __shared__ int s_last;
@@ -1144,21 +1189,25 @@ __global__ void __launch_bounds__(384, MINB)
 #pragma unroll
         for (int s = 0; s < STAGES; s++) {
             sk_w4ws_init(full0 + 8u * s, TMA ? 33 : 128);
-            sk_w4ws_init(empty0 + 8u * s, 8);
+            sk_w4ws_init(empty0 + 8u * s, 4 * NCW); /* one arrival a consumer warp */
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
-    if (wg == 0 && TMA) {
-        if (tid >= 32) return;
+    if (wg == PW && TMA) {
+        if constexpr (PREG > 0) /* the whole producer warpgroup, before warps 1-3 leave */
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(PREG) : "memory");
+        if (tid >= PB + 32) return;
+        const int lt = tid - PB; /* the producer warp's lane */
+        constexpr int SR = BM / 32; /* scale rows a lane */
         const int KG = K / G, spb = SK_W4M_BK / G;
         const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
-        const uint32_t *srow[4];
-        bool sok[4];
+        const uint32_t *srow[SR];
+        bool sok[SR];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int r = tid + 32 * j;
+        for (int j = 0; j < SR; j++) {
+            const int r = lt + 32 * j;
             int n = n0 + r, lim = n;
             if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
             sok[j] = lim < N_out;
@@ -1169,7 +1218,7 @@ __global__ void __launch_bounds__(384, MINB)
         for (int kb = kb0; kb < kb1; kb++) {
             if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
             const uint32_t st = sm_a + (uint32_t)(slot * SB), fb = full0 + 8u * slot;
-            if (tid == 0) {
+            if (lt == 0) {
                 sk_w4ws_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
                 sk_w4ws_tma2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
                 sk_w4ws_tma2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
@@ -1178,8 +1227,8 @@ __global__ void __launch_bounds__(384, MINB)
                               fb);
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++)
-                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (tid + 32 * j)),
+            for (int j = 0; j < SR; j++)
+                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (lt + 32 * j)),
                             srow[j] + (size_t)kb * spb, 4 * spb, sok[j]);
             sk_w4ws_cp_arrive(fb);
             if (++slot == STAGES) slot = 0, round++;
@@ -1187,7 +1236,7 @@ __global__ void __launch_bounds__(384, MINB)
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         return;
     }
-    if (wg == 0) {
+    if (wg == PW) { /* NCW = 2 only (static_assert above) */
         /* ---- producer: sk_w4g_tile's copy plan for 128 threads: weight units tid + 128 j (rows
          * tid / 4 + 32 j, unit tid % 4; its scale word when tid % 4 < 128 / G), j = 0..3; x units
          * tid + 128 j (row tid / 16 + 8 j, unit tid % 16 -> half tid % 16 / 8, chunk tid % 8,
@@ -1239,8 +1288,10 @@ __global__ void __launch_bounds__(384, MINB)
         return;
     }
 
-    /* ---- consumers: warpgroup cw = wg - 1 owns rows 64 cw .. 64 cw + 63 of the block ---- */
-    const int ctid = tid - 128, cwarp = ctid >> 5, lane = tid & 31;
+    /* ---- consumers: warpgroup cw = (tid - CB) / 128 owns rows 64 cw .. 64 cw + 63 ---- */
+    if constexpr (PREG > 0)
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(CREG) : "memory");
+    const int ctid = tid - CB, cwarp = ctid >> 5, lane = tid & 31;
     const int g = lane >> 2, q = lane & 3;
     const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
     const int r0 = 64 * (cwarp >> 2) + 16 * (cwarp & 3) + g; /* as sk_w4g_tile's r0 */
@@ -1267,9 +1318,9 @@ __global__ void __launch_bounds__(384, MINB)
     }
     sk_wg_wait<0>();
     sk_wg_pin(acc);
-    /* both consumer warpgroups are done with the ring (named barrier 1: the producer has left) */
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    sk_w4ws_epilogue<BN, MODE>(p, acc, sm, ctid, r0, q, t0, n0, s_last);
+    /* every consumer warpgroup is done with the ring (named barrier 1: the producer has left) */
+    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NCW) : "memory");
+    sk_w4ws_epilogue<BN, MODE, NCW>(p, acc, sm, ctid, r0, q, t0, n0, s_last);
 }
 
 /* ---- configurations and launcher ------------------------------------------------------------ */
@@ -1321,6 +1372,14 @@ enum {
     SK_W4M_WT96,   /* 128 x 96, 6 stages */
     SK_W4M_WT160,  /* 128 x 160, 4 stages */
     SK_W4M_WT192,  /* 128 x 192, 3 stages */
+    /* session 9: the same with three consumer warpgroups (sk_w4ws_kernel's NCW = 3: 192 weight
+     * rows a block, 1.5x the weight rows per x tile; comparison only, NOT RUN ON A GPU) */
+    SK_W4M_WC64,   /* 192 x 64, 7 stages, 416 threads (the producer warp last) */
+    SK_W4M_WC96,   /* 192 x 96, 5 stages, 416 threads */
+    SK_W4M_WC128,  /* 192 x 128, 4 stages, 416 threads */
+    SK_W4M_WR128,  /* 192 x 128, 4 stages, 512 threads, setmaxnreg 40 / 152 */
+    SK_W4M_WR144,  /* 192 x 144, 4 stages, 512 threads, setmaxnreg 40 / 152 */
+    SK_W4M_WR160,  /* 192 x 160, 4 stages, 512 threads, setmaxnreg 40 / 152 */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
@@ -1328,7 +1387,7 @@ static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
     "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
     "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
-    "wt128x192"};
+    "wt128x192", "wc192x64", "wc192x96", "wc192x128", "wr192x128", "wr192x144", "wr192x160"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
@@ -1336,7 +1395,7 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
            cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
            cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
-           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WT192);
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WR160);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1512,31 +1571,51 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
 
 /* sk_w4ws_kernel's launcher (sk_w4g_run without stream-K: SK_W4M_STREAMK counts as 0, the
  * automatic split, so that the workbench's split options all run): grid (ceil(T / BN),
- * ceil(N_out / RT), splits), 384 threads, STAGES * SK_W4G_STAGE_BYTES(128, BN) + 1024 bytes of
- * dynamic shared memory; the split rule and the scratch limits of sk_w4g_run. */
+ * ceil(N_out / RT), splits), RT = BM = 64 NCW (BM / 2 with SWIGLU), SK_W4WS_NTH(NCW, PREG)
+ * threads (384; 416, or 512 with PREG), STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024 bytes of
+ * dynamic shared memory; the split rule and the scratch limits of sk_w4g_run. The tensor maps
+ * (TMA) are built per launch: x in boxes of 64 columns x BN rows, the words in boxes of 16 words
+ * x BM / 2 rows. */
 static inline CUtensorMapDataType sk_w4ws_dtype(const __half *) {
     return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 static inline CUtensorMapDataType sk_w4ws_dtype(const __nv_bfloat16 *) {
     return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
 }
-template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false, int NCW = 2,
+          int PREG = 0>
 static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                         const float *bias, int N_out, int K, float *out,
                         const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
-    constexpr int BM = 128;
+    constexpr int BM = 64 * NCW, NTH = SK_W4WS_NTH(NCW, PREG);
     constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
     void (*kern)(const sk_w4m_params, const CUtensorMap, const CUtensorMap) =
-        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA>;
+        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA, NCW, PREG>;
     static int occ = 0;
     if (!occ) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
                 cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 384, SMEM) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, SMEM) != cudaSuccess ||
             occ < 1) {
             fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: cannot set up %zu bytes of "
                             "shared memory\n", BM, BN, SMEM);
             abort();
+        }
+        if (PREG) { /* setmaxnreg's budget (the kernel's CREG) must fit what the launch allocates:
+                     * with fewer registers a thread at launch (a -maxrregcount, other launch
+                     * bounds) the consumers' setmaxnreg.inc would wait forever. A review's
+                     * suggestion (session 8), not yet run. */
+            const int creg0 = PREG ? (65536 - 128 * PREG) / (128 * NCW) / 8 * 8 : 0;
+            const int creg = creg0 > 256 ? 256 : creg0;
+            cudaFuncAttributes fa;
+            fa.numRegs = 0;
+            if (cudaFuncGetAttributes(&fa, kern) != cudaSuccess ||
+                fa.numRegs * NTH < creg * 128 * NCW + PREG * 128) {
+                fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: %d registers a thread at "
+                                "launch cannot fund setmaxnreg %d / %d\n",
+                        BM, BN, fa.numRegs, PREG, creg);
+                abort();
+            }
         }
     }
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
@@ -1589,7 +1668,7 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
             abort();
         }
     }
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 384, SMEM, s>>>(p, tmx, tmw);
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p, tmx, tmw);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
@@ -1653,6 +1732,30 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WS64B2:
             sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
+            break;
+        case SK_W4M_WC64:
+            sk_w4ws_run<H, 64, 7, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WC96:
+            sk_w4ws_run<H, 96, 5, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WC128:
+            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                     splits, s);
+            break;
+        case SK_W4M_WR128:
+            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WR144:
+            sk_w4ws_run<H, 144, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WR160:
+            sk_w4ws_run<H, 160, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
             break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
