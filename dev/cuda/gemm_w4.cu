@@ -13,7 +13,9 @@
  *                for comparison only; ws128x64 / ws128x128: sk_w4ws_kernel (warp-specialized:
  *                a cp.async producer warpgroup, two dequantize + wgmma consumer warpgroups,
  *                mbarriers per stage; session 8: correct, slower than g128x*); wt128xBN: the
- *                same with a TMA producer warp (session 8: the backend's tiles at 65-1024 rows)
+ *                same with a TMA producer warp (session 8: the backend's tiles at 65-1024 rows);
+ *                wn64xBN: the TMA kernel with one consumer warpgroup (64 rows, 160 threads, the
+ *                producer warp last), two blocks an SM (session 8, not run yet)
  *   deq+lt old   w4.cuh's sk_w4_dequant_kernel to bf16, then cuBLASLt bf16 (the backend's path
  *                above 4 rows before this kernel, and still above SK_W4M_MAX_T rows; the
  *                dequantization is timed with it)

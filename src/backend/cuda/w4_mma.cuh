@@ -959,18 +959,20 @@ static __device__ __forceinline__ void sk_w4ws_block(float (&acc)[BN / 2],
 }
 
 /* sk_w4ws_kernel's epilogue: sk_w4g_tile's, copied for the same reason as sk_w4ws_block, over
- * the 256 consumer threads (ctid 0..255, as sk_w4g_tile's 256 at NWG = 2) with named barrier 1
- * instead of __syncthreads (the producer warpgroup has left), without stream-K. Entered after
- * the K loop with every wgmma waited for, every copy landed and the consumers past barrier 1, so
- * the stage ring is free: the accumulators (rows r0, r0 + 8 of the block, tokens
- * 8 jn + 2 q + (0, 1)) go through shared memory (red, over the ring at sm) to coalesced stores;
- * split-K partials as sk_w4g_tile. */
-template <int BN, int MODE>
+ * the 128 NCW consumer threads (ctid 0..128 NCW - 1, as sk_w4g_tile's at NWG = NCW; BM = 64 NCW
+ * rows) with named barrier 1 instead of __syncthreads (the producer has left), without
+ * stream-K. Entered after the K loop with every wgmma waited for, every copy landed and the
+ * consumers past barrier 1, so the stage ring is free: the accumulators (rows r0, r0 + 8 of the
+ * block, tokens 8 jn + 2 q + (0, 1)) go through shared memory (red, over the ring at sm) to
+ * coalesced stores; split-K partials as sk_w4g_tile. SWIGLU: output r < BM / 2 of the block
+ * pairs gate row r with up row r + BM / 2 (NCW = 1: warps 0-1 hold the gate rows, 2-3 the up
+ * rows; the pairing goes through red, so any warp may hold either). */
+template <int BN, int MODE, int NCW>
 static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
                                                         const float (&acc)[BN / 2], uint8_t *sm,
                                                         int tid, int r0, int q, int t0, int n0,
                                                         int &s_last) {
-    constexpr int BM = 128, NTH = 256;
+    constexpr int BM = 64 * NCW, NTH = 128 * NCW;
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
     const int T = p.T, N_out = p.N_out;
     const int RT = SW ? BM / 2 : BM;
@@ -983,7 +985,7 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
 #pragma unroll
         for (int e = 0; e < 4; e++)
             red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
+    asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
 
     const int nseg = p.splits;
     if (nseg > 1) {
@@ -991,9 +993,9 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
         float *wp = p.ws + ((size_t)tile * nseg + blockIdx.z) * (BM * BN);
         for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
         __threadfence();
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == nseg - 1;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (!s_last) return;
         __threadfence();
         for (int i = tid; i < BM * BN; i += NTH) {
@@ -1003,7 +1005,7 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
             red[(i / BM) * LD + i % BM] = v;
         }
         if (tid == 0) p.cnt[tile] = 0;
-        asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
     }
 
     /* U outputs a thread per pass; with ADD their old values are all loaded before any store
@@ -1113,15 +1115,39 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  * wgmma kernel's ablations in bench/results/awq-speed.md): the cp.async copy plan is ~270 of
  * sk_w4g_tile's 488 instructions a warp and K block, and dropping only the x copies took 35% off
  * g128x128's time. */
-template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
-__global__ void __launch_bounds__(384, MINB)
+/* NCW consumer warpgroups (session 8, NCW = 1 written on a machine without a GPU: NOT RUN, NOT
+ * MEASURED). Why: at 64-128 rows qkv (80 row tiles of 128) and o (64) leave SMs idle at one
+ * 384-thread block an SM (wt128x128: 215 KB of shared memory), the remaining losses to cuBLAS
+ * bf16 (128 rows: qkv wt128x128 61.7 us against 54.4, o wt128x64 54.3 against 45.2; 64 rows:
+ * qkv 59-62 against 48.9, o 47.5 against 43.3; bench/results/awq-speed.md). With NCW = 1 a
+ * block is BM = 64 weight rows (twice the row tiles) and 160 threads: the consumer warpgroup is
+ * warps 0-3 (warpgroup-aligned, as wgmma requires) and the producer the last warp, 4, the same
+ * TMA producer as above with boxes of BM / 2 = 32 rows (SWIGLU: 32 gate rows n0.., then the 32 up
+ * rows N_out + n0..; the warpgroup's M = 64 holds both, warps 0-1 the gate rows, 2-3 the up rows,
+ * paired in the epilogue through shared memory) and BM / 32 = 2 scale rows a lane; full counts
+ * 33 as above, empty 4 NCW (one arrival per consumer warp), the epilogue's named barrier 128 NCW
+ * threads. Stages are picked for two blocks an SM (MINB = 2; dynamic + static shared memory + the
+ * 1 KB the runtime reserves per block at most 114 KB, half of the SM's 228): 5 at BN = 64, 4 at
+ * 80, 3 at 96 and 128 (dynamic 108544 / 103424 / 90112 / 114688 bytes; ptxas: 99-140 registers,
+ * no spills, no serialized wgmma). Unmeasured risk: the x tile is read once per 64 weight rows
+ * instead of 128, twice the L2 -> shared traffic (qkv at 128 rows: 335 MB against 168; a
+ * cluster of two row tiles multicasting x would halve it). NCW = 2 keeps the layout above
+ * (producer warpgroup 0, 384 threads; the SASS of those instances is unchanged by NCW). */
+#define SK_W4WS_NTH(NCW) ((NCW) == 2 ? 384 : 128 * (NCW) + 32)
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false, int NCW = 2>
+__global__ void __launch_bounds__(SK_W4WS_NTH(NCW), MINB)
     sk_w4ws_kernel(const sk_w4m_params p, const __grid_constant__ CUtensorMap tmx,
                    const __grid_constant__ CUtensorMap tmw) {
-    constexpr int BM = 128, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    constexpr int BM = 64 * NCW, SB = SK_W4G_STAGE_BYTES(BM, BN);
+    /* the producer's warpgroup (NCW = 2: 0, the layout above; NCW = 1: 1, one warp) and the
+     * first consumer thread */
+    constexpr int PWG = NCW == 2 ? 0 : NCW, CT0 = NCW == 2 ? 128 : 0;
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
+    static_assert(NCW == 2 || (NCW == 1 && TMA), "one or two consumer warpgroups (one: TMA)");
     static_assert(SK_W4G_BN_OK(BN), "x tile width");
     static_assert(STAGES >= 2, "a ring");
     static_assert(SB % 1024 == 0, "stages keep the x tiles 1024-byte aligned");
+    static_assert(BN * (BM + 4) * 4 <= STAGES * SB, "the epilogue's red fits in the ring");
     extern __shared__ uint8_t sk_w4g_raw[];
     __shared__ __align__(8) uint64_t s_bar[2 * STAGES]; /* full[STAGES], empty[STAGES] */
     __shared__ int s_last;
@@ -1144,21 +1170,23 @@ __global__ void __launch_bounds__(384, MINB)
 #pragma unroll
         for (int s = 0; s < STAGES; s++) {
             sk_w4ws_init(full0 + 8u * s, TMA ? 33 : 128);
-            sk_w4ws_init(empty0 + 8u * s, 8);
+            sk_w4ws_init(empty0 + 8u * s, 4 * NCW); /* one arrival per consumer warp */
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
-    if (wg == 0 && TMA) {
-        if (tid >= 32) return;
+    if (wg == PWG && TMA) {
+        const int pl = tid - 128 * PWG; /* the producer warp's lane (NCW = 2: warps 1-3 leave) */
+        if (pl >= 32) return;
         const int KG = K / G, spb = SK_W4M_BK / G;
         const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
-        const uint32_t *srow[4];
-        bool sok[4];
+        constexpr int NSR = BM / 32; /* scale rows a lane: pl + 32 j */
+        const uint32_t *srow[NSR];
+        bool sok[NSR];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int r = tid + 32 * j;
+        for (int j = 0; j < NSR; j++) {
+            const int r = pl + 32 * j;
             int n = n0 + r, lim = n;
             if (SW) lim = n0 + (r < BM / 2 ? r : r - BM / 2), n = lim + (r < BM / 2 ? 0 : N_out);
             sok[j] = lim < N_out;
@@ -1169,7 +1197,7 @@ __global__ void __launch_bounds__(384, MINB)
         for (int kb = kb0; kb < kb1; kb++) {
             if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
             const uint32_t st = sm_a + (uint32_t)(slot * SB), fb = full0 + 8u * slot;
-            if (tid == 0) {
+            if (pl == 0) {
                 sk_w4ws_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
                 sk_w4ws_tma2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
                 sk_w4ws_tma2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
@@ -1178,8 +1206,8 @@ __global__ void __launch_bounds__(384, MINB)
                               fb);
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++)
-                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (tid + 32 * j)),
+            for (int j = 0; j < NSR; j++)
+                sk_w4ws_cpn(st + (uint32_t)(BN * 256 + BM * 64 + 16 * (pl + 32 * j)),
                             srow[j] + (size_t)kb * spb, 4 * spb, sok[j]);
             sk_w4ws_cp_arrive(fb);
             if (++slot == STAGES) slot = 0, round++;
@@ -1187,7 +1215,7 @@ __global__ void __launch_bounds__(384, MINB)
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         return;
     }
-    if (wg == 0) {
+    if (wg == PWG) { /* (NCW = 2 only: TMA returned above) */
         /* ---- producer: sk_w4g_tile's copy plan for 128 threads: weight units tid + 128 j (rows
          * tid / 4 + 32 j, unit tid % 4; its scale word when tid % 4 < 128 / G), j = 0..3; x units
          * tid + 128 j (row tid / 16 + 8 j, unit tid % 16 -> half tid % 16 / 8, chunk tid % 8,
@@ -1239,8 +1267,9 @@ __global__ void __launch_bounds__(384, MINB)
         return;
     }
 
-    /* ---- consumers: warpgroup cw = wg - 1 owns rows 64 cw .. 64 cw + 63 of the block ---- */
-    const int ctid = tid - 128, cwarp = ctid >> 5, lane = tid & 31;
+    /* ---- consumers: warpgroup cw = wg - 1 (NCW = 2) or wg owns rows 64 cw .. 64 cw + 63 of the
+     * block ---- */
+    const int ctid = tid - CT0, cwarp = ctid >> 5, lane = tid & 31;
     const int g = lane >> 2, q = lane & 3;
     const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
     const int r0 = 64 * (cwarp >> 2) + 16 * (cwarp & 3) + g; /* as sk_w4g_tile's r0 */
@@ -1267,9 +1296,9 @@ __global__ void __launch_bounds__(384, MINB)
     }
     sk_wg_wait<0>();
     sk_wg_pin(acc);
-    /* both consumer warpgroups are done with the ring (named barrier 1: the producer has left) */
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    sk_w4ws_epilogue<BN, MODE>(p, acc, sm, ctid, r0, q, t0, n0, s_last);
+    /* the consumer warpgroups are done with the ring (named barrier 1: the producer has left) */
+    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NCW) : "memory");
+    sk_w4ws_epilogue<BN, MODE, NCW>(p, acc, sm, ctid, r0, q, t0, n0, s_last);
 }
 
 /* ---- configurations and launcher ------------------------------------------------------------ */
@@ -1321,6 +1350,12 @@ enum {
     SK_W4M_WT96,   /* 128 x 96, 6 stages */
     SK_W4M_WT160,  /* 128 x 160, 4 stages */
     SK_W4M_WT192,  /* 128 x 192, 3 stages */
+    /* session 8: the same with one consumer warpgroup (sk_w4ws_kernel at NCW = 1: 64 weight rows,
+     * 160 threads, the producer warp last), two blocks an SM; not run yet (comparison only) */
+    SK_W4M_WN64,   /* 64 x 64, 5 stages */
+    SK_W4M_WN80,   /* 64 x 80, 4 stages */
+    SK_W4M_WN96,   /* 64 x 96, 3 stages */
+    SK_W4M_WN128,  /* 64 x 128, 3 stages */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
@@ -1328,7 +1363,7 @@ static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
     "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
     "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
-    "wt128x192"};
+    "wt128x192", "wn64x64", "wn64x80", "wn64x96", "wn64x128"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
@@ -1336,7 +1371,8 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
            cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
            cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
-           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WT192);
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WT192) ||
+           (cfg >= SK_W4M_WN64 && cfg <= SK_W4M_WN128);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1512,32 +1548,37 @@ static void sk_w4g_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s
 
 /* sk_w4ws_kernel's launcher (sk_w4g_run without stream-K: SK_W4M_STREAMK counts as 0, the
  * automatic split, so that the workbench's split options all run): grid (ceil(T / BN),
- * ceil(N_out / RT), splits), 384 threads, STAGES * SK_W4G_STAGE_BYTES(128, BN) + 1024 bytes of
- * dynamic shared memory; the split rule and the scratch limits of sk_w4g_run. */
+ * ceil(N_out / RT), splits), SK_W4WS_NTH(NCW) threads (384, or 160 at NCW = 1),
+ * STAGES * SK_W4G_STAGE_BYTES(64 NCW, BN) + 1024 bytes of dynamic shared memory; the split rule
+ * and the scratch limits of sk_w4g_run (the resident blocks from the occupancy query, so two
+ * blocks an SM count twice). */
 static inline CUtensorMapDataType sk_w4ws_dtype(const __half *) {
     return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
 }
 static inline CUtensorMapDataType sk_w4ws_dtype(const __nv_bfloat16 *) {
     return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
 }
-template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false>
+template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false, int NCW = 2>
 static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                         const float *bias, int N_out, int K, float *out,
                         const sk_w4m_scratch *scr, int splits, cudaStream_t s) {
-    constexpr int BM = 128;
+    constexpr int BM = 64 * NCW, NTH = SK_W4WS_NTH(NCW);
     constexpr size_t SMEM = (size_t)STAGES * SK_W4G_STAGE_BYTES(BM, BN) + 1024;
     void (*kern)(const sk_w4m_params, const CUtensorMap, const CUtensorMap) =
-        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA>;
+        sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA, NCW>;
     static int occ = 0;
     if (!occ) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
                 cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, 384, SMEM) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, SMEM) != cudaSuccess ||
             occ < 1) {
             fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: cannot set up %zu bytes of "
                             "shared memory\n", BM, BN, SMEM);
             abort();
         }
+        if (occ < MINB) /* the stage count was picked for MINB blocks an SM: say so once */
+            fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: %d blocks an SM, not %d\n",
+                    BM, BN, occ, MINB);
     }
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
@@ -1576,7 +1617,7 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
         const cuuint32_t xb[2] = {64, (cuuint32_t)BN};
         const cuuint64_t wd[2] = {(cuuint64_t)K / 8, (cuuint64_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1)};
         const cuuint64_t ws[1] = {(cuuint64_t)K / 2};
-        const cuuint32_t wb[2] = {16, (cuuint32_t)BM / 2};
+        const cuuint32_t wb[2] = {16, (cuuint32_t)BM / 2}; /* 16 words x BM / 2 rows, two a stage */
         if (encode(&tmx, sk_w4ws_dtype((const H *)nullptr),
                    2, (void *)x, xd, xs, xb, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -1589,7 +1630,7 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
             abort();
         }
     }
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), 384, SMEM, s>>>(p, tmx, tmw);
+    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p, tmx, tmw);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
@@ -1606,6 +1647,12 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
 #define SK_W4G_CASE(id, BN, NWG, ST)                                                               \
     case id:                                                                                       \
         sk_w4g_run<H, BN, NWG, ST, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);   \
+        break;
+/* sk_w4ws_kernel's TMA path with one consumer warpgroup, two blocks an SM */
+#define SK_W4WN_CASE(id, BN, ST)                                                                   \
+    case id:                                                                                       \
+        sk_w4ws_run<H, BN, ST, 2, MODE, true, 1>(x, T, q4, q4s, G, bias, N_out, K, out, scr,       \
+                                                 splits, s);                                       \
         break;
     switch (cfg) {
         SK_W4M_CASE(SK_W4M_128x16, 128, 16, 4, 1, 4, 1)
@@ -1654,6 +1701,10 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         case SK_W4M_WS64B2:
             sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
             break;
+        SK_W4WN_CASE(SK_W4M_WN64, 64, 5)
+        SK_W4WN_CASE(SK_W4M_WN80, 80, 4)
+        SK_W4WN_CASE(SK_W4M_WN96, 96, 3)
+        SK_W4WN_CASE(SK_W4M_WN128, 128, 3)
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x16NP, 128, 16, 4, 1, 4, 0)
@@ -1664,6 +1715,7 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
     }
 #undef SK_W4M_CASE
 #undef SK_W4G_CASE
+#undef SK_W4WN_CASE
 }
 
 /* Whether the MMA path can take the product: K % 32 == 0 (whole words per lane; G divides K and
