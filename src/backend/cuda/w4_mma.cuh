@@ -1568,6 +1568,12 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
         sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA, NCW>;
     static int occ = 0;
     if (!occ) {
+        /* MINB > 1 (wn64x128: 2 x 115,776 of the SM's 233,472 bytes) needs the largest shared-
+         * memory carveout; ask for it (a preference: the occupancy query below says what came of
+         * it). A review's suggestion (session 8), not yet run. */
+        if (MINB > 1)
+            (void)cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       (int)cudaSharedmemCarveoutMaxShared);
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
                 cudaSuccess ||
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, SMEM) != cudaSuccess ||
