@@ -16,7 +16,8 @@
  *                same with a TMA producer warp (session 8: the backend's tiles at 65-1024 rows);
  *                wc192xBN / wr192xBN: the same with three consumer warpgroups (192 weight rows a
  *                block; wc: 416 threads, the producer warp last; wr: 512, setmaxnreg 40 / 152;
- *                session 9, not yet run on a GPU)
+ *                session 9); wn64xBN: the TMA kernel with one consumer warpgroup (64 rows, 160
+ *                threads, the producer warp last), two blocks an SM
  *   deq+lt old   w4.cuh's sk_w4_dequant_kernel to bf16, then cuBLASLt bf16 (the backend's path
  *                above 4 rows before this kernel, and still above SK_W4M_MAX_T rows; the
  *                dequantization is timed with it)
@@ -476,17 +477,33 @@ static void time_bn(const sk_w4m_scratch *scr) {
     const bool m7 = model && strcmp(model, "7b") == 0;
     const bn_shape *shapes = m7 ? s7 : s70;
     const int n_shapes = 4;
-    const int cfgs[] = {SK_W4M_G64, SK_W4M_G80, SK_W4M_G96, SK_W4M_G128, SK_W4M_G144, SK_W4M_G160,
-                        SK_W4M_G192};
-    const int splits[] = {0, 1, 2, 4, SK_W4M_STREAMK};
+    /* GW4_CFGS set: the x-permuted configurations it names (any of them) instead of session 6's
+     * list; GW4_BN_AUTO=1: the launcher's split only (session 9: choosing among the TMA tiles) */
+    std::vector<int> cfgs = {SK_W4M_G64, SK_W4M_G80, SK_W4M_G96, SK_W4M_G128, SK_W4M_G144,
+                             SK_W4M_G160, SK_W4M_G192};
+    const char *ce = getenv("GW4_CFGS");
+    if (ce && *ce) {
+        cfgs.clear();
+        for (int c = 0; c < SK_W4M_NCFG; c++)
+            if (sk_w4m_cfg_permuted(c) && cfg_on(c)) cfgs.push_back(c);
+    }
+    const char *ae = getenv("GW4_BN_AUTO");
+    const bool auto_only = ae && *ae && strcmp(ae, "0") != 0;
+    std::vector<int> splits = {0, 1, 2, 4, SK_W4M_STREAMK};
+    if (auto_only) splits = {0};
     std::vector<int> Ms;
     for (const char *c = g_ms ? g_ms : "70,96,128,139,160,192"; *c;) {
         Ms.push_back(atoi(c));
         while (*c && *c != ',') c++;
         if (*c) c++;
     }
-    printf("| shape | T | cfg | auto us | s1 | s2 | s4 | stream-K |\n"
-           "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    int Mmax = 256;
+    for (int M : Ms) Mmax = std::max(Mmax, M);
+    if (auto_only)
+        printf("| shape | T | cfg | auto us |\n| --- | --- | --- | --- |\n");
+    else
+        printf("| shape | T | cfg | auto us | s1 | s2 | s4 | stream-K |\n"
+               "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int si = 0; si < n_shapes; si++) {
         const bn_shape &sh = shapes[si];
         const int G = 128, K = sh.K, Nw = sh.mode == SK_GEMV_SWIGLU ? 2 * sh.N_out : sh.N_out;
@@ -499,7 +516,6 @@ static void time_bn(const sk_w4m_scratch *scr) {
             CK(cudaMalloc(&scs[i], (size_t)Nw * (K / G) * 4));
             sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, Nw, K, 0.01f, 777 + i);
         }
-        const int Mmax = 256;
         float *x, *out;
         __nv_bfloat16 *xh, *xn;
         CK(cudaMalloc(&x, (size_t)Mmax * K * 4));
@@ -510,7 +526,7 @@ static void time_bn(const sk_w4m_scratch *scr) {
         CK(cudaMemset(out, 0, (size_t)Mmax * sh.N_out * 4));
         CK(cudaDeviceSynchronize());
         for (int M : Ms) {
-            const int pick = sk_w4m_pick(M, sh.N_out, K);
+            const int pick = sk_w4m_pick(M, sh.N_out, K, sh.mode == SK_GEMV_SWIGLU);
             /* up to 32 rows the mma.sync tiles too (x not permuted: their own copy, xn) */
             std::vector<int> cl;
             if (M <= 32) cl.push_back(SK_W4M_128x16), cl.push_back(SK_W4M_128x32);

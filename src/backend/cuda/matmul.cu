@@ -312,8 +312,8 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
 
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
-static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
-    static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1;
+static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = false) {
+    static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1, rules8 = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
         off = e && *e && strcmp(e, "0") == 0;
@@ -325,13 +325,18 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w) {
         notma = e && *e && strcmp(e, "0") == 0;
         e = getenv("SAKER_W4_WT_MAX"); /* experiment: the TMA tiles (128 x 128) up to this many rows */
         wtmax = e && *e ? atoi(e) : 0;
+        e = getenv("SAKER_W4_PICK"); /* 8: session 8's rules for the TMA tiles, not the model */
+        rules8 = e && *e && strcmp(e, "8") == 0;
     }
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
     if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0)
         return SK_W4M_WT128;
     const int cfg = nobn    ? sk_w4m_pick5(T, N_out, K)
                     : notma ? sk_w4m_pick6(T, N_out, K)
-                            : sk_w4m_pick(T, N_out, K);
+                    : rules8 ? (T <= 64 || T > SK_W4M_WT_MAX_T || K % SK_W4M_BK != 0
+                                    ? sk_w4m_pick5(T, N_out, K)
+                                    : sk_w4m_pick8(T, N_out, K))
+                            : sk_w4m_pick(T, N_out, K, swiglu);
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
     return cfg;
 }
@@ -446,7 +451,7 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
         return;
     }
     if (w->q4) {
-        const int cfg = w4m_cfg(T, F, K, w);
+        const int cfg = w4m_cfg(T, F, K, w, true);
         if (cfg >= 0) {
             w4_mma<SK_GEMV_SWIGLU>(c, cfg, (const float *)x, T, w, NULL, F, (float *)out);
             return;

@@ -1114,10 +1114,15 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  * wgmma kernel's ablations in bench/results/awq-speed.md): the cp.async copy plan is ~270 of
  * sk_w4g_tile's 488 instructions a warp and K block, and dropping only the x copies took 35% off
  * g128x128's time. */
-/* NCW and PREG (session 9: "wc192xBN" and "wr192xBN", NOT RUN ON A GPU). NCW consumer
- * warpgroups own BM = 64 NCW weight rows a block. NCW = 2 is the kernel above; the
- * generalisation leaves its SASS unchanged (every sk_w4ws_kernel instance of dev_gemm_w4 dumped
- * before and after: identical). NCW = 3 (TMA only): BM = 192, 1.5x the weight rows per x tile
+/* NCW and PREG (written by session 8's helpers without a GPU; session 9 on the H200: dev_gemm_w4
+ * check 6,484 runs and gpu_backend_ops w4 3,370 checks, 0 failures; the backend picks them by
+ * sk_w4m_pick's cost model). NCW consumer warpgroups own BM = 64 NCW weight rows a block.
+ * NCW = 2 is the kernel above; the generalisation leaves its SASS unchanged (every
+ * sk_w4ws_kernel instance of dev_gemm_w4 dumped before and after: identical). NCW = 1 ("wn64xBN",
+ * TMA only): 64 rows, 160 threads (the consumer warpgroup warps 0-3, the producer warp 4), stages
+ * for two blocks an SM (MINB = 2, the largest shared-memory carveout asked for); twice the row
+ * tiles of wt128xBN, for the products with few of them (qkv and o at 33-256 rows, the 7B
+ * shapes). NCW = 3 (TMA only): BM = 192, 1.5x the weight rows per x tile
  * (the x-tile copies, which every row tile re-reads from L2, were the largest single cost in
  * session 8's ablations), in one of two layouts:
  *   - PREG = 0 ("wc"): 416 threads, the consumers warps 0..11 (warpgroups 0-2, aligned as wgmma
@@ -1159,7 +1164,7 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
     constexpr int CREG0 = PREG ? (65536 - 128 * PREG) / (128 * NCW) / 8 * 8 : 0;
     constexpr int CREG = CREG0 > 256 ? 256 : CREG0;
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
-    static_assert(NCW == 2 || NCW == 3, "consumer warpgroups");
+    static_assert(NCW >= 1 && NCW <= 3, "consumer warpgroups");
     static_assert(PREG == 0 || (TMA && MINB == 1 && PREG >= 24 && PREG % 8 == 0 && CREG > PREG),
                   "setmaxnreg: the TMA producer, one block an SM");
     static_assert(NCW == 2 || TMA, "the cp.async producer plan is a whole warpgroup's, NCW = 2");
@@ -1373,13 +1378,19 @@ enum {
     SK_W4M_WT160,  /* 128 x 160, 4 stages */
     SK_W4M_WT192,  /* 128 x 192, 3 stages */
     /* session 9: the same with three consumer warpgroups (sk_w4ws_kernel's NCW = 3: 192 weight
-     * rows a block, 1.5x the weight rows per x tile; comparison only, NOT RUN ON A GPU) */
+     * rows a block, 1.5x the weight rows per x tile; wc64 and wr144 comparison only) */
     SK_W4M_WC64,   /* 192 x 64, 7 stages, 416 threads (the producer warp last) */
     SK_W4M_WC96,   /* 192 x 96, 5 stages, 416 threads */
     SK_W4M_WC128,  /* 192 x 128, 4 stages, 416 threads */
     SK_W4M_WR128,  /* 192 x 128, 4 stages, 512 threads, setmaxnreg 40 / 152 */
     SK_W4M_WR144,  /* 192 x 144, 4 stages, 512 threads, setmaxnreg 40 / 152 */
     SK_W4M_WR160,  /* 192 x 160, 4 stages, 512 threads, setmaxnreg 40 / 152 */
+    /* session 8's helper: one consumer warpgroup (NCW = 1: 64 weight rows, 160 threads, the
+     * producer warp last), two blocks an SM */
+    SK_W4M_WN64,   /* 64 x 64, 5 stages */
+    SK_W4M_WN80,   /* 64 x 80, 4 stages */
+    SK_W4M_WN96,   /* 64 x 96, 3 stages */
+    SK_W4M_WN128,  /* 64 x 128, 3 stages */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
@@ -1387,7 +1398,8 @@ static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "g128x160", "g128x192", "128x128", "128x64w8", "128x16np", "128x16s6", "g256x64",
     "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
     "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
-    "wt128x192", "wc192x64", "wc192x96", "wc192x128", "wr192x128", "wr192x144", "wr192x160"};
+    "wt128x192", "wc192x64", "wc192x96", "wc192x128", "wr192x128", "wr192x144", "wr192x160",
+    "wn64x64", "wn64x80", "wn64x96", "wn64x128"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
@@ -1395,7 +1407,7 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
            cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
            cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
-           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WR160);
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WN128);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1593,6 +1605,12 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
         sk_w4ws_kernel<H, BN, STAGES, MINB, MODE, TMA, NCW, PREG>;
     static int occ = 0;
     if (!occ) {
+        /* MINB > 1 (wn64x128: 2 x 115,776 of the SM's 233,472 bytes) needs the largest shared-
+         * memory carveout; ask for it (a preference: the occupancy query below says what came of
+         * it). */
+        if (MINB > 1)
+            (void)cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       (int)cudaSharedmemCarveoutMaxShared);
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM) !=
                 cudaSuccess ||
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NTH, SMEM) != cudaSuccess ||
@@ -1604,7 +1622,7 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
         if (PREG) { /* setmaxnreg's budget (the kernel's CREG) must fit what the launch allocates:
                      * with fewer registers a thread at launch (a -maxrregcount, other launch
                      * bounds) the consumers' setmaxnreg.inc would wait forever. A review's
-                     * suggestion (session 8), not yet run. */
+                     * suggestion (session 8). */
             const int creg0 = PREG ? (65536 - 128 * PREG) / (128 * NCW) / 8 * 8 : 0;
             const int creg = creg0 > 256 ? 256 : creg0;
             cudaFuncAttributes fa;
@@ -1617,6 +1635,9 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
                 abort();
             }
         }
+        if (occ < MINB) /* the stage count was picked for MINB blocks an SM: say so once */
+            fprintf(stderr, "saker: w4 warp-specialized kernel %dx%d: %d blocks an SM, not %d\n",
+                    BM, BN, occ, MINB);
     }
     const int RT = MODE == SK_GEMV_SWIGLU ? BM / 2 : BM;
     const int tn = (N_out + RT - 1) / RT, tt = (T + BN - 1) / BN, tiles = tn * tt;
@@ -1717,7 +1738,47 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
         case SK_W4M_WT192:
             sk_w4ws_run<H, 192, 3, 1, MODE, true>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
             break;
+        case SK_W4M_WC96:
+            sk_w4ws_run<H, 96, 5, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WC128:
+            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                     splits, s);
+            break;
+        case SK_W4M_WR128:
+            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WN64:
+            sk_w4ws_run<H, 64, 5, 2, MODE, true, 1>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WN80:
+            sk_w4ws_run<H, 80, 4, 2, MODE, true, 1>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WN96:
+            sk_w4ws_run<H, 96, 3, 2, MODE, true, 1>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WN128:
+            sk_w4ws_run<H, 128, 3, 2, MODE, true, 1>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                     splits, s);
+            break;
+        case SK_W4M_WR160:
+            sk_w4ws_run<H, 160, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
 #ifdef SK_W4M_ALL_CONFIGS
+        case SK_W4M_WC64:
+            sk_w4ws_run<H, 64, 7, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
+                                                    splits, s);
+            break;
+        case SK_W4M_WR144:
+            sk_w4ws_run<H, 144, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
         SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
         SK_W4G_CASE(SK_W4M_G64x64, 64, 1, 4)
         SK_W4G_CASE(SK_W4M_G64x64S8, 64, 1, 8)
@@ -1732,30 +1793,6 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WS64B2:
             sk_w4ws_run<H, 64, 4, 2, MODE>(x, T, q4, q4s, G, bias, N_out, K, out, scr, splits, s);
-            break;
-        case SK_W4M_WC64:
-            sk_w4ws_run<H, 64, 7, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
-                                                    splits, s);
-            break;
-        case SK_W4M_WC96:
-            sk_w4ws_run<H, 96, 5, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
-                                                    splits, s);
-            break;
-        case SK_W4M_WC128:
-            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
-                                                     splits, s);
-            break;
-        case SK_W4M_WR128:
-            sk_w4ws_run<H, 128, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
-                                                         scr, splits, s);
-            break;
-        case SK_W4M_WR144:
-            sk_w4ws_run<H, 144, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
-                                                         scr, splits, s);
-            break;
-        case SK_W4M_WR160:
-            sk_w4ws_run<H, 160, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
-                                                         scr, splits, s);
             break;
         SK_W4M_CASE(SK_W4M_128x128, 128, 128, 4, 2, 4, 1)
         SK_W4M_CASE(SK_W4M_128x64W8, 128, 64, 4, 2, 4, 1)
@@ -1837,7 +1874,7 @@ static inline int sk_w4m_pick6(int T, int N_out, int K) {
  * below session 5's tiles stay (wt128x64 even with g128x64 there). SAKER_W4_TMA=0 in matmul.cu
  * takes sk_w4m_pick6 instead. */
 #define SK_W4M_WT_MAX_T 1024
-static inline int sk_w4m_pick(int T, int N_out, int K) {
+static inline int sk_w4m_pick8(int T, int N_out, int K) {
     if (K % SK_W4M_BK != 0 || T <= 64 || T > SK_W4M_WT_MAX_T) return sk_w4m_pick5(T, N_out, K);
     if (N_out <= K && K <= 8192)
         return T <= 128 ? SK_W4M_WT64 : T <= 192 ? SK_W4M_WT96 : T <= 256 ? SK_W4M_WT128
@@ -1852,6 +1889,101 @@ static inline int sk_w4m_pick(int T, int N_out, int K) {
     if (T <= 384)
         return K <= 8192 && (N_out + 127) / 128 < sk_w4m_sm_count() ? SK_W4M_WT128 : SK_W4M_WT192;
     return SK_W4M_WT128;
+}
+
+/* Session 9: the TMA kernel in three widths of weight rows (wn64xBN: one consumer warpgroup,
+ * two blocks an SM; wt128xBN; wc192xBN / wr192xBN: three consumer warpgroups, wr with setmaxnreg)
+ * and a pick from a cost model instead of rules by shape class. dev_gemm_w4 bn on the H200
+ * (bench/results/awq-speed.md, session 9: Llama-2-70B and 7B shapes in the backend's modes,
+ * 33..1024 rows, 17 configurations) showed the time is set by how the blocks fall on the SMs:
+ * qkv at 256 rows: 2 x 80 tiles of wt128x128 are two rounds (116 us), 2 x 54 of wr192x128 one
+ * (77 us); 7B o at 320 rows: wt128x192 78 us, wn64x80 31. The model: a configuration (BM weight
+ * rows, BN tokens, occ blocks an SM) splits K as its launcher does (s splits of nkb / s K
+ * blocks), puts ceil(tiles s / n_sm) blocks on the busiest SM, and costs
+ *     us = ceil(tiles s / n_sm) (a nkb / s + b) + (s > 1 ? e : 0)
+ * with a, b, e fitted per configuration (least squares on relative error) to those 1,408
+ * timings; for the two-an-SM wn tiles the blocks on the busiest SM run as pairs (a, b) and
+ * the odd one alone (a1, b1): a lone 64-row block is latency-bound (wn64x64: 0.46 us a K block
+ * alone, 0.70 a pair). The first fit (one a, b for wn) picked wn64x80 for 70B down at 72 rows,
+ * 7 us slower in the workbench and ~20 us a layer in the engine (batch 72: 39.7 ms ITL against
+ * 38.2 with wn excluded for down only). Its pick is within 1.0% of the measured best on average
+ * (worst 17%, at 33 rows),
+ * where session 8's rules were 3-53% behind per shape (sums over the row counts: 70B qkv 1.13x,
+ * o 1.11x, gate/up 1.03x, down 1.09x; 7B 1.17-1.53x). The coefficients are the H200's (n_sm =
+ * 132, the measured clocks); on another GPU the model still ranks by waves, less exactly.
+ * nw: the weight rows (SWIGLU: both halves, 2 N_out). */
+typedef struct sk_w4m_cost {
+    int cfg, bm, bn, occ;
+    float a, b, e;
+    float a1, b1; /* occ = 2: a block alone on its SM (a, b: two sharing one) */
+} sk_w4m_cost;
+static const sk_w4m_cost sk_w4m_costs[] = {
+    {SK_W4M_WN64, 64, 64, 2, 0.7044f, 2.559f, 19.67f, 0.4649f, 7.129f},
+    {SK_W4M_WN80, 64, 80, 2, 0.8048f, 3.161f, 23.69f, 0.5061f, 8.546f},
+    {SK_W4M_WN96, 64, 96, 2, 0.9539f, 2.239f, 29.40f, 0.5949f, 9.870f},
+    {SK_W4M_WN128, 64, 128, 2, 1.1788f, 1.079f, 38.36f, 0.6851f, 11.469f},
+    {SK_W4M_WT64, 128, 64, 1, 0.7219f, 2.758f, 20.12f, 0, 0},
+    {SK_W4M_WT80, 128, 80, 1, 0.7735f, 3.477f, 23.63f, 0, 0},
+    {SK_W4M_WT96, 128, 96, 1, 0.7983f, 3.758f, 28.21f, 0, 0},
+    {SK_W4M_WT128, 128, 128, 1, 0.8605f, 4.911f, 35.91f, 0, 0},
+    {SK_W4M_WT144, 128, 144, 1, 0.9599f, 5.305f, 39.99f, 0, 0},
+    {SK_W4M_WT160, 128, 160, 1, 1.0040f, 5.774f, 43.63f, 0, 0},
+    {SK_W4M_WT192, 128, 192, 1, 1.1819f, 6.661f, 52.83f, 0, 0},
+    {SK_W4M_WC96, 192, 96, 1, 0.9844f, 9.182f, 33.93f, 0, 0},
+    {SK_W4M_WC128, 192, 128, 1, 1.0869f, 9.319f, 44.73f, 0, 0},
+    {SK_W4M_WR128, 192, 128, 1, 1.0636f, 9.375f, 44.78f, 0, 0},
+    {SK_W4M_WR160, 192, 160, 1, 1.2987f, 8.095f, 56.73f, 0, 0},
+};
+/* The model's microseconds for configuration c (its launcher's split rule, sk_w4ws_run). */
+static inline double sk_w4m_cost_us(const sk_w4m_cost *c, int T, int nw, int K, int n_sm) {
+    const int tiles = (nw + c->bm - 1) / c->bm * ((T + c->bn - 1) / c->bn), nkb = K / SK_W4M_BK;
+    int s = T > 64 ? sk_w4g_splits(tiles, c->occ * n_sm, n_sm, nkb)
+            : tiles > n_sm ? 1
+                           : sk_w4m_splits(tiles, c->occ * n_sm, nkb);
+    if (s > nkb) s = nkb;
+    if (s < 1) s = 1;
+    const int per_sm = (tiles * s + n_sm - 1) / n_sm;
+    const double kb = (double)nkb / s, split = s > 1 ? c->e : 0.0;
+    if (c->occ == 2) /* pairs sharing an SM, and the odd one out alone */
+        return per_sm / 2 * (c->a * kb + c->b) + per_sm % 2 * (c->a1 * kb + c->b1) + split;
+    return per_sm * (c->a * kb + c->b) + split;
+}
+/* SAKER_W4_EXCL=name[@NWxK],...: configurations the model may not pick, for every product or
+ * only for the one of NW weight rows and K columns (engine A/B experiments) */
+static inline bool sk_w4m_excluded(int cfg, int nw, int K) {
+    static const char *e = getenv("SAKER_W4_EXCL");
+    if (!e || !*e) return false;
+    const size_t n = strlen(sk_w4m_cfg_name[cfg]);
+    for (const char *p = e; p && *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len >= n && strncmp(p, sk_w4m_cfg_name[cfg], n) == 0) {
+            if (len == n) return true;
+            int a = 0, b = 0;
+            if (p[n] == '@' && sscanf(p + n + 1, "%dx%d", &a, &b) == 2 && a == nw && b == K)
+                return true;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+static inline int sk_w4m_pick_model(int T, int nw, int K) {
+    const int n_sm = sk_w4m_sm_count();
+    int best = SK_W4M_WT128;
+    double bu = 1e300;
+    for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++) {
+        if (sk_w4m_excluded(sk_w4m_costs[i].cfg, nw, K)) continue;
+        const double u = sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm);
+        if (u < bu) bu = u, best = sk_w4m_costs[i].cfg;
+    }
+    return best;
+}
+/* The backend's pick: up to 32 rows session 5's mma.sync tiles, 33..1024 rows (K % 128 == 0)
+ * the model above, else session 5's rule (dequantize + cuBLASLt above SK_W4M_MAX_T rows).
+ * swiglu: N_out is the outputs of a SWIGLU product (2 N_out weight rows). */
+static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false) {
+    if (K % SK_W4M_BK != 0 || T <= 32 || T > SK_W4M_WT_MAX_T) return sk_w4m_pick5(T, N_out, K);
+    return sk_w4m_pick_model(T, swiglu ? 2 * N_out : N_out, K);
 }
 
 #endif
