@@ -8,7 +8,9 @@
  *  probe: fp16 subnormals through mma.sync, a read-only bandwidth ceiling, a decode GEMV's
  *  fixed cost per launch - see probe();
  *  zc: ZC2 against ZC3 and ZC4 in the backend's shapes at T = 1, 2 (the fused norm for qkv and
- *  gate/up), 70B and 7B, two rounds; no checks - see time_zc())
+ *  gate/up), 70B and 7B, two rounds; no checks - see time_zc();
+ *  s9: the backend's launch against sk_w4_tq_kernel's configurations on qkv (+norm), o and down,
+ *  70B and 7B, T = 1, 2, two rounds; no checks - see time_s9())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -24,6 +26,9 @@
  *                 end), STORE and SwiGLU;
  *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8; MT2 at T >= 3 for store/add
  *                 and for add at N_out >= 6144)
+ *   tq CFG [pf]   sk_w4_tq_kernel (w4.cuh, session 9): ZC3, STORE / ADD at T <= 2, warps a block
+ *                 and ring depth at compile time (sk_w4_tq_launch_cfg's lists, 1..4 per mode),
+ *                 bias / residual read early, pf: L2 prefetch distance in steps (0: off)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -390,6 +395,8 @@ typedef void (*bk_fn)(int, int, const float *, const uint32_t *, const __half2 *
                       int, int, float *, cudaStream_t);
 typedef void (*tcn_fn)(int, const float *, const uint32_t *, const __half2 *, int, const float *, int,
                        int, float *, const float *, float, cudaStream_t);
+typedef bool (*tq_fn)(int, int, const float *, const uint32_t *, const __half2 *, int, const float *,
+                      int, int, float *, const float *, float, cudaStream_t);
 template <int T, int R, int U, int MODE, int KS>
 static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
                       int N_out, int K, float *out, cudaStream_t s) {
@@ -419,13 +426,15 @@ typedef struct variant {
                     cores with the fused norm */
     int lb;       /* tensor cores: MINB (0: none) */
     tcn_fn tn;    /* tensor cores with the fused RMSNorm (R = MT, U = D, zc) */
+    tq_fn tq;     /* sk_w4_tq_kernel: configuration R of sk_w4_tq_launch_cfg; U = 1: fused norm */
 } variant;
-#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3, 0, NULL}
-#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4, 0, NULL}
-#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5, 0, NULL}
-#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4, LB, NULL}
-#define TCN(T, MT, ZC, M, LB) {T, MT, 2, M, NULL, NULL, NULL, ZC, false, 6, LB, sk_w4_tc_launch_n<T, MT, 2, ZC, M, LB, 1>}
-#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5, 0, NULL}
+#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3, 0, NULL, NULL}
+#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4, 0, NULL, NULL}
+#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5, 0, NULL, NULL}
+#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4, LB, NULL, NULL}
+#define TCN(T, MT, ZC, M, LB) {T, MT, 2, M, NULL, NULL, NULL, ZC, false, 6, LB, sk_w4_tc_launch_n<T, MT, 2, ZC, M, LB, 1>, NULL}
+#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5, 0, NULL, NULL}
+#define TQ(T, CFG, NORM, M) {T, CFG, NORM, M, NULL, NULL, NULL, 3, false, 7, 0, NULL, sk_w4_tq_launch_cfg<T, M>}
 static const variant g_variants[] = {
     /* v1 as the backend had it (R8 U1 at T <= 2, R2 U2 above), every mode */
     V3(1, 8, 1, 0, true), V3(2, 8, 1, 0, true), V3(3, 2, 2, 0, true), V3(4, 2, 2, 0, true),
@@ -473,6 +482,14 @@ static const variant g_variants[] = {
     TCN(1, 1, 3, 0, 3), TCN(1, 2, 3, 0, 1), TCN(1, 1, 3, 2, 1), TCN(2, 1, 3, 0, 3), TCN(2, 2, 3, 0, 1),
     TCN(2, 1, 3, 2, 1), TCN(1, 1, 4, 0, 3), TCN(1, 2, 4, 0, 1), TCN(1, 1, 4, 2, 1), TCN(2, 1, 4, 0, 3),
     TCN(2, 2, 4, 0, 1), TCN(2, 1, 4, 2, 1), TCN(4, 2, 0, 0, 1), TCN(3, 1, 0, 2, 1),
+    /* (session 9) sk_w4_tq_kernel, every configuration of sk_w4_tq_launch_cfg: STORE with and
+     * without the fused norm, ADD; T = 1, 2 (each checked with pf 0 and 3) */
+    TQ(1, 1, 0, 0), TQ(1, 2, 0, 0), TQ(1, 3, 0, 0), TQ(1, 4, 0, 0),
+    TQ(1, 1, 1, 0), TQ(1, 2, 1, 0), TQ(1, 3, 1, 0), TQ(1, 4, 1, 0),
+    TQ(1, 1, 0, 1), TQ(1, 2, 0, 1), TQ(1, 3, 0, 1), TQ(1, 4, 0, 1),
+    TQ(2, 1, 0, 0), TQ(2, 2, 0, 0), TQ(2, 3, 0, 0), TQ(2, 4, 0, 0),
+    TQ(2, 1, 1, 0), TQ(2, 2, 1, 0), TQ(2, 3, 1, 0), TQ(2, 4, 1, 0),
+    TQ(2, 1, 0, 1), TQ(2, 2, 0, 1), TQ(2, 3, 0, 1), TQ(2, 4, 0, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
 static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 3}, {4, 4}};
@@ -532,7 +549,8 @@ static int check_all(void) {
     int fails = 0, runs = 0;
     double worst_tc = 0, worst_v1 = 0;
     double worst_zc[3] = {0, 0, 0}; /* tc and tc norm by ZC 2, 3, 4 */
-    int runs_bk = 0, runs_zc[3] = {0, 0, 0};
+    int runs_bk = 0, runs_zc[3] = {0, 0, 0}, runs_tq = 0;
+    double worst_tq = 0;
     for (auto &sh : shapes)
         for (int G : Gs) {
             if (sh[1] % G) continue;
@@ -634,11 +652,12 @@ static int check_all(void) {
                      * backend's launch (vi == N_VARIANTS), then with the fused norm (+ 1) */
                     for (int vi = 0; vi <= N_VARIANTS + 1; vi++) {
                         const variant *v = vi < N_VARIANTS ? &g_variants[vi] : NULL;
-                        const bool vn = vi == N_VARIANTS + 1 || (v && v->tn); /* fused norm */
+                        const bool vn = vi == N_VARIANTS + 1 || (v && v->tn) ||
+                                        (v && v->tq && v->U); /* fused norm */
                         if (v && (v->T != T || v->mode != mode)) continue;
                         if (vn && !norm) continue;
                         if (v && v->bk && !sk_w4_bk_ok(K, G, m.dq, m.ds)) continue;
-                        const int nks = v && (v->tc || v->bk || v->tn) ? 4 : 1;
+                        const int nks = v && (v->tc || v->bk || v->tn) ? 4 : v && v->tq ? 2 : 1;
                         for (int ki = 0; ki < nks; ki++) {
                             CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
                             const float *bp = use_bias ? db : NULL;
@@ -647,6 +666,12 @@ static int check_all(void) {
                                 if (mode == 0) launch_backend<0>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
                                 if (mode == 1) launch_backend<1>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
                                 if (mode == 2) launch_backend<2>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
+                            } else if (v->tq) { /* pf 0, then 3 */
+                                if (!v->tq(v->R, ki ? 3 : 0, dx, m.dq, m.ds, G, bp, N_out, K, dout,
+                                           gp, eps, 0)) {
+                                    printf("FAIL tq: no configuration %d\n", v->R);
+                                    fails++;
+                                }
                             } else if (v->tn) {
                                 v->tn(kss[ki], dx, m.dq, m.ds, G, bp, N_out, K, dout, dg, eps, 0);
                             } else if (v->tc) {
@@ -670,12 +695,21 @@ static int check_all(void) {
                                 if (worst > wz) wz = worst;
                                 runs_zc[v->zc - 2]++;
                             }
-                            if (v && !v->tc && !v->bk && worst > worst_v1) worst_v1 = worst;
+                            if (v && !v->tc && !v->bk && !v->tn && !v->tq && worst > worst_v1)
+                                worst_v1 = worst;
+                            if (v && v->tq) {
+                                runs_tq++;
+                                if (worst > worst_tq) worst_tq = worst;
+                            }
                             if (!ok) {
                                 fails++;
                                 if (!v)
                                     printf("FAIL backend%s N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
                                            vn ? " norm" : "", N_out, K, G, T, mode, worst);
+                                else if (v->tq)
+                                    printf("FAIL %s pf%d%s N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
+                                           sk_w4_tq_name(mode, v->R), ki ? 3 : 0, vn ? " norm" : "",
+                                           N_out, K, G, T, mode, worst);
                                 else if (v->tc || v->tn)
                                     printf("FAIL tc MT%d D%d ZC%d LB%d KS%d%s N=%d K=%d G=%d T=%d "
                                            "mode=%d: worst %.3g\n", v->R, v->U, v->zc, v->lb, kss[ki],
@@ -701,6 +735,8 @@ static int check_all(void) {
     for (int z = 0; z < 3; z++)
         printf("checks: tc ZC%d (with and without the norm): %d runs, worst %.2e\n", z + 2, runs_zc[z],
                worst_zc[z]);
+    printf("checks: tq (session 9, with and without the norm, pf 0 and 3): %d runs, worst %.2e\n",
+           runs_tq, worst_tq);
     return fails;
 }
 
@@ -1206,6 +1242,148 @@ static void time_zc(void) {
                        sum[model][T - 1][round][2] * 1e-3);
 }
 
+/* (s9) The backend's launch (sk_w4_gemv_launch as the engine calls it: qkv with the fused norm)
+ * against sk_w4_tq_kernel's configurations (sk_w4_tq_launch_cfg 1..4 of the mode, L2 prefetch
+ * off and at 4 steps) on the products it is for: qkv (+norm), o and down, 70B and 7B, T = 1, 2,
+ * G = 128; two rounds, the second in reverse order; weights rotated past L2 as time_gemv; no
+ * checks (dev_gemv_w4 check does them). Then per shape the best configuration (mean of the two
+ * rounds) and the decode step's qkv + o + down (x layers) with each pick. */
+template <int T, int MODE>
+static bool s9_launch_t(int cfg, int pf, const float *x, const uint32_t *q4, const __half2 *q4s,
+                        int G, int N_out, int K, float *out, const float *gamma) {
+    if (cfg == 0) {
+        launch_backend<MODE>(x, T, q4, q4s, G, NULL, N_out, K, out, 0, gamma, 1e-5f);
+        return true;
+    }
+    return sk_w4_tq_launch_cfg<T, MODE>(cfg, pf, x, q4, q4s, G, NULL, N_out, K, out, gamma, 1e-5f, 0);
+}
+static bool s9_launch(int T, int mode, int cfg, int pf, const float *x, const uint32_t *q4,
+                      const __half2 *q4s, int G, int N_out, int K, float *out, const float *gamma) {
+    if (T == 1 && mode == SK_GEMV_STORE) return s9_launch_t<1, SK_GEMV_STORE>(cfg, pf, x, q4, q4s, G, N_out, K, out, gamma);
+    if (T == 2 && mode == SK_GEMV_STORE) return s9_launch_t<2, SK_GEMV_STORE>(cfg, pf, x, q4, q4s, G, N_out, K, out, gamma);
+    if (T == 1 && mode == SK_GEMV_ADD) return s9_launch_t<1, SK_GEMV_ADD>(cfg, pf, x, q4, q4s, G, N_out, K, out, NULL);
+    if (T == 2 && mode == SK_GEMV_ADD) return s9_launch_t<2, SK_GEMV_ADD>(cfg, pf, x, q4, q4s, G, N_out, K, out, NULL);
+    return false;
+}
+static void time_s9(void) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    double copy_tbs;
+    { /* the copy ceiling of this run, as time_gemv */
+        const size_t bytes = (size_t)1 << 30;
+        void *a, *b;
+        CK(cudaMalloc(&a, bytes));
+        CK(cudaMalloc(&b, bytes));
+        CK(cudaMemset(a, 1, bytes));
+        std::vector<float> ts;
+        for (int i = 0; i < 21; i++) {
+            CK(cudaEventRecord(e0));
+            CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (i) ts.push_back(ms);
+        }
+        copy_tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
+        printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", copy_tbs);
+        cudaFree(a), cudaFree(b);
+    }
+    struct {
+        const char *name;
+        int N_out, K, mode, layers;
+    } shapes[] = {
+        {"70B qkv 10240x8192 +norm", 10240, 8192, 0, 80}, {"70B o 8192x8192 +=", 8192, 8192, 1, 80},
+        {"70B down 8192x28672 +=", 8192, 28672, 1, 80},   {"7B qkv 12288x4096 +norm", 12288, 4096, 0, 32},
+        {"7B o 4096x4096 +=", 4096, 4096, 1, 32},         {"7B down 4096x11008 +=", 4096, 11008, 1, 32},
+    };
+    /* the timed versions: (cfg, pf); cfg 0 = the backend's launch */
+    const int vers[][2] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {4, 0}, {1, 4}, {2, 4}, {3, 4}, {4, 4}};
+    const int NVER = (int)(sizeof vers / sizeof vers[0]);
+    const int G = 128;
+    double step_be[2][2] = {{0}}, step_best[2][2] = {{0}}; /* [model][T - 1]: us x layers */
+    struct best_row {
+        char line[160];
+    };
+    std::vector<best_row> bests;
+    printf("\n| shape | T | round | version | us | INT4 GB/s | of copy | / backend |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, mode = sh.mode, model = sh.layers == 80 ? 0 : 1;
+        const size_t w4b = (size_t)N_out * K / 2 + (size_t)N_out * (K / G) * 4;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)N_out * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)N_out * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N_out, K, 0.01f, 77 + i);
+        }
+        float *x, *out, *gamma;
+        CK(cudaMalloc(&x, (size_t)2 * K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)2 * N_out * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)2 * K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
+        rand_f32_kernel<<<256, 256>>>(out, (size_t)2 * N_out, 6);
+        CK(cudaDeviceSynchronize());
+        const float *gp = mode == SK_GEMV_ADD ? NULL : gamma;
+        for (int T = 1; T <= 2; T++) {
+            std::vector<double> sum(NVER, 0.0);
+            for (int round = 0; round < 2; round++) {
+                float us[16], be = 0;
+                for (int o = 0; o < NVER; o++) {
+                    const int vi = round ? NVER - 1 - o : o;
+                    us[vi] = time_launches(
+                        [&](int i) {
+                            s9_launch(T, mode, vers[vi][0], vers[vi][1], x, q4s[i % n4], scs[i % n4],
+                                      G, N_out, K, out, gp);
+                        },
+                        e0, e1);
+                }
+                be = us[0];
+                for (int vi = 0; vi < NVER; vi++) {
+                    char name[64];
+                    if (vers[vi][0] == 0)
+                        snprintf(name, sizeof name, "backend's launch *");
+                    else
+                        snprintf(name, sizeof name, "%s pf%d", sk_w4_tq_name(mode, vers[vi][0]),
+                                 vers[vi][1]);
+                    const double gbs = w4b / (us[vi] * 1e-6) / 1e9;
+                    printf("| %s | %d | %d | %s | %.2f | %.0f | %.1f%% | %.3f |\n", sh.name, T, round,
+                           name, us[vi], gbs, 100.0 * gbs / (copy_tbs * 1e3), us[vi] / be);
+                    sum[vi] += us[vi] / 2;
+                }
+            }
+            int bi = 1;
+            for (int vi = 1; vi < NVER; vi++)
+                if (sum[vi] < sum[bi]) bi = vi;
+            best_row r;
+            const double gb0 = w4b / (sum[0] * 1e-6) / 1e9, gb1 = w4b / (sum[bi] * 1e-6) / 1e9;
+            snprintf(r.line, sizeof r.line, "| %s | %d | %.2f (%.1f%%) | %s pf%d | %.2f (%.1f%%) | %.3f |",
+                     sh.name, T, sum[0], 100.0 * gb0 / (copy_tbs * 1e3), sk_w4_tq_name(mode, vers[bi][0]),
+                     vers[bi][1], sum[bi], 100.0 * gb1 / (copy_tbs * 1e3), sum[bi] / sum[0]);
+            bests.push_back(r);
+            step_be[model][T - 1] += sum[0] * sh.layers;
+            step_best[model][T - 1] += std::min(sum[0], sum[bi]) * sh.layers;
+        }
+        for (auto p : q4s) cudaFree(p);
+        for (auto p : scs) cudaFree(p);
+        cudaFree(x), cudaFree(gamma), cudaFree(out);
+    }
+    printf("\nBest tq configuration per shape (mean of the two rounds):\n");
+    printf("| shape | T | backend us (of copy) | best tq | its us (of copy) | / backend |\n");
+    printf("| --- | --- | --- | --- | --- | --- |\n");
+    for (auto &r : bests) printf("%s\n", r.line);
+    printf("\nqkv + o + down of one decode step (x layers; gate/up and lm_head not included):\n");
+    printf("| model | T | backend ms | with the best tq where faster, ms |\n| --- | --- | --- | --- |\n");
+    for (int model = 0; model < 2; model++)
+        for (int T = 1; T <= 2; T++)
+            printf("| %s | %d | %.3f | %.3f |\n", model ? "Llama-2-7B" : "Llama-2-70B", T,
+                   step_be[model][T - 1] * 1e-3, step_best[model][T - 1] * 1e-3);
+}
+
 /* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
  * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
 static void prof(void) {
@@ -1413,6 +1591,10 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "probe") == 0) return probe() ? 1 : 0;
     if (strcmp(mode, "zc") == 0) {
         time_zc();
+        return 0;
+    }
+    if (strcmp(mode, "s9") == 0) {
+        time_s9();
         return 0;
     }
     const int fails = check_all(); /* timing still runs after a failure (its figures then say

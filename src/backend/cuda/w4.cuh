@@ -16,6 +16,10 @@
  *                       in registers and multiplied on the tensor cores (mma.sync) with x split
  *                       into bf16 hi + lo, scaled per group in fp32; epilogues as gemv.cuh
  *                       (store, residual add, SwiGLU over [Wg; Wu]). Its comment says more.
+ *   sk_w4_tq_kernel     (session 9, an experiment behind SAKER_W4_S9_*, not yet measured)
+ *                       sk_w4_tc_kernel's ZC3 step for STORE / ADD with compile-time warps a
+ *                       block and ring depth (one wave, more bytes in flight), bias and
+ *                       residual read early, an optional L2 prefetch. Its comment says why.
  *   sk_w4_gemv_kernel   decode on CUDA cores (the first version, SAKER_W4_GEMV=1): one warp owns
  *                       R rows, its lanes take 16-byte chunks (32 weights) of each row;
  *                       dequantized in registers (LOP3 to half2, one HSUB2, then fp32), fp32 FMAs
@@ -780,6 +784,273 @@ static void sk_w4_tc_launch_z(int mt, int KS, const float *x, const uint32_t *q4
                                                      nullptr, 0.0f, s);
 }
 
+/* ---- sk_w4_tq_kernel: one wave and a deeper ring for the small decode products (session 9,
+ * written without a GPU: compiled, NOT yet run) ------------------------------------------------
+ *
+ * Why: at T = 1 the 70B products run (session 8, % of the 4.23 TB/s copy in weight bytes) gate/up
+ * 79%, down 79%, o 67%, qkv 52%. Read from sk_w4_tc_kernel and its launch:
+ *   - qkv (MT1, 8 warps, ZC3 + norm, capped at 80 registers: 3 blocks an SM) is 640 blocks on
+ *     396 slots: 1.62 waves, the second at 62% of the slots; a block's time does not fall when
+ *     fewer blocks share the machine (session 7: per-block time per K block is flat; the probe's
+ *     MT1 STORE fit, 2.58 us + bytes / 2.43 TB/s, is 512 blocks on 396 slots at every K: the
+ *     same two waves), so qkv costs about two blocks' time. One tile a warp also spends ~157
+ *     instructions a KB (SASS 314 per two steps) against 112-116 at two tiles (o, down, gate/up).
+ *   - o and down (MT2, 8 warps, ~114 registers: 2 blocks an SM, 256 blocks: one wave) hold 2
+ *     steps x 2 KB in flight a warp, 64 KB an SM; o's 8 steps a warp are 4 round trips of the
+ *     ring, and its epilogue reads the residual after the last barrier (one more L2 trip).
+ *   - Not the cause: the fused norm has no prologue (x^2 is summed as each step loads x, the
+ *     weights of the ring are issued before griddepcontrol.wait); it costs a gamma load and 8
+ *     FP ops a lane and step (~6% of MT1's instructions) and one barrier at the end.
+ * What this kernel changes (the step's arithmetic is sk_w4tc_xsplit / sk_w4tc_mma, ZC3):
+ *   1. NW warps a block at compile time, __launch_bounds__(32 NW, MINB): a product's blocks fit
+ *      the SMs at once (qkv as 320 MT2 blocks of 4 warps: 3 an SM at <= 170 registers);
+ *   2. any ring depth D (x buffers alternate by the warp's step parity), so that with 4 warps a
+ *      block the registers freed by the fewer warps hold more steps in flight (o MT2, 4 warps,
+ *      D 6: 12 KB a warp, ~93 KB an SM at 2 blocks an SM, against 64 KB);
+ *   3. bias and the residual (ADD) read into registers right after griddepcontrol.wait, not
+ *      after the loop (one L2 round trip less at the end of every block);
+ *   4. pf > 0: prefetch.global.L2 of the warp's step pf steps past the ring (no registers;
+ *      bytes in flight beyond the ring). pf = 0: off.
+ * Grid: ceil(N_out / (16 MT)) blocks of 32 NW threads; outputs T x 16 MT a block, one a thread.
+ * STORE and ADD only (SwiGLU keeps sk_w4_tc_kernel). NORM: the fused RMSNorm as sk_w4_tc_kernel. */
+static __device__ __forceinline__ void sk_w4_prefetch_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+template <int T, int MT, int D, int GP, int ZC, int MODE, int NW, int MINB, int NORM>
+__global__ void __launch_bounds__(32 * NW, MINB)
+    sk_w4_tq_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
+                    const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
+                    int K, float *__restrict__ out, const float *__restrict__ gamma, float eps,
+                    int pf) {
+    static_assert(MODE != SK_GEMV_SWIGLU, "STORE and ADD only");
+    static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && 16 * MT * T <= 32 * NW,
+                  "one output a thread");
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
+    constexpr int GSH = sk_w4tc_dims<T, GP>::GSH, KS = NW, NOUT = 16 * MT * T;
+    /* x buffers [warp][2][XB] during the loop, then red[warp][tile][idx][row] */
+    constexpr int XWORDS = NW * 2 * XB, RWORDS = NW * MT * 4 * NB * 16;
+    __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
+    __shared__ __align__(16) uint32_t xzero[16];
+    __shared__ float s_ssq[NW][T], s_rstd[T];
+    uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int C = K >> 5, S = (C + 3) >> 2, KG = C >> GSH;
+    const int n0 = blockIdx.x * 16 * MT;
+    sk_pdl_trigger();
+    if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
+
+    int wo[MT][2], so[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int n = n0 + 16 * m + g + 8 * r;
+            if (n >= N_out) n = N_out - 1;
+            wo[m][r] = n * C;
+            so[m][r] = n * KG;
+        }
+    const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
+    const uint32_t *sq = reinterpret_cast<const uint32_t *>(q4s);
+    uint4 wb[D][MT][2];
+    uint32_t sb[D][MT][2];
+#define SK_W4TQ_LOAD(d_, s_)                                                                       \
+    do {                                                                                           \
+        const int c_ = min(4 * (s_) + t, C - 1);                                                   \
+        _Pragma("unroll") for (int m_ = 0; m_ < MT; m_++)                                          \
+            _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
+            wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                              \
+            sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
+        }                                                                                          \
+    } while (0)
+    /* Weights never depend on the kernel before (PDL): the ring fills before the wait. */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (warp + KS * d < S) SK_W4TQ_LOAD(d, warp + KS * d);
+    sk_pdl_wait();
+    /* 3. This thread's output (o < NOUT: row tau, block row r): bias and residual now, so that
+     * their loads are in flight during the loop, not after it. Nothing else writes out[n]. */
+    const int o_tau = threadIdx.x / (16 * MT), o_r = threadIdx.x % (16 * MT), o_n = n0 + o_r;
+    const bool o_live = threadIdx.x < NOUT && o_n < N_out;
+    float o_bias = 0.0f, o_res = 0.0f;
+    if (o_live) {
+        if (bias) o_bias = __ldg(bias + o_n);
+        if (MODE == SK_GEMV_ADD) o_res = out[(size_t)o_tau * N_out + o_n];
+    }
+    __syncthreads(); /* xzero */
+
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+    float4 xn[T];
+    float ssq[T];
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) ssq[tau] = 0.0f;
+#define SK_W4TQ_LOADX(s_)                                                                          \
+    do {                                                                                           \
+        const int k_ = 128 * (s_) + 4 * lane;                                                      \
+        _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) xn[tau_] =                          \
+            k_ < K ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau_ * K + k_))          \
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);                                          \
+        if (NORM && k_ < K) {                                                                      \
+            const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));                 \
+            _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) {                              \
+                float4 &v_ = xn[tau_];                                                             \
+                ssq[tau_] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau_])))); \
+                v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+    if (warp < S) SK_W4TQ_LOADX(warp);
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+
+    float acc[MT][NB][2];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+
+    /* 4. the L2 prefetch runs pf steps past the ring; lanes t = 0 and 3 take the first and last
+     * 16 bytes of each row's 64 (one 128-byte line, or the two it straddles) */
+    const int pfd = pf > 0 ? KS * (D + pf) : INT_MAX / 2;
+    const int ns = S > warp ? (S - 1 - warp) / KS + 1 : 0; /* steps of this warp */
+    for (int i = 0; i < ns; i += D) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            if (i + d >= ns) break;
+            const int st = warp + KS * (i + d);
+            uint32_t *xw = xs[warp][(i + d) & 1]; /* by step parity: D may be odd */
+            sk_w4tc_xsplit<T, ZC >= 2>(xn, xw, xoff);
+            if (st + KS < S) SK_W4TQ_LOADX(st + KS);
+            if (st + pfd < S && (t == 0 || t == 3)) {
+                const int c_ = min(4 * (st + pfd) + t, C - 1); /* a partial last step */
+#pragma unroll
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) sk_w4_prefetch_l2(wq + (wo[m][r] + c_));
+            }
+            sk_w4tc_mma<T, MT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
+            if (st + KS * D < S) SK_W4TQ_LOAD(d, st + KS * D);
+        }
+    }
+#undef SK_W4TQ_LOAD
+#undef SK_W4TQ_LOADX
+    if (ZC >= 2) {
+        const float sc = ZC >= 3 ? 268435456.0f /* 2^28 */ : 16.0f;
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int b = 0; b < NB; b++) acc[m][b][0] *= sc, acc[m][b][1] *= sc;
+    }
+    if (NORM) {
+#pragma unroll
+        for (int tau = 0; tau < T; tau++) {
+            float v = ssq[tau];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) s_ssq[warp][tau] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < T) {
+            float a = 0.0f;
+            for (int w = 0; w < KS; w++) a += s_ssq[w][threadIdx.x];
+            s_rstd[threadIdx.x] = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
+        }
+    }
+    /* The KS warps' partial sums through red (overlaying the x buffers: the first barrier waits
+     * for every warp to leave the loop), as sk_w4tc_finish; the second publishes s_rstd too. */
+    float(*red)[MT][4 * NB][16] = reinterpret_cast<float(*)[MT][4 * NB][16]>(smem);
+    __syncthreads();
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            red[warp][m][t + 4 * b][g] = acc[m][b][0];
+            red[warp][m][t + 4 * b][g + 8] = acc[m][b][1];
+        }
+    __syncthreads();
+    if (o_live) {
+        const int m = o_r >> 4, row = o_r & 15;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < KS; w++)
+#pragma unroll
+            for (int gi = 0; gi < GP; gi++) v += red[w][m][o_tau * GP + gi][row];
+        if (NORM) v *= s_rstd[o_tau];
+        v += o_bias; /* the order of sk_w4tc_finish: sum, bias, residual */
+        if (MODE == SK_GEMV_ADD) v += o_res;
+        out[(size_t)o_tau * N_out + o_n] = v;
+    }
+}
+
+/* One launch of sk_w4_tq_kernel (ZC3, T <= 2): GP from G, NORM when gamma != NULL (not ADD).
+ * MINB caps the registers so that MINB blocks of NW warps fit an SM; at T = 2 and G = 32 (two
+ * blocks of B columns) uncapped, as sk_w4_tc_launch_n. pf: sk_w4_tq_kernel's item 4. */
+template <int T, int MT, int D, int MODE, int NW, int MINB>
+static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                            const float *bias, int N_out, int K, float *out, const float *gamma,
+                            float eps, cudaStream_t s) {
+    static_assert(T <= 2, "ZC3 at T <= 2");
+    constexpr int MB4 = sk_w4tc_dims<T, 4>::NB > 1 ? 1 : MINB;
+    constexpr int MB2 = sk_w4tc_dims<T, 2>::NB > 1 ? 1 : MINB;
+    const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
+    void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *,
+              const float *, float, int) = nullptr;
+    if (MODE != SK_GEMV_ADD && gamma)
+        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, MODE != SK_GEMV_ADD>
+            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, MODE != SK_GEMV_ADD>
+                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, MODE != SK_GEMV_ADD>;
+    else
+        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, 0>
+            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, 0>
+                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, 0>;
+    sk_launch_pdl(k, blocks, 32u * NW, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf);
+}
+
+/* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
+ * STORE (qkv, with or without the fused norm) and ADD (o, down) have their own lists:
+ *   STORE 1: MT1 NW4 D3, 5 blocks an SM (<= 102 registers): 70B qkv's 640 blocks in one wave
+ *         2: MT2 NW4 D2, 4 an SM    3: MT2 NW4 D3, 3 an SM    4: MT2 NW4 D4, 3 an SM (<= 170)
+ *   ADD   1: MT2 NW8 D2 (the backend's shape: isolates items 3 and 4)
+ *         2: MT2 NW4 D4, 3 an SM    3: MT2 NW4 D6, 2 an SM    4: MT2 NW4 D8, 2 an SM
+ * Registers (ptxas, T = 1, G = 128, here): STORE 1: 90-91, 2: 114, 3: 137-138, 4: 150-151; ADD
+ * 1: 118 (sk_w4_tc_kernel's MT2: 114), 2: 150-152, 3: 212, 4: 255 (2 blocks an SM exactly); no
+ * spills but at T = 2, G = 32, ADD 4 (88 bytes). Bytes in flight an SM on the 70B shapes (ring
+ * only, blocks spread evenly): qkv now 48 KB in the first of two waves; STORE 1: 58 KB, 2: 39,
+ * 3: 58, 4: 77, all in one wave; o now 64 KB; ADD 1: 64, 2: 62 (3 slots an SM: one left for
+ * the next launch's PDL prologue), 3: 93, 4: 124.
+ * Returns false for an index it does not know. */
+template <int T, int MODE>
+static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t *q4,
+                                const __half2 *q4s, int G, const float *bias, int N_out, int K,
+                                float *out, const float *gamma, float eps, cudaStream_t s) {
+    if constexpr (MODE == SK_GEMV_ADD) {
+        switch (cfg) {
+        case 1: sk_w4_tq_launch<T, 2, 2, MODE, 8, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 2: sk_w4_tq_launch<T, 2, 4, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 3: sk_w4_tq_launch<T, 2, 6, MODE, 4, 2>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 4: sk_w4_tq_launch<T, 2, 8, MODE, 4, 2>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        default: return false;
+        }
+    } else if constexpr (MODE == SK_GEMV_STORE) {
+        switch (cfg) {
+        case 1: sk_w4_tq_launch<T, 1, 3, MODE, 4, 5>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 2: sk_w4_tq_launch<T, 2, 2, MODE, 4, 4>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 3: sk_w4_tq_launch<T, 2, 3, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 4: sk_w4_tq_launch<T, 2, 4, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        default: return false;
+        }
+    }
+    return false;
+}
+/* A short name of configuration cfg of mode (for the workbench's tables). */
+static inline const char *sk_w4_tq_name(int mode, int cfg) {
+    static const char *st[] = {"-", "tq MT1 NW4 D3 LB5", "tq MT2 NW4 D2 LB4", "tq MT2 NW4 D3 LB3",
+                               "tq MT2 NW4 D4 LB3"};
+    static const char *ad[] = {"-", "tq MT2 NW8 D2", "tq MT2 NW4 D4 LB3", "tq MT2 NW4 D6 LB2",
+                               "tq MT2 NW4 D8 LB2"};
+    return cfg < 1 || cfg > 4 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
+}
+
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
  * multiple of 32), x 16-byte aligned. */
 static inline bool sk_w4_gemv_ok(int T, int K, const void *x) {
@@ -870,6 +1141,23 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
     int mt = sk_w4_tc_mt(T, MODE, N_out);
     if (MODE == SK_GEMV_ADD && (mt_add == 1 || mt_add == 2)) mt = mt_add;
     if (mt_env == 1 || mt_env == 2) mt = mt_env;
+    /* Session 9's experiment (sk_w4_tq_kernel; compiled, NOT yet measured, so off by default):
+     * SAKER_W4_S9_QKV=1..4 takes configuration n of sk_w4_tq_launch_cfg for STORE (qkv, with or
+     * without the fused norm), SAKER_W4_S9_ADD=1..4 for ADD where two tiles a warp are the pick
+     * (N_out >= 6144: 70B o and down), SAKER_W4_S9_PF=n its L2 prefetch distance (0: off); at
+     * T <= 2 (ZC3). */
+    if constexpr (T <= 2 && MODE != SK_GEMV_SWIGLU) {
+        static int s9_st = -1, s9_add = 0, s9_pf = 0;
+        if (s9_st < 0) {
+            s9_st = sk_w4_env_int("SAKER_W4_S9_QKV", 0);
+            s9_add = sk_w4_env_int("SAKER_W4_S9_ADD", 0);
+            s9_pf = sk_w4_env_int("SAKER_W4_S9_PF", 0);
+        }
+        const int cfg = MODE == SK_GEMV_ADD ? (mt == 2 ? s9_add : 0) : s9_st;
+        if (cfg > 0 && sk_w4_tq_launch_cfg<T, MODE>(cfg, s9_pf, x, q4, q4s, G, bias, N_out, K, out,
+                                                    gamma, eps, s))
+            return;
+    }
     /* ZC = 2 (fp16 operands: the high nibbles need no shift) at T <= 2, where it is 2-7% faster
      * than ZC = 0 per product (70B down MT2 40.7 -> 38.5 us, gate/up 80.5 -> 77.8 at T = 1;
      * Llama-2-70B INT4 batch 1 14.57 -> 14.05 ms a token); at T = 4 it is up to 50% slower
