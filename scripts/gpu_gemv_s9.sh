@@ -10,8 +10,8 @@
 #     configuration with the prefetch off and at 4 steps, on 70B and 7B qkv (+norm), o and down
 #     at T = 1, 2; each call two rounds (the second in reverse order); then the best per shape and
 #     the qkv + o + down share of a decode step.
-#  3. dev_gemv_w4 check again with the backend switch on (SAKER_W4_S9_QKV=4 SAKER_W4_S9_ADD=3
-#     SAKER_W4_S9_PF=0: the "backend" rows of the check then go through sk_w4_tq_kernel); and, if
+#  3. dev_gemv_w4 check again with the backend switch on (SAKER_W4_TQ_STORE=4 SAKER_W4_TQ_ADD=3
+#     SAKER_W4_TQ_PF=0: the "backend" rows of the check then go through sk_w4_tq_kernel); and, if
 #     staged, gpu_backend_ops w4 / norm_matmul with the same switch.
 # Here (build machine), from the repository root of the wt-gemv worktree:
 #   cmake --build build-gpu -j2 --target dev_gemv_w4
@@ -40,11 +40,11 @@ for f in s9_a s9_b; do
     echo "== $f: best per shape, and the step"
     sed -n '/^Best tq/,$p' "$R/$f.log"
 done
-step check_sw 240 env SAKER_W4_S9_QKV=4 SAKER_W4_S9_ADD=3 SAKER_W4_S9_PF=0 "$S/dev_gemv_w4" check
+step check_sw 240 env SAKER_W4_TQ_STORE=4 SAKER_W4_TQ_ADD=3 SAKER_W4_TQ_PF=0 "$S/dev_gemv_w4" check
 grep -h "failed" "$R/check_sw.log"
 if [ -x "$S/gpu_backend_ops" ]; then
     STEP_PATTERN="FAIL\|^backend_ops\|failures"
-    step bops_w4 90 env SAKER_W4_S9_QKV=4 SAKER_W4_S9_ADD=3 "$S/gpu_backend_ops" w4
-    step bops_nm 90 env SAKER_W4_S9_QKV=4 SAKER_W4_S9_ADD=3 "$S/gpu_backend_ops" norm_matmul
+    step bops_w4 90 env SAKER_W4_TQ_STORE=4 SAKER_W4_TQ_ADD=3 "$S/gpu_backend_ops" w4
+    step bops_nm 90 env SAKER_W4_TQ_STORE=4 SAKER_W4_TQ_ADD=3 "$S/gpu_backend_ops" norm_matmul
 fi
 echo "done (+$(( $(date +%s) - T0 )) s)"

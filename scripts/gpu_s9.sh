@@ -64,6 +64,19 @@ for st in $STEPS; do
         step f72_rules8 100 env SAKER_W4_PICK=8 "$S/saker" $F
         F="bench --device cuda --shape llama2-7b --weights int4 --batch 64 --isl 128 --osl 256"
         step f7_64_model 100 "$S/saker" $F ;;
+    tq) # the decode GEMV's tq default for qkv-sized STORE products: backend ops, then batch 1
+        STEP_PATTERN="FAIL\|checks\|failures\|^| 128"
+        step tq_bops_w4 120 stdbuf -oL "$S/gpu_backend_ops" w4
+        step tq_bops_nm 120 stdbuf -oL "$S/gpu_backend_ops" norm_matmul
+        for m in llama2-70b llama2-7b; do
+            F="bench --device cuda --shape $m --weights int4 --batch 1 --isl 128 --osl 256"
+            step tq_${m}_b1 100 "$S/saker" $F
+            step tq_${m}_b1_off 100 env SAKER_W4_TQ_STORE=0 "$S/saker" $F
+            step tq_${m}_b1_again 100 "$S/saker" $F
+        done
+        # where a 70B batch-1 step goes (SAKER_PROFILE=1: per-op GPU time, eager, no graphs)
+        step prof70_b1 120 env SAKER_PROFILE=1 "$S/saker" bench --device cuda --shape llama2-70b \
+            --weights int4 --batch 1 --isl 128 --osl 64 ;;
     p4096)
         F="bench --device cuda --shape llama2-70b --weights int4 --batch max"
         step p4096 420 "$S/saker" $F --isl 128 --osl 4096 --ctx-beyond-train ;;

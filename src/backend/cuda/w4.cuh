@@ -16,7 +16,8 @@
  *                       in registers and multiplied on the tensor cores (mma.sync) with x split
  *                       into bf16 hi + lo, scaled per group in fp32; epilogues as gemv.cuh
  *                       (store, residual add, SwiGLU over [Wg; Wu]). Its comment says more.
- *   sk_w4_tq_kernel     (session 9, an experiment behind SAKER_W4_S9_*, not yet measured)
+ *   sk_w4_tq_kernel     (session 9: one wave, a deeper ring; the default for qkv-sized STORE
+ *                       products at T <= 2, SAKER_W4_TQ_*)
  *                       sk_w4_tc_kernel's ZC3 step for STORE / ADD with compile-time warps a
  *                       block and ring depth (one wave, more bytes in flight), bias and
  *                       residual read early, an optional L2 prefetch. Its comment says why.
@@ -1141,19 +1142,27 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
     int mt = sk_w4_tc_mt(T, MODE, N_out);
     if (MODE == SK_GEMV_ADD && (mt_add == 1 || mt_add == 2)) mt = mt_add;
     if (mt_env == 1 || mt_env == 2) mt = mt_env;
-    /* Session 9's experiment (sk_w4_tq_kernel; compiled, NOT yet measured, so off by default):
-     * SAKER_W4_S9_QKV=1..4 takes configuration n of sk_w4_tq_launch_cfg for STORE (qkv, with or
-     * without the fused norm), SAKER_W4_S9_ADD=1..4 for ADD where two tiles a warp are the pick
-     * (N_out >= 6144: 70B o and down), SAKER_W4_S9_PF=n its L2 prefetch distance (0: off); at
-     * T <= 2 (ZC3). */
+    /* sk_w4_tq_kernel (session 9, a helper's, written without a GPU). H200, dev_gemv_w4 check
+     * 1,728 tq runs (worst 4.4e-6 of sum|x w|) and dev_gemv_w4 s9, two calls of two rounds
+     * (bench/results/awq-speed.md): 70B qkv with the fused norm 20.1 -> 16.7 us at T = 1 (52% ->
+     * 63% of copy; configuration 1, MT1 NW4 D3, one wave of 5 blocks an SM), 23.8 -> 20.9 at
+     * T = 2; 7B qkv 12.9 -> 11.0 (configuration 3, MT2 NW4 D3; configuration 1 is 25% slower
+     * there, its K of 4096 is 32 steps); configuration 3 on 70B 17.4. ADD: 70B o 2-4% faster
+     * (12.6 -> 12.3 us), down even, 7B o and down 1-13% slower: left off. The L2 prefetch was
+     * 5-12% slower everywhere. So the default: STORE products of qkv size (N_out <= 16384, the
+     * sizes measured) at T <= 2 take configuration 1 where K >= 8192, else 3.
+     * SAKER_W4_TQ_STORE=0 (off) / 1..4 and SAKER_W4_TQ_ADD=1..4 (where two tiles a warp are the
+     * pick, N_out >= 6144) force a configuration of sk_w4_tq_launch_cfg, SAKER_W4_TQ_PF=n its L2
+     * prefetch distance (0: off). */
     if constexpr (T <= 2 && MODE != SK_GEMV_SWIGLU) {
-        static int s9_st = -1, s9_add = 0, s9_pf = 0;
-        if (s9_st < 0) {
-            s9_st = sk_w4_env_int("SAKER_W4_S9_QKV", 0);
-            s9_add = sk_w4_env_int("SAKER_W4_S9_ADD", 0);
-            s9_pf = sk_w4_env_int("SAKER_W4_S9_PF", 0);
+        static int s9_st = -2, s9_add = 0, s9_pf = 0;
+        if (s9_st == -2) {
+            s9_st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
+            s9_add = sk_w4_env_int("SAKER_W4_TQ_ADD", 0);
+            s9_pf = sk_w4_env_int("SAKER_W4_TQ_PF", 0);
         }
-        const int cfg = MODE == SK_GEMV_ADD ? (mt == 2 ? s9_add : 0) : s9_st;
+        const int st = s9_st >= 0 ? s9_st : N_out <= 16384 ? (K >= 8192 ? 1 : 3) : 0;
+        const int cfg = MODE == SK_GEMV_ADD ? (mt == 2 ? s9_add : 0) : st;
         if (cfg > 0 && sk_w4_tq_launch_cfg<T, MODE>(cfg, s9_pf, x, q4, q4s, G, bias, N_out, K, out,
                                                     gamma, eps, s))
             return;
