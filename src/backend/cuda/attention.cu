@@ -95,7 +95,11 @@ static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
     sk_dec_rope_store_kernel(const __grid_constant__ sk_attn1_params_t<float, bf16> p,
                              const float *q, int q_stride, const float *k, const float *v,
                              int kv_stride, int n_heads, const float *freq, int rope_dim,
-                             int halves, bf16 *q_out) {
+                             int halves, bf16 *q_out, int pdl_early) {
+    /* PDL (session 9, sk_attn_pdl_mode): the decode kernel may launch now (modes 1, 2); q, k, v
+     * wait for the qkv GEMV */
+    if (pdl_early) sk_pdl_trigger();
+    sk_pdl_wait();
     const int t = blockIdx.x, hd = p.head_dim, half = rope_dim / 2, hp = hd / 2;
     const int KVH = p.n_kv_heads;
     const int j = blockIdx.y * SK_ROPE_STORE_THREADS + threadIdx.x;
@@ -278,9 +282,15 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
                         (unsigned)((pairs + SK_ROPE_STORE_THREADS - 1) / SK_ROPE_STORE_THREADS));
         SK_ASSERT(grid.y <= 65535);
         sk_cuda_prof_push(c, "attn.rope_store");
-        sk_dec_rope_store_kernel<<<grid, SK_ROPE_STORE_THREADS, 0, c->stream>>>(
-            p1, q, q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
-            rp->pairing == SK_ROPE_HALVES, (bf16 *)kv->q_half);
+        if (sk_attn_pdl_enabled())
+            sk_launch_pdl(sk_dec_rope_store_kernel, grid, SK_ROPE_STORE_THREADS, c->stream, p1, q,
+                          q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
+                          (int)(rp->pairing == SK_ROPE_HALVES), (bf16 *)kv->q_half,
+                          (int)(sk_attn_pdl_mode() != 3));
+        else
+            sk_dec_rope_store_kernel<<<grid, SK_ROPE_STORE_THREADS, 0, c->stream>>>(
+                p1, q, q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
+                rp->pairing == SK_ROPE_HALVES, (bf16 *)kv->q_half, 0);
         CUDA_CHECK_LAUNCH();
         sk_cuda_prof_pop(c);
     } else {

@@ -295,13 +295,18 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     const int qb = cfg->wq * cfg->qtiles * 8;
     a.n_qblk = (a.group + qb - 1) / qb;
     a.sl2 = p->sm_scale * 1.4426950408889634f;
+    a.pdl_early = sk_attn_pdl_mode() == 2;
     const long long blocks =
         (long long)p->batch * p->n_splits * kv->n_kv_heads * (long long)a.n_qblk;
     SK_AD_CHECK(blocks <= INT_MAX, "grid too large");
     const size_t smem =
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
     sk_ad_allow_smem(fn, smem);
-    fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
+    /* PDL launches (session 9): both kernels trigger and wait at their start (attn_decode.cuh) */
+    if (sk_attn_pdl_enabled())
+        sk_launch_pdl_smem(fn, dim3((unsigned)blocks), (unsigned)(cfg->warps * 32), smem, s, a);
+    else
+        fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
     SK_AD_CUDA(cudaGetLastError());
     if (p->n_splits > 1) {
         sk_ad_comb_args c;
@@ -312,7 +317,11 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
         c.rows = p->batch * p->n_heads;
         c.n_splits = p->n_splits;
         c.head_dim = kv->head_dim;
-        sk_ad_combine_kernel<<<(unsigned)((c.rows + 3) / 4), 128, 0, s>>>(c);
+        c.pdl_early = sk_attn_pdl_mode() == 2;
+        if (sk_attn_pdl_enabled())
+            sk_launch_pdl(sk_ad_combine_kernel, dim3((unsigned)((c.rows + 3) / 4)), 128u, s, c);
+        else
+            sk_ad_combine_kernel<<<(unsigned)((c.rows + 3) / 4), 128, 0, s>>>(c);
         SK_AD_CUDA(cudaGetLastError());
     }
 }

@@ -55,6 +55,7 @@
 #include <string.h>
 
 #include "attn_params.h"
+#include "pdl.cuh"
 
 #ifdef __cplusplus
 extern "C" {
@@ -147,6 +148,7 @@ typedef struct sk_ad_args {
     int wq;       /* warps side by side on the query tiles */
     int l2pf;     /* chunks ahead of the L2 bulk prefetch, 0: off (sk_attn_decode_cfg) */
     float sl2;    /* sm_scale * log2(e) */
+    int pdl_early; /* trigger the next launch at the start (sk_attn_pdl_mode 2) */
 } sk_ad_args;
 
 /* D += A . B, m16n8k16, bf16 inputs, fp32 accumulators. */
@@ -520,6 +522,11 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     static_assert(RS == 0 || (!PF && HD % 64 == 0), "the ring: head_dim 64/128, no prefetch");
     constexpr int KC = HD / 32, NMT = HD / 16, QPW = 8 * NQT;
     extern __shared__ float sk_ad_smem[];
+    /* PDL (session 9, sk_attn_pdl_mode): everything this kernel reads (q, the pages the
+     * rope/store kernel just wrote, the page tables) waits for the kernels before it; the next
+     * launch may start now only in mode 2 (else at this kernel's end). */
+    if (a.pdl_early) sk_pdl_trigger();
+    sk_pdl_wait();
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, t = lane & 3;
     const int wq = a.wq, wqi = warp % wq, wt = warp / wq, WT = W / wq;
@@ -753,10 +760,13 @@ typedef struct sk_ad_comb_args {
     void *out; /* bf16, or fp32 when out_f32 */
     int rows;  /* batch * n_heads */
     int n_splits, head_dim, out_f32;
+    int pdl_early; /* as sk_ad_args */
 } sk_ad_comb_args;
 
 static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_constant__ sk_ad_comb_args a) {
     __shared__ float wsm[4][SK_ATTN_DECODE_MAX_SPLITS];
+    if (a.pdl_early) sk_pdl_trigger(); /* (as sk_attn_decode_kernel2) */
+    sk_pdl_wait();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int bh = blockIdx.x * 4 + warp;
     if (bh >= a.rows) return; /* warp-uniform; no block barrier below */

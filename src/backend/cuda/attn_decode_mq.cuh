@@ -426,6 +426,7 @@ static void sk_attn_decode_mq_st(const sk_attn_params *p, int stages, cudaStream
         c.n_splits = p->n_splits;
         c.head_dim = hd;
         c.out_f32 = p->out_f32;
+        c.pdl_early = 0; /* launched without the PDL attribute */
         sk_ad_combine_kernel<<<(unsigned)((c.rows + 3) / 4), 128, 0, s>>>(c);
     }
 }

@@ -50,14 +50,15 @@ static inline bool sk_pdl_enabled(void) {
 /* Overrides SAKER_PDL for the launches that follow in this translation unit (workbenches). */
 static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 
-/* Launches kernel k (grid, block, no dynamic shared memory) on s, with the PDL attribute when
- * enabled. */
+/* Launches kernel k (grid, block, smem bytes of dynamic shared memory) on s, with the PDL
+ * attribute when enabled. */
 template <typename... KA, typename... A>
-static void sk_launch_pdl(void (*k)(KA...), unsigned grid, unsigned block, cudaStream_t s, A... args) {
+static void sk_launch_pdl_smem(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
+                               cudaStream_t s, A... args) {
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
+    cfg.gridDim = grid;
     cfg.blockDim = dim3(block);
-    cfg.dynamicSmemBytes = 0;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -70,6 +71,32 @@ static void sk_launch_pdl(void (*k)(KA...), unsigned grid, unsigned block, cudaS
                 cudaGetErrorString(e), __func__, __FILE__, __LINE__);
         abort();
     }
+}
+/* The decode attention's kernels (rope/store, decode, combine) and PDL, SAKER_ATTN_PDL: 0 launched
+ * without the attribute; 1 with it, the rope/store kernel triggering the next launch at its
+ * start, the decode and combine kernels only by ending; 2 all triggering at their start; 3 (the
+ * default) none triggering early. All wait at their start. Session 9 on the H200 (128/256, ITL
+ * p50 ms, same binary, two runs each): 70B INT4 batch 1: mode 0 12.88 / 12.81, 1 12.97 / 12.96,
+ * 3 12.78 / 12.78, and 2 (the first version) 17.0: the o GEMV, then its successors (each
+ * triggering at its start) launch while the attention runs and hold the SMs and the L2 with
+ * their weight prefetches. 7B batch 1: 0 2.056 / 2.065, 1 2.097 / 2.114, 3 2.033 / 2.047; 70B
+ * batch 64 even (32.52-32.58). Checks with each: gpu_backend_ops rope, attention, paged, decode,
+ * fused and gpu_engine_batch, 0 failures. */
+static inline int sk_attn_pdl_mode(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("SAKER_ATTN_PDL");
+        m = e && *e ? atoi(e) : 3;
+        if (m < 0 || m > 3) m = 3;
+        if (!sk_pdl_enabled()) m = 0;
+    }
+    return m;
+}
+static inline bool sk_attn_pdl_enabled(void) { return sk_attn_pdl_mode() != 0; }
+/* The same without dynamic shared memory. */
+template <typename... KA, typename... A>
+static void sk_launch_pdl(void (*k)(KA...), dim3 grid, unsigned block, cudaStream_t s, A... args) {
+    sk_launch_pdl_smem(k, grid, block, 0, s, args...);
 }
 
 #ifndef SK_GEMV_STORE
