@@ -18,7 +18,10 @@ STEP_PATTERN="FAIL\|checks\|ERROR\|^| 128\|RESULT\|ITL"
 for st in $STEPS; do
     case $st in
     bops) step bops_w4 200 stdbuf -oL "$S/gpu_backend_ops" w4 ;;
-    memcheck) step bops_w4_cs 300 compute-sanitizer --tool memcheck "$S/gpu_backend_ops" w4 ;;
+    memcheck) step bops_w4_cs 120 compute-sanitizer --tool memcheck "$S/gpu_backend_ops" w4 ;;
+    p128) # the 128/128 point at the largest batch
+        F="bench --device cuda --shape llama2-70b --weights int4 --batch max"
+        step p128 200 "$S/saker" $F --isl 128 --osl 128 ;;
     table) step table 200 env GW4_CFGS=none stdbuf -oL "$S/dev_gemm_w4" time 1,8,16,32,48,64,72,96,128,139,256,512,1024,4096 ;;
     ab70)
         for b in 72 139 256; do
@@ -77,6 +80,12 @@ for st in $STEPS; do
         # where a 70B batch-1 step goes (SAKER_PROFILE=1: per-op GPU time, eager, no graphs)
         step prof70_b1 120 env SAKER_PROFILE=1 "$S/saker" bench --device cuda --shape llama2-70b \
             --weights int4 --batch 1 --isl 128 --osl 64 ;;
+    big) # the model past 1,024 rows against dequantize + cuBLASLt (SAKER_W4_MODEL_MAX=1024: as
+         # before): 70B INT4 at the largest batch (decode steps of ~1,146 rows, prefill chunks of
+         # 2,048), 128/32 to keep the call short; ITL and the prompt phase (TTFT) both move
+        F="bench --device cuda --shape llama2-70b --weights int4 --batch max --isl 128 --osl 32"
+        step big_model 150 "$S/saker" $F
+        step big_old 150 env SAKER_W4_MODEL_MAX=1024 "$S/saker" $F ;;
     p4096)
         F="bench --device cuda --shape llama2-70b --weights int4 --batch max"
         step p4096 420 "$S/saker" $F --isl 128 --osl 4096 --ctx-beyond-train ;;

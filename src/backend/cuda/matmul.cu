@@ -310,10 +310,18 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
     CUDA_CHECK_LAUNCH();
 }
 
+/* The most rows the W4 model may take past 1,024 for K columns: mmax, and no more than one
+ * launch's worth (w4_mma casts x into the scratch in chunks of cap rows, each launched with the
+ * configuration picked for all T: past a chunk the model's cost would be wrong). */
+static int w4m_model_max(int K, int mmax) {
+    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K;
+    return (size_t)mmax < cap ? mmax : (int)cap;
+}
+
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
 static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = false) {
-    static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1, rules8 = -1;
+    static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1, rules8 = -1, mmax = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
         off = e && *e && strcmp(e, "0") == 0;
@@ -327,6 +335,8 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
         wtmax = e && *e ? atoi(e) : 0;
         e = getenv("SAKER_W4_PICK"); /* 8: session 8's rules for the TMA tiles, not the model */
         rules8 = e && *e && strcmp(e, "8") == 0;
+        e = getenv("SAKER_W4_MODEL_MAX"); /* the model's rows past 1,024 (1024: none) */
+        mmax = e && *e ? atoi(e) : SK_W4M_MODEL_MAX_T;
     }
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
     if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0)
@@ -336,7 +346,7 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
                     : rules8 ? (T <= 64 || T > SK_W4M_WT_MAX_T || K % SK_W4M_BK != 0
                                     ? sk_w4m_pick5(T, N_out, K)
                                     : sk_w4m_pick8(T, N_out, K))
-                            : sk_w4m_pick(T, N_out, K, swiglu);
+                            : sk_w4m_pick(T, N_out, K, swiglu, w4m_model_max(K, mmax));
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
     return cfg;
 }

@@ -1978,12 +1978,35 @@ static inline int sk_w4m_pick_model(int T, int nw, int K) {
     }
     return best;
 }
+/* Dequantize + cuBLASLt's microseconds for the model past SK_W4M_WT_MAX_T rows: the dequant
+ * kernel reads 0.5 and writes 2 bytes a weight at ~3.3 TB/s, cuBLASLt bf16 runs at ~680 TFLOP/s
+ * (dev_gemm_w4 time, session 9: 70B gate/up at 1,024 rows 1,781 against 1,784-1,844 measured,
+ * qkv 325 against 302-307, down 896 against 880-894; 4,096 rows within 6%). */
+static inline double sk_w4m_deqlt_us(int T, int nw, int K) {
+    return (double)nw * K * 2.5 / 3.3e6 + 2.0 * T * (double)nw * K / 6.8e8 + 10.0;
+}
 /* The backend's pick: up to 32 rows session 5's mma.sync tiles, 33..1024 rows (K % 128 == 0)
- * the model above, else session 5's rule (dequantize + cuBLASLt above SK_W4M_MAX_T rows).
+ * the model above; from 1,025 to model_max rows the model's best tile against dequantize +
+ * cuBLASLt (-1 when that is cheaper: session 9, the engine's big decode batches, e.g. 1,146 rows
+ * at 128/128); else session 5's rule (dequantize + cuBLASLt above SK_W4M_MAX_T rows).
  * swiglu: N_out is the outputs of a SWIGLU product (2 N_out weight rows). */
-static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false) {
+#define SK_W4M_MODEL_MAX_T 2048
+static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false,
+                              int model_max = SK_W4M_WT_MAX_T) {
+    const int nw = swiglu ? 2 * N_out : N_out;
+    if (K % SK_W4M_BK == 0 && T > SK_W4M_WT_MAX_T && T <= model_max) {
+        const int cfg = sk_w4m_pick_model(T, nw, K);
+        const int n_sm = sk_w4m_sm_count();
+        for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++)
+            if (sk_w4m_costs[i].cfg == cfg)
+                return sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm) <
+                               sk_w4m_deqlt_us(T, nw, K)
+                           ? cfg
+                           : -1;
+        return -1;
+    }
     if (K % SK_W4M_BK != 0 || T <= 32 || T > SK_W4M_WT_MAX_T) return sk_w4m_pick5(T, N_out, K);
-    return sk_w4m_pick_model(T, swiglu ? 2 * N_out : N_out, K);
+    return sk_w4m_pick_model(T, nw, K);
 }
 
 #endif
