@@ -1902,7 +1902,7 @@ static inline int sk_w4m_pick8(int T, int N_out, int K) {
  * blocks), puts ceil(tiles s / n_sm) blocks on the busiest SM, and costs
  *     us = ceil(tiles s / n_sm) (a nkb / s + b) + (s > 1 ? e : 0)
  * with a, b, e fitted per configuration (least squares on relative error) to those 1,408
- * timings; for the two-an-SM wn tiles the blocks on the busiest SM run as pairs (a, b) and
+ * timings (dev/notes/w4_cost_model.py refits them from bench/results/data/w4_bn_s9_*.log); for the two-an-SM wn tiles the blocks on the busiest SM run as pairs (a, b) and
  * the odd one alone (a1, b1): a lone 64-row block is latency-bound (wn64x64: 0.46 us a K block
  * alone, 0.70 a pair). The first fit (one a, b for wn) picked wn64x80 for 70B down at 72 rows,
  * 7 us slower in the workbench and ~20 us a layer in the engine (batch 72: 39.7 ms ITL against
