@@ -526,7 +526,9 @@ static void time_bn(const sk_w4m_scratch *scr) {
         CK(cudaMemset(out, 0, (size_t)Mmax * sh.N_out * 4));
         CK(cudaDeviceSynchronize());
         for (int M : Ms) {
-            const int pick = sk_w4m_pick(M, sh.N_out, K, sh.mode == SK_GEMV_SWIGLU);
+            int psplit;
+            const int pick = sk_w4m_pick(M, sh.N_out, K, sh.mode == SK_GEMV_SWIGLU, SK_W4M_WT_MAX_T,
+                                         &psplit);
             /* up to 32 rows the mma.sync tiles too (x not permuted: their own copy, xn) */
             std::vector<int> cl;
             if (M <= 32) cl.push_back(SK_W4M_128x16), cl.push_back(SK_W4M_128x32);
@@ -535,7 +537,9 @@ static void time_bn(const sk_w4m_scratch *scr) {
             if (M <= 32) cast_x<__nv_bfloat16>(x, xn, (size_t)M * K, 0);
             for (int c : cl) {
                 __nv_bfloat16 *xc = sk_w4m_cfg_permuted(c) ? xh : xn;
-                printf("| %s | %d | %s%s |", sh.name, M, sk_w4m_cfg_name[c], c == pick ? "*" : "");
+                /* * = the backend's pick (*1: unsplit, the model's choice over the launcher's) */
+                printf("| %s | %d | %s%s%s |", sh.name, M, sk_w4m_cfg_name[c], c == pick ? "*" : "",
+                       c == pick && psplit ? "1" : "");
                 for (int so : splits) {
                     const float us = time_us([&](int i) {
                         if (sh.mode == SK_GEMV_STORE)
@@ -649,6 +653,8 @@ static void time_all(const sk_w4m_scratch *scr) {
                 lt_matmul(&lc, xh, M, deq, N, K, out, 0, &a3, &h3);
             }, iters, e0, e1);
             float tc[SK_W4M_NCFG];
+            int psplit;
+            const int pick = sk_w4m_pick(M, N, K, false, SK_W4M_WT_MAX_T, &psplit);
             for (int c = 0; c < SK_W4M_NCFG; c++) {
                 tc[c] = -1;
                 /* small-BN tiles at long prefills only re-read the weights: skip */
@@ -665,10 +671,10 @@ static void time_all(const sk_w4m_scratch *scr) {
                     else
                         cast_x<__nv_bfloat16>(x, xh, (size_t)M * K, 0);
                     sk_w4m_launch<__nv_bfloat16, SK_GEMV_STORE>(c, xh, M, q4s[i % n4], scs[i % n4], G,
-                                                                NULL, N, K, out, scr, 0, 0);
+                                                                NULL, N, K, out, scr,
+                                                                c == pick ? psplit : 0, 0);
                 }, iters, e0, e1);
             }
-            const int pick = sk_w4m_pick(M, N, K);
             char b1[48], b2[48];
             printf("| %s | %d | %.1f | %s | %.1f |", sh.name, M, tb, fmt_us(told, b1, ""), tnew);
             int best = -1;

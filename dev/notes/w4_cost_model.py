@@ -50,13 +50,15 @@ def wide_splits(tiles, cap, nkb):
     return max(min(cap // tiles, nkb // 4, 16), 1)
 
 
-def features(c, shape, T):
+def features(c, shape, T, s_force=0):
     n_out, K, swiglu = SHAPES[shape]
     bm, bn, occ = cfg_dims(c)
     rt = bm // 2 if swiglu else bm
     tiles = -(-n_out // rt) * -(-T // bn)
     nkb = K // 128
-    if T > 64:
+    if s_force:
+        s = s_force
+    elif T > 64:
         s = wide_splits(tiles, occ * N_SM, nkb)
     else:
         s = 1 if tiles > N_SM else makespan_splits(tiles, occ * N_SM, nkb)
@@ -69,22 +71,29 @@ def features(c, shape, T):
 
 def main():
     logs = sys.argv[1:] or ["bench/results/data/w4_bn_s9_70b.log",
-                            "bench/results/data/w4_bn_s9_7b.log"]
+                            "bench/results/data/w4_bn_s9_7b.log",
+                            "bench/results/data/w4_bn_s10_70b.log",
+                            "bench/results/data/w4_bn_s10_7b.log"]
+    # (shape, T, cfg, split, us): split 0 = the launcher's rule; the session-10 logs (bn without
+    # GW4_BN_AUTO: auto | s1 | s2 | s4 | stream-K) add the unsplit time (s1) of every tile
     data = []
     for f in logs:
         for line in open(f):
-            m = re.match(r"\| (.+?) \| (\d+) \| (w[tncr]\S+?)\*? \| ([\d.]+) \|", line)
+            m = re.match(r"\| (.+?) \| (\d+) \| (w[tncr]\d+x\d+)\*?1? \| ([\d.]+) \|"
+                         r"(?: ([\d.]+) \|)?", line)
             if m and m.group(1) in SHAPES:
-                data.append((m.group(1), int(m.group(2)), m.group(3), float(m.group(4))))
+                data.append((m.group(1), int(m.group(2)), m.group(3), 0, float(m.group(4))))
+                if m.group(5):
+                    data.append((m.group(1), int(m.group(2)), m.group(3), 1, float(m.group(5))))
     params = {}
     for c in sorted({d[2] for d in data}):
-        rows = [(features(c, sh, T), us) for sh, T, cc, us in data if cc == c]
+        rows = [(features(c, sh, T, sp), us) for sh, T, cc, sp, us in data if cc == c]
         A = np.array([r[0] for r in rows])
         y = np.array([r[1] for r in rows])
         params[c], *_ = np.linalg.lstsq(A / y[:, None], np.ones_like(y), rcond=None)
 
-    def pred(c, sh, T):
-        return float(np.dot(features(c, sh, T), params[c]))
+    def pred(c, sh, T, sp=0):
+        return float(np.dot(features(c, sh, T, sp), params[c]))
 
     print("C table (sk_w4m_costs: cfg, bm, bn, occ, a, b, e, a1, b1):")
     for c in CANDIDATES:
@@ -96,14 +105,18 @@ def main():
             (a, b, e), a1, b1 = p, 0.0, 0.0
         print(f"    {{SK_W4M_{c[:2].upper()}{bn}, {bm}, {bn}, {occ}, {a:.4f}f, {b:.3f}f, {e:.2f}f,"
               f" {a1:.4f}f, {b1:.3f}f}}, /* {c} */")
+    # the pick over (configuration, split in {launcher's, 1}) as sk_w4m_pick_model, per log (a
+    # log's timings are one call's; the same point in two calls is not compared)
     by = defaultdict(dict)
-    for sh, T, c, us in data:
-        by[(sh, T)][c] = us
+    for sh, T, c, sp, us in data:
+        by[(sh, T)][(c, sp)] = us
     losses = []
     for key, times in sorted(by.items()):
-        cands = [c for c in CANDIDATES if c in times]
-        pick = min(cands, key=lambda c: pred(c, *key))
-        best = min(times, key=times.get)
+        cands = [cs for cs in times if cs[0] in CANDIDATES]
+        if not any(sp == 1 for _, sp in cands):  # session-9 points: the launcher's split only
+            cands = [cs for cs in cands if cs[1] == 0]
+        pick = min(cands, key=lambda cs: pred(cs[0], key[0], key[1], cs[1]))
+        best = min(cands, key=times.get)
         loss = times[pick] / times[best] - 1
         losses.append(loss)
         if loss > 0.04:

@@ -106,6 +106,27 @@ static void rope_attend(const sk_model *m, sk_kv_cache *kv, int l, int T, void *
     op->attention(be, kv, l, q, q_stride, k, v, kv_stride, H, out);
 }
 
+/* SAKER_SKIP=part,... (timing experiments only: the outputs are garbage): the Llama layer's
+ * parts left out of every step, so that a captured step's time without a part, against the full
+ * step's, gives what the part costs inside the graph (launch gaps included), which the eager
+ * per-op profile (SAKER_PROFILE) cannot. Parts: qkv (norm + the QKV product), attn (RoPE, the
+ * cache store and the attention), o, mlp (norm + gate/up + SwiGLU), down. */
+enum { SKIP_QKV = 1, SKIP_ATTN = 2, SKIP_O = 4, SKIP_MLP = 8, SKIP_DOWN = 16 };
+static int skip_parts(void) {
+    static int mask = -1;
+    if (mask < 0) {
+        mask = 0;
+        const char *e = getenv("SAKER_SKIP");
+        static const char *names[] = {"qkv", "attn", "o", "mlp", "down"};
+        for (int i = 0; e && i < 5; i++) {
+            const size_t n = strlen(names[i]);
+            for (const char *p = e; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, names[i], n) == 0 && (p[n] == ',' || p[n] == 0)) mask |= 1 << i;
+        }
+    }
+    return mask;
+}
+
 /* Llama layer l on the T rows of buf->x. */
 static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
     sk_backend *be = m->be;
@@ -114,20 +135,22 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
     const sk_layer_weights *L = &m->layers[l];
     const int D = hp->dim, hd = hp->head_dim, H = hp->n_heads, KV = hp->n_kv_heads;
     const sk_rope_params rp = {hd, hp->rope_dim, hp->rope_theta, hp->rope_pairing};
+    const int skip = skip_parts();
 
     if (L->wqkv) {
         /* Fused rows [q heads | k heads | v heads]; q and k heads are adjacent, so one rope
          * call rotates both. */
         const int W = (H + 2 * KV) * hd;
         void *q = buf->qkv, *k = act_at(m, q, (size_t)H * hd), *v = act_at(m, k, (size_t)KV * hd);
-        if (op->rmsnorm_matmul) {
+        if (skip & SKIP_QKV) {
+        } else if (op->rmsnorm_matmul) {
             op->rmsnorm_matmul(be, buf->x, L->attn_norm, hp->norm_eps, T, L->wqkv, NULL, buf->h,
                                buf->qkv);
         } else {
             op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
             op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
         }
-        rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
+        if (!(skip & SKIP_ATTN)) rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
     } else {
         void *q = buf->qkv;
         void *k = act_at(m, q, (size_t)T * H * hd);
@@ -138,9 +161,10 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->wv, L->bv, v);
         rope_attend(m, kv, l, T, q, H * hd, k, v, KV * hd, &rp, buf->att);
     }
-    matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
+    if (!(skip & SKIP_O)) matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
 
-    if (L->ffn_gate_up && op->rmsnorm_matmul_swiglu) {
+    if (skip & SKIP_MLP) {
+    } else if (L->ffn_gate_up && op->rmsnorm_matmul_swiglu) {
         op->rmsnorm_matmul_swiglu(be, buf->x, L->ffn_norm, hp->norm_eps, T, L->ffn_gate_up,
                                   buf->h, buf->f1);
     } else if (L->ffn_gate_up) {
@@ -152,7 +176,7 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
         op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);
     }
-    matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, D);
+    if (!(skip & SKIP_DOWN)) matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, D);
 }
 
 /* x += Wdown(gelu(in Wup + b)) + b (uses f1, and a when matmul_add is missing). */

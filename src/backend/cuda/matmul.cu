@@ -320,7 +320,8 @@ static int w4m_model_max(int K, int mmax) {
 
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
-static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = false) {
+static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = false,
+                   int *split = nullptr) {
     static int off = -1, nowg = -1, nobn = -1, notma = -1, wtmax = -1, rules8 = -1, mmax = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_W4_MMA");
@@ -338,6 +339,7 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
         e = getenv("SAKER_W4_MODEL_MAX"); /* the model's rows past 1,024 (1024: none) */
         mmax = e && *e ? atoi(e) : SK_W4M_MODEL_MAX_T;
     }
+    if (split) *split = 0;
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
     if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0)
         return SK_W4M_WT128;
@@ -346,16 +348,16 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
                     : rules8 ? (T <= 64 || T > SK_W4M_WT_MAX_T || K % SK_W4M_BK != 0
                                     ? sk_w4m_pick5(T, N_out, K)
                                     : sk_w4m_pick8(T, N_out, K))
-                            : sk_w4m_pick(T, N_out, K, swiglu, w4m_model_max(K, mmax));
+                            : sk_w4m_pick(T, N_out, K, swiglu, w4m_model_max(K, mmax), split);
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
     return cfg;
 }
 
 /* out = x W^T (MODE as gemv.cuh) through the W4 MMA kernel: the rows of x cast to the half type
- * into c->d_scratch in chunks that fit it (as matmul_lt), one launch per chunk. Allocates
- * nothing (graph capture safe). */
+ * into c->d_scratch in chunks that fit it (as matmul_lt), one launch per chunk; msplit: the
+ * pick's split of K (0: the launcher's rule). Allocates nothing (graph capture safe). */
 template <int MODE>
-static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight *w,
+static void w4_mma(cuda_ctx *c, int cfg, int msplit, const float *x, int T, const sk_weight *w,
                    const float *bias, int N_out, float *out) {
     const int K = (int)w->cols;
     const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K;
@@ -377,7 +379,7 @@ static void w4_mma(cuda_ctx *c, int cfg, const float *x, int T, const sk_weight 
             const char *e = getenv("SAKER_W4_SK");
             sk = e && *e && strcmp(e, "0") != 0;
         }
-        const int splits = sk ? SK_W4M_STREAMK : 0;
+        const int splits = sk ? SK_W4M_STREAMK : msplit;
         if (c->dtype == SK_CUDA_F16)
             sk_w4m_launch<f16, MODE>(cfg, (const f16 *)c->d_scratch, m, w->q4, w->q4s, w->q4_group,
                                      bias, N_out, K, o, &c->mm->w4m, splits, c->stream);
@@ -401,17 +403,17 @@ static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight 
                                (size_t)T * N * sizeof(float)));
     const float *b = bias ? bias->f32 : NULL;
     if (w->q4) {
-        int cfg;
+        int cfg, msplit;
         if (sk_w4_gemv_ok(T, K, x)) {
             if (accumulate)
                 w4_gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
             else
                 w4_gemv<SK_GEMV_STORE>(c, (const float *)x, T, w, b, N, (float *)out);
-        } else if ((cfg = w4m_cfg(T, N, K, w)) >= 0) {
+        } else if ((cfg = w4m_cfg(T, N, K, w, false, &msplit)) >= 0) {
             if (accumulate)
-                w4_mma<SK_GEMV_ADD>(c, cfg, (const float *)x, T, w, b, N, (float *)out);
+                w4_mma<SK_GEMV_ADD>(c, cfg, msplit, (const float *)x, T, w, b, N, (float *)out);
             else
-                w4_mma<SK_GEMV_STORE>(c, cfg, (const float *)x, T, w, b, N, (float *)out);
+                w4_mma<SK_GEMV_STORE>(c, cfg, msplit, (const float *)x, T, w, b, N, (float *)out);
         } else {
             const sk_weight h = w4_as_half(c, w);
             matmul_lt(c, (const float *)x, T, &h, b, (float *)out, accumulate);
@@ -461,9 +463,10 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
         return;
     }
     if (w->q4) {
-        const int cfg = w4m_cfg(T, F, K, w, true);
+        int msplit;
+        const int cfg = w4m_cfg(T, F, K, w, true, &msplit);
         if (cfg >= 0) {
-            w4_mma<SK_GEMV_SWIGLU>(c, cfg, (const float *)x, T, w, NULL, F, (float *)out);
+            w4_mma<SK_GEMV_SWIGLU>(c, cfg, msplit, (const float *)x, T, w, NULL, F, (float *)out);
             return;
         }
     }

@@ -1907,7 +1907,8 @@ static inline int sk_w4m_pick8(int T, int N_out, int K) {
  * alone, 0.70 a pair). The first fit (one a, b for wn) picked wn64x80 for 70B down at 72 rows,
  * 7 us slower in the workbench and ~20 us a layer in the engine (batch 72: 39.7 ms ITL against
  * 38.2 with wn excluded for down only). Its pick is within 1.0% of the measured best on average
- * (worst 17%, at 33 rows),
+ * (worst 17%, at 33 rows; session 10's refit, adding the unsplit time of every tile at 33-256
+ * rows from bench/results/data/w4_bn_s10_*.log and choosing the split too: 1.0%, worst 16%),
  * where session 8's rules were 3-53% behind per shape (sums over the row counts: 70B qkv 1.13x,
  * o 1.11x, gate/up 1.03x, down 1.09x; 7B 1.17-1.53x). The coefficients are the H200's (n_sm =
  * 132, the measured clocks); on another GPU the model still ranks by waves, less exactly.
@@ -1918,26 +1919,29 @@ typedef struct sk_w4m_cost {
     float a1, b1; /* occ = 2: a block alone on its SM (a, b: two sharing one) */
 } sk_w4m_cost;
 static const sk_w4m_cost sk_w4m_costs[] = {
-    {SK_W4M_WN64, 64, 64, 2, 0.7044f, 2.559f, 19.67f, 0.4649f, 7.129f},
-    {SK_W4M_WN80, 64, 80, 2, 0.8048f, 3.161f, 23.69f, 0.5061f, 8.546f},
-    {SK_W4M_WN96, 64, 96, 2, 0.9539f, 2.239f, 29.40f, 0.5949f, 9.870f},
-    {SK_W4M_WN128, 64, 128, 2, 1.1788f, 1.079f, 38.36f, 0.6851f, 11.469f},
-    {SK_W4M_WT64, 128, 64, 1, 0.7219f, 2.758f, 20.12f, 0, 0},
-    {SK_W4M_WT80, 128, 80, 1, 0.7735f, 3.477f, 23.63f, 0, 0},
-    {SK_W4M_WT96, 128, 96, 1, 0.7983f, 3.758f, 28.21f, 0, 0},
-    {SK_W4M_WT128, 128, 128, 1, 0.8605f, 4.911f, 35.91f, 0, 0},
-    {SK_W4M_WT144, 128, 144, 1, 0.9599f, 5.305f, 39.99f, 0, 0},
-    {SK_W4M_WT160, 128, 160, 1, 1.0040f, 5.774f, 43.63f, 0, 0},
-    {SK_W4M_WT192, 128, 192, 1, 1.1819f, 6.661f, 52.83f, 0, 0},
-    {SK_W4M_WC96, 192, 96, 1, 0.9844f, 9.182f, 33.93f, 0, 0},
-    {SK_W4M_WC128, 192, 128, 1, 1.0869f, 9.319f, 44.73f, 0, 0},
-    {SK_W4M_WR128, 192, 128, 1, 1.0636f, 9.375f, 44.78f, 0, 0},
-    {SK_W4M_WR160, 192, 160, 1, 1.2987f, 8.095f, 56.73f, 0, 0},
+    {SK_W4M_WN64, 64, 64, 2, 0.7051f, 3.099f, 19.02f, 0.4773f, 6.550f},
+    {SK_W4M_WN80, 64, 80, 2, 0.8201f, 3.695f, 22.71f, 0.5190f, 7.627f},
+    {SK_W4M_WN96, 64, 96, 2, 0.9682f, 2.751f, 28.62f, 0.6164f, 8.252f},
+    {SK_W4M_WN128, 64, 128, 2, 1.2024f, 2.635f, 36.84f, 0.7249f, 8.537f},
+    {SK_W4M_WT64, 128, 64, 1, 0.7159f, 3.142f, 19.53f, 0, 0},
+    {SK_W4M_WT80, 128, 80, 1, 0.7647f, 3.931f, 23.02f, 0, 0},
+    {SK_W4M_WT96, 128, 96, 1, 0.7887f, 4.291f, 27.60f, 0, 0},
+    {SK_W4M_WT128, 128, 128, 1, 0.8545f, 5.474f, 35.26f, 0, 0},
+    {SK_W4M_WT144, 128, 144, 1, 0.9388f, 6.429f, 39.04f, 0, 0},
+    {SK_W4M_WT160, 128, 160, 1, 0.9890f, 6.791f, 42.76f, 0, 0},
+    {SK_W4M_WT192, 128, 192, 1, 1.1580f, 8.488f, 51.37f, 0, 0},
+    {SK_W4M_WC96, 192, 96, 1, 0.9738f, 9.734f, 33.69f, 0, 0},
+    {SK_W4M_WC128, 192, 128, 1, 1.0733f, 9.730f, 44.70f, 0, 0},
+    {SK_W4M_WR128, 192, 128, 1, 1.0485f, 9.802f, 44.81f, 0, 0},
+    {SK_W4M_WR160, 192, 160, 1, 1.2719f, 8.533f, 56.98f, 0, 0},
 };
-/* The model's microseconds for configuration c (its launcher's split rule, sk_w4ws_run). */
-static inline double sk_w4m_cost_us(const sk_w4m_cost *c, int T, int nw, int K, int n_sm) {
+/* The model's microseconds for configuration c in s_force splits of K (0: its launcher's split
+ * rule, sk_w4ws_run). */
+static inline double sk_w4m_cost_us(const sk_w4m_cost *c, int T, int nw, int K, int n_sm,
+                                    int s_force = 0) {
     const int tiles = (nw + c->bm - 1) / c->bm * ((T + c->bn - 1) / c->bn), nkb = K / SK_W4M_BK;
-    int s = T > 64 ? sk_w4g_splits(tiles, c->occ * n_sm, n_sm, nkb)
+    int s = s_force > 0    ? s_force
+            : T > 64       ? sk_w4g_splits(tiles, c->occ * n_sm, n_sm, nkb)
             : tiles > n_sm ? 1
                            : sk_w4m_splits(tiles, c->occ * n_sm, nkb);
     if (s > nkb) s = nkb;
@@ -1967,15 +1971,28 @@ static inline bool sk_w4m_excluded(int cfg, int nw, int K) {
     }
     return false;
 }
-static inline int sk_w4m_pick_model(int T, int nw, int K) {
+/* Session 10: the model also weighs K unsplit against the launcher's split (*split: 1 where
+ * that is cheaper, else 0, the launcher's rule). dev_gemm_w4 time, session 10: 70B o at 64 rows,
+ * wn64x64 in the launcher's 2 splits 45.6 us, unsplit 39.4 (cuBLAS 41.8); the model had it
+ * right (44.8 against 36.9) but only ever costed the launcher's split. SAKER_W4_MSPLIT=0: the
+ * launcher's split only (session 9). */
+static inline int sk_w4m_pick_model(int T, int nw, int K, int *split = nullptr) {
+    static int msplit = -1;
+    if (msplit < 0) {
+        const char *e = getenv("SAKER_W4_MSPLIT");
+        msplit = !(e && *e && strcmp(e, "0") == 0);
+    }
     const int n_sm = sk_w4m_sm_count();
-    int best = SK_W4M_WT128;
+    int best = SK_W4M_WT128, bs = 0;
     double bu = 1e300;
     for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++) {
         if (sk_w4m_excluded(sk_w4m_costs[i].cfg, nw, K)) continue;
-        const double u = sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm);
-        if (u < bu) bu = u, best = sk_w4m_costs[i].cfg;
+        for (int s = 0; s <= msplit; s++) {
+            const double u = sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm, s);
+            if (u < bu - 1e-9) bu = u, best = sk_w4m_costs[i].cfg, bs = s;
+        }
     }
+    if (split) *split = bs;
     return best;
 }
 /* Dequantize + cuBLASLt's microseconds for the model past SK_W4M_WT_MAX_T rows: the dequant
@@ -1992,21 +2009,22 @@ static inline double sk_w4m_deqlt_us(int T, int nw, int K) {
  * swiglu: N_out is the outputs of a SWIGLU product (2 N_out weight rows). */
 #define SK_W4M_MODEL_MAX_T 2048
 static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false,
-                              int model_max = SK_W4M_WT_MAX_T) {
+                              int model_max = SK_W4M_WT_MAX_T, int *split = nullptr) {
     const int nw = swiglu ? 2 * N_out : N_out;
+    if (split) *split = 0;
     if (K % SK_W4M_BK == 0 && T > SK_W4M_WT_MAX_T && T <= model_max) {
-        const int cfg = sk_w4m_pick_model(T, nw, K);
+        const int cfg = sk_w4m_pick_model(T, nw, K, split);
         const int n_sm = sk_w4m_sm_count();
         for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++)
             if (sk_w4m_costs[i].cfg == cfg)
-                return sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm) <
+                return sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm, split ? *split : 0) <
                                sk_w4m_deqlt_us(T, nw, K)
                            ? cfg
                            : -1;
         return -1;
     }
     if (K % SK_W4M_BK != 0 || T <= 32 || T > SK_W4M_WT_MAX_T) return sk_w4m_pick5(T, N_out, K);
-    return sk_w4m_pick_model(T, nw, K);
+    return sk_w4m_pick_model(T, nw, K, split);
 }
 
 #endif

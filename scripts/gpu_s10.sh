@@ -1,0 +1,42 @@
+#!/bin/bash
+# Session 10 (issue 5): STEPS picks what runs (default "bops bn70 bn7 table"):
+#  bops   gpu_backend_ops w4 (the model's unsplit choice goes through the backend's W4 path);
+#  bn70 / bn7  dev_gemm_w4 bn (backend modes) at 33..256 rows, the model's candidates, at the
+#         launcher's split and at 1 / 2 / 4 splits (the data to judge the model's split choice:
+#         "*1" marks a pick the model runs unsplit);
+#  table  the issue's table (STORE, cuBLAS bf16 next to it) at 64..1024 rows;
+#  skip   70B INT4 batch 1, 128/256: the step with each part of the layer left out (SAKER_SKIP;
+#         outputs meaningless): what each part costs inside the captured graph;
+#  ab     the model's unsplit choice against the launcher's split only (SAKER_W4_MSPLIT=0) in the
+#         engine: 70B batch 64 / 72 / 128, 7B batch 64 / 128, 128/256.
+# Here: cmake --build build-gpu --target saker_cli gpu_backend_ops dev_gemm_w4 -j2, then
+#   mkdir -p .stage/s10 && cp build-gpu/saker build-gpu/tests/gpu_backend_ops build-gpu/dev_gemm_w4
+#   /lib/x86_64-linux-gnu/libgomp.so.1 .stage/s10/ && strip .stage/s10/{saker,gpu_*,dev_*}
+. "$(dirname "$0")/device_lib.sh"
+dev_init s10 "${1:-.stage/s10}"
+STEPS=${STEPS:-"bops bn70 bn7 table"}
+STEP_PATTERN="FAIL\|checks\|ERROR\|^| 1024\|RESULT\|ITL"
+C=wn64x64,wn64x80,wn64x96,wn64x128,wt128x64,wt128x80,wt128x96,wt128x128,wt128x144,wt128x160
+C=$C,wt128x192,wc192x96,wc192x128,wr192x128,wr192x160
+M=33,48,64,72,96,128,139,192,256
+for st in $STEPS; do
+    case $st in
+    bops) step bops_w4 200 stdbuf -oL "$S/gpu_backend_ops" w4 ;;
+    bn70) step bn70 200 env GW4_CFGS=$C stdbuf -oL "$S/dev_gemm_w4" bn $M ;;
+    bn7) step bn7 200 env GW4_CFGS=$C GW4_BN_MODEL=7b stdbuf -oL "$S/dev_gemm_w4" bn $M ;;
+    table) step table 200 env GW4_CFGS=none stdbuf -oL "$S/dev_gemm_w4" time 48,64,72,96,128,256,1024 ;;
+    skip)
+        F="bench --device cuda --shape llama2-70b --weights int4 --batch 1 --isl 128 --osl 256"
+        for p in none attn qkv o mlp down qkv,attn,o,mlp,down none; do
+            step skip_${p//,/_} 100 env SAKER_SKIP=$p "$S/saker" $F
+        done ;;
+    ab)
+        for m in "llama2-70b 64" "llama2-70b 72" "llama2-70b 128" "llama2-7b 64" "llama2-7b 128"; do
+            set -- $m
+            F="bench --device cuda --shape $1 --weights int4 --batch $2 --isl 128 --osl 256"
+            step ab_${1}_${2}_new 100 "$S/saker" $F
+            step ab_${1}_${2}_old 100 env SAKER_W4_MSPLIT=0 "$S/saker" $F
+        done ;;
+    esac
+done
+echo "done (+$(( $(date +%s) - T0 )) s)"
