@@ -7,8 +7,9 @@
 #  table  the table (STORE, cuBLAS bf16 next to it) at 64..1024 rows;
 #  skip   70B INT4 batch 1, 128/256: the step with each part of the layer left out (SAKER_SKIP;
 #         outputs meaningless): what each part costs inside the captured graph;
+#  pdl    the skip step's full and no-MLP points with PDL off and on, alternating;
 #  ab     the model's unsplit choice against the launcher's split only (SAKER_W4_MSPLIT=0) in the
-#         engine: 70B batch 64 / 72 / 128, 7B batch 64 / 128, 128/256.
+#         engine: 70B and 7B at batch 64 and 48, 128/256 (new, old, new).
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops dev_gemm_w4 -j2, then
 #   mkdir -p .stage/s10 && cp build-gpu/saker build-gpu/tests/gpu_backend_ops build-gpu/dev_gemm_w4
 #   /lib/x86_64-linux-gnu/libgomp.so.1 .stage/s10/ && strip .stage/s10/{saker,gpu_*,dev_*}
@@ -30,12 +31,20 @@ for st in $STEPS; do
         for p in none attn qkv o mlp down qkv,attn,o,mlp,down none; do
             step skip_${p//,/_} 100 env SAKER_SKIP=$p "$S/saker" $F
         done ;;
+    pdl) # the same at batch 1 with PDL off (SAKER_PDL=0): does the gate/up GEMV's in-graph
+         # cost (79.8 us a layer against ~74 alone) come from its launch overlap?
+        F="bench --device cuda --shape llama2-70b --weights int4 --batch 1 --isl 128 --osl 256"
+        for p in none mlp none; do
+            step pdl0_skip_$p 100 env SAKER_PDL=0 SAKER_SKIP=$p "$S/saker" $F
+            step pdl1_skip_$p 100 env SAKER_SKIP=$p "$S/saker" $F
+        done ;;
     ab)
-        for m in "llama2-70b 64" "llama2-70b 72" "llama2-70b 128" "llama2-7b 64" "llama2-7b 128"; do
+        for m in "llama2-70b 64" "llama2-70b 48" "llama2-7b 64" "llama2-7b 48"; do
             set -- $m
             F="bench --device cuda --shape $1 --weights int4 --batch $2 --isl 128 --osl 256"
             step ab_${1}_${2}_new 100 "$S/saker" $F
             step ab_${1}_${2}_old 100 env SAKER_W4_MSPLIT=0 "$S/saker" $F
+            step ab_${1}_${2}_new2 100 "$S/saker" $F
         done ;;
     esac
 done
