@@ -10,7 +10,11 @@
  *  zc: ZC2 against ZC3 and ZC4 in the backend's shapes at T = 1, 2 (the fused norm for qkv and
  *  gate/up), 70B and 7B, two rounds; no checks - see time_zc();
  *  s9: the backend's launch against sk_w4_tq_kernel's configurations on qkv (+norm), o and down,
- *  70B and 7B, T = 1, 2, two rounds; no checks - see time_s9())
+ *  70B and 7B, T = 1, 2, two rounds; no checks - see time_s9();
+ *  checksw: the checks of SwiGLU at T = 1, 2 only (the backend's launch and sk_w4_ts_kernel), on
+ *  more shapes (persistent blocks over several tiles) - see check_all;
+ *  sw: the backend's gate/up launch against sk_w4_ts_kernel's configurations, 70B and 7B, T = 1,
+ *  2, with and without the fused norm; no checks - see time_sw())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -29,6 +33,9 @@
  *   tq CFG [pf]   sk_w4_tq_kernel (w4.cuh, session 9): ZC3, STORE / ADD at T <= 2, warps a block
  *                 and ring depth at compile time (sk_w4_tq_launch_cfg's lists, 1..4 per mode),
  *                 bias / residual read early, pf: L2 prefetch distance in steps (0: off)
+ *   ts CFG        sk_w4_ts_kernel (w4.cuh, session 11): ZC3 SwiGLU at T <= 2 on persistent blocks
+ *                 (one ring across a block's tiles), x split once per block (XS1) or per step
+ *                 (XS0); sk_w4_ts_launch_cfg's list 1..4
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -327,6 +334,8 @@ static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, 
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
+#include <array>
+#include <string>
 #include <vector>
 
 #define CK(call)                                                                                   \
@@ -397,6 +406,8 @@ typedef void (*tcn_fn)(int, const float *, const uint32_t *, const __half2 *, in
                        int, float *, const float *, float, cudaStream_t);
 typedef bool (*tq_fn)(int, int, const float *, const uint32_t *, const __half2 *, int, const float *,
                       int, int, float *, const float *, float, cudaStream_t);
+typedef bool (*ts_fn)(int, const float *, const uint32_t *, const __half2 *, int, int, int, float *,
+                      const float *, float, cudaStream_t);
 template <int T, int R, int U, int MODE, int KS>
 static void launch_ru(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
                       int N_out, int K, float *out, cudaStream_t s) {
@@ -427,14 +438,16 @@ typedef struct variant {
     int lb;       /* tensor cores: MINB (0: none) */
     tcn_fn tn;    /* tensor cores with the fused RMSNorm (R = MT, U = D, zc) */
     tq_fn tq;     /* sk_w4_tq_kernel: configuration R of sk_w4_tq_launch_cfg; U = 1: fused norm */
+    ts_fn ts;     /* sk_w4_ts_kernel (SwiGLU): configuration R of sk_w4_ts_launch_cfg; U = 1: norm */
 } variant;
-#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3, 0, NULL, NULL}
-#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4, 0, NULL, NULL}
-#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5, 0, NULL, NULL}
-#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4, LB, NULL, NULL}
-#define TCN(T, MT, ZC, M, LB) {T, MT, 2, M, NULL, NULL, NULL, ZC, false, 6, LB, sk_w4_tc_launch_n<T, MT, 2, ZC, M, LB, 1>, NULL}
-#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5, 0, NULL, NULL}
-#define TQ(T, CFG, NORM, M) {T, CFG, NORM, M, NULL, NULL, NULL, 3, false, 7, 0, NULL, sk_w4_tq_launch_cfg<T, M>}
+#define V3(T, R, U, M, D) {T, R, U, M, launch_ru<T, R, U, M, 4>, NULL, NULL, 0, D, 3, 0, NULL, NULL, NULL}
+#define TC(T, MT, D, ZC, M) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M>, NULL, ZC, false, 4, 0, NULL, NULL, NULL}
+#define BK(T, MT, ZC, M) {T, MT, 0, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M>, ZC, false, 5, 0, NULL, NULL, NULL}
+#define TCL(T, MT, D, ZC, M, LB) {T, MT, D, M, NULL, sk_w4_tc_launch<T, MT, D, ZC, M, LB>, NULL, ZC, false, 4, LB, NULL, NULL, NULL}
+#define TCN(T, MT, ZC, M, LB) {T, MT, 2, M, NULL, NULL, NULL, ZC, false, 6, LB, sk_w4_tc_launch_n<T, MT, 2, ZC, M, LB, 1>, NULL, NULL}
+#define CP(T, MT, ZC, M) {T, MT, 1, M, NULL, NULL, sk_w4_bk_launch<T, MT, ZC, M, 1>, ZC, false, 5, 0, NULL, NULL, NULL}
+#define TQ(T, CFG, NORM, M) {T, CFG, NORM, M, NULL, NULL, NULL, 3, false, 7, 0, NULL, sk_w4_tq_launch_cfg<T, M>, NULL}
+#define TS(T, CFG, NORM) {T, CFG, NORM, SK_GEMV_SWIGLU, NULL, NULL, NULL, 3, false, 8, 0, NULL, NULL, sk_w4_ts_launch_cfg<T>}
 static const variant g_variants[] = {
     /* v1 as the backend had it (R8 U1 at T <= 2, R2 U2 above), every mode */
     V3(1, 8, 1, 0, true), V3(2, 8, 1, 0, true), V3(3, 2, 2, 0, true), V3(4, 2, 2, 0, true),
@@ -490,6 +503,10 @@ static const variant g_variants[] = {
     TQ(2, 1, 0, 0), TQ(2, 2, 0, 0), TQ(2, 3, 0, 0), TQ(2, 4, 0, 0),
     TQ(2, 1, 1, 0), TQ(2, 2, 1, 0), TQ(2, 3, 1, 0), TQ(2, 4, 1, 0),
     TQ(2, 1, 0, 1), TQ(2, 2, 0, 1), TQ(2, 3, 0, 1), TQ(2, 4, 0, 1),
+    /* (session 11) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
+     * without the fused norm, T = 1, 2 */
+    TS(1, 1, 0), TS(1, 2, 0), TS(1, 3, 0), TS(1, 4, 0), TS(1, 1, 1), TS(1, 2, 1), TS(1, 3, 1), TS(1, 4, 1),
+    TS(2, 1, 0), TS(2, 2, 0), TS(2, 3, 0), TS(2, 4, 0), TS(2, 1, 1), TS(2, 2, 1), TS(2, 3, 1), TS(2, 4, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
 static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 3}, {4, 4}};
@@ -538,25 +555,34 @@ static bool check_out(const std::vector<float> &got, const std::vector<double> &
     return !bad && *worst <= tol;
 }
 
-static int check_all(void) {
+/* sw_only (dev_gemv_w4 checksw): SwiGLU at T = 1, 2 only, the backend's launch and
+ * sk_w4_ts_kernel's configurations, on the shapes below and on sw_shapes (persistent blocks that
+ * walk several tiles: more than 132 x 3 tiles of 16 rows; K = 576 (SmolLM2), 4096, 8192, 28672). */
+static int check_all(bool sw_only = false) {
     /* N_out x K: odd row counts (tiles of 16 and groups of 8 rows end inside), K with partial
      * steps of 128 (K % 128 = 32, 64, 96) and a single chunk (K = 32). */
-    const int shapes[][2] = {{8, 128},   {37, 256},  {576, 512}, {100, 4096}, {33, 1536},
-                             {64, 8192}, {1, 96},    {300, 160}, {40, 576},   {19, 4160},
-                             {17, 32},   {130, 1088}, {200, 4608}, {72, 2560}, {40, 512}};
+    const int shapes_all[][2] = {{8, 128},   {37, 256},  {576, 512}, {100, 4096}, {33, 1536},
+                                 {64, 8192}, {1, 96},    {300, 160}, {40, 576},   {19, 4160},
+                                 {17, 32},   {130, 1088}, {200, 4608}, {72, 2560}, {40, 512}};
+    const int sw_shapes[][2] = {{1536, 576}, {4523, 576}, {9001, 1088}, {6421, 4096},
+                                {5000, 8192}, {700, 28672}, {2300, 28672}};
+    std::vector<std::array<int, 2>> shapes;
+    for (auto &e : shapes_all) shapes.push_back({e[0], e[1]});
+    if (sw_only)
+        for (auto &e : sw_shapes) shapes.push_back({e[0], e[1]});
     const int Gs[] = {32, 64, 128};
     const int kss[] = {4, 8, 3, 1};
     int fails = 0, runs = 0;
     double worst_tc = 0, worst_v1 = 0;
     double worst_zc[3] = {0, 0, 0}; /* tc and tc norm by ZC 2, 3, 4 */
-    int runs_bk = 0, runs_zc[3] = {0, 0, 0}, runs_tq = 0;
-    double worst_tq = 0;
+    int runs_bk = 0, runs_zc[3] = {0, 0, 0}, runs_tq = 0, runs_ts = 0;
+    double worst_tq = 0, worst_ts = 0;
     for (auto &sh : shapes)
         for (int G : Gs) {
             if (sh[1] % G) continue;
             const int N_out0 = sh[0], K = sh[1];
             /* dequantize + cuBLASLt path: the bf16 weight element-wise */
-            {
+            if (!sw_only) {
                 w4mat m;
                 w4_make(&m, N_out0, K, G);
                 __nv_bfloat16 *dh;
@@ -582,6 +608,7 @@ static int check_all(void) {
             }
             for (int mode = 0; mode < 3; mode++)
                 for (int T = 1; T <= 4; T++) {
+                    if (sw_only && (mode != SK_GEMV_SWIGLU || T > 2)) continue;
                     const int N_out = N_out0, N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
                     w4mat m;
                     w4_make(&m, N, K, G);
@@ -653,8 +680,9 @@ static int check_all(void) {
                     for (int vi = 0; vi <= N_VARIANTS + 1; vi++) {
                         const variant *v = vi < N_VARIANTS ? &g_variants[vi] : NULL;
                         const bool vn = vi == N_VARIANTS + 1 || (v && v->tn) ||
-                                        (v && v->tq && v->U); /* fused norm */
+                                        (v && (v->tq || v->ts) && v->U); /* fused norm */
                         if (v && (v->T != T || v->mode != mode)) continue;
+                        if (sw_only && v && !v->ts) continue;
                         if (vn && !norm) continue;
                         if (v && v->bk && !sk_w4_bk_ok(K, G, m.dq, m.ds)) continue;
                         const int nks = v && (v->tc || v->bk || v->tn) ? 4 : v && v->tq ? 2 : 1;
@@ -666,6 +694,11 @@ static int check_all(void) {
                                 if (mode == 0) launch_backend<0>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
                                 if (mode == 1) launch_backend<1>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0);
                                 if (mode == 2) launch_backend<2>(dx, T, m.dq, m.ds, G, bp, N_out, K, dout, 0, gp, eps);
+                            } else if (v->ts) {
+                                if (!v->ts(v->R, dx, m.dq, m.ds, G, N_out, K, dout, gp, eps, 0)) {
+                                    printf("FAIL ts: no configuration %d\n", v->R);
+                                    fails++;
+                                }
                             } else if (v->tq) { /* pf 0, then 3 */
                                 if (!v->tq(v->R, ki ? 3 : 0, dx, m.dq, m.ds, G, bp, N_out, K, dout,
                                            gp, eps, 0)) {
@@ -695,8 +728,12 @@ static int check_all(void) {
                                 if (worst > wz) wz = worst;
                                 runs_zc[v->zc - 2]++;
                             }
-                            if (v && !v->tc && !v->bk && !v->tn && !v->tq && worst > worst_v1)
+                            if (v && !v->tc && !v->bk && !v->tn && !v->tq && !v->ts && worst > worst_v1)
                                 worst_v1 = worst;
+                            if (v && v->ts) {
+                                runs_ts++;
+                                if (worst > worst_ts) worst_ts = worst;
+                            }
                             if (v && v->tq) {
                                 runs_tq++;
                                 if (worst > worst_tq) worst_tq = worst;
@@ -706,6 +743,9 @@ static int check_all(void) {
                                 if (!v)
                                     printf("FAIL backend%s N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
                                            vn ? " norm" : "", N_out, K, G, T, mode, worst);
+                                else if (v->ts)
+                                    printf("FAIL %s%s N=%d K=%d G=%d T=%d: worst %.3g\n",
+                                           sk_w4_ts_name(v->R), vn ? " norm" : "", N_out, K, G, T, worst);
                                 else if (v->tq)
                                     printf("FAIL %s pf%d%s N=%d K=%d G=%d T=%d mode=%d: worst %.3g\n",
                                            sk_w4_tq_name(mode, v->R), ki ? 3 : 0, vn ? " norm" : "",
@@ -737,6 +777,8 @@ static int check_all(void) {
                worst_zc[z]);
     printf("checks: tq (session 9, with and without the norm, pf 0 and 3): %d runs, worst %.2e\n",
            runs_tq, worst_tq);
+    printf("checks: ts (session 11, SwiGLU, with and without the norm): %d runs, worst %.2e\n",
+           runs_ts, worst_ts);
     return fails;
 }
 
@@ -1384,6 +1426,118 @@ static void time_s9(void) {
                    step_be[model][T - 1] * 1e-3, step_best[model][T - 1] * 1e-3);
 }
 
+/* (sw) The backend's launch of gate/up (SwiGLU, as the engine calls it: with the fused norm, and
+ * once without) against sk_w4_ts_kernel's configurations (sk_w4_ts_launch_cfg 1..4) on the 70B
+ * (28672 x 8192) and 7B (11008 x 4096) shapes, T = 1, 2, G = 128; with the norm two rounds, the
+ * second in reverse order, without it one; weights rotated past L2 as time_gemv (CUDA events,
+ * batches of 10, 2 warm-up batches, median of 15); no checks (dev_gemv_w4 checksw does them).
+ * Run without SAKER_W4_TQ_SW in the environment: version 0 is then sk_w4_tc_kernel. */
+static void time_sw(void) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    double copy_tbs;
+    { /* the copy ceiling of this run, as time_gemv */
+        const size_t bytes = (size_t)1 << 30;
+        void *a, *b;
+        CK(cudaMalloc(&a, bytes));
+        CK(cudaMalloc(&b, bytes));
+        CK(cudaMemset(a, 1, bytes));
+        std::vector<float> ts;
+        for (int i = 0; i < 21; i++) {
+            CK(cudaEventRecord(e0));
+            CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (i) ts.push_back(ms);
+        }
+        copy_tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
+        printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", copy_tbs);
+        cudaFree(a), cudaFree(b);
+    }
+    if (getenv("SAKER_W4_TQ_SW")) printf("note: SAKER_W4_TQ_SW is set: version 0 is not sk_w4_tc_kernel\n");
+    struct {
+        const char *name;
+        int N_out, K, layers;
+    } shapes[] = {{"70B gate/up 2x28672x8192", 28672, 8192, 80}, {"7B gate/up 2x11008x4096", 11008, 4096, 32}};
+    const int NVER = 5; /* 0: the backend's launch, 1..4: sk_w4_ts_launch_cfg */
+    const int G = 128;
+    std::vector<std::string> bests;
+    printf("\n| shape | T | norm | round | version | us | INT4 GB/s | of copy | / backend |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, N = 2 * N_out;
+        const size_t w4b = (size_t)N * K / 2 + (size_t)N * (K / G) * 4;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N, K, 0.01f, 77 + i);
+        }
+        float *x, *out, *gamma;
+        CK(cudaMalloc(&x, (size_t)2 * K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)2 * N_out * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)2 * K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
+        CK(cudaDeviceSynchronize());
+        for (int T = 1; T <= 2; T++)
+            for (int norm = 1; norm >= 0; norm--) {
+                const float *gp = norm ? gamma : NULL;
+                const int rounds = norm ? 2 : 1;
+                std::vector<double> sum(NVER, 0.0);
+                for (int round = 0; round < rounds; round++) {
+                    float us[NVER];
+                    for (int o = 0; o < NVER; o++) {
+                        const int vi = round ? NVER - 1 - o : o;
+                        us[vi] = time_launches(
+                            [&](int i) {
+                                if (vi == 0)
+                                    launch_backend<SK_GEMV_SWIGLU>(x, T, q4s[i % n4], scs[i % n4], G,
+                                                                   NULL, N_out, K, out, 0, gp, 1e-5f);
+                                else if (T == 1)
+                                    sk_w4_ts_launch_cfg<1>(vi, x, q4s[i % n4], scs[i % n4], G, N_out,
+                                                           K, out, gp, 1e-5f, 0);
+                                else
+                                    sk_w4_ts_launch_cfg<2>(vi, x, q4s[i % n4], scs[i % n4], G, N_out,
+                                                           K, out, gp, 1e-5f, 0);
+                            },
+                            e0, e1);
+                    }
+                    for (int vi = 0; vi < NVER; vi++) {
+                        const double gbs = w4b / (us[vi] * 1e-6) / 1e9;
+                        printf("| %s | %d | %s | %d | %s | %.2f | %.0f | %.1f%% | %.3f |\n", sh.name, T,
+                               norm ? "yes" : "no", round, vi ? sk_w4_ts_name(vi) : "backend's launch *",
+                               us[vi], gbs, 100.0 * gbs / (copy_tbs * 1e3), us[vi] / us[0]);
+                        sum[vi] += us[vi] / rounds;
+                    }
+                }
+                int bi = 1;
+                for (int vi = 1; vi < NVER; vi++)
+                    if (sum[vi] < sum[bi]) bi = vi;
+                const double gb0 = w4b / (sum[0] * 1e-6) / 1e9, gb1 = w4b / (sum[bi] * 1e-6) / 1e9;
+                char line[256];
+                snprintf(line, sizeof line,
+                         "| %s | %d | %s | %.2f (%.1f%%) | %d: %s | %.2f (%.1f%%) | %.3f | %.3f |",
+                         sh.name, T, norm ? "yes" : "no", sum[0], 100.0 * gb0 / (copy_tbs * 1e3), bi,
+                         sk_w4_ts_name(bi), sum[bi], 100.0 * gb1 / (copy_tbs * 1e3), sum[bi] / sum[0],
+                         (sum[0] - sum[bi]) * sh.layers * 1e-3);
+                bests.push_back(line);
+            }
+        for (auto p : q4s) cudaFree(p);
+        for (auto p : scs) cudaFree(p);
+        cudaFree(x), cudaFree(gamma), cudaFree(out);
+    }
+    printf("\nBest ts configuration per shape (mean of the rounds; saved ms: a decode step's gate/up x layers):\n");
+    printf("| shape | T | norm | backend us (of copy) | best ts | its us (of copy) | / backend | saved ms a step |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (auto &r : bests) printf("%s\n", r.c_str());
+}
+
 /* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
  * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
 static void prof(void) {
@@ -1597,6 +1751,11 @@ int main(int argc, char **argv) {
         time_s9();
         return 0;
     }
+    if (strcmp(mode, "sw") == 0) {
+        time_sw();
+        return 0;
+    }
+    if (strcmp(mode, "checksw") == 0) return check_all(true) ? 1 : 0;
     const int fails = check_all(); /* timing still runs after a failure (its figures then say
                                       nothing about the failed versions) */
     if (strcmp(mode, "gemv") == 0 || strcmp(mode, "all") == 0) time_gemv();

@@ -21,6 +21,9 @@
  *                       sk_w4_tc_kernel's ZC3 step for STORE / ADD with compile-time warps a
  *                       block and ring depth (one wave, more bytes in flight), bias and
  *                       residual read early, an optional L2 prefetch. Its comment says why.
+ *   sk_w4_ts_kernel     (session 11: SwiGLU at T <= 2 on persistent blocks, one ring across a
+ *                       block's tiles, x split once per block; SAKER_W4_TQ_SW=1..4, off by
+ *                       default; NOT yet run on a GPU)
  *   sk_w4_gemv_kernel   decode on CUDA cores (the first version, SAKER_W4_GEMV=1): one warp owns
  *                       R rows, its lanes take 16-byte chunks (32 weights) of each row;
  *                       dequantized in registers (LOP3 to half2, one HSUB2, then fp32), fp32 FMAs
@@ -1052,6 +1055,335 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
     return cfg < 1 || cfg > 4 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
 }
 
+/* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
+ * tiles (session 11, written without a GPU: compiled, NOT yet run) --------------------------
+ *
+ * Why: 70B gate/up at T = 1 is 1792 tiles of 16 gate + 16 up rows (MT1), each 8 steps a warp in
+ * sk_w4_tc_kernel's 8-warp blocks, 2 blocks an SM: 6.8 waves, and every block starts with an
+ * empty ring (D = 2 steps of 2 KB a warp), so ~1 of a warp's 8 steps is an exposed L2/HBM round
+ * trip, and each block ends with two barriers and its stores while no load of it is in flight.
+ * Measured 79.8 us a layer in the decode graph (72% of copy). What this kernel changes:
+ *   1. persistent blocks: a grid of the resident slots (occupancy API x SMs, at most the tiles);
+ *      block b takes tiles b, b + grid, ...; a warp's (tile, step) pairs are one sequence, and
+ *      the ring runs over it: the next tile's first D steps are in flight while the current
+ *      tile's last steps compute and while its epilogue runs (one barrier a tile: the partial
+ *      sums go to one of two reduction buffers by tile parity, so no barrier guards their reuse);
+ *   2. XS = 1: x (times gamma with the fused norm) is split into ZC3's fp16 hi / lo once per
+ *      block for all of K into shared memory (S steps x XB words: 40 KB at K = 8192, T = 1),
+ *      the sum of squares with it (1 / rms known before the loop); the loop then does no x
+ *      loads, no split, no stores of x and no gamma work: ~30 of ~232 instructions a step of
+ *      MT1 SwiGLU + norm (SASS 464 a step pair, session 8), the kernel being issue-bound
+ *      (session 4). Falls back to XS = 0 (x split per step, as sk_w4_tq_kernel) where S x XB
+ *      words do not fit (K > ~11000 at T = 2; never for a Llama gate/up at T = 1);
+ *   3. NW warps a block and the ring depth D at compile time (as sk_w4_tq_kernel).
+ * Each warp walks nsw = ceil(S / NW) step slots a tile (the last may be dead, st >= S: nothing
+ * loaded or computed, but every warp reaches the tile's barrier at the same slot). Outputs: T x
+ * 16 MT a tile, one a thread; out = silu(gate) * up (sk_w4tc_finish's order: sums, times 1 / rms,
+ * then the SwiGLU). ZC3 arithmetic (sk_w4tc_xsplit / sk_w4tc_mma). Rows past N_out read the last
+ * row (never stored); row offsets are 32-bit chunk offsets (the caller's check). */
+template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS>
+__global__ void __launch_bounds__(32 * NW, MINB)
+    sk_w4_ts_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
+                    const __half2 *__restrict__ q4s, int N_out, int K, float *__restrict__ out,
+                    const float *__restrict__ gamma, float eps) {
+    constexpr int NT = 2 * MT, ZC = 3, KS = NW, NOUT = 16 * MT * T;
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
+    constexpr int GSH = sk_w4tc_dims<T, GP>::GSH;
+    static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && NOUT <= 32 * NW, "one output a thread");
+    /* dynamic: XS 1: split x [S][XB] words; XS 0: per-warp buffers [NW][2][XB] */
+    extern __shared__ __align__(16) uint32_t sk_w4ts_smem[];
+    __shared__ __align__(16) float red[2][NW][NT][4 * NB][16];
+    __shared__ __align__(16) uint32_t xzero[16];
+    __shared__ float s_ssq[NW][T];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int C = K >> 5, S = (C + 3) >> 2, KG = C >> GSH;
+    const int ntile = (N_out + 16 * MT - 1) / (16 * MT);
+    const int nsw = (S + KS - 1) / KS; /* step slots a warp walks per tile */
+    const int ntb = (int)blockIdx.x < ntile ? (ntile - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+    const int J = ntb * nsw; /* this warp's slots in all */
+    const int tstride = (int)gridDim.x * 16 * MT;
+    sk_pdl_trigger();
+    if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
+
+    /* The load cursor: slot l_i of the tile at rows l_n0; wo / so its rows' offsets. */
+    int l_i = 0, l_n0 = (int)blockIdx.x * 16 * MT;
+    int wo[NT][2], so[NT][2];
+#define SK_W4TS_ROWS()                                                                             \
+    do {                                                                                           \
+        _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
+            _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
+            int n_ = l_n0 + 16 * (m_ % MT) + g + 8 * r_;                                           \
+            if (n_ >= N_out) n_ = N_out - 1;                                                       \
+            if (m_ >= MT) n_ += N_out;                                                             \
+            wo[m_][r_] = n_ * C;                                                                   \
+            so[m_][r_] = n_ * KG;                                                                  \
+        }                                                                                          \
+    } while (0)
+    SK_W4TS_ROWS();
+    const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
+    const uint32_t *sq = reinterpret_cast<const uint32_t *>(q4s);
+    uint4 wb[D][NT][2];
+    uint32_t sb[D][NT][2];
+    /* Loads the cursor's slot into ring slot d_ (nothing for a dead slot or past the block's last
+     * tile), then advances the cursor. */
+#define SK_W4TS_LOAD(d_)                                                                           \
+    do {                                                                                           \
+        const int st_ = warp + KS * l_i;                                                           \
+        if (st_ < S && l_n0 < N_out) {                                                             \
+            const int c_ = min(4 * st_ + t, C - 1);                                                \
+            _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                      \
+                _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                 \
+                wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                          \
+                sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                           \
+            }                                                                                      \
+        }                                                                                          \
+        if (++l_i == nsw) {                                                                        \
+            l_i = 0;                                                                               \
+            l_n0 += tstride;                                                                       \
+            SK_W4TS_ROWS();                                                                        \
+        }                                                                                          \
+    } while (0)
+    /* Weights never depend on the kernel before (PDL): the ring fills before the wait. */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (d < J) SK_W4TS_LOAD(d);
+    sk_pdl_wait();
+
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+    float4 xn[T];
+    float ssq[T];
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) ssq[tau] = 0.0f;
+    /* x of step s_ (this lane: elements 4 lane .. 4 lane + 3 of each row), times gamma with the
+     * norm; sq_: add the squares to ssq (each element once per block). */
+#define SK_W4TS_LOADX(s_, sq_)                                                                     \
+    do {                                                                                           \
+        const int k_ = 128 * (s_) + 4 * lane;                                                      \
+        _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) xn[tau_] =                          \
+            k_ < K ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau_ * K + k_))          \
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);                                          \
+        if (NORM && k_ < K) {                                                                      \
+            const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));                 \
+            _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++) {                              \
+                float4 &v_ = xn[tau_];                                                             \
+                if (sq_)                                                                           \
+                    ssq[tau_] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau_])))); \
+                v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+    if (XS) { /* 2. all of x, split once: warp w takes steps w, w + NW, ..., four loads at a time */
+        for (int s0 = warp; s0 < S; s0 += 4 * NW) {
+            float4 xq[4][T];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int k_ = 128 * (s0 + u * NW) + 4 * lane;
+#pragma unroll
+                for (int tau = 0; tau < T; tau++)
+                    xq[u][tau] = s0 + u * NW < S && k_ < K
+                                     ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau * K + k_))
+                                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int s = s0 + u * NW, k_ = 128 * s + 4 * lane;
+                if (s >= S) break;
+                if (NORM && k_ < K) {
+                    const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));
+#pragma unroll
+                    for (int tau = 0; tau < T; tau++) {
+                        float4 &v_ = xq[u][tau];
+                        ssq[tau] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau]))));
+                        v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;
+                    }
+                }
+                sk_w4tc_xsplit<T, 1>(xq[u], sk_w4ts_smem + s * XB, xoff);
+            }
+        }
+    } else if (warp < S && J > 0) {
+        SK_W4TS_LOADX(warp, true);
+    }
+    /* The sum of squares per warp: XS 1 now; XS 0 at the end of the first tile (each element of
+     * x is loaded once in the first tile; later tiles' loads do not add). Both before a barrier
+     * that comes before any read of s_ssq. */
+    auto put_ssq = [&]() {
+#pragma unroll
+        for (int tau = 0; tau < T; tau++) {
+            float v = ssq[tau];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) s_ssq[warp][tau] = v;
+        }
+    };
+    if (NORM && XS) put_ssq();
+    __syncthreads(); /* xzero, the split x */
+
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+    float acc[NT][NB][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+
+    const int o_tau = threadIdx.x / (16 * MT), o_r = threadIdx.x % (16 * MT);
+    int c_i = 0, c_n0 = (int)blockIdx.x * 16 * MT, c_tile = 0; /* the compute cursor */
+    for (int i = 0; i < J; i += D) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            const int j = i + d;
+            if (j >= J) break;
+            const int st = warp + KS * c_i;
+            const bool live = st < S;
+            const uint32_t *xw;
+            if (XS) {
+                xw = sk_w4ts_smem + (live ? st : 0) * XB;
+            } else {
+                uint32_t *xb = sk_w4ts_smem + (size_t)(warp * 2 + (j & 1)) * XB;
+                if (live) sk_w4tc_xsplit<T, 1>(xn, xb, xoff);
+                /* the next slot's x: the next step of this tile, or the first of the next tile
+                 * (its squares only while in the first tile) */
+                const bool last = c_i == nsw - 1;
+                const int sn = last ? warp : st + KS;
+                if (j + 1 < J && sn < S) SK_W4TS_LOADX(sn, c_tile == 0 && !last);
+                xw = xb;
+            }
+            if (live) sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
+            if (j + D < J) SK_W4TS_LOAD(d);
+            if (++c_i == nsw) { /* the tile's epilogue; the ring's next loads stay in flight */
+                c_i = 0;
+                if (NORM && !XS && c_tile == 0) put_ssq();
+                float(*rd)[NT][4 * NB][16] = red[c_tile & 1];
+#pragma unroll
+                for (int m = 0; m < NT; m++)
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        rd[warp][m][t + 4 * b][g] = acc[m][b][0] * 268435456.0f; /* 2^28 (ZC3) */
+                        rd[warp][m][t + 4 * b][g + 8] = acc[m][b][1] * 268435456.0f;
+                        acc[m][b][0] = acc[m][b][1] = 0.0f;
+                    }
+                __syncthreads();
+                const int n = c_n0 + o_r;
+                if (threadIdx.x < NOUT && n < N_out) {
+                    const int m = o_r >> 4, row = o_r & 15;
+                    float v = 0.0f, u = 0.0f;
+#pragma unroll
+                    for (int w = 0; w < KS; w++)
+#pragma unroll
+                        for (int gi = 0; gi < GP; gi++) {
+                            v += rd[w][m][o_tau * GP + gi][row];
+                            u += rd[w][MT + m][o_tau * GP + gi][row];
+                        }
+                    if (NORM) {
+                        float a = 0.0f;
+#pragma unroll
+                        for (int w = 0; w < KS; w++) a += s_ssq[w][o_tau];
+                        const float rstd = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
+                        v *= rstd, u *= rstd;
+                    }
+                    out[(size_t)o_tau * N_out + n] = v / (1.0f + __expf(-v)) * u;
+                }
+                c_n0 += tstride;
+                c_tile++;
+            }
+        }
+    }
+#undef SK_W4TS_ROWS
+#undef SK_W4TS_LOAD
+#undef SK_W4TS_LOADX
+}
+
+/* Dynamic shared memory of sk_w4_ts_kernel (bytes) for K, and the largest it may ask. */
+template <int T, int GP, int NW, int XS>
+static inline size_t sk_w4_ts_smem(int K) {
+    const size_t S = (size_t)(((K >> 5) + 3) >> 2), XB = sk_w4tc_dims<T, GP>::XB;
+    return 4 * (XS ? S * XB : (size_t)NW * 2 * XB);
+}
+#define SK_W4TS_SMEM_MAX (160 * 1024) /* XS = 1 above this: XS = 0 */
+
+/* One launch of sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS> on a grid of its resident
+ * slots (occupancy x SMs, at most the tiles), the dynamic shared-memory limit raised to
+ * SK_W4TS_SMEM_MAX the first time (outside a graph capture: the engine's first decode step of a
+ * row count runs eagerly, model/forward.c) and the occupancy asked again when K changes. */
+template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS>
+static void sk_w4_ts_launch_k(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out,
+                              int K, float *out, const float *gamma, float eps, cudaStream_t s) {
+    auto k = sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS>;
+    const size_t smem = sk_w4_ts_smem<T, GP, NW, XS>(K);
+    static bool set = false; /* the dynamic limit (by default 48 KB less the static bytes) */
+    static size_t occ_smem = (size_t)-1;
+    static int occ = 0, sms = 0;
+    cudaError_t e = cudaSuccess;
+    if (!set) {
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, SK_W4TS_SMEM_MAX);
+        set = true;
+    }
+    if (e == cudaSuccess && occ_smem != smem) {
+        int dev = 0;
+        e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k, 32 * NW, smem);
+        occ_smem = smem;
+    }
+    if (e != cudaSuccess || occ < 1) {
+        fprintf(stderr, "saker: w4 ts: occupancy of %zu bytes of shared memory: %s (%d blocks)\n",
+                smem, cudaGetErrorString(e), occ);
+        abort();
+    }
+    const int ntile = (N_out + 16 * MT - 1) / (16 * MT);
+    const int grid = ntile < occ * sms ? ntile : occ * sms;
+    sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * NW, smem, s, x, q4, q4s, N_out, K, out, gamma,
+                       eps);
+}
+/* GP from G, NORM from gamma, XS = 0 where XS = 1's x does not fit SK_W4TS_SMEM_MAX. */
+template <int T, int MT, int D, int NW, int MINB, int XS>
+static void sk_w4_ts_launch(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
+                            int N_out, int K, float *out, const float *gamma, float eps,
+                            cudaStream_t s) {
+    static_assert(T <= 2, "ZC3 at T <= 2");
+    if (XS && sk_w4_ts_smem<T, 1, NW, 1>(K) > SK_W4TS_SMEM_MAX) {
+        sk_w4_ts_launch<T, MT, D, NW, MINB, 0>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
+        return;
+    }
+    /* two blocks of B columns (T = 2, G = 32): uncapped, as sk_w4_tc_launch_n */
+    constexpr int MB4 = sk_w4tc_dims<T, 4>::NB > 1 ? 1 : MINB;
+    constexpr int MB2 = sk_w4tc_dims<T, 2>::NB > 1 ? 1 : MINB;
+    if (gamma) {
+        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+    } else {
+        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+    }
+}
+
+/* The SwiGLU configurations (SAKER_W4_TQ_SW=1..4, dev_gemv_w4 sw; 0: sk_w4_tc_kernel as before):
+ *   1: MT1 NW8 D2 LB2 XS0  sk_w4_tc_kernel's warp and block, persistent (item 1 alone)
+ *   2: MT1 NW8 D2 LB2 XS1  the same with x split once per block (items 1 and 2)
+ *   3: MT1 NW4 D4 LB3 XS1  a deeper ring (4 KB a warp in flight), 3 blocks of 4 warps an SM
+ *   4: MT1 NW8 D3 LB2 XS1  a ring of 3 in 2 blocks of 8 warps (registers at the cap of 128)
+ * Returns false for an index it does not know. */
+template <int T>
+static bool sk_w4_ts_launch_cfg(int cfg, const float *x, const uint32_t *q4, const __half2 *q4s,
+                                int G, int N_out, int K, float *out, const float *gamma, float eps,
+                                cudaStream_t s) {
+    switch (cfg) {
+    case 1: sk_w4_ts_launch<T, 1, 2, 8, 2, 0>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 2: sk_w4_ts_launch<T, 1, 2, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 3: sk_w4_ts_launch<T, 1, 4, 4, 3, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 4: sk_w4_ts_launch<T, 1, 3, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    default: return false;
+    }
+}
+static inline const char *sk_w4_ts_name(int cfg) {
+    static const char *nm[] = {"-", "ts MT1 NW8 D2 LB2 XS0", "ts MT1 NW8 D2 LB2 XS1",
+                               "ts MT1 NW4 D4 LB3 XS1", "ts MT1 NW8 D3 LB2 XS1"};
+    return cfg < 1 || cfg > 4 ? "-" : nm[cfg];
+}
+
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
  * multiple of 32), x 16-byte aligned. */
 static inline bool sk_w4_gemv_ok(int T, int K, const void *x) {
@@ -1165,6 +1497,16 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
         const int cfg = MODE == SK_GEMV_ADD ? (mt == 2 ? s9_add : 0) : st;
         if (cfg > 0 && sk_w4_tq_launch_cfg<T, MODE>(cfg, s9_pf, x, q4, q4s, G, bias, N_out, K, out,
                                                     gamma, eps, s))
+            return;
+    }
+    /* sk_w4_ts_kernel (session 11, a helper's, written without a GPU: NOT yet run): SwiGLU at
+     * T <= 2 on persistent blocks; SAKER_W4_TQ_SW=1..4 takes configuration 1..4 of
+     * sk_w4_ts_launch_cfg, 0 or unset sk_w4_tc_kernel below (the default). */
+    if constexpr (T <= 2 && MODE == SK_GEMV_SWIGLU) {
+        static int s11_sw = -1;
+        if (s11_sw < 0) s11_sw = sk_w4_env_int("SAKER_W4_TQ_SW", 0);
+        if (s11_sw > 0 &&
+            sk_w4_ts_launch_cfg<T>(s11_sw, x, q4, q4s, G, N_out, K, out, gamma, eps, s))
             return;
     }
     /* ZC = 2 (fp16 operands: the high nibbles need no shift) at T <= 2, where it is 2-7% faster
