@@ -8,6 +8,8 @@
 #  skip   70B INT4 batch 1, 128/256: the step with each part of the layer left out (SAKER_SKIP;
 #         outputs meaningless): what each part costs inside the captured graph;
 #  pdl    the skip step's full and no-MLP points with PDL off and on, alternating;
+#  final  the merged SwiGLU decode GEMV: checks (workbench, all backend ops, engine batch,
+#         memcheck) and batch 1 / 2 against SAKER_W4_TQ_SW=0;
 #  ab     the model's unsplit choice against the launcher's split only (SAKER_W4_MSPLIT=0) in the
 #         engine: 70B and 7B at batch 64 and 48, 128/256 (new, old, new).
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops dev_gemm_w4 -j2, then
@@ -37,6 +39,25 @@ for st in $STEPS; do
         for p in none mlp none; do
             step pdl0_skip_$p 100 env SAKER_PDL=0 SAKER_SKIP=$p "$S/saker" $F
             step pdl1_skip_$p 100 env SAKER_SKIP=$p "$S/saker" $F
+        done ;;
+    final) # the merged SwiGLU GEMV (sk_w4_ts_kernel configuration 2, now the default for
+           # gate/up at 1-2 rows): its workbench check, every backend op, the engine's batch test
+           # (graphs on), memcheck of the fused-norm products, then batch 1 / 2 against
+           # SAKER_W4_TQ_SW=0 (the binaries packed in $S/s10_bin.tgz: they exceed 50 MB unpacked)
+        if [ -f "$S/s10_bin.tgz" ]; then
+            mkdir -p /tmp/s10_bin && tar xzf "$S/s10_bin.tgz" -C /tmp/s10_bin || exit 1
+            S=/tmp/s10_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
+        fi
+        step checksw 200 "$S/dev_gemv_w4" checksw
+        step bops_all 300 stdbuf -oL "$S/gpu_backend_ops" all
+        step engine_batch 120 "$S/gpu_engine_batch"
+        step memcheck_nm 200 compute-sanitizer --tool memcheck "$S/gpu_backend_ops" norm_matmul
+        for m in "llama2-70b 1" "llama2-7b 1" "llama2-70b 2"; do
+            set -- $m
+            F="bench --device cuda --shape $1 --weights int4 --batch $2 --isl 128 --osl 256"
+            step f_${1}_b${2}_ts 100 "$S/saker" $F
+            step f_${1}_b${2}_off 100 env SAKER_W4_TQ_SW=0 "$S/saker" $F
+            step f_${1}_b${2}_ts2 100 "$S/saker" $F
         done ;;
     ab)
         for m in "llama2-70b 64" "llama2-70b 48" "llama2-7b 64" "llama2-7b 48"; do

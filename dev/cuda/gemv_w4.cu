@@ -33,7 +33,7 @@
  *   tq CFG [pf]   sk_w4_tq_kernel (w4.cuh, session 9): ZC3, STORE / ADD at T <= 2, warps a block
  *                 and ring depth at compile time (sk_w4_tq_launch_cfg's lists, 1..4 per mode),
  *                 bias / residual read early, pf: L2 prefetch distance in steps (0: off)
- *   ts CFG        sk_w4_ts_kernel (w4.cuh, session 11): ZC3 SwiGLU at T <= 2 on persistent blocks
+ *   ts CFG        sk_w4_ts_kernel (w4.cuh, session 10): ZC3 SwiGLU at T <= 2 on persistent blocks
  *                 (one ring across a block's tiles), x split once per block (XS1) or per step
  *                 (XS0); sk_w4_ts_launch_cfg's list 1..4
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
@@ -503,7 +503,7 @@ static const variant g_variants[] = {
     TQ(2, 1, 0, 0), TQ(2, 2, 0, 0), TQ(2, 3, 0, 0), TQ(2, 4, 0, 0),
     TQ(2, 1, 1, 0), TQ(2, 2, 1, 0), TQ(2, 3, 1, 0), TQ(2, 4, 1, 0),
     TQ(2, 1, 0, 1), TQ(2, 2, 0, 1), TQ(2, 3, 0, 1), TQ(2, 4, 0, 1),
-    /* (session 11) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
+    /* (session 10) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
      * without the fused norm, T = 1, 2 */
     TS(1, 1, 0), TS(1, 2, 0), TS(1, 3, 0), TS(1, 4, 0), TS(1, 1, 1), TS(1, 2, 1), TS(1, 3, 1), TS(1, 4, 1),
     TS(2, 1, 0), TS(2, 2, 0), TS(2, 3, 0), TS(2, 4, 0), TS(2, 1, 1), TS(2, 2, 1), TS(2, 3, 1), TS(2, 4, 1),
@@ -777,7 +777,7 @@ static int check_all(bool sw_only = false) {
                worst_zc[z]);
     printf("checks: tq (session 9, with and without the norm, pf 0 and 3): %d runs, worst %.2e\n",
            runs_tq, worst_tq);
-    printf("checks: ts (session 11, SwiGLU, with and without the norm): %d runs, worst %.2e\n",
+    printf("checks: ts (session 10, SwiGLU, with and without the norm): %d runs, worst %.2e\n",
            runs_ts, worst_ts);
     return fails;
 }

@@ -21,7 +21,7 @@
  *                       sk_w4_tc_kernel's ZC3 step for STORE / ADD with compile-time warps a
  *                       block and ring depth (one wave, more bytes in flight), bias and
  *                       residual read early, an optional L2 prefetch. Its comment says why.
- *   sk_w4_ts_kernel     (session 11: SwiGLU at T <= 2 on persistent blocks, one ring across a
+ *   sk_w4_ts_kernel     (session 10: SwiGLU at T <= 2 on persistent blocks, one ring across a
  *                       block's tiles, x split once per block; SAKER_W4_TQ_SW=1..4, off by
  *                       default; NOT yet run on a GPU)
  *   sk_w4_gemv_kernel   decode on CUDA cores (the first version, SAKER_W4_GEMV=1): one warp owns
@@ -1056,7 +1056,7 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
 }
 
 /* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
- * tiles (session 11, written without a GPU: compiled, NOT yet run) --------------------------
+ * tiles (session 10, written without a GPU: compiled, NOT yet run) --------------------------
  *
  * Why: 70B gate/up at T = 1 is 1792 tiles of 16 gate + 16 up rows (MT1), each 8 steps a warp in
  * sk_w4_tc_kernel's 8-warp blocks, 2 blocks an SM: 6.8 waves, and every block starts with an
@@ -1499,14 +1499,21 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
                                                     gamma, eps, s))
             return;
     }
-    /* sk_w4_ts_kernel (session 11, a helper's, written without a GPU: NOT yet run): SwiGLU at
-     * T <= 2 on persistent blocks; SAKER_W4_TQ_SW=1..4 takes configuration 1..4 of
-     * sk_w4_ts_launch_cfg, 0 or unset sk_w4_tc_kernel below (the default). */
+    /* sk_w4_ts_kernel (session 10, a helper's): SwiGLU at T <= 2 on persistent blocks, x (and
+     * the fused norm) split once per block into shared memory. H200, dev_gemv_w4 sw, two calls'
+     * rounds (bench/results/awq-speed.md, session 10): configuration 2 (MT1 NW8 D2 LB2 XS1)
+     * 70B gate/up + norm at T = 1 74.8 -> 65.2 us (79% -> 91% of copy), T = 2 90 -> 69; 7B
+     * 19.7 -> 16.9 and 21.9 -> 17.2; without the norm 1-5% faster; Llama-2-70B INT4 batch 1
+     * ITL 12.78 -> 11.99 ms. The default where its x fits shared memory (XS1; past that its
+     * per-step fallback, XS0, was 4-11% slower than sk_w4_tc_kernel). SAKER_W4_TQ_SW=0: off
+     * (sk_w4_tc_kernel), 1..4: configuration n of sk_w4_ts_launch_cfg. */
     if constexpr (T <= 2 && MODE == SK_GEMV_SWIGLU) {
-        static int s11_sw = -1;
-        if (s11_sw < 0) s11_sw = sk_w4_env_int("SAKER_W4_TQ_SW", 0);
-        if (s11_sw > 0 &&
-            sk_w4_ts_launch_cfg<T>(s11_sw, x, q4, q4s, G, N_out, K, out, gamma, eps, s))
+        static int s10_sw = -2;
+        if (s10_sw == -2) s10_sw = sk_w4_env_int("SAKER_W4_TQ_SW", -1);
+        const int cfg = s10_sw >= 0 ? s10_sw
+                        : sk_w4_ts_smem<T, 1, 8, 1>(K) <= SK_W4TS_SMEM_MAX ? 2
+                                                                            : 0;
+        if (cfg > 0 && sk_w4_ts_launch_cfg<T>(cfg, x, q4, q4s, G, N_out, K, out, gamma, eps, s))
             return;
     }
     /* ZC = 2 (fp16 operands: the high nibbles need no shift) at T <= 2, where it is 2-7% faster
