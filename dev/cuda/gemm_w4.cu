@@ -452,7 +452,7 @@ static float time_us(F fn, int iters, cudaEvent_t e0, cudaEvent_t e1) {
     return median(ts);
 }
 
-/* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 4 and stream-K on the 70B
+/* "bn T1,T2,..": the wgmma configurations at split-K auto / 1 / 2 / 3 / 4 on the 70B
  * shapes (gate/up in the backend's SwiGLU mode: 28672 outputs over 57344 weight rows; with
  * GW4_BN_MODEL=7b Llama-2-7B's), medians of 15 runs; for choosing sk_w4m_pick's tile width per
  * shape (session 6). */
@@ -489,7 +489,8 @@ static void time_bn(const sk_w4m_scratch *scr) {
     }
     const char *ae = getenv("GW4_BN_AUTO");
     const bool auto_only = ae && *ae && strcmp(ae, "0") != 0;
-    std::vector<int> splits = {0, 1, 2, 4, SK_W4M_STREAMK};
+    /* session 10: 3 splits instead of stream-K (off in the backend since session 7) */
+    std::vector<int> splits = {0, 1, 2, 3, 4};
     if (auto_only) splits = {0};
     std::vector<int> Ms;
     for (const char *c = g_ms ? g_ms : "70,96,128,139,160,192"; *c;) {
@@ -502,7 +503,7 @@ static void time_bn(const sk_w4m_scratch *scr) {
     if (auto_only)
         printf("| shape | T | cfg | auto us |\n| --- | --- | --- | --- |\n");
     else
-        printf("| shape | T | cfg | auto us | s1 | s2 | s4 | stream-K |\n"
+        printf("| shape | T | cfg | auto us | s1 | s2 | s3 | s4 |\n"
                "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int si = 0; si < n_shapes; si++) {
         const bn_shape &sh = shapes[si];

@@ -13,6 +13,7 @@ kb = K / 128 / s K blocks each; us = per_sm * (a kb + b) + (s > 1) e; for occ = 
 tiles) per_sm // 2 pairs at (a kb + b) and per_sm % 2 lone blocks at (a1 kb + b1). Fitted by
 least squares on the relative error. Needs numpy."""
 import math
+import os
 import re
 import sys
 from collections import defaultdict
@@ -50,7 +51,12 @@ def wide_splits(tiles, cap, nkb):
     return max(min(cap // tiles, nkb // 4, 16), 1)
 
 
-def features(c, shape, T, s_force=0):
+def split_of(c, shape, T, s_force=0):
+    """The split the launcher runs (features' rule and clamps)."""
+    return features(c, shape, T, s_force, want_split=True)
+
+
+def features(c, shape, T, s_force=0, want_split=False):
     n_out, K, swiglu = SHAPES[shape]
     bm, bn, occ = cfg_dims(c)
     rt = bm // 2 if swiglu else bm
@@ -58,11 +64,15 @@ def features(c, shape, T, s_force=0):
     nkb = K // 128
     if s_force:
         s = s_force
+        while s > 1 and (tiles > 8192 or tiles * s * bm * bn > 16 << 20):  # scratch limits
+            s -= 1
     elif T > 64:
         s = wide_splits(tiles, occ * N_SM, nkb)
     else:
         s = 1 if tiles > N_SM else makespan_splits(tiles, occ * N_SM, nkb)
     s = max(1, min(s, nkb))
+    if want_split:
+        return s
     per, kb, split = math.ceil(tiles * s / N_SM), nkb / s, 1.0 if s > 1 else 0.0
     if occ == 2:
         return [per // 2 * kb, per // 2, per % 2 * kb, per % 2, split]
@@ -73,18 +83,35 @@ def main():
     logs = sys.argv[1:] or ["bench/results/data/w4_bn_s9_70b.log",
                             "bench/results/data/w4_bn_s9_7b.log",
                             "bench/results/data/w4_bn_s10_70b.log",
-                            "bench/results/data/w4_bn_s10_7b.log"]
+                            "bench/results/data/w4_bn_s10_7b.log",
+                            "bench/results/data/w4_bn_s10b_70b.log",
+                            "bench/results/data/w4_bn_s10b_7b.log"]
+    logs = [f for f in logs if os.path.exists(f)]
+    # logs from before the split reduction was vectorized (session 10): their split launches
+    # are not today's, so only their unsplit timings are fitted
+    slow = {f for f in logs if re.search(r"w4_bn_s9_|w4_bn_s10_(70b|7b)", f)}
     # (shape, T, cfg, split, us): split 0 = the launcher's rule; the session-10 logs (bn without
-    # GW4_BN_AUTO: auto | s1 | s2 | s4 | stream-K) add the unsplit time (s1) of every tile
+    # GW4_BN_AUTO) add forced splits, named by their header: "auto | s1 | s2 | s4 | stream-K"
+    # (before the split reduction was vectorized: only s1 is used from those) or "auto | s1 |
+    # s2 | s3 | s4" (after: all of them)
     data = []
     for f in logs:
+        cols = []
         for line in open(f):
-            m = re.match(r"\| (.+?) \| (\d+) \| (w[tncr]\d+x\d+)\*?1? \| ([\d.]+) \|"
-                         r"(?: ([\d.]+) \|)?", line)
-            if m and m.group(1) in SHAPES:
-                data.append((m.group(1), int(m.group(2)), m.group(3), 0, float(m.group(4))))
-                if m.group(5):
-                    data.append((m.group(1), int(m.group(2)), m.group(3), 1, float(m.group(5))))
+            if line.startswith("| shape | T | cfg |"):
+                cols = [c.strip() for c in line.strip().strip("|").split("|")][3:]
+                if "stream-K" in cols:  # the slow split reduction: its s2 / s4 are not today's
+                    cols = [c if c in ("auto us", "s1") else "-" for c in cols]
+                continue
+            m = re.match(r"\| (.+?) \| (\d+) \| (w[tncr]\d+x\d+)\*?\d? \|((?: [\d.]+ \|)+)", line)
+            if not (m and m.group(1) in SHAPES):
+                continue
+            vals = [float(v) for v in m.group(4).replace("|", " ").split()]
+            for c, v in zip(cols or ["auto us"], vals):
+                sp = 0 if c == "auto us" else int(c[1]) if re.fullmatch(r"s\d", c) else -1
+                if sp < 0 or (f in slow and split_of(m.group(3), m.group(1), int(m.group(2)), sp) > 1):
+                    continue
+                data.append((m.group(1), int(m.group(2)), m.group(3), sp, v))
     params = {}
     for c in sorted({d[2] for d in data}):
         rows = [(features(c, sh, T, sp), us) for sh, T, cc, sp, us in data if cc == c]
@@ -113,8 +140,6 @@ def main():
     losses = []
     for key, times in sorted(by.items()):
         cands = [cs for cs in times if cs[0] in CANDIDATES]
-        if not any(sp == 1 for _, sp in cands):  # session-9 points: the launcher's split only
-            cands = [cs for cs in cands if cs[1] == 0]
         pick = min(cands, key=lambda cs: pred(cs[0], key[0], key[1], cs[1]))
         best = min(cands, key=times.get)
         loss = times[pick] / times[best] - 1

@@ -986,22 +986,52 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
             red[(8 * jn + 2 * q + (e & 1)) * LD + r0 + 8 * (e >> 1)] = acc[4 * jn + e];
     asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
 
+    /* Split-K: the partial tile to the block's workspace slot, then the last block of the tile
+     * to arrive sums the slots in split order. In float4s, NI = BN / 8 a thread, the sum with
+     * 8 loads in flight (session 10: the scalar loop before waited an L2 round trip per element,
+     * 64-192 of them a thread; dev_gemm_w4 bn had every split launch 20-45 us slower than its
+     * blocks' share of the K loop, e.g. 70B o at 128 rows wn64x64 50.0 us unsplit, 70.4 in 2). */
     const int nseg = p.splits;
     if (nseg > 1) {
+        constexpr int NV = BM * BN / 4, NI = NV / NTH;
+        static_assert(NV % NTH == 0 && LD % 4 == 0 && BM % 4 == 0, "float4 slots");
         const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-        float *wp = p.ws + ((size_t)tile * nseg + blockIdx.z) * (BM * BN);
-        for (int i = tid; i < BM * BN; i += NTH) __stcg(wp + i, red[(i / BM) * LD + i % BM]);
+        float4 *ws4 = reinterpret_cast<float4 *>(p.ws) + (size_t)tile * nseg * NV;
+#pragma unroll
+        for (int j = 0; j < NI; j++) {
+            const int e = 4 * (tid + j * NTH);
+            __stcg(ws4 + (size_t)blockIdx.z * NV + tid + j * NTH,
+                   *reinterpret_cast<const float4 *>(red + (e / BM) * LD + e % BM));
+        }
         __threadfence();
         asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (tid == 0) s_last = atomicAdd(p.cnt + tile, 1) == nseg - 1;
         asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
         if (!s_last) return;
         __threadfence();
-        for (int i = tid; i < BM * BN; i += NTH) {
-            float v = 0.0f;
-            for (int z = 0; z < nseg; z++)
-                v += __ldcg(p.ws + ((size_t)tile * nseg + z) * (BM * BN) + i);
-            red[(i / BM) * LD + i % BM] = v;
+#pragma unroll
+        for (int j0 = 0; j0 < NI; j0 += 8) {
+            float4 sum[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) sum[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int z = 0; z < nseg; z++) {
+                const float4 *rp = ws4 + (size_t)z * NV + tid;
+                float4 a[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (j0 + u < NI) a[u] = __ldcg(rp + (j0 + u) * NTH);
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (j0 + u < NI)
+                        sum[u].x += a[u].x, sum[u].y += a[u].y, sum[u].z += a[u].z,
+                            sum[u].w += a[u].w;
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (j0 + u < NI) {
+                    const int e = 4 * (tid + (j0 + u) * NTH);
+                    *reinterpret_cast<float4 *>(red + (e / BM) * LD + e % BM) = sum[u];
+                }
         }
         if (tid == 0) p.cnt[tile] = 0;
         asm volatile("bar.sync 1, %0;\n" ::"n"(NTH) : "memory");
@@ -1907,8 +1937,10 @@ static inline int sk_w4m_pick8(int T, int N_out, int K) {
  * alone, 0.70 a pair). The first fit (one a, b for wn) picked wn64x80 for 70B down at 72 rows,
  * 7 us slower in the workbench and ~20 us a layer in the engine (batch 72: 39.7 ms ITL against
  * 38.2 with wn excluded for down only). Its pick is within 1.0% of the measured best on average
- * (worst 17%, at 33 rows; session 10's refit, adding the unsplit time of every tile at 33-256
- * rows from bench/results/data/w4_bn_s10_*.log and choosing the split too: 1.0%, worst 16%),
+ * (worst 17%, at 33 rows; session 10's refits: adding the unsplit time of every tile at 33-256
+ * rows and choosing the split too, 1.0%, worst 16%; then, with the split reduction vectorized
+ * (sk_w4ws_epilogue: e fell from 19-57 to 6-13 us), every tile at 1-4 splits at 33-512 rows from
+ * bench/results/data/w4_bn_s10b_*.log: 1.5%, worst 23%, at 33 rows),
  * where session 8's rules were 3-53% behind per shape (sums over the row counts: 70B qkv 1.13x,
  * o 1.11x, gate/up 1.03x, down 1.09x; 7B 1.17-1.53x). The coefficients are the H200's (n_sm =
  * 132, the measured clocks); on another GPU the model still ranks by waves, less exactly.
@@ -1919,21 +1951,21 @@ typedef struct sk_w4m_cost {
     float a1, b1; /* occ = 2: a block alone on its SM (a, b: two sharing one) */
 } sk_w4m_cost;
 static const sk_w4m_cost sk_w4m_costs[] = {
-    {SK_W4M_WN64, 64, 64, 2, 0.7051f, 3.099f, 19.02f, 0.4773f, 6.550f},
-    {SK_W4M_WN80, 64, 80, 2, 0.8201f, 3.695f, 22.71f, 0.5190f, 7.627f},
-    {SK_W4M_WN96, 64, 96, 2, 0.9682f, 2.751f, 28.62f, 0.6164f, 8.252f},
-    {SK_W4M_WN128, 64, 128, 2, 1.2024f, 2.635f, 36.84f, 0.7249f, 8.537f},
-    {SK_W4M_WT64, 128, 64, 1, 0.7159f, 3.142f, 19.53f, 0, 0},
-    {SK_W4M_WT80, 128, 80, 1, 0.7647f, 3.931f, 23.02f, 0, 0},
-    {SK_W4M_WT96, 128, 96, 1, 0.7887f, 4.291f, 27.60f, 0, 0},
-    {SK_W4M_WT128, 128, 128, 1, 0.8545f, 5.474f, 35.26f, 0, 0},
-    {SK_W4M_WT144, 128, 144, 1, 0.9388f, 6.429f, 39.04f, 0, 0},
-    {SK_W4M_WT160, 128, 160, 1, 0.9890f, 6.791f, 42.76f, 0, 0},
-    {SK_W4M_WT192, 128, 192, 1, 1.1580f, 8.488f, 51.37f, 0, 0},
-    {SK_W4M_WC96, 192, 96, 1, 0.9738f, 9.734f, 33.69f, 0, 0},
-    {SK_W4M_WC128, 192, 128, 1, 1.0733f, 9.730f, 44.70f, 0, 0},
-    {SK_W4M_WR128, 192, 128, 1, 1.0485f, 9.802f, 44.81f, 0, 0},
-    {SK_W4M_WR160, 192, 160, 1, 1.2719f, 8.533f, 56.98f, 0, 0},
+    {SK_W4M_WN64, 64, 64, 2, 0.6954f, 3.481f, 5.94f, 0.5078f, 4.561f},
+    {SK_W4M_WN80, 64, 80, 2, 0.8069f, 4.217f, 6.69f, 0.5493f, 5.318f},
+    {SK_W4M_WN96, 64, 96, 2, 0.9341f, 4.515f, 8.40f, 0.6595f, 5.442f},
+    {SK_W4M_WN128, 64, 128, 2, 1.1372f, 4.782f, 11.58f, 0.7764f, 5.137f},
+    {SK_W4M_WT64, 128, 64, 1, 0.7034f, 3.614f, 6.37f, 0, 0},
+    {SK_W4M_WT80, 128, 80, 1, 0.7503f, 4.440f, 7.16f, 0, 0},
+    {SK_W4M_WT96, 128, 96, 1, 0.7673f, 5.026f, 7.73f, 0, 0},
+    {SK_W4M_WT128, 128, 128, 1, 0.8376f, 6.153f, 9.35f, 0, 0},
+    {SK_W4M_WT144, 128, 144, 1, 0.9265f, 6.953f, 10.44f, 0, 0},
+    {SK_W4M_WT160, 128, 160, 1, 0.9759f, 7.412f, 10.96f, 0, 0},
+    {SK_W4M_WT192, 128, 192, 1, 1.1441f, 9.145f, 12.55f, 0, 0},
+    {SK_W4M_WC96, 192, 96, 1, 1.0287f, 6.569f, 8.86f, 0, 0},
+    {SK_W4M_WC128, 192, 128, 1, 1.1227f, 7.702f, 10.78f, 0, 0},
+    {SK_W4M_WR128, 192, 128, 1, 1.0857f, 7.704f, 10.98f, 0, 0},
+    {SK_W4M_WR160, 192, 160, 1, 1.2625f, 9.046f, 13.05f, 0, 0},
 };
 /* The model's microseconds for configuration c in s_force splits of K (0: its launcher's split
  * rule, sk_w4ws_run). */
@@ -1945,6 +1977,8 @@ static inline double sk_w4m_cost_us(const sk_w4m_cost *c, int T, int nw, int K, 
             : tiles > n_sm ? 1
                            : sk_w4m_splits(tiles, c->occ * n_sm, nkb);
     if (s > nkb) s = nkb;
+    while (s > 1 && (tiles > SK_W4M_CNT || (size_t)tiles * s * c->bm * c->bn > SK_W4M_WS_FLOATS))
+        s--; /* the launcher's scratch limits */
     if (s < 1) s = 1;
     const int per_sm = (tiles * s + n_sm - 1) / n_sm;
     const double kb = (double)nkb / s, split = s > 1 ? c->e : 0.0;
@@ -1971,16 +2005,20 @@ static inline bool sk_w4m_excluded(int cfg, int nw, int K) {
     }
     return false;
 }
-/* Session 10: the model also weighs K unsplit against the launcher's split (*split: 1 where
- * that is cheaper, else 0, the launcher's rule). dev_gemm_w4 time, session 10: 70B o at 64 rows,
- * wn64x64 in the launcher's 2 splits 45.6 us, unsplit 39.4 (cuBLAS 41.8); the model had it
- * right (44.8 against 36.9) but only ever costed the launcher's split. SAKER_W4_MSPLIT=0: the
+/* Session 10: the model also weighs K unsplit (and, with SAKER_W4_MSPLIT=n, up to n splits)
+ * against the launcher's split (*split: the count where one of those is cheaper, else 0, the
+ * launcher's rule). dev_gemm_w4 time, session 10: 70B o at 64 rows, wn64x64 in the launcher's 2
+ * splits 45.6 us, unsplit 39.4 (cuBLAS 41.8); the model had it right (44.8 against 36.9) but only
+ * ever costed the launcher's split. Forced 2-4 splits (MSPLIT=4) were no better in the engine
+ * (70B INT4 128/256 ITL at batch 64 / 96 / 128: 30.77 / 37.44 / 42.07 ms against 30.67 / 37.25
+ * / 41.41 with 1; 7B batch 64 6.30 against 6.33), so the default is 1. SAKER_W4_MSPLIT=0: the
  * launcher's split only (session 9). */
 static inline int sk_w4m_pick_model(int T, int nw, int K, int *split = nullptr) {
     static int msplit = -1;
     if (msplit < 0) {
         const char *e = getenv("SAKER_W4_MSPLIT");
-        msplit = !(e && *e && strcmp(e, "0") == 0);
+        msplit = e && *e ? atoi(e) : 1;
+        if (msplit < 0) msplit = 0;
     }
     const int n_sm = sk_w4m_sm_count();
     int best = SK_W4M_WT128, bs = 0;
