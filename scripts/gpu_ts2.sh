@@ -1,5 +1,7 @@
 #!/bin/bash
-# Session 11 (issue 5): sk_w4_ts_kernel (w4.cuh) for STORE (qkv, with and without the fused norm)
+# RECORD of branch wt-ts2 (its binaries; main does not have these switches). Session 10: run once
+# (steps check, e2e): correct, 2-20% slower, not merged (bench/results/awq-speed.md, session 10).
+# Session 10 (issue 5): sk_w4_ts_kernel (w4.cuh) for STORE (qkv, with and without the fused norm)
 # and ADD (o, down) at T <= 2: persistent blocks, x split once per block into shared memory (XS1),
 # first device call. Written without a GPU (helper, branch wt-ts2); NOT YET RUN. STEPS picks what
 # runs (default "check ts bops e2e"; about 4 + 3 + 3 + 10 minutes: split it over calls, e.g.
