@@ -11,6 +11,7 @@
 #  split  the vectorized split-K reduction: check, backend ops, bn at every split;
 #  split2 the refitted model (1-4 splits) against MSPLIT 1 and 0: checks, table, engine;
 #  last   the session's final binary: all backend ops, engine batch test, engine points;
+#  pdl2   PDL between the x cast and the W4 tiles, on / off;
 #  final  the merged SwiGLU decode GEMV: checks (workbench, all backend ops, engine batch,
 #         memcheck) and batch 1 / 2 against SAKER_W4_TQ_SW=0;
 #  ab     the model's unsplit choice against the launcher's split only (SAKER_W4_MSPLIT=0) in the
@@ -81,6 +82,16 @@ for st in $STEPS; do
         done
         step last_p2048 300 "$S/saker" bench --device cuda --shape llama2-70b --weights int4 \
             --batch max --isl 128 --osl 2048 ;;
+    pdl2) # PDL between the x cast and the TMA tiles (SAKER_W4M_PDL, default on) against off
+        step bops_w4_pdl 200 stdbuf -oL "$S/gpu_backend_ops" w4
+        step engine_batch_pdl 120 "$S/gpu_engine_batch"
+        for m in "llama2-70b 64" "llama2-70b 128" "llama2-7b 64"; do
+            set -- $m
+            F="bench --device cuda --shape $1 --weights int4 --batch $2 --isl 128 --osl 256"
+            step p2_${1}_${2}_on 100 "$S/saker" $F
+            step p2_${1}_${2}_off 100 env SAKER_W4M_PDL=0 "$S/saker" $F
+            step p2_${1}_${2}_on2 100 "$S/saker" $F
+        done ;;
     final) # the merged SwiGLU GEMV (sk_w4_ts_kernel configuration 2, now the default for
            # gate/up at 1-2 rows): its workbench check, every backend op, the engine's batch test
            # (graphs on), memcheck of the fused-norm products, then batch 1 / 2 against

@@ -476,6 +476,8 @@ template <> __device__ __forceinline__ __nv_bfloat16 sk_w4g_from_float<__nv_bflo
  * outputs (a 16-byte store). */
 template <typename H>
 __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ xp, int T, int K) {
+    sk_pdl_trigger(); /* the W4 kernel that reads xp may launch (it waits for this grid) */
+    sk_pdl_wait();
     const size_t n8 = (size_t)T * K / 8;
     for (size_t u = blockIdx.x * (size_t)blockDim.x + threadIdx.x; u < n8;
          u += (size_t)gridDim.x * blockDim.x) {
@@ -1219,6 +1221,9 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
     /* the same K range on both sides (the loop counts must agree) */
     const int kb0 = (int)((long long)blockIdx.z * nkb / p.splits);
     const int kb1 = (int)((long long)(blockIdx.z + 1) * nkb / p.splits);
+    /* PDL (launched with the attribute after the x cast, session 10): everything above and the
+     * barrier setup overlap the cast; nothing global is read or written before this */
+    sk_pdl_wait();
 
     if (tid == 0) {
 #pragma unroll
@@ -1442,12 +1447,27 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
 }
+/* Session 10: PDL between the x cast and the TMA tiles that read it (the cast triggers at its
+ * start, both wait at theirs), so that the W4 kernel's launch and setup overlap the cast instead
+ * of following it (four casts and four W4 launches a layer at mid batches). SAKER_W4M_PDL=0: off
+ * (as before); SAKER_PDL=0 also turns it off. */
+static inline bool sk_w4m_pdl(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SAKER_W4M_PDL");
+        on = !(e && *e && strcmp(e, "0") == 0);
+    }
+    return on && sk_pdl_enabled();
+}
 /* x [T][K] fp32 -> the permuted half copy the wgmma configurations read. */
 template <typename H>
 static void sk_w4g_cast(const float *x, H *xh, int T, int K, cudaStream_t s) {
     const size_t n8 = (size_t)T * K / 8;
     const unsigned blocks = (unsigned)(n8 < 65536 * 256 ? (n8 + 255) / 256 : 65536);
-    sk_w4g_cast_kernel<H><<<blocks, 256, 0, s>>>(x, xh, T, K);
+    if (sk_w4m_pdl())
+        sk_launch_pdl_smem(sk_w4g_cast_kernel<H>, dim3(blocks), 256u, 0, s, x, xh, T, K);
+    else
+        sk_w4g_cast_kernel<H><<<blocks, 256, 0, s>>>(x, xh, T, K);
 }
 
 /* Split-K scratch the caller preallocates (never grown inside a launch, so launches can be
@@ -1719,7 +1739,11 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
             abort();
         }
     }
-    kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p, tmx, tmw);
+    if (sk_w4m_pdl())
+        sk_launch_pdl_smem(kern, dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s,
+                           p, tmx, tmw);
+    else
+        kern<<<dim3((unsigned)tt, (unsigned)tn, (unsigned)splits), NTH, SMEM, s>>>(p, tmx, tmw);
 }
 
 /* out = x W^T in mode MODE with configuration cfg (splits <= 0: chosen here). Needs K % 32 == 0,
