@@ -989,6 +989,30 @@ static void launch_backend_any(int T, int mode, const float *x, const uint32_t *
     if (mode == 2) launch_backend<2>(x, T, q4, q4s, G, NULL, N_out, K, out, 0);
 }
 
+/* The copy ceiling of this run: a 1 GiB device-to-device copy, median of 20 after a warm-up,
+ * read + write bytes over time, printed and returned (TB/s). */
+static double copy_ceiling_tbs(cudaEvent_t e0, cudaEvent_t e1) {
+    const size_t bytes = (size_t)1 << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, bytes));
+    CK(cudaMalloc(&b, bytes));
+    CK(cudaMemset(a, 1, bytes));
+    std::vector<float> ts;
+    for (int i = 0; i < 21; i++) {
+        CK(cudaEventRecord(e0));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i) ts.push_back(ms);
+    }
+    const double tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
+    printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", tbs);
+    cudaFree(a), cudaFree(b);
+    return tbs;
+}
+
 /* Microseconds per launch: batches of 10 back-to-back launches (launch(i) picks rotated
  * weights) between events, 2 warm-up batches, median of 15. */
 template <typename F>
@@ -1015,27 +1039,7 @@ static void time_gemv(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    double copy_tbs;
-    {
-        const size_t bytes = (size_t)1 << 30;
-        void *a, *b;
-        CK(cudaMalloc(&a, bytes));
-        CK(cudaMalloc(&b, bytes));
-        CK(cudaMemset(a, 1, bytes));
-        std::vector<float> ts;
-        for (int i = 0; i < 21; i++) {
-            CK(cudaEventRecord(e0));
-            CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (i) ts.push_back(ms);
-        }
-        copy_tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
-        printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", copy_tbs);
-        cudaFree(a), cudaFree(b);
-    }
+    const double copy_tbs = copy_ceiling_tbs(e0, e1);
     struct {
         const char *name;
         int N_out, K, mode, layers;
@@ -1311,27 +1315,7 @@ static void time_s9(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    double copy_tbs;
-    { /* the copy ceiling of this run, as time_gemv */
-        const size_t bytes = (size_t)1 << 30;
-        void *a, *b;
-        CK(cudaMalloc(&a, bytes));
-        CK(cudaMalloc(&b, bytes));
-        CK(cudaMemset(a, 1, bytes));
-        std::vector<float> ts;
-        for (int i = 0; i < 21; i++) {
-            CK(cudaEventRecord(e0));
-            CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (i) ts.push_back(ms);
-        }
-        copy_tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
-        printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", copy_tbs);
-        cudaFree(a), cudaFree(b);
-    }
+    const double copy_tbs = copy_ceiling_tbs(e0, e1);
     struct {
         const char *name;
         int N_out, K, mode, layers;
@@ -1436,27 +1420,7 @@ static void time_sw(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    double copy_tbs;
-    { /* the copy ceiling of this run, as time_gemv */
-        const size_t bytes = (size_t)1 << 30;
-        void *a, *b;
-        CK(cudaMalloc(&a, bytes));
-        CK(cudaMalloc(&b, bytes));
-        CK(cudaMemset(a, 1, bytes));
-        std::vector<float> ts;
-        for (int i = 0; i < 21; i++) {
-            CK(cudaEventRecord(e0));
-            CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (i) ts.push_back(ms);
-        }
-        copy_tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
-        printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", copy_tbs);
-        cudaFree(a), cudaFree(b);
-    }
+    const double copy_tbs = copy_ceiling_tbs(e0, e1);
     if (getenv("SAKER_W4_TQ_SW")) printf("note: SAKER_W4_TQ_SW is set: version 0 is not sk_w4_tc_kernel\n");
     struct {
         const char *name;
