@@ -17,7 +17,9 @@
  *                wc192xBN / wr192xBN: the same with three consumer warpgroups (192 weight rows a
  *                block; wc: 416 threads, the producer warp last; wr: 512, setmaxnreg 40 / 152;
  *                session 9); wn64xBN: the TMA kernel with one consumer warpgroup (64 rows, 160
- *                threads, the producer warp last), two blocks an SM
+ *                threads, the producer warp last), two blocks an SM; wr128x256 / wr128x192:
+ *                two consumer warpgroups with setmaxnreg 40 / 232, 384 threads, 3 stages (the
+ *                design note's 128 x 256 tile; m64n256k16 at BN = 256; not yet run on a GPU)
  *   deq+lt old   w4.cuh's sk_w4_dequant_kernel to bf16, then cuBLASLt bf16 (the backend's path
  *                above 4 rows before this kernel, and still above SK_W4M_MAX_T rows; the
  *                dequantization is timed with it)

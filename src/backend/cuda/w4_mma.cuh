@@ -497,7 +497,7 @@ __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ 
 }
 
 /* d += A (registers: the warp's m16n8k16 A fragment) . B (descriptor, K-major), m64nNk16, fp32
- * accumulate, scale-d 1 (the accumulators start at zero); N = 16, 32, 64, 128, bf16 or fp16
+ * accumulate, scale-d 1 (the accumulators start at zero); N = 16, 32, 64, 128, 256, bf16 or fp16
  * (the last argument only picks the type). Operands: the N/2 accumulators, then a[0..3], the
  * descriptor and the scale-d predicate's source. */
 #define SK_W4G_MMA_DEF(N, TY, HT, ACC, REGS, AOPS, PRED)                                           \
@@ -521,15 +521,20 @@ SK_W4G_MMA_DEF(64, "f16", __half, SK_WG_ACC32, SK_WG_REGS32, "{%32,%33,%34,%35},
 SK_W4G_MMA_DEF(128, "bf16", __nv_bfloat16, SK_WG_ACC64, SK_WG_REGS64, "{%64,%65,%66,%67}, %68",
                "%69")
 SK_W4G_MMA_DEF(128, "f16", __half, SK_WG_ACC64, SK_WG_REGS64, "{%64,%65,%66,%67}, %68", "%69")
+SK_W4G_MMA_DEF(256, "bf16", __nv_bfloat16, SK_WG_ACC128, SK_WG_REGS128,
+               "{%128,%129,%130,%131}, %132", "%133")
+SK_W4G_MMA_DEF(256, "f16", __half, SK_WG_ACC128, SK_WG_REGS128, "{%128,%129,%130,%131}, %132",
+               "%133")
 #undef SK_W4G_ACC8
 #undef SK_W4G_MMA_DEF
 
 /* The x tile widths (tokens) sk_w4g_kernel takes: one wgmma of N0 = 64 or 128 columns plus at
  * most one of R = 16, 32 or 64 more (so that few rows of a batch are padding: 139 rows run as one
- * 144-wide tile instead of two of 128). */
+ * 144-wide tile instead of two of 128); or 256, one m64n256k16 (sk_w4ws_kernel's wr128x256: 256
+ * is also the TMA box's row limit, the x tile's two halves being boxes of 64 columns x BN rows). */
 #define SK_W4G_BN_OK(BN)                                                                           \
     ((BN) == 64 || (BN) == 80 || (BN) == 96 || (BN) == 128 || (BN) == 144 || (BN) == 160 ||        \
-     (BN) == 192)
+     (BN) == 192 || (BN) == 256)
 
 /* d[BN/2] += A . x tile columns 0 .. BN - 1 of the k16 slice at shared address addr (128-byte
  * swizzled rows of 128 bytes, one per token): the first N0 columns, then the remaining R from
@@ -539,8 +544,10 @@ template <int BN, typename H>
 static __device__ __forceinline__ void sk_w4g_mma(float (&d)[BN / 2], const uint32_t (&a)[4],
                                                   uint32_t addr) {
     static_assert(SK_W4G_BN_OK(BN), "x tile width");
-    constexpr int N0 = BN >= 128 ? 128 : 64, R = BN - N0;
-    if constexpr (N0 == 128)
+    constexpr int N0 = BN == 256 ? 256 : BN >= 128 ? 128 : 64, R = BN - N0;
+    if constexpr (N0 == 256)
+        sk_w4g_mma256(d, a, sk_wg_desc(addr, 16, 1024), (const H *)nullptr);
+    else if constexpr (N0 == 128)
         sk_w4g_mma128(reinterpret_cast<float(&)[64]>(d[0]), a, sk_wg_desc(addr, 16, 1024),
                       (const H *)nullptr);
     else
@@ -1180,7 +1187,20 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  * BM / 32 = 6 scale rows a producer lane; empty[s] counts 4 NCW = 12 warps, full[s] still 33
  * (one expect_tx arrival, 32 cp.async arrivals); named barrier 1 of the 128 NCW consumers.
  * Stages: SK_W4G_STAGE_BYTES(192, BN) = 256 BN + 15360 (a multiple of 1024 for any BN that
- * is a multiple of 4), as many as fit in 227 KB with the 1024 of alignment (sk_w4m_launch). */
+ * is a multiple of 4), as many as fit in 227 KB with the 1024 of alignment (sk_w4m_launch).
+ * NCW = 2 with PREG > 0 ("wr128xBN", the design note's step 1, dev/notes/w4_prefill_design.md;
+ * written without a GPU, not yet run): NCW = 2's 384 threads and setmaxnreg, the producer
+ * warpgroup at PREG = 40, the consumers at CREG = (65536 - 128 PREG) / 256 = 236 -> 232 (CUTLASS's
+ * usual 40 / 232; 40 x 128 + 232 x 256 = 64,512 = 384 x 168, exactly what __launch_bounds__(384,
+ * 1) lets ptxas give the kernel at launch). For BN = 256 each consumer warpgroup issues one
+ * m64n256k16 a k16 slice (128 fp32 accumulators a thread); stages of SK_W4G_STAGE_BYTES(128,
+ * 256) = 75,776 bytes, 3 of them (228,352 with the alignment), the epilogue's red (256 x 132
+ * floats, 135,168 bytes) inside the ring; BN = 192: 59,392-byte stages, 3 (4 do not fit).
+ * SWIGLU as NCW = 2: 64 gate rows (warpgroup 0) then the 64 up rows (warpgroup 1). ptxas
+ * (CUDA 13.0, every mode, bf16 / fp16): 168 registers at launch, no stack, no local memory, no
+ * C7512 (serialized wgmma); SASS: 8 HGMMA.64x256x16 a K block at BN = 256 (192: 8 x 64x128 +
+ * 8 x 64x64), the consumers' code names registers up to R191-R199 at BN = 256 and R155-R159 at
+ * 192 (of 232), the producer's (after the decrease) up to R19 (of 40). */
 #define SK_W4WS_NTH(NCW, PREG) ((NCW) == 2 || (PREG) ? 128 * ((NCW) + 1) : 128 * (NCW) + 32)
 template <typename H, int BN, int STAGES, int MINB, int MODE, bool TMA = false, int NCW = 2,
           int PREG = 0>
@@ -1426,6 +1446,11 @@ enum {
     SK_W4M_WN80,   /* 64 x 80, 4 stages */
     SK_W4M_WN96,   /* 64 x 96, 3 stages */
     SK_W4M_WN128,  /* 64 x 128, 3 stages */
+    /* the design note's step 1 (dev/notes/w4_prefill_design.md, written without a GPU, never
+     * run yet): two consumer warpgroups (NCW = 2, 128 weight rows) with setmaxnreg, 384 threads
+     * (the producer warpgroup 0 at 40 registers, the consumers at 232); comparison only */
+    SK_W4M_WR128x256, /* 128 x 256 (one m64n256k16 a k16 slice), 3 stages */
+    SK_W4M_WR128x192, /* 128 x 192, 3 stages (4 do not fit) */
     SK_W4M_NCFG
 };
 static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
@@ -1434,7 +1459,7 @@ static const char *const sk_w4m_cfg_name[SK_W4M_NCFG] = {
     "g64x64", "g64x64s8", "g128x64s6", "g128x64s8", "g128x128s5", "ws128x64", "ws128x128",
     "ws128x64b2", "wt128x64", "wt128x128", "wt128x144", "wt128x80", "wt128x96", "wt128x160",
     "wt128x192", "wc192x64", "wc192x96", "wc192x128", "wr192x128", "wr192x144", "wr192x160",
-    "wn64x64", "wn64x80", "wn64x96", "wn64x128"};
+    "wn64x64", "wn64x80", "wn64x96", "wn64x128", "wr128x256", "wr128x192"};
 
 /* Whether configuration cfg reads x permuted (sk_w4g_cast) and so needs K % 128 == 0. */
 static inline bool sk_w4m_cfg_permuted(int cfg) {
@@ -1442,7 +1467,7 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
            cfg == SK_W4M_G144 || cfg == SK_W4M_G160 || cfg == SK_W4M_G192 ||
            cfg == SK_W4M_G256x64 || (cfg >= SK_W4M_G64x64 && cfg <= SK_W4M_G128x128S5) ||
            cfg == SK_W4M_WS64 || cfg == SK_W4M_WS128 || cfg == SK_W4M_WS64B2 ||
-           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WN128);
+           (cfg >= SK_W4M_WT64 && cfg <= SK_W4M_WR128x192);
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
@@ -1831,6 +1856,14 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WR144:
             sk_w4ws_run<H, 144, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WR128x256:
+            sk_w4ws_run<H, 256, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WR128x192:
+            sk_w4ws_run<H, 192, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
                                                          scr, splits, s);
             break;
         SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
