@@ -43,6 +43,7 @@
  * in sk_w4m_cfg_name, e.g. ws128x64,g128x64; default all); GW4_TRACE=1 prints each checked
  * launch before it runs (flushed), so that a kernel that hangs is named. */
 #define SK_W4M_ALL_CONFIGS /* time the comparison configurations too */
+#include "backend/cuda/common.cuh"
 #include "backend/cuda/half.cuh"
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/w4_mma.cuh"
@@ -657,7 +658,10 @@ static void time_all(const sk_w4m_scratch *scr) {
             }, iters, e0, e1);
             float tc[SK_W4M_NCFG];
             int psplit;
-            const int pick = sk_w4m_pick(M, N, K, false, SK_W4M_WT_MAX_T, &psplit);
+            /* the backend's pick, past 1,024 rows too (matmul.cu: the model up to
+             * SK_W4M_MODEL_MAX_T rows within one scratch chunk, else dequantize + cuBLASLt) */
+            const int mmax = sk_w4m_model_max(K, SK_W4M_MODEL_MAX_T, SK_CUDA_SCRATCH_FLOATS);
+            const int pick = sk_w4m_pick(M, N, K, false, mmax, &psplit);
             for (int c = 0; c < SK_W4M_NCFG; c++) {
                 tc[c] = -1;
                 /* small-BN tiles at long prefills only re-read the weights: skip */
@@ -666,7 +670,7 @@ static void time_all(const sk_w4m_scratch *scr) {
                     continue;
                 /* the wgmma tiles below 32 rows: mostly padding; GW4_CFGS (the pick always:
                  * the issue's table reports it) */
-                if ((sk_w4m_cfg_permuted(c) && M < 32) || (!cfg_on(c) && c != sk_w4m_pick(M, N, K)))
+                if ((sk_w4m_cfg_permuted(c) && M < 32) || (!cfg_on(c) && c != pick))
                     continue;
                 tc[c] = time_us([&](int i) {
                     if (sk_w4m_cfg_permuted(c))

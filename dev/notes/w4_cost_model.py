@@ -28,7 +28,7 @@ SHAPES = {  # name in the bn log: (output rows, K, swiglu)
 # the backend's candidates (wc192x64 and wr192x144 were never the best)
 CANDIDATES = ["wn64x64", "wn64x80", "wn64x96", "wn64x128", "wt128x64", "wt128x80", "wt128x96",
               "wt128x128", "wt128x144", "wt128x160", "wt128x192", "wc192x96", "wc192x128",
-              "wr192x128", "wr192x160"]
+              "wr192x128", "wr192x160", "wr128x256", "wr128x192"]
 
 
 def cfg_dims(c):
@@ -85,7 +85,9 @@ def main():
                             "bench/results/data/w4_bn_s10_70b.log",
                             "bench/results/data/w4_bn_s10_7b.log",
                             "bench/results/data/w4_bn_s10b_70b.log",
-                            "bench/results/data/w4_bn_s10b_7b.log"]
+                            "bench/results/data/w4_bn_s10b_7b.log",
+                            "bench/results/data/w4_bn_s11_70b.log",
+                            "bench/results/data/w4_bn_s11_7b.log"]
     logs = [f for f in logs if os.path.exists(f)]
     # logs from before the split reduction was vectorized (session 10): their split launches
     # are not today's, so only their unsplit timings are fitted
@@ -130,7 +132,8 @@ def main():
             a, b, a1, b1, e = p
         else:
             (a, b, e), a1, b1 = p, 0.0, 0.0
-        print(f"    {{SK_W4M_{c[:2].upper()}{bn}, {bm}, {bn}, {occ}, {a:.4f}f, {b:.3f}f, {e:.2f}f,"
+        name = f"{c[:2].upper()}{bn}" if bm != 128 or c[:2] != "wr" else f"WR128x{bn}"
+        print(f"    {{SK_W4M_{name}, {bm}, {bn}, {occ}, {a:.4f}f, {b:.3f}f, {e:.2f}f,"
               f" {a1:.4f}f, {b1:.3f}f}}, /* {c} */")
     # the pick over (configuration, split in {launcher's, 1}) as sk_w4m_pick_model, per log (a
     # log's timings are one call's; the same point in two calls is not compared)

@@ -747,6 +747,9 @@ static void test_w4(void) {
         /* session 8: the TMA warp-specialized tiles (65..1024 rows where K % 128 == 0) */
         {300, 264, 1024, true}, {400, 136, 2048, false}, {700, 200, 512, true},
         {1024, 130, 1024, false},
+        /* session 11: the 128 x 256 and 128 x 192 tiles with two consumer warpgroups (the cost
+         * model picks wr128x256 at 1,024 rows and wr128x192 at 700 for these, plain and SWIGLU) */
+        {1024, 4096, 1024, true}, {700, 4096, 1024, false},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

@@ -310,14 +310,6 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
     CUDA_CHECK_LAUNCH();
 }
 
-/* The most rows the W4 model may take past 1,024 for K columns: mmax, and no more than one
- * launch's worth (w4_mma casts x into the scratch in chunks of cap rows, each launched with the
- * configuration picked for all T: past a chunk the model's cost would be wrong). */
-static int w4m_model_max(int K, int mmax) {
-    const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K;
-    return (size_t)mmax < cap ? mmax : (int)cap;
-}
-
 /* The W4 MMA kernel's configuration for this product, or -1 for dequantize + cuBLASLt (odd
  * shapes, the sizes where that measured faster, or SAKER_W4_MMA=0 for comparisons). */
 static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = false,
@@ -348,7 +340,8 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
                     : rules8 ? (T <= 64 || T > SK_W4M_WT_MAX_T || K % SK_W4M_BK != 0
                                     ? sk_w4m_pick5(T, N_out, K)
                                     : sk_w4m_pick8(T, N_out, K))
-                            : sk_w4m_pick(T, N_out, K, swiglu, w4m_model_max(K, mmax), split);
+                            : sk_w4m_pick(T, N_out, K, swiglu,
+                                          sk_w4m_model_max(K, mmax, SK_CUDA_SCRATCH_FLOATS), split);
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
     return cfg;
 }

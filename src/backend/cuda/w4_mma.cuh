@@ -1189,7 +1189,7 @@ static __device__ __forceinline__ void sk_w4ws_epilogue(const sk_w4m_params &p,
  * Stages: SK_W4G_STAGE_BYTES(192, BN) = 256 BN + 15360 (a multiple of 1024 for any BN that
  * is a multiple of 4), as many as fit in 227 KB with the 1024 of alignment (sk_w4m_launch).
  * NCW = 2 with PREG > 0 ("wr128xBN", the design note's step 1, dev/notes/w4_prefill_design.md;
- * written without a GPU, not yet run): NCW = 2's 384 threads and setmaxnreg, the producer
+ * session 11: 1,948 workbench checks, 0 failures): NCW = 2's 384 threads and setmaxnreg, the producer
  * warpgroup at PREG = 40, the consumers at CREG = (65536 - 128 PREG) / 256 = 236 -> 232 (CUTLASS's
  * usual 40 / 232; 40 x 128 + 232 x 256 = 64,512 = 384 x 168, exactly what __launch_bounds__(384,
  * 1) lets ptxas give the kernel at launch). For BN = 256 each consumer warpgroup issues one
@@ -1446,9 +1446,12 @@ enum {
     SK_W4M_WN80,   /* 64 x 80, 4 stages */
     SK_W4M_WN96,   /* 64 x 96, 3 stages */
     SK_W4M_WN128,  /* 64 x 128, 3 stages */
-    /* the design note's step 1 (dev/notes/w4_prefill_design.md, written without a GPU, never
-     * run yet): two consumer warpgroups (NCW = 2, 128 weight rows) with setmaxnreg, 384 threads
-     * (the producer warpgroup 0 at 40 registers, the consumers at 232); comparison only */
+    /* the design note's step 1 (dev/notes/w4_prefill_design.md; session 11): two consumer
+     * warpgroups (NCW = 2, 128 weight rows) with setmaxnreg, 384 threads (the producer
+     * warpgroup 0 at 40 registers, the consumers at 232); in the backend's cost table from 256
+     * rows on. dev_gemm_w4 time (H200, session 11), wr128x256 against the session-10 pick:
+     * 70B down at 1,024 rows 839 -> 671 us (cuBLAS bf16 664), gate/up 1,625 -> 1,452 (1,357),
+     * o at 512 127 -> 106 (108) */
     SK_W4M_WR128x256, /* 128 x 256 (one m64n256k16 a k16 slice), 3 stages */
     SK_W4M_WR128x192, /* 128 x 192, 3 stages (4 do not fit) */
     SK_W4M_NCFG
@@ -1849,6 +1852,14 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             sk_w4ws_run<H, 160, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
                                                          scr, splits, s);
             break;
+        case SK_W4M_WR128x256:
+            sk_w4ws_run<H, 256, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
+        case SK_W4M_WR128x192:
+            sk_w4ws_run<H, 192, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
+                                                         scr, splits, s);
+            break;
 #ifdef SK_W4M_ALL_CONFIGS
         case SK_W4M_WC64:
             sk_w4ws_run<H, 64, 7, 1, MODE, true, 3>(x, T, q4, q4s, G, bias, N_out, K, out, scr,
@@ -1856,14 +1867,6 @@ static void sk_w4m_launch(int cfg, const H *x, int T, const uint32_t *q4, const 
             break;
         case SK_W4M_WR144:
             sk_w4ws_run<H, 144, 4, 1, MODE, true, 3, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
-                                                         scr, splits, s);
-            break;
-        case SK_W4M_WR128x256:
-            sk_w4ws_run<H, 256, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
-                                                         scr, splits, s);
-            break;
-        case SK_W4M_WR128x192:
-            sk_w4ws_run<H, 192, 3, 1, MODE, true, 2, 40>(x, T, q4, q4s, G, bias, N_out, K, out,
                                                          scr, splits, s);
             break;
         SK_W4G_CASE(SK_W4M_G256x64, 64, 4, 4)
@@ -1997,7 +2000,8 @@ static inline int sk_w4m_pick8(int T, int N_out, int K) {
  * (worst 17%, at 33 rows; session 10's refits: adding the unsplit time of every tile at 33-256
  * rows and choosing the split too, 1.0%, worst 16%; then, with the split reduction vectorized
  * (sk_w4ws_epilogue: e fell from 19-57 to 6-13 us), every tile at 1-4 splits at 33-512 rows from
- * bench/results/data/w4_bn_s10b_*.log: 1.5%, worst 23%, at 33 rows),
+ * bench/results/data/w4_bn_s10b_*.log: 1.5%, worst 23%, at 33 rows; session 11, with wr128x256
+ * and wr128x192 and w4_bn_s11_*.log, 256-2,048 rows: 1.7%, worst 23%),
  * where session 8's rules were 3-53% behind per shape (sums over the row counts: 70B qkv 1.13x,
  * o 1.11x, gate/up 1.03x, down 1.09x; 7B 1.17-1.53x). The coefficients are the H200's (n_sm =
  * 132, the measured clocks); on another GPU the model still ranks by waves, less exactly.
@@ -2015,14 +2019,16 @@ static const sk_w4m_cost sk_w4m_costs[] = {
     {SK_W4M_WT64, 128, 64, 1, 0.7034f, 3.614f, 6.37f, 0, 0},
     {SK_W4M_WT80, 128, 80, 1, 0.7503f, 4.440f, 7.16f, 0, 0},
     {SK_W4M_WT96, 128, 96, 1, 0.7673f, 5.026f, 7.73f, 0, 0},
-    {SK_W4M_WT128, 128, 128, 1, 0.8376f, 6.153f, 9.35f, 0, 0},
+    {SK_W4M_WT128, 128, 128, 1, 0.8465f, 6.170f, 9.57f, 0, 0},
     {SK_W4M_WT144, 128, 144, 1, 0.9265f, 6.953f, 10.44f, 0, 0},
     {SK_W4M_WT160, 128, 160, 1, 0.9759f, 7.412f, 10.96f, 0, 0},
-    {SK_W4M_WT192, 128, 192, 1, 1.1441f, 9.145f, 12.55f, 0, 0},
+    {SK_W4M_WT192, 128, 192, 1, 1.1449f, 8.680f, 13.45f, 0, 0},
     {SK_W4M_WC96, 192, 96, 1, 1.0287f, 6.569f, 8.86f, 0, 0},
-    {SK_W4M_WC128, 192, 128, 1, 1.1227f, 7.702f, 10.78f, 0, 0},
-    {SK_W4M_WR128, 192, 128, 1, 1.0857f, 7.704f, 10.98f, 0, 0},
-    {SK_W4M_WR160, 192, 160, 1, 1.2625f, 9.046f, 13.05f, 0, 0},
+    {SK_W4M_WC128, 192, 128, 1, 1.1519f, 7.690f, 10.60f, 0, 0},
+    {SK_W4M_WR128, 192, 128, 1, 1.1053f, 7.808f, 10.84f, 0, 0},
+    {SK_W4M_WR160, 192, 160, 1, 1.2811f, 9.367f, 12.68f, 0, 0},
+    {SK_W4M_WR128x256, 128, 256, 1, 1.4023f, 10.080f, 20.83f, 0, 0},
+    {SK_W4M_WR128x192, 128, 192, 1, 1.1591f, 6.611f, 20.12f, 0, 0},
 };
 /* The model's microseconds for configuration c in s_force splits of K (0: its launcher's split
  * rule, sk_w4ws_run). */
@@ -2103,6 +2109,14 @@ static inline double sk_w4m_deqlt_us(int T, int nw, int K) {
  * at 128/128); else session 5's rule (dequantize + cuBLASLt above SK_W4M_MAX_T rows).
  * swiglu: N_out is the outputs of a SWIGLU product (2 N_out weight rows). */
 #define SK_W4M_MODEL_MAX_T 2048
+/* The most rows the model may take past 1,024 for K columns: mmax, and no more than one launch's
+ * worth (the backend casts x into its scratch of scratch_floats floats in chunks of 2
+ * scratch_floats / K rows, each launched with the configuration picked for all T: past a chunk
+ * the model's cost would be wrong). The backend's matmul and the workbench's table use it. */
+static inline int sk_w4m_model_max(int K, int mmax, size_t scratch_floats) {
+    const size_t cap = 2 * scratch_floats / (size_t)K;
+    return (size_t)mmax < cap ? mmax : (int)cap;
+}
 static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false,
                               int model_max = SK_W4M_WT_MAX_T, int *split = nullptr) {
     const int nw = swiglu ? 2 * N_out : N_out;

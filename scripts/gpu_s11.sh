@@ -1,0 +1,44 @@
+#!/bin/bash
+# Session 11 (issue 5): the 128 x 256 / 128 x 192 W4 tiles (wr128x256, wr128x192: two consumer
+# warpgroups, setmaxnreg) in the backend's cost table. STEPS picks what runs:
+#  bops   gpu_backend_ops w4 with the model's picks, then with every TMA tile but wr128x256
+#         excluded (SAKER_W4_EXCL: the model must take it wherever it takes a TMA tile), then
+#         the same for wr128x192; fused ops; gpu_engine_batch;
+#  table  the issue's table (STORE, cuBLAS bf16 next to it, the backend's pick) at 64..4096 rows;
+#  e2e    70B INT4 128/128 and 2048/128 at the largest batch, the new table against the old
+#         choice set (SAKER_W4_EXCL=wr128x256,wr128x192), new / old / new.
+# Here: cmake --build build-gpu --target saker_cli gpu_backend_ops gpu_engine_batch dev_gemm_w4
+#   -j2; mkdir -p .stage/s11 && cp build-gpu/saker build-gpu/tests/gpu_backend_ops
+#   build-gpu/tests/gpu_engine_batch build-gpu/dev_gemm_w4 /lib/x86_64-linux-gnu/libgomp.so.1
+#   .stage/s11/ && strip .stage/s11/{saker,gpu_*,dev_*} && (cd .stage/s11 && tar czf s11_bin.tgz
+#   saker gpu_* dev_* libgomp.so.1 && rm saker gpu_* dev_* libgomp.so.1)
+# On the device: carry [".stage/s11"], STEPS="..." bash scripts/gpu_s11.sh
+. "$(dirname "$0")/device_lib.sh"
+dev_init s11 "${1:-.stage/s11}"
+STEPS=${STEPS:-"bops table"}
+if [ -f "$S/s11_bin.tgz" ]; then
+    mkdir -p /tmp/s11_bin && tar xzf "$S/s11_bin.tgz" -C /tmp/s11_bin || exit 1
+    S=/tmp/s11_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
+fi
+STEP_PATTERN="FAIL\|checks\|failures\|ERROR\|^| 1024\|RESULT\|^| 128 \|^| 2048 "
+ALL=wn64x64,wn64x80,wn64x96,wn64x128,wt128x64,wt128x80,wt128x96,wt128x128,wt128x144,wt128x160
+ALL=$ALL,wt128x192,wc192x96,wc192x128,wr192x128,wr192x160
+F="bench --device cuda --shape llama2-70b --weights int4 --batch max"
+for st in $STEPS; do
+    case $st in
+    bops)
+        step bops_w4 300 stdbuf -oL "$S/gpu_backend_ops" w4
+        step bops_w4_only256 300 env SAKER_W4_EXCL=$ALL,wr128x192 stdbuf -oL "$S/gpu_backend_ops" w4
+        step bops_w4_only192 300 env SAKER_W4_EXCL=$ALL,wr128x256 stdbuf -oL "$S/gpu_backend_ops" w4
+        step bops_fused 200 stdbuf -oL "$S/gpu_backend_ops" fused
+        step engine_batch 200 "$S/gpu_engine_batch" ;;
+    table) step table 300 env GW4_CFGS=none stdbuf -oL "$S/dev_gemm_w4" time 64,128,256,512,1024,1146,2048,4096 ;;
+    e2e)
+        for v in ${E2E_ORDER:-new old}; do
+            X=; [ $v = old ] && X=wr128x256,wr128x192
+            step e2e_128_128_$v 200 env SAKER_W4_EXCL=$X "$S/saker" $F --isl 128 --osl 128
+            step e2e_2048_128_$v 200 env SAKER_W4_EXCL=$X "$S/saker" $F --isl 2048 --osl 128
+        done ;;
+    esac
+done
+echo "done (+$(( $(date +%s) - T0 )) s)"
