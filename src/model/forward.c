@@ -420,18 +420,32 @@ void sk_fwd_decode_free(const sk_model *m, sk_fwd_decode *d) {
     memset(d, 0, sizeof *d);
 }
 
+/* Session 11: multiples of 16 from 33 to 1,024 rows (were 32). Inside the 70B INT4 batch-139 step
+ * (the 128/2048 point) the products ran padded to 160 rows, where the W4 tiles cost 3-7% more
+ * than at 144 (dev_gemm_w4 bn: gate/up 279 against 261 us, o 51.4 / 49.1, down 129.6 / 125.5).
+ * SAKER_BUCKET_STEP=32 restores the old steps (A/B runs). */
+static int bucket_step(void) {
+    static int g = 0;
+    if (!g) {
+        const char *e = getenv("SAKER_BUCKET_STEP");
+        g = e && strcmp(e, "32") == 0 ? 32 : 16;
+    }
+    return g;
+}
+
 int sk_fwd_decode_bucket(int n, int *index) {
     SK_ASSERT(n >= 1);
+    const int g = bucket_step();
     int b, i;
     if (n <= 32) { /* 1, 2, 4, 8, 16, 32: slots 0..5 */
         b = 1, i = 0;
         while (b < n) b *= 2, i++;
-    } else if (n <= 1024) { /* 64, 96, ..., 1024: slots 6..36 */
-        b = (n + 31) / 32 * 32;
-        i = 6 + b / 32 - 2;
-    } else { /* 1088, 1152, ..., 2752: slots 37..63 */
+    } else if (n <= 1024) { /* 48, 64, ..., 1024: slots 6..67 (step 32: 64, ..., 1024, 6..36) */
+        b = (n + g - 1) / g * g;
+        i = 6 + (b - 32) / g - 1;
+    } else { /* 1088, 1152, ...: slots from 68 (step 32: 37) to SK_FWD_DECODE_BUCKETS - 1 */
         b = (n + 63) / 64 * 64;
-        i = 37 + (b - 1088) / 64;
+        i = 6 + (1024 - 32) / g + (b - 1088) / 64;
     }
     if (index) *index = i < SK_FWD_DECODE_BUCKETS ? i : -1;
     return b;

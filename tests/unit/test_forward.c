@@ -172,15 +172,29 @@ static void check_decode_padded(sk_model *m) {
     }
     int idx = 0;
     CHECK(sk_fwd_decode_bucket(1, &idx) == 1 && idx == 0);
-    CHECK(sk_fwd_decode_bucket(33, &idx) == 64 && idx == 6);
-    CHECK(sk_fwd_decode_bucket(512, &idx) == 512 && idx == 20);
-    CHECK(sk_fwd_decode_bucket(513, &idx) == 544 && idx == 21);
-    CHECK(sk_fwd_decode_bucket(909, &idx) == 928 && idx == 33);
-    CHECK(sk_fwd_decode_bucket(1024, &idx) == 1024 && idx == 36);
-    CHECK(sk_fwd_decode_bucket(1025, &idx) == 1088 && idx == 37);
-    CHECK(sk_fwd_decode_bucket(2752, &idx) == 2752 && idx == 63);
-    CHECK(sk_fwd_decode_bucket(2753, &idx) == 2816 && idx == -1);
+    CHECK(sk_fwd_decode_bucket(3, &idx) == 4 && idx == 2);
+    CHECK(sk_fwd_decode_bucket(32, &idx) == 32 && idx == 5);
+    CHECK(sk_fwd_decode_bucket(33, &idx) == 48 && idx == 6);
+    CHECK(sk_fwd_decode_bucket(139, &idx) == 144 && idx == 12);
+    CHECK(sk_fwd_decode_bucket(512, &idx) == 512 && idx == 35);
+    CHECK(sk_fwd_decode_bucket(513, &idx) == 528 && idx == 36);
+    CHECK(sk_fwd_decode_bucket(909, &idx) == 912 && idx == 60);
+    CHECK(sk_fwd_decode_bucket(1024, &idx) == 1024 && idx == 67);
+    CHECK(sk_fwd_decode_bucket(1025, &idx) == 1088 && idx == 68);
+    CHECK(sk_fwd_decode_bucket(1146, &idx) == 1152 && idx == 69);
+    CHECK(sk_fwd_decode_bucket(4864, &idx) == 4864 && idx == 127);
+    CHECK(sk_fwd_decode_bucket(4865, &idx) == 4928 && idx == -1);
     CHECK(sk_fwd_decode_bucket(100000, &idx) == 100032 && idx == -1);
+    /* every slot taken by exactly one size, in order */
+    {
+        int prev = -1, prev_b = 0;
+        for (int n = 1; n <= 4864; n++) {
+            const int b = sk_fwd_decode_bucket(n, &idx);
+            CHECKF(b >= n && idx >= 0 && (b == prev_b ? idx == prev : idx == prev + 1),
+                   "bucket of %d rows: %d, slot %d (previous %d, slot %d)", n, b, idx, prev_b, prev);
+            prev = idx, prev_b = b;
+        }
+    }
     free(a);
     free(p);
     sk_fwd_decode_free(m, &dec);
