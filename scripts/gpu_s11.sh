@@ -10,6 +10,7 @@
 #  power  SM clock / power sampled under the batch-139 step, its eager per-op profile, and the
 #         workbench's gate/up tile at 139 rows;
 #  bucket decode buckets of 16 rows against 32: engine test, batch 139 (1024/64), 128/2048;
+#  final  the last binary: backend ops, engine test, table, 70B batch 1 / 64, Falcon-180B b256;
 #  e2e    70B INT4 128/128 and 2048/128 at the largest batch, the new table against the old
 #         choice set (SAKER_W4_EXCL=wr128x256,wr128x192), new / old / new.
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops gpu_engine_batch dev_gemm_w4
@@ -77,6 +78,17 @@ for st in $STEPS; do
         G="bench --device cuda --shape llama2-70b --weights int4 --batch 139 --isl 1024 --osl 64"
         for v in 16 32 16; do step bucket_b139_$v 100 env SAKER_BUCKET_STEP=$v "$S/saker" $G; done
         step bucket_128_2048 240 "$S/saker" $F --isl 128 --osl 2048 ;;
+    final) # the session's last binary: backend ops (w4, fused, decode), engine test, the issue's
+           # table with the engine's paths past 1,024 rows, 70B batch 1 / 64, and Falcon-180B INT4
+           # at batch 256 (TensorRT-LLM's published "up to 800 tok/s" used batches 256 and 128)
+        for o in w4 fused decode; do step final_bops_$o 200 stdbuf -oL "$S/gpu_backend_ops" $o; done
+        step final_engine_batch 200 "$S/gpu_engine_batch"
+        step final_table 200 env GW4_CFGS=none stdbuf -oL "$S/dev_gemm_w4" time 128,512,1024,2048
+        B="bench --device cuda --shape llama2-70b --weights int4 --isl 128 --osl 256"
+        step final_70b_b1 100 "$S/saker" $B --batch 1
+        step final_70b_b64 100 "$S/saker" $B --batch 64
+        step final_f180_b256 240 "$S/saker" bench --device cuda --shape falcon-180b --weights int4 \
+            --batch 256 --isl 128 --osl 128 ;;
     esac
 done
 echo "done (+$(( $(date +%s) - T0 )) s)"
