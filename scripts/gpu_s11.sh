@@ -11,6 +11,7 @@
 #         workbench's gate/up tile at 139 rows;
 #  bucket decode buckets of 16 rows against 32: engine test, batch 139 (1024/64), 128/2048;
 #  final  the last binary: backend ops, engine test, table, 70B batch 1 / 64, Falcon-180B b256;
+#  gelu   gelu_matmul_add: backend ops, engine test, Falcon-180B b256 fused / not / fused;
 #  e2e    70B INT4 128/128 and 2048/128 at the largest batch, the new table against the old
 #         choice set (SAKER_W4_EXCL=wr128x256,wr128x192), new / old / new.
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops gpu_engine_batch dev_gemm_w4
@@ -89,6 +90,14 @@ for st in $STEPS; do
         step final_70b_b64 100 "$S/saker" $B --batch 64
         step final_f180_b256 240 "$S/saker" bench --device cuda --shape falcon-180b --weights int4 \
             --batch 256 --isl 128 --osl 128 ;;
+    gelu) # Falcon's GELU applied in the cast of the down projection's input (gelu_matmul_add)
+          # against the separate GELU pass (SAKER_GELU_FUSE=0): backend ops, engine test, then
+          # Falcon-180B INT4 at batch 256, 128/128, new / old / new
+        for o in fused w4; do step gelu_bops_$o 200 stdbuf -oL "$S/gpu_backend_ops" $o; done
+        grep -h "gelu_matmul_add" "$R"/gelu_bops_*.log | head -3
+        step gelu_engine_batch 200 "$S/gpu_engine_batch"
+        F1="bench --device cuda --shape falcon-180b --weights int4 --batch 256 --isl 128 --osl 128"
+        for v in 1 0 1; do step gelu_f180_fuse$v 150 env SAKER_GELU_FUSE=$v "$S/saker" $F1; done ;;
     esac
 done
 echo "done (+$(( $(date +%s) - T0 )) s)"

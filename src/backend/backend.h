@@ -187,6 +187,11 @@ typedef struct sk_backend_ops {
     void (*swiglu)(sk_backend *be, const void *gate, const void *up, size_t n, void *out);
     /* x[n] = gelu(x[n]) (exact, erf form). */
     void (*gelu)(sk_backend *be, void *x, size_t n);
+    /* Optional (NULL: gelu, then matmul_add or matmul and add). out[T, N] += gelu(x[T, K]) @
+     * W[N, K]^T (+ bias[N]): the MLP's activation fused into the projection after it. x's
+     * contents afterwards are unspecified (a backend may apply GELU in place). */
+    void (*gelu_matmul_add)(sk_backend *be, void *x, int T, const sk_weight *w,
+                            const sk_weight *bias, void *out);
     /* Rotates n_heads heads of head_dim at the start of each of the T rows of x (row stride in
      * elements), each row at the current batch's position. */
     void (*rope)(sk_backend *be, void *x, int T, int n_heads, int row_stride,

@@ -184,6 +184,10 @@ static void falcon_mlp(const sk_model *m, sk_fwd_buffers *buf, const sk_layer_we
                        const void *in, int T) {
     sk_backend *be = m->be;
     be->ops->matmul(be, in, T, L->ffn_up, L->b_up, buf->f1);
+    if (be->ops->gelu_matmul_add) {
+        be->ops->gelu_matmul_add(be, buf->f1, T, L->ffn_down, L->b_down, buf->x);
+        return;
+    }
     be->ops->gelu(be, buf->f1, (size_t)T * m->hp.ffn_dim);
     matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, m->hp.dim);
 }

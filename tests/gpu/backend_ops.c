@@ -563,6 +563,20 @@ static void test_fused(void) {
                 snprintf(what, sizeof what, "matmul_add %s T=%d N=%d K=%d%s%s", sk_dtype_name(t), T,
                          N, K, cs[ci].bias ? " +bias" : "", mis ? " unaligned" : "");
                 finish(what, &ob, TOL_MATMUL);
+                /* gelu_matmul_add: out = out0 + gelu(x) W^T (+ b), on a copy of x (the op may
+                 * apply GELU in place) */
+                CHECK(g_gpu->ops->gelu_matmul_add != NULL);
+                pbuf xg = pb_new((long)T * K, mis, x), og = pb_new((long)T * N, mis, o0);
+                g_cpu->ops->gelu(g_cpu, xg.c.p, (size_t)T * K);
+                g_cpu->ops->matmul(g_cpu, xg.c.p, T, w.c, b.c, tmp.c.p);
+                g_cpu->ops->add(g_cpu, og.c.p, tmp.c.p, (size_t)T * N);
+                g_gpu->ops->gelu_matmul_add(g_gpu, xg.g.p, T, w.g, b.g, og.g.p);
+                snprintf(what, sizeof what, "gelu_matmul_add %s T=%d N=%d K=%d%s%s",
+                         sk_dtype_name(t), T, N, K, cs[ci].bias ? " +bias" : "",
+                         mis ? " unaligned" : "");
+                finish(what, &og, TOL_MATMUL);
+                pb_free(&xg);
+                pb_free(&og);
                 pb_free(&ob);
                 pb_free(&tmp);
                 pw_free(&w);
@@ -779,6 +793,19 @@ static void test_w4(void) {
             g_gpu->ops->matmul_add(g_gpu, xb.g.p, T, w.g, b.g, oa.g.p);
             snprintf(what, sizeof what, "w4 matmul_add %s T=%d N=%d K=%d", sk_dtype_name(t), T, N, K);
             finish(what, &oa, TOL_MATMUL);
+            /* gelu_matmul_add (Falcon's MLP down): GELU in the cast of x for the W4 tiles and
+             * dequantize + cuBLASLt, in place before the GEMV; on a copy of x */
+            {
+                pbuf xg = pb_new((long)T * K, false, x), og = pb_new((long)T * N, false, o0);
+                g_cpu->ops->gelu(g_cpu, xg.c.p, (size_t)T * K);
+                g_cpu->ops->matmul(g_cpu, xg.c.p, T, w.c, b.c, tmp.c.p);
+                g_cpu->ops->add(g_cpu, og.c.p, tmp.c.p, (size_t)T * N);
+                g_gpu->ops->gelu_matmul_add(g_gpu, xg.g.p, T, w.g, b.g, og.g.p);
+                snprintf(what, sizeof what, "w4 gelu_matmul_add %s T=%d N=%d K=%d",
+                         sk_dtype_name(t), T, N, K);
+                finish(what, &og, TOL_MATMUL);
+                pb_free(&xg), pb_free(&og);
+            }
             /* concat(gate = w, up) + swiglu */
             pweight wu = pw_new(t, N, K, -1.0f, 1.0f);
             sk_weight *parts[2] = {w.g, wu.g}, *gu = NULL;

@@ -674,6 +674,7 @@ static void ops_init(void) {
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;
     o->gelu = sk_cuda_gelu;
+    o->gelu_matmul_add = sk_cuda_gelu_matmul_add;
     o->rope_attention = sk_cuda_rope_attention;
     o->argmax = sk_cuda_argmax;
     o->sample = sk_cuda_sample;

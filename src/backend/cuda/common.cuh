@@ -251,6 +251,8 @@ void sk_cuda_sample(sk_backend *be, const void *x, int T, int N, const sk_sample
                     int32_t *out_host);
 /* dst[n] (c->dtype, rounded; fp16 saturating) = src[n] (fp32), both device. */
 void sk_cuda_f32_to_half(cuda_ctx *c, const float *src, void *dst, size_t n);
+/* The same with GELU (erf) applied to each value first when gelu (gelu_matmul_add's input). */
+void sk_cuda_f32_gelu_to_half(cuda_ctx *c, const float *src, void *dst, size_t n, bool gelu);
 /* h[n] (c->dtype; and f32[n] unless NULL) = mean + a * sk_rand_uniform(seed, i)
  * (weight_random). */
 void sk_cuda_fill_random(cuda_ctx *c, void *h, float *f32, size_t n, float mean, float a,
@@ -303,6 +305,8 @@ sk_status sk_cuda_mm_new(cuda_ctx *c, struct sk_cuda_mm **out);
 void sk_cuda_mm_free(struct sk_cuda_mm *mm);
 void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,
                         const sk_weight *bias, void *out);
+void sk_cuda_gelu_matmul_add(sk_backend *be, void *x, int T, const sk_weight *w,
+                             const sk_weight *bias, void *out);
 void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out);
 void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
                     const sk_weight *bias, void *out);

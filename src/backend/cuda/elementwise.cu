@@ -3,6 +3,7 @@
  *
  * Each kernel is a grid-stride loop over single fp32 elements (coalesced 4-byte accesses, any
  * alignment). Arithmetic in fp32, the CPU reference's formulas. */
+#include "backend/cuda/act.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/w4.cuh"
 
@@ -32,22 +33,18 @@ static __global__ void swiglu_kernel(const float *gate, const float *up, float *
         out[i] = silu_mul(gate[i], up[i]);
 }
 
-static __device__ __forceinline__ float gelu_erf(float x) {
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
-}
-
 /* x[i] = gelu(x[i]), exact (erf) form. */
 static __global__ void gelu_kernel(float *x, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        x[i] = gelu_erf(x[i]);
+        x[i] = sk_gelu_erf(x[i]);
 }
 
 template <typename H>
-static __global__ void f32_to_half_kernel(const float *src, H *dst, size_t n) {
+static __global__ void f32_to_half_kernel(const float *src, H *dst, size_t n, bool gelu) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        sk_hst(dst + i, src[i]);
+        sk_hst(dst + i, gelu ? sk_gelu_erf(src[i]) : src[i]);
 }
 
 /* sk_rand_uniform (backend.h) on the device: the same integer hash, the same conversion. */
@@ -137,8 +134,8 @@ static void launch_gelu(float *x, size_t n, cudaStream_t s) {
 }
 
 template <typename H>
-static void launch_f32_to_half(const float *src, H *dst, size_t n, cudaStream_t s) {
-    f32_to_half_kernel<<<sk_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, s>>>(src, dst, n);
+static void launch_f32_to_half(const float *src, H *dst, size_t n, bool gelu, cudaStream_t s) {
+    f32_to_half_kernel<<<sk_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, s>>>(src, dst, n, gelu);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -165,11 +162,15 @@ static void launch_argmax(const float *x, int T, int N, int32_t *out, cudaStream
 /* ---- entries ------------------------------------------------------------------------------ */
 
 void sk_cuda_f32_to_half(cuda_ctx *c, const float *src, void *dst, size_t n) {
+    sk_cuda_f32_gelu_to_half(c, src, dst, n, false);
+}
+
+void sk_cuda_f32_gelu_to_half(cuda_ctx *c, const float *src, void *dst, size_t n, bool gelu) {
     if (n == 0) return;
     if (c->dtype == SK_CUDA_F16)
-        launch_f32_to_half(src, (f16 *)dst, n, c->stream);
+        launch_f32_to_half(src, (f16 *)dst, n, gelu, c->stream);
     else
-        launch_f32_to_half(src, (bf16 *)dst, n, c->stream);
+        launch_f32_to_half(src, (bf16 *)dst, n, gelu, c->stream);
 }
 
 void sk_cuda_fill_random(cuda_ctx *c, void *h, float *f32, size_t n, float mean, float a,

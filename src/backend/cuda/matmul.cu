@@ -205,9 +205,10 @@ static void launch_matmul(struct sk_cuda_mm *mm, const H *xh, int T, const H *w,
  * fit it (2 * SK_CUDA_SCRATCH_FLOATS half values), and multiplied chunk by chunk; the stream
  * orders each chunk's cast after the previous chunk's product has read the scratch. When x does
  * not fit at once, the chunks are of equal size (multiples of 64 rows): a short last chunk would
- * cost nearly a whole wave of the GEMM for few rows. accumulate: out += (beta 1, C = D = out). */
+ * cost nearly a whole wave of the GEMM for few rows. accumulate: out += (beta 1, C = D = out).
+ * xgelu: GELU applied to x in the cast (gelu_matmul_add). */
 static void matmul_lt(cuda_ctx *c, const float *xf, int T, const sk_weight *w, const float *bias,
-                      float *of, bool accumulate) {
+                      float *of, bool accumulate, bool xgelu = false) {
     const int N = (int)w->rows, K = (int)w->cols;
     const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K; /* rows per chunk */
     SK_ASSERT(cap >= 1);
@@ -221,7 +222,7 @@ static void matmul_lt(cuda_ctx *c, const float *xf, int T, const sk_weight *w, c
     for (int t0 = 0; t0 < T; t0 += (int)rows) {
         const int m = (size_t)(T - t0) < rows ? T - t0 : (int)rows;
         sk_cuda_prof_push(c, "matmul.cast (fp32 x to half)");
-        sk_cuda_f32_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+        sk_cuda_f32_gelu_to_half(c, xf + (size_t)t0 * K, c->d_scratch, (size_t)m * K, xgelu);
         sk_cuda_prof_pop(c);
         sk_cuda_prof_push(c, "matmul.gemm (cuBLASLt)");
         if (c->dtype == SK_CUDA_F16)
@@ -348,21 +349,22 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
 
 /* out = x W^T (MODE as gemv.cuh) through the W4 MMA kernel: the rows of x cast to the half type
  * into c->d_scratch in chunks that fit it (as matmul_lt), one launch per chunk; msplit: the
- * pick's split of K (0: the launcher's rule). Allocates nothing (graph capture safe). */
+ * pick's split of K (0: the launcher's rule); xgelu: GELU applied to x in the cast
+ * (gelu_matmul_add). Allocates nothing (graph capture safe). */
 template <int MODE>
 static void w4_mma(cuda_ctx *c, int cfg, int msplit, const float *x, int T, const sk_weight *w,
-                   const float *bias, int N_out, float *out) {
+                   const float *bias, int N_out, float *out, bool xgelu = false) {
     const int K = (int)w->cols;
     const size_t cap = 2 * SK_CUDA_SCRATCH_FLOATS / (size_t)K;
     SK_ASSERT(cap >= 1);
     for (int t0 = 0; t0 < T; t0 += (int)cap) {
         const int m = (size_t)(T - t0) < cap ? T - t0 : (int)cap;
         if (!sk_w4m_cfg_permuted(cfg))
-            sk_cuda_f32_to_half(c, x + (size_t)t0 * K, c->d_scratch, (size_t)m * K);
+            sk_cuda_f32_gelu_to_half(c, x + (size_t)t0 * K, c->d_scratch, (size_t)m * K, xgelu);
         else if (c->dtype == SK_CUDA_F16) /* the wgmma kernels read x in their K order */
-            sk_w4g_cast<f16>(x + (size_t)t0 * K, (f16 *)c->d_scratch, m, K, c->stream);
+            sk_w4g_cast<f16>(x + (size_t)t0 * K, (f16 *)c->d_scratch, m, K, c->stream, xgelu);
         else
-            sk_w4g_cast<bf16>(x + (size_t)t0 * K, (bf16 *)c->d_scratch, m, K, c->stream);
+            sk_w4g_cast<bf16>(x + (size_t)t0 * K, (bf16 *)c->d_scratch, m, K, c->stream, xgelu);
         float *o = out + (size_t)t0 * N_out;
         /* SAKER_W4_SK=1: stream-K for the wgmma tiles where they are fewer than the resident
          * slots (session 6; session 7 on the H200: checked, and slower than the tiles at every
@@ -430,6 +432,46 @@ void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
 
 void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,
                         const sk_weight *bias, void *out) {
+    matmul_common(be, x, T, w, bias, out, true);
+}
+
+/* out += gelu(x) W^T (+ bias) (Falcon's MLP down projection): where x is cast to the half type
+ * for the W4 tiles or cuBLASLt, GELU is applied in that cast, so the activation costs no pass of
+ * its own over the [T, K] input (Falcon-180B at 256 rows: 61 MB read and written a layer); the
+ * GEMV paths (few rows, x read as fp32) take GELU in place first. SAKER_GELU_FUSE=0: always in
+ * place first (A/B runs). */
+void sk_cuda_gelu_matmul_add(sk_backend *be, void *x, int T, const sk_weight *w,
+                             const sk_weight *bias, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    SK_ASSERT(x && out && w && (w->h || w->q4) && T > 0);
+    SK_ASSERT(w->rows <= INT32_MAX && w->cols <= INT32_MAX);
+    const int N = (int)w->rows, K = (int)w->cols;
+    SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
+    SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
+                               (size_t)T * N * sizeof(float)));
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("SAKER_GELU_FUSE");
+        off = e && strcmp(e, "0") == 0;
+    }
+    const float *b = bias ? bias->f32 : NULL;
+    const bool gemv = w->q4 ? sk_w4_gemv_ok(T, K, x) : use_gemv(T, K, x, w);
+    if (!off && !gemv) {
+        if (!w->q4) {
+            matmul_lt(c, (const float *)x, T, w, b, (float *)out, true, true);
+            return;
+        }
+        int msplit;
+        const int cfg = w4m_cfg(T, N, K, w, false, &msplit);
+        if (cfg >= 0) {
+            w4_mma<SK_GEMV_ADD>(c, cfg, msplit, (const float *)x, T, w, b, N, (float *)out, true);
+        } else {
+            const sk_weight h = w4_as_half(c, w);
+            matmul_lt(c, (const float *)x, T, &h, b, (float *)out, true, true);
+        }
+        return;
+    }
+    sk_cuda_gelu(be, x, (size_t)T * K);
     matmul_common(be, x, T, w, bias, out, true);
 }
 

@@ -219,6 +219,14 @@ static void w_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *
     OP_END();
 }
 
+static void w_gelu_matmul_add(sk_backend *be, void *x, int T, const sk_weight *w,
+                              const sk_weight *bias, void *out) {
+    OP_BEGIN(be, "gelu_matmul_add T=%d N=%lld K=%lld%s", T, (long long)w->rows,
+             (long long)w->cols, w->q4 ? " int4" : "");
+    g_real.gelu_matmul_add(be, x, T, w, bias, out);
+    OP_END();
+}
+
 static void w_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight *w, void *out) {
     OP_BEGIN(be, "matmul_swiglu T=%d N=%lld K=%lld%s", T, (long long)w->rows, (long long)w->cols,
              w->q4 ? " int4" : "");
@@ -401,6 +409,7 @@ void sk_cuda_prof_init(sk_backend_ops *o) {
     o->add = w_add;
     o->swiglu = w_swiglu;
     o->gelu = w_gelu;
+    if (g_real.gelu_matmul_add) o->gelu_matmul_add = w_gelu_matmul_add;
     o->rope = w_rope;
     o->attention = w_attention;
     if (g_real.rope_attention) o->rope_attention = w_rope_attention;

@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backend/cuda/act.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/w4_sk.h"
 #include "backend/cuda/wgmma.cuh"
@@ -472,9 +473,10 @@ template <> __device__ __forceinline__ __nv_bfloat16 sk_w4g_from_float<__nv_bflo
     return __float2bfloat16_rn(f);
 }
 
-/* x [T][K] fp32 -> xp [T][K] half, each 128-wide block of K permuted as above. One thread per 8
+/* x [T][K] fp32 -> xp [T][K] half, each 128-wide block of K permuted as above (GELU: of
+ * gelu(x), the activation of gelu_matmul_add's input applied on the way). One thread per 8
  * outputs (a 16-byte store). */
-template <typename H>
+template <typename H, bool GELU>
 __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ xp, int T, int K) {
     sk_pdl_trigger(); /* the W4 kernel that reads xp may launch (it waits for this grid) */
     sk_pdl_wait();
@@ -489,8 +491,8 @@ __global__ void sk_w4g_cast_kernel(const float *__restrict__ x, H *__restrict__ 
 #pragma unroll
         for (int qq = 0; qq < 4; qq++) {
             const float2 f = *reinterpret_cast<const float2 *>(x + b + 32 * qq + base);
-            v[2 * qq] = sk_w4g_from_float<H>(f.x);
-            v[2 * qq + 1] = sk_w4g_from_float<H>(f.y);
+            v[2 * qq] = sk_w4g_from_float<H>(GELU ? sk_gelu_erf(f.x) : f.x);
+            v[2 * qq + 1] = sk_w4g_from_float<H>(GELU ? sk_gelu_erf(f.y) : f.y);
         }
         *reinterpret_cast<uint4 *>(xp + o) = *reinterpret_cast<const uint4 *>(v);
     }
@@ -1489,13 +1491,15 @@ static inline bool sk_w4m_pdl(void) {
 }
 /* x [T][K] fp32 -> the permuted half copy the wgmma configurations read. */
 template <typename H>
-static void sk_w4g_cast(const float *x, H *xh, int T, int K, cudaStream_t s) {
+static void sk_w4g_cast(const float *x, H *xh, int T, int K, cudaStream_t s, bool gelu = false) {
     const size_t n8 = (size_t)T * K / 8;
     const unsigned blocks = (unsigned)(n8 < 65536 * 256 ? (n8 + 255) / 256 : 65536);
+    void (*kern)(const float *, H *, int, int) =
+        gelu ? sk_w4g_cast_kernel<H, true> : sk_w4g_cast_kernel<H, false>;
     if (sk_w4m_pdl())
-        sk_launch_pdl_smem(sk_w4g_cast_kernel<H>, dim3(blocks), 256u, 0, s, x, xh, T, K);
+        sk_launch_pdl_smem(kern, dim3(blocks), 256u, 0, s, x, xh, T, K);
     else
-        sk_w4g_cast_kernel<H><<<blocks, 256, 0, s>>>(x, xh, T, K);
+        kern<<<blocks, 256, 0, s>>>(x, xh, T, K);
 }
 
 /* Split-K scratch the caller preallocates (never grown inside a launch, so launches can be
