@@ -527,6 +527,21 @@ static void test_matmul(void) {
 
 /* ---- fused projections: matmul_add, weight_concat + matmul (q/k/v), matmul_swiglu ---------- */
 
+/* gelu_matmul_add on the GPU against the CPU's gelu + matmul + add: out0 + gelu(x) W^T (+ b),
+ * on copies of x (the op may apply GELU in place) and out0 (aligned unless mis). */
+static void check_gelu_matmul_add(const char *what, const float *x, const float *o0, int T, int N,
+                                  int K, const pweight *w, const pweight *b, bool mis) {
+    CHECK(g_gpu->ops->gelu_matmul_add != NULL);
+    pbuf xg = pb_new((long)T * K, mis, x), og = pb_new((long)T * N, mis, o0);
+    pbuf tmp = pb_new((long)T * N, false, NULL);
+    g_cpu->ops->gelu(g_cpu, xg.c.p, (size_t)T * K);
+    g_cpu->ops->matmul(g_cpu, xg.c.p, T, w->c, b->c, tmp.c.p);
+    g_cpu->ops->add(g_cpu, og.c.p, tmp.c.p, (size_t)T * N);
+    g_gpu->ops->gelu_matmul_add(g_gpu, xg.g.p, T, w->g, b->g, og.g.p);
+    finish(what, &og, TOL_MATMUL);
+    pb_free(&xg), pb_free(&og), pb_free(&tmp);
+}
+
 /* The GPU's decode path (gemv.cuh, T <= 8) and its cuBLASLt path (T > 8, K % 8 != 0, unaligned
  * x) against the CPU's plain ops composed: matmul + add, three matmuls, matmul x2 + swiglu. */
 static void test_fused(void) {
@@ -563,20 +578,10 @@ static void test_fused(void) {
                 snprintf(what, sizeof what, "matmul_add %s T=%d N=%d K=%d%s%s", sk_dtype_name(t), T,
                          N, K, cs[ci].bias ? " +bias" : "", mis ? " unaligned" : "");
                 finish(what, &ob, TOL_MATMUL);
-                /* gelu_matmul_add: out = out0 + gelu(x) W^T (+ b), on a copy of x (the op may
-                 * apply GELU in place) */
-                CHECK(g_gpu->ops->gelu_matmul_add != NULL);
-                pbuf xg = pb_new((long)T * K, mis, x), og = pb_new((long)T * N, mis, o0);
-                g_cpu->ops->gelu(g_cpu, xg.c.p, (size_t)T * K);
-                g_cpu->ops->matmul(g_cpu, xg.c.p, T, w.c, b.c, tmp.c.p);
-                g_cpu->ops->add(g_cpu, og.c.p, tmp.c.p, (size_t)T * N);
-                g_gpu->ops->gelu_matmul_add(g_gpu, xg.g.p, T, w.g, b.g, og.g.p);
                 snprintf(what, sizeof what, "gelu_matmul_add %s T=%d N=%d K=%d%s%s",
                          sk_dtype_name(t), T, N, K, cs[ci].bias ? " +bias" : "",
                          mis ? " unaligned" : "");
-                finish(what, &og, TOL_MATMUL);
-                pb_free(&xg);
-                pb_free(&og);
+                check_gelu_matmul_add(what, x, o0, T, N, K, &w, &b, mis);
                 pb_free(&ob);
                 pb_free(&tmp);
                 pw_free(&w);
@@ -794,18 +799,10 @@ static void test_w4(void) {
             snprintf(what, sizeof what, "w4 matmul_add %s T=%d N=%d K=%d", sk_dtype_name(t), T, N, K);
             finish(what, &oa, TOL_MATMUL);
             /* gelu_matmul_add (Falcon's MLP down): GELU in the cast of x for the W4 tiles and
-             * dequantize + cuBLASLt, in place before the GEMV; on a copy of x */
-            {
-                pbuf xg = pb_new((long)T * K, false, x), og = pb_new((long)T * N, false, o0);
-                g_cpu->ops->gelu(g_cpu, xg.c.p, (size_t)T * K);
-                g_cpu->ops->matmul(g_cpu, xg.c.p, T, w.c, b.c, tmp.c.p);
-                g_cpu->ops->add(g_cpu, og.c.p, tmp.c.p, (size_t)T * N);
-                g_gpu->ops->gelu_matmul_add(g_gpu, xg.g.p, T, w.g, b.g, og.g.p);
-                snprintf(what, sizeof what, "w4 gelu_matmul_add %s T=%d N=%d K=%d",
-                         sk_dtype_name(t), T, N, K);
-                finish(what, &og, TOL_MATMUL);
-                pb_free(&xg), pb_free(&og);
-            }
+             * dequantize + cuBLASLt, in place before the GEMV */
+            snprintf(what, sizeof what, "w4 gelu_matmul_add %s T=%d N=%d K=%d", sk_dtype_name(t),
+                     T, N, K);
+            check_gelu_matmul_add(what, x, o0, T, N, K, &w, &b, false);
             /* concat(gate = w, up) + swiglu */
             pweight wu = pw_new(t, N, K, -1.0f, 1.0f);
             sk_weight *parts[2] = {w.g, wu.g}, *gu = NULL;
