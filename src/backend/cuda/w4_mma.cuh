@@ -2034,6 +2034,47 @@ static const sk_w4m_cost sk_w4m_costs[] = {
     {SK_W4M_WR128x256, 128, 256, 1, 1.4023f, 10.080f, 20.83f, 0, 0},
     {SK_W4M_WR128x192, 128, 192, 1, 1.1591f, 6.611f, 20.12f, 0, 0},
 };
+/* Session 11: the same model refitted on 512 rows and more only (dev/notes/w4_cost_model.py,
+ * BIG_T; configurations measured at two row counts or more there), whose coefficients replace the
+ * table's from SK_W4M_BIG_T rows on. On the bn logs (sessions 9-11) the picks at 512-2,048 rows
+ * come within 0.7% of the measured best on average (worst 8%) against 1.3% (worst 10%) with one
+ * set; fitted on one model's shapes only, 0.5-0.9% on the other's. At 1,146 rows (the 128/128
+ * point's decode batch) it takes wr128x192 for 70B down (766 us measured against the one set's
+ * wr192x128, 832) and for qkv (290 against 319). NOT YET MEASURED IN THE ENGINE:
+ * SAKER_W4_MODEL_BIG=1 turns it on (default off until an engine A/B). */
+#define SK_W4M_BIG_T 512
+static const sk_w4m_cost sk_w4m_costs_big[] = {
+    {SK_W4M_WN64, 64, 64, 2, 0.6868f, 2.298f, 11.93f, 0.4127f, 3.441f},
+    {SK_W4M_WN80, 64, 80, 2, 0.7579f, 3.220f, 14.71f, 0.6196f, -0.800f},
+    {SK_W4M_WN96, 64, 96, 2, 0.8893f, 2.985f, 19.80f, 0.8306f, 5.603f},
+    {SK_W4M_WN128, 64, 128, 2, 1.0154f, 2.327f, 12.01f, 0.7159f, 3.842f},
+    {SK_W4M_WT64, 128, 64, 1, 0.7202f, 2.620f, 15.32f, 0, 0},
+    {SK_W4M_WT80, 128, 80, 1, 0.7793f, 3.038f, 16.68f, 0, 0},
+    {SK_W4M_WT96, 128, 96, 1, 0.7844f, 4.010f, 17.84f, 0, 0},
+    {SK_W4M_WT128, 128, 128, 1, 0.8664f, 5.137f, 18.37f, 0, 0},
+    {SK_W4M_WT144, 128, 144, 1, 0.9332f, 5.728f, 14.84f, 0, 0},
+    {SK_W4M_WT160, 128, 160, 1, 0.9652f, 6.631f, 16.08f, 0, 0},
+    {SK_W4M_WT192, 128, 192, 1, 1.1376f, 6.851f, 19.50f, 0, 0},
+    {SK_W4M_WC96, 192, 96, 1, 1.0660f, 4.977f, 14.40f, 0, 0},
+    {SK_W4M_WC128, 192, 128, 1, 1.2214f, 5.871f, 18.90f, 0, 0},
+    {SK_W4M_WR128, 192, 128, 1, 1.1587f, 6.433f, 18.78f, 0, 0},
+    {SK_W4M_WR160, 192, 160, 1, 1.3301f, 8.409f, 20.16f, 0, 0},
+    {SK_W4M_WR128x256, 128, 256, 1, 1.4122f, 9.772f, 23.55f, 0, 0},
+    {SK_W4M_WR128x192, 128, 192, 1, 1.1591f, 5.932f, 23.66f, 0, 0},
+};
+/* Entry i of sk_w4m_costs, or its sk_w4m_costs_big twin at SK_W4M_BIG_T rows and more when
+ * SAKER_W4_MODEL_BIG=1. */
+static inline const sk_w4m_cost *sk_w4m_cost_at(size_t i, int T) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SAKER_W4_MODEL_BIG");
+        on = e && strcmp(e, "1") == 0;
+    }
+    if (on && T >= SK_W4M_BIG_T)
+        for (size_t j = 0; j < sizeof sk_w4m_costs_big / sizeof sk_w4m_costs_big[0]; j++)
+            if (sk_w4m_costs_big[j].cfg == sk_w4m_costs[i].cfg) return &sk_w4m_costs_big[j];
+    return &sk_w4m_costs[i];
+}
 /* The model's microseconds for configuration c in s_force splits of K (0: its launcher's split
  * rule, sk_w4ws_run). */
 static inline double sk_w4m_cost_us(const sk_w4m_cost *c, int T, int nw, int K, int n_sm,
@@ -2093,7 +2134,7 @@ static inline int sk_w4m_pick_model(int T, int nw, int K, int *split = nullptr) 
     for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++) {
         if (sk_w4m_excluded(sk_w4m_costs[i].cfg, nw, K)) continue;
         for (int s = 0; s <= msplit; s++) {
-            const double u = sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm, s);
+            const double u = sk_w4m_cost_us(sk_w4m_cost_at(i, T), T, nw, K, n_sm, s);
             if (u < bu - 1e-9) bu = u, best = sk_w4m_costs[i].cfg, bs = s;
         }
     }
@@ -2130,7 +2171,7 @@ static inline int sk_w4m_pick(int T, int N_out, int K, bool swiglu = false,
         const int n_sm = sk_w4m_sm_count();
         for (size_t i = 0; i < sizeof sk_w4m_costs / sizeof sk_w4m_costs[0]; i++)
             if (sk_w4m_costs[i].cfg == cfg)
-                return sk_w4m_cost_us(&sk_w4m_costs[i], T, nw, K, n_sm, split ? *split : 0) <
+                return sk_w4m_cost_us(sk_w4m_cost_at(i, T), T, nw, K, n_sm, split ? *split : 0) <
                                sk_w4m_deqlt_us(T, nw, K)
                            ? cfg
                            : -1;
