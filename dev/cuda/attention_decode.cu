@@ -1009,6 +1009,13 @@ static const shape_def k_shapes[] = {
      * 70B at 128/128, batch 116): where the warps' fixed costs weigh most */
     {"llama7b-mha g1 b896x192 ps64", 32, 32, 128, 64, 896, 192, 1},
     {"llama70b g8 b116x192 ps64", 64, 8, 128, 64, 116, 192, 1},
+    /* the 70B engine's decode steps (64-token pages; session 12): 128/2048 and 2048/128 at batch
+     * 139 (~1,150 and ~2,170 tokens), 128/4096 at 72, 128/128 at 1,146, batch 1 */
+    {"llama70b g8 b139x1152 ps64", 64, 8, 128, 64, 139, 1152, 1},
+    {"llama70b g8 b139x2176 ps64", 64, 8, 128, 64, 139, 2176, 1},
+    {"llama70b g8 b72x4224 ps64", 64, 8, 128, 64, 72, 4224, 1},
+    {"llama70b g8 b1146x192 ps64", 64, 8, 128, 64, 1146, 192, 1},
+    {"llama70b g8 b1x256 ps64", 64, 8, 128, 64, 1, 256, 1},
 };
 
 static int cmp_float(const void *a, const void *b) {
@@ -1319,7 +1326,7 @@ int main(int argc, char **argv) {
         const double bw = copy_bandwidth();
         printf("\nD2D copy bandwidth (2 GB, read + write): %.3f TB/s\n", bw / 1e12);
         const int ns = (int)(sizeof(k_shapes) / sizeof(k_shapes[0]));
-        summary_row rows[16];
+        summary_row rows[sizeof(k_shapes) / sizeof(k_shapes[0])];
         memset(rows, 0, sizeof(rows));
         for (int i = 0; i < ns; i++)
             if (!g_shapes || name_in_list(k_shapes[i].name, g_shapes))

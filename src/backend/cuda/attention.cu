@@ -282,7 +282,8 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
                         (unsigned)((pairs + SK_ROPE_STORE_THREADS - 1) / SK_ROPE_STORE_THREADS));
         SK_ASSERT(grid.y <= 65535);
         sk_cuda_prof_push(c, "attn.rope_store");
-        if (sk_attn_pdl_enabled())
+        if (sk_attn_skip() & SK_ATTN_SKIP_STORE) {
+        } else if (sk_attn_pdl_enabled())
             sk_launch_pdl(sk_dec_rope_store_kernel, grid, SK_ROPE_STORE_THREADS, c->stream, p1, q,
                           q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
                           (int)(rp->pairing == SK_ROPE_HALVES), (bf16 *)kv->q_half,

@@ -156,6 +156,20 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
         c.qtiles = 1, c.wq = 1;
         c.warps = head_dim % 64 == 0 ? 1 : 2;
         c.ring = head_dim % 64 == 0 ? 2 : 0;
+        /* SAKER_ATTN_G8CFG=warps,ring,prefetch (experiment, session 12): another one-tile
+         * configuration for groups <= 8 at head_dim 64 / 128 (warps 1/2/4/8, ring 0/2/4,
+         * prefetch 0/1: every one is instantiated) */
+        static int ew = -1, er = 0, ep = 0;
+        if (ew < 0) {
+            const char *e = getenv("SAKER_ATTN_G8CFG");
+            int w = 0, r = 0, pf = 0;
+            ew = 0;
+            if (e && sscanf(e, "%d,%d,%d", &w, &r, &pf) == 3 &&
+                (w == 1 || w == 2 || w == 4 || w == 8) && (r == 0 || r == 2 || r == 4) &&
+                (pf == 0 || pf == 1) && !(pf && r))
+                ew = w, er = r, ep = pf;
+        }
+        if (ew > 0 && head_dim % 64 == 0) c.warps = ew, c.ring = er, c.prefetch = ep;
     } else if (need == 2) {
         c.qtiles = 2, c.wq = 1, c.warps = 4;
     } else if (head_dim != 128) {
@@ -303,12 +317,13 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
     sk_ad_allow_smem(fn, smem);
     /* PDL launches (session 9): both kernels trigger and wait at their start (attn_decode.cuh) */
-    if (sk_attn_pdl_enabled())
+    if (sk_attn_skip() & SK_ATTN_SKIP_DECODE) {
+    } else if (sk_attn_pdl_enabled())
         sk_launch_pdl_smem(fn, dim3((unsigned)blocks), (unsigned)(cfg->warps * 32), smem, s, a);
     else
         fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
     SK_AD_CUDA(cudaGetLastError());
-    if (p->n_splits > 1) {
+    if (p->n_splits > 1 && !(sk_attn_skip() & SK_ATTN_SKIP_COMBINE)) {
         sk_ad_comb_args c;
         c.part_out = p->part_out;
         c.part_lse = p->part_lse;

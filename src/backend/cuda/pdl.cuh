@@ -93,6 +93,21 @@ static inline int sk_attn_pdl_mode(void) {
     return m;
 }
 static inline bool sk_attn_pdl_enabled(void) { return sk_attn_pdl_mode() != 0; }
+/* SAKER_ATTN_SKIP=store,decode,combine (timing experiments only: the outputs are garbage): the
+ * decode attention's kernels left out of every step, so that a captured step without one, against
+ * the full step, gives what that launch costs inside the graph (SAKER_SKIP=attn leaves all out). */
+enum { SK_ATTN_SKIP_STORE = 1, SK_ATTN_SKIP_DECODE = 2, SK_ATTN_SKIP_COMBINE = 4 };
+static inline int sk_attn_skip(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("SAKER_ATTN_SKIP");
+        m = 0;
+        if (e && strstr(e, "store")) m |= SK_ATTN_SKIP_STORE;
+        if (e && strstr(e, "decode")) m |= SK_ATTN_SKIP_DECODE;
+        if (e && strstr(e, "combine")) m |= SK_ATTN_SKIP_COMBINE;
+    }
+    return m;
+}
 /* The same without dynamic shared memory. */
 template <typename... KA, typename... A>
 static void sk_launch_pdl(void (*k)(KA...), dim3 grid, unsigned block, cudaStream_t s, A... args) {
