@@ -28,7 +28,9 @@ for st in $STEPS; do
     exact) step exact 60 stdbuf -oL "$P" exact ;;
     acc) step acc 90 stdbuf -oL "$P" acc ;;
     rate)
-        nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_throttle_reasons.active \
+        # only the GPU the probe runs on (session 12's run logged both GPUs of a two-GPU machine)
+        nvidia-smi -i "${CUDA_VISIBLE_DEVICES:-0}" \
+            --query-gpu=timestamp,clocks.sm,power.draw,clocks_throttle_reasons.active \
             --format=csv,noheader -lms 200 > "$R/smi_rate.csv" 2>&1 &
         SMI=$!
         step rate $(( 2 * RATE_S + 60 )) stdbuf -oL "$P" rate "$RATE_S"

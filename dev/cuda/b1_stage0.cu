@@ -48,20 +48,11 @@
  * Every spin is bounded (B1_SPIN_MAX polls and B1_SPIN_NS of globaltimer): on timeout it writes
  * an error word, the kernel runs on without waiting, and the host prints TIMEOUT and fails. */
 #include "backend/cuda/w4.cuh"
+#include "bench_util.cuh"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__,      \
-                    __LINE__, #call);                                                              \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define B1_SPIN_MAX (1ll << 24)              /* polls before a spin gives up */
 #define B1_SPIN_NS (2000ull * 1000ull * 1000ull) /* or 2 s of globaltimer */
@@ -477,10 +468,6 @@ static double pct(std::vector<double> v, double q) {
     size_t i = (size_t)(q * (double)(v.size() - 1) + 0.5);
     return v[std::min(i, v.size() - 1)];
 }
-static float median_f(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
 
 /* A cooperative launch of k (grid x block, smem bytes): every CTA resident or an error. */
 template <typename... KA, typename... A>
@@ -697,28 +684,6 @@ static void b1_dep_prepare(size_t smem) {
     b1_need_occ(b1_dep_kernel<D, DEP>, name, 32 * B1_NW, smem, 2);
 }
 
-static double copy_ceiling_tbs(cudaEvent_t e0, cudaEvent_t e1) {
-    const size_t bytes = (size_t)1 << 30;
-    void *a, *b;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    CK(cudaMemset(a, 1, bytes));
-    std::vector<float> ts;
-    for (int i = 0; i < 21; i++) {
-        CK(cudaEventRecord(e0));
-        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i) ts.push_back(ms);
-    }
-    const double tbs = 2.0 * bytes / (median_f(ts) * 1e-3) / 1e12;
-    printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", tbs);
-    cudaFree(a), cudaFree(b);
-    return tbs;
-}
-
 static int run_dep(void) {
     const int NA = 8192, K = 8192, NB = 28672, G = 128, NROT = 3;
     const int grid = 2 * g_sms;
@@ -875,7 +840,7 @@ static int run_dep(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const double copy_tbs = copy_ceiling_tbs(e0, e1);
+    const double copy_tbs = copy_ceiling_tbs();
     std::vector<std::vector<float>> us(NV);
     int it = 0;
     for (int round = 0; round < 2; round++)
@@ -899,7 +864,7 @@ static int run_dep(void) {
     const double wb = (double)(a_bytes + b_bytes);
     std::vector<double> med(NV);
     printf("\n| version | us (median of 20 batches of 10) | weight GB/s | of copy | / per-op |\n| --- | --- | --- | --- | --- |\n");
-    for (int v = 0; v < NV; v++) med[v] = median_f(us[v]);
+    for (int v = 0; v < NV; v++) med[v] = median(us[v]);
     for (int v = 0; v < NV; v++)
         printf("| %s | %.2f | %.0f | %.1f%% | %.3f |\n", vers[v].name, med[v], wb / (med[v] * 1e-6) / 1e9,
                100.0 * wb / (med[v] * 1e-6) / (copy_tbs * 1e12), med[v] / med[0]);

@@ -43,6 +43,7 @@
  *          result of the same (exactly representable) data, "unsupported" where cuBLASLt refuses;
  *          medians of >= 10 runs. */
 #include "backend/cuda/wgmma.cuh"
+#include "bench_util.cuh"
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -58,25 +59,6 @@
 #include <time.h>
 #include <algorithm>
 #include <vector>
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "FAIL: CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_),          \
-                    __FILE__, __LINE__, #call);                                                    \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define CKB(call)                                                                                  \
-    do {                                                                                           \
-        cublasStatus_t s_ = (call);                                                                \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-            fprintf(stderr, "FAIL: cuBLASLt error %d at %s:%d: %s\n", (int)s_, __FILE__, __LINE__, \
-                    #call);                                                                        \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static uint64_t next_rng(void) {

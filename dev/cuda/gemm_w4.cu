@@ -47,6 +47,7 @@
 #include "backend/cuda/half.cuh"
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/w4_mma.cuh"
+#include "bench_util.cuh"
 
 #include <cublasLt.h>
 #include <math.h>
@@ -57,24 +58,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__,      \
-                    __LINE__, #call);                                                              \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define CKB(call)                                                                                  \
-    do {                                                                                           \
-        cublasStatus_t s_ = (call);                                                                \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-            fprintf(stderr, "cuBLASLt error %d at %s:%d\n", (int)s_, __FILE__, __LINE__);          \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static uint64_t g_rng = 0x1234567887654321ull;
 static uint64_t next_rng(void) {
@@ -430,11 +413,6 @@ static __global__ void fill_kernel(float *x, size_t n, uint32_t seed) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] = (float)((sk_w4_hash(seed, i) & 0xffff) + 1) / 32768.0f - 1.0f;
-}
-
-static float median(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
 }
 
 /* Median time (us) of fn(i) over `iters` runs after 3 warm-ups, each after a 40 us spin. */

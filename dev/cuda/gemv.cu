@@ -28,6 +28,7 @@
  *          GEMVs and norms cost together, launch gaps included, against the copy rate; last a
  *          SAKER_GEMV_CFG line that makes the backend use the picks. */
 #include "backend/cuda/gemv.cuh"
+#include "bench_util.cuh"
 
 #include <cublasLt.h>
 #include <math.h>
@@ -36,24 +37,6 @@
 #include <string.h>
 #include <algorithm>
 #include <vector>
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__,      \
-                    __LINE__, #call);                                                              \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define CKB(call)                                                                                  \
-    do {                                                                                           \
-        cublasStatus_t s_ = (call);                                                                \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-            fprintf(stderr, "cuBLASLt error %d at %s:%d\n", (int)s_, __FILE__, __LINE__);          \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static uint64_t g_rng = 0x1234567887654321ull;
 static float frand(void) { /* uniform in [-1, 1), never exactly 0 */
@@ -284,38 +267,6 @@ static void lt_matmul(lt_ctx *c, const __nv_bfloat16 *xh, int T, const __nv_bflo
     cublasLtMatrixLayoutDestroy(ld), cublasLtMatmulDescDestroy(op);
 }
 
-static float median(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
-/* Copy ceiling (bytes/s): 1 GiB device-to-device, bytes read + written, median of 20; printed. */
-static double copy_ceiling(void) {
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    const size_t bytes = (size_t)1 << 30;
-    void *a, *b;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    CK(cudaMemset(a, 1, bytes));
-    std::vector<float> ts;
-    for (int i = 0; i < 21; i++) {
-        CK(cudaEventRecord(e0));
-        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i) ts.push_back(ms);
-    }
-    const double r = 2.0 * bytes / (median(ts) * 1e-3);
-    printf("copy ceiling: %.3f TB/s (bytes read + written, 1 GiB D2D, median of 20)\n", r / 1e12);
-    cudaFree(a), cudaFree(b);
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    return r;
-}
-
 static void time_all(void) {
     lt_ctx lc;
     CKB(cublasLtCreate(&lc.lt));
@@ -324,7 +275,7 @@ static void time_all(void) {
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     const int iters = 50;
-    copy_ceiling();
+    copy_ceiling_tbs();
     /* name, N (output rows; SWIGLU: F), K, mode */
     struct {
         const char *name;
@@ -663,7 +614,7 @@ static void time_chain(double copy, const cfg_pick *old, const cfg_pick *def, co
 
 /* `tune`: steps 1 and 2, then the SAKER_GEMV_CFG line that gives the backend step 1's picks. */
 static void tune(void) {
-    const double copy = copy_ceiling();
+    const double copy = copy_ceiling_tbs() * 1e12;
     cfg_pick old[N_SH], def[N_SH], best[N_SH];
     for (int sh = 0; sh < N_SH; sh++) {
         const int m = sh % 4 == SH_QKV ? SK_GEMV_STORE : sh % 4 == SH_GU ? SK_GEMV_SWIGLU : SK_GEMV_ADD;

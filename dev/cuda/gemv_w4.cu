@@ -58,6 +58,7 @@
  *       3. (all) the 1..4096-row table: GEMV, deq+lt and bf16 cuBLASLt. */
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/gemv.cuh"
+#include "bench_util.cuh"
 
 /* ---- Bulk-copy tensor-core GEMV (sk_w4_bk_kernel), T <= 4 rows of x ------------------------
  * (session 4, 2026-11-29: checked, measured slower than sk_w4_tc_kernel on every Llama-2-70B
@@ -327,7 +328,6 @@ static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, 
                       s, x, q4, q4s, bias, N_out, K, out, NS);
 }
 
-
 #include <cublasLt.h>
 #include <math.h>
 #include <stdio.h>
@@ -337,24 +337,6 @@ static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, 
 #include <array>
 #include <string>
 #include <vector>
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__,      \
-                    __LINE__, #call);                                                              \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define CKB(call)                                                                                  \
-    do {                                                                                           \
-        cublasStatus_t s_ = (call);                                                                \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
-            fprintf(stderr, "cuBLASLt error %d at %s:%d\n", (int)s_, __FILE__, __LINE__);          \
-            exit(2);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static uint64_t g_rng = 0x1234567887654321ull;
 static uint64_t g_rng_gamma = 0x9e3779b97f4a7c15ull; /* the norm's gamma: its own stream, so that
@@ -370,7 +352,6 @@ static float bf2f(uint16_t h) {
     memcpy(&f, &u, 4);
     return f;
 }
-
 
 static float hbits2f(uint16_t h) {
     const uint32_t s = (h >> 15) & 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
@@ -824,11 +805,6 @@ static void lt_matmul(lt_ctx *c, const __nv_bfloat16 *xh, int T, const __nv_bflo
     cublasLtMatrixLayoutDestroy(ld), cublasLtMatmulDescDestroy(op);
 }
 
-static float median(std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-}
-
 static void time_table(void) {
     lt_ctx lc;
     CKB(cublasLtCreate(&lc.lt));
@@ -989,30 +965,6 @@ static void launch_backend_any(int T, int mode, const float *x, const uint32_t *
     if (mode == 2) launch_backend<2>(x, T, q4, q4s, G, NULL, N_out, K, out, 0);
 }
 
-/* The copy ceiling of this run: a 1 GiB device-to-device copy, median of 20 after a warm-up,
- * read + write bytes over time, printed and returned (TB/s). */
-static double copy_ceiling_tbs(cudaEvent_t e0, cudaEvent_t e1) {
-    const size_t bytes = (size_t)1 << 30;
-    void *a, *b;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    CK(cudaMemset(a, 1, bytes));
-    std::vector<float> ts;
-    for (int i = 0; i < 21; i++) {
-        CK(cudaEventRecord(e0));
-        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i) ts.push_back(ms);
-    }
-    const double tbs = 2.0 * bytes / (median(ts) * 1e-3) / 1e12;
-    printf("copy ceiling: %.3f TB/s (1 GiB D2D, read + write, median of 20)\n", tbs);
-    cudaFree(a), cudaFree(b);
-    return tbs;
-}
-
 /* Microseconds per launch: batches of 10 back-to-back launches (launch(i) picks rotated
  * weights) between events, 2 warm-up batches, median of 15. */
 template <typename F>
@@ -1039,7 +991,7 @@ static void time_gemv(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const double copy_tbs = copy_ceiling_tbs(e0, e1);
+    const double copy_tbs = copy_ceiling_tbs();
     struct {
         const char *name;
         int N_out, K, mode, layers;
@@ -1315,7 +1267,7 @@ static void time_s9(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const double copy_tbs = copy_ceiling_tbs(e0, e1);
+    const double copy_tbs = copy_ceiling_tbs();
     struct {
         const char *name;
         int N_out, K, mode, layers;
@@ -1420,7 +1372,7 @@ static void time_sw(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    const double copy_tbs = copy_ceiling_tbs(e0, e1);
+    const double copy_tbs = copy_ceiling_tbs();
     if (getenv("SAKER_W4_TQ_SW")) printf("note: SAKER_W4_TQ_SW is set: version 0 is not sk_w4_tc_kernel\n");
     struct {
         const char *name;
