@@ -5,6 +5,8 @@
  *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -lineinfo -lcublasLt \
  *        -Isrc -o /tmp/gemv_w4 dev/cuda/gemv_w4.cu && /tmp/gemv_w4 [check|gemv|all|prof]
  * (prof: one launch each of tc, bk and cp on two 70B shapes, for ncu; no checks;
+ *  prof2: three launches each of the backend's decode GEMVs on the four 70B products at T = 1,
+ *  for ncu; no checks;
  *  probe: fp16 subnormals through mma.sync, a read-only bandwidth ceiling, a decode GEMV's
  *  fixed cost per launch - see probe();
  *  zc: ZC2 against ZC3 and ZC4 in the backend's shapes at T = 1, 2 (the fused norm for qkv and
@@ -13,6 +15,8 @@
  *  70B and 7B, T = 1, 2, two rounds; no checks - see time_s9();
  *  checksw: the checks of SwiGLU at T = 1, 2 only (the backend's launch and sk_w4_ts_kernel), on
  *  more shapes (persistent blocks over several tiles) - see check_all;
+ *  bk3: the backend's launch against sk_w4_bk_kernel at ZC3 over MT, KS and NS, 70B and 7B, T = 1;
+ *  no checks (check_all has them) - see time_bk3();
  *  sw: the backend's gate/up launch against sk_w4_ts_kernel's configurations, 70B and 7B, T = 1,
  *  2, with and without the fused norm; no checks - see time_sw())
  *
@@ -79,7 +83,7 @@
  * 2q + 1, hit distinct banks), then the consumers' x buffers [KS][2][XB] words and 16 zero
  * words; the final reduction overlays the ring. Needs K % (4 G) == 0 (whole steps, 16-byte
  * aligned scale runs), KS 4 or 8, and 16-byte aligned q4 / q4s (sk_w4_bk_ok). */
-#define SK_W4BK_MAXNS 4
+#define SK_W4BK_MAXNS 8 /* 4 until session 13 */
 
 static __device__ __forceinline__ uint32_t sk_smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -144,7 +148,7 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
     sk_w4_bk_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
                     int K, float *__restrict__ out, int NS) {
-    static_assert(ZC <= 1, "x is split into bf16 here (sk_w4tc_xsplit<T>): ZC 0 and 1 only");
+    static_assert(ZC <= 1 || ZC == 3, "ZC 0, 1 (bf16 x) and 3 (fp16 x, session 13) only");
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT, R = 16 * NT; /* rows of a block */
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
     extern __shared__ __align__(128) uint8_t sk_w4bk_smem[];
@@ -263,11 +267,16 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
             __syncwarp();
             if (lane == 0) sk_mbar_arrive(&empty[slot]);
             uint32_t *xw = xs + (warp * 2 + (i & 1)) * XB;
-            sk_w4tc_xsplit<T>(xn, xw, xoff);
+            sk_w4tc_xsplit<T, ZC >= 2>(xn, xw, xoff);
             if (st + KS < S) SK_W4BK_LOADX(st + KS);
             sk_w4tc_mma<T, NT, GP, ZC>(wv, sv, xw, bsrc, xzero, lane, t, acc);
         }
 #undef SK_W4BK_LOADX
+        if (ZC == 3) /* as sk_w4_tc_kernel: A was q 2^-24 / 16 q 2^-24 against x / 16, x / 256 */
+#pragma unroll
+            for (int m = 0; m < NT; m++)
+#pragma unroll
+                for (int b = 0; b < NB; b++) acc[m][b][0] *= 268435456.0f, acc[m][b][1] *= 268435456.0f;
     }
     sk_w4tc_finish<T, MT, GP, MODE>(acc, reinterpret_cast<float *>(ring), warp, KS, lane, n0, N_out,
                                     bias, out);
@@ -316,6 +325,10 @@ static void sk_w4_bk_launch(int KS, int NS, const float *x, const uint32_t *q4, 
     constexpr int NT = MODE == SK_GEMV_SWIGLU ? 2 * MT : MT;
     const int GP = 128 / G, NB = (2 * T * GP + 7) / 8, XB = 2 * T * 4 * SK_W4TC_XW;
     const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
+    /* NS is lowered until the ring fits 227 KB (session 13's deeper rings at MT2 SwiGLU) */
+    while (NS > 2 && (size_t)NS * sk_w4bk_stage(16 * NT, KS, GP) + (size_t)(KS * 2 * XB + 16) * 4 >
+                         (size_t)227 * 1024)
+        NS--;
     size_t smem = (size_t)NS * sk_w4bk_stage(16 * NT, KS, GP) + (size_t)(KS * 2 * XB + 16) * 4;
     const size_t red = (size_t)KS * NT * 4 * NB * 16 * 4;
     if (smem < red) smem = red;
@@ -454,6 +467,8 @@ static const variant g_variants[] = {
     BK(1, 2, 0, 0), BK(2, 2, 0, 0), BK(3, 2, 0, 0), BK(4, 2, 0, 0),
     BK(1, 2, 0, 1), BK(2, 2, 0, 1), BK(3, 2, 0, 1), BK(4, 2, 0, 1), BK(1, 2, 0, 2),
     BK(1, 1, 1, 0), BK(4, 1, 1, 0), BK(1, 1, 1, 1), BK(4, 1, 1, 1), BK(1, 1, 1, 2),
+    /* ZC3 (session 13: the tc kernels now stall on their loads, ncu, not on issue) */
+    BK(1, 1, 3, 0), BK(1, 1, 3, 1), BK(1, 1, 3, 2), BK(1, 2, 3, 0), BK(1, 2, 3, 1), BK(2, 1, 3, 1),
     /* ZC2 (session 5): fp16 A/B, 1024 + q and 1024 + 16 q minus their zero points */
     TC(1, 1, 2, 2, 0), TC(2, 1, 2, 2, 0), TC(4, 1, 2, 2, 0), TC(1, 1, 2, 2, 1), TC(2, 1, 2, 2, 1),
     TC(4, 1, 2, 2, 1), TC(1, 1, 2, 2, 2), TC(2, 1, 2, 2, 2), TC(4, 1, 2, 2, 2), TC(1, 2, 2, 2, 0),
@@ -490,7 +505,7 @@ static const variant g_variants[] = {
     TS(2, 1, 0), TS(2, 2, 0), TS(2, 3, 0), TS(2, 4, 0), TS(2, 1, 1), TS(2, 2, 1), TS(2, 3, 1), TS(2, 4, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
-static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 3}, {4, 4}};
+static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 8}, {4, 6}}; /* {8, 3}, {4, 4} to session 12 */
 #define N_VARIANTS (int)(sizeof g_variants / sizeof g_variants[0])
 
 typedef struct w4mat {
@@ -1368,6 +1383,94 @@ static void time_s9(void) {
  * second in reverse order, without it one; weights rotated past L2 as time_gemv (CUDA events,
  * batches of 10, 2 warm-up batches, median of 15); no checks (dev_gemv_w4 checksw does them).
  * Run without SAKER_W4_TQ_SW in the environment: version 0 is then sk_w4_tc_kernel. */
+/* (bk3, session 13) The backend's decode launch against sk_w4_bk_kernel at ZC3 (bulk-copy ring,
+ * no registers holding the bytes in flight) on the 70B and 7B products at T = 1: MT 1, 2 x KS 4,
+ * 8 x NS 2, 4, 6, 8, weights rotated past L2, back-to-back launches (PDL as the backend). No
+ * norm on either side (bk has no fused norm); the backend with its norm is shown for reference.
+ * Checked by check_all (g_variants' BK(1, *, 3, *) at g_bk_cfg), not here. */
+static void time_bk3(void) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    const double copy_tbs = copy_ceiling_tbs();
+    struct {
+        const char *name;
+        int N_out, K, mode, layers;
+    } shapes[] = {{"70B qkv 10240x8192", 10240, 8192, 0, 80}, {"70B o 8192x8192 +=", 8192, 8192, 1, 80},
+                  {"70B gate/up 2x28672x8192", 28672, 8192, 2, 80},
+                  {"70B down 8192x28672 +=", 8192, 28672, 1, 80},
+                  {"7B qkv 12288x4096", 12288, 4096, 0, 32}, {"7B o 4096x4096 +=", 4096, 4096, 1, 32}};
+    const int G = 128;
+    std::vector<std::string> bests;
+    printf("\n| shape | version | us | INT4 GB/s | of copy | / backend (no norm) |\n");
+    printf("| --- | --- | --- | --- | --- | --- |\n");
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, mode = sh.mode, N = mode == 2 ? 2 * N_out : N_out;
+        const size_t w4b = (size_t)N * K / 2 + (size_t)N * (K / G) * 4;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N, K, 0.01f, 77 + i);
+        }
+        float *x, *out, *gamma;
+        CK(cudaMalloc(&x, (size_t)K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)N * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
+        rand_f32_kernel<<<64, 256>>>(out, (size_t)N, 6);
+        CK(cudaDeviceSynchronize());
+        auto be = [&](int i, const float *gp) {
+            if (mode == 0) launch_backend<0>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0, gp, 1e-5f);
+            if (mode == 1) launch_backend<1>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0);
+            if (mode == 2) launch_backend<2>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0, gp, 1e-5f);
+        };
+        auto row = [&](const char *ver, float us, float ref) {
+            const double gbs = w4b / (us * 1e-6) / 1e9;
+            printf("| %s | %s | %.2f | %.0f | %.1f%% | %.3f |\n", sh.name, ver, us, gbs,
+                   100.0 * gbs / (copy_tbs * 1e3), us / ref);
+        };
+        const float t_be = time_launches([&](int i) { be(i, NULL); }, e0, e1);
+        row("backend's launch, no norm *", t_be, t_be);
+        if (mode != 1) row("backend's launch, fused norm", time_launches([&](int i) { be(i, gamma); }, e0, e1), t_be);
+        float best = 1e30f;
+        char bname[96] = "-";
+        for (int MT = 1; MT <= 2; MT++)
+            for (int KS = 4; KS <= 8; KS += 4)
+                for (int NS = 2; NS <= 8; NS += 2) {
+                    const float us = time_launches(
+                        [&](int i) {
+                            const uint32_t *q = q4s[i % n4];
+                            const __half2 *sc = scs[i % n4];
+                            if (MT == 1 && mode == 0) sk_w4_bk_launch<1, 1, 3, 0>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                            if (MT == 1 && mode == 1) sk_w4_bk_launch<1, 1, 3, 1>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                            if (MT == 1 && mode == 2) sk_w4_bk_launch<1, 1, 3, 2>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                            if (MT == 2 && mode == 0) sk_w4_bk_launch<1, 2, 3, 0>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                            if (MT == 2 && mode == 1) sk_w4_bk_launch<1, 2, 3, 1>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                            if (MT == 2 && mode == 2) sk_w4_bk_launch<1, 2, 3, 2>(KS, NS, x, q, sc, G, NULL, N_out, K, out, 0);
+                        },
+                        e0, e1);
+                    char name[96];
+                    snprintf(name, sizeof name, "bk MT%d ZC3 KS%d NS%d", MT, KS, NS);
+                    row(name, us, t_be);
+                    if (us < best) best = us, snprintf(bname, sizeof bname, "%s", name);
+                }
+        char line[256];
+        snprintf(line, sizeof line, "| %s | %.2f (%.1f%%) | %s | %.2f (%.1f%%) | %.3f | %+.3f ms |", sh.name,
+                 t_be, 100.0 * w4b / (t_be * 1e-6) / 1e9 / (copy_tbs * 1e3), bname, best,
+                 100.0 * w4b / (best * 1e-6) / 1e9 / (copy_tbs * 1e3), best / t_be,
+                 (best - t_be) * sh.layers * 1e-3);
+        bests.push_back(line);
+        for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
+        cudaFree(x), cudaFree(out), cudaFree(gamma);
+    }
+    printf("\n| shape | backend (no norm) us | best bk | us | / backend | a step (layers) |\n| --- | --- | --- | --- | --- | --- |\n");
+    for (auto &l : bests) printf("%s\n", l.c_str());
+}
+
 static void time_sw(void) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -1483,6 +1586,49 @@ static void prof(void) {
         }
         CK(cudaDeviceSynchronize());
         cudaFree(q4), cudaFree(sc), cudaFree(x), cudaFree(out);
+    }
+}
+
+/* (prof2, session 13) One launch each of the backend's decode GEMVs at T = 1 on the four 70B
+ * products as the batch-1 step runs them (qkv STORE with the fused norm, o ADD, gate/up SwiGLU
+ * with the fused norm, down ADD), each preceded by two warm-up launches on other weights, for
+ * ncu (-k regex:sk_w4 --launch-skip-before-match 0: every launch; the last of each shape is the
+ * one to read). No checks. */
+static void prof2(void) {
+    const struct {
+        int N_out, K, mode, norm;
+        const char *name;
+    } shapes[] = {{10240, 8192, 0, 1, "qkv"},
+                  {8192, 8192, 1, 0, "o"},
+                  {28672, 8192, 2, 1, "gate/up"},
+                  {8192, 28672, 1, 0, "down"}};
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, G = 128, N = sh.mode == 2 ? 2 * N_out : N_out;
+        uint32_t *q4[3];
+        __half2 *sc[3];
+        float *x, *out, *gamma;
+        for (int i = 0; i < 3; i++) {
+            CK(cudaMalloc(&q4[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&sc[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4[i], sc[i], G, N, K, 0.01f, 3 + i);
+        }
+        CK(cudaMalloc(&x, (size_t)K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)N * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 7);
+        rand_f32_kernel<<<64, 256>>>(out, (size_t)N_out, 6);
+        CK(cudaDeviceSynchronize());
+        for (int i = 0; i < 3; i++) {
+            const float *g = sh.norm ? gamma : NULL;
+            if (sh.mode == 0) launch_backend<0>(x, 1, q4[i], sc[i], G, NULL, N_out, K, out, 0, g, 1e-5f);
+            if (sh.mode == 1) launch_backend<1>(x, 1, q4[i], sc[i], G, NULL, N_out, K, out, 0, g, 1e-5f);
+            if (sh.mode == 2) launch_backend<2>(x, 1, q4[i], sc[i], G, NULL, N_out, K, out, 0, g, 1e-5f);
+        }
+        CK(cudaDeviceSynchronize());
+        printf("prof2 %s: 3 launches\n", sh.name);
+        for (int i = 0; i < 3; i++) cudaFree(q4[i]), cudaFree(sc[i]);
+        cudaFree(x), cudaFree(out), cudaFree(gamma);
     }
 }
 
@@ -1658,6 +1804,10 @@ int main(int argc, char **argv) {
         prof();
         return 0;
     }
+    if (strcmp(mode, "prof2") == 0) {
+        prof2();
+        return 0;
+    }
     if (strcmp(mode, "probe") == 0) return probe() ? 1 : 0;
     if (strcmp(mode, "zc") == 0) {
         time_zc();
@@ -1669,6 +1819,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "sw") == 0) {
         time_sw();
+        return 0;
+    }
+    if (strcmp(mode, "bk3") == 0) {
+        time_bk3();
         return 0;
     }
     if (strcmp(mode, "checksw") == 0) return check_all(true) ? 1 : 0;

@@ -47,6 +47,9 @@ typedef struct sk_model_params {
     /* Synthetic (--shape) models only: "int4" makes every linear layer INT4 (Q4G, group 128, or
      * the largest of 64/32 that divides its input width); NULL or "half": the half type. */
     const char *shape_weights;
+    /* Synthetic models only: > 0 keeps the first shape_layers layers of the published
+     * configuration (tests under compute-sanitizer, whose cost grows with the launches); 0: all. */
+    int shape_layers;
 } sk_model_params;
 
 void sk_model_params_default(sk_model_params *p);

@@ -235,7 +235,7 @@ sk_status sk_model_open_shape(const char *name, const sk_model_params *p, sk_mod
     const bool int4 = p && p->shape_weights && !strcmp(p->shape_weights, "int4");
     if (p && p->shape_weights && !int4 && strcmp(p->shape_weights, "half") != 0)
         return sk_fail(SK_ERR_ARG, "shape weights '%s' is not one of half, int4", p->shape_weights);
-    SK_TRY(sk_shape_model_file(name, SK_BF16, int4, &mf));
+    SK_TRY(sk_shape_model_file(name, SK_BF16, int4, p ? p->shape_layers : 0, &mf));
     return sk_model_from_file(&mf, p, out);
 }
 

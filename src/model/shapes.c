@@ -77,8 +77,10 @@ static sk_dtype lin_type(bool int4, sk_dtype type, int64_t K) {
     return K % 128 == 0 ? SK_Q4G128 : K % 64 == 0 ? SK_Q4G64 : K % 32 == 0 ? SK_Q4G32 : type;
 }
 
-sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, sk_model_file *mf) {
+sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, int n_layers,
+                              sk_model_file *mf) {
     memset(mf, 0, sizeof *mf);
+    if (n_layers < 0) return sk_fail(SK_ERR_ARG, "shape '%s': %d layers", name, n_layers);
     const sk_shape *sh = NULL;
     for (int i = 0; i < N_SHAPES; i++)
         if (!strcmp(k_shapes[i].name, name)) sh = &k_shapes[i];
@@ -88,6 +90,7 @@ sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, sk_mod
     mf->path = sk_xstrdup(path);
     mf->format = "synthetic";
     mf->hp = sh->hp;
+    if (n_layers > 0 && n_layers < mf->hp.n_layers) mf->hp.n_layers = n_layers;
     const sk_hparams *hp = &mf->hp;
     const int64_t D = hp->dim, V = hp->n_vocab, F = hp->ffn_dim, hd = hp->head_dim;
     const int64_t q = hp->n_heads * hd, kv = hp->n_kv_heads * hd;

@@ -11,7 +11,8 @@
 const char *sk_shape_names(void);
 /* Fills mf with shape `name`'s description and data-less tensors of type `type` for the
  * matrices (vectors are F32). SK_ERR_ARG naming the known shapes when the name is unknown. */
-sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, sk_model_file *mf);
+sk_status sk_shape_model_file(const char *name, sk_dtype type, bool int4, int n_layers,
+                              sk_model_file *mf);
 /* Mean and standard deviation that a synthetic tensor's values are drawn with. */
 void sk_shape_init_params(const sk_tensor *t, float *mean, float *std);
 

@@ -515,7 +515,7 @@ static void bench_ops(void) {
  * so that the embedding and head stay small), AWQ on 32 x 256 random tokens. */
 static void bench_7b_layer(bool tf32_too) {
     sk_model_file mf;
-    if (sk_shape_model_file("llama2-7b", SK_F32, false, &mf) != SK_OK) {
+    if (sk_shape_model_file("llama2-7b", SK_F32, false, 0, &mf) != SK_OK) {
         CHECKF(0, "shape: %s", sk_last_error());
         return;
     }
