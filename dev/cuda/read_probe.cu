@@ -35,11 +35,21 @@
 #include <stdint.h>
 #include <string.h>
 
-static __device__ __forceinline__ uint4 rp_ld(const uint4 *p) {
+/* HINT: the L2 prefetch-size qualifier (0: none, 128, 256 bytes) */
+template <int HINT = 0> static __device__ __forceinline__ uint4 rp_ld(const uint4 *p) {
     uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+    if (HINT == 256)
+        asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    else if (HINT == 128)
+        asm volatile("ld.global.nc.L1::no_allocate.L2::128B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+    else
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
     return v;
 }
 static __device__ __forceinline__ uint32_t rp_x(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
@@ -57,7 +67,7 @@ static __device__ __forceinline__ void rp_pdl_wait(void) {
 }
 
 /* ---- ld ---- */
-template <int U>
+template <int U, int HINT = 0>
 static __global__ void __launch_bounds__(256) rp_ld_kernel(const uint4 *p, size_t n, int blocked,
                                                            int pdl, uint32_t *sink) {
     if (pdl) rp_pdl_launch();
@@ -77,12 +87,12 @@ static __global__ void __launch_bounds__(256) rp_ld_kernel(const uint4 *p, size_
     for (; i + (U - 1) * stride < end; i += U * stride) {
         uint4 v[U];
 #pragma unroll
-        for (int u = 0; u < U; u++) v[u] = rp_ld(p + i + u * stride);
+        for (int u = 0; u < U; u++) v[u] = rp_ld<HINT>(p + i + u * stride);
         if (!waited) rp_pdl_wait(), waited = true;
 #pragma unroll
         for (int u = 0; u < U; u++) acc ^= rp_x(v[u]);
     }
-    for (; i < end; i += stride) acc ^= rp_x(rp_ld(p + i));
+    for (; i < end; i += stride) acc ^= rp_x(rp_ld<HINT>(p + i));
     if (!waited) rp_pdl_wait();
     rp_sink(acc, sink);
 }
@@ -126,7 +136,7 @@ static __device__ __forceinline__ long rp_chunk(long k, long g, long G, long nch
 /* Issues chunk k of warp g into its slot (k % R): one bulk copy by lane 0, or the warp's 16-byte
  * cp.async copies and a commit (an empty group when the warp has no chunk k, so that the
  * wait_group counts stay aligned). */
-template <int BULK>
+template <int BULK, int HINT = 0>
 static __device__ __forceinline__ void rp_issue(long k, const uint8_t *p, long g, long G, long nch,
                                                 int S, int R, int blocked, uint32_t ring_s,
                                                 uint32_t mb_s, int lane) {
@@ -139,16 +149,22 @@ static __device__ __forceinline__ void rp_issue(long k, const uint8_t *p, long g
         }
     } else {
         if (c >= 0)
-            for (int o = lane * 16; o < S; o += 512)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(ring_s + (uint32_t)(s * S + o)),
-                             "l"(p + (size_t)c * S + o)
-                             : "memory");
+            for (int o = lane * 16; o < S; o += 512) {
+                const uint32_t d = ring_s + (uint32_t)(s * S + o);
+                const uint8_t *q = p + (size_t)c * S + o;
+                if (HINT == 256)
+                    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(d), "l"(q) : "memory");
+                else if (HINT == 128)
+                    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;\n" ::"r"(d), "l"(q) : "memory");
+                else
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(q) : "memory");
+            }
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
 }
 
 /* BULK = 1: cp.async.bulk; 0: 16-byte cp.async. W warps a block. */
-template <int BULK>
+template <int BULK, int HINT = 0>
 static __global__ void rp_ring_kernel(const uint8_t *p, size_t nbytes, int S, int R, int blocked,
                                       int pdl, uint32_t *sink) {
     extern __shared__ __align__(128) uint8_t sm[];
@@ -166,12 +182,12 @@ static __global__ void rp_ring_kernel(const uint8_t *p, size_t nbytes, int S, in
         }
         __syncwarp();
     }
-    for (int k = 0; k < R - 1; k++) rp_issue<BULK>(k, p, g, G, nch, S, R, blocked, ring_s, mb_s, lane);
+    for (int k = 0; k < R - 1; k++) rp_issue<BULK, HINT>(k, p, g, G, nch, S, R, blocked, ring_s, mb_s, lane);
     if (pdl) rp_pdl_wait();
     uint32_t acc = 0;
     for (long k = 0;; k++) {
         if (rp_chunk(k, g, G, nch, blocked) < 0) break;
-        rp_issue<BULK>(k + R - 1, p, g, G, nch, S, R, blocked, ring_s, mb_s, lane); /* into the slot read at k - 1 (already consumed below) */
+        rp_issue<BULK, HINT>(k + R - 1, p, g, G, nch, S, R, blocked, ring_s, mb_s, lane); /* into the slot read at k - 1 (already consumed below) */
         const int s = (int)(k % R);
         if (BULK) {
             rp_mb_wait(mb_s + 8u * s, (uint32_t)((k / R) & 1));
@@ -192,7 +208,7 @@ static __global__ void rp_ring_kernel(const uint8_t *p, size_t nbytes, int S, in
     /* tail bytes past the last whole chunk (none for the sizes used here, but keep it exact) */
     if (g == 0)
         for (size_t o = (size_t)nch * S + lane * 16; o + 16 <= nbytes; o += 512)
-            acc ^= rp_x(rp_ld((const uint4 *)(p + o)));
+            acc ^= rp_x(rp_ld<HINT>((const uint4 *)(p + o)));
     if (!BULK) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     rp_sink(acc, sink);
 }
@@ -204,6 +220,7 @@ struct rp_cfg {
     int S, R, W; /* rings: slot bytes, slots, warps a block */
     int bps;     /* blocks an SM */
     int blocked;
+    int hint; /* ld / cpa: L2 prefetch size hint, 0 / 128 / 256 */
 };
 static const char *rp_mname[3] = {"ld", "cpa", "bulk"};
 
@@ -211,10 +228,11 @@ static int n_sm = 132;
 
 static void rp_name(const rp_cfg &c, char *buf, size_t n) {
     if (c.method == 0)
-        snprintf(buf, n, "ld U%d %s %d/SM", c.U, c.blocked ? "bk" : "il", c.bps);
+        snprintf(buf, n, "ld U%d %s %d/SM%s", c.U, c.blocked ? "bk" : "il", c.bps,
+                 c.hint == 256 ? " L2::256B" : c.hint == 128 ? " L2::128B" : "");
     else
-        snprintf(buf, n, "%s S%dK R%d W%d %s %d/SM", rp_mname[c.method], c.S / 1024, c.R, c.W,
-                 c.blocked ? "bk" : "il", c.bps);
+        snprintf(buf, n, "%s S%dK R%d W%d %s %d/SM%s", rp_mname[c.method], c.S / 1024, c.R, c.W,
+                 c.blocked ? "bk" : "il", c.bps, c.hint == 256 ? " L2::256B" : c.hint == 128 ? " L2::128B" : "");
 }
 static size_t rp_smem(const rp_cfg &c) {
     return c.method == 0 ? 0 : (size_t)c.W * c.R * c.S + 8u * c.R * c.W;
@@ -231,6 +249,10 @@ static int rp_fits(const rp_cfg &c) {
     } else {
         if (sm > 227 * 1024) return 0;
         if (c.method == 1) {
+            CK(cudaFuncSetAttribute(rp_ring_kernel<0, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)sm));
+            CK(cudaFuncSetAttribute(rp_ring_kernel<0, 256>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)sm));
             CK(cudaFuncSetAttribute(rp_ring_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)sm));
             CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, rp_ring_kernel<0>, 32 * c.W, sm));
@@ -257,16 +279,22 @@ static void rp_launch(const rp_cfg &c, const void *p, size_t nbytes, int pdl, ui
         lc.blockDim = dim3(256);
         const uint4 *q = (const uint4 *)p;
         const size_t n = nbytes / 16;
-        if (c.U == 4)
-            CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<4>, q, n, c.blocked, pdl, sink));
-        else
-            CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<8>, q, n, c.blocked, pdl, sink));
+        if (c.U == 4 && c.hint == 0) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<4>, q, n, c.blocked, pdl, sink));
+        if (c.U == 8 && c.hint == 0) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<8>, q, n, c.blocked, pdl, sink));
+        if (c.U == 4 && c.hint == 128) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<4, 128>, q, n, c.blocked, pdl, sink));
+        if (c.U == 8 && c.hint == 128) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<8, 128>, q, n, c.blocked, pdl, sink));
+        if (c.U == 4 && c.hint == 256) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<4, 256>, q, n, c.blocked, pdl, sink));
+        if (c.U == 8 && c.hint == 256) CK(cudaLaunchKernelEx(&lc, rp_ld_kernel<8, 256>, q, n, c.blocked, pdl, sink));
     } else {
         lc.blockDim = dim3(32 * c.W);
         lc.dynamicSmemBytes = rp_smem(c);
         const uint8_t *q = (const uint8_t *)p;
-        if (c.method == 1)
+        if (c.method == 1 && c.hint == 0)
             CK(cudaLaunchKernelEx(&lc, rp_ring_kernel<0>, q, nbytes, c.S, c.R, c.blocked, pdl, sink));
+        else if (c.method == 1 && c.hint == 128)
+            CK(cudaLaunchKernelEx(&lc, rp_ring_kernel<0, 128>, q, nbytes, c.S, c.R, c.blocked, pdl, sink));
+        else if (c.method == 1)
+            CK(cudaLaunchKernelEx(&lc, rp_ring_kernel<0, 256>, q, nbytes, c.S, c.R, c.blocked, pdl, sink));
         else
             CK(cudaLaunchKernelEx(&lc, rp_ring_kernel<1>, q, nbytes, c.S, c.R, c.blocked, pdl, sink));
     }
@@ -326,19 +354,22 @@ static std::vector<rp_cfg> rp_configs(void) {
     for (int U : {4, 8})
         for (int bl = 0; bl < 2; bl++)
             for (int bps : {2, 4, 8})
-                v.push_back({0, U, 0, 0, 0, bps, bl});
+                for (int h : {0, 128, 256})
+                    v.push_back({0, U, 0, 0, 0, bps, bl, h});
     for (int m = 1; m <= 2; m++)
         for (int S : {4096, 8192, 16384, 32768})
             for (int R : {2, 4, 8})
                 for (int W : {1, 4})
                     for (int bps : bpsl)
                         for (int bl = 0; bl < 2; bl++) {
-                            rp_cfg c = {m, 0, S, R, W, bps, bl};
+                            rp_cfg c = {m, 0, S, R, W, bps, bl, 0};
                             const size_t inflight = (size_t)bps * W * R * S;
                             /* keep 32-200 KB an SM in flight; beyond, smem runs out anyway */
                             if (inflight < 32 * 1024 || W * bps > 32) continue;
                             if (m == 1 && S > 16384) continue; /* 32 cp.async a lane a slot */
                             v.push_back(c);
+                            if (m == 1 && S <= 16384 && R == 2) /* the cp.async ring with hints */
+                                for (int h : {128, 256}) c.hint = h, v.push_back(c);
                         }
     return v;
 }
@@ -359,7 +390,7 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&e1));
 
     /* best configuration of each method (by the sweep; defaults if the sweep is not run) */
-    rp_cfg best[3] = {{0, 4, 0, 0, 0, 4, 1}, {1, 0, 8192, 4, 1, 8, 1}, {2, 0, 16384, 4, 1, 2, 1}};
+    rp_cfg best[3] = {{0, 4, 0, 0, 0, 4, 1, 0}, {1, 0, 8192, 4, 1, 8, 1, 0}, {2, 0, 16384, 4, 1, 2, 1, 0}};
     double best_tbs[3] = {0, 0, 0};
 
     if (!strcmp(mode, "sweep") || !strcmp(mode, "all")) {

@@ -266,10 +266,72 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
     plan->part_lse_floats = ns > 1 ? rows : 0;
 }
 
+/* Blocks of cfg an SM (the occupancy API with the configuration's shared memory), remembered per
+ * kernel: the planner asks first, outside any graph capture, and sk_attn_decode's launches
+ * inside a capture then find the answer without a CUDA call (one device per process). */
+static int sk_ad_occupancy(int head_dim, const sk_attn_decode_cfg *cfg) {
+    const sk_ad_kfn fn = sk_ad_kernel(head_dim, cfg);
+    SK_AD_CHECK(fn != NULL, "configuration not instantiated");
+    static struct {
+        sk_ad_kfn fn;
+        int occ;
+    } seen[32];
+    static int n_seen = 0;
+    for (int i = 0; i < n_seen; i++)
+        if (seen[i].fn == fn) return seen[i].occ;
+    const size_t smem = sk_ad_smem_bytes(head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
+    sk_ad_allow_smem(fn, smem);
+    int occ = 0;
+    SK_AD_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, fn, cfg->warps * 32, smem));
+    if (occ < 1) occ = 1;
+    if (n_seen < 32) seen[n_seen].fn = fn, seen[n_seen].occ = occ, n_seen++;
+    return occ;
+}
+
+/* The configuration the backend's entry runs for a step of batch sequences: the default one, but
+ * without the ring where the ring-less blocks make exactly one wave of at least 12 warps an SM
+ * (session 13): then every SM has enough warps streaming from registers, and the ring's shared
+ * memory (16 KB a one-warp block at head_dim 128) only costs occupancy. H200, g8 d128 256 x 1024
+ * (2,048 blocks, 15.5 an SM; 16 fit without the ring), us, two machines: ring 2 285.8-287.6 /
+ * 250.0-251.1, no ring (L2::128B loads) 249.4 / 244.8-245.2; bench/results/decode.md session 13.
+ * Outside the window the ring stays: fewer blocks (64 x 4096: 418.9 without against 248.0 with;
+ * 139 x 1152: 169.9 / 163.4) or several waves (1146 x 192: 236.5 / 228.4; MHA 64 x 4096:
+ * 1,874.9 / 1,868.8). Head dim 128 only (64 was not measured). An explicit SAKER_ATTN_G8CFG is
+ * left alone. Used by sk_attn_decode_make_plan and sk_attn_decode, so that the plan and the
+ * launch agree. */
+static sk_attn_decode_cfg sk_ad_entry_cfg(int batch, int n_heads, int n_kv_heads, int head_dim,
+                                          int n_sm, int n_splits) {
+    sk_attn_decode_cfg cfg = sk_attn_decode_default_cfg(head_dim, n_heads / n_kv_heads);
+    static int g8_env = -1;
+    if (g8_env < 0) g8_env = getenv("SAKER_ATTN_G8CFG") != NULL;
+    if (!g8_env && head_dim == 128 && cfg.qtiles == 1 && cfg.wq == 1 && cfg.warps == 1 &&
+        cfg.ring == 2 && cfg.prefetch == 0 && n_heads / n_kv_heads <= 8 && batch > 0) {
+        sk_attn_decode_cfg c0 = cfg;
+        c0.ring = 0;
+        const double base = (double)batch * n_kv_heads;
+        if (base >= 12.0 * n_sm && base <= (double)n_sm * sk_ad_occupancy(head_dim, &c0))
+            cfg = c0;
+        /* Two warps a block (the ring of 2 each) where the unsplit blocks are 3.5-5 an SM: g8
+         * d128 64 x 4096 (3.9 an SM) 244.7-245.5 us against 247.7-248.4 with one warp; 72 x
+         * 4,224 (4.4, 128/4096's last step) 303.5 against 320.2; the engine's 128/4096 at batch
+         * 72: 1,623.4 against 1,608.2 output tok/s (session 13). More blocks an SM lose with two
+         * warps (139 x 1,152: 172.7 against 163.4). Only for unsplit steps (split > 1 = one-warp
+         * splits of a few sequences). */
+        else if (n_splits == 1 && base >= 3.5 * n_sm && base <= 5.0 * n_sm)
+            cfg.warps = 2;
+    }
+    return cfg;
+}
+
 void sk_attn_decode_make_plan(int batch, int n_heads, int n_kv_heads, int head_dim, int max_kv_len,
                               int n_sm, sk_attn_decode_plan *plan) {
     SK_AD_CHECK(n_kv_heads > 0 && n_heads > 0, "bad head counts");
-    const sk_attn_decode_cfg cfg = sk_attn_decode_default_cfg(head_dim, n_heads / n_kv_heads);
+    /* the split count of the one-warp configuration decides the two-warp window */
+    sk_attn_decode_plan p1;
+    const sk_attn_decode_cfg c1 = sk_ad_entry_cfg(batch, n_heads, n_kv_heads, head_dim, n_sm, 0);
+    sk_attn_decode_make_plan_cfg(batch, n_heads, n_kv_heads, head_dim, max_kv_len, n_sm, &c1, &p1);
+    const sk_attn_decode_cfg cfg =
+        sk_ad_entry_cfg(batch, n_heads, n_kv_heads, head_dim, n_sm, p1.n_splits);
     sk_attn_decode_make_plan_cfg(batch, n_heads, n_kv_heads, head_dim, max_kv_len, n_sm, &cfg,
                                  plan);
 }
@@ -343,7 +405,13 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
 
 void sk_attn_decode(const sk_attn_params *p, cudaStream_t s) {
     SK_AD_CHECK(p->kv.n_kv_heads > 0 && p->n_heads > 0, "bad head counts");
+    static int n_sm = 0; /* one device per process */
+    if (n_sm == 0) {
+        int dev = 0;
+        SK_AD_CUDA(cudaGetDevice(&dev));
+        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    }
     const sk_attn_decode_cfg cfg =
-        sk_attn_decode_default_cfg(p->kv.head_dim, p->n_heads / p->kv.n_kv_heads);
+        sk_ad_entry_cfg(p->batch, p->n_heads, p->kv.n_kv_heads, p->kv.head_dim, n_sm, p->n_splits);
     sk_attn_decode_cfg_launch(p, &cfg, s);
 }

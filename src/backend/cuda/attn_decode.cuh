@@ -220,6 +220,29 @@ static __device__ __forceinline__ int sk_ad_ld_pid(const int32_t *ids, int i, in
     return i < n ? __ldg(ids + i) : 0;
 }
 
+/* K/V loads and ring copies with an L2 prefetch-size hint: SK_AD_L2HINT 256 or 128 makes L2
+ * fetch that many bytes around each miss; 0 is a plain ld.global.nc / cp.async.cg. H200, session
+ * 13 (bench/results/decode.md): 128 takes 2-3% off the register-load configurations (g8 d128
+ * 256 x 1024 without the ring 255.5 / 254.7 -> 249.4 us; MHA 64 x 4096 1,981 -> 1,927) and
+ * leaves the cp.async ring as it was; 256 is 1-3% slower. Default 128. */
+#ifndef SK_AD_L2HINT
+#define SK_AD_L2HINT 128
+#endif
+#define SK_AD_STR2(x) #x
+#define SK_AD_STR(x) SK_AD_STR2(x)
+#define SK_AD_L2HINT_S SK_AD_STR(SK_AD_L2HINT)
+static __device__ __forceinline__ uint4 sk_ad_ldkv(const uint4 *p) {
+#if SK_AD_L2HINT == 256 || SK_AD_L2HINT == 128
+    uint4 v;
+    asm volatile("ld.global.nc.L2::" SK_AD_L2HINT_S "B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+#else
+    return __ldg(p);
+#endif
+}
+
 /* Loads chunk c (warp-uniform) of the warp's KV head into ch. ids: the sequence's page ids,
  * npg of them. Rows at or past len are zero. */
 template <int HD>
@@ -250,7 +273,7 @@ static __device__ __forceinline__ void sk_ad_load_chunk(sk_ad_chunk<HD> &ch, con
         const __nv_bfloat16 *kp = kb + row * HD;
 #pragma unroll
         for (int cc = 0; cc < KC; cc++)
-            ch.k[h][cc] = ok ? __ldg((const uint4 *)(kp + 32 * cc + 8 * t)) : z4;
+            ch.k[h][cc] = ok ? sk_ad_ldkv((const uint4 *)(kp + 32 * cc + 8 * t)) : z4;
         if constexpr (HD % 32 != 0)
             ch.kr[h] = ok ? __ldg((const uint2 *)(kp + 32 * KC + 4 * t)) : make_uint2(0u, 0u);
     }
@@ -260,7 +283,7 @@ static __device__ __forceinline__ void sk_ad_load_chunk(sk_ad_chunk<HD> &ch, con
         const bool ok = tok0 + row < len;
         const __nv_bfloat16 *vp = vb + row * HD;
 #pragma unroll
-        for (int j = 0; j < VC; j++) ch.v[i][j] = ok ? __ldg((const uint4 *)(vp + 64 * j + 8 * r)) : z4;
+        for (int j = 0; j < VC; j++) ch.v[i][j] = ok ? sk_ad_ldkv((const uint4 *)(vp + 64 * j + 8 * r)) : z4;
         if constexpr (HD % 64 != 0)
             ch.vr[i] = ok ? __ldg((const unsigned int *)(vp + 64 * VC + 2 * r)) : 0u;
     }
@@ -334,8 +357,13 @@ static __device__ __forceinline__ void sk_ad_ring_issue(__nv_bfloat16 *slot, con
         const __nv_bfloat16 *src = (which ? vb : kb) + (size_t)row * HD + 8 * col;
         const uint32_t dst =
             s0 + 2u * (uint32_t)((which * SK_AD_CHUNK + row) * HD + 8 * (col ^ sk_ad_swz(row)));
+#if SK_AD_L2HINT == 256 || SK_AD_L2HINT == 128
+        asm volatile("cp.async.cg.shared.global.L2::" SK_AD_L2HINT_S "B [%0], [%1], 16;\n" ::"r"(dst), "l"(src)
+                     : "memory");
+#else
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src)
                      : "memory");
+#endif
     }
 }
 
