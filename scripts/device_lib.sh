@@ -22,3 +22,12 @@ step() { # name timeout-s cmd...
     echo "$name rc=$? (+$(( $(date +%s) - T0 )) s): $(grep -h "$STEP_PATTERN" "$R/$name.log" | tail -3 | tr '\n' ' ')"
     pack
 }
+# dev_unpack TGZ: when the staged binaries come as $S/TGZ, unpacks them to /tmp/${DEV_NAME}_bin
+# and points S and LD_LIBRARY_PATH there (call after dev_init).
+dev_unpack() {
+    if [ -f "$S/$1" ]; then
+        mkdir -p "/tmp/${DEV_NAME}_bin" && tar xzf "$S/$1" -C "/tmp/${DEV_NAME}_bin" || exit 1
+        S=/tmp/${DEV_NAME}_bin
+        export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
+    fi
+}

@@ -26,10 +26,7 @@
 . "$(dirname "$0")/device_lib.sh"
 N=${ADB2_NAME:-adb2} # a name per GPU when two run side by side
 dev_init $N "${1:-.stage/adb2}"
-if [ -f "$S/adb2_bin.tgz" ]; then
-    mkdir -p /tmp/${N}_bin && tar xzf "$S/adb2_bin.tgz" -C /tmp/${N}_bin || exit 1
-    S=/tmp/${N}_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack adb2_bin.tgz
 STEPS=${STEPS:-"check torch"}
 BOPS_CFGS=${BOPS_CFGS:-"1,2,0,1 1,2,0,2"}
 STEP_PATTERN="FAIL\|RESULT\|runs,\|failures\|ERROR SUMMARY\|RACECHECK SUMMARY\|best:\|G8CFG"

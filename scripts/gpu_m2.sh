@@ -12,10 +12,7 @@
 # On the device: carry [".stage/m2"], STEPS="..." bash scripts/gpu_m2.sh
 . "$(dirname "$0")/device_lib.sh"
 dev_init m2 "${1:-.stage/m2}"
-if [ -f "$S/m2_bin.tgz" ]; then
-    mkdir -p /tmp/m2_bin && tar xzf "$S/m2_bin.tgz" -C /tmp/m2_bin || exit 1
-    S=/tmp/m2_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack m2_bin.tgz
 STEPS=${STEPS:-"check table e2e"}
 STEP_PATTERN="FAIL\|failures\|^| [0-9]"
 for st in $STEPS; do

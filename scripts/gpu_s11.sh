@@ -23,10 +23,7 @@
 . "$(dirname "$0")/device_lib.sh"
 dev_init s11 "${1:-.stage/s11}"
 STEPS=${STEPS:-"bops table"}
-if [ -f "$S/s11_bin.tgz" ]; then
-    mkdir -p /tmp/s11_bin && tar xzf "$S/s11_bin.tgz" -C /tmp/s11_bin || exit 1
-    S=/tmp/s11_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s11_bin.tgz
 STEP_PATTERN="FAIL\|checks\|failures\|ERROR\|^| 1024\|RESULT\|^| 128 \|^| 2048 "
 ALL=wn64x64,wn64x80,wn64x96,wn64x128,wt128x64,wt128x80,wt128x96,wt128x128,wt128x144,wt128x160
 ALL=$ALL,wt128x192,wc192x96,wc192x128,wr192x128,wr192x160

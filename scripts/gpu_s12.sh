@@ -13,10 +13,7 @@
 # On the device: carry [".stage/s12"], STEPS="..." bash scripts/gpu_s12.sh
 . "$(dirname "$0")/device_lib.sh"
 dev_init s12 "${1:-.stage/s12}"
-if [ -f "$S/s12_bin.tgz" ]; then
-    mkdir -p /tmp/s12_bin && tar xzf "$S/s12_bin.tgz" -C /tmp/s12_bin || exit 1
-    S=/tmp/s12_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s12_bin.tgz
 STEPS=${STEPS:-"check table e2e askip"}
 STEP_PATTERN="FAIL\|failures\|^| [0-9]\|ITL\|output tok"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw --format=csv,noheader > "$R/gpu.txt" 2>&1

@@ -10,10 +10,7 @@
 #   build-gpu/{saker,dev_attention_decode} + libgomp in .stage/s12c (tgz as s12c_bin.tgz)
 . "$(dirname "$0")/device_lib.sh"
 dev_init s12c "${1:-.stage/s12c}"
-if [ -f "$S/s12c_bin.tgz" ]; then
-    mkdir -p /tmp/s12c_bin && tar xzf "$S/s12c_bin.tgz" -C /tmp/s12c_bin || exit 1
-    S=/tmp/s12c_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s12c_bin.tgz
 STEPS=${STEPS:-"time e2e"}
 STEP_PATTERN="FAIL\|failures\|ITL\|output tok\|best:"
 SH="b139x1152,b139x2176,b72x4224,b1146x192,b1x256"

@@ -11,10 +11,7 @@
 #   build-gpu/tests/gpu_backend_ops and libgomp in .stage/s12d (tgz as s12d_bin.tgz)
 . "$(dirname "$0")/device_lib.sh"
 dev_init s12d "${1:-.stage/s12d}"
-if [ -f "$S/s12d_bin.tgz" ]; then
-    mkdir -p /tmp/s12d_bin && tar xzf "$S/s12d_bin.tgz" -C /tmp/s12d_bin || exit 1
-    S=/tmp/s12d_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s12d_bin.tgz
 STEPS=${STEPS:-"bops race b1 p4096"}
 STEP_PATTERN="FAIL\|failures\|ERROR SUMMARY\|RACECHECK SUMMARY\|hazard\|ITL\|output tok\|^-- "
 for st in $STEPS; do

@@ -21,10 +21,7 @@
 #   .stage/s13 as s13_bin.tgz
 . "$(dirname "$0")/device_lib.sh"
 dev_init s13 "${1:-.stage/s13}"
-if [ -f "$S/s13_bin.tgz" ]; then
-    mkdir -p /tmp/s13_bin && tar xzf "$S/s13_bin.tgz" -C /tmp/s13_bin || exit 1
-    S=/tmp/s13_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s13_bin.tgz
 STEPS=${STEPS:-"probe race b1"}
 STEP_PATTERN="FAIL\|failures\|ERROR SUMMARY\|RACECHECK SUMMARY\|hazard\|ITL\|output tok\|^-- \|RESULT"
 for st in $STEPS; do

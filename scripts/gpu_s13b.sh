@@ -11,10 +11,7 @@
 #   s13b_bin.tgz (dev_attention_decode_h0/h128/h256, dev_read_probe).
 . "$(dirname "$0")/device_lib.sh"
 dev_init s13b "${1:-.stage/s13b}"
-if [ -f "$S/s13b_bin.tgz" ]; then
-    mkdir -p /tmp/s13b_bin && tar xzf "$S/s13b_bin.tgz" -C /tmp/s13b_bin || exit 1
-    S=/tmp/s13b_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s13b_bin.tgz
 STEPS=${STEPS:-"probe2 l2h"}
 STEP_PATTERN="FAIL\|RESULT\|runs,\|failures\|best:"
 SH="llama70b g8 b64x4096,llama70b g8 b256x1024,llama70b-mha g1 b64x4096,llama70b-mha g1 b256x1024"

@@ -18,10 +18,7 @@
 #   libgomp in .stage/s13c as s13c_bin.tgz.
 . "$(dirname "$0")/device_lib.sh"
 dev_init s13c "${1:-.stage/s13c}"
-if [ -f "$S/s13c_bin.tgz" ]; then
-    mkdir -p /tmp/s13c_bin && tar xzf "$S/s13c_bin.tgz" -C /tmp/s13c_bin || exit 1
-    S=/tmp/s13c_bin; export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
-fi
+dev_unpack s13c_bin.tgz
 STEPS=${STEPS:-"check time bops e2e p4096"}
 STEP_PATTERN="FAIL\|RESULT\|checks,\|failures\|ITL\|output tok"
 SH="llama70b g8 b64x4096,llama70b g8 b256x1024,llama70b-mha g1 b64x4096,llama70b-mha g1 b256x1024,falcon180b g29 b64x4096,falcon180b g29 b1x32768"
