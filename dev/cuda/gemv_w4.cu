@@ -1438,7 +1438,8 @@ static void time_bk3(void) {
         if (mode != 1) row("backend's launch, fused norm", time_launches([&](int i) { be(i, gamma); }, e0, e1), t_be);
         float best = 1e30f;
         char bname[96] = "-";
-        for (int MT = 1; MT <= 2; MT++)
+        const bool be_only = getenv("BK3_BACKEND_ONLY") != NULL; /* the backend's rows only */
+        for (int MT = 1; MT <= 2 && !be_only; MT++)
             for (int KS = 4; KS <= 8; KS += 4)
                 for (int NS = 2; NS <= 8; NS += 2) {
                     const float us = time_launches(

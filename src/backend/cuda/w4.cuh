@@ -216,11 +216,27 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
 #define SK_W4TC_XW 20  /* shared words per 32-element chunk of split x (16 + 4 against conflicts) */
 
 /* 16 bytes of streamed weights: not kept in L1 (x and the scales stay there). */
+/* SK_W4_L2HINT: the weight loads' L2 prefetch size, 256 (default), 128 or 0 (none): a build-time
+ * experiment (session 13: the decode attention's register loads gained 2-3% from 128 over none,
+ * and 256 was slower there). */
+#ifndef SK_W4_L2HINT
+#define SK_W4_L2HINT 256
+#endif
 static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
     uint4 v;
+#if SK_W4_L2HINT == 256
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
+#elif SK_W4_L2HINT == 128
+    asm("ld.global.nc.L1::no_allocate.L2::128B.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+#else
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+#endif
     return v;
 }
 /* (a & b) | c in one LOP3 (the compiler splits it in two when b and c are both immediates). */
