@@ -26,7 +26,7 @@ step() { # name timeout-s cmd...
 # and points S and LD_LIBRARY_PATH there (call after dev_init).
 dev_unpack() {
     if [ -f "$S/$1" ]; then
-        mkdir -p "/tmp/${DEV_NAME}_bin" && tar xzf "$S/$1" -C "/tmp/${DEV_NAME}_bin" || exit 1
+        mkdir -p "/tmp/${DEV_NAME}_bin" && tar xf "$S/$1" -C "/tmp/${DEV_NAME}_bin" || exit 1
         S=/tmp/${DEV_NAME}_bin
         export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
     fi

@@ -35,11 +35,12 @@
  *                 "backend's pick" = sk_w4_gemv_launch (MT1 D2 KS8; MT2 at T >= 3 for store/add
  *                 and for add at N_out >= 6144)
  *   tq CFG [pf]   sk_w4_tq_kernel (w4.cuh, session 9): ZC3, STORE / ADD at T <= 2, warps a block
- *                 and ring depth at compile time (sk_w4_tq_launch_cfg's lists, 1..4 per mode),
+ *                 and ring depth at compile time (sk_w4_tq_launch_cfg's lists, 1..8 per mode;
+ *                 5..8: the ring in shared memory),
  *                 bias / residual read early, pf: L2 prefetch distance in steps (0: off)
  *   ts CFG        sk_w4_ts_kernel (w4.cuh, session 10): ZC3 SwiGLU at T <= 2 on persistent blocks
  *                 (one ring across a block's tiles), x split once per block (XS1) or per step
- *                 (XS0); sk_w4_ts_launch_cfg's list 1..4
+ *                 (XS0); sk_w4_ts_launch_cfg's list 1..8 (5..8: the ring in shared memory)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -499,10 +500,20 @@ static const variant g_variants[] = {
     TQ(2, 1, 0, 0), TQ(2, 2, 0, 0), TQ(2, 3, 0, 0), TQ(2, 4, 0, 0),
     TQ(2, 1, 1, 0), TQ(2, 2, 1, 0), TQ(2, 3, 1, 0), TQ(2, 4, 1, 0),
     TQ(2, 1, 0, 1), TQ(2, 2, 0, 1), TQ(2, 3, 0, 1), TQ(2, 4, 0, 1),
+    /* (session 14) the ring in shared memory (RS1), configurations 5..8 of each mode */
+    TQ(1, 5, 0, 0), TQ(1, 6, 0, 0), TQ(1, 7, 0, 0), TQ(1, 8, 0, 0),
+    TQ(1, 5, 1, 0), TQ(1, 6, 1, 0), TQ(1, 7, 1, 0), TQ(1, 8, 1, 0),
+    TQ(1, 5, 0, 1), TQ(1, 6, 0, 1), TQ(1, 7, 0, 1), TQ(1, 8, 0, 1),
+    TQ(2, 5, 0, 0), TQ(2, 6, 0, 0), TQ(2, 7, 0, 0), TQ(2, 8, 0, 0),
+    TQ(2, 5, 1, 0), TQ(2, 6, 1, 0), TQ(2, 7, 1, 0), TQ(2, 8, 1, 0),
+    TQ(2, 5, 0, 1), TQ(2, 6, 0, 1), TQ(2, 7, 0, 1), TQ(2, 8, 0, 1),
     /* (session 10) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
      * without the fused norm, T = 1, 2 */
     TS(1, 1, 0), TS(1, 2, 0), TS(1, 3, 0), TS(1, 4, 0), TS(1, 1, 1), TS(1, 2, 1), TS(1, 3, 1), TS(1, 4, 1),
     TS(2, 1, 0), TS(2, 2, 0), TS(2, 3, 0), TS(2, 4, 0), TS(2, 1, 1), TS(2, 2, 1), TS(2, 3, 1), TS(2, 4, 1),
+    /* (session 14) the ring in shared memory (RS1), configurations 5..8 */
+    TS(1, 5, 0), TS(1, 6, 0), TS(1, 7, 0), TS(1, 8, 0), TS(1, 5, 1), TS(1, 6, 1), TS(1, 7, 1), TS(1, 8, 1),
+    TS(2, 5, 0), TS(2, 6, 0), TS(2, 7, 0), TS(2, 8, 0), TS(2, 5, 1), TS(2, 6, 1), TS(2, 7, 1), TS(2, 8, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
 static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 8}, {4, 6}}; /* {8, 3}, {4, 4} to session 12 */
@@ -1256,8 +1267,8 @@ static void time_zc(void) {
 }
 
 /* (s9) The backend's launch (sk_w4_gemv_launch as the engine calls it: qkv with the fused norm)
- * against sk_w4_tq_kernel's configurations (sk_w4_tq_launch_cfg 1..4 of the mode, L2 prefetch
- * off and at 4 steps) on the products it is for: qkv (+norm), o and down, 70B and 7B, T = 1, 2,
+ * against sk_w4_tq_kernel's configurations (sk_w4_tq_launch_cfg 1..8 of the mode, L2 prefetch
+ * off) on the products it is for: qkv (+norm), o and down, 70B and 7B, T = 1, 2,
  * G = 128; two rounds, the second in reverse order; weights rotated past L2 as time_gemv; no
  * checks (dev_gemv_w4 check does them). Then per shape the best configuration (mean of the two
  * rounds) and the decode step's qkv + o + down (x layers) with each pick. */
@@ -1292,7 +1303,9 @@ static void time_s9(void) {
         {"7B o 4096x4096 +=", 4096, 4096, 1, 32},         {"7B down 4096x11008 +=", 4096, 11008, 1, 32},
     };
     /* the timed versions: (cfg, pf); cfg 0 = the backend's launch */
-    const int vers[][2] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {4, 0}, {1, 4}, {2, 4}, {3, 4}, {4, 4}};
+    /* (session 14: 5..8, the ring in shared memory, in place of session 9's pf 4 rows, which were
+     * 5-12% slower everywhere) */
+    const int vers[][2] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {4, 0}, {5, 0}, {6, 0}, {7, 0}, {8, 0}};
     const int NVER = (int)(sizeof vers / sizeof vers[0]);
     const int G = 128;
     double step_be[2][2] = {{0}}, step_best[2][2] = {{0}}; /* [model][T - 1]: us x layers */
@@ -1378,7 +1391,7 @@ static void time_s9(void) {
 }
 
 /* (sw) The backend's launch of gate/up (SwiGLU, as the engine calls it: with the fused norm, and
- * once without) against sk_w4_ts_kernel's configurations (sk_w4_ts_launch_cfg 1..4) on the 70B
+ * once without) against sk_w4_ts_kernel's configurations (sk_w4_ts_launch_cfg 1..8) on the 70B
  * (28672 x 8192) and 7B (11008 x 4096) shapes, T = 1, 2, G = 128; with the norm two rounds, the
  * second in reverse order, without it one; weights rotated past L2 as time_gemv (CUDA events,
  * batches of 10, 2 warm-up batches, median of 15); no checks (dev_gemv_w4 checksw does them).
@@ -1482,7 +1495,7 @@ static void time_sw(void) {
         const char *name;
         int N_out, K, layers;
     } shapes[] = {{"70B gate/up 2x28672x8192", 28672, 8192, 80}, {"7B gate/up 2x11008x4096", 11008, 4096, 32}};
-    const int NVER = 5; /* 0: the backend's launch, 1..4: sk_w4_ts_launch_cfg */
+    const int NVER = 9; /* 0: the backend's launch, 1..8: sk_w4_ts_launch_cfg */
     const int G = 128;
     std::vector<std::string> bests;
     printf("\n| shape | T | norm | round | version | us | INT4 GB/s | of copy | / backend |\n");

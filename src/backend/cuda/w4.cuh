@@ -239,6 +239,32 @@ static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
 #endif
     return v;
 }
+/* The same 16 bytes copied into shared memory (cp.async, L1 bypassed, the same L2 hint), for the
+ * rings that live there (sk_w4_ts_kernel RS = 1): completes by cp.async.wait_group. */
+static __device__ __forceinline__ void sk_w4_cp_stream(void *dst, const uint4 *p) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+#if SK_W4_L2HINT == 256
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
+#elif SK_W4_L2HINT == 128
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
+#else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
+#endif
+}
+/* 16 bytes of x (or gamma) into shared memory, cached in L1 (the blocks of an SM share x);
+ * zeros when !valid (src-size 0; src must still be a valid address). */
+static __device__ __forceinline__ void sk_w4_cp_x(void *dst, const void *p, bool valid) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(p), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_w4_cp_commit(void) {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+static __device__ __forceinline__ void sk_w4_cp_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
 /* (a & b) | c in one LOP3 (the compiler splits it in two when b and c are both immediates). */
 static __device__ __forceinline__ uint32_t sk_w4_andor(uint32_t a, uint32_t b, uint32_t c) {
     uint32_t r;
@@ -836,7 +862,7 @@ static void sk_w4_tc_launch_z(int mt, int KS, const float *x, const uint32_t *q4
 static __device__ __forceinline__ void sk_w4_prefetch_l2(const void *p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
-template <int T, int MT, int D, int GP, int ZC, int MODE, int NW, int MINB, int NORM>
+template <int T, int MT, int D, int GP, int ZC, int MODE, int NW, int MINB, int NORM, int RS = 0>
 __global__ void __launch_bounds__(32 * NW, MINB)
     sk_w4_tq_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
@@ -872,22 +898,57 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         }
     const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
     const uint32_t *sq = reinterpret_cast<const uint32_t *>(q4s);
-    uint4 wb[D][MT][2];
+    /* RS 1 (session 14): the ring in dynamic shared memory, [NW][D][SW][32] uint4 (SW: the
+     * step's weights [MT][2], then x [T] and, with the norm, gamma: this lane's 16 bytes of each,
+     * elements 4 lane .. 4 lane + 3 of the step), each lane copying (cp.async) and reading back
+     * its own 16-byte chunks, so that the bytes in flight cost no registers. The x and gamma of
+     * a step travel with its weights, D steps ahead: ncu's source counters (session 14) had the
+     * RS0 kernels waiting on x (the per-step load of SK_W4TQ_LOADX, one step ahead; with the
+     * norm, used at once) for 30-45% of their stall samples. The scale words stay in registers. */
+    constexpr int SW = MT * 2 + T + (NORM ? 1 : 0);
+    extern __shared__ __align__(16) uint4 sk_w4tq_ring[];
+    uint4 *const ring = sk_w4tq_ring + (size_t)warp * D * SW * 32 + lane;
+    uint4 wb[RS ? 1 : D][MT][2];
     uint32_t sb[D][MT][2];
 #define SK_W4TQ_LOAD(d_, s_)                                                                       \
     do {                                                                                           \
         const int c_ = min(4 * (s_) + t, C - 1);                                                   \
         _Pragma("unroll") for (int m_ = 0; m_ < MT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
-            wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                              \
+            if constexpr (RS)                                                                      \
+                sk_w4_cp_stream(ring + ((d_) * SW + m_ * 2 + r_) * 32, wq + (wo[m_][r_] + c_));    \
+            else                                                                                   \
+                wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));        \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
     } while (0)
+    /* RS 1: x (and gamma) of step s_ into slot d_ (only after griddepcontrol.wait: x is the
+     * kernel before's output) */
+#define SK_W4TQ_LOADXR(d_, s_)                                                                     \
+    do {                                                                                           \
+        const int k_ = 128 * (s_) + 4 * lane;                                                      \
+        _Pragma("unroll") for (int tau_ = 0; tau_ < T; tau_++)                                    \
+            sk_w4_cp_x(ring + ((d_) * SW + 2 * MT + tau_) * 32,                                    \
+                       x + (k_ < K ? (size_t)tau_ * K + k_ : 0), k_ < K);                          \
+        if (NORM) sk_w4_cp_x(ring + ((d_) * SW + 2 * MT + T) * 32, gamma + (k_ < K ? k_ : 0), k_ < K); \
+    } while (0)
     /* Weights never depend on the kernel before (PDL): the ring fills before the wait. */
 #pragma unroll
-    for (int d = 0; d < D; d++)
+    for (int d = 0; d < D; d++) {
         if (warp + KS * d < S) SK_W4TQ_LOAD(d, warp + KS * d);
+        if (RS) sk_w4_cp_commit(); /* one group a slot, empty or not */
+    }
     sk_pdl_wait();
+    /* RS 1: the first D slots' x, a group each (groups D .. 2D - 1). Step j then needs group j
+     * (its weights) and D + j (its x) for j < D, the loop's group j - D after that: in every
+     * case all but the newest D - 1 groups, so wait_group D - 1 before every step. */
+    if constexpr (RS) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            if (warp + KS * d < S) SK_W4TQ_LOADXR(d, warp + KS * d);
+            sk_w4_cp_commit();
+        }
+    }
     /* 3. This thread's output (o < NOUT: row tau, block row r): bias and residual now, so that
      * their loads are in flight during the loop, not after it. Nothing else writes out[n]. */
     const int o_tau = threadIdx.x / (16 * MT), o_r = threadIdx.x % (16 * MT), o_n = n0 + o_r;
@@ -920,7 +981,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             }                                                                                      \
         }                                                                                          \
     } while (0)
-    if (warp < S) SK_W4TQ_LOADX(warp);
+    if (!RS && warp < S) SK_W4TQ_LOADX(warp);
     const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
 
     float acc[MT][NB][2];
@@ -939,8 +1000,23 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             if (i + d >= ns) break;
             const int st = warp + KS * (i + d);
             uint32_t *xw = xs[warp][(i + d) & 1]; /* by step parity: D may be odd */
+            if constexpr (RS) { /* this step's slot: x (and gamma) from it, the norm's work here */
+                sk_w4_cp_wait<D - 1>(); /* the slot's group, the oldest of the D in flight */
+#pragma unroll
+                for (int tau = 0; tau < T; tau++)
+                    xn[tau] = *reinterpret_cast<const float4 *>(ring + (d * SW + 2 * MT + tau) * 32);
+                if (NORM) {
+                    const float4 g_ = *reinterpret_cast<const float4 *>(ring + (d * SW + 2 * MT + T) * 32);
+#pragma unroll
+                    for (int tau = 0; tau < T; tau++) {
+                        float4 &v_ = xn[tau];
+                        ssq[tau] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau]))));
+                        v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;
+                    }
+                }
+            }
             sk_w4tc_xsplit<T, ZC >= 2>(xn, xw, xoff);
-            if (st + KS < S) SK_W4TQ_LOADX(st + KS);
+            if (!RS && st + KS < S) SK_W4TQ_LOADX(st + KS);
             if (st + pfd < S && (t == 0 || t == 3)) {
                 const int c_ = min(4 * (st + pfd) + t, C - 1); /* a partial last step */
 #pragma unroll
@@ -948,11 +1024,25 @@ __global__ void __launch_bounds__(32 * NW, MINB)
 #pragma unroll
                     for (int r = 0; r < 2; r++) sk_w4_prefetch_l2(wq + (wo[m][r] + c_));
             }
-            sk_w4tc_mma<T, MT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
-            if (st + KS * D < S) SK_W4TQ_LOAD(d, st + KS * D);
+            if constexpr (RS) { /* (waited for above) */
+                uint4 wr[MT][2];
+#pragma unroll
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) wr[m][r] = ring[(d * SW + m * 2 + r) * 32];
+                sk_w4tc_mma<T, MT, GP, ZC>(wr, sb[d], xw, bsrc, xzero, lane, t, acc);
+            } else {
+                sk_w4tc_mma<T, MT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
+            }
+            if (st + KS * D < S) {
+                SK_W4TQ_LOAD(d, st + KS * D);
+                if (RS) SK_W4TQ_LOADXR(d, st + KS * D);
+            }
+            if (RS) sk_w4_cp_commit();
         }
     }
 #undef SK_W4TQ_LOAD
+#undef SK_W4TQ_LOADXR
 #undef SK_W4TQ_LOADX
     if (ZC >= 2) {
         const float sc = ZC >= 3 ? 268435456.0f /* 2^28 */ : 16.0f;
@@ -1005,7 +1095,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
 /* One launch of sk_w4_tq_kernel (ZC3, T <= 2): GP from G, NORM when gamma != NULL (not ADD).
  * MINB caps the registers so that MINB blocks of NW warps fit an SM; at T = 2 and G = 32 (two
  * blocks of B columns) uncapped, as sk_w4_tc_launch_n. pf: sk_w4_tq_kernel's item 4. */
-template <int T, int MT, int D, int MODE, int NW, int MINB>
+template <int T, int MT, int D, int MODE, int NW, int MINB, int RS = 0>
 static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                             const float *bias, int N_out, int K, float *out, const float *gamma,
                             float eps, cudaStream_t s) {
@@ -1016,14 +1106,33 @@ static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __
     void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *,
               const float *, float, int) = nullptr;
     if (MODE != SK_GEMV_ADD && gamma)
-        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, MODE != SK_GEMV_ADD>
-            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, MODE != SK_GEMV_ADD>
-                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, MODE != SK_GEMV_ADD>;
+        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, MODE != SK_GEMV_ADD, RS>
+            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, MODE != SK_GEMV_ADD, RS>
+                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, MODE != SK_GEMV_ADD, RS>;
     else
-        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, 0>
-            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, 0>
-                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, 0>;
-    sk_launch_pdl(k, blocks, 32u * NW, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf);
+        k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, 0, RS>
+            : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, 0, RS>
+                      : sk_w4_tq_kernel<T, MT, D, 1, 3, MODE, NW, MINB, 0, RS>;
+    /* RS 1: the ring's dynamic shared memory, its limit raised once per kernel (the first launch
+     * of a shape runs eagerly, outside graph capture: model/forward.c) */
+    const size_t smem =
+        RS ? (size_t)NW * D * (MT * 2 + T + (MODE != SK_GEMV_ADD && gamma ? 1 : 0)) * 32 * 16 : 0;
+    if (RS) {
+        static void *set[6] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr}; /* G x NORM */
+        int i = 0;
+        while (i < 6 && set[i] && set[i] != (void *)k) i++;
+        if (i < 6 && !set[i]) {
+            const cudaError_t e =
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e != cudaSuccess) {
+                fprintf(stderr, "saker: w4 tq: %zu bytes of shared memory: %s\n", smem,
+                        cudaGetErrorString(e));
+                abort();
+            }
+            set[i] = (void *)k;
+        }
+    }
+    sk_launch_pdl_smem(k, blocks, 32u * NW, smem, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf);
 }
 
 /* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
@@ -1038,6 +1147,10 @@ static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __
  * only, blocks spread evenly): qkv now 48 KB in the first of two waves; STORE 1: 58 KB, 2: 39,
  * 3: 58, 4: 77, all in one wave; o now 64 KB; ADD 1: 64, 2: 62 (3 slots an SM: one left for
  * the next launch's PDL prologue), 3: 93, 4: 124.
+ * Session 14, RS1 (the ring, x and gamma in shared memory, sk_w4_tq_kernel's RS; a slot is
+ * (2 MT + T + norm) x 512 bytes a warp):
+ *   STORE 5: MT1 NW4 D4 LB5   6: MT1 NW4 D6 LB4   7: MT2 NW4 D4 LB4   8: MT1 NW8 D3 LB3
+ *   ADD   5: MT2 NW8 D4 LB2   6: MT2 NW8 D3 LB2   7: MT2 NW4 D6 LB3   8: MT2 NW8 D8 LB1
  * Returns false for an index it does not know. */
 template <int T, int MODE>
 static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t *q4,
@@ -1049,6 +1162,10 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 2: sk_w4_tq_launch<T, 2, 4, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 3: sk_w4_tq_launch<T, 2, 6, MODE, 4, 2>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 4: sk_w4_tq_launch<T, 2, 8, MODE, 4, 2>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 5: sk_w4_tq_launch<T, 2, 4, MODE, 8, 2, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 6: sk_w4_tq_launch<T, 2, 3, MODE, 8, 2, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 7: sk_w4_tq_launch<T, 2, 6, MODE, 4, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 8: sk_w4_tq_launch<T, 2, 8, MODE, 8, 1, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         default: return false;
         }
     } else if constexpr (MODE == SK_GEMV_STORE) {
@@ -1057,6 +1174,10 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 2: sk_w4_tq_launch<T, 2, 2, MODE, 4, 4>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 3: sk_w4_tq_launch<T, 2, 3, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 4: sk_w4_tq_launch<T, 2, 4, MODE, 4, 3>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 5: sk_w4_tq_launch<T, 1, 4, MODE, 4, 5, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 6: sk_w4_tq_launch<T, 1, 6, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 7: sk_w4_tq_launch<T, 2, 4, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 8: sk_w4_tq_launch<T, 1, 3, MODE, 8, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         default: return false;
         }
     }
@@ -1065,10 +1186,12 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
 /* A short name of configuration cfg of mode (for the workbench's tables). */
 static inline const char *sk_w4_tq_name(int mode, int cfg) {
     static const char *st[] = {"-", "tq MT1 NW4 D3 LB5", "tq MT2 NW4 D2 LB4", "tq MT2 NW4 D3 LB3",
-                               "tq MT2 NW4 D4 LB3"};
+                               "tq MT2 NW4 D4 LB3", "tq MT1 NW4 D4 LB5 RS1", "tq MT1 NW4 D6 LB4 RS1",
+                               "tq MT2 NW4 D4 LB4 RS1", "tq MT1 NW8 D3 LB3 RS1"};
     static const char *ad[] = {"-", "tq MT2 NW8 D2", "tq MT2 NW4 D4 LB3", "tq MT2 NW4 D6 LB2",
-                               "tq MT2 NW4 D8 LB2"};
-    return cfg < 1 || cfg > 4 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
+                               "tq MT2 NW4 D8 LB2", "tq MT2 NW8 D4 LB2 RS1", "tq MT2 NW8 D3 LB2 RS1",
+                               "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1"};
+    return cfg < 1 || cfg > 8 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
 }
 
 /* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
@@ -1097,7 +1220,7 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
  * 16 MT a tile, one a thread; out = silu(gate) * up (sk_w4tc_finish's order: sums, times 1 / rms,
  * then the SwiGLU). ZC3 arithmetic (sk_w4tc_xsplit / sk_w4tc_mma). Rows past N_out read the last
  * row (never stored); row offsets are 32-bit chunk offsets (the caller's check). */
-template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS>
+template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS, int RS = 0>
 __global__ void __launch_bounds__(32 * NW, MINB)
     sk_w4_ts_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, int N_out, int K, float *__restrict__ out,
@@ -1106,8 +1229,10 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
     constexpr int GSH = sk_w4tc_dims<T, GP>::GSH;
     static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && NOUT <= 32 * NW, "one output a thread");
-    /* dynamic: XS 1: split x [S][XB] words; XS 0: per-warp buffers [NW][2][XB] */
+    /* dynamic: RS 1: the weight ring [NW][D][NT][2][32] uint4 first; then XS 1: split x [S][XB]
+     * words, XS 0: per-warp buffers [NW][2][XB] */
     extern __shared__ __align__(16) uint32_t sk_w4ts_smem[];
+    uint32_t *const xs = sk_w4ts_smem + (RS ? NW * D * NT * 2 * 32 * 4 : 0);
     __shared__ __align__(16) float red[2][NW][NT][4 * NB][16];
     __shared__ __align__(16) uint32_t xzero[16];
     __shared__ float s_ssq[NW][T];
@@ -1139,7 +1264,11 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     SK_W4TS_ROWS();
     const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
     const uint32_t *sq = reinterpret_cast<const uint32_t *>(q4s);
-    uint4 wb[D][NT][2];
+    /* RS 1: this warp's ring slots in shared memory, each lane copying and reading back its own
+     * 16-byte chunks (no cross-lane sharing: cp.async.wait_group of the lane's own groups is
+     * enough); RS 0: the ring in registers. The scale words stay in registers either way. */
+    uint4 *const ring = reinterpret_cast<uint4 *>(sk_w4ts_smem) + (size_t)warp * D * NT * 2 * 32 + lane;
+    uint4 wb[RS ? 1 : D][NT][2];
     uint32_t sb[D][NT][2];
     /* Loads the cursor's slot into ring slot d_ (nothing for a dead slot or past the block's last
      * tile), then advances the cursor. */
@@ -1150,7 +1279,10 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             const int c_ = min(4 * st_ + t, C - 1);                                                \
             _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                      \
                 _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                 \
-                wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                          \
+                if constexpr (RS)                                                                  \
+                    sk_w4_cp_stream(ring + (((d_) * NT + m_) * 2 + r_) * 32, wq + (wo[m_][r_] + c_)); \
+                else                                                                               \
+                    wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));    \
                 sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                           \
             }                                                                                      \
         }                                                                                          \
@@ -1162,8 +1294,10 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     } while (0)
     /* Weights never depend on the kernel before (PDL): the ring fills before the wait. */
 #pragma unroll
-    for (int d = 0; d < D; d++)
+    for (int d = 0; d < D; d++) {
         if (d < J) SK_W4TS_LOAD(d);
+        if (RS) sk_w4_cp_commit(); /* one group a slot, empty or not: wait_group counts them */
+    }
     sk_pdl_wait();
 
     const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
@@ -1214,7 +1348,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
                         v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;
                     }
                 }
-                sk_w4tc_xsplit<T, 1>(xq[u], sk_w4ts_smem + s * XB, xoff);
+                sk_w4tc_xsplit<T, 1>(xq[u], xs + s * XB, xoff);
             }
         }
     } else if (warp < S && J > 0) {
@@ -1254,9 +1388,9 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             const bool live = st < S;
             const uint32_t *xw;
             if (XS) {
-                xw = sk_w4ts_smem + (live ? st : 0) * XB;
+                xw = xs + (live ? st : 0) * XB;
             } else {
-                uint32_t *xb = sk_w4ts_smem + (size_t)(warp * 2 + (j & 1)) * XB;
+                uint32_t *xb = xs + (size_t)(warp * 2 + (j & 1)) * XB;
                 if (live) sk_w4tc_xsplit<T, 1>(xn, xb, xoff);
                 /* the next slot's x: the next step of this tile, or the first of the next tile
                  * (its squares only while in the first tile) */
@@ -1265,8 +1399,19 @@ __global__ void __launch_bounds__(32 * NW, MINB)
                 if (j + 1 < J && sn < S) SK_W4TS_LOADX(sn, c_tile == 0 && !last);
                 xw = xb;
             }
-            if (live) sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
+            if constexpr (RS) {
+                sk_w4_cp_wait<D - 1>(); /* slot j's group (the oldest of the D in flight) */
+                uint4 wr[NT][2];
+#pragma unroll
+                for (int m = 0; m < NT; m++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++) wr[m][r] = ring[((d * NT + m) * 2 + r) * 32];
+                if (live) sk_w4tc_mma<T, NT, GP, ZC>(wr, sb[d], xw, bsrc, xzero, lane, t, acc);
+            } else {
+                if (live) sk_w4tc_mma<T, NT, GP, ZC>(wb[d], sb[d], xw, bsrc, xzero, lane, t, acc);
+            }
             if (j + D < J) SK_W4TS_LOAD(d);
+            if (RS) sk_w4_cp_commit();
             if (++c_i == nsw) { /* the tile's epilogue; the ring's next loads stay in flight */
                 c_i = 0;
                 if (NORM && !XS && c_tile == 0) put_ssq();
@@ -1311,28 +1456,32 @@ __global__ void __launch_bounds__(32 * NW, MINB)
 }
 
 /* Dynamic shared memory of sk_w4_ts_kernel (bytes) for K, and the largest it may ask. */
-template <int T, int GP, int NW, int XS>
+template <int T, int GP, int NW, int XS, int RS = 0, int D = 1, int MT = 1>
 static inline size_t sk_w4_ts_smem(int K) {
     const size_t S = (size_t)(((K >> 5) + 3) >> 2), XB = sk_w4tc_dims<T, GP>::XB;
-    return 4 * (XS ? S * XB : (size_t)NW * 2 * XB);
+    return 4 * (XS ? S * XB : (size_t)NW * 2 * XB) + (RS ? (size_t)NW * D * 2 * MT * 2 * 32 * 16 : 0);
 }
 #define SK_W4TS_SMEM_MAX (160 * 1024) /* XS = 1 above this: XS = 0 */
+#define SK_W4TS_RS_SMEM_MAX (200 * 1024) /* RS = 1 (ring and x) above this: RS = 0 */
 
 /* One launch of sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS> on a grid of its resident
  * slots (occupancy x SMs, at most the tiles), the dynamic shared-memory limit raised to
  * SK_W4TS_SMEM_MAX the first time (outside a graph capture: the engine's first decode step of a
  * row count runs eagerly, model/forward.c) and the occupancy asked again when K changes. */
-template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS>
+template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS, int RS = 0>
 static void sk_w4_ts_launch_k(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out,
                               int K, float *out, const float *gamma, float eps, cudaStream_t s) {
-    auto k = sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS>;
-    const size_t smem = sk_w4_ts_smem<T, GP, NW, XS>(K);
+    auto k = sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS, RS>;
+    const size_t smem = sk_w4_ts_smem<T, GP, NW, XS, RS, D, MT>(K);
     static bool set = false; /* the dynamic limit (by default 48 KB less the static bytes) */
     static size_t occ_smem = (size_t)-1;
     static int occ = 0, sms = 0;
     cudaError_t e = cudaSuccess;
-    if (!set) {
-        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, SK_W4TS_SMEM_MAX);
+    if (!set) { /* RS 1: all an SM offers a block beside the static bytes */
+        cudaFuncAttributes fa;
+        e = cudaFuncGetAttributes(&fa, k);
+        const size_t lim = RS ? (size_t)227 * 1024 - fa.sharedSizeBytes : (size_t)SK_W4TS_SMEM_MAX;
+        if (e == cudaSuccess) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)lim);
         set = true;
     }
     if (e == cudaSuccess && occ_smem != smem) {
@@ -1353,26 +1502,30 @@ static void sk_w4_ts_launch_k(const float *x, const uint32_t *q4, const __half2 
                        eps);
 }
 /* GP from G, NORM from gamma, XS = 0 where XS = 1's x does not fit SK_W4TS_SMEM_MAX. */
-template <int T, int MT, int D, int NW, int MINB, int XS>
+template <int T, int MT, int D, int NW, int MINB, int XS, int RS = 0>
 static void sk_w4_ts_launch(const float *x, const uint32_t *q4, const __half2 *q4s, int G,
                             int N_out, int K, float *out, const float *gamma, float eps,
                             cudaStream_t s) {
     static_assert(T <= 2, "ZC3 at T <= 2");
     if (XS && sk_w4_ts_smem<T, 1, NW, 1>(K) > SK_W4TS_SMEM_MAX) {
-        sk_w4_ts_launch<T, MT, D, NW, MINB, 0>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
+        sk_w4_ts_launch<T, MT, D, NW, MINB, 0, RS>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
+        return;
+    }
+    if (RS && sk_w4_ts_smem<T, 1, NW, XS, RS, D, MT>(K) > SK_W4TS_RS_SMEM_MAX) { /* ring in registers */
+        sk_w4_ts_launch<T, MT, D, NW, MINB, XS, 0>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
         return;
     }
     /* two blocks of B columns (T = 2, G = 32): uncapped, as sk_w4_tc_launch_n */
     constexpr int MB4 = sk_w4tc_dims<T, 4>::NB > 1 ? 1 : MINB;
     constexpr int MB2 = sk_w4tc_dims<T, 2>::NB > 1 ? 1 : MINB;
     if (gamma) {
-        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
-        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
-        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 1, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 1, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 1, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 1, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
     } else {
-        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
-        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
-        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 0, XS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        if (G == 32) sk_w4_ts_launch_k<T, MT, D, 4, NW, MB4, 0, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else if (G == 64) sk_w4_ts_launch_k<T, MT, D, 2, NW, MB2, 0, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+        else sk_w4_ts_launch_k<T, MT, D, 1, NW, MINB, 0, XS, RS>(x, q4, q4s, N_out, K, out, gamma, eps, s);
     }
 }
 
@@ -1381,6 +1534,9 @@ static void sk_w4_ts_launch(const float *x, const uint32_t *q4, const __half2 *q
  *   2: MT1 NW8 D2 LB2 XS1  the same with x split once per block (items 1 and 2)
  *   3: MT1 NW4 D4 LB3 XS1  a deeper ring (4 KB a warp in flight), 3 blocks of 4 warps an SM
  *   4: MT1 NW8 D3 LB2 XS1  a ring of 3 in 2 blocks of 8 warps (registers at the cap of 128)
+ * Session 14, RS1: the ring in shared memory (cp.async per lane; the ring's registers freed):
+ *   5: MT1 NW8 D3 LB2 XS1 RS1   6: MT1 NW8 D4 LB2 XS1 RS1   7: MT1 NW8 D6 LB1 XS1 RS1
+ *   8: MT1 NW4 D6 LB2 XS1 RS1
  * Returns false for an index it does not know. */
 template <int T>
 static bool sk_w4_ts_launch_cfg(int cfg, const float *x, const uint32_t *q4, const __half2 *q4s,
@@ -1391,13 +1547,19 @@ static bool sk_w4_ts_launch_cfg(int cfg, const float *x, const uint32_t *q4, con
     case 2: sk_w4_ts_launch<T, 1, 2, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
     case 3: sk_w4_ts_launch<T, 1, 4, 4, 3, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
     case 4: sk_w4_ts_launch<T, 1, 3, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 5: sk_w4_ts_launch<T, 1, 3, 8, 2, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 6: sk_w4_ts_launch<T, 1, 4, 8, 2, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 7: sk_w4_ts_launch<T, 1, 6, 8, 1, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    case 8: sk_w4_ts_launch<T, 1, 6, 4, 2, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
     default: return false;
     }
 }
 static inline const char *sk_w4_ts_name(int cfg) {
     static const char *nm[] = {"-", "ts MT1 NW8 D2 LB2 XS0", "ts MT1 NW8 D2 LB2 XS1",
-                               "ts MT1 NW4 D4 LB3 XS1", "ts MT1 NW8 D3 LB2 XS1"};
-    return cfg < 1 || cfg > 4 ? "-" : nm[cfg];
+                               "ts MT1 NW4 D4 LB3 XS1", "ts MT1 NW8 D3 LB2 XS1",
+                               "ts MT1 NW8 D3 LB2 XS1 RS1", "ts MT1 NW8 D4 LB2 XS1 RS1",
+                               "ts MT1 NW8 D6 LB1 XS1 RS1", "ts MT1 NW4 D6 LB2 XS1 RS1"};
+    return cfg < 1 || cfg > 8 ? "-" : nm[cfg];
 }
 
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
@@ -1499,18 +1661,29 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * (12.6 -> 12.3 us), down even, 7B o and down 1-13% slower: left off. The L2 prefetch was
      * 5-12% slower everywhere. So the default: STORE products of qkv size (N_out <= 16384, the
      * sizes measured) at T <= 2 take configuration 1 where K >= 8192, else 3.
-     * SAKER_W4_TQ_STORE=0 (off) / 1..4 and SAKER_W4_TQ_ADD=1..4 (where two tiles a warp are the
-     * pick, N_out >= 6144) force a configuration of sk_w4_tq_launch_cfg, SAKER_W4_TQ_PF=n its L2
-     * prefetch distance (0: off). */
+     * SAKER_W4_TQ_STORE=0 (off) / 1..8 and SAKER_W4_TQ_ADD=0 (off) / 1..8 force a configuration
+     * of sk_w4_tq_launch_cfg, SAKER_W4_TQ_PF=n its L2 prefetch distance (0: off).
+     * Session 14: the ring (and each step's x and gamma) in shared memory, RS1 (sk_w4_tq_kernel's
+     * comment says why). ADD products (o, down) take configuration 6 (MT2 NW8 D3, 2 blocks an
+     * SM) at T <= 2; STORE products of qkv size configuration 5 (MT1 NW4 D4, 5 blocks an SM)
+     * at T = 1 where K >= 8192, else 7 (MT2 NW4 D4, 4 an SM). H200, dev_gemv_w4 s9 (two rounds,
+     * us at T = 1 / T = 2, the session's first default -> the RS1 pick): 70B o 12.68 / 13.41 ->
+     * 10.86 / 12.08 (78% of copy at T = 1), 70B down 36.66 / 38.16 -> 32.62 / 35.31 (91%), 70B
+     * qkv + norm 16.75 / 21.06 -> 16.48 / 17.57; 7B o 6.20 / 6.46 -> 5.53 / 5.75, 7B down
+     * 12.90 / 12.78 -> 11.77 / 12.87, 7B qkv + norm 11.16 / 12.56 -> 10.94 / 11.11. Llama-2-70B
+     * INT4 batch 1 (128/256, ITL p50, one call): 12.07 / 12.02 ms on the old kernels, 11.62
+     * with ADD 6 (bench/results/awq-speed.md, session 14). Checks: dev_gemv_w4 check (24,096
+     * runs, every RS1 configuration with and without the norm), gpu_backend_ops w4. */
     if constexpr (T <= 2 && MODE != SK_GEMV_SWIGLU) {
-        static int s9_st = -2, s9_add = 0, s9_pf = 0;
+        static int s9_st = -2, s9_add = -1, s9_pf = 0;
         if (s9_st == -2) {
             s9_st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
-            s9_add = sk_w4_env_int("SAKER_W4_TQ_ADD", 0);
+            s9_add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
             s9_pf = sk_w4_env_int("SAKER_W4_TQ_PF", 0);
         }
-        const int st = s9_st >= 0 ? s9_st : N_out <= 16384 ? (K >= 8192 ? 1 : 3) : 0;
-        const int cfg = MODE == SK_GEMV_ADD ? (mt == 2 ? s9_add : 0) : st;
+        const int st = s9_st >= 0 ? s9_st : N_out <= 16384 ? (T == 1 && K >= 8192 ? 5 : 7) : 0;
+        const int add = s9_add >= 0 ? s9_add : 6;
+        const int cfg = MODE == SK_GEMV_ADD ? add : st;
         if (cfg > 0 && sk_w4_tq_launch_cfg<T, MODE>(cfg, s9_pf, x, q4, q4s, G, bias, N_out, K, out,
                                                     gamma, eps, s))
             return;
