@@ -16,14 +16,15 @@
  *                       in registers and multiplied on the tensor cores (mma.sync) with x split
  *                       into bf16 hi + lo, scaled per group in fp32; epilogues as gemv.cuh
  *                       (store, residual add, SwiGLU over [Wg; Wu]). Its comment says more.
- *   sk_w4_tq_kernel     (session 9: one wave, a deeper ring; the default for qkv-sized STORE
- *                       products at T <= 2, SAKER_W4_TQ_*)
+ *   sk_w4_tq_kernel     (session 9: one wave, a deeper ring; session 14: RS1, the ring and
+ *                       each step's x and gamma in shared memory; the default for qkv-sized
+ *                       STORE and for ADD products at T <= 2, SAKER_W4_TQ_*)
  *                       sk_w4_tc_kernel's ZC3 step for STORE / ADD with compile-time warps a
  *                       block and ring depth (one wave, more bytes in flight), bias and
  *                       residual read early, an optional L2 prefetch. Its comment says why.
  *   sk_w4_ts_kernel     (session 10: SwiGLU at T <= 2 on persistent blocks, one ring across a
- *                       block's tiles, x split once per block; SAKER_W4_TQ_SW=1..4, off by
- *                       default; NOT yet run on a GPU)
+ *                       block's tiles, x split once per block; the default for gate/up at
+ *                       T <= 2, SAKER_W4_TQ_SW=0..8)
  *   sk_w4_gemv_kernel   decode on CUDA cores (the first version, SAKER_W4_GEMV=1): one warp owns
  *                       R rows, its lanes take 16-byte chunks (32 weights) of each row;
  *                       dequantized in registers (LOP3 to half2, one HSUB2, then fp32), fp32 FMAs
