@@ -31,3 +31,13 @@ dev_unpack() {
         export LD_LIBRARY_PATH=$S:$LD_LIBRARY_PATH
     fi
 }
+# dev_b1 NAME SHAPE BATCH ENV...: saker bench on the INT4 synthetic SHAPE at BATCH rows, 128/256,
+# with ENV, into $R/b1_NAME.log; prints its output tok/s and ITL p50 (ms) and repacks.
+dev_b1() {
+    local name=$1 shape=$2 b=$3
+    shift 3
+    env "$@" "$S/saker" bench --device cuda --shape "$shape" --weights int4 --batch "$b" \
+        --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
+    echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $shape b$b $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
+    pack
+}

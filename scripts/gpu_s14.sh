@@ -13,14 +13,7 @@ dev_init s14 "${1:-.stage/s14}"
 dev_unpack s14_bin.tgz
 STEPS=${STEPS:-"check b1"}
 STEP_PATTERN="FAIL\|failures\|ITL\|output tok\|^| 128"
-b1() { # name env...
-    local name=$1
-    shift
-    env "$@" "$S/saker" bench --device cuda --shape llama2-70b --weights int4 --batch 1 \
-        --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
-    echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $*: $(grep -h '^| 128' "$R/b1_$name.log")"
-    pack
-}
+b1() { dev_b1 "$1" llama2-70b 1 "${@:2}"; } # name env...
 for st in $STEPS; do
     case $st in
     check) step check 200 "$S/gpu_backend_ops" attention

@@ -14,14 +14,7 @@ dev_init s14b "${1:-.stage/s14b}"
 dev_unpack s14b_bin.tgz
 STEPS=${STEPS:-"b1 check sw s9"}
 STEP_PATTERN="FAIL\|failed\|RESULT\|runs,"
-b1() { # name env...
-    local name=$1
-    shift
-    env "$@" "$S/saker" bench --device cuda --shape llama2-70b --weights int4 --batch 1 \
-        --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
-    echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
-    pack
-}
+b1() { dev_b1 "$1" llama2-70b 1 "${@:2}"; } # name env...
 for st in $STEPS; do
     case $st in
     check) step check 300 "$S/dev_gemv_w4" check

@@ -15,14 +15,7 @@ dev_init s14e "${1:-.stage/s14e}"
 dev_unpack s14e_bin.tgz
 STEPS=${STEPS:-"wb"}
 STEP_PATTERN="FAIL\|failures\|RESULT\|runs,"
-b1() { # name shape env...
-    local name=$1 shape=$2
-    shift 2
-    env "$@" "$S/saker" bench --device cuda --shape $shape --weights int4 --batch 1 \
-        --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
-    echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $shape $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
-    pack
-}
+b1() { dev_b1 "$1" "$2" 1 "${@:3}"; } # name shape env...
 for st in $STEPS; do
     case $st in
     wb) step check 300 "$S/dev_gemv_w4" check

@@ -12,14 +12,7 @@ dev_init s14g "${1:-.stage/s14g}"
 dev_unpack s14g_bin.tgz
 STEPS=${STEPS:-"check b1 skip"}
 STEP_PATTERN="FAIL\|failures\|RESULT"
-b1() { # name shape batch env...
-    local name=$1 shape=$2 b=$3
-    shift 3
-    env "$@" "$S/saker" bench --device cuda --shape $shape --weights int4 --batch $b \
-        --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
-    echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $shape b$b $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
-    pack
-}
+b1() { dev_b1 "$@"; } # name shape batch env...
 OLD70="SAKER_W4_TQ_ADD=0 SAKER_W4_TQ_STORE=1"
 OLD7="SAKER_W4_TQ_ADD=0 SAKER_W4_TQ_STORE=3"
 for st in $STEPS; do
