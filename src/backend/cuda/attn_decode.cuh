@@ -553,6 +553,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     /* PDL (session 9, sk_attn_pdl_mode): everything this kernel reads (q, the pages the
      * rope/store kernel just wrote, the page tables) waits for the kernels before it; the next
      * launch may start now only in mode 2 (else at this kernel's end). */
+    SK_TRACE_BEGIN();
     if (a.pdl_early) sk_pdl_trigger();
     sk_pdl_wait();
 
@@ -778,6 +779,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             if (d8 == 0) a.p.part_lse[bh * (size_t)ns + (size_t)split] = sm_lse[qq];
         }
     }
+    SK_TRACE_END(SK_TRACE_DEC << 24);
 }
 
 /* Combine of the split partials: one warp per (sequence, head); 4 warps per block.
@@ -793,6 +795,7 @@ typedef struct sk_ad_comb_args {
 
 static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_constant__ sk_ad_comb_args a) {
     __shared__ float wsm[4][SK_ATTN_DECODE_MAX_SPLITS];
+    SK_TRACE_BEGIN();
     if (a.pdl_early) sk_pdl_trigger(); /* (as sk_attn_decode_kernel2) */
     sk_pdl_wait();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -829,6 +832,7 @@ static __global__ void __launch_bounds__(128) sk_ad_combine_kernel(const __grid_
             *(__nv_bfloat162 *)((__nv_bfloat16 *)a.out + (size_t)bh * hd + d) =
                 __floats2bfloat162_rn(a0 * inv, a1 * inv);
     }
+    SK_TRACE_END(SK_TRACE_COMB << 24);
 }
 
 #endif /* __CUDACC__ */

@@ -607,11 +607,44 @@ static sk_status cuda_begin(sk_backend *be, const sk_batch *b) {
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+#ifdef SAKER_TRACE
+/* pdl.cuh's trace ring: a counter, three words of padding, SK_TRACE_CAP records of 4 words. */
+static unsigned long long *g_trace;
+unsigned long long *sk_trace_buffer(void) {
+    if (!g_trace) {
+        const size_t bytes = (4 + 4 * (size_t)SK_TRACE_CAP) * sizeof(unsigned long long);
+        CUDA_CHECK(cudaMalloc((void **)&g_trace, bytes));
+        CUDA_CHECK(cudaMemset(g_trace, 0, bytes));
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    return g_trace;
+}
+/* Writes the ring (records in ring order; the counter says where it wrapped) to
+ * $SAKER_TRACE_FILE as raw little-endian words: counter, then the records. */
+static void trace_dump(void) {
+    const char *path = getenv("SAKER_TRACE_FILE");
+    if (!g_trace || !path) return;
+    const size_t words = 4 + 4 * (size_t)SK_TRACE_CAP;
+    unsigned long long *h = (unsigned long long *)malloc(words * sizeof *h);
+    FILE *f = h ? fopen(path, "wb") : NULL;
+    if (f && cudaMemcpy(h, g_trace, words * sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess &&
+        fwrite(h, sizeof *h, words, f) == words)
+        fprintf(stderr, "saker: trace: %llu records written to %s\n", h[0], path);
+    else
+        fprintf(stderr, "saker: trace: writing %s failed\n", path);
+    if (f) fclose(f);
+    free(h);
+}
+#endif
+
 static void cuda_destroy(sk_backend *be) {
     if (!be) return;
     cuda_ctx *c = (cuda_ctx *)be->ctx;
     if (c) {
         if (c->stream) CUDA_CHECK(cudaStreamSynchronize(c->stream));
+#ifdef SAKER_TRACE
+        trace_dump();
+#endif
         sk_cuda_mm_free(c->mm);
         if (c->h_batch) CUDA_CHECK(cudaFreeHost(c->h_batch));
         if (c->d_batch) CUDA_CHECK(cudaFree(c->d_batch));

@@ -20,8 +20,67 @@
  * kernels that do this: the GEMVs (gemv.cuh, w4.cuh) and the norms (norm.cu), which all trigger
  * at their start. On unless SAKER_PDL=0: measured on the H200 with graph-replayed decode steps
  * (7B bf16 batch 1, bench/results/decode.md 2026-11-29 session 4) it saves ~2% of the step. */
+/* SAKER_TRACE (a CMake option, off by default; timing experiments only): the decode kernels'
+ * in-graph timeline, since the device machine has no nsys. Each instrumented block's thread 0
+ * records its start (SK_TRACE_BEGIN), when griddepcontrol.wait returned (sk_pdl_wait) and its
+ * end (SK_TRACE_END), in %globaltimer ns (32 ns steps on the H200), with its SM, into a ring of
+ * SK_TRACE_CAP records that the backend writes to $SAKER_TRACE_FILE when it is destroyed
+ * (backend.cu). A record: tag << 32 | smid << 24 | block, t0, t_wait (0: none), t_end. The
+ * ring's pointer is a per-translation-unit symbol, bound at each unit's first PDL launch
+ * (eager: the engine's first decode step of a row count runs outside a capture). */
+#define SK_TRACE_CAP (1u << 21)
+#ifdef SAKER_TRACE
+static __device__ unsigned long long *sk_trace_dev;
+static __device__ __forceinline__ unsigned long long sk_gtimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+static __device__ __forceinline__ unsigned long long *sk_trace_sh(void) {
+    __shared__ unsigned long long s[2];
+    return s;
+}
+#define SK_TRACE_BEGIN()                                                                           \
+    do {                                                                                           \
+        if (threadIdx.x == 0) sk_trace_sh()[0] = sk_gtimer(), sk_trace_sh()[1] = 0ull;            \
+    } while (0)
+#define SK_TRACE_END(tag)                                                                          \
+    do {                                                                                           \
+        if (threadIdx.x == 0 && sk_trace_dev) {                                                    \
+            unsigned smid_;                                                                        \
+            asm volatile("mov.u32 %0, %%smid;" : "=r"(smid_));                                     \
+            const unsigned long long i_ = atomicAdd(sk_trace_dev, 1ull) % SK_TRACE_CAP;            \
+            unsigned long long *r_ = sk_trace_dev + 4 + 4 * i_;                                    \
+            r_[0] = (unsigned long long)(unsigned)(tag) << 32 | (unsigned long long)smid_ << 24 |  \
+                    (blockIdx.x & 0xffffffu);                                                      \
+            r_[1] = sk_trace_sh()[0];                                                              \
+            r_[2] = sk_trace_sh()[1];                                                              \
+            r_[3] = sk_gtimer();                                                                   \
+        }                                                                                          \
+    } while (0)
+/* The ring (backend.cu: allocated and zeroed on first use). */
+unsigned long long *sk_trace_buffer(void);
+static inline void sk_trace_bind(void) {
+    static bool bound = false;
+    if (bound) return;
+    unsigned long long *p = sk_trace_buffer();
+    if (cudaMemcpyToSymbol(sk_trace_dev, &p, sizeof p) != cudaSuccess)
+        fprintf(stderr, "saker: trace: binding the ring failed\n");
+    bound = true;
+}
+#else
+#define SK_TRACE_BEGIN() ((void)0)
+#define SK_TRACE_END(tag) ((void)0)
+static inline void sk_trace_bind(void) {}
+#endif
+/* Trace tags: kind << 24 | K / 32 (the GEMVs), kind alone (the attention's kernels). */
+enum { SK_TRACE_TQ_STORE = 1, SK_TRACE_TQ_ADD = 2, SK_TRACE_TS = 3, SK_TRACE_DEC = 4, SK_TRACE_COMB = 5 };
+
 static __device__ __forceinline__ void sk_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef SAKER_TRACE
+    if (threadIdx.x == 0) sk_trace_sh()[1] = sk_gtimer();
+#endif
 }
 static __device__ __forceinline__ void sk_pdl_trigger(void) {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -55,6 +114,7 @@ static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 template <typename... KA, typename... A>
 static void sk_launch_pdl_smem(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
                                cudaStream_t s, A... args) {
+    sk_trace_bind();
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = dim3(block);

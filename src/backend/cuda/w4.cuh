@@ -885,6 +885,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     const int C = K >> 5, S = (C + 3) >> 2, KG = C >> GSH;
     const int n0 = blockIdx.x * 16 * MT;
     sk_pdl_trigger();
+    SK_TRACE_BEGIN();
     if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
 
     int wo[MT][2], so[MT][2];
@@ -1091,6 +1092,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         if (MODE == SK_GEMV_ADD) v += o_res;
         out[(size_t)o_tau * N_out + o_n] = v;
     }
+    SK_TRACE_END((MODE == SK_GEMV_ADD ? SK_TRACE_TQ_ADD : SK_TRACE_TQ_STORE) << 24 | C);
 }
 
 /* One launch of sk_w4_tq_kernel (ZC3, T <= 2): GP from G, NORM when gamma != NULL (not ADD).
@@ -1245,6 +1247,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     const int ntb = (int)blockIdx.x < ntile ? (ntile - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
     const int J = ntb * nsw; /* this warp's slots in all */
     const int tstride = (int)gridDim.x * 16 * MT;
+    SK_TRACE_BEGIN();
     sk_pdl_trigger();
     if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
 
@@ -1451,6 +1454,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             }
         }
     }
+    SK_TRACE_END(SK_TRACE_TS << 24 | C);
 #undef SK_W4TS_ROWS
 #undef SK_W4TS_LOAD
 #undef SK_W4TS_LOADX
