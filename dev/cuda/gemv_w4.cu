@@ -18,7 +18,11 @@
  *  bk3: the backend's launch against sk_w4_bk_kernel at ZC3 over MT, KS and NS, 70B and 7B, T = 1;
  *  no checks (check_all has them) - see time_bk3();
  *  sw: the backend's gate/up launch against sk_w4_ts_kernel's configurations, 70B and 7B, T = 1,
- *  2, with and without the fused norm; no checks - see time_sw())
+ *  2, with and without the fused norm; no checks - see time_sw();
+ *  tail: the backend's launch at T = 1 on row counts around the 70B shapes where the blocks'
+ *  tiles come out even or not: what a launch's uneven last tiles cost - see time_tail();
+ *  chain: the 70B layer's four products at T = 1 in a captured graph, as the engine runs them,
+ *  against each alone and the chain without one - see time_chain())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -1571,6 +1575,197 @@ static void time_sw(void) {
     for (auto &r : bests) printf("%s\n", r.c_str());
 }
 
+/* (tail, session 15) What the uneven end of a launch costs. The trace (scripts/gpu_s15.sh) had
+ * gate/up's persistent blocks (264, 2 an SM) end up to 8 us apart (1,792 tiles: 208 blocks take
+ * 7, 56 take 6) and down's and o's 256 one-tile blocks on 132 SMs leave 8 SMs with one block.
+ * Timed here: the backend's launch at T = 1 (gate/up with the fused norm; o and down ADD) on row
+ * counts where the tiles come out even (gate/up 25,344 and 29,568 rows: 6 and 7 tiles a block;
+ * o/down 8,448 rows: 264 tiles) and the real ones, the same K (and qkv with and without its
+ * fused norm), weights rotated past L2 as
+ * time_sw. If the weight GB/s at the real counts is below the even counts', the uneven end
+ * costs that much; if it is the same, the launch is bound by the bytes alone. */
+static void time_tail(void) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    const double copy_tbs = copy_ceiling_tbs();
+    struct {
+        int mode, N_out, K;
+    } shapes[] = {{2, 25344, 8192}, {2, 27456, 8192}, {2, 28672, 8192}, {2, 29568, 8192},
+                  {1, 7936, 28672}, {1, 8192, 28672}, {1, 8448, 28672},
+                  {1, 7936, 8192},  {1, 8192, 8192},  {1, 8448, 8192},
+                  /* qkv with and without its fused norm (mode 3: without) */
+                  {0, 10240, 8192}, {3, 10240, 8192}};
+    const int G = 128;
+    printf("\n| mode | N_out x K | tiles | round | us | INT4 GB/s | of copy |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (int round = 0; round < 2; round++)
+        for (auto &sh : shapes) {
+            const int N_out = sh.N_out, K = sh.K, N = sh.mode == 2 ? 2 * N_out : N_out;
+            const size_t w4b = (size_t)N * K / 2 + (size_t)N * (K / G) * 4;
+            const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+            std::vector<uint32_t *> q4s(n4);
+            std::vector<__half2 *> scs(n4);
+            for (int i = 0; i < n4; i++) {
+                CK(cudaMalloc(&q4s[i], (size_t)N * K / 2));
+                CK(cudaMalloc(&scs[i], (size_t)N * (K / G) * 4));
+                sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N, K, 0.01f, 77 + i);
+            }
+            float *x, *out, *gamma;
+            CK(cudaMalloc(&x, (size_t)2 * K * 4));
+            CK(cudaMalloc(&gamma, (size_t)K * 4));
+            CK(cudaMalloc(&out, (size_t)2 * N_out * 4));
+            rand_f32_kernel<<<64, 256>>>(x, (size_t)2 * K, 5);
+            rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
+            rand_f32_kernel<<<64, 256>>>(out, (size_t)2 * N_out, 9);
+            CK(cudaDeviceSynchronize());
+            const float us = time_launches(
+                [&](int i) {
+                    if (sh.mode == 2)
+                        launch_backend<SK_GEMV_SWIGLU>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out,
+                                                       K, out, 0, gamma, 1e-5f);
+                    else if (sh.mode == 0 || sh.mode == 3)
+                        launch_backend<SK_GEMV_STORE>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out,
+                                                      K, out, 0, sh.mode == 0 ? gamma : NULL, 1e-5f);
+                    else
+                        launch_backend<SK_GEMV_ADD>(x, 1, q4s[i % n4], scs[i % n4], G, NULL, N_out, K,
+                                                    out, 0);
+                },
+                e0, e1);
+            const double gbs = w4b / (us * 1e-6) / 1e9;
+            printf("| %s | %d x %d | %d | %d | %.2f | %.0f | %.1f%% |\n",
+                   sh.mode == 2 ? "gate/up + norm" : sh.mode == 0 ? "STORE + norm" : sh.mode == 3 ? "STORE" : "ADD",
+                   N_out, K,
+                   sh.mode == 2 ? (N_out + 15) / 16 : (N_out + 31) / 32, round, us, gbs,
+                   100.0 * gbs / (copy_tbs * 1e3));
+            for (auto p : q4s) cudaFree(p);
+            for (auto p : scs) cudaFree(p);
+            cudaFree(x), cudaFree(gamma), cudaFree(out);
+        }
+}
+
+/* A stand-in for the decode attention's short kernels in time_chain: `blocks` blocks that wait
+ * for the kernel before (PDL, not triggering early, as the attention's kernels in their default
+ * mode) and spin for ns nanoseconds. */
+static __global__ void chain_spin_kernel(unsigned long long ns) {
+    sk_pdl_wait();
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    while (t - t0 < ns);
+}
+
+/* (chain, session 15) Where the decode step's in-graph time goes that the per-product workbench
+ * does not see. SAKER_SKIP puts gate/up at 72 us a layer in the engine's graph against 64 here,
+ * down at 36 against 33, and the trace (scripts/gpu_s15.sh) did not find it in the kernels'
+ * tails (time_tail: the uneven ends cost ~1%). Here the Llama-2-70B layer's four products at
+ * T = 1 through the backend's launch, as the engine calls them (qkv and gate/up with the fused
+ * norm; o and down ADD into x), 8 layers of distinct weights (3.6 GB, past L2), captured in one
+ * graph per sequence and replayed (median of 15 replays after 3): the chain; the chain with a
+ * 64-block, 8 us stand-in for the attention between qkv and o; each product alone 8 times; the
+ * chain without one product. us a layer. */
+static void time_chain(void) {
+    const int NL = 8, G = 128, D = 8192, QKV = 10240, FF = 28672;
+    const double copy_tbs = copy_ceiling_tbs();
+    struct prod {
+        int N, K; /* N: weight rows */
+        uint32_t *q4[8];
+        __half2 *sc[8];
+    } P[4] = {{QKV, D, {}, {}}, {D, D, {}, {}}, {2 * FF, D, {}, {}}, {D, FF, {}, {}}};
+    size_t bytes[4];
+    for (int p = 0; p < 4; p++) {
+        bytes[p] = (size_t)P[p].N * P[p].K / 2 + (size_t)P[p].N * (P[p].K / G) * 4;
+        for (int l = 0; l < NL; l++) {
+            CK(cudaMalloc(&P[p].q4[l], (size_t)P[p].N * P[p].K / 2));
+            CK(cudaMalloc(&P[p].sc[l], (size_t)P[p].N * (P[p].K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(P[p].q4[l], P[p].sc[l], G, P[p].N, P[p].K, 0.01f, 100 + 8 * p + l);
+        }
+    }
+    float *x, *qkv, *att, *f1, *gamma;
+    CK(cudaMalloc(&x, (size_t)D * 4));
+    CK(cudaMalloc(&qkv, (size_t)QKV * 4));
+    CK(cudaMalloc(&att, (size_t)D * 4));
+    CK(cudaMalloc(&f1, (size_t)FF * 4));
+    CK(cudaMalloc(&gamma, (size_t)D * 4));
+    rand_f32_kernel<<<64, 256>>>(x, (size_t)D, 5);
+    rand_f32_kernel<<<64, 256>>>(att, (size_t)D, 6);
+    rand_f32_kernel<<<64, 256>>>(f1, (size_t)FF, 7);
+    rand_f32_kernel<<<64, 256>>>(gamma, (size_t)D, 8);
+    CK(cudaDeviceSynchronize());
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    /* x stays bounded: o and down add ~N(0, small) each layer; the values do not matter here */
+    auto run = [&](int p, int l) {
+        if (p == 0) sk_w4_gemv_launch<SK_GEMV_STORE>(x, 1, P[0].q4[l], P[0].sc[l], G, NULL, QKV, D, qkv, st, gamma, 1e-5f);
+        if (p == 1) sk_w4_gemv_launch<SK_GEMV_ADD>(att, 1, P[1].q4[l], P[1].sc[l], G, NULL, D, D, x, st);
+        if (p == 2) sk_w4_gemv_launch<SK_GEMV_SWIGLU>(x, 1, P[2].q4[l], P[2].sc[l], G, NULL, FF, D, f1, st, gamma, 1e-5f);
+        if (p == 3) sk_w4_gemv_launch<SK_GEMV_ADD>(f1, 1, P[3].q4[l], P[3].sc[l], G, NULL, D, FF, x, st);
+        if (p == 4) sk_launch_pdl(chain_spin_kernel, dim3(64), 128u, st, 8000ull);
+    };
+    /* a sequence: a list of products per layer (4: the stand-in) */
+    auto time_seq = [&](const std::vector<int> &seq) -> double {
+        for (int l = 0; l < NL; l++)
+            for (int p : seq) run(p, l); /* eager first: attributes, occupancy queries */
+        CK(cudaStreamSynchronize(st));
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+        for (int l = 0; l < NL; l++)
+            for (int p : seq) run(p, l);
+        CK(cudaStreamEndCapture(st, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        cudaEvent_t e0, e1;
+        CK(cudaEventCreate(&e0));
+        CK(cudaEventCreate(&e1));
+        std::vector<float> ts;
+        for (int r = 0; r < 18; r++) {
+            CK(cudaEventRecord(e0, st));
+            CK(cudaGraphLaunch(ge, st));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= 3) ts.push_back(ms * 1000.0f / NL);
+        }
+        CK(cudaGraphExecDestroy(ge));
+        CK(cudaGraphDestroy(g));
+        CK(cudaEventDestroy(e0));
+        CK(cudaEventDestroy(e1));
+        return median(ts);
+    };
+    const char *pn[5] = {"qkv + norm", "o", "gate/up + norm", "down", "stand-in (64 blocks, 8 us)"};
+    printf("\n| sequence (a layer) | round | us a layer | weight TB/s | of copy |\n| --- | --- | --- | --- | --- |\n");
+    for (int round = 0; round < 2; round++) {
+        double alone[5];
+        for (int p = 0; p < 5; p++) {
+            alone[p] = time_seq({p});
+            printf("| %s alone | %d | %.2f | %.2f | %.1f%% |\n", pn[p], round, alone[p],
+                   p < 4 ? bytes[p] / (alone[p] * 1e-6) / 1e12 : 0.0,
+                   p < 4 ? 100.0 * bytes[p] / (alone[p] * 1e-6) / 1e12 / copy_tbs : 0.0);
+        }
+        const double sum4 = alone[0] + alone[1] + alone[2] + alone[3];
+        const size_t b4 = bytes[0] + bytes[1] + bytes[2] + bytes[3];
+        const double c = time_seq({0, 1, 2, 3}), ca = time_seq({0, 4, 1, 2, 3});
+        printf("| the four alone, summed | %d | %.2f | %.2f | %.1f%% |\n", round, sum4, b4 / (sum4 * 1e-6) / 1e12,
+               100.0 * b4 / (sum4 * 1e-6) / 1e12 / copy_tbs);
+        printf("| chain qkv, o, gate/up, down | %d | %.2f | %.2f | %.1f%% |\n", round, c, b4 / (c * 1e-6) / 1e12,
+               100.0 * b4 / (c * 1e-6) / 1e12 / copy_tbs);
+        printf("| chain with the stand-in after qkv | %d | %.2f | - | (stand-in alone %.2f) |\n", round, ca, alone[4]);
+        for (int skip = 0; skip < 4; skip++) {
+            std::vector<int> seq;
+            for (int p = 0; p < 4; p++)
+                if (p != skip) seq.push_back(p);
+            const double t = time_seq(seq);
+            printf("| chain without %s | %d | %.2f | (chain - this %.2f; alone %.2f) | |\n", pn[skip], round, t, c - t,
+                   alone[skip]);
+        }
+    }
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < NL; l++) cudaFree(P[p].q4[l]), cudaFree(P[p].sc[l]);
+    cudaFree(x), cudaFree(qkv), cudaFree(att), cudaFree(f1), cudaFree(gamma);
+    cudaStreamDestroy(st);
+}
+
 /* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
  * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
 static void prof(void) {
@@ -1833,6 +2028,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "sw") == 0) {
         time_sw();
+        return 0;
+    }
+    if (strcmp(mode, "tail") == 0) {
+        time_tail();
+        return 0;
+    }
+    if (strcmp(mode, "chain") == 0) {
+        time_chain();
         return 0;
     }
     if (strcmp(mode, "bk3") == 0) {
