@@ -168,6 +168,12 @@ typedef struct sk_backend_ops {
      * result is the same); nothing reads it afterwards. x, h and out must not overlap. */
     void (*rmsnorm_matmul)(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
                            const sk_weight *w, const sk_weight *bias, void *h, void *out);
+    /* Optional (NULL: nothing; a hint). The next matmul_add's output is the input of an
+     * rmsnorm_matmul (swiglu 0) or rmsnorm_matmul_swiglu (swiglu 1) with this norm right after
+     * it, nothing in between: a backend may compute part of that norm in the matmul_add (CUDA:
+     * x * gamma and the sums of squares in the INT4 decode GEMV's epilogue). Results are as
+     * without the hint. */
+    void (*norm_next)(sk_backend *be, const sk_weight *norm, int swiglu);
     /* Optional (NULL: rmsnorm into h, then matmul_swiglu). out[T, F] = matmul_swiglu of
      * rmsnorm(x, norm, eps), h as above. */
     void (*rmsnorm_matmul_swiglu)(sk_backend *be, const void *x, const sk_weight *norm, float eps,

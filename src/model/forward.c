@@ -161,7 +161,12 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->wv, L->bv, v);
         rope_attend(m, kv, l, T, q, H * hd, k, v, KV * hd, &rp, buf->att);
     }
-    if (!(skip & SKIP_O)) matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
+    if (!(skip & SKIP_O)) {
+        /* the MLP's RMSNorm of x, fused into gate/up, may start in o's epilogue (norm_next) */
+        if (op->norm_next && L->ffn_gate_up && op->rmsnorm_matmul_swiglu && !(skip & SKIP_MLP))
+            op->norm_next(be, L->ffn_norm, 1);
+        matmul_residual(m, buf, buf->att, T, L->wo, L->bo, D);
+    }
 
     if (skip & SKIP_MLP) {
     } else if (L->ffn_gate_up && op->rmsnorm_matmul_swiglu) {
@@ -176,7 +181,13 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->ffn_up, L->b_up, buf->f2);
         op->swiglu(be, buf->f1, buf->f2, (size_t)T * hp->ffn_dim, buf->f1);
     }
-    if (!(skip & SKIP_DOWN)) matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, D);
+    if (skip & SKIP_DOWN) return;
+    /* The next layer's first op is the RMSNorm of x fused into its QKV product: a backend may
+     * start that norm in this product's epilogue (norm_next; session 15). */
+    if (op->norm_next && op->rmsnorm_matmul && l + 1 < hp->n_layers && m->layers[l + 1].wqkv &&
+        !(skip & SKIP_QKV))
+        op->norm_next(be, m->layers[l + 1].attn_norm, 0);
+    matmul_residual(m, buf, buf->f1, T, L->ffn_down, L->b_down, D);
 }
 
 /* x += Wdown(gelu(in Wup + b)) + b (uses f1, and a when matmul_add is missing). */

@@ -11,6 +11,9 @@
  * u = 2^-11 = 4.9e-4 for fp16, 11 significant bits) and fp32 arithmetic in another order or with
  * other expf/erff/sincosf implementations (a few ulp, ~1e-7 relative). Each threshold below says
  * which of these apply. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* setenv */
+#endif
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "model/model.h"
@@ -746,6 +749,89 @@ static void test_norm_matmul(void) {
     }
 }
 
+/* The RMSNorm carried from matmul_add to the rmsnorm_matmul after it (norm_next, session 15):
+ * x += f Wd^T, then rmsnorm(x) Wq^T, as the forward pass runs the end of one Llama layer and the
+ * start of the next, against the CPU's matmul, add, rmsnorm and matmul. Where the carry applies
+ * (INT4 weights, 1-2 rows) the test also checks that it was taken; elsewhere that the results are
+ * still right with the hint given. */
+static void test_carry(void) {
+    setenv("SAKER_NORM_CARRY", "all", 1); /* both carries at 1-2 rows (the default takes one each) */
+    static const struct {
+        int T, D, F, N;
+        sk_dtype t;
+        bool carried; /* the CUDA backend takes the carry here */
+    } cs[] = {
+        {1, 4096, 11008, 12288, SK_Q4G128, true}, {2, 4096, 1024, 6144, SK_Q4G128, true},
+        {1, 8192, 2048, 10240, SK_Q4G128, true},  {2, 1024, 4096, 3072, SK_Q4G32, true},
+        {1, 576, 1536, 960, SK_Q4G64, true},      {1, 2080, 512, 1000, SK_Q4G32, true},
+        {3, 1024, 2048, 3072, SK_Q4G128, false},  {1, 1024, 1024, 2048, SK_BF16, false},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        const int T = cs[ci].T, D = cs[ci].D, F = cs[ci].F, N = cs[ci].N;
+        const sk_dtype t = cs[ci].t;
+        const float eps = 1e-5f;
+        char what[160];
+        float *x0 = rnd((long)T * D, -1.0f, 1.0f), *f = rnd((long)T * F, -1.0f, 1.0f);
+        for (int r = 0; r < T; r++) /* rows of different scales */
+            for (int k = 0; k < D; k++) x0[(size_t)r * D + k] *= (float)(1 + 2 * r);
+        pbuf xb = pb_new((long)T * D, false, x0), fb = pb_new((long)T * F, false, f);
+        pbuf tmp = pb_new((long)T * D, false, NULL), hb = pb_new((long)T * D, false, NULL);
+        pbuf ob = pb_new((long)T * N, false, NULL);
+        pweight wd = pw_new(t, D, F, -1.0f, 1.0f), wq = pw_new(t, N, D, -1.0f, 1.0f);
+        pweight nw = pw_new(SK_F32, 0, D, 0.5f, 1.5f);
+        g_cpu->ops->matmul(g_cpu, fb.c.p, T, wd.c, NULL, tmp.c.p);
+        g_cpu->ops->add(g_cpu, xb.c.p, tmp.c.p, (size_t)T * D);
+        g_cpu->ops->rmsnorm(g_cpu, xb.c.p, nw.c, eps, T, D, hb.c.p);
+        g_cpu->ops->matmul(g_cpu, hb.c.p, T, wq.c, NULL, ob.c.p);
+        CHECK(g_gpu->ops->norm_next != NULL && g_gpu->ops->matmul_add && g_gpu->ops->rmsnorm_matmul);
+        const long before = sk_cuda_norm_carried();
+        g_gpu->ops->norm_next(g_gpu, nw.g, 0);
+        g_gpu->ops->matmul_add(g_gpu, fb.g.p, T, wd.g, NULL, xb.g.p);
+        g_gpu->ops->rmsnorm_matmul(g_gpu, xb.g.p, nw.g, eps, T, wq.g, NULL, hb.g.p, ob.g.p);
+        const long took = sk_cuda_norm_carried() - before;
+        snprintf(what, sizeof what, "carry x += f Wd^T %s T=%d D=%d F=%d", sk_dtype_name(t), T, D, F);
+        finish(what, &xb, TOL_MATMUL);
+        snprintf(what, sizeof what, "carry rmsnorm(x) Wq^T %s T=%d N=%d K=%d (%s)", sk_dtype_name(t), T,
+                 N, D, took ? "carried" : "not carried");
+        finish(what, &ob, TOL_MATMUL);
+        CHECKF(took == (cs[ci].carried ? 1 : 0), "%s carry T=%d D=%d: taken %ld times, expected %d",
+               g_dtype, T, D, took, cs[ci].carried ? 1 : 0);
+        /* the same into the SwiGLU product (o, then gate/up of the same layer): x += f Wd^T
+         * again, then rmsnorm_matmul_swiglu over concat(gate, up) of N rows each */
+        {
+            pweight wg = pw_new(t, N, D, -1.0f, 1.0f), wu = pw_new(t, N, D, -1.0f, 1.0f);
+            sk_weight *parts[2] = {wg.g, wu.g}, *gu = NULL;
+            CHECK(g_gpu->ops->weight_concat(g_gpu, parts, 2, &gu) == SK_OK && gu);
+            pbuf sb = pb_new((long)T * N, false, NULL);
+            pbuf gb = pb_new((long)T * N, false, NULL), ub = pb_new((long)T * N, false, NULL);
+            g_cpu->ops->matmul(g_cpu, fb.c.p, T, wd.c, NULL, tmp.c.p);
+            g_cpu->ops->add(g_cpu, xb.c.p, tmp.c.p, (size_t)T * D);
+            g_cpu->ops->rmsnorm(g_cpu, xb.c.p, nw.c, eps, T, D, hb.c.p);
+            g_cpu->ops->matmul(g_cpu, hb.c.p, T, wg.c, NULL, gb.c.p);
+            g_cpu->ops->matmul(g_cpu, hb.c.p, T, wu.c, NULL, ub.c.p);
+            g_cpu->ops->swiglu(g_cpu, gb.c.p, ub.c.p, (size_t)T * N, sb.c.p);
+            const long before2 = sk_cuda_norm_carried();
+            g_gpu->ops->norm_next(g_gpu, nw.g, 1);
+            g_gpu->ops->matmul_add(g_gpu, fb.g.p, T, wd.g, NULL, xb.g.p);
+            g_gpu->ops->rmsnorm_matmul_swiglu(g_gpu, xb.g.p, nw.g, eps, T, gu, hb.g.p, sb.g.p);
+            const long took2 = sk_cuda_norm_carried() - before2;
+            snprintf(what, sizeof what, "carry x += f Wd^T (2) %s T=%d D=%d F=%d", sk_dtype_name(t), T, D, F);
+            finish(what, &xb, TOL_MATMUL);
+            snprintf(what, sizeof what, "carry swiglu(rmsnorm(x) Wgu^T) %s T=%d F=%d K=%d (%s)",
+                     sk_dtype_name(t), T, N, D, took2 ? "carried" : "not carried");
+            finish(what, &sb, TOL_MATMUL);
+            CHECKF(took2 == (cs[ci].carried ? 1 : 0), "%s carry swiglu T=%d D=%d: taken %ld times, expected %d",
+                   g_dtype, T, D, took2, cs[ci].carried ? 1 : 0);
+            g_gpu->ops->weight_free(g_gpu, gu);
+            pb_free(&sb), pb_free(&gb), pb_free(&ub);
+            pw_free(&wg), pw_free(&wu);
+        }
+        pb_free(&xb), pb_free(&fb), pb_free(&tmp), pb_free(&hb), pb_free(&ob);
+        pw_free(&wd), pw_free(&wq), pw_free(&nw);
+        free(x0), free(f);
+    }
+}
+
 /* ---- INT4 weights (w4.cuh): GEMV (T <= 4), tensor-core MMA (w4_mma.cuh, T >= 5: tile
  * configurations by T, split-K when tiles are few, K not a multiple of its 128-element stage,
  * rows and tokens past the tiles' ends), fused epilogues, concat, embed; against the CPU's
@@ -1432,6 +1518,7 @@ int main(int argc, char **argv) {
         {"rope", test_rope},     {"matmul", test_matmul}, {"fused", test_fused},
         {"norm_matmul", test_norm_matmul},
         {"w4", test_w4},
+        {"carry", test_carry},
         {"attention", test_attention},
         {"paged", test_attention_paged},
         {"random", test_random},

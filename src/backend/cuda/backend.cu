@@ -561,6 +561,7 @@ static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_pa
     c->T = T;
     c->paged = pt != NULL;
     c->batch_gen++;
+    c->pn_hint = NULL, c->pn_x = NULL; /* nothing carried across steps */
     memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + c->cap, b->pos, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + 2 * c->cap, b->seq, sizeof(int32_t) * (size_t)T);
@@ -652,6 +653,8 @@ static void cuda_destroy(sk_backend *be) {
         if (c->d_scratch) CUDA_CHECK(cudaFree(c->d_scratch));
         if (c->mm_tmp) CUDA_CHECK(cudaFree(c->mm_tmp));
         if (c->w4_tmp) CUDA_CHECK(cudaFree(c->w4_tmp));
+        if (c->pn_xg) CUDA_CHECK(cudaFree(c->pn_xg));
+        if (c->pn_ssq) CUDA_CHECK(cudaFree(c->pn_ssq));
         if (c->d_argmax) CUDA_CHECK(cudaFree(c->d_argmax));
         if (c->h_argmax) CUDA_CHECK(cudaFreeHost(c->h_argmax));
         if (c->d_sample) CUDA_CHECK(cudaFree(c->d_sample));
@@ -703,6 +706,7 @@ static void ops_init(void) {
     o->matmul_add = sk_cuda_matmul_add;
     o->matmul_swiglu = sk_cuda_matmul_swiglu;
     o->rmsnorm_matmul = sk_cuda_rmsnorm_matmul;
+    o->norm_next = sk_cuda_norm_next;
     o->rmsnorm_matmul_swiglu = sk_cuda_rmsnorm_matmul_swiglu;
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;

@@ -115,6 +115,18 @@ typedef struct cuda_ctx {
     float rope_theta;
     int rope_dim; /* 0: table not filled yet */
 
+    /* The RMSNorm carried from a W4 ADD GEMV to the STORE GEMV after it (session 15, w4.cuh's
+     * sk_w4_pn; matmul.cu): norm_next's gamma while pending; after an ADD that took it, the x it
+     * wrote, the gamma, its rows and its blocks' count of sums of squares. pn_xg [SK_CUDA_PN_XG]
+     * and pn_ssq [SK_CUDA_PN_SSQ] floats, allocated once outside a capture. begin clears it. */
+    const float *pn_hint;
+    long pn_hint_n;  /* its length */
+    int pn_hint_sw;  /* its consumer is the SwiGLU product */
+    const void *pn_x;
+    const float *pn_gamma;
+    int pn_T, pn_n, pn_nssq;
+    float *pn_xg, *pn_ssq;
+
     /* Weight upload staging (weight_load). */
     uint16_t *h_stage[2]; /* pinned, [SK_CUDA_UPLOAD_CHUNK] half bits each */
     cudaEvent_t stage_done[2];
@@ -312,6 +324,7 @@ void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
                     const sk_weight *bias, void *out);
 void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
                             const sk_weight *w, const sk_weight *bias, void *h, void *out);
+void sk_cuda_norm_next(sk_backend *be, const sk_weight *norm, int swiglu);
 void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
                                    int T, const sk_weight *w, void *h, void *out);
 

@@ -16,6 +16,10 @@ extern "C" {
  * op. be must be a backend made by sk_backend_cuda_new. */
 void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n);
 
+/* How many rmsnorm_matmul calls of this process took the norm carried from the ADD GEMV before
+ * them (norm_next; tests check that the path they compare was taken). */
+long sk_cuda_norm_carried(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -430,8 +430,77 @@ void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
     matmul_common(be, x, T, w, bias, out, false);
 }
 
+/* ---- The RMSNorm carried from the ADD GEMV to the STORE GEMV after it (session 15) --------
+ * norm_next (a hint from the forward pass: the next op is rmsnorm_matmul of matmul_add's output
+ * with this norm) makes an INT4 matmul_add at 1-2 rows through sk_w4_tq_kernel also write
+ * x * gamma and its blocks' sums of squares (w4.cuh's sk_w4_pn); the rmsnorm_matmul after it, on
+ * that x with that gamma, then runs its INT4 product on x * gamma with no per-step gamma and 1 /
+ * rms from those sums. Why: the fused norm costs the 70B qkv product 1.65 of its 16.55 us at one
+ * row (dev_gemv_w4 tail, bench/results/awq-speed.md session 15). Anything else (other weights,
+ * rows, kernels, a capture before the buffers exist) runs as before; begin forgets it. */
+#define SK_CUDA_PN_XG (2 * 32768)
+#define SK_CUDA_PN_SSQ (2 * 8192)
+static long g_pn_carried;
+extern "C" long sk_cuda_norm_carried(void) { return g_pn_carried; }
+
+/* Which carries are taken (SAKER_NORM_CARRY, read at every hint: tests set it): by default the
+ * MLP's norm at 1 row and the attention's at 2, as measured (70B / 7B INT4, ITL p50, one call,
+ * bench/results/awq-speed.md session 15): at 1 row the MLP's carry -1.3% / -1.8% a step and the
+ * attention's even; at 2 rows the attention's -0.9% and the MLP's +2.4%. "all": both at 1-2
+ * rows, "qkv" / "mlp": only that one at 1-2 rows, "0": none. */
+static bool pn_wanted(int swiglu, int T) {
+    const char *e = getenv("SAKER_NORM_CARRY");
+    if (!e || !*e || strcmp(e, "1") == 0) return swiglu ? T == 1 : T == 2;
+    if (strcmp(e, "all") == 0) return true;
+    if (strcmp(e, "qkv") == 0) return !swiglu;
+    if (strcmp(e, "mlp") == 0) return swiglu;
+    return false;
+}
+
+void sk_cuda_norm_next(sk_backend *be, const sk_weight *norm, int swiglu) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    c->pn_hint = norm && norm->rows == 1 ? norm->f32 : NULL;
+    c->pn_hint_n = norm ? norm->cols : 0;
+    c->pn_hint_sw = swiglu;
+}
+
+/* The carry's buffers, allocated the first time outside a capture (false: not there). */
+static bool pn_buffers(cuda_ctx *c) {
+    if (c->pn_xg) return true;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) return false;
+    CUDA_CHECK(cudaMalloc((void **)&c->pn_xg, SK_CUDA_PN_XG * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void **)&c->pn_ssq, SK_CUDA_PN_SSQ * sizeof(float)));
+    return true;
+}
+
 void sk_cuda_matmul_add(sk_backend *be, const void *x, int T, const sk_weight *w,
                         const sk_weight *bias, void *out) {
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const float *g = c->pn_hint;
+    c->pn_hint = NULL, c->pn_x = NULL;
+    const long N = w->rows;
+    /* blocks of at least 16 rows: at most N / 16 + 1 sums a row */
+    if (g && c->pn_hint_n == N && w->q4 && T <= 2 && pn_wanted(c->pn_hint_sw, T) &&
+        (long)T * N <= SK_CUDA_PN_XG && (long)T * (N / 16 + 1) <= SK_CUDA_PN_SSQ &&
+        w->cols <= INT32_MAX && sk_w4_tq_pick(T, SK_GEMV_ADD, (int)N, (int)w->cols) > 0 &&
+        sk_w4_gemv_ok(T, (int)w->cols, x) && pn_buffers(c)) {
+        sk_w4_pn_req.on = true;
+        sk_w4_pn_req.mode = SK_GEMV_ADD;
+        sk_w4_pn_req.blocks = 0;
+        sk_w4_pn_req.pn = {g, c->pn_xg, c->pn_ssq, nullptr, 0};
+        matmul_common(be, x, T, w, bias, out, true);
+        if (!sk_w4_pn_req.on && sk_w4_pn_req.blocks > 0) { /* taken by a tq launch */
+            c->pn_x = out;
+            c->pn_gamma = g;
+            c->pn_T = T;
+            c->pn_n = (int)N;
+            c->pn_nssq = sk_w4_pn_req.blocks;
+        }
+        sk_w4_pn_req.on = false;
+        return;
+    }
     matmul_common(be, x, T, w, bias, out, true);
 }
 
@@ -565,7 +634,35 @@ static void check_norm(const void *x, const sk_weight *norm, int T, const sk_wei
 void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
                             const sk_weight *w, const sk_weight *bias, void *h, void *out) {
     check_norm(x, norm, T, w, h, out);
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const bool carried = c->pn_x && c->pn_x == x && c->pn_gamma == norm->f32 && c->pn_T == T &&
+                         (long)c->pn_n == w->cols;
+    c->pn_x = NULL;
     const float *g = fused_norm_gamma(T, x, norm, w);
+    int cfg;
+    if (carried && g && w->q4 && (cfg = sk_w4_tq_pick(T, SK_GEMV_STORE, (int)w->rows, (int)w->cols)) > 0) {
+        /* x * gamma (and the sums of squares) from the ADD GEMV before: the same product with
+         * no gamma, scaled by 1 / rms in its epilogue (sk_cuda_matmul_add above) */
+        const int N = (int)w->rows, K = (int)w->cols;
+        const float *b = bias ? bias->f32 : NULL;
+        SK_ASSERT(!bias || (bias->rows == 1 && bias->cols == N && bias->f32));
+        sk_w4_pn_req.on = true;
+        sk_w4_pn_req.mode = SK_GEMV_STORE;
+        sk_w4_pn_req.pn = {nullptr, nullptr, nullptr, c->pn_ssq, c->pn_nssq};
+        const bool ok =
+            T == 1 ? sk_w4_tq_launch_cfg<1, SK_GEMV_STORE>(cfg, 0, c->pn_xg, w->q4, w->q4s, w->q4_group, b, N,
+                                                           K, (float *)out, NULL, eps, c->stream)
+                   : sk_w4_tq_launch_cfg<2, SK_GEMV_STORE>(cfg, 0, c->pn_xg, w->q4, w->q4s, w->q4_group, b, N,
+                                                           K, (float *)out, NULL, eps, c->stream);
+        const bool taken = ok && !sk_w4_pn_req.on;
+        sk_w4_pn_req.on = false;
+        if (ok) {
+            SK_ASSERT(taken);
+            CUDA_CHECK_LAUNCH();
+            g_pn_carried++;
+            return;
+        }
+    }
     if (!g) {
         sk_cuda_rmsnorm(be, x, norm, eps, T, (int)w->cols, h);
         sk_cuda_matmul(be, h, T, w, bias, out);
@@ -586,7 +683,33 @@ void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm
 void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
                                    int T, const sk_weight *w, void *h, void *out) {
     check_norm(x, norm, T, w, h, out);
+    cuda_ctx *c = sk_cuda_ctx(be);
+    const bool carried = c->pn_x && c->pn_x == x && c->pn_gamma == norm->f32 && c->pn_T == T &&
+                         (long)c->pn_n == w->cols;
+    c->pn_x = NULL;
     const float *g = fused_norm_gamma(T, x, norm, w);
+    int cfg;
+    if (carried && g && w->q4 && w->rows % 2 == 0 && T <= 2 &&
+        (cfg = T == 1 ? sk_w4_ts_pick<1>((int)w->cols) : sk_w4_ts_pick<2>((int)w->cols)) > 0) {
+        /* x * gamma and the sums of squares from the o GEMV before (sk_cuda_matmul_add) */
+        const int F = (int)(w->rows / 2), K = (int)w->cols;
+        sk_w4_pn_req.on = true;
+        sk_w4_pn_req.mode = SK_GEMV_SWIGLU;
+        sk_w4_pn_req.pn = {nullptr, nullptr, nullptr, c->pn_ssq, c->pn_nssq};
+        const bool ok =
+            T == 1 ? sk_w4_ts_launch_cfg<1>(cfg, c->pn_xg, w->q4, w->q4s, w->q4_group, F, K, (float *)out,
+                                            NULL, eps, c->stream)
+                   : sk_w4_ts_launch_cfg<2>(cfg, c->pn_xg, w->q4, w->q4s, w->q4_group, F, K, (float *)out,
+                                            NULL, eps, c->stream);
+        const bool taken = ok && !sk_w4_pn_req.on;
+        sk_w4_pn_req.on = false;
+        if (ok) {
+            SK_ASSERT(taken);
+            CUDA_CHECK_LAUNCH();
+            g_pn_carried++;
+            return;
+        }
+    }
     if (!g) {
         sk_cuda_rmsnorm(be, x, norm, eps, T, (int)w->cols, h);
         sk_cuda_matmul_swiglu(be, h, T, w, out);

@@ -831,6 +831,51 @@ static void sk_w4_tc_launch_z(int mt, int KS, const float *x, const uint32_t *q4
                                                      nullptr, 0.0f, s);
 }
 
+/* The RMSNorm carried from an ADD product to the STORE product after it (session 15): the ADD
+ * launch writes x * gnext (xg) and per-block sums of squares (ssq_out); the STORE launch takes
+ * xg as its x with no gamma and 1 / rms from those sums (ssq_in, nssq blocks). Measured on the
+ * H200 (dev_gemv_w4 tail): the fused norm costs the 70B qkv product 1.65 of its 16.55 us at one
+ * row. */
+typedef struct sk_w4_pn {
+    const float *gnext; /* ADD: the next norm's gamma (NULL: none of this) */
+    float *xg, *ssq_out;
+    const float *ssq_in; /* STORE: the sums from the ADD launch (NULL: none of this) */
+    int nssq;
+} sk_w4_pn;
+/* The carried sums of squares of row tau: lane l of a warp loads sums l, l + 32, ... (up to
+ * SK_W4_PN_PRE of them at once, so that their latency is one L2 round trip, not one each) and
+ * sk_w4_pn_finish adds them (the rest past 32 x SK_W4_PN_PRE in a loop) and the lanes' totals
+ * in a fixed order, returning 1 / rms (the CPU's formula) to every lane. Split so that a kernel
+ * can issue the loads before its main loop and add them after it. */
+#define SK_W4_PN_PRE 8
+static __device__ __forceinline__ void sk_w4_pn_issue(const float *ssq_in, int nssq, int T, int tau,
+                                                      int lane, float (&pre)[SK_W4_PN_PRE]) {
+#pragma unroll
+    for (int i = 0; i < SK_W4_PN_PRE; i++) {
+        const int b = lane + 32 * i;
+        pre[i] = b < nssq ? __ldcg(ssq_in + (size_t)b * T + tau) : 0.0f;
+    }
+}
+static __device__ __forceinline__ float sk_w4_pn_finish(const float *ssq_in, int nssq, int T, int tau,
+                                                        int lane, const float (&pre)[SK_W4_PN_PRE],
+                                                        int K, float eps) {
+    float a = 0.0f;
+#pragma unroll
+    for (int i = 0; i < SK_W4_PN_PRE; i++) a += pre[i];
+    for (int b = lane + 32 * SK_W4_PN_PRE; b < nssq; b += 32) a += __ldcg(ssq_in + (size_t)b * T + tau);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+    return 1.0f / sqrtf(a / (float)K + eps);
+}
+/* A request for the next sk_w4_tq_kernel launch of mode `mode` (host side, one thread: the
+ * backend sets it right before its launch; the launch clears `on` and says how many blocks it
+ * ran, so the caller knows it was taken). */
+static struct {
+    bool on;
+    int mode, blocks;
+    sk_w4_pn pn;
+} sk_w4_pn_req;
+
 /* ---- sk_w4_tq_kernel: one wave and a deeper ring for the small decode products (session 9,
  * written without a GPU: compiled, NOT yet run) ------------------------------------------------
  *
@@ -868,7 +913,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     sk_w4_tq_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, const float *__restrict__ bias, int N_out,
                     int K, float *__restrict__ out, const float *__restrict__ gamma, float eps,
-                    int pf) {
+                    int pf, sk_w4_pn pn) {
     static_assert(MODE != SK_GEMV_SWIGLU, "STORE and ADD only");
     static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && 16 * MT * T <= 32 * NW,
                   "one output a thread");
@@ -878,7 +923,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     constexpr int XWORDS = NW * 2 * XB, RWORDS = NW * MT * 4 * NB * 16;
     __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
     __shared__ __align__(16) uint32_t xzero[16];
-    __shared__ float s_ssq[NW][T], s_rstd[T];
+    __shared__ float s_ssq[NW][T], s_rstd[T], s_sq[NOUT];
     uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -941,6 +986,13 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         if (RS) sk_w4_cp_commit(); /* one group a slot, empty or not */
     }
     sk_pdl_wait();
+    /* pn.ssq_in (STORE, session 15): x was already multiplied by gamma by the ADD product
+     * before (pn.gnext there); 1 / rms of row tau from that launch's per-block sums of squares
+     * (pn.nssq of them): warp tau issues their loads now and adds them after the loop (a first
+     * version added them here and delayed warp 0's loop by the round trip: the 70B batch-1 step
+     * was 0.5% slower with this carry than without). */
+    float pn_pre[SK_W4_PN_PRE];
+    if (MODE != SK_GEMV_ADD && pn.ssq_in && warp < T) sk_w4_pn_issue(pn.ssq_in, pn.nssq, T, warp, lane, pn_pre);
     /* RS 1: the first D slots' x, a group each (groups D .. 2D - 1). Step j then needs group j
      * (its weights) and D + j (its x) for j < D, the loop's group j - D after that: in every
      * case all but the newest D - 1 groups, so wait_group D - 1 before every step. */
@@ -955,10 +1007,11 @@ __global__ void __launch_bounds__(32 * NW, MINB)
      * their loads are in flight during the loop, not after it. Nothing else writes out[n]. */
     const int o_tau = threadIdx.x / (16 * MT), o_r = threadIdx.x % (16 * MT), o_n = n0 + o_r;
     const bool o_live = threadIdx.x < NOUT && o_n < N_out;
-    float o_bias = 0.0f, o_res = 0.0f;
+    float o_bias = 0.0f, o_res = 0.0f, o_g = 0.0f;
     if (o_live) {
         if (bias) o_bias = __ldg(bias + o_n);
         if (MODE == SK_GEMV_ADD) o_res = out[(size_t)o_tau * N_out + o_n];
+        if (MODE == SK_GEMV_ADD && pn.gnext) o_g = __ldg(pn.gnext + o_n);
     }
     __syncthreads(); /* xzero */
 
@@ -1068,6 +1121,10 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             s_rstd[threadIdx.x] = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
         }
     }
+    if (MODE != SK_GEMV_ADD && pn.ssq_in && warp < T) {
+        const float r = sk_w4_pn_finish(pn.ssq_in, pn.nssq, T, warp, lane, pn_pre, K, eps);
+        if (lane == 0) s_rstd[warp] = r;
+    }
     /* The KS warps' partial sums through red (overlaying the x buffers: the first barrier waits
      * for every warp to leave the loop), as sk_w4tc_finish; the second publishes s_rstd too. */
     float(*red)[MT][4 * NB][16] = reinterpret_cast<float(*)[MT][4 * NB][16]>(smem);
@@ -1087,10 +1144,27 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         for (int w = 0; w < KS; w++)
 #pragma unroll
             for (int gi = 0; gi < GP; gi++) v += red[w][m][o_tau * GP + gi][row];
-        if (NORM) v *= s_rstd[o_tau];
+        if (NORM || (MODE != SK_GEMV_ADD && pn.ssq_in)) v *= s_rstd[o_tau];
         v += o_bias; /* the order of sk_w4tc_finish: sum, bias, residual */
         if (MODE == SK_GEMV_ADD) v += o_res;
         out[(size_t)o_tau * N_out + o_n] = v;
+        if (MODE == SK_GEMV_ADD && pn.gnext) {
+            pn.xg[(size_t)o_tau * N_out + o_n] = v * o_g;
+            s_sq[threadIdx.x] = v * v;
+        }
+    } else if (MODE == SK_GEMV_ADD && pn.gnext && threadIdx.x < NOUT) {
+        s_sq[threadIdx.x] = 0.0f;
+    }
+    /* pn.gnext (ADD, session 15): the next RMSNorm's input for the STORE product after this one
+     * (pn.ssq_in there): x * gamma into pn.xg, and this block's sum of squares of each of its
+     * rows' new x into pn.ssq_out[block][tau], added in a fixed order. */
+    if (MODE == SK_GEMV_ADD && pn.gnext) {
+        __syncthreads();
+        if (threadIdx.x < T) {
+            float a = 0.0f;
+            for (int i = 0; i < 16 * MT; i++) a += s_sq[threadIdx.x * 16 * MT + i];
+            pn.ssq_out[(size_t)blockIdx.x * T + threadIdx.x] = a;
+        }
     }
     SK_TRACE_END((MODE == SK_GEMV_ADD ? SK_TRACE_TQ_ADD : SK_TRACE_TQ_STORE) << 24 | C);
 }
@@ -1107,7 +1181,7 @@ static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __
     constexpr int MB2 = sk_w4tc_dims<T, 2>::NB > 1 ? 1 : MINB;
     const unsigned blocks = (unsigned)((N_out + 16 * MT - 1) / (16 * MT));
     void (*k)(const float *, const uint32_t *, const __half2 *, const float *, int, int, float *,
-              const float *, float, int) = nullptr;
+              const float *, float, int, sk_w4_pn) = nullptr;
     if (MODE != SK_GEMV_ADD && gamma)
         k = G == 32   ? sk_w4_tq_kernel<T, MT, D, 4, 3, MODE, NW, MB4, MODE != SK_GEMV_ADD, RS>
             : G == 64 ? sk_w4_tq_kernel<T, MT, D, 2, 3, MODE, NW, MB2, MODE != SK_GEMV_ADD, RS>
@@ -1135,7 +1209,15 @@ static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __
             set[i] = (void *)k;
         }
     }
-    sk_launch_pdl_smem(k, blocks, 32u * NW, smem, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf);
+    /* the pending side request (sk_w4_pn_req), for this mode only */
+    sk_w4_pn pn = {nullptr, nullptr, nullptr, nullptr, 0};
+    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == MODE) {
+        pn = sk_w4_pn_req.pn;
+        sk_w4_pn_req.on = false;
+        sk_w4_pn_req.blocks = (int)blocks;
+    }
+    sk_launch_pdl_smem(k, blocks, 32u * NW, smem, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf,
+                       pn);
 }
 
 /* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
@@ -1227,7 +1309,8 @@ template <int T, int MT, int D, int GP, int NW, int MINB, int NORM, int XS, int 
 __global__ void __launch_bounds__(32 * NW, MINB)
     sk_w4_ts_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4,
                     const __half2 *__restrict__ q4s, int N_out, int K, float *__restrict__ out,
-                    const float *__restrict__ gamma, float eps) {
+                    const float *__restrict__ gamma, float eps, const float *__restrict__ ssq_in,
+                    int nssq) {
     constexpr int NT = 2 * MT, ZC = 3, KS = NW, NOUT = 16 * MT * T;
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = sk_w4tc_dims<T, GP>::XB;
     constexpr int GSH = sk_w4tc_dims<T, GP>::GSH;
@@ -1371,6 +1454,16 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         }
     };
     if (NORM && XS) put_ssq();
+    /* ssq_in (session 15, NORM 0): x arrived multiplied by gamma from the ADD GEMV before
+     * (w4.cuh's sk_w4_pn); 1 / rms of row tau from that launch's per-block sums of squares
+     * (nssq of them), added by warp tau in a fixed order. */
+    __shared__ float s_rstd_in[T];
+    if (!NORM && ssq_in && warp < T) {
+        float pre[SK_W4_PN_PRE];
+        sk_w4_pn_issue(ssq_in, nssq, T, warp, lane, pre);
+        const float r = sk_w4_pn_finish(ssq_in, nssq, T, warp, lane, pre, K, eps);
+        if (lane == 0) s_rstd_in[warp] = r;
+    }
     __syncthreads(); /* xzero, the split x */
 
     int bsrc[NB];
@@ -1446,6 +1539,8 @@ __global__ void __launch_bounds__(32 * NW, MINB)
                         for (int w = 0; w < KS; w++) a += s_ssq[w][o_tau];
                         const float rstd = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
                         v *= rstd, u *= rstd;
+                    } else if (ssq_in) {
+                        v *= s_rstd_in[o_tau], u *= s_rstd_in[o_tau];
                     }
                     out[(size_t)o_tau * N_out + n] = v / (1.0f + __expf(-v)) * u;
                 }
@@ -1503,8 +1598,16 @@ static void sk_w4_ts_launch_k(const float *x, const uint32_t *q4, const __half2 
     }
     const int ntile = (N_out + 16 * MT - 1) / (16 * MT);
     const int grid = ntile < occ * sms ? ntile : occ * sms;
+    const float *ssq_in = nullptr; /* the pending side request (sk_w4_pn_req), SwiGLU's */
+    int nssq = 0;
+    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == SK_GEMV_SWIGLU && !gamma) {
+        ssq_in = sk_w4_pn_req.pn.ssq_in;
+        nssq = sk_w4_pn_req.pn.nssq;
+        sk_w4_pn_req.on = false;
+        sk_w4_pn_req.blocks = grid;
+    }
     sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * NW, smem, s, x, q4, q4s, N_out, K, out, gamma,
-                       eps);
+                       eps, ssq_in, nssq);
 }
 /* GP from G, NORM from gamma, XS = 0 where XS = 1's x does not fit SK_W4TS_SMEM_MAX. */
 template <int T, int MT, int D, int NW, int MINB, int XS, int RS = 0>
@@ -1585,6 +1688,28 @@ static inline int sk_w4_gemv_version(void) {
     static int v = -1;
     if (v < 0) v = sk_w4_env_int("SAKER_W4_GEMV", 2) == 1 ? 1 : 2;
     return v;
+}
+/* The sk_w4_tq_kernel configuration sk_w4_gemv_launch_t takes for a STORE or ADD product at
+ * T <= 2 rows (0: another kernel), SAKER_W4_TQ_STORE / SAKER_W4_TQ_ADD overriding (the
+ * reasons are at its use below). */
+static inline int sk_w4_tq_pick(int T, int mode, int N_out, int K) {
+    static int st = -2, add = -2;
+    if (st == -2) {
+        st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
+        add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
+    }
+    if (T > 2 || mode == SK_GEMV_SWIGLU || sk_w4_gemv_version() == 1) return 0;
+    if (mode == SK_GEMV_ADD) return add >= 0 ? add : 6;
+    return st >= 0 ? st : N_out <= 16384 ? (T == 1 && K >= 8192 ? 5 : 7) : 0;
+}
+/* The sk_w4_ts_kernel configuration for a SwiGLU product at T <= 2 rows (0: another kernel),
+ * SAKER_W4_TQ_SW overriding (the reasons are at its use below). */
+template <int T>
+static inline int sk_w4_ts_pick(int K) {
+    static int sw = -2;
+    if (sw == -2) sw = sk_w4_env_int("SAKER_W4_TQ_SW", -1);
+    if (T > 2 || sk_w4_gemv_version() == 1) return 0;
+    return sw >= 0 ? sw : sk_w4_ts_smem<T, 1, 8, 1>(K) <= SK_W4TS_SMEM_MAX ? 2 : 0;
 }
 
 /* CUDA-core kernel: R (rows per warp), U, and KS = 4 warps splitting K for the same rows.
@@ -1680,15 +1805,9 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * with ADD 6 (bench/results/awq-speed.md, session 14). Checks: dev_gemv_w4 check (24,096
      * runs, every RS1 configuration with and without the norm), gpu_backend_ops w4. */
     if constexpr (T <= 2 && MODE != SK_GEMV_SWIGLU) {
-        static int s9_st = -2, s9_add = -1, s9_pf = 0;
-        if (s9_st == -2) {
-            s9_st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
-            s9_add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
-            s9_pf = sk_w4_env_int("SAKER_W4_TQ_PF", 0);
-        }
-        const int st = s9_st >= 0 ? s9_st : N_out <= 16384 ? (T == 1 && K >= 8192 ? 5 : 7) : 0;
-        const int add = s9_add >= 0 ? s9_add : 6;
-        const int cfg = MODE == SK_GEMV_ADD ? add : st;
+        static int s9_pf = -1;
+        if (s9_pf < 0) s9_pf = sk_w4_env_int("SAKER_W4_TQ_PF", 0);
+        const int cfg = sk_w4_tq_pick(T, MODE, N_out, K);
         if (cfg > 0 && sk_w4_tq_launch_cfg<T, MODE>(cfg, s9_pf, x, q4, q4s, G, bias, N_out, K, out,
                                                     gamma, eps, s))
             return;
@@ -1702,11 +1821,7 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * per-step fallback, XS0, was 4-11% slower than sk_w4_tc_kernel). SAKER_W4_TQ_SW=0: off
      * (sk_w4_tc_kernel), 1..4: configuration n of sk_w4_ts_launch_cfg. */
     if constexpr (T <= 2 && MODE == SK_GEMV_SWIGLU) {
-        static int s10_sw = -2;
-        if (s10_sw == -2) s10_sw = sk_w4_env_int("SAKER_W4_TQ_SW", -1);
-        const int cfg = s10_sw >= 0 ? s10_sw
-                        : sk_w4_ts_smem<T, 1, 8, 1>(K) <= SK_W4TS_SMEM_MAX ? 2
-                                                                            : 0;
+        const int cfg = sk_w4_ts_pick<T>(K);
         if (cfg > 0 && sk_w4_ts_launch_cfg<T>(cfg, x, q4, q4s, G, N_out, K, out, gamma, eps, s))
             return;
     }
