@@ -6,6 +6,8 @@
 #       and without: the texts must be equal.
 #  final the default (the MLP's carry at 1 row, the attention's at 2) against none: 70B batch 1
 #       and 2, 7B batch 1, two rounds.
+#  v3   the ADD epilogue's sums of squares by shuffles: default / none / all / qkv, 70B batch 1
+#       and 2, 7B, two rounds.
 #  eng  70B INT4 batch 1 with and without the carry (and with qkv's or the MLP's alone),
 #       alternating, two rounds; batch 2; 7B.
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops -j2; stage saker +
@@ -49,6 +51,18 @@ for st in $STEPS; do
             dev_b1 70b2off$i llama2-70b 2 SAKER_NORM_CARRY=0
             dev_b1 7def$i llama2-7b 1 A=1
             dev_b1 7off$i llama2-7b 1 SAKER_NORM_CARRY=0
+        done ;;
+    v3) for i in 1 2; do # the ADD epilogue's sums by shuffles (third version): each carry alone
+            dev_b1 70def$i llama2-70b 1 A=1
+            dev_b1 70off$i llama2-70b 1 SAKER_NORM_CARRY=0
+            dev_b1 70all$i llama2-70b 1 SAKER_NORM_CARRY=all
+            dev_b1 70qkv$i llama2-70b 1 SAKER_NORM_CARRY=qkv
+            dev_b1 70b2def$i llama2-70b 2 A=1
+            dev_b1 70b2off$i llama2-70b 2 SAKER_NORM_CARRY=0
+            dev_b1 70b2all$i llama2-70b 2 SAKER_NORM_CARRY=all
+            dev_b1 7def$i llama2-7b 1 A=1
+            dev_b1 7off$i llama2-7b 1 SAKER_NORM_CARRY=0
+            dev_b1 7all$i llama2-7b 1 SAKER_NORM_CARRY=all
         done ;;
     esac
 done

@@ -923,7 +923,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     constexpr int XWORDS = NW * 2 * XB, RWORDS = NW * MT * 4 * NB * 16;
     __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
     __shared__ __align__(16) uint32_t xzero[16];
-    __shared__ float s_ssq[NW][T], s_rstd[T], s_sq[NOUT];
+    __shared__ float s_ssq[NW][T], s_rstd[T];
     uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -1137,6 +1137,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             red[warp][m][t + 4 * b][g + 8] = acc[m][b][1];
         }
     __syncthreads();
+    float o_sq = 0.0f;
     if (o_live) {
         const int m = o_r >> 4, row = o_r & 15;
         float v = 0.0f;
@@ -1150,21 +1151,22 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         out[(size_t)o_tau * N_out + o_n] = v;
         if (MODE == SK_GEMV_ADD && pn.gnext) {
             pn.xg[(size_t)o_tau * N_out + o_n] = v * o_g;
-            s_sq[threadIdx.x] = v * v;
+            o_sq = v * v;
         }
-    } else if (MODE == SK_GEMV_ADD && pn.gnext && threadIdx.x < NOUT) {
-        s_sq[threadIdx.x] = 0.0f;
     }
     /* pn.gnext (ADD, session 15): the next RMSNorm's input for the STORE product after this one
      * (pn.ssq_in there): x * gamma into pn.xg, and this block's sum of squares of each of its
-     * rows' new x into pn.ssq_out[block][tau], added in a fixed order. */
-    if (MODE == SK_GEMV_ADD && pn.gnext) {
-        __syncthreads();
-        if (threadIdx.x < T) {
-            float a = 0.0f;
-            for (int i = 0; i < 16 * MT; i++) a += s_sq[threadIdx.x * 16 * MT + i];
-            pn.ssq_out[(size_t)blockIdx.x * T + threadIdx.x] = a;
-        }
+     * rows' new x into pn.ssq_out[block][tau]. A row's 16 MT outputs are 16 MT consecutive lanes
+     * of one warp: a shuffle tree over them (a fixed order; no barrier: a first version's
+     * barrier and serial sum at the end of this one-wave kernel cost more than the qkv product
+     * after it saved). */
+    if (MODE == SK_GEMV_ADD && pn.gnext && warp * 32 < NOUT) {
+        constexpr int SEG = 16 * MT;
+        static_assert(SEG <= 32, "a row's outputs in one warp");
+#pragma unroll
+        for (int o = SEG / 2; o > 0; o >>= 1) o_sq += __shfl_xor_sync(0xffffffffu, o_sq, o);
+        if (threadIdx.x % SEG == 0 && threadIdx.x < NOUT)
+            pn.ssq_out[(size_t)blockIdx.x * T + threadIdx.x / SEG] = o_sq;
     }
     SK_TRACE_END((MODE == SK_GEMV_ADD ? SK_TRACE_TQ_ADD : SK_TRACE_TQ_STORE) << 24 | C);
 }
