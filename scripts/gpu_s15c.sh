@@ -8,6 +8,8 @@
 #       and 2, 7B batch 1, two rounds.
 #  v3   the ADD epilogue's sums of squares by shuffles: default / none / all / qkv, 70B batch 1
 #       and 2, 7B, two rounds.
+#  qcfg qkv's tq configuration with its norm carried: 70B batch 2 (default carry) STORE 7/5/8/6,
+#       batch 1 with the attention's carry STORE 5/8/7, and the default; two rounds.
 #  eng  70B INT4 batch 1 with and without the carry (and with qkv's or the MLP's alone),
 #       alternating, two rounds; batch 2; 7B.
 # Here: cmake --build build-gpu --target saker_cli gpu_backend_ops -j2; stage saker +
@@ -63,6 +65,11 @@ for st in $STEPS; do
             dev_b1 7def$i llama2-7b 1 A=1
             dev_b1 7off$i llama2-7b 1 SAKER_NORM_CARRY=0
             dev_b1 7all$i llama2-7b 1 SAKER_NORM_CARRY=all
+        done ;;
+    qcfg) for i in 1 2; do # qkv's configuration with its norm carried (T = 2: the default carry; T = 1: qkv's)
+            for c in 7 5 8 6; do dev_b1 70b2_st${c}_$i llama2-70b 2 SAKER_W4_TQ_STORE=$c; done
+            for c in 5 8 7; do dev_b1 70q_st${c}_$i llama2-70b 1 SAKER_NORM_CARRY=qkv SAKER_W4_TQ_STORE=$c; done
+            dev_b1 70def_$i llama2-70b 1 A=1
         done ;;
     esac
 done
