@@ -22,7 +22,10 @@
  *  tail: the backend's launch at T = 1 on row counts around the 70B shapes where the blocks'
  *  tiles come out even or not: what a launch's uneven last tiles cost - see time_tail();
  *  chain: the 70B layer's four products at T = 1 in a captured graph, as the engine runs them,
- *  against each alone and the chain without one - see time_chain())
+ *  against each alone and the chain without one - see time_chain();
+ *  checktm: sk_w4_tm_kernel (w4_tm.cuh, 3..16 rows) against the double reference - see check_tm;
+ *  tm: its configurations on the 70B and 7B products at 4..16 rows, next to cuBLASLt bf16 and the
+ *  T <= 4 kernel - see time_tm())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -66,6 +69,7 @@
  *          measured in the same run; then a 70B decode step's GEMVs (80 layers + bf16 lm_head);
  *       3. (all) the 1..4096-row table: GEMV, deq+lt and bf16 cuBLASLt. */
 #include "backend/cuda/w4.cuh"
+#include "backend/cuda/w4_tm.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "bench_util.cuh"
 
@@ -2007,6 +2011,256 @@ static int probe(void) {
     return fails;
 }
 
+
+/* ---- sk_w4_tm_kernel (session 16, w4_tm.cuh): the decode GEMV at 3..16 rows ----------------- */
+
+/* Every configuration of both row bounds (8, 16) at Tr = 3, 5, 8 (bound 8) and 9, 12, 16 (bound
+ * 16), every mode, G 32 / 64 / 128 (where the instance exists), STORE and SwiGLU also with the
+ * fused norm, on check_all's shapes (partial steps, rows ending inside tiles) and one with many
+ * blocks; against the double reference. Bound: max |err| / sum |x w| <= 5e-4 (x is rounded to
+ * fp16 once: 2^-12 relative an element, plus the /256 part's subnormals below |x| 2^-6; the
+ * hi + lo kernels' 1e-5 does not apply). Guards: 8 NaN floats past the outputs, rows Tr..TP of
+ * out untouched (they hold the NaN-free o0 values the check compares). */
+static int check_tm(void) {
+    const int shapes[][2] = {{8, 128},  {37, 256},   {576, 512}, {100, 4096}, {33, 1536}, {64, 8192},
+                             {1, 96},   {300, 160},  {40, 576},  {19, 4160},  {17, 32},   {130, 1088},
+                             {200, 4608}, {72, 2560}, {1000, 2048}};
+    const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16};
+    int fails = 0, runs = 0;
+    double worst_all = 0;
+    for (auto &sh : shapes)
+        for (int G : Gs) {
+            if (sh[1] % G) continue;
+            for (int mode = 0; mode < 3; mode++)
+                for (int Tr : Trs) {
+                    const int TP = Tr <= 8 ? 8 : 16;
+                    if (TP * (128 / G) > 32) continue; /* no instance: the backend's sk_w4_tm_ok says no */
+                    const int N_out = sh[0], K = sh[1], N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
+                    w4mat m;
+                    w4_make(&m, N, K, G);
+                    std::vector<float> x((size_t)Tr * K), bias(N_out), o0((size_t)TP * N_out + 8);
+                    for (auto &e : x) e = frand();
+                    for (auto &e : bias) e = frand();
+                    for (auto &e : o0) e = frand();
+                    for (int g = 0; g < 8; g++) o0[(size_t)TP * N_out + g] = NAN;
+                    const bool use_bias = mode != SK_GEMV_SWIGLU && (N_out + K) % 3 != 0;
+                    const bool normable = mode != SK_GEMV_ADD;
+                    const float eps = 1e-5f;
+                    std::vector<float> gam(K);
+                    for (auto &e : gam) {
+                        g_rng_gamma ^= g_rng_gamma << 13, g_rng_gamma ^= g_rng_gamma >> 7;
+                        g_rng_gamma ^= g_rng_gamma << 17;
+                        e = 0.25f + (float)((g_rng_gamma >> 40) & 0xffff) / 65536.0f;
+                    }
+                    /* references: [norm][t][n], with their scales sum |x w| */
+                    std::vector<double> ref[2], mag[2];
+                    for (int nm = 0; nm < 2; nm++) {
+                        ref[nm].assign((size_t)TP * N_out, 0.0), mag[nm].assign((size_t)TP * N_out, 1.0);
+                        if (nm && !normable) continue;
+                        for (int t = 0; t < TP; t++) {
+                            if (t >= Tr) { /* untouched: o0 */
+                                for (int n = 0; n < N_out; n++) ref[nm][(size_t)t * N_out + n] = o0[(size_t)t * N_out + n];
+                                continue;
+                            }
+                            double ss = 0;
+                            for (int k = 0; k < K; k++) ss += (double)x[(size_t)t * K + k] * x[(size_t)t * K + k];
+                            const double rstd = nm ? 1.0 / sqrt(ss / K + (double)eps) : 1.0;
+                            for (int n = 0; n < N_out; n++) {
+                                double s1 = 0, a1 = 0, s2 = 0, a2 = 0;
+                                for (int k = 0; k < K; k++) {
+                                    const double xk = (double)x[(size_t)t * K + k] * (nm ? gam[k] : 1.0);
+                                    const double w1 = w_at(m.q4, m.sc, G, K, n, k);
+                                    s1 += xk * w1, a1 += fabs(xk * w1);
+                                    if (mode == SK_GEMV_SWIGLU) {
+                                        const double w2 = w_at(m.q4, m.sc, G, K, n + N_out, k);
+                                        s2 += xk * w2, a2 += fabs(xk * w2);
+                                    }
+                                }
+                                s1 *= rstd, a1 *= rstd, s2 *= rstd, a2 *= rstd;
+                                double r, a;
+                                if (mode == SK_GEMV_SWIGLU) {
+                                    r = s1 / (1 + exp(-s1)) * s2, a = a1 * fabs(s2) + fabs(s1) * a2;
+                                } else {
+                                    r = s1 + (use_bias ? bias[n] : 0) +
+                                        (mode == SK_GEMV_ADD ? o0[(size_t)t * N_out + n] : 0);
+                                    a = a1;
+                                }
+                                ref[nm][(size_t)t * N_out + n] = r, mag[nm][(size_t)t * N_out + n] = a;
+                            }
+                        }
+                    }
+                    float *dx, *db, *dout, *dg, *rstd;
+                    __half *x16;
+                    CK(cudaMalloc(&dx, x.size() * 4));
+                    CK(cudaMalloc(&db, bias.size() * 4));
+                    CK(cudaMalloc(&dout, o0.size() * 4));
+                    CK(cudaMalloc(&dg, gam.size() * 4));
+                    CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(16, K) * 2));
+                    CK(cudaMalloc(&rstd, 16 * SK_W4TM_NKB_MAX * 4));
+                    CK(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+                    CK(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
+                    CK(cudaMemcpy(dg, gam.data(), gam.size() * 4, cudaMemcpyHostToDevice));
+                    std::vector<float> got(o0.size());
+                    for (int nm = 0; nm < (normable ? 2 : 1); nm++)
+                        for (int cfg = 1; cfg <= SK_W4TM_NCFG; cfg++) {
+                            CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
+                            CK(cudaMemset(x16, 0xff, sk_w4_tm_x16_halves(16, K) * 2)); /* NaN: unwritten parts must not be read */
+                            const float *bp = use_bias ? db : NULL, *gp = nm ? dg : NULL;
+                            bool ok;
+                            if (TP == 8)
+                                ok = mode == 0 ? sk_w4_tm_launch_cfg<8, 0>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                   : mode == 1 ? sk_w4_tm_launch_cfg<8, 1>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                               : sk_w4_tm_launch_cfg<8, 2>(cfg, dx, Tr, m.dq, m.ds, G, NULL, N_out, K, dout, gp, eps, x16, rstd, 0);
+                            else
+                                ok = mode == 0 ? sk_w4_tm_launch_cfg<16, 0>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                   : mode == 1 ? sk_w4_tm_launch_cfg<16, 1>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                               : sk_w4_tm_launch_cfg<16, 2>(cfg, dx, Tr, m.dq, m.ds, G, NULL, N_out, K, dout, gp, eps, x16, rstd, 0);
+                            CK(cudaGetLastError());
+                            CK(cudaDeviceSynchronize());
+                            runs++;
+                            if (!ok) {
+                                fails++;
+                                printf("FAIL tm: %s not launched N=%d K=%d G=%d Tr=%d mode=%d\n",
+                                       sk_w4_tm_name(mode, cfg), N_out, K, G, Tr, mode);
+                                continue;
+                            }
+                            CK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+                            double worst;
+                            const bool good = check_out(got, ref[nm], mag[nm], TP, N_out, 5e-4, &worst);
+                            if (worst > worst_all) worst_all = worst;
+                            if (!good) {
+                                fails++;
+                                printf("FAIL %s%s N=%d K=%d G=%d Tr=%d (TP %d) mode=%d: worst %.3g\n",
+                                       sk_w4_tm_name(mode, cfg), nm ? " norm" : "", N_out, K, G, Tr, TP,
+                                       mode, worst);
+                            }
+                        }
+                    cudaFree(dx), cudaFree(db), cudaFree(dout), cudaFree(dg), cudaFree(x16), cudaFree(rstd);
+                    w4_free(&m);
+                }
+        }
+    printf("checks tm: %d runs, %d failed (worst max|err| / sum|x w| %.2e; bound 5e-4)\n", runs,
+           fails, worst_all);
+    return fails;
+}
+
+/* The 70B / 7B products at 4..16 rows: each tm configuration (with the fused norm on qkv and
+ * gate/up, as the engine runs them), the T <= 4 backend launch at T = 4, and cuBLASLt bf16 with
+ * the cast of x (the peer); us, INT4 GB/s and % of the copy ceiling; weights rotated over > 256
+ * MB so that each launch reads from DRAM. */
+static void time_tm(void) {
+    lt_ctx lc;
+    CKB(cublasLtCreate(&lc.lt));
+    CK(cudaMalloc(&lc.ws, 32 << 20));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    const double copy_tbs = copy_ceiling_tbs();
+    struct {
+        const char *name;
+        int N_out, K, mode;
+    } shapes[] = {
+        {"70B qkv + norm", 10240, 8192, 0},   {"70B o +=", 8192, 8192, 1},
+        {"70B gate/up + norm", 28672, 8192, 2}, {"70B down +=", 8192, 28672, 1},
+        {"7B qkv + norm", 12288, 4096, 0},    {"7B o +=", 4096, 4096, 1},
+        {"7B gate/up + norm", 11008, 4096, 2}, {"7B down +=", 4096, 11008, 1},
+    };
+    const int Ts[] = {4, 5, 8, 12, 16};
+    double sum_best[2][5] = {{0}}, sum_lt[2][5] = {{0}};
+    printf("\n| shape | T | version | us | INT4 GB/s | of copy | bf16 cuBLASLt us | speed vs bf16 |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (int si = 0; si < 8; si++) {
+        const auto &sh = shapes[si];
+        const int N_out = sh.N_out, K = sh.K, G = 128, mode = sh.mode;
+        const int N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
+        const size_t w4b = (size_t)N * K / 2 + (size_t)N * (K / G) * 4, hb = (size_t)N * K * 2;
+        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        const int nh = (int)std::max<size_t>(2, ((size_t)256 << 20) / hb + 1);
+        std::vector<uint32_t *> q4s(n4);
+        std::vector<__half2 *> scs(n4);
+        std::vector<__nv_bfloat16 *> hs(nh);
+        for (int i = 0; i < n4; i++) {
+            CK(cudaMalloc(&q4s[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&scs[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4s[i], scs[i], G, N, K, 0.01f, 77 + i);
+        }
+        for (int i = 0; i < nh; i++) {
+            CK(cudaMalloc(&hs[i], hb));
+            rand_bf16_kernel<<<4096, 256>>>(hs[i], (size_t)N * K, 99 + i);
+        }
+        __nv_bfloat16 *xh;
+        float *x, *out, *gam, *rstd;
+        __half *x16;
+        CK(cudaMalloc(&x, (size_t)16 * K * 4));
+        CK(cudaMalloc(&xh, (size_t)16 * K * 2));
+        CK(cudaMalloc(&out, (size_t)16 * N * 4));
+        CK(cudaMalloc(&gam, (size_t)K * 4));
+        CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(16, K) * 2));
+        CK(cudaMalloc(&rstd, 16 * SK_W4TM_NKB_MAX * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)16 * K, 5);
+        rand_f32_kernel<<<256, 256>>>(out, (size_t)16 * N, 6);
+        rand_f32_kernel<<<64, 256>>>(gam, (size_t)K, 7);
+        CK(cudaDeviceSynchronize());
+        const float *gp = mode == SK_GEMV_ADD ? NULL : gam;
+        for (int ti = 0; ti < 5; ti++) {
+            const int T = Ts[ti], TP = T <= 8 ? 8 : 16;
+            cublasLtMatmulAlgo_t algo;
+            bool have = false;
+            const float t_lt = time_launches(
+                [&](int i) {
+                    cast_kernel<<<(T * K + 255) / 256, 256>>>(x, xh, T * K);
+                    lt_matmul(&lc, xh, T, hs[i % nh], N, K, out, 0.0f, 0, &algo, &have);
+                },
+                e0, e1);
+            auto row = [&](const char *ver, float us) {
+                const double gbs = w4b / (us * 1e-6) / 1e9;
+                printf("| %s | %d | %s | %.1f | %.0f | %.1f%% | %.1f | %.2fx |\n", sh.name, T, ver, us,
+                       gbs, 100.0 * gbs / (copy_tbs * 1e3), t_lt, t_lt / us);
+            };
+            float best = 1e30f;
+            if (T == 4) {
+                const float us = time_launches(
+                    [&](int i) {
+                        if (mode == 0) sk_w4_gemv_launch<0>(x, 4, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0, gp, 1e-5f);
+                        if (mode == 1) sk_w4_gemv_launch<1>(x, 4, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0);
+                        if (mode == 2) sk_w4_gemv_launch<2>(x, 4, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, 0, gp, 1e-5f);
+                    },
+                    e0, e1);
+                row("backend T <= 4 (tc)", us);
+            }
+            for (int cfg = 1; cfg <= SK_W4TM_NCFG; cfg++) {
+                const float us = time_launches(
+                    [&](int i) {
+                        if (TP == 8) {
+                            if (mode == 0) sk_w4_tm_launch_cfg<8, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                            if (mode == 1) sk_w4_tm_launch_cfg<8, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                            if (mode == 2) sk_w4_tm_launch_cfg<8, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                        } else {
+                            if (mode == 0) sk_w4_tm_launch_cfg<16, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                            if (mode == 1) sk_w4_tm_launch_cfg<16, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                            if (mode == 2) sk_w4_tm_launch_cfg<16, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
+                        }
+                    },
+                    e0, e1);
+                char name[64];
+                snprintf(name, sizeof name, "%s (TP %d)", sk_w4_tm_name(mode, cfg), TP);
+                row(name, us);
+                if (us < best) best = us;
+            }
+            sum_best[si / 4][ti] += best;
+            sum_lt[si / 4][ti] += t_lt;
+        }
+        for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
+        for (int i = 0; i < nh; i++) cudaFree(hs[i]);
+        cudaFree(xh), cudaFree(x), cudaFree(out), cudaFree(gam), cudaFree(x16), cudaFree(rstd);
+    }
+    for (int md = 0; md < 2; md++)
+        for (int ti = 0; ti < 5; ti++)
+            printf("tm sum %s T=%d: best configurations %.1f us a layer (%.2f ms a step at %d layers), "
+                   "cuBLASLt bf16 %.1f us\n", md ? "7B" : "70B", Ts[ti], sum_best[md][ti],
+                   sum_best[md][ti] * (md ? 32 : 80) / 1000.0, md ? 32 : 80, sum_lt[md][ti]);
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
     if (strcmp(mode, "prof") == 0) {
@@ -2043,6 +2297,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(mode, "checksw") == 0) return check_all(true) ? 1 : 0;
+    if (strcmp(mode, "checktm") == 0) return check_tm() ? 1 : 0;
+    if (strcmp(mode, "tm") == 0) {
+        time_tm();
+        return 0;
+    }
     const int fails = check_all(); /* timing still runs after a failure (its figures then say
                                       nothing about the failed versions) */
     if (strcmp(mode, "gemv") == 0 || strcmp(mode, "all") == 0) time_gemv();

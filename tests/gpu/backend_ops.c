@@ -684,6 +684,12 @@ static void test_norm_matmul(void) {
         {3, 100, 1024, true, false, SK_Q4G128},  {4, 768, 1536, false, false, SK_Q4G32},
         {1, 8192, 8192, false, false, SK_Q4G128}, {1, 96, 4096, true, true, SK_Q4G128},
         {5, 300, 2048, false, false, SK_Q4G128}, {2, 4100, 576, true, false, SK_Q4G64},
+        /* session 16: 3..16 rows through w4_tm.cu (the norm in its prepass; G = 32 at 9..16 rows
+         * and unaligned x still take the separate RMSNorm and the tile kernels) */
+        {6, 264, 4096, true, false, SK_Q4G128},  {8, 1000, 2048, false, false, SK_Q4G64},
+        {12, 300, 1024, true, false, SK_Q4G128}, {16, 768, 1536, false, false, SK_Q4G32},
+        {16, 520, 8192, false, false, SK_Q4G128}, {7, 4100, 576, true, false, SK_Q4G64},
+        {9, 130, 4096, false, true, SK_Q4G128},  {8, 40, 4160, true, false, SK_Q4G32},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
@@ -832,7 +838,8 @@ static void test_carry(void) {
     }
 }
 
-/* ---- INT4 weights (w4.cuh): GEMV (T <= 4), tensor-core MMA (w4_mma.cuh, T >= 5: tile
+/* ---- INT4 weights (w4.cuh): GEMV (T <= 4; w4_tm.cu at 5..16 where it fits, session 16),
+ * tensor-core MMA (w4_mma.cuh, T >= 5 otherwise: tile
  * configurations by T, split-K when tiles are few, K not a multiple of its 128-element stage,
  * rows and tokens past the tiles' ends), fused epilogues, concat, embed; against the CPU's
  * dequantize-on-the-fly ops on the same Q4G blocks. ------------------------------------------ */
@@ -855,6 +862,9 @@ static void test_w4(void) {
         /* session 11: the 128 x 256 and 128 x 192 tiles with two consumer warpgroups (the cost
          * model picks wr128x256 at 1,024 rows and wr128x192 at 700 for these, plain and SWIGLU) */
         {1024, 4096, 1024, true}, {700, 4096, 1024, false},
+        /* session 16: w4_tm.cu's bounds 8 and 16 (rows below the bound, G = 64 at 16 rows, K with
+         * a partial last step of 128) */
+        {7, 4100, 576, true}, {12, 130, 4096, false}, {13, 1000, 1088, true}, {15, 264, 8192, false},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

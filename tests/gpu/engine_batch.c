@@ -13,7 +13,8 @@
  * it is counted as a near-tie divergence and compared no further. Any other difference fails. A
  * second run submits everything at once with the bench's budget (2048 tokens per step).
  *
- * Usage: engine_batch [shape [dtype]]   (default smollm2-135m bf16; synthetic weights, no file) */
+ * Usage: engine_batch [shape [dtype [int4]]]   (default smollm2-135m bf16; synthetic weights, no
+ * file; int4: INT4 linear layers, whose decode steps of 3..16 rows take w4_tm.cu) */
 #include "saker/engine.h"
 #include "testlib.h"
 
@@ -201,6 +202,7 @@ int main(int argc, char **argv) {
     sk_model_params_default(&p);
     p.device = SK_DEVICE_CUDA;
     p.cuda_dtype = dtype;
+    if (argc > 3 && strcmp(argv[3], "int4") == 0) p.shape_weights = "int4";
     sk_status s = sk_model_open_shape(shape, &p, &g_m);
     CHECKF(s == SK_OK, "open %s: %s", shape, sk_last_error());
     if (s != SK_OK) return sk_test_done("engine_batch");

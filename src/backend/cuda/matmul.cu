@@ -18,6 +18,7 @@
 #include "backend/cuda/profile.cuh"
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/w4_mma.cuh"
+#include "backend/cuda/w4_tm.h"
 
 #include <cublasLt.h>
 #include <string.h>
@@ -303,9 +304,30 @@ static sk_weight w4_as_half(cuda_ctx *c, const sk_weight *w) {
     return h;
 }
 
+/* Whether the INT4 decode GEMVs take a product of T rows: 3..16 rows through w4_tm.cu (session
+ * 16: from 3 rows; SAKER_W4_TM_MIN / _ADD_MIN), else w4.cuh's at 1..4
+ * (sk_w4_gemv_ok).
+ * The tile kernels (w4_mma) or dequantize + cuBLASLt take the rest. */
+static bool w4_tm_ok(int T, int mode, const sk_weight *w, const void *x, const float *gamma) {
+    const long N = mode == SK_GEMV_SWIGLU ? w->rows / 2 : w->rows;
+    return w->rows <= INT32_MAX && w->cols <= INT32_MAX &&
+           sk_w4_tm_ok(T, mode, (int)N, (int)w->cols, w->q4_group, x, gamma);
+}
+static bool w4_gemv_ok(int T, int mode, const sk_weight *w, const void *x) {
+    return w4_tm_ok(T, mode, w, x, nullptr) || sk_w4_gemv_ok(T, (int)w->cols, x);
+}
+
 template <int MODE>
 static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
                     int N_out, float *out, const float *gamma = nullptr, float eps = 0.0f) {
+    if (w4_tm_ok(T, MODE, w, x, gamma)) {
+        /* the prepass's fp16 x and 1 / rms in the scratch (nothing else holds it across ops) */
+        SK_ASSERT(sk_w4_tm_scratch_bytes((int)w->cols) <= SK_CUDA_SCRATCH_FLOATS * sizeof(float));
+        sk_w4_tm_gemv(MODE, x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
+                      gamma, eps, c->d_scratch, c->stream);
+        CUDA_CHECK_LAUNCH();
+        return;
+    }
     sk_w4_gemv_launch<MODE>(x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
                             c->stream, gamma, eps);
     CUDA_CHECK_LAUNCH();
@@ -399,7 +421,7 @@ static void matmul_common(sk_backend *be, const void *x, int T, const sk_weight 
     const float *b = bias ? bias->f32 : NULL;
     if (w->q4) {
         int cfg, msplit;
-        if (sk_w4_gemv_ok(T, K, x)) {
+        if (w4_gemv_ok(T, accumulate ? SK_GEMV_ADD : SK_GEMV_STORE, w, x)) {
             if (accumulate)
                 w4_gemv<SK_GEMV_ADD>(c, (const float *)x, T, w, b, N, (float *)out);
             else
@@ -524,7 +546,7 @@ void sk_cuda_gelu_matmul_add(sk_backend *be, void *x, int T, const sk_weight *w,
         off = e && strcmp(e, "0") == 0;
     }
     const float *b = bias ? bias->f32 : NULL;
-    const bool gemv = w->q4 ? sk_w4_gemv_ok(T, K, x) : use_gemv(T, K, x, w);
+    const bool gemv = w->q4 ? w4_gemv_ok(T, SK_GEMV_ADD, w, x) : use_gemv(T, K, x, w);
     if (!off && !gemv) {
         if (!w->q4) {
             matmul_lt(c, (const float *)x, T, w, b, (float *)out, true, true);
@@ -562,7 +584,7 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
     const int F = (int)(w->rows / 2), K = (int)w->cols;
     SK_ASSERT(!sk_cuda_overlap(x, (size_t)T * K * sizeof(float), out,
                                (size_t)T * F * sizeof(float)));
-    if (w->q4 && sk_w4_gemv_ok(T, K, x)) {
+    if (w->q4 && w4_gemv_ok(T, SK_GEMV_SWIGLU, w, x)) {
         w4_gemv<SK_GEMV_SWIGLU>(c, (const float *)x, T, w, NULL, F, (float *)out);
         return;
     }
@@ -618,7 +640,10 @@ static const float *fused_norm_gamma(int T, const void *x, const sk_weight *norm
     const int K = (int)w->cols;
     if (off) return NULL;
     if (w->q4) /* session 5: the W4 GEMV fuses it too (it was a separate RMSNorm launch) */
-        return sk_w4_gemv_norm_ok(T, (long)w->rows, K, x, norm->f32) ? norm->f32 : NULL;
+        return w4_tm_ok(T, SK_GEMV_STORE, w, x, norm->f32) ||
+                       sk_w4_gemv_norm_ok(T, (long)w->rows, K, x, norm->f32)
+                   ? norm->f32
+                   : NULL;
     if (!w->h || !use_gemv(T, K, x, w) || !sk_gemv_ok(T, K, x, w->h, norm->f32)) return NULL;
     return norm->f32;
 }
