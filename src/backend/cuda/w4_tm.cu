@@ -25,7 +25,7 @@ static int tm_pick(int mode, int TP, int N_out) {
 /* From SAKER_W4_TM_MIN rows (default 3; ADD products from SAKER_W4_TM_ADD_MIN, default 3): at 4
  * rows this kernel beat the T <= 4 one (w4.cuh, sk_w4_tc_kernel) on every 70B product (qkv 18.2
  * against 29.1 us, o 14.4 / 15.0, gate/up 69.3 / 111.7, down 37.8 / 44.7: 139.7 against 200.5
- * a layer) and on 7B's but o (9.0 against 7.3 us; the four 52.9 against 66.0). */
+ * a layer) and on 7B's but o (9.1 against 7.3 us; the four 52.9 against 66.0). */
 bool sk_w4_tm_ok(int T, int mode, int N_out, int K, int G, const void *x, const void *gamma) {
     static int tmin = -1, amin = -1;
     if (tmin < 0) {
