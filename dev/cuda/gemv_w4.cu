@@ -2218,6 +2218,7 @@ static void time_tm(void) {
                        gbs, 100.0 * gbs / (copy_tbs * 1e3), t_lt, t_lt / us);
             };
             float best = 1e30f;
+            int best_cfg = 1;
             if (T == 4) {
                 const float us = time_launches(
                     [&](int i) {
@@ -2245,7 +2246,29 @@ static void time_tm(void) {
                 char name[64];
                 snprintf(name, sizeof name, "%s (TP %d)", sk_w4_tm_name(mode, cfg), TP);
                 row(name, us);
-                if (us < best) best = us;
+                if (us < best) best = us, best_cfg = cfg;
+            }
+            /* the best configuration's two launches apart: the prepass alone, the GEMV alone (on
+             * the x16 the last launch left) */
+            for (int parts = 1; parts <= 2; parts++) {
+                const float us = time_launches(
+                    [&](int i) {
+                        const int cfg = best_cfg;
+                        if (TP == 8) {
+                            if (mode == 0) sk_w4_tm_launch_cfg<8, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                            if (mode == 1) sk_w4_tm_launch_cfg<8, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                            if (mode == 2) sk_w4_tm_launch_cfg<8, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                        } else {
+                            if (mode == 0) sk_w4_tm_launch_cfg<16, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                            if (mode == 1) sk_w4_tm_launch_cfg<16, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                            if (mode == 2) sk_w4_tm_launch_cfg<16, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
+                        }
+                    },
+                    e0, e1);
+                char name[64];
+                snprintf(name, sizeof name, "%s of %s alone", parts == 1 ? "prepass" : "GEMV",
+                         sk_w4_tm_name(mode, best_cfg));
+                row(name, us);
             }
             sum_best[si / 4][ti] += best;
             sum_lt[si / 4][ti] += t_lt;

@@ -12,7 +12,9 @@ static int tm_env(const char *name, int dflt) {
  * on the H200 (bench/results/awq-speed.md, session 16: the 70B and 7B products at 4..16 rows,
  * two calls): qkv (STORE) MT2 NW4 D3; o and down (ADD) MT2 NW8 D2, at 16 rows MT2 NW4 D3 for
  * 8192 rows and more (70B o 19.3 against 22.2 us, down 55.1 against 56.7; 7B o 9.0 against
- * 10.0); gate/up (SwiGLU) MT2 NW4 D2. SAKER_W4_TM_CFG=n forces one for every product. */
+ * 10.0); gate/up (SwiGLU) MT2 NW4 D2. SAKER_W4_TM_CFG=n forces one for every product. (A
+ * register cut and two more configurations measured faster on some 7B products in the
+ * workbench, and 4-8% slower through the engine: not kept, awq-speed.md.) */
 static int tm_pick(int mode, int TP, int N_out) {
     static int forced = -2;
     if (forced == -2) forced = tm_env("SAKER_W4_TM_CFG", 0);

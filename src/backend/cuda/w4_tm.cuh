@@ -419,12 +419,14 @@ static inline bool sk_w4_tm_fits(int TP, int Tr, int MODE, int N_out, int K, int
 template <int TP, int MT, int D, int MODE, int NW, int MINB>
 static bool sk_w4_tm_launch(const float *x, int Tr, const uint32_t *q4, const __half2 *q4s, int G,
                             const float *bias, int N_out, int K, float *out, const float *gamma,
-                            float eps, __half *x16, float *ssq, cudaStream_t s) {
+                            float eps, __half *x16, float *ssq, cudaStream_t s, int parts = 3) {
     if (!sk_w4_tm_fits(TP, Tr, MODE, N_out, K, G, x, gamma)) return false;
     const float *gm = MODE != SK_GEMV_ADD ? gamma : nullptr;
     const int nkb = (K + SK_W4TM_PREP_K - 1) / SK_W4TM_PREP_K;
-    sk_launch_pdl(sk_w4tm_prep_kernel<TP>, dim3((unsigned)nkb, (unsigned)Tr),
-                  (unsigned)SK_W4TM_PREP_THREADS, s, x, K, gm, x16, ssq);
+    if (parts & 1) /* (parts: the workbench times the two launches apart; 3 = both) */
+        sk_launch_pdl(sk_w4tm_prep_kernel<TP>, dim3((unsigned)nkb, (unsigned)Tr),
+                      (unsigned)SK_W4TM_PREP_THREADS, s, x, K, gm, x16, ssq);
+    if (!(parts & 2)) return true;
     const float *sq = gm ? ssq : nullptr;
     if (G == 128)
         sk_w4_tm_launch_k<TP, MT, D, 1, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
@@ -445,10 +447,10 @@ template <int TP, int MODE>
 static bool sk_w4_tm_launch_cfg(int cfg, const float *x, int Tr, const uint32_t *q4,
                                 const __half2 *q4s, int G, const float *bias, int N_out, int K,
                                 float *out, const float *gamma, float eps, __half *x16,
-                                float *ssq, cudaStream_t s) {
+                                float *ssq, cudaStream_t s, int parts = 3) {
 #define SK_W4TM_C(MT_, D_, NW_)                                                                    \
     return sk_w4_tm_launch<TP, MT_, D_, MODE, NW_, 1>(x, Tr, q4, q4s, G, bias, N_out, K, out,     \
-                                                      gamma, eps, x16, ssq, s)
+                                                      gamma, eps, x16, ssq, s, parts)
     if constexpr (MODE == SK_GEMV_SWIGLU) {
         switch (cfg) {
         case 1: SK_W4TM_C(1, 3, 4);

@@ -16,7 +16,8 @@ bool sk_w4_tm_ok(int T, int mode, int N_out, int K, int G, const void *x, const 
 /* out = x W^T (+ bias) (STORE), out += ... (ADD) or out = silu(x Wg^T) * (x Wu^T) (SWIGLU, W's
  * rows [gate; up], N_out each), x [T][K] fp32 RMS-normalised with gamma and eps first when gamma
  * != NULL (not ADD). scratch: at least sk_w4_tm_scratch_bytes(K) bytes, 16-byte aligned (the
- * fp16 x and the partial sums of squares). Two launches on s (prepass, GEMV); no allocation, no synchronisation.
+ * fp16 x and the partial sums of squares). Two launches on s (prepass, GEMV); no allocation, no
+ * synchronisation.
  * Only where sk_w4_tm_ok (asserted). */
 void sk_w4_tm_gemv(int mode, const float *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                    const float *bias, int N_out, int K, float *out, const float *gamma, float eps,
