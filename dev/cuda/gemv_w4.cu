@@ -2025,7 +2025,7 @@ static int check_tm(void) {
     const int shapes[][2] = {{8, 128},  {37, 256},   {576, 512}, {100, 4096}, {33, 1536}, {64, 8192},
                              {1, 96},   {300, 160},  {40, 576},  {19, 4160},  {17, 32},   {130, 1088},
                              {200, 4608}, {72, 2560}, {1000, 2048}};
-    const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16};
+    const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16, 17, 32};
     int fails = 0, runs = 0;
     double worst_all = 0;
     for (auto &sh : shapes)
@@ -2033,7 +2033,7 @@ static int check_tm(void) {
             if (sh[1] % G) continue;
             for (int mode = 0; mode < 3; mode++)
                 for (int Tr : Trs) {
-                    const int TP = Tr <= 8 ? 8 : 16;
+                    const int TP = Tr <= 8 ? 8 : Tr <= 16 ? 16 : 32;
                     if (TP * (128 / G) > 32) continue; /* no instance: the backend's sk_w4_tm_ok says no */
                     const int N_out = sh[0], K = sh[1], N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
                     w4mat m;
@@ -2095,8 +2095,8 @@ static int check_tm(void) {
                     CK(cudaMalloc(&db, bias.size() * 4));
                     CK(cudaMalloc(&dout, o0.size() * 4));
                     CK(cudaMalloc(&dg, gam.size() * 4));
-                    CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(16, K) * 2));
-                    CK(cudaMalloc(&rstd, 16 * SK_W4TM_NKB_MAX * 4));
+                    CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(32, K) * 2));
+                    CK(cudaMalloc(&rstd, 32 * SK_W4TM_NKB_MAX * 4));
                     CK(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
                     CK(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
                     CK(cudaMemcpy(dg, gam.data(), gam.size() * 4, cudaMemcpyHostToDevice));
@@ -2104,17 +2104,21 @@ static int check_tm(void) {
                     for (int nm = 0; nm < (normable ? 2 : 1); nm++)
                         for (int cfg = 1; cfg <= SK_W4TM_NCFG; cfg++) {
                             CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
-                            CK(cudaMemset(x16, 0xff, sk_w4_tm_x16_halves(16, K) * 2)); /* NaN: unwritten parts must not be read */
+                            CK(cudaMemset(x16, 0xff, sk_w4_tm_x16_halves(32, K) * 2)); /* NaN: unwritten parts must not be read */
                             const float *bp = use_bias ? db : NULL, *gp = nm ? dg : NULL;
                             bool ok;
                             if (TP == 8)
                                 ok = mode == 0 ? sk_w4_tm_launch_cfg<8, 0>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
                                    : mode == 1 ? sk_w4_tm_launch_cfg<8, 1>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
                                                : sk_w4_tm_launch_cfg<8, 2>(cfg, dx, Tr, m.dq, m.ds, G, NULL, N_out, K, dout, gp, eps, x16, rstd, 0);
-                            else
+                            else if (TP == 16)
                                 ok = mode == 0 ? sk_w4_tm_launch_cfg<16, 0>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
                                    : mode == 1 ? sk_w4_tm_launch_cfg<16, 1>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
                                                : sk_w4_tm_launch_cfg<16, 2>(cfg, dx, Tr, m.dq, m.ds, G, NULL, N_out, K, dout, gp, eps, x16, rstd, 0);
+                            else
+                                ok = mode == 0 ? sk_w4_tm_launch_cfg<32, 0>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                   : mode == 1 ? sk_w4_tm_launch_cfg<32, 1>(cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 0)
+                                               : sk_w4_tm_launch_cfg<32, 2>(cfg, dx, Tr, m.dq, m.ds, G, NULL, N_out, K, dout, gp, eps, x16, rstd, 0);
                             CK(cudaGetLastError());
                             CK(cudaDeviceSynchronize());
                             runs++;
@@ -2165,8 +2169,8 @@ static void time_tm(void) {
         {"7B qkv + norm", 12288, 4096, 0},    {"7B o +=", 4096, 4096, 1},
         {"7B gate/up + norm", 11008, 4096, 2}, {"7B down +=", 4096, 11008, 1},
     };
-    const int Ts[] = {4, 5, 8, 12, 16};
-    double sum_best[2][5] = {{0}}, sum_lt[2][5] = {{0}};
+    const int Ts[] = {4, 5, 8, 12, 16, 24, 32};
+    double sum_best[2][7] = {{0}}, sum_lt[2][7] = {{0}};
     printf("\n| shape | T | version | us | INT4 GB/s | of copy | bf16 cuBLASLt us | speed vs bf16 |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int si = 0; si < 8; si++) {
@@ -2191,19 +2195,19 @@ static void time_tm(void) {
         __nv_bfloat16 *xh;
         float *x, *out, *gam, *rstd;
         __half *x16;
-        CK(cudaMalloc(&x, (size_t)16 * K * 4));
-        CK(cudaMalloc(&xh, (size_t)16 * K * 2));
-        CK(cudaMalloc(&out, (size_t)16 * N * 4));
+        CK(cudaMalloc(&x, (size_t)32 * K * 4));
+        CK(cudaMalloc(&xh, (size_t)32 * K * 2));
+        CK(cudaMalloc(&out, (size_t)32 * N * 4));
         CK(cudaMalloc(&gam, (size_t)K * 4));
-        CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(16, K) * 2));
-        CK(cudaMalloc(&rstd, 16 * SK_W4TM_NKB_MAX * 4));
-        rand_f32_kernel<<<64, 256>>>(x, (size_t)16 * K, 5);
-        rand_f32_kernel<<<256, 256>>>(out, (size_t)16 * N, 6);
+        CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(32, K) * 2));
+        CK(cudaMalloc(&rstd, 32 * SK_W4TM_NKB_MAX * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)32 * K, 5);
+        rand_f32_kernel<<<256, 256>>>(out, (size_t)32 * N, 6);
         rand_f32_kernel<<<64, 256>>>(gam, (size_t)K, 7);
         CK(cudaDeviceSynchronize());
         const float *gp = mode == SK_GEMV_ADD ? NULL : gam;
-        for (int ti = 0; ti < 5; ti++) {
-            const int T = Ts[ti], TP = T <= 8 ? 8 : 16;
+        for (int ti = 0; ti < 7; ti++) {
+            const int T = Ts[ti], TP = T <= 8 ? 8 : T <= 16 ? 16 : 32;
             cublasLtMatmulAlgo_t algo;
             bool have = false;
             const float t_lt = time_launches(
@@ -2229,20 +2233,23 @@ static void time_tm(void) {
                     e0, e1);
                 row("backend T <= 4 (tc)", us);
             }
+            /* one launch of configuration cfg (parts: 1 the prepass, 2 the GEMV, 3 both) */
+            auto tm_go = [&](int cfg, int i, int parts) {
+                const uint32_t *q = q4s[i % n4];
+                const __half2 *sc = scs[i % n4];
+#define TMG(TP_)                                                                                   \
+    do {                                                                                           \
+        if (mode == 0) sk_w4_tm_launch_cfg<TP_, 0>(cfg, x, T, q, sc, G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts); \
+        if (mode == 1) sk_w4_tm_launch_cfg<TP_, 1>(cfg, x, T, q, sc, G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts); \
+        if (mode == 2) sk_w4_tm_launch_cfg<TP_, 2>(cfg, x, T, q, sc, G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts); \
+    } while (0)
+                if (TP == 8) TMG(8);
+                else if (TP == 16) TMG(16);
+                else TMG(32);
+#undef TMG
+            };
             for (int cfg = 1; cfg <= SK_W4TM_NCFG; cfg++) {
-                const float us = time_launches(
-                    [&](int i) {
-                        if (TP == 8) {
-                            if (mode == 0) sk_w4_tm_launch_cfg<8, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                            if (mode == 1) sk_w4_tm_launch_cfg<8, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                            if (mode == 2) sk_w4_tm_launch_cfg<8, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                        } else {
-                            if (mode == 0) sk_w4_tm_launch_cfg<16, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                            if (mode == 1) sk_w4_tm_launch_cfg<16, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                            if (mode == 2) sk_w4_tm_launch_cfg<16, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0);
-                        }
-                    },
-                    e0, e1);
+                const float us = time_launches([&](int i) { tm_go(cfg, i, 3); }, e0, e1);
                 char name[64];
                 snprintf(name, sizeof name, "%s (TP %d)", sk_w4_tm_name(mode, cfg), TP);
                 row(name, us);
@@ -2251,20 +2258,7 @@ static void time_tm(void) {
             /* the best configuration's two launches apart: the prepass alone, the GEMV alone (on
              * the x16 the last launch left) */
             for (int parts = 1; parts <= 2; parts++) {
-                const float us = time_launches(
-                    [&](int i) {
-                        const int cfg = best_cfg;
-                        if (TP == 8) {
-                            if (mode == 0) sk_w4_tm_launch_cfg<8, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                            if (mode == 1) sk_w4_tm_launch_cfg<8, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                            if (mode == 2) sk_w4_tm_launch_cfg<8, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                        } else {
-                            if (mode == 0) sk_w4_tm_launch_cfg<16, 0>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                            if (mode == 1) sk_w4_tm_launch_cfg<16, 1>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                            if (mode == 2) sk_w4_tm_launch_cfg<16, 2>(cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K, out, gp, 1e-5f, x16, rstd, 0, parts);
-                        }
-                    },
-                    e0, e1);
+                const float us = time_launches([&](int i) { tm_go(best_cfg, i, parts); }, e0, e1);
                 char name[64];
                 snprintf(name, sizeof name, "%s of %s alone", parts == 1 ? "prepass" : "GEMV",
                          sk_w4_tm_name(mode, best_cfg));
@@ -2278,7 +2272,7 @@ static void time_tm(void) {
         cudaFree(xh), cudaFree(x), cudaFree(out), cudaFree(gam), cudaFree(x16), cudaFree(rstd);
     }
     for (int md = 0; md < 2; md++)
-        for (int ti = 0; ti < 5; ti++)
+        for (int ti = 0; ti < 7; ti++)
             printf("tm sum %s T=%d: best configurations %.1f us a layer (%.2f ms a step at %d layers), "
                    "cuBLASLt bf16 %.1f us\n", md ? "7B" : "70B", Ts[ti], sum_best[md][ti],
                    sum_best[md][ti] * (md ? 32 : 80) / 1000.0, md ? 32 : 80, sum_lt[md][ti]);

@@ -1,5 +1,6 @@
-/* sk_w4_tm_kernel: the INT4 decode GEMV at 3..16 rows of x (session 16). Included by w4_tm.cu
- * (the backend's entry, its own translation unit) and by the workbench dev/cuda/gemv_w4.cu.
+/* sk_w4_tm_kernel: the INT4 decode GEMV at 3..16 rows of x (session 16; up to 32 in the
+ * workbench). Included by w4_tm.cu (the backend's entry, its own translation unit) and by the
+ * workbench dev/cuda/gemv_w4.cu.
  * Needs w4.cuh (the layout, the loads and the ZC3 arithmetic it shares with sk_w4_tq_kernel).
  *
  * Why: below 3 rows the decode GEMVs (w4.cuh: tq, ts) read their weights at 66-92% of the copy
@@ -18,11 +19,13 @@
  *      group gi) is fp16 x / 16 (low nibbles) or x / 256 (high nibbles), rounded once: a
  *      relative error of 2^-11 an element, 8 times finer than bf16. B has TP GP columns (NB =
  *      TP GP / 8 MMAs a k16 and tile), and each C column is one (tau, group).
- *   2. a prepass (sk_w4tm_prep_kernel, one block a row) writes that fp16 x once, times the
- *      norm's gamma, with the norm's 1 / rms; the GEMV copies each step's TP x 256 bytes of it
- *      straight into the ring as its B buffer (no per-warp conversion, half the bytes of fp32).
- *   3. the row count is a template bound TP (8 or 16), the real count Tr a run-time one: rows
- *      tau >= Tr read zeros and store nothing, so 5..16 rows take two instances, not twelve.
+ *   2. a prepass (sk_w4tm_prep_kernel, a block per 2,048 elements and row) writes that fp16 x
+ *      once, times the norm's gamma, with partial sums of squares for the norm's 1 / rms; the
+ *      GEMV copies each step's TP x 256 bytes of it straight into the ring as its B buffer (no
+ *      per-warp conversion, half the bytes of fp32).
+ *   3. the row count is a template bound TP (8 or 16; 32 only in the workbench: at 24-32 rows
+ *      it ran even with the tile kernels, awq-speed.md), the real count Tr a run-time one: rows
+ *      tau >= Tr read zeros and store nothing, so 3..16 rows take two instances, not fourteen.
  * and SwiGLU (gate rows n, up rows N_out + n: two tiles a 16-row slot, out = silu(gate) * up),
  * which tq lacks. Outputs: TP x 16 MT a block, ceil(that / (32 NW)) a thread.
  *
@@ -39,7 +42,7 @@
  * one warp's x buffer ([tau][chunk][SK_W4TC_XW]), and chunks per group = 1 << GSH. */
 template <int TP, int GP>
 struct sk_w4tm_dims {
-    static_assert(TP >= 1 && TP <= 16 && (GP == 1 || GP == 2 || GP == 4) && TP * GP <= 32,
+    static_assert(TP >= 1 && TP <= 32 && (GP == 1 || GP == 2 || GP == 4) && TP * GP <= 32,
                   "at most 4 n8 blocks (32 B columns)");
     static constexpr int NB = (TP * GP + 7) / 8;
     static constexpr int XB = TP * 4 * SK_W4TC_XW;
@@ -430,10 +433,12 @@ static bool sk_w4_tm_launch(const float *x, int Tr, const uint32_t *q4, const __
     const float *sq = gm ? ssq : nullptr;
     if (G == 128)
         sk_w4_tm_launch_k<TP, MT, D, 1, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
-    else if (G == 64)
-        sk_w4_tm_launch_k<TP, MT, D, 2, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
-    else if constexpr (TP * 4 <= 32)
-        sk_w4_tm_launch_k<TP, MT, D, 4, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
+    else if constexpr (TP * 2 <= 32) {
+        if (G == 64)
+            sk_w4_tm_launch_k<TP, MT, D, 2, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
+        else if constexpr (TP * 4 <= 32)
+            sk_w4_tm_launch_k<TP, MT, D, 4, MODE, NW, MINB>(x16, sq, eps, q4, q4s, bias, N_out, K, Tr, out, s);
+    }
     return true;
 }
 
