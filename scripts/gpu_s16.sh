@@ -10,6 +10,7 @@
 #        prompts on CUDA (with and without w4_tm) against the CPU.
 #  fin   the final binary: 70B batch 8, 16, 12 and 7B batch 8, 16 against SAKER_W4_TM_MIN=0; 70B batch 1.
 #  edge  where w4_tm ends: 70B batch 16, 17, 24, 32 and 7B 16, 17, 32 (17+ rows: the tile kernels).
+#  low   3 and 4 rows: w4_tm (default) against the T <= 4 kernel (SAKER_W4_TM_MIN=5), 70B and 7B.
 #  eb    gpu_engine_batch smollm2-135m / llama2-7b INT4: batched steps against requests alone.
 # Here: cmake --build build-gpu --target dev_gemv_w4 (wb) / saker_cli gpu_backend_ops (ck, eng);
 #   stage the stripped binaries + libgomp as .stage/NAME/s16_bin.tgz.
@@ -62,6 +63,14 @@ for st in $STEPS; do
         dev_b1 70fin_b1 llama2-70b 1 A=1 ;;
     edge) for b in 16 17 24 32; do dev_b1 70edge_b$b llama2-70b $b A=1; done
         for b in 16 17 32; do dev_b1 7edge_b$b llama2-7b $b A=1; done ;;
+    low) for b in 3 4; do
+            for i in 1 2; do
+                dev_b1 70low_b${b}_$i llama2-70b $b A=1
+                dev_b1 70lowtc_b${b}_$i llama2-70b $b SAKER_W4_TM_MIN=5
+            done
+            dev_b1 7low_b$b llama2-7b $b A=1
+            dev_b1 7lowtc_b$b llama2-7b $b SAKER_W4_TM_MIN=5
+        done ;;
     cfg) for b in 8 16; do for c in 1 2 3 4; do dev_b1 70cfg${c}_b$b llama2-70b $b SAKER_W4_TM_CFG=$c; done; done ;;
     esac
 done
