@@ -23,9 +23,11 @@
  *  tiles come out even or not: what a launch's uneven last tiles cost - see time_tail();
  *  chain: the 70B layer's four products at T = 1 in a captured graph, as the engine runs them,
  *  against each alone and the chain without one - see time_chain();
- *  checktm: sk_w4_tm_kernel (w4_tm.cuh, 3..16 rows) against the double reference - see check_tm;
- *  tm: its configurations on the 70B and 7B products at 4..16 rows, next to cuBLASLt bf16 and the
- *  T <= 4 kernel - see time_tm())
+ *  proftm: tm and tx launches for ncu - see proftm;
+ *  checktm: sk_w4_tm_kernel (w4_tm.cuh, 3..16 rows) and sk_w4_tx_kernel (w4_tx.cuh, 9..32 rows)
+ *  against the double reference - see check_tm;
+ *  tm: their configurations on the 70B and 7B products at 4..32 rows, next to cuBLASLt bf16 and
+ *  the T <= 4 kernel - see time_tm())
  *
  * versions:
  *   v1 R/U        sk_w4_gemv_kernel (CUDA cores), T <= 4 rows; "v1 *" = its launch as the backend
@@ -70,6 +72,7 @@
  *       3. (all) the 1..4096-row table: GEMV, deq+lt and bf16 cuBLASLt. */
 #include "backend/cuda/w4.cuh"
 #include "backend/cuda/w4_tm.cuh"
+#include "backend/cuda/w4_tx.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "bench_util.cuh"
 
@@ -2021,13 +2024,47 @@ static int probe(void) {
  * fp16 once: 2^-12 relative an element, plus the /256 part's subnormals below |x| 2^-6; the
  * hi + lo kernels' 1e-5 does not apply). Guards: 8 NaN floats past the outputs, rows Tr..TP of
  * out untouched (they hold the NaN-free o0 values the check compares). */
+/* sk_w4_tx_kernel's partials and row-block counters (zero; every launch leaves them zero), as
+ * the backend's (matmul.cu: the tile kernels' split-K workspace). */
+#define TX_WS_FLOATS ((size_t)16 << 20)
+#define TX_CNT 8192
+static float *g_tx_ws;
+static int *g_tx_cnt;
+static void tx_buffers(void) {
+    if (g_tx_ws) return;
+    CK(cudaMalloc(&g_tx_ws, TX_WS_FLOATS * sizeof(float)));
+    CK(cudaMalloc(&g_tx_cnt, TX_CNT * sizeof(int)));
+    CK(cudaMemset(g_tx_cnt, 0, TX_CNT * sizeof(int)));
+    CK(cudaDeviceSynchronize());
+}
+/* One launch of tx configuration cfg at bound TP, mode md (parts, spb_force as
+ * sk_w4_tx_launch_cfg). */
+static bool tx_go(int TP, int md, int cfg, const float *x, int Tr, const uint32_t *q, const __half2 *sc,
+                  int G, const float *bias, int N_out, int K, float *out, const float *gamma, float eps,
+                  __half *x16, float *ssq, int parts, int spb) {
+#define TXG(TP_, MD_)                                                                              \
+    return sk_w4_tx_launch_cfg<TP_, MD_>(cfg, x, Tr, q, sc, G, MD_ == 2 ? NULL : bias, N_out, K, out, \
+                                         gamma, eps, x16, ssq, g_tx_ws, TX_WS_FLOATS, g_tx_cnt, \
+                                         TX_CNT, 0, parts, spb)
+    if (TP == 16) {
+        if (md == 0) TXG(16, 0);
+        if (md == 1) TXG(16, 1);
+        TXG(16, 2);
+    }
+    if (md == 0) TXG(32, 0);
+    if (md == 1) TXG(32, 1);
+    TXG(32, 2);
+#undef TXG
+}
+
 static int check_tm(void) {
     const int shapes[][2] = {{8, 128},  {37, 256},   {576, 512}, {100, 4096}, {33, 1536}, {64, 8192},
                              {1, 96},   {300, 160},  {40, 576},  {19, 4160},  {17, 32},   {130, 1088},
                              {200, 4608}, {72, 2560}, {1000, 2048}};
     const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16, 17, 32};
-    int fails = 0, runs = 0;
+    int fails = 0, runs = 0, runs_tx = 0;
     double worst_all = 0;
+    tx_buffers();
     for (auto &sh : shapes)
         for (int G : Gs) {
             if (sh[1] % G) continue;
@@ -2139,12 +2176,52 @@ static int check_tm(void) {
                                        mode, worst);
                             }
                         }
+                    /* sk_w4_tx_kernel at bounds 16 and 32: every configuration, ranges of the
+                     * launch's own choice, of 1 step (many ranges) and of 3 (a partial last) */
+                    const int spbs[] = {0, 1, 3};
+                    for (int nm = 0; nm < (normable ? 2 : 1) && TP >= 16 && G != 32; nm++)
+                        for (int cfg = 1; cfg <= SK_W4TX_NCFG; cfg++)
+                            for (int spb : spbs) {
+                                CK(cudaMemcpy(dout, o0.data(), o0.size() * 4, cudaMemcpyHostToDevice));
+                                CK(cudaMemset(x16, 0xff, sk_w4_tm_x16_halves(32, K) * 2));
+                                CK(cudaMemset(g_tx_ws, 0xff, TX_WS_FLOATS * 4)); /* NaN: a partial read unwritten shows */
+                                const float *bp = use_bias ? db : NULL, *gp = nm ? dg : NULL;
+                                const bool ok = tx_go(TP, mode, cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 3, spb);
+                                CK(cudaGetLastError());
+                                CK(cudaDeviceSynchronize());
+                                runs++, runs_tx++;
+                                if (!ok) {
+                                    fails++;
+                                    printf("FAIL tx: %s not launched N=%d K=%d G=%d Tr=%d mode=%d spb=%d\n",
+                                           sk_w4_tx_name(mode, cfg), N_out, K, G, Tr, mode, spb);
+                                    continue;
+                                }
+                                CK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+                                double worst;
+                                const bool good = check_out(got, ref[nm], mag[nm], TP, N_out, 5e-4, &worst);
+                                if (worst > worst_all) worst_all = worst;
+                                if (!good) {
+                                    fails++;
+                                    printf("FAIL %s%s spb %d N=%d K=%d G=%d Tr=%d (TP %d) mode=%d: worst %.3g\n",
+                                           sk_w4_tx_name(mode, cfg), nm ? " norm" : "", spb, N_out, K, G, Tr,
+                                           TP, mode, worst);
+                                }
+                            }
                     cudaFree(dx), cudaFree(db), cudaFree(dout), cudaFree(dg), cudaFree(x16), cudaFree(rstd);
                     w4_free(&m);
                 }
         }
-    printf("checks tm: %d runs, %d failed (worst max|err| / sum|x w| %.2e; bound 5e-4)\n", runs,
-           fails, worst_all);
+    /* the counters must be back at zero after every launch */
+    std::vector<int> hc(TX_CNT);
+    CK(cudaMemcpy(hc.data(), g_tx_cnt, hc.size() * 4, cudaMemcpyDeviceToHost));
+    for (int c : hc)
+        if (c != 0) {
+            fails++;
+            printf("FAIL tx: a row-block counter left at %d\n", c);
+            break;
+        }
+    printf("checks tm: %d runs (%d of them tx), %d failed (worst max|err| / sum|x w| %.2e; bound "
+           "5e-4)\n", runs, runs_tx, fails, worst_all);
     return fails;
 }
 
@@ -2170,7 +2247,8 @@ static void time_tm(void) {
         {"7B gate/up + norm", 11008, 4096, 2}, {"7B down +=", 4096, 11008, 1},
     };
     const int Ts[] = {4, 5, 8, 12, 16, 24, 32};
-    double sum_best[2][7] = {{0}}, sum_lt[2][7] = {{0}};
+    double sum_best[2][7] = {{0}}, sum_lt[2][7] = {{0}}, sum_tx[2][7] = {{0}};
+    tx_buffers();
     printf("\n| shape | T | version | us | INT4 GB/s | of copy | bf16 cuBLASLt us | speed vs bf16 |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int si = 0; si < 8; si++) {
@@ -2255,6 +2333,27 @@ static void time_tm(void) {
                 row(name, us);
                 if (us < best) best = us, best_cfg = cfg;
             }
+            /* sk_w4_tx_kernel (x resident, K in ranges): every configuration, ranges of the
+             * launch's choice (spb 0) and forced */
+            float best_tx = 1e30f;
+            if (TP >= 16) {
+                const int spbs[] = {0, 4, 8, 12, 16, 24};
+                for (int cfg = 1; cfg <= SK_W4TX_NCFG; cfg++)
+                    for (int spb : spbs) {
+                        bool ok = true;
+                        const float us = time_launches(
+                            [&](int i) {
+                                ok &= tx_go(TP, mode, cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K,
+                                            out, gp, 1e-5f, x16, rstd, 3, spb);
+                            },
+                            e0, e1);
+                        if (!ok) continue;
+                        char name[64];
+                        snprintf(name, sizeof name, "%s spb %d (TP %d)", sk_w4_tx_name(mode, cfg), spb, TP);
+                        row(name, us);
+                        if (us < best_tx) best_tx = us;
+                    }
+            }
             /* the best configuration's two launches apart: the prepass alone, the GEMV alone (on
              * the x16 the last launch left) */
             for (int parts = 1; parts <= 2; parts++) {
@@ -2265,6 +2364,7 @@ static void time_tm(void) {
                 row(name, us);
             }
             sum_best[si / 4][ti] += best;
+            sum_tx[si / 4][ti] += std::min(best, best_tx);
             sum_lt[si / 4][ti] += t_lt;
         }
         for (int i = 0; i < n4; i++) cudaFree(q4s[i]), cudaFree(scs[i]);
@@ -2274,8 +2374,54 @@ static void time_tm(void) {
     for (int md = 0; md < 2; md++)
         for (int ti = 0; ti < 7; ti++)
             printf("tm sum %s T=%d: best configurations %.1f us a layer (%.2f ms a step at %d layers), "
-                   "cuBLASLt bf16 %.1f us\n", md ? "7B" : "70B", Ts[ti], sum_best[md][ti],
-                   sum_best[md][ti] * (md ? 32 : 80) / 1000.0, md ? 32 : 80, sum_lt[md][ti]);
+                   "with tx %.1f us, cuBLASLt bf16 %.1f us\n", md ? "7B" : "70B", Ts[ti], sum_best[md][ti],
+                   sum_best[md][ti] * (md ? 32 : 80) / 1000.0, md ? 32 : 80, sum_tx[md][ti], sum_lt[md][ti]);
+}
+
+/* proftm (session 17, for ncu): the 70B o and gate/up products at 16 rows through tm (the
+ * backend's configurations) and at 16 / 32 rows through tx (its configurations 1 and 4 / 1 and
+ * 3), three launches each on rotated weights. */
+static void proftm(void) {
+    const struct {
+        int N_out, K, mode, norm;
+        const char *name;
+    } shapes[] = {{8192, 8192, 1, 0, "o"}, {28672, 8192, 2, 1, "gate/up"}};
+    tx_buffers();
+    for (auto &sh : shapes) {
+        const int N_out = sh.N_out, K = sh.K, G = 128, N = sh.mode == 2 ? 2 * N_out : N_out;
+        uint32_t *q4[3];
+        __half2 *sc[3];
+        float *x, *out, *gamma, *ssq;
+        __half *x16;
+        for (int i = 0; i < 3; i++) {
+            CK(cudaMalloc(&q4[i], (size_t)N * K / 2));
+            CK(cudaMalloc(&sc[i], (size_t)N * (K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(q4[i], sc[i], G, N, K, 0.01f, 3 + i);
+        }
+        CK(cudaMalloc(&x, (size_t)32 * K * 4));
+        CK(cudaMalloc(&gamma, (size_t)K * 4));
+        CK(cudaMalloc(&out, (size_t)32 * N * 4));
+        CK(cudaMalloc(&x16, sk_w4_tm_x16_halves(32, K) * 2));
+        CK(cudaMalloc(&ssq, 32 * SK_W4TM_NKB_MAX * 4));
+        rand_f32_kernel<<<64, 256>>>(x, (size_t)32 * K, 5);
+        rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 7);
+        rand_f32_kernel<<<64, 256>>>(out, (size_t)32 * N_out, 6);
+        CK(cudaDeviceSynchronize());
+        const float *g = sh.norm ? gamma : NULL;
+        const int tmcfg = sh.mode == 2 ? 4 : 1, txc[2] = {1, sh.mode == 2 ? 3 : 4};
+        for (int i = 0; i < 3; i++) {
+            if (sh.mode == 1) sk_w4_tm_launch_cfg<16, 1>(tmcfg, x, 16, q4[i], sc[i], G, NULL, N_out, K, out, g, 1e-5f, x16, ssq, 0);
+            if (sh.mode == 2) sk_w4_tm_launch_cfg<16, 2>(tmcfg, x, 16, q4[i], sc[i], G, NULL, N_out, K, out, g, 1e-5f, x16, ssq, 0);
+        }
+        for (int TP = 16; TP <= 32; TP += 16)
+            for (int c = 0; c < 2; c++)
+                for (int i = 0; i < 3; i++)
+                    tx_go(TP, sh.mode, txc[c], x, TP, q4[i], sc[i], G, NULL, N_out, K, out, g, 1e-5f, x16, ssq, 3, 0);
+        CK(cudaDeviceSynchronize());
+        printf("proftm %s: done\n", sh.name);
+        for (int i = 0; i < 3; i++) cudaFree(q4[i]), cudaFree(sc[i]);
+        cudaFree(x), cudaFree(out), cudaFree(gamma), cudaFree(x16), cudaFree(ssq);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -2286,6 +2432,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "prof2") == 0) {
         prof2();
+        return 0;
+    }
+    if (strcmp(mode, "proftm") == 0) {
+        proftm();
         return 0;
     }
     if (strcmp(mode, "probe") == 0) return probe() ? 1 : 0;

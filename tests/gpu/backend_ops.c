@@ -690,6 +690,10 @@ static void test_norm_matmul(void) {
         {12, 300, 1024, true, false, SK_Q4G128}, {16, 768, 1536, false, false, SK_Q4G32},
         {16, 520, 8192, false, false, SK_Q4G128}, {7, 4100, 576, true, false, SK_Q4G64},
         {9, 130, 4096, false, true, SK_Q4G128},  {8, 40, 4160, true, false, SK_Q4G32},
+        /* session 17: 9..32 rows through w4_tx.cuh (G = 128 past 16 rows) */
+        {14, 700, 2048, true, false, SK_Q4G128}, {16, 300, 4096, false, false, SK_Q4G64},
+        {20, 520, 8192, false, false, SK_Q4G128}, {32, 264, 1024, true, false, SK_Q4G128},
+        {25, 1000, 1536, false, false, SK_Q4G64},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         const int T = cs[ci].T, N = cs[ci].N, K = cs[ci].K;
@@ -838,7 +842,7 @@ static void test_carry(void) {
     }
 }
 
-/* ---- INT4 weights (w4.cuh): GEMV (T <= 4; w4_tm.cu at 5..16 where it fits, session 16),
+/* ---- INT4 weights (w4.cuh): GEMV (T <= 4; w4_tm.cu at 3..32 where it fits, sessions 16-17),
  * tensor-core MMA (w4_mma.cuh, T >= 5 otherwise: tile
  * configurations by T, split-K when tiles are few, K not a multiple of its 128-element stage,
  * rows and tokens past the tiles' ends), fused epilogues, concat, embed; against the CPU's
@@ -865,6 +869,10 @@ static void test_w4(void) {
         /* session 16: w4_tm.cu's bounds 8 and 16 (rows below the bound, G = 64 at 16 rows, K with
          * a partial last step of 128) */
         {7, 4100, 576, true}, {12, 130, 4096, false}, {13, 1000, 1088, true}, {15, 264, 8192, false},
+        /* session 17: w4_tx.cuh at 9..32 rows (bounds 16 and 32; G = 128 only past 16 rows,
+         * the tile kernels otherwise) */
+        {20, 1000, 2048, true}, {24, 264, 8192, false}, {32, 4100, 1024, true}, {31, 300, 1088, false},
+        {11, 2000, 4608, true},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

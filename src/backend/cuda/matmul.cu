@@ -305,7 +305,8 @@ static sk_weight w4_as_half(cuda_ctx *c, const sk_weight *w) {
 }
 
 /* Whether the INT4 decode GEMVs take a product of T rows: 3..16 rows through w4_tm.cu (session
- * 16: from 3 rows; SAKER_W4_TM_MIN / _ADD_MIN), else w4.cuh's at 1..4
+ * 16: from 3 rows; SAKER_W4_TM_MIN / _ADD_MIN; session 17: 9..32 rows on sk_w4_tx_kernel,
+ * SAKER_W4_TX_MIN), else w4.cuh's at 1..4
  * (sk_w4_gemv_ok).
  * The tile kernels (w4_mma) or dequantize + cuBLASLt take the rest. */
 static bool w4_tm_ok(int T, int mode, const sk_weight *w, const void *x, const float *gamma) {
@@ -323,11 +324,15 @@ static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, cons
     if (w4_tm_ok(T, MODE, w, x, gamma)) {
         /* the prepass's fp16 x and 1 / rms in the scratch (nothing else holds it across ops) */
         SK_ASSERT(sk_w4_tm_scratch_bytes((int)w->cols) <= SK_CUDA_SCRATCH_FLOATS * sizeof(float));
+        static_assert(SK_W4M_WS_FLOATS == ((size_t)16 << 20) && SK_W4M_CNT == 8192,
+                      "w4_tm.cu's SK_W4TX_BACKEND_WS / _CNT");
         sk_w4_tm_gemv(MODE, x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
-                      gamma, eps, c->d_scratch, c->stream);
+                      gamma, eps, c->d_scratch, c->mm->w4m.ws, c->mm->w4m.ws_floats,
+                      c->mm->w4m.cnt, c->mm->w4m.cnt_n, c->stream);
         CUDA_CHECK_LAUNCH();
         return;
     }
+    SK_ASSERT(sk_w4_gemv_ok(T, (int)w->cols, x)); /* (its callers asked w4_gemv_ok in MODE) */
     sk_w4_gemv_launch<MODE>(x, T, w->q4, w->q4s, w->q4_group, bias, N_out, (int)w->cols, out,
                             c->stream, gamma, eps);
     CUDA_CHECK_LAUNCH();
@@ -631,7 +636,7 @@ void sk_cuda_matmul_swiglu(sk_backend *be, const void *x, int T, const sk_weight
  * the product; otherwise (INT4 weights, T > SK_GEMV_BACKEND_MAX_T, odd shapes, or
  * SAKER_NO_FUSED_NORM=1 for comparisons) the norm kernel writes h and the plain op follows. */
 static const float *fused_norm_gamma(int T, const void *x, const sk_weight *norm,
-                                     const sk_weight *w) {
+                                     const sk_weight *w, int mode) {
     static int off = -1;
     if (off < 0) {
         const char *e = getenv("SAKER_NO_FUSED_NORM");
@@ -640,7 +645,9 @@ static const float *fused_norm_gamma(int T, const void *x, const sk_weight *norm
     const int K = (int)w->cols;
     if (off) return NULL;
     if (w->q4) /* session 5: the W4 GEMV fuses it too (it was a separate RMSNorm launch) */
-        return w4_tm_ok(T, SK_GEMV_STORE, w, x, norm->f32) ||
+        /* (in the product's own mode: which kernel takes 17..32 rows depends on it, session 17;
+         * asking as STORE sent a SwiGLU product with its gamma to the T <= 4 kernel) */
+        return w4_tm_ok(T, mode, w, x, norm->f32) ||
                        sk_w4_gemv_norm_ok(T, (long)w->rows, K, x, norm->f32)
                    ? norm->f32
                    : NULL;
@@ -663,7 +670,7 @@ void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm
     const bool carried = c->pn_x && c->pn_x == x && c->pn_gamma == norm->f32 && c->pn_T == T &&
                          (long)c->pn_n == w->cols;
     c->pn_x = NULL;
-    const float *g = fused_norm_gamma(T, x, norm, w);
+    const float *g = fused_norm_gamma(T, x, norm, w, SK_GEMV_STORE);
     int cfg;
     if (carried && g && w->q4 && (cfg = sk_w4_tq_pick(T, SK_GEMV_STORE, (int)w->rows, (int)w->cols)) > 0) {
         /* x * gamma (and the sums of squares) from the ADD GEMV before: the same product with
@@ -712,7 +719,7 @@ void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weigh
     const bool carried = c->pn_x && c->pn_x == x && c->pn_gamma == norm->f32 && c->pn_T == T &&
                          (long)c->pn_n == w->cols;
     c->pn_x = NULL;
-    const float *g = fused_norm_gamma(T, x, norm, w);
+    const float *g = fused_norm_gamma(T, x, norm, w, SK_GEMV_SWIGLU);
     int cfg;
     if (carried && g && w->q4 && w->rows % 2 == 0 && T <= 2 &&
         (cfg = T == 1 ? sk_w4_ts_pick<1>((int)w->cols) : sk_w4_ts_pick<2>((int)w->cols)) > 0) {

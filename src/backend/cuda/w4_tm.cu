@@ -1,7 +1,9 @@
-/* The backend's entry to the INT4 decode GEMV at 3..16 rows (w4_tm.cuh says why and how). */
+/* The backend's entry to the INT4 decode GEMVs at 3..32 rows (w4_tm.cuh, w4_tx.cuh say why and
+ * how). */
 #include "backend/cuda/w4_tm.h"
 
 #include "backend/cuda/w4_tm.cuh"
+#include "backend/cuda/w4_tx.cuh"
 
 static int tm_env(const char *name, int dflt) {
     const char *e = getenv(name);
@@ -24,10 +26,54 @@ static int tm_pick(int mode, int TP, int N_out) {
     return 1;
 }
 
+/* sk_w4_tx_kernel (x resident in shared memory, K in ranges) from SAKER_W4_TX_MIN rows (default
+ * 9; 0: never) to 32, configuration SAKER_W4_TX_CFG (default: tx_pick's). */
+static int tx_min(void) {
+    static int e = -2;
+    if (e == -2) e = tm_env("SAKER_W4_TX_MIN", 9);
+    return e;
+}
+/* Its configuration (sk_w4_tx_launch_cfg's index), or 0 for sk_w4_tm_kernel (9..16 rows only),
+ * from dev_gemv_w4 tm on the H200 (awq-speed.md, session 17: the 70B and 7B products at 12..32
+ * rows, us at 16 / 32 rows):
+ *   9..16 rows: tm, except STORE with K >= 8192 (70B qkv + norm 24.6 against tm's 29.6; 7B qkv,
+ *     K 4096: tm 18.2 against 19.3); o, down and gate/up: tm by 4-10%.
+ *   17..32 rows (tx against tm at bound 32; only STORE and SwiGLU by default, tx_wanted):
+ *     STORE 3 (70B qkv 40.9, 7B 29.8); ADD 4 (70B o 31.5, 7B o 15.9, 7B down 25.2), 3 from K
+ *     16384 (70B down 99.2 against 4's 100.4 / 97.6 at 24 rows against 92.7); SwiGLU 3 from
+ *     N_out 16384 (70B gate/up 165.5 against 1's 175.1), else 1 (7B 38.4 against 50.3).
+ * SAKER_W4_TX_CFG=n forces one for every product it takes. */
+static int tx_pick(int mode, int TP, int N_out, int K) {
+    static int forced = -2;
+    if (forced == -2) forced = tm_env("SAKER_W4_TX_CFG", 0);
+    if (forced >= 1 && forced <= SK_W4TX_NCFG) return forced;
+    if (TP <= 16) return mode == SK_GEMV_STORE && K >= 8192 ? 1 : 0;
+    if (mode == SK_GEMV_STORE) return 3;
+    if (mode == SK_GEMV_ADD) return K >= 16384 ? 3 : 4;
+    return N_out >= 16384 ? 3 : 1;
+}
+static bool tx_wanted(int T, int G, int mode) {
+    /* SAKER_W4_TX_MODES: a mask of the modes it takes past 16 rows (1 STORE, 2 ADD, 4 SwiGLU).
+     * Default 5: through the engine (70B INT4 batch 24, one call; awq-speed.md session 17) the
+     * step took 32.8 ms with none, 30.5 with gate/up, 29.6 with qkv and gate/up, 31.0 with all
+     * three (o and down are no faster on tx than on the tile kernels in the engine, though
+     * faster than tm at bound 32 in the workbench). */
+    static int modes = -2;
+    if (modes == -2) modes = tm_env("SAKER_W4_TX_MODES", 5);
+    const int lo = tx_min();
+    return lo > 0 && T >= lo && T >= 9 && T <= 32 && G != 32 && (T <= 16 || G == 128) &&
+           (T <= 16 || (modes >> mode & 1));
+}
+/* the scratch matmul.cu passes (the W4 tile kernels' split-K workspace, w4_mma.cuh; matmul.cu
+ * asserts it is this size) */
+#define SK_W4TX_BACKEND_WS ((size_t)16 << 20)
+#define SK_W4TX_BACKEND_CNT 8192
+
 /* From SAKER_W4_TM_MIN rows (default 3; ADD products from SAKER_W4_TM_ADD_MIN, default 3): at 4
  * rows this kernel beat the T <= 4 one (w4.cuh, sk_w4_tc_kernel) on every 70B product (qkv 18.2
  * against 29.1 us, o 14.4 / 15.0, gate/up 69.3 / 111.7, down 37.8 / 44.7: 139.7 against 200.5
- * a layer) and on 7B's but o (9.1 against 7.3 us; the four 52.9 against 66.0). */
+ * a layer) and on 7B's but o (9.1 against 7.3 us; the four 52.9 against 66.0). 17..32 rows only
+ * through sk_w4_tx_kernel. */
 bool sk_w4_tm_ok(int T, int mode, int N_out, int K, int G, const void *x, const void *gamma) {
     static int tmin = -1, amin = -1;
     if (tmin < 0) {
@@ -35,18 +81,28 @@ bool sk_w4_tm_ok(int T, int mode, int N_out, int K, int G, const void *x, const 
         amin = tm_env("SAKER_W4_TM_ADD_MIN", 3);
     }
     const int lo = mode == SK_GEMV_ADD ? (amin > tmin ? amin : tmin) : tmin;
-    if (tmin <= 0 || T < lo || T < 3 || T > 16) return false;
-    return sk_w4_tm_fits(T <= 8 ? 8 : 16, T, mode, N_out, K, G, x, gamma);
+    if (tmin <= 0 || T < lo || T < 3 || T > 32) return false;
+    if (T > 16 && (!tx_wanted(T, G, mode) || !sk_w4_tx_fits(32, mode, N_out, K, SK_W4TX_BACKEND_WS,
+                                                         SK_W4TX_BACKEND_CNT)))
+        return false;
+    return sk_w4_tm_fits(T <= 8 ? 8 : T <= 16 ? 16 : 32, T, mode, N_out, K, G, x, gamma);
 }
 
 size_t sk_w4_tm_scratch_bytes(int K) {
-    return sk_w4_tm_x16_halves(16, K) * 2 + 16 * SK_W4TM_NKB_MAX * sizeof(float);
+    return sk_w4_tm_x16_halves(32, K) * 2 + 32 * SK_W4TM_NKB_MAX * sizeof(float);
 }
 
 template <int MODE>
 static bool tm_run(int cfg, int TP, const float *x, int T, const uint32_t *q4, const __half2 *q4s,
                    int G, const float *bias, int N_out, int K, float *out, const float *gamma,
-                   float eps, __half *x16, float *ssq, cudaStream_t s) {
+                   float eps, __half *x16, float *ssq, float *ws, size_t ws_floats, int *cnt,
+                   int cnt_n, cudaStream_t s) {
+    const int xc = TP >= 16 && tx_wanted(T, G, MODE) ? tx_pick(MODE, TP, N_out, K) : 0;
+    if (xc > 0 || TP == 32) {
+        const bool ok = TP == 16 ? sk_w4_tx_launch_cfg<16, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s)
+                                 : sk_w4_tx_launch_cfg<32, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
+        if (ok || TP == 32) return ok;
+    }
     if (TP == 8)
         return sk_w4_tm_launch_cfg<8, MODE>(cfg, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps,
                                             x16, ssq, s);
@@ -56,17 +112,17 @@ static bool tm_run(int cfg, int TP, const float *x, int T, const uint32_t *q4, c
 
 void sk_w4_tm_gemv(int mode, const float *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                    const float *bias, int N_out, int K, float *out, const float *gamma, float eps,
-                   void *scratch, cudaStream_t s) {
-    const int TP = T <= 8 ? 8 : 16, cfg = tm_pick(mode, TP, N_out);
+                   void *scratch, float *ws, size_t ws_floats, int *cnt, int cnt_n, cudaStream_t s) {
+    const int TP = T <= 8 ? 8 : T <= 16 ? 16 : 32, cfg = tm_pick(mode, TP, N_out);
     __half *x16 = (__half *)scratch;
-    float *ssq = (float *)((char *)scratch + sk_w4_tm_x16_halves(16, K) * 2);
+    float *ssq = (float *)((char *)scratch + sk_w4_tm_x16_halves(32, K) * 2);
     bool ok = false;
     if (mode == SK_GEMV_STORE)
-        ok = tm_run<SK_GEMV_STORE>(cfg, TP, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, s);
+        ok = tm_run<SK_GEMV_STORE>(cfg, TP, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
     else if (mode == SK_GEMV_ADD)
-        ok = tm_run<SK_GEMV_ADD>(cfg, TP, x, T, q4, q4s, G, bias, N_out, K, out, nullptr, eps, x16, ssq, s);
+        ok = tm_run<SK_GEMV_ADD>(cfg, TP, x, T, q4, q4s, G, bias, N_out, K, out, nullptr, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
     else if (mode == SK_GEMV_SWIGLU)
-        ok = tm_run<SK_GEMV_SWIGLU>(cfg, TP, x, T, q4, q4s, G, nullptr, N_out, K, out, gamma, eps, x16, ssq, s);
+        ok = tm_run<SK_GEMV_SWIGLU>(cfg, TP, x, T, q4, q4s, G, nullptr, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
     if (!ok) {
         fprintf(stderr, "saker: w4 tm: mode %d, %d rows, %d x %d, G %d not taken (sk_w4_tm_ok)\n",
                 mode, T, N_out, K, G);

@@ -68,11 +68,26 @@ static __device__ __forceinline__ void sk_w4tm_bsrc(int (&bsrc)[sk_w4tm_dims<TP,
  * 2t + 1, row g + 8 col 2t, row g + 8 col 2t + 1}] on the 2^-28 scale of ZC3 (sk_w4tc_mma:
  * A = the nibbles as fp16 subnormals, the zero point after the MMAs from the step's sums of x
  * per column). */
-template <int TP, int NT, int GP>
+/* The step's sum of x per column (2^-28 scale, ZC3's zero-point term) as sk_w4tm_mma computes
+ * it: lane (g, t) gets sc = column 8 b + g's sum for each n8 block b (rows g and g + 8 of the
+ * MMAs of B's words as A against B = 2^-24). */
+template <int TP, int GP>
+static __device__ __forceinline__ float sk_w4tm_xsum(const uint32_t (&bfb)[16]) {
+    float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+        sk_w4_mma_h(sx, bfb[4 * q], bfb[4 * q + 1], bfb[4 * q + 2], bfb[4 * q + 3], 0x00010001u,
+                    0x00010001u);
+    return fmaf(16.0f, sx[2], sx[0]);
+}
+
+/* PS: the step's column sums given in sgp[8 NB] (column n at sgp[n]; sk_w4_tx_kernel computes
+ * them once a block and step) instead of computed here. */
+template <int TP, int NT, int GP, bool PS = false>
 static __device__ __forceinline__ void
 sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_t *xw,
             const int (&bsrc)[sk_w4tm_dims<TP, GP>::NB], const uint32_t *xzero, int lane, int t,
-            float (&acc)[NT][sk_w4tm_dims<TP, GP>::NB][4]) {
+            float (&acc)[NT][sk_w4tm_dims<TP, GP>::NB][4], const float *sgp = nullptr) {
     constexpr int NB = sk_w4tm_dims<TP, GP>::NB;
     __syncwarp();
     uint32_t bf[NB][16];
@@ -93,14 +108,14 @@ sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
     float sg[NB][2];
 #pragma unroll
     for (int b = 0; b < NB; b++) {
-        float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int q = 0; q < 4; q++)
-            sk_w4_mma_h(sx, bf[b][4 * q], bf[b][4 * q + 1], bf[b][4 * q + 2], bf[b][4 * q + 3],
-                        0x00010001u, 0x00010001u);
-        const float sc = fmaf(16.0f, sx[2], sx[0]);
-        sg[b][0] = __shfl_sync(0xffffffffu, sc, 8 * t);
-        sg[b][1] = __shfl_sync(0xffffffffu, sc, 8 * t + 4);
+        if (PS) {
+            const float2 p = *reinterpret_cast<const float2 *>(sgp + 8 * b + 2 * t);
+            sg[b][0] = p.x, sg[b][1] = p.y;
+        } else {
+            const float sc = sk_w4tm_xsum<TP, GP>(bf[b]);
+            sg[b][0] = __shfl_sync(0xffffffffu, sc, 8 * t);
+            sg[b][1] = __shfl_sync(0xffffffffu, sc, 8 * t + 4);
+        }
     }
     const uint32_t mlo = 0x000f000fu, mhi = 0x00f000f0u;
 #pragma unroll
