@@ -10,6 +10,8 @@
 #  mask  70B batch 24 with tx for some products only (SAKER_W4_TX_MODES: 1 qkv, 2 o / down,
 #        4 gate/up), the rest on the tile kernels.
 #  prof  ncu on dev_gemv_w4 proftm (70B o and gate/up: tm at 16 rows, tx at 16 and 32).
+#  edge  where tx ends: 70B batch 32, 33 (the tile kernels from 33 rows), 48.
+#  pick  70B batch 24 with the tile kernels' other picks (SAKER_W4_PICK=8, SAKER_W4_BN=0).
 #  eb    gpu_engine_batch smollm2-135m / llama2-7b INT4: batched steps against requests alone.
 #  fin   the final binary: 70B at batch 12..32 and 7B at 16, 24, 32 against SAKER_W4_TX_MIN=0;
 #        70B batch 24 with other SAKER_W4_TX_MODES masks; 70B batch 1 and 8.
@@ -55,6 +57,12 @@ for st in $STEPS; do
         # mode, so gate/up at 17..32 rows went to the T <= 4 kernel with its gamma)
         for m in 7 1 2 4 6 5 3; do dev_b1 70m${m}_b24 llama2-70b 24 SAKER_W4_TX_MODES=$m; done
         dev_b1 70m0_b24 llama2-70b 24 SAKER_W4_TX_MIN=0 ;;
+    edge) for b in 32 33 48; do dev_b1 70edge_b$b llama2-70b $b A=1; done ;;
+    pick) # the tile kernels' other picks at 24 rows (run inline in the session, same commands)
+        dev_b1 p8_old llama2-70b 24 SAKER_W4_TX_MIN=0 SAKER_W4_PICK=8
+        dev_b1 bn0_old llama2-70b 24 SAKER_W4_TX_MIN=0 SAKER_W4_BN=0
+        dev_b1 p8_tx llama2-70b 24 SAKER_W4_PICK=8
+        dev_b1 p8_tx7 llama2-70b 24 SAKER_W4_PICK=8 SAKER_W4_TX_MODES=7 ;;
     eb) step eb_smol 300 "$S/gpu_engine_batch" smollm2-135m bf16 int4
         tail -3 "$R/eb_smol.log"
         step eb_7b 300 "$S/gpu_engine_batch" llama2-7b bf16 int4
