@@ -12,6 +12,8 @@
 #  prof  ncu on dev_gemv_w4 proftm (70B o and gate/up: tm at 16 rows, tx at 16 and 32).
 #  edge  where tx ends: 70B batch 32, 33 (the tile kernels from 33 rows), 48.
 #  pick  70B batch 24 with the tile kernels' other picks (SAKER_W4_PICK=8, SAKER_W4_BN=0).
+#  model the W4 tile kernels' model picks from 17 rows (SAKER_W4_MODEL_MIN, default 17; 33 before):
+#        70B batch 17, 24, 32 and 7B 24 against 33; 70B batch 24 with other tx masks.
 #  eb    gpu_engine_batch smollm2-135m / llama2-7b INT4: batched steps against requests alone.
 #  fin   the final binary: 70B at batch 12..32 and 7B at 16, 24, 32 against SAKER_W4_TX_MIN=0;
 #        70B batch 24 with other SAKER_W4_TX_MODES masks; 70B batch 1 and 8.
@@ -63,6 +65,16 @@ for st in $STEPS; do
         dev_b1 bn0_old llama2-70b 24 SAKER_W4_TX_MIN=0 SAKER_W4_BN=0
         dev_b1 p8_tx llama2-70b 24 SAKER_W4_PICK=8
         dev_b1 p8_tx7 llama2-70b 24 SAKER_W4_PICK=8 SAKER_W4_TX_MODES=7 ;;
+    model) # the tile kernels' model picks from 17 rows (was 33): against SAKER_W4_MODEL_MIN=33
+        for b in 24 17 32; do
+            dev_b1 70mod_b$b llama2-70b $b A=1
+            dev_b1 70mod33_b$b llama2-70b $b SAKER_W4_MODEL_MIN=33
+        done
+        dev_b1 70modtiles_b24 llama2-70b 24 SAKER_W4_TX_MIN=0
+        dev_b1 70mod7_b24 llama2-70b 24 SAKER_W4_TX_MODES=7
+        dev_b1 70mod0_b24 llama2-70b 24 SAKER_W4_TX_MODES=0
+        dev_b1 7mod_b24 llama2-7b 24 A=1
+        dev_b1 7mod33_b24 llama2-7b 24 SAKER_W4_MODEL_MIN=33 ;;
     eb) step eb_smol 300 "$S/gpu_engine_batch" smollm2-135m bf16 int4
         tail -3 "$R/eb_smol.log"
         step eb_7b 300 "$S/gpu_engine_batch" llama2-7b bf16 int4
