@@ -2225,6 +2225,22 @@ static int check_tm(void) {
     return fails;
 }
 
+/* Whether the comma list in environment variable name holds v (no variable: every v). Session 18:
+ * TM_TS (rows), TM_SPBS (tx's forced range lengths, 0 its own), TM_TXCFG (tx configurations) cut
+ * time_tm to what a call has room for. */
+static bool tm_env_has(const char *name, int v) {
+    const char *e = getenv(name);
+    if (!e || !*e) return true;
+    for (const char *p = e; *p;) {
+        char *end;
+        const long x = strtol(p, &end, 10);
+        if (end == p) break;
+        if (x == v) return true;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return false;
+}
+
 /* The 70B / 7B products at 4..16 rows: each tm configuration (with the fused norm on qkv and
  * gate/up, as the engine runs them), the T <= 4 backend launch at T = 4, and cuBLASLt bf16 with
  * the cast of x (the peer); us, INT4 GB/s and % of the copy ceiling; weights rotated over > 256
@@ -2286,6 +2302,7 @@ static void time_tm(void) {
         const float *gp = mode == SK_GEMV_ADD ? NULL : gam;
         for (int ti = 0; ti < 7; ti++) {
             const int T = Ts[ti], TP = T <= 8 ? 8 : T <= 16 ? 16 : 32;
+            if (!tm_env_has("TM_TS", T)) continue;
             cublasLtMatmulAlgo_t algo;
             bool have = false;
             const float t_lt = time_launches(
@@ -2340,6 +2357,7 @@ static void time_tm(void) {
                 const int spbs[] = {0, 4, 8, 12, 16, 24};
                 for (int cfg = 1; cfg <= SK_W4TX_NCFG; cfg++)
                     for (int spb : spbs) {
+                        if (!tm_env_has("TM_SPBS", spb) || !tm_env_has("TM_TXCFG", cfg)) continue;
                         bool ok = true;
                         const float us = time_launches(
                             [&](int i) {

@@ -34,35 +34,49 @@ static int tx_min(void) {
     return e;
 }
 /* Its configuration (sk_w4_tx_launch_cfg's index), or 0 for sk_w4_tm_kernel (9..16 rows only),
- * from dev_gemv_w4 tm on the H200 (awq-speed.md, session 17: the 70B and 7B products at 12..32
- * rows, us at 16 / 32 rows):
- *   9..16 rows: tm, except STORE with K >= 8192 (70B qkv + norm 24.6 against tm's 29.6; 7B qkv,
- *     K 4096: tm 18.2 against 19.3); o, down and gate/up: tm by 4-10%.
- *   17..32 rows (tx against tm at bound 32; only STORE and SwiGLU by default, tx_wanted):
- *     STORE 3 (70B qkv 40.9, 7B 29.8); ADD 4 (70B o 31.5, 7B o 15.9, 7B down 25.2), 3 from K
- *     16384 (70B down 99.2 against 4's 100.4 / 97.6 at 24 rows against 92.7); SwiGLU 3 from
- *     N_out 16384 (70B gate/up 165.5 against 1's 175.1), else 1 (7B 38.4 against 50.3).
+ * from dev_gemv_w4 tm on the H200 (awq-speed.md, session 18: the 70B and 7B products at 12..32
+ * rows after the instruction diet and the 12-16 warp configurations; us at 16 / 32 rows):
+ *   9..16 rows: STORE 1 from K 8192 (70B qkv + norm 22.4 against tm's 29.5; 7B, K 4096, 17.8
+ *     against 18.3 here but tm faster through the engine: batch 16 3.095 against 3.138 ms); ADD 6 from
+ *     K 16384 (70B down 51.4 / 55.4) and 1 from N_out 8192 (70B o 19.3 / 20.0), else tm (7B o
+ *     8.9 against tx's 9.x, 7B down 14.9 / 16.4); SwiGLU 7 from N_out 16384 (70B gate/up 89.9 /
+ *     95.2), else 6 (7B 24.1 / 25.7).
+ *   17..32 rows (tx against tm at bound 32; which modes: tx_wanted): STORE 3 from K 8192 (70B
+ *     qkv 37.8), else 6 (7B 24.8 against 3's 27.1); ADD 4, 3 from K 16384 (70B o 30.5, down
+ *     91.7); SwiGLU 7 from N_out 16384 (70B gate/up 147.3 against session 17's 165.5), else 1
+ *     (7B 36.3).
  * SAKER_W4_TX_CFG=n forces one for every product it takes. */
 static int tx_pick(int mode, int TP, int N_out, int K) {
     static int forced = -2;
     if (forced == -2) forced = tm_env("SAKER_W4_TX_CFG", 0);
     if (forced >= 1 && forced <= SK_W4TX_NCFG) return forced;
-    if (TP <= 16) return mode == SK_GEMV_STORE && K >= 8192 ? 1 : 0;
-    if (mode == SK_GEMV_STORE) return 3;
+    if (TP <= 16) {
+        if (mode == SK_GEMV_STORE) return K >= 8192 ? 1 : 0;
+        if (mode == SK_GEMV_ADD) return K >= 16384 ? 6 : N_out >= 8192 ? 1 : 0;
+        return N_out >= 16384 ? 7 : 6;
+    }
+    if (mode == SK_GEMV_STORE) return K >= 8192 ? 3 : 6;
     if (mode == SK_GEMV_ADD) return K >= 16384 ? 3 : 4;
-    return N_out >= 16384 ? 3 : 1;
+    return N_out >= 16384 ? 7 : 1;
 }
 static bool tx_wanted(int T, int G, int mode) {
-    /* SAKER_W4_TX_MODES: a mask of the modes it takes past 16 rows (1 STORE, 2 ADD, 4 SwiGLU).
-     * Default 5: through the engine (70B INT4 batch 24, one call; awq-speed.md session 17) the
-     * step took 32.8 ms with none, 30.5 with gate/up, 29.6 with qkv and gate/up, 31.0 with all
-     * three (o and down are no faster on tx than on the tile kernels in the engine, though
-     * faster than tm at bound 32 in the workbench). */
-    static int modes = -2;
-    if (modes == -2) modes = tm_env("SAKER_W4_TX_MODES", 5);
+    /* SAKER_W4_TX_MODES: a mask of the modes it takes past 16 rows (1 STORE, 2 ADD, 4 SwiGLU);
+     * SAKER_W4_TX_MODES16 the same at 9..16 rows. Past 16 rows the default is 7 since session
+     * 18 (70B INT4 batch 24 / 32, one call: 28.03 / 28.46 ms a step with 5, 27.25 / 27.60 with
+     * 7; 7B batch 24 4.94 / 4.70; session 17, before the instruction diet, had o and down
+     * slower on tx than on the tile kernels in the engine: 5 then). At 9..16 rows the default is
+     * 1 (qkv only, K >= 8192: tx_pick), though the workbench has tx faster than tm for 70B o,
+     * down and gate/up too: through the engine (one call, ITL ms) 70B batch 16 18.02 with 1,
+     * 18.21 with none, 18.31 with 3, 18.54 with 5, 18.91 with 7; batch 12 17.78 / 18.00 / 18.13
+     * / 18.44 / 18.68; 7B batch 16 3.10 with none, 3.35 with 5 or 7. */
+    static int modes = -2, modes16 = -2;
+    if (modes == -2) {
+        modes = tm_env("SAKER_W4_TX_MODES", 7);
+        modes16 = tm_env("SAKER_W4_TX_MODES16", 1);
+    }
     const int lo = tx_min();
     return lo > 0 && T >= lo && T >= 9 && T <= 32 && G != 32 && (T <= 16 || G == 128) &&
-           (T <= 16 || (modes >> mode & 1));
+           ((T <= 16 ? modes16 : modes) >> mode & 1);
 }
 /* the scratch matmul.cu passes (the W4 tile kernels' split-K workspace, w4_mma.cuh; matmul.cu
  * asserts it is this size) */

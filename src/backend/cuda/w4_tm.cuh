@@ -82,14 +82,18 @@ static __device__ __forceinline__ float sk_w4tm_xsum(const uint32_t (&bfb)[16]) 
 }
 
 /* PS: the step's column sums given in sgp[8 NB] (column n at sgp[n]; sk_w4_tx_kernel computes
- * them once a block and step) instead of computed here. */
-template <int TP, int NT, int GP, bool PS = false>
+ * them once a block and step) instead of computed here, and x already visible to the warp (no
+ * __syncwarp). CH: MMA chains a tile and step: 2 (sums of the even and odd k16 slices apart,
+ * added after) or 1 (session 18: one chain of 8, 4 NB FADDs a tile and step fewer; the chains
+ * of a warp's NT NB tiles are independent already). */
+template <int TP, int NT, int GP, bool PS = false, int CH = 2>
 static __device__ __forceinline__ void
 sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_t *xw,
             const int (&bsrc)[sk_w4tm_dims<TP, GP>::NB], const uint32_t *xzero, int lane, int t,
             float (&acc)[NT][sk_w4tm_dims<TP, GP>::NB][4], const float *sgp = nullptr) {
     constexpr int NB = sk_w4tm_dims<TP, GP>::NB;
-    __syncwarp();
+    static_assert(CH == 1 || CH == 2, "chains");
+    if (!PS) __syncwarp();
     uint32_t bf[NB][16];
 #pragma unroll
     for (int b = 0; b < NB; b++) {
@@ -132,7 +136,7 @@ sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
             const uint32_t a0 = w0 & mlo, a1 = w1 & mlo, a2 = w0 & mhi, a3 = w1 & mhi;
 #pragma unroll
             for (int b = 0; b < NB; b++)
-                sk_w4_mma_h(j & 1 ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
+                sk_w4_mma_h(CH == 2 && (j & 1) ? ce[b] : cc[b], a0, a1, a2, a3, bf[b][2 * j], bf[b][2 * j + 1]);
         }
         const uint32_t s0 = sv[m][0], s1 = sv[m][1];
 #pragma unroll
@@ -145,7 +149,8 @@ sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
                     e0 = __shfl_sync(0xffffffffu, s0, src);
                     e1 = __shfl_sync(0xffffffffu, s1, src);
                 }
-                const float v0 = cc[b][c] + ce[b][c], v1 = cc[b][2 + c] + ce[b][2 + c];
+                const float v0 = CH == 2 ? cc[b][c] + ce[b][c] : cc[b][c];
+                const float v1 = CH == 2 ? cc[b][2 + c] + ce[b][2 + c] : cc[b][2 + c];
                 const float2 dz0 = sk_w4_dz(e0), dz1 = sk_w4_dz(e1); /* d (v - z S) */
                 acc[m][b][c] = fmaf(dz0.x, fmaf(-dz0.y, sg[b][c], v0), acc[m][b][c]);
                 acc[m][b][2 + c] = fmaf(dz1.x, fmaf(-dz1.y, sg[b][c], v1), acc[m][b][2 + c]);

@@ -71,22 +71,39 @@ __global__ void __launch_bounds__(32 * NW, 1)
     uint4 *const wring = sk_w4tx_dyn + (size_t)warp * D * WSLOT + lane;
     uint32_t *const xs = reinterpret_cast<uint32_t *>(sk_w4tx_dyn + (size_t)NW * D * WSLOT);
     uint32_t sb[D][NT][2];
-    /* weights of this warp's j_-th (row loop, step) into ring slot d_ (j_ < nst) */
-#define SK_W4TX_LOAD(d_, j_)                                                                       \
+    /* The loads walk this warp's (row loop, step)s in order, D ahead of the MMAs: (lrl, lst) is
+     * the next one's, wo / so its rows' chunk and scale-word offsets (set again only when the row
+     * loop changes). A first version divided j by ns twice a step (j / ns for the row loop):
+     * ~60 of the step's ~295 instructions at 16 rows (SASS, session 18). */
+    int lrl = 0, lst = 0, wo[NT][2], so[NT][2];
+#define SK_W4TX_ROWS(rl_)                                                                          \
     do {                                                                                           \
-        const int rl_ = (j_) / ns, c_ = min(4 * (s0 + (j_) - rl_ * ns) + t, C - 1);                \
-        const int nb_ = rb0 + rl_ * RW + warp * MT * 16;                                           \
+        const int nb_ = rb0 + (rl_) * RW + warp * MT * 16;                                         \
         _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
             const int n_ = min(nb_ + 16 * (m_ % MT) + g + 8 * r_, nl) + (m_ >= MT ? N_out : 0);    \
-            sk_w4_cp_stream(wring + (d_) * WSLOT + (m_ * 2 + r_) * 32, wq + (n_ * C + c_));        \
-            sb[d_][m_][r_] = __ldg(sq + (n_ * KG + (c_ >> GSH)));                                  \
+            wo[m_][r_] = n_ * C, so[m_][r_] = n_ * KG;                                             \
         }                                                                                          \
     } while (0)
+    /* the next (row loop, step)'s weights into ring slot d_, then advance */
+#define SK_W4TX_LOAD(d_)                                                                           \
+    do {                                                                                           \
+        const int c_ = min(4 * (s0 + lst) + t, C - 1);                                             \
+        _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
+            _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
+            sk_w4_cp_stream(wring + (d_) * WSLOT + (m_ * 2 + r_) * 32, wq + (wo[m_][r_] + c_));    \
+            sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
+        }                                                                                          \
+        if (++lst == ns) {                                                                         \
+            lst = 0;                                                                               \
+            if (++lrl < RL) SK_W4TX_ROWS(lrl);                                                     \
+        }                                                                                          \
+    } while (0)
+    SK_W4TX_ROWS(0);
     /* Weights never depend on the kernel before (PDL): the rings fill before the wait. */
 #pragma unroll
     for (int d = 0; d < D; d++) {
-        if (d < nst) SK_W4TX_LOAD(d, d);
+        if (d < nst) SK_W4TX_LOAD(d);
         sk_w4_cp_commit();
     }
     sk_pdl_wait();
@@ -133,21 +150,21 @@ __global__ void __launch_bounds__(32 * NW, 1)
 #pragma unroll
         for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = acc[m][b][2] = acc[m][b][3] = 0.0f;
 
+    int rl = 0, st = 0; /* the MMAs' (row loop, step) */
     for (int i = 0; i < nst; i += D) {
 #pragma unroll
         for (int d = 0; d < D; d++) {
             const int j = i + d;
             if (j >= nst) break;
-            const int rl = j / ns, st = j - rl * ns;
             sk_w4_cp_wait<D - 1>(); /* slot d's group (lane-private chunks: no barrier) */
             uint4 wr[NT][2];
 #pragma unroll
             for (int m = 0; m < NT; m++)
 #pragma unroll
                 for (int r = 0; r < 2; r++) wr[m][r] = wring[d * WSLOT + (m * 2 + r) * 32];
-            sk_w4tm_mma<TP, NT, GP, true>(wr, sb[d], xs + (size_t)st * XSTEP * 4, bsrc, xzero, lane,
-                                          t, acc, sgs + st * NI);
-            if (j + D < nst) SK_W4TX_LOAD(d, j + D);
+            sk_w4tm_mma<TP, NT, GP, true, 1>(wr, sb[d], xs + (size_t)st * XSTEP * 4, bsrc, xzero,
+                                             lane, t, acc, sgs + st * NI);
+            if (j + D < nst) SK_W4TX_LOAD(d);
             sk_w4_cp_commit();
             if (st == ns - 1) { /* row loop rl done: its partial sums into ws, range ks */
                 const int nb = rb0 + rl * RW + warp * MT * 16;
@@ -182,9 +199,11 @@ __global__ void __launch_bounds__(32 * NW, 1)
                             acc[m][b][2 * h] = acc[m][b][2 * h + 1] = 0.0f;
                         }
             }
+            if (++st == ns) st = 0, rl++;
         }
     }
 #undef SK_W4TX_LOAD
+#undef SK_W4TX_ROWS
     sk_w4_cp_wait<0>();
     if (ssq && warp == 0 && lane < Tr) { /* 1 / rms of row tau from the partial sums, in order */
         float a = 0.0f;
@@ -384,8 +403,12 @@ static bool sk_w4_tx_launch(const float *x, int Tr, const uint32_t *q4, const __
 /* The configurations (index 1..SK_W4TX_NCFG; MT: 16-row tiles a warp (gate and up each for
  * SwiGLU), NW warps, D weight slots a warp, RL row loops):
  *   STORE / ADD  1: MT2 NW8 D4 RL1   2: MT2 NW4 D4 RL2   3: MT2 NW8 D4 RL2   4: MT1 NW8 D6 RL2
- *   SWIGLU       1: MT1 NW8 D4 RL2   2: MT1 NW4 D4 RL4   3: MT1 NW8 D4 RL4   4: MT2 NW8 D4 RL1 */
-#define SK_W4TX_NCFG 4
+ *   SWIGLU       1: MT1 NW8 D4 RL2   2: MT1 NW4 D4 RL4   3: MT1 NW8 D4 RL4   4: MT2 NW8 D4 RL1
+ * Session 18, more warps an SM (ncu, session 17: two warps a scheduler, latency-bound):
+ *   STORE / ADD  5: MT1 NW16 D4 RL2 (128 registers at bound 16 and 32, no spill)
+ *                6: MT2 NW12 D4 RL1 (156 at bound 16)   7: MT1 NW16 D6 RL1
+ *   SWIGLU       5: MT1 NW12 D4 RL2 (168 at bound 16)   6: MT1 NW12 D4 RL1   7: MT1 NW12 D3 RL2 */
+#define SK_W4TX_NCFG 7
 template <int TP, int MODE>
 static bool sk_w4_tx_launch_cfg(int cfg, const float *x, int Tr, const uint32_t *q4,
                                 const __half2 *q4s, int G, const float *bias, int N_out, int K,
@@ -402,6 +425,9 @@ static bool sk_w4_tx_launch_cfg(int cfg, const float *x, int Tr, const uint32_t 
         case 2: SK_W4TX_C(1, 4, 4, 4);
         case 3: SK_W4TX_C(1, 4, 8, 4);
         case 4: SK_W4TX_C(2, 4, 8, 1);
+        case 5: SK_W4TX_C(1, 4, 12, 2);
+        case 6: SK_W4TX_C(1, 4, 12, 1);
+        case 7: SK_W4TX_C(1, 3, 12, 2);
         default: return false;
         }
     } else {
@@ -410,6 +436,9 @@ static bool sk_w4_tx_launch_cfg(int cfg, const float *x, int Tr, const uint32_t 
         case 2: SK_W4TX_C(2, 4, 4, 2);
         case 3: SK_W4TX_C(2, 4, 8, 2);
         case 4: SK_W4TX_C(1, 6, 8, 2);
+        case 5: SK_W4TX_C(1, 4, 16, 2);
+        case 6: SK_W4TX_C(2, 4, 12, 1);
+        case 7: SK_W4TX_C(1, 6, 16, 1);
         default: return false;
         }
     }
@@ -417,9 +446,11 @@ static bool sk_w4_tx_launch_cfg(int cfg, const float *x, int Tr, const uint32_t 
 }
 static inline const char *sk_w4_tx_name(int mode, int cfg) {
     static const char *sa[] = {"-", "tx MT2 NW8 D4 RL1", "tx MT2 NW4 D4 RL2", "tx MT2 NW8 D4 RL2",
-                               "tx MT1 NW8 D6 RL2"};
+                               "tx MT1 NW8 D6 RL2", "tx MT1 NW16 D4 RL2", "tx MT2 NW12 D4 RL1",
+                               "tx MT1 NW16 D6 RL1"};
     static const char *sw[] = {"-", "tx MT1 NW8 D4 RL2", "tx MT1 NW4 D4 RL4", "tx MT1 NW8 D4 RL4",
-                               "tx MT2 NW8 D4 RL1"};
+                               "tx MT2 NW8 D4 RL1", "tx MT1 NW12 D4 RL2", "tx MT1 NW12 D4 RL1",
+                               "tx MT1 NW12 D3 RL2"};
     return cfg < 1 || cfg > SK_W4TX_NCFG ? "-" : mode == SK_GEMV_SWIGLU ? sw[cfg] : sa[cfg];
 }
 

@@ -1,0 +1,88 @@
+#!/bin/bash
+# Session 18: sk_w4_tx_kernel's instruction diet (no integer division a step, one MMA chain a
+# tile) and configurations with 12-16 warps an SM (w4_tx.cuh).
+#  wb    dev_gemv_w4 checktm (tm and tx, every configuration, against the double reference),
+#        then tm at 8..32 rows (TM_TS), tx's own range lengths and 8, 16 (TM_SPBS).
+#  ck    gpu_backend_ops w4, norm_matmul, fused, carry.
+#  eng   saker bench 70B / 7B INT4 (128/256): the default against SAKER_W4_TX_MIN=0, alternating;
+#        70B with tx for o and down past 16 rows too (SAKER_W4_TX_MODES=7).
+#  fin   the final binary's engine points against no tx.
+#  eb    gpu_engine_batch smollm2-135m / llama2-7b INT4.
+# Here: cmake --build build-gpu --target dev_gemv_w4 (wb) / saker_cli gpu_backend_ops (ck, eng);
+#   stage the stripped binaries + libgomp as .stage/NAME/s18_bin.tgz.
+. "$(dirname "$0")/device_lib.sh"
+dev_init s18 "${1:-.stage/s18}"
+dev_unpack s18_bin.tgz
+STEPS=${STEPS:-"wb"}
+STEP_PATTERN="FAIL\|failures\|RESULT\|runs\|tm sum"
+for st in $STEPS; do
+    case $st in
+    wb) step checktm 400 "$S/dev_gemv_w4" checktm
+        grep -h "FAIL" "$R/checktm.log" | head -20
+        TM_TS=${TM_TS:-8,12,16,24,32} TM_SPBS=${TM_SPBS:-0,8,16} step tm 500 "$S/dev_gemv_w4" tm
+        grep -h "tm sum\|copy" "$R/tm.log" | head -30 ;;
+    tm) TM_TS=${TM_TS:-8,12,16,24,32} TM_SPBS=${TM_SPBS:-0,8,16} step tm 500 "$S/dev_gemv_w4" tm
+        grep -h "tm sum\|copy" "$R/tm.log" | head -30 ;;
+    prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them. Each
+        # timing is 170 launches; the shapes run in the order 70B qkv, o, gate/up, down, so the
+        # skip picks the product (ncu's function-name filter cannot tell the instances apart).
+        for spec in o1:1:175 o6:6:175 o7:7:175 q1:1:5 g7:7:345 d6:6:515; do
+            nm=${spec%%:*}; rest=${spec#*:}; cfg=${rest%%:*}; sk=${rest#*:}
+            TM_TS=16 TM_SPBS=0 TM_TXCFG=$cfg step prof_$nm 120 ncu --clock-control none --section SpeedOfLight \
+                --section WarpStateStats --section ComputeWorkloadAnalysis --section Occupancy \
+                --section LaunchStats --section MemoryWorkloadAnalysis_Tables --section SchedulerStats \
+                --launch-skip $sk --launch-count 1 -k regex:sk_w4_tx "$S/dev_gemv_w4" tm
+            grep -h "sk_w4_tx_kernel<\|Duration\|DRAM Throughput\|Executed Ipc A\|Warp Cycles Per Issued\|Registers Per\|Achieved Active\|Stall\|No Eligible" "$R/prof_$nm.log" | cut -c1-150
+        done ;;
+    ck) for g in w4 norm_matmul fused carry; do
+            step check_$g 300 "$S/gpu_backend_ops" $g bf16
+            tail -1 "$R/check_$g.log"
+        done ;;
+    eng) for b in ${BATCHES:-16 24 32 12}; do
+            dev_b1 70new_b${b} llama2-70b $b A=1
+            dev_b1 70old_b${b} llama2-70b $b SAKER_W4_TX_MIN=0
+        done
+        for b in ${BATCHES_M7:-24 32}; do
+            dev_b1 70m7_b${b} llama2-70b $b SAKER_W4_TX_MODES=7
+        done
+        for b in ${BATCHES7:-16 32}; do
+            dev_b1 7new_b$b llama2-7b $b A=1
+            dev_b1 7old_b$b llama2-7b $b SAKER_W4_TX_MIN=0
+        done ;;
+    m16) # which products take tx at 9..16 rows (SAKER_W4_TX_MODES16: 1 qkv, 2 o / down, 4 gate/up)
+        for b in ${BATCHES:-16 12}; do
+            for m in 1 0 5 3 7 1; do dev_b1 70m16_${m}_b${b} llama2-70b $b SAKER_W4_TX_MODES16=$m; done
+        done
+        for m in 1 0 5 7; do dev_b1 7m16_${m}_b16 llama2-7b 16 SAKER_W4_TX_MODES16=$m; done
+        for b in 24 32; do
+            dev_b1 70def_b${b} llama2-70b $b A=1
+            dev_b1 70m5_b${b} llama2-70b $b SAKER_W4_TX_MODES=5
+        done
+        dev_b1 7def_b24 llama2-7b 24 A=1
+        dev_b1 7m5_b24 llama2-7b 24 SAKER_W4_TX_MODES=5 ;;
+    fin) # the final binary: 70B at batch 12..32 and 7B at 16, 24, 32 against SAKER_W4_TX_MIN=0
+        # (no tx); 70B batch 1 and 8
+        for b in 24 32 16 12 20; do
+            dev_b1 70fin_b${b} llama2-70b $b A=1
+            dev_b1 70fin0_b${b} llama2-70b $b SAKER_W4_TX_MIN=0
+        done
+        for b in 24 32 16; do
+            dev_b1 7fin_b${b} llama2-7b $b A=1
+            dev_b1 7fin0_b${b} llama2-7b $b SAKER_W4_TX_MIN=0
+        done
+        dev_b1 70fin_b1 llama2-70b 1 A=1
+        dev_b1 70fin_b8 llama2-70b 8 A=1 ;;
+    b1) # 70B batch 1: gate/up's ts configuration now that its input comes carried (normed) from
+        # the o GEMV (session 15): session 14 measured the RS1 rings (5-7) 6% faster than the default
+        # (2) without the fused norm, slower with it, before the carry existed
+        for r in 1 2; do
+            for sw in 2 5 6 7 4; do dev_b1 70b1_sw${sw}_r$r llama2-70b 1 SAKER_W4_TQ_SW=$sw; done
+        done
+        for sw in 2 6; do dev_b1 7b1_sw$sw llama2-7b 1 SAKER_W4_TQ_SW=$sw; done ;;
+    eb) step eb_smol 300 "$S/gpu_engine_batch" smollm2-135m bf16 int4
+        tail -3 "$R/eb_smol.log"
+        step eb_7b 300 "$S/gpu_engine_batch" llama2-7b bf16 int4
+        tail -3 "$R/eb_7b.log" ;;
+    esac
+done
+echo "done (+$(( $(date +%s) - T0 )) s)"
