@@ -23,6 +23,22 @@ for st in $STEPS; do
         grep -h "tm sum\|copy" "$R/tm.log" | head -30 ;;
     tm) TM_TS=${TM_TS:-8,12,16,24,32} TM_SPBS=${TM_SPBS:-0,8,16} step tm 500 "$S/dev_gemv_w4" tm
         grep -h "tm sum\|copy" "$R/tm.log" | head -30 ;;
+    wb2) # the ranges' partials added by clusters of the ranges (SAKER_W4_TX_CLUSTER) against the
+        # counter's last block: checktm runs both; tm times both (TM_CLU=0,1)
+        step checktm2 300 "$S/dev_gemv_w4" checktm
+        grep -h "FAIL" "$R/checktm2.log" | head -20
+        TM_TS=${TM_TS:-12,16,24,32} TM_SPBS=${TM_SPBS:-0} TM_CLU=0,1 step tm2 ${TM_TO:-270} "$S/dev_gemv_w4" tm
+        grep -h "tm sum\|copy" "$R/tm2.log" | head -30 ;;
+    clu) # the engine with the clusters (default) against the counter
+        for b in ${BATCHES:-24 32 16 20 12}; do
+            dev_b1 70clu_b${b} llama2-70b $b A=1
+            dev_b1 70cnt_b${b} llama2-70b $b SAKER_W4_TX_CLUSTER=0
+        done
+        for b in ${BATCHES7:-24 32}; do
+            dev_b1 7clu_b${b} llama2-7b $b A=1
+            dev_b1 7cnt_b${b} llama2-7b $b SAKER_W4_TX_CLUSTER=0
+        done
+        for m in 7 5 3 1; do dev_b1 70clu_m16_${m}_b16 llama2-70b 16 SAKER_W4_TX_MODES16=$m; done ;;
     prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them. Each
         # timing is 170 launches; the shapes run in the order 70B qkv, o, gate/up, down, so the
         # skip picks the product (ncu's function-name filter cannot tell the instances apart).
