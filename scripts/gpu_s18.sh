@@ -39,6 +39,31 @@ for st in $STEPS; do
             dev_b1 7cnt_b${b} llama2-7b $b SAKER_W4_TX_CLUSTER=0
         done
         for m in 7 5 3 1; do dev_b1 70clu_m16_${m}_b16 llama2-70b 16 SAKER_W4_TX_MODES16=$m; done ;;
+    tq) # the tq steady loop (branch wt-tq18, a helper's, written without a GPU): the workbench's
+        # checks of the T <= 4 kernels, its per-product timing at T = 1, 2 (s9), the backend checks
+        step check_tq 300 "$S/dev_gemv_w4" check
+        grep -h "FAIL" "$R/check_tq.log" | head -20
+        step s9_tq 200 "$S/dev_gemv_w4" s9
+        grep -h "^| 70B\|^| 7B" "$R/s9_tq.log" | head -60
+        for g in w4 norm_matmul fused carry; do
+            step check_$g 300 "$S/gpu_backend_ops" $g bf16
+            tail -1 "$R/check_$g.log"
+        done ;;
+    tqe) # the engine at batch 1 / 2: the session's binary before the steady loop (saker_old)
+        # against after, alternating
+        for r in 1 2 3; do
+            for v in old new; do
+                b=saker; [ $v = old ] && b=saker_old
+                SAKER_BIN=$S/$b dev_b1 70b1_${v}_r$r llama2-70b 1 A=1
+            done
+        done
+        for v in old new; do
+            b=saker; [ $v = old ] && b=saker_old
+            SAKER_BIN=$S/$b dev_b1 70b2_$v llama2-70b 2 A=1
+            SAKER_BIN=$S/$b dev_b1 7b1_$v llama2-7b 1 A=1
+            SAKER_BIN=$S/$b dev_b1 7b2_$v llama2-7b 2 A=1
+            SAKER_BIN=$S/$b dev_b1 70b8_$v llama2-70b 8 A=1
+        done ;;
     prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them. Each
         # timing is 170 launches; the shapes run in the order 70B qkv, o, gate/up, down, so the
         # skip picks the product (ncu's function-name filter cannot tell the instances apart).
