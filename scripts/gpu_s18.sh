@@ -64,6 +64,41 @@ for st in $STEPS; do
             SAKER_BIN=$S/$b dev_b1 7b2_$v llama2-7b 2 A=1
             SAKER_BIN=$S/$b dev_b1 70b8_$v llama2-70b 8 A=1
         done ;;
+    tp24) # tx's row bound 24 at 17..24 rows: checktm (Tr 20, 24 at bound 24), tm at 24 rows
+        # (tx at bounds 24 and 32), the backend checks
+        step checktm3 300 "$S/dev_gemv_w4" checktm
+        grep -h "FAIL" "$R/checktm3.log" | head -20
+        TM_TS=24 TM_SPBS=0 step tm3 200 "$S/dev_gemv_w4" tm
+        grep -h "tm sum\|copy" "$R/tm3.log" | head -30 ;;
+    tp24e) # the backend checks, then the engine at 17..24 rows: bound 24 (default) against 32
+        # (SAKER_W4_TX_TP24=0)
+        for g in w4 norm_matmul fused carry; do
+            step check_$g 300 "$S/gpu_backend_ops" $g bf16
+            tail -1 "$R/check_$g.log"
+        done
+        for b in 24 20 17; do
+            dev_b1 70tp24_b${b} llama2-70b $b A=1
+            dev_b1 70tp32_b${b} llama2-70b $b SAKER_W4_TX_TP24=0
+        done
+        for b in 24 20; do
+            dev_b1 7tp24_b${b} llama2-7b $b A=1
+            dev_b1 7tp32_b${b} llama2-7b $b SAKER_W4_TX_TP24=0
+        done
+        dev_b1 70tp_b32 llama2-70b 32 A=1
+        dev_b1 70tp_b16 llama2-70b 16 A=1 ;;
+    bk24) # decode steps of 17..24 rows padded to 24 (a new bucket) against 32 (SAKER_BUCKET_24=0);
+        # gpu_engine_batch first (batched steps of 3..24 rows against each request alone)
+        step eb_smol 200 "$S/gpu_engine_batch" smollm2-135m bf16 int4
+        tail -1 "$R/eb_smol.log"
+        step eb_7b 200 "$S/gpu_engine_batch" llama2-7b bf16 int4
+        tail -1 "$R/eb_7b.log"
+        for b in 24 20 17; do
+            dev_b1 70bk24_b${b} llama2-70b $b A=1
+            dev_b1 70bk32_b${b} llama2-70b $b SAKER_BUCKET_24=0
+        done
+        dev_b1 7bk24_b24 llama2-7b 24 A=1
+        dev_b1 7bk32_b24 llama2-7b 24 SAKER_BUCKET_24=0
+        dev_b1 70bk_b32 llama2-70b 32 A=1 ;;
     prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them. Each
         # timing is 170 launches; the shapes run in the order 70B qkv, o, gate/up, down, so the
         # skip picks the product (ncu's function-name filter cannot tell the instances apart).

@@ -2051,6 +2051,11 @@ static bool tx_go(int TP, int md, int cfg, const float *x, int Tr, const uint32_
         if (md == 1) TXG(16, 1);
         TXG(16, 2);
     }
+    if (TP == 24) { /* session 18 */
+        if (md == 0) TXG(24, 0);
+        if (md == 1) TXG(24, 1);
+        TXG(24, 2);
+    }
     if (md == 0) TXG(32, 0);
     if (md == 1) TXG(32, 1);
     TXG(32, 2);
@@ -2061,7 +2066,7 @@ static int check_tm(void) {
     const int shapes[][2] = {{8, 128},  {37, 256},   {576, 512}, {100, 4096}, {33, 1536}, {64, 8192},
                              {1, 96},   {300, 160},  {40, 576},  {19, 4160},  {17, 32},   {130, 1088},
                              {200, 4608}, {72, 2560}, {1000, 2048}};
-    const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16, 17, 32};
+    const int Gs[] = {32, 64, 128}, Trs[] = {3, 5, 8, 9, 12, 16, 17, 20, 24, 32};
     int fails = 0, runs = 0, runs_tx = 0;
     double worst_all = 0;
     tx_buffers();
@@ -2186,7 +2191,10 @@ static int check_tm(void) {
                                 CK(cudaMemset(x16, 0xff, sk_w4_tm_x16_halves(32, K) * 2));
                                 CK(cudaMemset(g_tx_ws, 0xff, TX_WS_FLOATS * 4)); /* NaN: a partial read unwritten shows */
                                 const float *bp = use_bias ? db : NULL, *gp = nm ? dg : NULL;
-                                const bool ok = tx_go(TP, mode, cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 3, spb);
+                                /* tx's own bound 24 at 17..24 rows (session 18; G = 128 only: the
+                                 * outputs stay TP rows, those past Tr untouched) */
+                                const int TPX = Tr > 16 && Tr <= 24 && G == 128 ? 24 : TP;
+                                const bool ok = tx_go(TPX, mode, cfg, dx, Tr, m.dq, m.ds, G, bp, N_out, K, dout, gp, eps, x16, rstd, 3, spb);
                                 CK(cudaGetLastError());
                                 CK(cudaDeviceSynchronize());
                                 runs++, runs_tx++;
@@ -2204,7 +2212,7 @@ static int check_tm(void) {
                                     fails++;
                                     printf("FAIL %s%s spb %d N=%d K=%d G=%d Tr=%d (TP %d) mode=%d: worst %.3g\n",
                                            sk_w4_tx_name(mode, cfg), nm ? " norm" : "", spb, N_out, K, G, Tr,
-                                           TP, mode, worst);
+                                           TPX, mode, worst);
                                 }
                             }
                     cudaFree(dx), cudaFree(db), cudaFree(dout), cudaFree(dg), cudaFree(x16), cudaFree(rstd);
@@ -2355,22 +2363,30 @@ static void time_tm(void) {
             float best_tx = 1e30f;
             if (TP >= 16) {
                 const int spbs[] = {0, 4, 8, 12, 16, 24};
-                for (int cfg = 1; cfg <= SK_W4TX_NCFG; cfg++)
-                    for (int spb : spbs) {
-                        if (!tm_env_has("TM_SPBS", spb) || !tm_env_has("TM_TXCFG", cfg)) continue;
-                        bool ok = true;
-                        const float us = time_launches(
-                            [&](int i) {
-                                ok &= tx_go(TP, mode, cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out, K,
-                                            out, gp, 1e-5f, x16, rstd, 3, spb);
-                            },
-                            e0, e1);
-                        if (!ok) continue;
-                        char name[64];
-                        snprintf(name, sizeof name, "%s spb %d (TP %d)", sk_w4_tx_name(mode, cfg), spb, TP);
-                        row(name, us);
-                        if (us < best_tx) best_tx = us;
-                    }
+                /* tx at its bound 24 too at 17..24 rows (session 18), then at TP */
+                const int tps[2] = {T > 16 && T <= 24 ? 24 : TP, TP};
+                for (int ti2 = 0; ti2 < 2; ti2++) {
+                    const int TPX = tps[ti2];
+                    if (ti2 == 1 && TPX == tps[0]) break;
+                    for (int cfg = 1; cfg <= SK_W4TX_NCFG; cfg++)
+                        for (int spb : spbs) {
+                            if (!tm_env_has("TM_SPBS", spb) || !tm_env_has("TM_TXCFG", cfg) ||
+                                !tm_env_has("TM_TXTP", TPX))
+                                continue;
+                            bool ok = true;
+                            const float us = time_launches(
+                                [&](int i) {
+                                    ok &= tx_go(TPX, mode, cfg, x, T, q4s[i % n4], scs[i % n4], G, NULL, N_out,
+                                                K, out, gp, 1e-5f, x16, rstd, 3, spb);
+                                },
+                                e0, e1);
+                            if (!ok) continue;
+                            char name[64];
+                            snprintf(name, sizeof name, "%s spb %d (TP %d)", sk_w4_tx_name(mode, cfg), spb, TPX);
+                            row(name, us);
+                            if (us < best_tx) best_tx = us;
+                        }
+                }
             }
             /* the best configuration's two launches apart: the prepass alone, the GEMV alone (on
              * the x16 the last launch left) */

@@ -448,19 +448,37 @@ static int bucket_step(void) {
     return g;
 }
 
+/* Session 18: 24 rows is a bucket (17..24 rows were padded to 32). The INT4 decode GEMV past 16
+ * rows (w4_tx.cuh) has a row bound of 24 (its cost follows the bound, not the rows: 70B layer
+ * 239 against 290 us at 24 rows, dev_gemv_w4 tm), and with 17..24 rows padded to 32 the engine's
+ * 70B step was 27.0 ms at every batch from 17 to 32. SAKER_BUCKET_24=0 restores the powers of two
+ * (A/B runs). */
+static bool bucket_24(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SAKER_BUCKET_24");
+        on = !(e && strcmp(e, "0") == 0);
+    }
+    return on;
+}
+
 int sk_fwd_decode_bucket(int n, int *index) {
     SK_ASSERT(n >= 1);
     const int g = bucket_step();
     int b, i;
-    if (n <= 32) { /* 1, 2, 4, 8, 16, 32: slots 0..5 */
+    if (n <= 16 || (n > 24 && n <= 32) || (n <= 32 && !bucket_24())) {
+        /* 1, 2, 4, 8, 16 (slots 0..4), 32 (slot 6) */
         b = 1, i = 0;
         while (b < n) b *= 2, i++;
-    } else if (n <= 1024) { /* 48, 64, ..., 1024: slots 6..67 (step 32: 64, ..., 1024, 6..36) */
+        if (b == 32) i = 6;
+    } else if (n <= 24) { /* 24: slot 5 */
+        b = 24, i = 5;
+    } else if (n <= 1024) { /* 48, 64, ..., 1024: slots 7..68 (step 32: 64, ..., 1024, 7..37) */
         b = (n + g - 1) / g * g;
-        i = 6 + (b - 32) / g - 1;
-    } else { /* 1088, 1152, ...: slots from 68 (step 32: 37) to SK_FWD_DECODE_BUCKETS - 1 */
+        i = 7 + (b - 32) / g - 1;
+    } else { /* 1088, 1152, ...: slots from 69 (step 32: 38) to SK_FWD_DECODE_BUCKETS - 1 */
         b = (n + 63) / 64 * 64;
-        i = 6 + (1024 - 32) / g + (b - 1088) / 64;
+        i = 7 + (1024 - 32) / g + (b - 1088) / 64;
     }
     if (index) *index = i < SK_FWD_DECODE_BUCKETS ? i : -1;
     return b;

@@ -112,7 +112,7 @@ void sk_fwd_graph_free(const sk_model *m, sk_fwd_graph *g);
  * so that a step of n rows replays the graph captured for its bucket (one per bucket, captured
  * on the second step of that size, again when the backend's addr_epoch moves). Backends without
  * graphs (or SAKER_NO_GRAPHS set) run the padded step eagerly. */
-#define SK_FWD_DECODE_BUCKETS 128
+#define SK_FWD_DECODE_BUCKETS 129
 typedef struct sk_fwd_decode {
     int32_t scratch_page; /* a page of the pool that no sequence uses */
     bool no_graphs;
@@ -127,7 +127,7 @@ typedef struct sk_fwd_decode {
 /* d ready for steps on a pool whose page scratch_page is never handed to a sequence. */
 void sk_fwd_decode_init(sk_fwd_decode *d, int32_t scratch_page);
 void sk_fwd_decode_free(const sk_model *m, sk_fwd_decode *d);
-/* The padded size of a decode step of n rows: powers of two to 32, multiples of 16 to 1024
+/* The padded size of a decode step of n rows: powers of two to 16, 24, 32, multiples of 16 to 1024
  * (SAKER_BUCKET_STEP=32: of 32), then multiples of 64 (graphs up to 4864 rows); *index: its
  * graph slot (-1 when beyond SK_FWD_DECODE_BUCKETS: no graph). */
 int sk_fwd_decode_bucket(int n, int *index);

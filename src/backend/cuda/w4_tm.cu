@@ -83,6 +83,15 @@ static bool tx_wanted(int T, int G, int mode) {
 #define SK_W4TX_BACKEND_WS ((size_t)16 << 20)
 #define SK_W4TX_BACKEND_CNT 8192
 
+/* The row bound (template TP) for T rows: 8, 16, then tx's 24 (session 18: at 17..24 rows the
+ * bound of 32 ran a third of its MMAs, B loads and scale FMAs on zero rows; SAKER_W4_TX_TP24=0
+ * keeps 32) and 32. */
+static int tm_bound(int T) {
+    static int tp24 = -2;
+    if (tp24 == -2) tp24 = tm_env("SAKER_W4_TX_TP24", 1);
+    return T <= 8 ? 8 : T <= 16 ? 16 : T <= 24 && tp24 ? 24 : 32;
+}
+
 /* From SAKER_W4_TM_MIN rows (default 3; ADD products from SAKER_W4_TM_ADD_MIN, default 3): at 4
  * rows this kernel beat the T <= 4 one (w4.cuh, sk_w4_tc_kernel) on every 70B product (qkv 18.2
  * against 29.1 us, o 14.4 / 15.0, gate/up 69.3 / 111.7, down 37.8 / 44.7: 139.7 against 200.5
@@ -99,7 +108,7 @@ bool sk_w4_tm_ok(int T, int mode, int N_out, int K, int G, const void *x, const 
     if (T > 16 && (!tx_wanted(T, G, mode) || !sk_w4_tx_fits(32, mode, N_out, K, SK_W4TX_BACKEND_WS,
                                                          SK_W4TX_BACKEND_CNT)))
         return false;
-    return sk_w4_tm_fits(T <= 8 ? 8 : T <= 16 ? 16 : 32, T, mode, N_out, K, G, x, gamma);
+    return sk_w4_tm_fits(tm_bound(T), T, mode, N_out, K, G, x, gamma);
 }
 
 size_t sk_w4_tm_scratch_bytes(int K) {
@@ -112,10 +121,11 @@ static bool tm_run(int cfg, int TP, const float *x, int T, const uint32_t *q4, c
                    float eps, __half *x16, float *ssq, float *ws, size_t ws_floats, int *cnt,
                    int cnt_n, cudaStream_t s) {
     const int xc = TP >= 16 && tx_wanted(T, G, MODE) ? tx_pick(MODE, TP, N_out, K) : 0;
-    if (xc > 0 || TP == 32) {
+    if (xc > 0 || TP > 16) {
         const bool ok = TP == 16 ? sk_w4_tx_launch_cfg<16, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s)
-                                 : sk_w4_tx_launch_cfg<32, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
-        if (ok || TP == 32) return ok;
+                        : TP == 24 ? sk_w4_tx_launch_cfg<24, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s)
+                                   : sk_w4_tx_launch_cfg<32, MODE>(xc, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps, x16, ssq, ws, ws_floats, cnt, cnt_n, s);
+        if (ok || TP > 16) return ok;
     }
     if (TP == 8)
         return sk_w4_tm_launch_cfg<8, MODE>(cfg, x, T, q4, q4s, G, bias, N_out, K, out, gamma, eps,
@@ -127,7 +137,7 @@ static bool tm_run(int cfg, int TP, const float *x, int T, const uint32_t *q4, c
 void sk_w4_tm_gemv(int mode, const float *x, int T, const uint32_t *q4, const __half2 *q4s, int G,
                    const float *bias, int N_out, int K, float *out, const float *gamma, float eps,
                    void *scratch, float *ws, size_t ws_floats, int *cnt, int cnt_n, cudaStream_t s) {
-    const int TP = T <= 8 ? 8 : T <= 16 ? 16 : 32, cfg = tm_pick(mode, TP, N_out);
+    const int TP = tm_bound(T), cfg = tm_pick(mode, TP, N_out);
     __half *x16 = (__half *)scratch;
     float *ssq = (float *)((char *)scratch + sk_w4_tm_x16_halves(32, K) * 2);
     bool ok = false;
