@@ -99,7 +99,8 @@ for st in $STEPS; do
         dev_b1 7bk24_b24 llama2-7b 24 A=1
         dev_b1 7bk32_b24 llama2-7b 24 SAKER_BUCKET_24=0
         dev_b1 70bk_b32 llama2-70b 32 A=1 ;;
-    prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them. Each
+    prof) # ncu (clocks free) on single tx launches at 16 rows: which stalls bound them (the stall
+        # metrics were added after this session's run: its log has none). Each
         # timing is 170 launches; the shapes run in the order 70B qkv, o, gate/up, down, so the
         # skip picks the product (ncu's function-name filter cannot tell the instances apart).
         for spec in o1:1:175 o6:6:175 o7:7:175 q1:1:5 g7:7:345 d6:6:515; do
@@ -107,6 +108,7 @@ for st in $STEPS; do
             TM_TS=16 TM_SPBS=0 TM_TXCFG=$cfg step prof_$nm 120 ncu --clock-control none --section SpeedOfLight \
                 --section WarpStateStats --section ComputeWorkloadAnalysis --section Occupancy \
                 --section LaunchStats --section MemoryWorkloadAnalysis_Tables --section SchedulerStats \
+                --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
                 --launch-skip $sk --launch-count 1 -k regex:sk_w4_tx "$S/dev_gemv_w4" tm
             grep -h "sk_w4_tx_kernel<\|Duration\|DRAM Throughput\|Executed Ipc A\|Warp Cycles Per Issued\|Registers Per\|Achieved Active\|Stall\|No Eligible" "$R/prof_$nm.log" | cut -c1-150
         done ;;
