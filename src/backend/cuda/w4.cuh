@@ -48,6 +48,31 @@
 #define SK_W4_KS 4 /* warps of a block that split K for the same rows (1: none) */
 #endif
 #define SK_W4_MAX_T 4
+/* SK_W4_PROBE (build-time, workbench only; 0 in every product build): 1 = the decode GEMVs' MMA
+ * steps (sk_w4tc_mma, sk_w4tm_mma) reduced to an XOR of their weight and scale words, so a
+ * kernel does its loads, rings, x prologue and epilogue but no dequantization or MMA ("loads
+ * only"); 2 = every weight load (sk_w4_ld_stream, sk_w4_cp_stream) redirected into the first
+ * 4 KB of its 64 KB-aligned window, so the weights come from L2 ("math only"). Outputs are
+ * meaningless; what it answers is where a product's time goes (session 19). */
+#ifndef SK_W4_PROBE
+#define SK_W4_PROBE 0
+#endif
+#if SK_W4_PROBE == 2
+#define SK_W4_PROBE_ADDR(p) \
+    (reinterpret_cast<const uint4 *>((reinterpret_cast<uintptr_t>(p) & ~(uintptr_t)0xffff) | \
+                                     (reinterpret_cast<uintptr_t>(p) & (uintptr_t)0xfff)))
+#else
+#define SK_W4_PROBE_ADDR(p) (p)
+#endif
+/* SK_W4_PROBE 1: the step's weight and scale words folded into acc[0][0][0] (keeps the loads). */
+#define SK_W4_PROBE_FOLD(wv, sv, accf)                                                             \
+    do {                                                                                           \
+        uint32_t h_ = 0u;                                                                          \
+        _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
+            _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) h_ ^= wv[m_][r_].x ^ wv[m_][r_].y ^   \
+                                                             wv[m_][r_].z ^ wv[m_][r_].w ^ sv[m_][r_]; \
+        accf += __uint_as_float((h_ & 0x007fffffu) | 0x30000000u);                                 \
+    } while (0)
 
 /* (e_2p, e_2p+1) of word w as floats (exact small integers minus the zero point). */
 static __device__ __forceinline__ float2 sk_w4_pair(uint32_t w, int p, __half2 zb) {
@@ -225,6 +250,7 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
 #endif
 static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
     uint4 v;
+    p = SK_W4_PROBE_ADDR(p);
 #if SK_W4_L2HINT == 256
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -243,6 +269,7 @@ static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
 /* The same 16 bytes copied into shared memory (cp.async, L1 bypassed, the same L2 hint), for the
  * rings that live there (sk_w4_ts_kernel RS = 1): completes by cp.async.wait_group. */
 static __device__ __forceinline__ void sk_w4_cp_stream(void *dst, const uint4 *p) {
+    p = SK_W4_PROBE_ADDR(p);
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
 #if SK_W4_L2HINT == 256
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
@@ -398,6 +425,10 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
             float (&acc)[NT][sk_w4tc_dims<T, GP>::NB][2]) {
     constexpr int NB = sk_w4tc_dims<T, GP>::NB;
     __syncwarp();
+#if SK_W4_PROBE == 1
+    SK_W4_PROBE_FOLD(wv, sv, acc[0][0][0]);
+    (void)xw, (void)bsrc, (void)xzero, (void)lane, (void)t;
+#else
     uint32_t bf[NB][16];
 #pragma unroll
     for (int b = 0; b < NB; b++) {
@@ -589,6 +620,7 @@ sk_w4tc_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
         }
     }
     }
+#endif
 }
 
 /* The end of both tensor-core kernels: the KS warps' partial sums (acc of warps < KS; lane

@@ -94,6 +94,10 @@ sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
     constexpr int NB = sk_w4tm_dims<TP, GP>::NB;
     static_assert(CH == 1 || CH == 2, "chains");
     if (!PS) __syncwarp();
+#if SK_W4_PROBE == 1
+    SK_W4_PROBE_FOLD(wv, sv, acc[0][0][0]);
+    (void)xw, (void)bsrc, (void)xzero, (void)lane, (void)t;
+#else
     uint32_t bf[NB][16];
 #pragma unroll
     for (int b = 0; b < NB; b++) {
@@ -156,6 +160,7 @@ sk_w4tm_mma(const uint4 (&wv)[NT][2], const uint32_t (&sv)[NT][2], const uint32_
                 acc[m][b][2 + c] = fmaf(dz1.x, fmaf(-dz1.y, sg[b][c], v1), acc[m][b][2 + c]);
             }
     }
+#endif
 }
 
 
