@@ -7,7 +7,10 @@
 #       words (loads, rings, x prologue, epilogue and the ranges' reduction stay)
 #   p2  SK_W4_PROBE=2, "math only": every weight load redirected into 4 KB of its 64 KB window
 #       (the weights come from L2; the scale words still from DRAM)
-# rs2w / rs2e: sk_w4_ts_kernel RS2 (a producer warp fills the ring; w4.cuh), workbench / engine.
+# rs2w / rs2e: sk_w4_ts_kernel with its ring filled by producer warps / TMA (w4.cuh; not kept:
+#   bench/results/data/s19_ts_producer_not_kept.diff, s19_ts_tma_not_kept.diff; rs2w needs the
+#   workbench built with one of them applied), workbench / engine. p24: tx's bound-24 picks
+#   (s19_tx_pick24_not_kept.diff) against bound 32's in the engine.
 # Steps (STEPS): prb  s9 (qkv / o / down at T = 1, 2), sw (gate/up at T = 1, 2), tm at 16 rows
 #   (TM_TS=16, tx's own ranges); log names carry TAG (p0 / p1 / p2).
 # Here: cmake -S . -B build-pN -DCMAKE_BUILD_TYPE=Release -DSAKER_CUDA=ON -DSAKER_STATIC_DEPS=ON
