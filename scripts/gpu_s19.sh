@@ -11,6 +11,7 @@
 #   bench/results/data/s19_ts_producer_not_kept.diff, s19_ts_tma_not_kept.diff; rs2w needs the
 #   workbench built with one of them applied), workbench / engine. p24: tx's bound-24 picks
 #   (s19_tx_pick24_not_kept.diff) against bound 32's in the engine.
+# chtm: dev_gemv_w4 chaintm (needs this session's workbench) against the engine's ordering.
 # Steps (STEPS): prb  s9 (qkv / o / down at T = 1, 2), sw (gate/up at T = 1, 2), tm at 16 rows
 #   (TM_TS=16, tx's own ranges); log names carry TAG (p0 / p1 / p2).
 # Here: cmake -S . -B build-pN -DCMAKE_BUILD_TYPE=Release -DSAKER_CUDA=ON -DSAKER_STATIC_DEPS=ON
@@ -67,6 +68,55 @@ for st in $STEPS; do
         for sw in 2 ${SWS:-9 10 11 12}; do
             dev_b1 70b2_sw$sw llama2-70b 2 SAKER_W4_TQ_SW=$sw
             dev_b1 7b1_sw$sw llama2-7b 1 SAKER_W4_TQ_SW=$sw
+        done ;;
+    chtm) # dev_gemv_w4 chaintm (the 70B layer's four products in a graph through the backend's
+        # 3..32-row entry): at 16 rows under the SAKER_W4_TX_MODES16 settings session 18 compared in
+        # the engine (batch 16 ITL: 1 18.02, 0 18.21, 3 18.31, 5 18.54, 7 18.91 ms): does the chain
+        # order them as the engine did, where products timed alone did not?
+        for m in 1 0 3 5 7 1; do
+            SAKER_W4_TX_MODES16=$m CHAIN_TS=16 step chtm16_m$m 150 "$S/dev_gemv_w4" chaintm
+            grep -h "chaintm T" "$R/chtm16_m$m.log"
+        done
+        CHAIN_TS=24,32 step chtm24 150 "$S/dev_gemv_w4" chaintm
+        grep -h "chaintm T" "$R/chtm24.log" ;;
+    e16) # the engine at 16 rows: tx for every product at 9..16 rows (SAKER_W4_TX_MODES16=7)
+        # against qkv only (1, the default), with and without the attention (SAKER_SKIP=attn): is
+        # tx's loss in the engine (session 18), which the GEMV chain alone does not show, an
+        # interaction with the attention's kernels?
+        for r in 1 2; do
+            for m in 1 7; do
+                dev_b1 70e16_m${m}_r$r llama2-70b 16 SAKER_W4_TX_MODES16=$m
+                dev_b1 70e16_m${m}_noattn_r$r llama2-70b 16 SAKER_W4_TX_MODES16=$m SAKER_SKIP=attn
+            done
+        done ;;
+    chtm80) # the same chain over 80 layers of distinct weights (the 70B model's 36 GB, as the
+        # engine streams them) against 8 (3.6 GB): qkv only on tx at 16 rows (1) against all (7)
+        for r in 1 2; do
+            for m in 1 7; do
+                for nl in 80 8; do
+                    CHAIN_NL=$nl SAKER_W4_TX_MODES16=$m CHAIN_TS=16 step chtm_nl${nl}_m${m}_r$r 200 "$S/dev_gemv_w4" chaintm
+                    grep -h "chaintm T" "$R/chtm_nl${nl}_m${m}_r$r.log"
+                done
+            done
+        done ;;
+    clk) # the engine at 16 rows, qkv only on tx (1) against all (7), with the SM clock and the
+        # power sampled every 50 ms (nvidia-smi) during each run: is tx's loss in the engine
+        # (which the chain of GEMVs does not show) the clock the GPU holds over a long run?
+        for r in 1 2; do
+            for m in 1 7; do
+                nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 50 \
+                    > "$R/clk_m${m}_r$r.csv" 2>&1 &
+                SP=$!
+                dev_b1 70clk_m${m}_r$r llama2-70b 16 SAKER_W4_TX_MODES16=$m
+                kill $SP
+                awk -F', ' '{gsub(/ MHz/,"",$2); gsub(/ W/,"",$3); if ($3+0 > 200) {n++; c+=$2; w+=$3}} END {if (n) printf "  busy samples %d: SM clock %.0f MHz, power %.0f W\n", n, c/n, w/n}' "$R/clk_m${m}_r$r.csv"
+                pack
+            done
+        done ;;
+    ck) # the session's final product binary: the backend's INT4 checks
+        for g in w4 carry norm_matmul fused; do
+            step check_$g 300 "$S/gpu_backend_ops" $g bf16
+            tail -1 "$R/check_$g.log"
         done ;;
     p24) # tx's picks at bound 24 (17..24 rows; w4_tm.cu tx_pick) against bound 32's
         # (SAKER_W4_TX_PICK24=0), alternating, two rounds

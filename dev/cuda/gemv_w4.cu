@@ -23,6 +23,8 @@
  *  tiles come out even or not: what a launch's uneven last tiles cost - see time_tail();
  *  chain: the 70B layer's four products at T = 1 in a captured graph, as the engine runs them,
  *  against each alone and the chain without one - see time_chain();
+ *  chaintm: the same at CHAIN_TS rows (default 16,24) through the backend's 3..32-row entry and
+ *  its picks (SAKER_W4_TX_* switches), CHAIN_NL layers (default 8) - see time_chaintm();
  *  proftm: tm and tx launches for ncu - see proftm;
  *  checktm: sk_w4_tm_kernel (w4_tm.cuh, 3..16 rows) and sk_w4_tx_kernel (w4_tx.cuh, 9..32 rows)
  *  against the double reference - see check_tm;
@@ -74,6 +76,9 @@
 #include "backend/cuda/w4_tm.cuh"
 #include "backend/cuda/w4_tx.cuh"
 #include "backend/cuda/gemv.cuh"
+/* the backend's entry for 3..32 rows with its picks and SAKER_W4_TM_* / SAKER_W4_TX_* switches
+ * (chaintm); a dev program links no library, so its translation unit comes in whole */
+#include "backend/cuda/w4_tm.cu"
 #include "bench_util.cuh"
 
 /* ---- Bulk-copy tensor-core GEMV (sk_w4_bk_kernel), T <= 4 rows of x ------------------------
@@ -1773,6 +1778,142 @@ static void time_chain(void) {
     cudaStreamDestroy(st);
 }
 
+/* (chaintm, session 19) The 70B layer's four products at T rows through the backend's entry for
+ * 3..32 rows (sk_w4_tm_gemv: its picks, and the SAKER_W4_TM_* / SAKER_W4_TX_* switches read
+ * once a process), qkv and gate/up with the fused norm as the engine runs them: 8 layers of
+ * distinct weights captured in one graph (the engine's order and neighbours), against each
+ * product alone in the same kind of graph. Why: four times a pick made on products timed alone
+ * (dev_gemv_w4 tm) lost in the engine (awq-speed.md, sessions 18-19); this is the workbench
+ * view closest to the engine's step. CHAIN_TS: the row counts (default 16,24). */
+static void time_chaintm(void) {
+    const int G = 128, D = 8192, QKV = 10240, FF = 28672, TMAX = 32;
+    /* CHAIN_NL layers of distinct weights (default 8: 3.6 GB; 80: the whole 70B model's 36 GB) */
+    const int NL = getenv("CHAIN_NL") && atoi(getenv("CHAIN_NL")) > 0 ? std::min(atoi(getenv("CHAIN_NL")), 80) : 8;
+    const double copy_tbs = copy_ceiling_tbs();
+    struct prod {
+        int N, K;
+        uint32_t *q4[80];
+        __half2 *sc[80];
+    } P[4] = {{QKV, D, {}, {}}, {D, D, {}, {}}, {2 * FF, D, {}, {}}, {D, FF, {}, {}}};
+    size_t bytes[4];
+    for (int p = 0; p < 4; p++) {
+        bytes[p] = (size_t)P[p].N * P[p].K / 2 + (size_t)P[p].N * (P[p].K / G) * 4;
+        for (int l = 0; l < NL; l++) {
+            CK(cudaMalloc(&P[p].q4[l], (size_t)P[p].N * P[p].K / 2));
+            CK(cudaMalloc(&P[p].sc[l], (size_t)P[p].N * (P[p].K / G) * 4));
+            sk_w4_random_kernel<<<4096, 256>>>(P[p].q4[l], P[p].sc[l], G, P[p].N, P[p].K, 0.01f, 100 + 8 * p + l);
+        }
+    }
+    float *x, *qkv, *att, *f1, *gamma, *ws;
+    void *scratch;
+    int *cnt;
+    CK(cudaMalloc(&x, (size_t)TMAX * D * 4));
+    CK(cudaMalloc(&qkv, (size_t)TMAX * QKV * 4));
+    CK(cudaMalloc(&att, (size_t)TMAX * D * 4));
+    CK(cudaMalloc(&f1, (size_t)TMAX * FF * 4));
+    CK(cudaMalloc(&gamma, (size_t)D * 4));
+    CK(cudaMalloc(&scratch, sk_w4_tm_scratch_bytes(FF)));
+    CK(cudaMalloc(&ws, SK_W4TX_BACKEND_WS * sizeof(float))); /* floats, as matmul.cu's */
+    CK(cudaMalloc(&cnt, SK_W4TX_BACKEND_CNT * sizeof(int)));
+    CK(cudaMemset(cnt, 0, SK_W4TX_BACKEND_CNT * sizeof(int)));
+    rand_f32_kernel<<<64, 256>>>(x, (size_t)TMAX * D, 5);
+    rand_f32_kernel<<<64, 256>>>(att, (size_t)TMAX * D, 6);
+    rand_f32_kernel<<<64, 256>>>(f1, (size_t)TMAX * FF, 7);
+    rand_f32_kernel<<<64, 256>>>(gamma, (size_t)D, 8);
+    CK(cudaDeviceSynchronize());
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    const size_t wsf = SK_W4TX_BACKEND_WS;
+    int T = 16;
+    auto run = [&](int p, int l) {
+        const uint32_t *q = P[p].q4[l];
+        const __half2 *sc = P[p].sc[l];
+        if (p == 0) sk_w4_tm_gemv(SK_GEMV_STORE, x, T, q, sc, G, NULL, QKV, D, qkv, gamma, 1e-5f, scratch, ws, wsf, cnt, SK_W4TX_BACKEND_CNT, st);
+        if (p == 1) sk_w4_tm_gemv(SK_GEMV_ADD, att, T, q, sc, G, NULL, D, D, x, NULL, 0.0f, scratch, ws, wsf, cnt, SK_W4TX_BACKEND_CNT, st);
+        if (p == 2) sk_w4_tm_gemv(SK_GEMV_SWIGLU, x, T, q, sc, G, NULL, FF, D, f1, gamma, 1e-5f, scratch, ws, wsf, cnt, SK_W4TX_BACKEND_CNT, st);
+        if (p == 3) sk_w4_tm_gemv(SK_GEMV_ADD, f1, T, q, sc, G, NULL, D, FF, x, NULL, 0.0f, scratch, ws, wsf, cnt, SK_W4TX_BACKEND_CNT, st);
+    };
+    auto time_seq = [&](const std::vector<int> &seq) -> double {
+        for (int l = 0; l < NL; l++)
+            for (int p : seq) run(p, l); /* eager first: attributes, occupancy queries */
+        CK(cudaStreamSynchronize(st));
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+        for (int l = 0; l < NL; l++)
+            for (int p : seq) run(p, l);
+        CK(cudaStreamEndCapture(st, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        cudaEvent_t e0, e1;
+        CK(cudaEventCreate(&e0));
+        CK(cudaEventCreate(&e1));
+        std::vector<float> ts;
+        for (int r = 0; r < 18; r++) {
+            CK(cudaEventRecord(e0, st));
+            CK(cudaGraphLaunch(ge, st));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= 3) ts.push_back(ms * 1000.0f / NL);
+        }
+        CK(cudaGraphExecDestroy(ge));
+        CK(cudaGraphDestroy(g));
+        CK(cudaEventDestroy(e0));
+        CK(cudaEventDestroy(e1));
+        return median(ts);
+    };
+    const char *pn[4] = {"qkv + norm", "o", "gate/up + norm", "down"};
+    const size_t b4 = bytes[0] + bytes[1] + bytes[2] + bytes[3];
+    const char *ev[] = {"SAKER_W4_TX_MODES16", "SAKER_W4_TX_MODES", "SAKER_W4_TX_CFG", "SAKER_W4_TX_TP24",
+                        "SAKER_W4_TX_MIN", "SAKER_W4_TM_MIN"};
+    printf("\nchaintm, %d layers, switches:", NL);
+    for (const char *e : ev) printf(" %s=%s", e, getenv(e) ? getenv(e) : "-");
+    printf("\n| T | sequence (a layer) | round | us a layer | weight TB/s | of copy |\n| --- | --- | --- | --- | --- | --- |\n");
+    const char *tl = getenv("CHAIN_TS");
+    std::vector<int> Ts;
+    for (const char *c = tl && *tl ? tl : "16,24"; *c;) {
+        char *end;
+        const long v = strtol(c, &end, 10);
+        if (end == c) break;
+        if (v >= 3 && v <= TMAX) Ts.push_back((int)v);
+        c = *end == ',' ? end + 1 : end;
+    }
+    for (int Tv : Ts) {
+        T = Tv;
+        bool ok = true;
+        for (int p = 0; p < 4; p++)
+            ok &= sk_w4_tm_ok(T, p == 0 ? SK_GEMV_STORE : p == 2 ? SK_GEMV_SWIGLU : SK_GEMV_ADD, p == 2 ? FF : P[p].N,
+                              P[p].K, G, x, p == 1 || p == 3 ? NULL : gamma);
+        if (!ok) {
+            printf("| %d | (not through sk_w4_tm_gemv with these switches) | | | | |\n", T);
+            continue;
+        }
+        for (int round = 0; round < 2; round++) {
+            double sum4 = 0.0;
+            for (int p = 0; p < 4; p++) {
+                const double a = time_seq({p});
+                sum4 += a;
+                printf("| %d | %s alone | %d | %.2f | %.2f | %.1f%% |\n", T, pn[p], round, a,
+                       bytes[p] / (a * 1e-6) / 1e12, 100.0 * bytes[p] / (a * 1e-6) / 1e12 / copy_tbs);
+            }
+            const double c = time_seq({0, 1, 2, 3});
+            printf("| %d | the four alone, summed | %d | %.2f | %.2f | %.1f%% |\n", T, round, sum4,
+                   b4 / (sum4 * 1e-6) / 1e12, 100.0 * b4 / (sum4 * 1e-6) / 1e12 / copy_tbs);
+            printf("| %d | chain qkv, o, gate/up, down | %d | %.2f | %.2f | %.1f%% |\n", T, round, c,
+                   b4 / (c * 1e-6) / 1e12, 100.0 * b4 / (c * 1e-6) / 1e12 / copy_tbs);
+            printf("chaintm T=%d round %d (%d layers): chain %.2f us a layer (%.2f ms at 80 layers), alone summed %.2f\n",
+                   T, round, NL, c, c * 80 / 1000.0, sum4);
+        }
+    }
+    CK(cudaGetLastError());
+    for (int p = 0; p < 4; p++)
+        for (int l = 0; l < NL; l++) cudaFree(P[p].q4[l]), cudaFree(P[p].sc[l]);
+    cudaFree(x), cudaFree(qkv), cudaFree(att), cudaFree(f1), cudaFree(gamma);
+    cudaFree(scratch), cudaFree(ws), cudaFree(cnt);
+    cudaStreamDestroy(st);
+}
+
 /* (prof) One launch each of the decode kernels on the 70B down and gate/up shapes at T = 1, for
  * ncu (no checks, no timing): tc MT1 D2 KS8, bk MT1 KS8 NS4, cp MT1 KS8 NS4. */
 static void prof(void) {
@@ -2491,6 +2632,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "chain") == 0) {
         time_chain();
+        return 0;
+    }
+    if (strcmp(mode, "chaintm") == 0) {
+        time_chaintm();
         return 0;
     }
     if (strcmp(mode, "bk3") == 0) {
