@@ -1667,6 +1667,38 @@ static __global__ void chain_spin_kernel(unsigned long long ns) {
     while (t - t0 < ns);
 }
 
+/* The median us a layer of NL layers issued by issue(l) on st, captured in one graph: issued once
+ * eagerly first (attributes, occupancy queries), then 18 replays, the first 3 dropped (chain,
+ * chaintm). */
+template <typename F> static double chain_graph_us(cudaStream_t st, int NL, const F &issue) {
+    for (int l = 0; l < NL; l++) issue(l);
+    CK(cudaStreamSynchronize(st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    for (int l = 0; l < NL; l++) issue(l);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    std::vector<float> ts;
+    for (int r = 0; r < 18; r++) {
+        CK(cudaEventRecord(e0, st));
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (r >= 3) ts.push_back(ms * 1000.0f / NL);
+    }
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return median(ts);
+}
+
 /* (chain, session 15) Where the decode step's in-graph time goes that the per-product workbench
  * does not see. SAKER_SKIP puts gate/up at 72 us a layer in the engine's graph against 64 here,
  * down at 36 against 33, and the trace (scripts/gpu_s15.sh) did not find it in the kernels'
@@ -1716,34 +1748,9 @@ static void time_chain(void) {
     };
     /* a sequence: a list of products per layer (4: the stand-in) */
     auto time_seq = [&](const std::vector<int> &seq) -> double {
-        for (int l = 0; l < NL; l++)
-            for (int p : seq) run(p, l); /* eager first: attributes, occupancy queries */
-        CK(cudaStreamSynchronize(st));
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        for (int l = 0; l < NL; l++)
+        return chain_graph_us(st, NL, [&](int l) {
             for (int p : seq) run(p, l);
-        CK(cudaStreamEndCapture(st, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0));
-        CK(cudaEventCreate(&e1));
-        std::vector<float> ts;
-        for (int r = 0; r < 18; r++) {
-            CK(cudaEventRecord(e0, st));
-            CK(cudaGraphLaunch(ge, st));
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (r >= 3) ts.push_back(ms * 1000.0f / NL);
-        }
-        CK(cudaGraphExecDestroy(ge));
-        CK(cudaGraphDestroy(g));
-        CK(cudaEventDestroy(e0));
-        CK(cudaEventDestroy(e1));
-        return median(ts);
+        });
     };
     const char *pn[5] = {"qkv + norm", "o", "gate/up + norm", "down", "stand-in (64 blocks, 8 us)"};
     printf("\n| sequence (a layer) | round | us a layer | weight TB/s | of copy |\n| --- | --- | --- | --- | --- |\n");
@@ -1834,34 +1841,9 @@ static void time_chaintm(void) {
         if (p == 3) sk_w4_tm_gemv(SK_GEMV_ADD, f1, T, q, sc, G, NULL, D, FF, x, NULL, 0.0f, scratch, ws, wsf, cnt, SK_W4TX_BACKEND_CNT, st);
     };
     auto time_seq = [&](const std::vector<int> &seq) -> double {
-        for (int l = 0; l < NL; l++)
-            for (int p : seq) run(p, l); /* eager first: attributes, occupancy queries */
-        CK(cudaStreamSynchronize(st));
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        for (int l = 0; l < NL; l++)
+        return chain_graph_us(st, NL, [&](int l) {
             for (int p : seq) run(p, l);
-        CK(cudaStreamEndCapture(st, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        cudaEvent_t e0, e1;
-        CK(cudaEventCreate(&e0));
-        CK(cudaEventCreate(&e1));
-        std::vector<float> ts;
-        for (int r = 0; r < 18; r++) {
-            CK(cudaEventRecord(e0, st));
-            CK(cudaGraphLaunch(ge, st));
-            CK(cudaEventRecord(e1, st));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (r >= 3) ts.push_back(ms * 1000.0f / NL);
-        }
-        CK(cudaGraphExecDestroy(ge));
-        CK(cudaGraphDestroy(g));
-        CK(cudaEventDestroy(e0));
-        CK(cudaEventDestroy(e1));
-        return median(ts);
+        });
     };
     const char *pn[4] = {"qkv + norm", "o", "gate/up + norm", "down"};
     const size_t b4 = bytes[0] + bytes[1] + bytes[2] + bytes[3];
