@@ -64,6 +64,23 @@
 #else
 #define SK_W4_PROBE_ADDR(p) (p)
 #endif
+/* SK_W4_TILEMAJOR (build-time, workbench timing only; 0 in every product build): 1 = the decode
+ * GEMVs (tc, tq, ts, tm, tx) address their weights as if q4 were stored tile-major, [N / 16]
+ * [steps of 128 k][2 halves of 8 rows][32 lanes][16 bytes] (each warp load 512 contiguous bytes,
+ * a tile's step 1 KB), instead of row-major [N][K / 8] words (a warp load: 8 rows x 64 bytes at
+ * a stride of K / 2 bytes). Random weights are random in either layout, so the timings say what
+ * the layout alone would change; the outputs are wrong (no checks with it). Session 20. */
+#ifndef SK_W4_TILEMAJOR
+#define SK_W4_TILEMAJOR 0
+#endif
+#if SK_W4_TILEMAJOR
+#define SK_W4_WO(n, C) \
+    (((n) >> 4) * ((((C) + 3) >> 2) << 6) + (((n) >> 3) & 1) * 32 + ((n) & 7) * 4)
+#define SK_W4_WC(c) ((((c) >> 2) << 6) + ((c) & 3))
+#else
+#define SK_W4_WO(n, C) ((n) * (C))
+#define SK_W4_WC(c) (c)
+#endif
 /* SK_W4_PROBE 1: the step's weight and scale words folded into acc[0][0][0] (keeps the loads). */
 #define SK_W4_PROBE_FOLD(wv, sv, accf)                                                             \
     do {                                                                                           \
@@ -702,7 +719,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
             int n = n0 + 16 * (m % MT) + g + 8 * r;
             if (n >= N_out) n = N_out - 1;
             if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
-            wo[m][r] = n * C;
+            wo[m][r] = SK_W4_WO(n, C);
             so[m][r] = n * KG;
         }
     const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
@@ -717,7 +734,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
         const int c_ = min(4 * (s_) + t, C - 1);                                                   \
         _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
-            wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));                              \
+            wb[d_][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + SK_W4_WC(c_)));                              \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
     } while (0)
@@ -972,7 +989,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         for (int r = 0; r < 2; r++) {
             int n = n0 + 16 * m + g + 8 * r;
             if (n >= N_out) n = N_out - 1;
-            wo[m][r] = n * C;
+            wo[m][r] = SK_W4_WO(n, C);
             so[m][r] = n * KG;
         }
     const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
@@ -995,9 +1012,9 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         _Pragma("unroll") for (int m_ = 0; m_ < MT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
             if constexpr (RS)                                                                      \
-                sk_w4_cp_stream(ring + ((d_) * SW + m_ * 2 + r_) * 32, wq + (wo[m_][r_] + c_));    \
+                sk_w4_cp_stream(ring + ((d_) * SW + m_ * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_)));    \
             else                                                                                   \
-                wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));        \
+                wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + SK_W4_WC(c_)));        \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
     } while (0)
@@ -1378,7 +1395,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             int n_ = l_n0 + 16 * (m_ % MT) + g + 8 * r_;                                           \
             if (n_ >= N_out) n_ = N_out - 1;                                                       \
             if (m_ >= MT) n_ += N_out;                                                             \
-            wo[m_][r_] = n_ * C;                                                                   \
+            wo[m_][r_] = SK_W4_WO(n_, C);                                                                   \
             so[m_][r_] = n_ * KG;                                                                  \
         }                                                                                          \
     } while (0)
@@ -1401,9 +1418,9 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                      \
                 _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                 \
                 if constexpr (RS)                                                                  \
-                    sk_w4_cp_stream(ring + (((d_) * NT + m_) * 2 + r_) * 32, wq + (wo[m_][r_] + c_)); \
+                    sk_w4_cp_stream(ring + (((d_) * NT + m_) * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_))); \
                 else                                                                               \
-                    wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + c_));    \
+                    wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + SK_W4_WC(c_)));    \
                 sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                           \
             }                                                                                      \
         }                                                                                          \

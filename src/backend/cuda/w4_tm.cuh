@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             int n = n0 + 16 * (m % MT) + g + 8 * r;
             if (n >= N_out) n = N_out - 1;
             if (m >= MT) n += N_out; /* SwiGLU's up rows */
-            wo[m][r] = n * C;
+            wo[m][r] = SK_W4_WO(n, C);
             so[m][r] = n * KG;
         }
     const uint4 *wq = reinterpret_cast<const uint4 *>(q4);
@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         uint4 *w_ = ring + (d_) * (WSLOT + XSLOT) + lane;                                          \
         _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
-            sk_w4_cp_stream(w_ + (m_ * 2 + r_) * 32, wq + (wo[m_][r_] + c_));                      \
+            sk_w4_cp_stream(w_ + (m_ * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_)));                      \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
     } while (0)

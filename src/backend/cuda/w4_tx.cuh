@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(32 * NW, 1)
         _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
             const int n_ = min(nb_ + 16 * (m_ % MT) + g + 8 * r_, nl) + (m_ >= MT ? N_out : 0);    \
-            wo[m_][r_] = n_ * C, so[m_][r_] = n_ * KG;                                             \
+            wo[m_][r_] = SK_W4_WO(n_, C), so[m_][r_] = n_ * KG;                                             \
         }                                                                                          \
     } while (0)
     /* the next (row loop, step)'s weights into ring slot d_, then advance */
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(32 * NW, 1)
         const int c_ = min(4 * (s0 + lst) + t, C - 1);                                             \
         _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
-            sk_w4_cp_stream(wring + (d_) * WSLOT + (m_ * 2 + r_) * 32, wq + (wo[m_][r_] + c_));    \
+            sk_w4_cp_stream(wring + (d_) * WSLOT + (m_ * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_)));    \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
         if (++lst == ns) {                                                                         \
