@@ -50,6 +50,53 @@ for st in $STEPS; do
             dev_b1 70b2_def llama2-70b 2; dev_b1 70b2_all llama2-70b 2 $ALLENV
             dev_b1 7b1_def llama2-7b 1; dev_b1 7b1_all llama2-7b 1 $ALLENV
         fi ;;
+    m16) # the engine at batch 16 (70B INT4, 128/256): SAKER_W4_TX_MODES16 1 (the default: qkv on
+        # tx) against 7 (all four on tx; faster in the workbench and its chain, 5% slower in the
+        # engine since session 18): ITL with graphs, then per-op times (SAKER_PROFILE=1, graphs
+        # off) and the step without graphs (SAKER_NO_GRAPHS=1), to see whether the tx launches
+        # themselves are slower in the engine or only the captured step
+        dev_b1 70b1_def llama2-70b 1
+        for r in 1 2; do
+            for m in 1 7; do dev_b1 70b16_m${m}_r$r llama2-70b 16 SAKER_W4_TX_MODES16=$m; done
+        done
+        for m in 1 7; do
+            dev_b1 70b16_m${m}_nog llama2-70b 16 SAKER_W4_TX_MODES16=$m SAKER_NO_GRAPHS=1
+            B1_TO=400 dev_b1 70b16_m${m}_prof llama2-70b 16 SAKER_W4_TX_MODES16=$m SAKER_PROFILE=1
+            grep -h "tm\|tx\|matmul\|attn\|steps" "$R/b1_70b16_m${m}_prof.log" | head -40
+        done ;;
+    p16) # m16's follow-up: tx's launches were 13-18 us slower in the engine (eager, events around
+        # each op) than in the workbench, tm's 2-5; the workbench times them on the legacy default
+        # stream, the engine on its own non-blocking stream with PDL: the same with SAKER_PDL=0
+        for m in 1 7; do
+            dev_b1 70b16_m${m}_pdl0 llama2-70b 16 SAKER_W4_TX_MODES16=$m SAKER_PDL=0
+            dev_b1 70b16_m${m}_pdl1 llama2-70b 16 SAKER_W4_TX_MODES16=$m
+        done
+        for m in 7 1; do
+            B1_TO=400 dev_b1 70b16_m${m}_prof0 llama2-70b 16 SAKER_W4_TX_MODES16=$m SAKER_PROFILE=1 SAKER_PDL=0
+            grep -h "^| dec .*T=16" "$R/b1_70b16_m${m}_prof0.log" | head -6
+        done ;;
+    kv16) # p16's follow-up: not PDL. The engine's footprint (weights 36 GB + a KV pool of 90% of
+        # the free memory) against the workbench's (at most 36 GB): m1 / m7 with --kv-memory 0.05
+        for r in 1 2; do
+            for m in 1 7; do
+                for kvm in 0.9 0.05; do
+                    timeout 300 env SAKER_W4_TX_MODES16=$m "$S/saker" bench --device cuda --shape llama2-70b --weights int4 \
+                        --batch 16 --isl 128 --osl 256 --kv-memory $kvm > "$R/kv_m${m}_${kvm}_r$r.log" 2>&1
+                    echo "m$m kv $kvm r$r: $(grep -h '^| 128' "$R/kv_m${m}_${kvm}_r$r.log" | cut -d'|' -f6,11)"
+                done
+            done
+        done
+        pack ;;
+    a7) # 7B's o / down at 1-2 rows: 128 blocks of 32 rows on 132 SMs (one an SM), where the
+        # workbench (sessions 19, 20) has ADD 8 (D8 LB1) 17% faster on down at T = 1 and ADD 5
+        # (D4 LB2) 24% at T = 2 than the pick (ADD 6, tuned on 70B's 256 blocks)
+        for r in 1 2; do
+            dev_b1 7b1_def_r$r llama2-7b 1
+            dev_b1 7b1_add8_r$r llama2-7b 1 SAKER_W4_TQ_ADD=8
+            dev_b1 7b1_add5_r$r llama2-7b 1 SAKER_W4_TQ_ADD=5
+        done
+        for v in 6 5 8; do dev_b1 7b2_add$v llama2-7b 2 SAKER_W4_TQ_ADD=$v; done
+        dev_b1 13b1_def llama2-13b 1; dev_b1 13b1_add8 llama2-13b 1 SAKER_W4_TQ_ADD=8 ;;
     ck) for g in w4 carry norm_matmul fused; do
             step check_$g 300 env $CKENV "$S/gpu_backend_ops" $g bf16
             tail -1 "$R/check_$g.log"
