@@ -10,6 +10,12 @@
 #        _ADD / _STORE picks (SWS, ADDS, STS), two rounds alternating, then batch 2 and 7B
 #   ck   gpu_backend_ops w4 / carry / norm_matmul / fused (the product binary's checks), with
 #        the env given in CKENV
+#   lay  the layout probe (w4.cuh SK_W4_TILEMAJOR): sw, s9, tm with row-major / tile-major binaries
+#   m16, p16, kv16, tp, ncu16, co, l1  tx at 16 rows in the engine against the workbench (ITL by
+#        SAKER_W4_TX_MODES16, per-op profile, PDL off, KV pool, matmul.cu's SAKER_W4_TM_PROBE,
+#        ncu in each process, tx's carveout and L1 hints: the last two need w4_tx.cuh from
+#        bench/results/data/s20_tx_l1_not_kept.diff)
+#   a7   7B's o / down ADD picks through the engine
 # Staging: the stripped binary as .stage/s20/s20_bin.tgz (one big binary a call).
 . "$(dirname "$0")/device_lib.sh"
 dev_init s20${TAG:-} "${1:-.stage/s20}"
@@ -85,6 +91,73 @@ for st in $STEPS; do
                     echo "m$m kv $kvm r$r: $(grep -h '^| 128' "$R/kv_m${m}_${kvm}_r$r.log" | cut -d'|' -f6,11)"
                 done
             done
+        done
+        pack ;;
+    tp) # kv16's follow-up: matmul.cu's SAKER_W4_TM_PROBE (graphs off): the first 3..32-row INT4
+        # launch of each shape timed on the engine's own buffers and on fresh copies of each kind
+        for m in 7 1; do
+            timeout 300 env SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 SAKER_W4_TX_MODES16=$m "$S/saker" bench --device cuda \
+                --shape llama2-70b --weights int4 --batch 16 --isl 128 --osl 8 > "$R/tp_m$m.log" 2>&1
+            echo "m$m rc=$?"; grep -h "w4 tm probe" "$R/tp_m$m.log"
+        done
+        timeout 300 env SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 "$S/saker" bench --device cuda \
+            --shape llama2-70b --weights int4 --batch 24 --isl 128 --osl 8 > "$R/tp_b24.log" 2>&1
+        echo "b24 rc=$?"; grep -h "w4 tm probe" "$R/tp_b24.log"
+        pack ;;
+    ncu16) # tp's follow-up: the same tx launch (70B gate/up, SwiGLU cfg 7 at TP 16) is 100 us in the
+        # engine process and 90.6 in the workbench's (same SASS, parameters, data, either stream):
+        # ncu on each (whichever binary this call carries)
+        M=gpu__time_duration.sum,launch__grid_size,launch__block_size,launch__shared_mem_per_block_dynamic
+        M=$M,launch__shared_mem_per_block_static,launch__occupancy_limit_shared_mem,launch__waves_per_multiprocessor
+        M=$M,sm__ctas_launched.sum,sm__ctas_launched.max,sm__ctas_launched.min,sm__warps_active.avg.pct_of_peak_sustained_active
+        M=$M,sm__cycles_active.avg,sm__cycles_elapsed.avg,dram__throughput.avg.pct_of_peak_sustained_elapsed
+        M=$M,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_sector_hit_rate.pct
+        M=$M,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed
+        M=$M,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
+        KR="regex:sk_w4_tx_kernelILi16ELi1ELi3ELi1ELi2ELi12ELi2E"
+        if [ -x "$S/saker" ]; then
+            SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 SAKER_W4_TX_MODES16=7 step ncu_eng 300 ncu --clock-control none --kernel-name-base mangled \
+                --metrics "$M" -k "$KR" --launch-skip 20 --launch-count 3 "$S/saker" bench --device cuda \
+                --shape llama2-70b --weights int4 --batch 16 --isl 128 --osl 2
+        else
+            TM_TS=16 TM_SPBS=0 TM_TXCFG=7 TM_TXTP=16 step ncu_wb 300 ncu --clock-control none --kernel-name-base mangled --metrics "$M" -k "$KR" \
+                --launch-skip 20 --launch-count 3 "$S/dev_gemv_w4" tm
+        fi
+        grep -h "gpu__time\|ctas_launched\|waves\|dram__\|cycles_active\|warps_active\|stalled_long\|stalled_wait\|bank\|hit_rate" "$R"/ncu_*.log | head -60 ;;
+    co) # ncu16's follow-up: the same tx launch reads 36% more L2 sectors in the engine (same
+        # instructions, same DRAM bytes): L1 caching. tx's preferred carveout (SAKER_W4_TX_CARVEOUT,
+        # % of 228 KB: 0 = the smallest that fits its ~190 KB, i.e. 196 KB and 60 KB of L1; 100 =
+        # 228 KB, 28 KB of L1), batch 16 all-tx against the default mask, and the probe's gate/up
+        for r in 1 2; do
+            dev_b1 70b16_m1_r$r llama2-70b 16
+            for co in 0 100; do
+                dev_b1 70b16_m7_co${co}_r$r llama2-70b 16 SAKER_W4_TX_MODES16=7 SAKER_W4_TX_CARVEOUT=$co
+            done
+            dev_b1 70b16_m7_r$r llama2-70b 16 SAKER_W4_TX_MODES16=7
+            dev_b1 70b16_m1_co0_r$r llama2-70b 16 SAKER_W4_TX_CARVEOUT=0
+        done
+        for co in 0 100; do
+            dev_b1 70b24_co$co llama2-70b 24 SAKER_W4_TX_CARVEOUT=$co
+        done
+        dev_b1 70b24_def llama2-70b 24
+        for co in 0 100; do
+            timeout 200 env SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 SAKER_W4_TX_MODES16=7 SAKER_W4_TX_CARVEOUT=$co "$S/saker" bench \
+                --device cuda --shape llama2-70b --weights int4 --batch 16 --isl 128 --osl 2 > "$R/tp_co$co.log" 2>&1
+            echo "probe carveout $co:"; grep -h "engine's buffers" "$R/tp_co$co.log"
+        done
+        pack ;;
+    l1) # co's follow-up: tx's scale words with L1::evict_last and its x slice through cp.async.cg
+        # (w4_tx.cuh): batch 16 all-tx against the default mask, batch 24 (all tx by default), the
+        # probe's gate/up and down on tx (mask 7) and on tm (mask 1)
+        for r in 1 2; do
+            dev_b1 70b16_m1_r$r llama2-70b 16
+            dev_b1 70b16_m7_r$r llama2-70b 16 SAKER_W4_TX_MODES16=7
+        done
+        dev_b1 70b24_def llama2-70b 24; dev_b1 7b16_m1 llama2-7b 16; dev_b1 7b16_m7 llama2-7b 16 SAKER_W4_TX_MODES16=7
+        for m in 7 1; do
+            timeout 200 env SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 SAKER_W4_TX_MODES16=$m "$S/saker" bench \
+                --device cuda --shape llama2-70b --weights int4 --batch 16 --isl 128 --osl 2 > "$R/tp_l1_m$m.log" 2>&1
+            echo "probe m$m:"; grep -h "engine's buffers" "$R/tp_l1_m$m.log"
         done
         pack ;;
     a7) # 7B's o / down at 1-2 rows: 128 blocks of 32 rows on 132 SMs (one an SM), where the

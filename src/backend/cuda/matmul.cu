@@ -318,10 +318,108 @@ static bool w4_gemv_ok(int T, int mode, const sk_weight *w, const void *x) {
     return w4_tm_ok(T, mode, w, x, nullptr) || sk_w4_gemv_ok(T, (int)w->cols, x);
 }
 
+/* SAKER_W4_TM_PROBE=1 (a timing experiment, graphs off: SAKER_NO_GRAPHS=1; the outputs are
+ * meaningless after it): the first 3..32-row INT4 product of each (mode, N, K) is launched 20
+ * times on the engine's own buffers, then with each kind replaced by a fresh copy (weights,
+ * x and out, the scratch / split-K partials / counters, all), and the us a launch printed with
+ * the buffers' addresses. Session 20: tx's launches take 13-21 us longer in the engine than
+ * in the workbench for the same shapes and launch parameters (awq-speed.md); this says
+ * whether it is these buffers or this process. */
+static __global__ void w4_tm_probe_fill(float *x, size_t n) { /* uniform [-1, 1), a hash */
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ 0x9e3779b9u;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+        x[i] = (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    }
+}
+static void w4_tm_probe(cuda_ctx *c, int mode, const float *x, int T, const sk_weight *w,
+                        const float *bias, int N_out, float *out, const float *gamma, float eps) {
+    static int on = -1, seen[64][3], n_seen;
+    if (on < 0) {
+        const char *e = getenv("SAKER_W4_TM_PROBE");
+        on = e && *e == '1';
+    }
+    if (!on) return;
+    cudaStreamCaptureStatus cs;
+    CUDA_CHECK(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone) return;
+    for (int i = 0; i < n_seen; i++)
+        if (seen[i][0] == mode && seen[i][1] == N_out && seen[i][2] == (int)w->cols) return;
+    if (n_seen == 64) return;
+    seen[n_seen][0] = mode, seen[n_seen][1] = N_out, seen[n_seen][2] = (int)w->cols, n_seen++;
+    const int K = (int)w->cols;
+    const size_t qb = (size_t)w->rows * (size_t)K / 2, sb = (size_t)w->rows * (size_t)(K / w->q4_group) * 4;
+    const size_t xb = (size_t)T * K * 4, ob = (size_t)T * N_out * 4;
+    const size_t scb = sk_w4_tm_scratch_bytes(K), wsb = c->mm->w4m.ws_floats * 4,
+                 cb = (size_t)c->mm->w4m.cnt_n * 4;
+    void *q2, *s2, *x2, *o2, *sc2, *ws2, *cn2;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    CUDA_CHECK(cudaMalloc(&q2, qb));
+    CUDA_CHECK(cudaMalloc(&s2, sb));
+    CUDA_CHECK(cudaMalloc(&x2, xb));
+    CUDA_CHECK(cudaMalloc(&o2, ob));
+    CUDA_CHECK(cudaMalloc(&sc2, scb));
+    CUDA_CHECK(cudaMalloc(&ws2, wsb));
+    CUDA_CHECK(cudaMalloc(&cn2, cb));
+    CUDA_CHECK(cudaMemcpy(q2, w->q4, qb, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemcpy(s2, w->q4s, sb, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemcpy(x2, x, xb, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemcpy(o2, out, ob, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemset(cn2, 0, cb));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    static const char *names[] = {"engine's buffers", "fresh weights", "fresh x and out",
+                                  "fresh scratch, ws, cnt", "all fresh", "engine's again",
+                                  "engine's, legacy stream", "all fresh, x random"};
+    fprintf(stderr, "w4 tm probe: mode %d, T %d, N_out %d, K %d; q4 %p q4s %p x %p out %p scratch %p ws %p cnt %p\n",
+            mode, T, N_out, K, (const void *)w->q4, (const void *)w->q4s, (const void *)x, (void *)out,
+            (void *)c->d_scratch, (void *)c->mm->w4m.ws, (void *)c->mm->w4m.cnt);
+    for (int v = 0; v < 8; v++) {
+        const bool fw = v == 1 || v == 4 || v == 7, fx = v == 2 || v == 4 || v == 7,
+                   fs = v == 3 || v == 4 || v == 7;
+        cudaStream_t st = v == 6 ? cudaStreamLegacy : c->stream;
+        if (v == 7) {
+            CUDA_CHECK(cudaStreamSynchronize(c->stream));
+            w4_tm_probe_fill<<<256, 256, 0, c->stream>>>((float *)x2, xb / 4);
+            CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        }
+        const uint32_t *q = fw ? (const uint32_t *)q2 : w->q4;
+        const __half2 *sq = fw ? (const __half2 *)s2 : w->q4s;
+        const float *xx = fx ? (const float *)x2 : x;
+        float *oo = fx ? (float *)o2 : out;
+        void *scr = fs ? sc2 : (void *)c->d_scratch;
+        float *ws = fs ? (float *)ws2 : c->mm->w4m.ws;
+        int *cn = fs ? (int *)cn2 : c->mm->w4m.cnt;
+        float best = 1e30f;
+        for (int r = 0; r < 3; r++) {
+            for (int i = 0; i < (r == 0 ? 3 : 20); i++) {
+                if (i == 0 && r > 0) CUDA_CHECK(cudaEventRecord(e0, st));
+                sk_w4_tm_gemv(mode, xx, T, q, sq, w->q4_group, bias, N_out, K, oo, gamma, eps, scr,
+                              ws, c->mm->w4m.ws_floats, cn, c->mm->w4m.cnt_n, st);
+            }
+            if (r == 0) continue;
+            CUDA_CHECK(cudaEventRecord(e1, st));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms = 0.0f;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            if (ms * 50.0f < best) best = ms * 50.0f;
+        }
+        fprintf(stderr, "w4 tm probe: mode %d N_out %d K %d: %-24s %8.2f us a launch\n", mode, N_out,
+                K, names[v], best);
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    void *all[] = {q2, s2, x2, o2, sc2, ws2, cn2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) CUDA_CHECK(cudaFree(all[i]));
+}
+
 template <int MODE>
 static void w4_gemv(cuda_ctx *c, const float *x, int T, const sk_weight *w, const float *bias,
                     int N_out, float *out, const float *gamma = nullptr, float eps = 0.0f) {
     if (w4_tm_ok(T, MODE, w, x, gamma)) {
+        w4_tm_probe(c, MODE, x, T, w, bias, N_out, out, gamma, eps);
         /* the prepass's fp16 x and 1 / rms in the scratch (nothing else holds it across ops) */
         SK_ASSERT(sk_w4_tm_scratch_bytes((int)w->cols) <= SK_CUDA_SCRATCH_FLOATS * sizeof(float));
         static_assert(SK_W4M_WS_FLOATS == ((size_t)16 << 20) && SK_W4M_CNT == 8192,
