@@ -114,16 +114,17 @@ for st in $STEPS; do
         M=$M,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_sector_hit_rate.pct
         M=$M,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed
         M=$M,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
+        [ -n "$L1M" ] && M=gpu__time_duration.sum,launch__shared_mem_config_size,l1tex__t_sector_hit_rate.pct,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld_lookup_hit.sum,l1tex__m_xbar2l1tex_read_sectors.sum,lts__t_sectors_srcunit_tex_op_read.sum,sm__ctas_launched.sum
         KR="regex:sk_w4_tx_kernelILi16ELi1ELi3ELi1ELi2ELi12ELi2E"
         if [ -x "$S/saker" ]; then
-            SAKER_NO_GRAPHS=1 SAKER_W4_TM_PROBE=1 SAKER_W4_TX_MODES16=7 step ncu_eng 300 ncu --clock-control none --kernel-name-base mangled \
+            SAKER_NO_GRAPHS=1 SAKER_W4_TX_MODES16=7 step ncu_eng 300 ncu --clock-control none --kernel-name-base mangled \
                 --metrics "$M" -k "$KR" --launch-skip 20 --launch-count 3 "$S/saker" bench --device cuda \
                 --shape llama2-70b --weights int4 --batch 16 --isl 128 --osl 2
         else
             TM_TS=16 TM_SPBS=0 TM_TXCFG=7 TM_TXTP=16 step ncu_wb 300 ncu --clock-control none --kernel-name-base mangled --metrics "$M" -k "$KR" \
                 --launch-skip 20 --launch-count 3 "$S/dev_gemv_w4" tm
         fi
-        grep -h "gpu__time\|ctas_launched\|waves\|dram__\|cycles_active\|warps_active\|stalled_long\|stalled_wait\|bank\|hit_rate" "$R"/ncu_*.log | head -60 ;;
+        grep -h "gpu__time\|ctas_launched\|waves\|dram__\|cycles_active\|warps_active\|stalled_long\|stalled_wait\|bank\|hit_rate\|config_size\|l1tex\|lts__" "$R"/ncu_*.log | head -60 ;;
     co) # ncu16's follow-up: the same tx launch reads 36% more L2 sectors in the engine (same
         # instructions, same DRAM bytes): L1 caching. tx's preferred carveout (SAKER_W4_TX_CARVEOUT,
         # % of 228 KB: 0 = the smallest that fits its ~190 KB, i.e. 196 KB and 60 KB of L1; 100 =
