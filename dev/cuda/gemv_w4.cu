@@ -2396,6 +2396,19 @@ static void time_tm(void) {
     const int Ts[] = {4, 5, 8, 12, 16, 24, 32};
     double sum_best[2][7] = {{0}}, sum_lt[2][7] = {{0}}, sum_tx[2][7] = {{0}};
     tx_buffers();
+    /* TM_DUMMY_GB=n (session 20): n GB of device memory allocated and written before the
+     * timings, held to the end: the engine's process holds ~40-130 GB where this one holds ~1, and
+     * tx ran 10-28% slower there for the same launch (awq-speed.md); this asks whether the
+     * process's footprint (TLB reach) is why. */
+    void *dummy = NULL;
+    const double dummy_gb = getenv("TM_DUMMY_GB") ? atof(getenv("TM_DUMMY_GB")) : 0.0;
+    if (dummy_gb > 0) {
+        const size_t db = (size_t)(dummy_gb * (double)(1ull << 30));
+        CK(cudaMalloc(&dummy, db));
+        CK(cudaMemset(dummy, 1, db));
+        CK(cudaDeviceSynchronize());
+        printf("TM_DUMMY_GB: %.1f GB held\n", dummy_gb);
+    }
     printf("\n| shape | T | version | us | INT4 GB/s | of copy | bf16 cuBLASLt us | speed vs bf16 |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int si = 0; si < 8; si++) {
@@ -2533,6 +2546,7 @@ static void time_tm(void) {
             printf("tm sum %s T=%d: best configurations %.1f us a layer (%.2f ms a step at %d layers), "
                    "with tx %.1f us, cuBLASLt bf16 %.1f us\n", md ? "7B" : "70B", Ts[ti], sum_best[md][ti],
                    sum_best[md][ti] * (md ? 32 : 80) / 1000.0, md ? 32 : 80, sum_tx[md][ti], sum_lt[md][ti]);
+    if (dummy) CK(cudaFree(dummy));
 }
 
 /* proftm (session 17, for ncu): the 70B o and gate/up products at 16 rows through tm (the
