@@ -315,7 +315,9 @@ static __global__ void __launch_bounds__(sk_ap2_cfg<D, BM>::NT, 1)
     constexpr int NS = BN / 8;  /* 8-column tiles of S */
     constexpr int NO = D / 8;   /* 8-column tiles of O */
 
-    extern __shared__ __align__(16) unsigned char sk_ap_smem[];
+    /* (128-byte base, session 21: cp.async destinations on their sources' sector alignment;
+     * see sk_w4_tq_kernel in w4.cuh) */
+    extern __shared__ __align__(128) unsigned char sk_ap_smem[];
     __nv_bfloat16 *sQ = (__nv_bfloat16 *)sk_ap_smem;
     const uint32_t sQa = sk_ap_smem_u32(sQ);
     const uint32_t sKa = sQa + BM * LD * 2;              /* stage s at + s * BN * LD * 2 */
@@ -692,7 +694,8 @@ static __global__ void __launch_bounds__(256, 1)
     constexpr int KS = D / 16; /* k16 steps of Q K^T */
     constexpr int VS = BN / 16; /* k16 steps of P V */
 
-    extern __shared__ __align__(16) unsigned char sk_ap3_smem[];
+    /* (128-byte base: see sk_attn_prefill_kernel2) */
+    extern __shared__ __align__(128) unsigned char sk_ap3_smem[];
     const uint32_t base = (sk_ap_smem_u32(sk_ap3_smem) + 1023u) & ~1023u;
     const uint32_t sQ = base, sK = base + C::Q_BYTES, sV = sK + 2 * C::KV_BYTES;
     __shared__ int s_tiles[SK_AP_SCHED_CAP];

@@ -1002,7 +1002,11 @@ __global__ void __launch_bounds__(32 * NW, MINB)
      * RS0 kernels waiting on x (the per-step load of SK_W4TQ_LOADX, one step ahead; with the
      * norm, used at once) for 30-45% of their stall samples. The scale words stay in registers. */
     constexpr int SW = MT * 2 + T + (NORM ? 1 : 0);
-    extern __shared__ __align__(16) uint4 sk_w4tq_ring[];
+    /* 128-byte base (session 21): with __align__(16) the base followed the kernel's static shared
+     * memory, 16 mod 32 bytes in the product's build, and every cp.async 16-byte destination sat
+     * 16 bytes off its source's 32-byte sector: each sector was requested twice (ncu
+     * SourceCounters, awq-speed.md session 21). */
+    extern __shared__ __align__(128) uint4 sk_w4tq_ring[];
     uint4 *const ring = sk_w4tq_ring + (size_t)warp * D * SW * 32 + lane;
     uint4 wb[RS ? 1 : D][MT][2];
     uint32_t sb[D][MT][2];
@@ -1368,7 +1372,8 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && NOUT <= 32 * NW, "one output a thread");
     /* dynamic: RS 1: the weight ring [NW][D][NT][2][32] uint4 first; then XS 1: split x [S][XB]
      * words, XS 0: per-warp buffers [NW][2][XB] */
-    extern __shared__ __align__(16) uint32_t sk_w4ts_smem[];
+    /* (128-byte base: see sk_w4_tq_kernel) */
+    extern __shared__ __align__(128) uint32_t sk_w4ts_smem[];
     uint32_t *const xs = sk_w4ts_smem + (RS ? NW * D * NT * 2 * 32 * 4 : 0);
     __shared__ __align__(16) float red[2][NW][NT][4 * NB][16];
     __shared__ __align__(16) uint32_t xzero[16];

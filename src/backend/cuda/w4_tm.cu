@@ -40,7 +40,8 @@ static int tx_min(void) {
  *     against 18.3 here but tm faster through the engine: batch 16 3.095 against 3.138 ms); ADD 6 from
  *     K 16384 (70B down 51.4 / 55.4) and 1 from N_out 8192 (70B o 19.3 / 20.0), else tm (7B o
  *     8.9 against tx's 9.x, 7B down 14.9 / 16.4); SwiGLU 7 from N_out 16384 (70B gate/up 89.9 /
- *     95.2), else 6 (7B 24.1 / 25.7).
+ *     95.2), else 6 (7B 24.1 / 25.7) -- since session 21 tm below N_out 16384 (7B gate/up: the
+ *     engine at batch 16, ITL ms, 3.155 on tx against 3.136 on tm, 128-byte smem base both).
  *   17..32 rows (tx against tm at bound 32; which modes: tx_wanted): STORE 3 from K 8192 (70B
  *     qkv 37.8), else 6 (7B 24.8 against 3's 27.1); ADD 4, 3 from K 16384 (70B o 30.5, down
  *     91.7); SwiGLU 7 from N_out 16384 (70B gate/up 147.3 against session 17's 165.5), else 1
@@ -53,7 +54,7 @@ static int tx_pick(int mode, int TP, int N_out, int K) {
     if (TP <= 16) {
         if (mode == SK_GEMV_STORE) return K >= 8192 ? 1 : 0;
         if (mode == SK_GEMV_ADD) return K >= 16384 ? 6 : N_out >= 8192 ? 1 : 0;
-        return N_out >= 16384 ? 7 : 6;
+        return N_out >= 16384 ? 7 : 0;
     }
     if (mode == SK_GEMV_STORE) return K >= 8192 ? 3 : 6;
     if (mode == SK_GEMV_ADD) return K >= 16384 ? 3 : 4;
@@ -68,11 +69,19 @@ static bool tx_wanted(int T, int G, int mode) {
      * 1 (qkv only, K >= 8192: tx_pick), though the workbench has tx faster than tm for 70B o,
      * down and gate/up too: through the engine (one call, ITL ms) 70B batch 16 18.02 with 1,
      * 18.21 with none, 18.31 with 3, 18.54 with 5, 18.91 with 7; batch 12 17.78 / 18.00 / 18.13
-     * / 18.44 / 18.68; 7B batch 16 3.10 with none, 3.35 with 5 or 7. */
+     * / 18.44 / 18.68; 7B batch 16 3.10 with none, 3.35 with 5 or 7.
+     * Session 21: that engine-only loss was the dynamic shared memory base: static shared memory
+     * of 16 mod 32 bytes in the product's build put every cp.async ring destination 16 bytes off
+     * its source's 32-byte sectors, and each weight sector was requested twice (ncu
+     * SourceCounters: 2x L2 sectors on every weight LDGSTS, nothing else different; the
+     * workbench's build happened to be 32-aligned). With the base at 128 bytes (w4.cuh, w4_tm.cuh,
+     * w4_tx.cuh) the default at 9..16 rows is 7: 70B INT4 batch 16 16.68 / 16.76 ms all-tx
+     * against 17.93 / 17.92 with 1 (and 19.05 / 19.00 all-tx before the fix); 7B takes tm for
+     * all four anyway (tx_pick). */
     static int modes = -2, modes16 = -2;
     if (modes == -2) {
         modes = tm_env("SAKER_W4_TX_MODES", 7);
-        modes16 = tm_env("SAKER_W4_TX_MODES16", 1);
+        modes16 = tm_env("SAKER_W4_TX_MODES16", 7);
     }
     const int lo = tx_min();
     return lo > 0 && T >= lo && T >= 9 && T <= 32 && G != 32 && (T <= 16 || G == 128) &&

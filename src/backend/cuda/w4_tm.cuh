@@ -250,7 +250,8 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     constexpr int NOUT = 16 * MT * TP, OPT = (NOUT + 32 * NW - 1) / (32 * NW);
     constexpr int XU = TP * 16 / 32; /* x's 16-byte units a lane and step */
     static_assert(D >= 1 && NW >= 1 && NW <= SK_W4TC_MAXW && TP % 2 == 0, "ring, warps, rows");
-    extern __shared__ __align__(16) uint4 sk_w4tm_dyn[];
+    /* (128-byte base: see sk_w4_tq_kernel, w4.cuh) */
+    extern __shared__ __align__(128) uint4 sk_w4tm_dyn[];
     __shared__ __align__(16) uint32_t xzero[16];
     __shared__ float s_part[TP * SK_W4TM_NKB_MAX], s_rstd[TP];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -52,7 +52,9 @@ __global__ void __launch_bounds__(32 * NW, 1)
     constexpr int NT = SH::NT, WSLOT = SH::WSLOT, XSTEP = SH::XSTEP, RW = SH::RW, RB = SH::RB;
     constexpr int NB = sk_w4tm_dims<TP, GP>::NB, GSH = sk_w4tm_dims<TP, GP>::GSH;
     static_assert(D >= 1 && NW >= 1 && RL >= 1 && TP % 2 == 0, "ring, warps, loops, rows");
-    extern __shared__ __align__(16) uint4 sk_w4tx_dyn[];
+    /* (128-byte base: see sk_w4_tq_kernel, w4.cuh: the cause of this kernel's engine-only
+     * loss, sessions 18-20) */
+    extern __shared__ __align__(128) uint4 sk_w4tx_dyn[];
     __shared__ __align__(16) uint32_t xzero[16];
     __shared__ float s_part[TP * SK_W4TM_NKB_MAX], s_rstd[TP];
     __shared__ int s_last;
