@@ -5,6 +5,7 @@
 #   ck   gpu_backend_ops groups (CKG) with CKENV
 #   al   the engine before / after the 128-byte dynamic shared memory base of the W4 GEMVs
 #   al2  the new 9..16-row default and prefill base against saker_old
+#   al3  the same at batches 2..128 with the tile kernels' base too
 #   src  ncu SourceCounters of tx's gate/up launch in the engine or the workbench
 #   ab   the engine at batch 1: SAKER_ATTN_ROPE_DEC / SAKER_ATTN_PDL=4 against the default
 #   dg   the workbench's tm at 16 rows (tm and tx, spb 0) with TM_DUMMY_GB 0 / 40 / 100 held
@@ -93,6 +94,16 @@ for st in $STEPS; do
                     --osl 8 > "$R/pf_70b_${v}_r$r.log" 2>&1
                 echo "pf_70b_${v}_r$r rc=$? TTFT p50 ms: $(grep -h '^| 2048' "$R/pf_70b_${v}_r$r.log" | cut -d'|' -f8)"
                 pack
+            done
+        done ;;
+    al3) # the 128-byte base on the tile kernels' ring too (w4_mma.cuh sk_w4m) and the static x
+        # buffers of tc / tq RS0 (w4.cuh): the final binary against saker_old at the batches the
+        # others take (2..8: tq / ts / tm; 32..128: tx and the tile kernels), alternating
+        for r in 1 2; do
+            for v in old new; do
+                bin="$S/saker"; [ $v = old ] && bin="$S/saker_old"
+                for b in ${AL3B:-2 4 8 32 48 64 128}; do SAKER_BIN=$bin dev_b1 70b${b}_${v}_r$r llama2-70b $b; done
+                SAKER_BIN=$bin dev_b1 7b64_${v}_r$r llama2-7b 64
             done
         done ;;
     esac

@@ -699,7 +699,7 @@ __global__ void __launch_bounds__(32 * SK_W4TC_MAXW, MINB)
     /* x buffers [warp][2][hl][tau][chunk] during the loop, then the partial sums
      * red[warp][tile][idx][row] of the final reduction. */
     constexpr int XWORDS = SK_W4TC_MAXW * 2 * XB, RWORDS = SK_W4TC_MAXW * NT * 4 * NB * 16;
-    __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
+    __shared__ __align__(128) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS]; /* 128: see sk_w4_tq_kernel */
     __shared__ __align__(16) uint32_t xzero[16];
     uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, KS = blockDim.x >> 5;
@@ -970,7 +970,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
     constexpr int GSH = sk_w4tc_dims<T, GP>::GSH, KS = NW, NOUT = 16 * MT * T;
     /* x buffers [warp][2][XB] during the loop, then red[warp][tile][idx][row] */
     constexpr int XWORDS = NW * 2 * XB, RWORDS = NW * MT * 4 * NB * 16;
-    __shared__ __align__(16) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS];
+    __shared__ __align__(128) uint32_t smem[XWORDS > RWORDS ? XWORDS : RWORDS]; /* 128: see sk_w4_tq_kernel */
     __shared__ __align__(16) uint32_t xzero[16];
     __shared__ float s_ssq[NW][T], s_rstd[T];
     uint32_t(*xs)[2][XB] = reinterpret_cast<uint32_t(*)[2][XB]>(smem);

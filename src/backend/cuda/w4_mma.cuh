@@ -203,7 +203,7 @@ static __device__ __forceinline__ void sk_w4m_load(int slot, int kb, int tid, in
                                                    const uint32_t *q4s, const H *x,
                                                    const H *xsrc) {
     constexpr int SU = SK_W4M_STAGE_UNITS(BM, BN);
-    extern __shared__ uint4 sk_w4m_sm[];
+    extern __shared__ __align__(128) uint4 sk_w4m_sm[]; /* 128: see sk_w4_tq_kernel (w4.cuh) */
     uint4 *sw = sk_w4m_sm + slot * SU, *sx = sw + 4 * BM;
     uint32_t *ss = reinterpret_cast<uint32_t *>(sx + 16 * BN);
     const int k0 = kb * SK_W4M_BK;
@@ -252,7 +252,9 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
     constexpr bool SW = MODE == SK_GEMV_SWIGLU;
     static_assert(WTM % 16 == 0 && WTN % 8 == 0 && STAGES >= 2, "tile shape");
     static_assert(!SW || MT % 2 == 0, "SWIGLU pairs gate and up m-tiles in each warp");
-    extern __shared__ uint4 sk_w4m_sm[];
+    /* 128-byte base (session 21): s_last put the base at 16 bytes, so that every cp.async
+     * destination sat 16 bytes off its source's 32-byte sectors (see sk_w4_tq_kernel, w4.cuh) */
+    extern __shared__ __align__(128) uint4 sk_w4m_sm[];
     __shared__ int s_last;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
