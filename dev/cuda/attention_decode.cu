@@ -144,6 +144,28 @@ static int name_in_list(const char *name, const char *list) {
     return 0;
 }
 static int g_no_l2pf = 0;
+/* AD_TRACE=1 (a binary built with -DSAKER_TRACE; session 22): after each timed configuration,
+ * one more launch with pdl.cuh's per-block trace on, summarised as the spread of the blocks'
+ * starts and ends (where a launch's fixed cost goes: ramp, tail). */
+static int g_trace = 0;
+/* Runs whose cluster-merged output was compared with the combine's (check_run). */
+static long g_cluster_cmp = 0, g_cluster_used = 0;
+/* The cluster merge's mode (sk_attn_decode_set_cluster): 2 (wherever clusters fit) during the
+ * checks, so that every 2..16-split run takes it where it can; AD_CLUSTER (default 1, the
+ * backend's) during the timing. */
+static int g_cluster = 2;
+#ifdef SAKER_TRACE
+static unsigned long long *g_trace_ring;
+unsigned long long *sk_trace_buffer(void) {
+    if (!g_trace_ring) {
+        const size_t bytes = (4 + 4 * (size_t)SK_TRACE_CAP) * sizeof(unsigned long long);
+        CUDA_CHECK(cudaMalloc((void **)&g_trace_ring, bytes));
+        CUDA_CHECK(cudaMemset(g_trace_ring, 0, bytes));
+        CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    return g_trace_ring;
+}
+#endif
 
 /* ---- 1. self-test of the fragment mapping ------------------------------------------------- */
 
@@ -558,7 +580,18 @@ static void make_page_table(problem *P, int extra_pages) {
         perm[j] = tmp;
     }
     P->indices = (int32_t *)malloc(sizeof(int32_t) * (used > 0 ? used : 1));
-    for (int i = 0; i < used; i++) P->indices[i] = perm[i];
+    if (g_ordered == 2) {
+        /* AD_ORDERED=2 (session 22): pages dealt round-robin over the sequences (page j of
+         * every sequence, then page j + 1, ...), as an engine's decode steps allocate them when
+         * all sequences grow together: blocks working at the same relative position of their
+         * sequences then read neighbouring pool pages at the same time. */
+        int next = 0;
+        for (int j = 0; next < used; j++)
+            for (int b = 0; b < P->batch; b++)
+                if (P->indptr[b] + j < P->indptr[b + 1]) P->indices[P->indptr[b] + j] = next++;
+    } else {
+        for (int i = 0; i < used; i++) P->indices[i] = perm[i];
+    }
     free(perm);
     P->pool_elems = (size_t)P->n_pages * P->KVH * P->ps * P->hd;
     CUDA_CHECK(cudaMalloc(&P->d_indptr, sizeof(int32_t) * (P->batch + 1)));
@@ -747,14 +780,34 @@ static int check_run(const run_cfg *rc, const problem *P, const refset *R, doubl
     free(h);
     const int gb = guards_bad(P->out_raw, P->out_bytes) ||
                    (S.raw_o && (guards_bad(S.raw_o, S.o_bytes) || guards_bad(S.raw_l, S.l_bytes)));
+    /* Kernel 2 with 2..16 splits merges them by clusters (session 22): the same run through the
+     * combine kernel (clusters off) must give bitwise the same output. */
+    long ndiff = 0;
+    const int ns = run_splits(rc);
+    if (g_cluster && (rc->version == 2 || rc->version == 3) && ns >= 2 && ns <= SK_AD_CLUSTER_MAX) {
+        g_cluster_used += sk_attn_decode_cluster_used();
+        uint16_t *h1 = (uint16_t *)malloc(P->out_bytes), *h2 = (uint16_t *)malloc(P->out_bytes);
+        CUDA_CHECK(cudaMemcpy(h1, P->out_raw + GUARD, P->out_bytes, cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemset(P->out_raw + GUARD, 0xff, P->out_bytes));
+        sk_attn_decode_set_cluster(0);
+        launch_run(rc, P, 0, &S, 0);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        sk_attn_decode_set_cluster(g_cluster);
+        CUDA_CHECK(cudaMemcpy(h2, P->out_raw + GUARD, P->out_bytes, cudaMemcpyDeviceToHost));
+        for (size_t e = 0; e < P->out_bytes / 2; e++) ndiff += h1[e] != h2[e];
+        free(h1);
+        free(h2);
+        g_cluster_cmp++;
+    }
     scratch_free(&S);
     err /= R->ref_max > 0 ? R->ref_max : 1.0;
     *err_out = err;
     const double tol = fmin(1e-2, fmax(4e-3, 3.0 * R->err_naive));
-    const int ok = nan == 0 && !gb && err <= tol;
+    const int ok = nan == 0 && !gb && err <= tol && ndiff == 0;
     if (!ok)
-        printf("  FAIL %-28s %-34s err %.3e (tol %.1e, naive %.2e) NaN %ld guards %s\n", P->name,
-               rc->name, err, tol, R->err_naive, nan, gb ? "OVERWRITTEN" : "ok");
+        printf("  FAIL %-28s %-34s err %.3e (tol %.1e, naive %.2e) NaN %ld guards %s, %ld "
+               "outputs differ between the cluster merge and the combine\n", P->name, rc->name,
+               err, tol, R->err_naive, nan, gb ? "OVERWRITTEN" : "ok", ndiff);
     return ok ? 0 : 1;
 }
 
@@ -997,6 +1050,11 @@ typedef struct shape_def {
 static const shape_def k_shapes[] = {
     {"llama70b g8 b64x4096", 64, 8, 128, 16, 64, 4096, 1},
     {"llama70b g8 b256x1024", 64, 8, 128, 16, 256, 1024, 1},
+    /* session 22: the same shape at half and twice the length and batch (the fixed cost a
+     * launch against the streaming rate: time = fixed + bytes / rate) */
+    {"llama70b g8 b64x2048", 64, 8, 128, 16, 64, 2048, 1},
+    {"llama70b g8 b64x8192", 64, 8, 128, 16, 64, 8192, 1},
+    {"llama70b g8 b128x4096", 64, 8, 128, 16, 128, 4096, 1},
     {"llama70b g8 b64x4096 ps64", 64, 8, 128, 64, 64, 4096, 0},
     {"falcon180b g29 b64x4096", 232, 8, 64, 16, 64, 4096, 1},
     {"falcon180b g29 b1x32768", 232, 8, 64, 16, 1, 32768, 1},
@@ -1048,6 +1106,83 @@ static float time_run(const run_cfg *rc, const problem *P) {
     scratch_free(&S);
     qsort(t, REPS, sizeof(float), cmp_float);
     return t[REPS / 2];
+}
+
+/* AD_TRACE: one traced launch of rc (after a warm one), its blocks' timeline summarised. */
+#ifdef SAKER_TRACE
+static int cmp_u64(const void *a, const void *b) {
+    const unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+#endif
+#ifdef SAKER_TRACE
+/* %globaltimer into *t (one thread): brackets the traced launch. */
+static __global__ void trace_stamp_kernel(unsigned long long *t) { *t = sk_gtimer(); }
+#endif
+static void trace_run(const run_cfg *rc, const problem *P) {
+#ifdef SAKER_TRACE
+    scratch S;
+    scratch_alloc(&S, P, run_splits(rc));
+    launch_run(rc, P, 1 % P->n_copies, &S, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    unsigned long long *ring = sk_trace_buffer();
+    CUDA_CHECK(cudaMemset(ring, 0, sizeof(unsigned long long)));
+    unsigned long long *d_st, h_st[2];
+    CUDA_CHECK(cudaMalloc(&d_st, 2 * sizeof(unsigned long long)));
+    trace_stamp_kernel<<<1, 1>>>(d_st);
+    launch_run(rc, P, 0, &S, 0);
+    trace_stamp_kernel<<<1, 1>>>(d_st + 1);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(h_st, d_st, sizeof h_st, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(d_st));
+    unsigned long long cnt = 0;
+    CUDA_CHECK(cudaMemcpy(&cnt, ring, sizeof cnt, cudaMemcpyDeviceToHost));
+    const size_t n = cnt < SK_TRACE_CAP ? (size_t)cnt : (size_t)SK_TRACE_CAP;
+    unsigned long long *h = (unsigned long long *)malloc((4 * n + 1) * sizeof *h);
+    if (n) CUDA_CHECK(cudaMemcpy(h, ring + 4, 4 * n * sizeof *h, cudaMemcpyDeviceToHost));
+    for (int tag = SK_TRACE_DEC; tag <= SK_TRACE_COMB; tag++) {
+        unsigned long long t_lo = ~0ull, *st = (unsigned long long *)malloc((n + 1) * 8),
+                           *en = (unsigned long long *)malloc((n + 1) * 8),
+                           *du = (unsigned long long *)malloc((n + 1) * 8);
+        size_t m = 0;
+        unsigned char sms[256] = {0};
+        for (size_t i = 0; i < n; i++) {
+            const unsigned long long *r = h + 4 * i;
+            if ((int)(r[0] >> 56) != tag) continue; /* tag: kind << 24 */
+            st[m] = r[1], en[m] = r[3], du[m] = r[3] - r[1];
+            sms[(r[0] >> 24) & 0xff] = 1;
+            if (r[1] < t_lo) t_lo = r[1];
+            m++;
+        }
+        if (m) {
+            int nsm = 0;
+            for (int i = 0; i < 256; i++) nsm += sms[i];
+            if (tag == SK_TRACE_DEC)
+                printf("    trace: stamp before -> first block start %.2f us; stamp after at %.2f "
+                       "us\n", ((double)t_lo - (double)h_st[0]) / 1000.0,
+                       ((double)h_st[1] - (double)t_lo) / 1000.0);
+            for (size_t i = 0; i < m; i++) st[i] -= t_lo, en[i] -= t_lo;
+            qsort(st, m, 8, cmp_u64);
+            qsort(en, m, 8, cmp_u64);
+            qsort(du, m, 8, cmp_u64);
+#define TQ(a, f) ((a)[(size_t)((f) * (double)(m - 1))] / 1000.0)
+            printf("    trace %s: %zu blocks on %d SMs; starts p50 %.2f p90 %.2f last %.2f us; "
+                   "ends min %.2f p10 %.2f p50 %.2f p90 %.2f p99 %.2f max %.2f us; block time "
+                   "p10 %.2f p50 %.2f p90 %.2f us\n",
+                   tag == SK_TRACE_DEC ? "kernel" : "combine", m, nsm, TQ(st, 0.5), TQ(st, 0.9),
+                   TQ(st, 1.0), TQ(en, 0.0), TQ(en, 0.1), TQ(en, 0.5), TQ(en, 0.9), TQ(en, 0.99),
+                   TQ(en, 1.0), TQ(du, 0.1), TQ(du, 0.5), TQ(du, 0.9));
+#undef TQ
+        }
+        free(st);
+        free(en);
+        free(du);
+    }
+    free(h);
+    scratch_free(&S);
+#else
+    (void)rc, (void)P;
+#endif
 }
 
 /* Device-to-device copy bandwidth (bytes read + written per second) of a 2 GB buffer. */
@@ -1242,6 +1377,7 @@ static int run_timing(const shape_def *sd, double copy_bw, summary_row *row, dou
         const double tbs = P.kv_bytes / (us * 1e-6) / 1e12;
         printf("  %-34s %10.1f us  %6.3f TB/s  %5.1f%% of copy   err %.2e\n", runs[i].name, us,
                tbs, 100.0 * tbs * 1e12 / copy_bw, err);
+        if (g_trace && runs[i].version != 1) trace_run(&runs[i], &P);
         if (runs[i].version == 1) v1 = us;
         else if (us < best) {
             best = us;
@@ -1291,7 +1427,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "AD_PS=%d: the kernels take pages of 16, 32, 64 or 128 tokens\n", g_ps);
         return 2;
     }
-    g_ordered = getenv("AD_ORDERED") && atoi(getenv("AD_ORDERED")) != 0;
+    g_ordered = getenv("AD_ORDERED") ? atoi(getenv("AD_ORDERED")) : 0;
+    g_trace = getenv("AD_TRACE") && atoi(getenv("AD_TRACE")) != 0;
+    sk_attn_decode_set_cluster(g_cluster);
     const char *only4 = getenv("AD_ONLY_V4");
     g_only_v4 = only4 && *only4 && strcmp(only4, "0") != 0;
     if (strcmp(mode, "all") && strcmp(mode, "check") && strcmp(mode, "time")) {
@@ -1316,13 +1454,17 @@ int main(int argc, char **argv) {
         printf("correctness (tolerance: err <= max(4e-3, 3 x naive bf16 err), <= 1e-2):\n");
         for (size_t i = 0; i < sizeof(k_cases) / sizeof(k_cases[0]); i++)
             if (!g_cases || strstr(k_cases[i].name, g_cases)) fails += run_case(&k_cases[i], &runs);
-        printf("correctness: %d runs, %d failed (%.1f s)\n", runs, fails, now_s() - t0);
+        printf("correctness: %d runs, %d failed (%.1f s); %ld of them (%ld merged by clusters) "
+               "also compared bitwise with clusters off\n", runs, fails, now_s() - t0,
+               g_cluster_cmp, g_cluster_used);
         if (fails) {
             printf("RESULT: FAIL (%d correctness failures)\n", fails);
             return 1;
         }
     }
     if (do_time) {
+        g_cluster = getenv("AD_CLUSTER") ? atoi(getenv("AD_CLUSTER")) : 1;
+        sk_attn_decode_set_cluster(g_cluster);
         const double bw = copy_bandwidth();
         printf("\nD2D copy bandwidth (2 GB, read + write): %.3f TB/s\n", bw / 1e12);
         const int ns = (int)(sizeof(k_shapes) / sizeof(k_shapes[0]));
@@ -1332,7 +1474,9 @@ int main(int argc, char **argv) {
             if (!g_shapes || name_in_list(k_shapes[i].name, g_shapes))
                 fails += run_timing(&k_shapes[i], bw, &rows[i], prop.l2CacheSize);
         printf("\n(timing pages: %s, %s)\n", g_ps ? "AD_PS" : "each shape's size",
-               g_ordered ? "in pool order (AD_ORDERED)" : "a random permutation of the pool");
+               g_ordered == 2   ? "dealt round-robin over the sequences (AD_ORDERED=2)"
+               : g_ordered      ? "in pool order (AD_ORDERED)"
+                                : "a random permutation of the pool");
         printf("\nSUMMARY (copy %.3f TB/s; KV TB/s = K+V bytes / time)\n", bw / 1e12);
         printf("%-28s %10s %10s %7s %6s %8s  %s | entry(plan) us, cfg\n", "shape", "v1 us",
                "best us", "TB/s", "%copy", "v1/best", "best cfg");

@@ -184,6 +184,57 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
     return c;
 }
 
+/* The split merge by clusters (session 22, attn_decode.cuh kernel 2's a.clus), for 2..
+ * SK_AD_CLUSTER_MAX splits. SAKER_ATTN_CLUSTER (or sk_attn_decode_set_cluster): 0 off; 1 (the
+ * default) where the launch's clusters all fit at once (one wave: the occupancy API's active
+ * clusters); 2 wherever clusters of that size fit at all. Why one wave: H200, engine, ITL p50,
+ * merged wherever they fit against the combine: 70B INT4 batch 1 11.31 / 11.32 against 11.42 /
+ * 11.43 ms, 7B batch 1 1.784 / 1.782 against 1.821 / 1.825, but 70B batch 16 (2,048 blocks,
+ * more than a wave) 16.75 against 16.53, batch 64 even (bench/results/decode.md, session 22).
+ * The occupancy is asked once per kernel and split count; the planner asks first, outside any
+ * graph capture. */
+static int sk_ad_cluster_on = -1, sk_ad_cluster_last = 0;
+void sk_attn_decode_set_cluster(int on) { sk_ad_cluster_on = on < 0 ? 0 : on > 2 ? 2 : on; }
+int sk_attn_decode_cluster_used(void) { return sk_ad_cluster_last; }
+static bool sk_ad_cluster_fits(sk_ad_kfn fn, int ns, unsigned threads, size_t smem, long long blocks) {
+    if (sk_ad_cluster_on < 0) {
+        const char *e = getenv("SAKER_ATTN_CLUSTER");
+        sk_ad_cluster_on = e && *e ? atoi(e) : 1;
+        if (sk_ad_cluster_on < 0 || sk_ad_cluster_on > 2) sk_ad_cluster_on = 1;
+    }
+    if (!sk_ad_cluster_on || ns < 2 || ns > SK_AD_CLUSTER_MAX) return false;
+    static struct {
+        sk_ad_kfn fn;
+        int ns, ok;
+    } seen[128];
+    static int n_seen = 0;
+    for (int i = 0; i < n_seen; i++)
+        if (seen[i].fn == fn && seen[i].ns == ns)
+            return seen[i].ok > 0 && (sk_ad_cluster_on == 2 || blocks <= (long long)seen[i].ok * ns);
+    int ok = 1, n = 0;
+    if (ns > 8 && cudaFuncSetAttribute((const void *)fn, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                       1) != cudaSuccess)
+        ok = 0;
+    if (ok) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)ns);
+        cfg.blockDim = dim3(threads);
+        cfg.dynamicSmemBytes = smem;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeClusterDimension;
+        attr[0].val.clusterDim.x = (unsigned)ns;
+        attr[0].val.clusterDim.y = 1;
+        attr[0].val.clusterDim.z = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        ok = cudaOccupancyMaxActiveClusters(&n, fn, &cfg) == cudaSuccess && n > 0;
+    }
+    (void)cudaGetLastError(); /* a refusal is an answer, not an error to keep */
+    const int act = ok ? n : 0; /* clusters resident at once, 0: none fits */
+    if (n_seen < 128) seen[n_seen].fn = fn, seen[n_seen].ns = ns, seen[n_seen].ok = act, n_seen++;
+    return act > 0 && (sk_ad_cluster_on == 2 || blocks <= (long long)act * ns);
+}
+
 /* Split count: flash-decoding style wave efficiency. With base = blocks without splitting and
  * slots = SMs x resident blocks per SM, no split when base already fills 80% of the slots;
  * otherwise the smallest n_splits whose last wave is at least 85% as full as the best one,
@@ -261,6 +312,9 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
         if (ns > c) ns = c;
     }
     plan->n_splits = ns;
+    if (ns > 1) /* the cluster merge's feasibility, asked here (outside any capture) */
+        (void)sk_ad_cluster_fits(fn, ns, (unsigned)(cfg->warps * 32), smem,
+                                 (long long)base * ns);
     const size_t rows = (size_t)batch * (size_t)n_heads * (size_t)ns;
     plan->part_out_floats = ns > 1 ? rows * (size_t)head_dim : 0;
     plan->part_lse_floats = ns > 1 ? rows : 0;
@@ -340,6 +394,7 @@ void sk_attn_decode_make_plan(int batch, int n_heads, int n_kv_heads, int head_d
 
 static bool sk_ad_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
+
 void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg *cfg,
                                cudaStream_t s) {
     const sk_paged_kv *kv = &p->kv;
@@ -378,14 +433,20 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     const size_t smem =
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
     sk_ad_allow_smem(fn, smem);
+    a.clus = p->n_splits > 1 &&
+             sk_ad_cluster_fits(fn, p->n_splits, (unsigned)(cfg->warps * 32), smem, blocks);
+    sk_ad_cluster_last = a.clus;
     /* PDL launches (session 9): both kernels trigger and wait at their start (attn_decode.cuh) */
     if (sk_attn_skip() & SK_ATTN_SKIP_DECODE) {
+    } else if (a.clus) {
+        sk_launch_pdl_cluster(fn, dim3((unsigned)blocks), (unsigned)(cfg->warps * 32), smem,
+                              (unsigned)p->n_splits, s, a);
     } else if (sk_attn_pdl_enabled())
         sk_launch_pdl_smem(fn, dim3((unsigned)blocks), (unsigned)(cfg->warps * 32), smem, s, a);
     else
         fn<<<(unsigned)blocks, cfg->warps * 32, smem, s>>>(a);
     SK_AD_CUDA(cudaGetLastError());
-    if (p->n_splits > 1 && !(sk_attn_skip() & SK_ATTN_SKIP_COMBINE)) {
+    if (p->n_splits > 1 && !a.clus && !(sk_attn_skip() & SK_ATTN_SKIP_COMBINE)) {
         sk_ad_comb_args c;
         c.part_out = p->part_out;
         c.part_lse = p->part_lse;

@@ -41,6 +41,11 @@
  * ranges, one block each; blocks write normalised partial outputs and their log2-sum-exp to
  * p->part_out [batch][n_heads][n_splits][head_dim] and p->part_lse [batch][n_heads][n_splits]
  * (fp32), and sk_ad_combine_kernel merges them. Empty ranges write lse = -inf and zeros.
+ * Cluster merge (session 22, sk_attn_decode_set_cluster): with 2..16 splits whose launch fits in
+ * one wave, the n_splits blocks of a (sequence, KV head, query block) run as one thread-block
+ * cluster and merge through distributed shared memory at the end, in the combine's arithmetic
+ * (bitwise its output), with no combine launch and no partials in global memory (H200: 70B INT4
+ * batch 1 -0.8..-1.0% a step, 7B -2..-3%; bench/results/decode.md session 22).
  *
  * Page table reads: each warp keeps 64 page ids in two registers per lane (the current and next
  * window of 32) and takes the chunk's id with one shuffle, so the page-id load is off the critical
@@ -122,6 +127,12 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
  * Bad parameters (unsupported shape, misaligned pointers or stride, missing scratch) are bugs of
  * the caller: printed with the field and aborted. */
 void sk_attn_decode(const sk_attn_params *p, cudaStream_t s);
+/* The split merge by clusters of the n_splits blocks (no combine kernel; bitwise the same
+ * output): 0 off, 1 (the default) where the launch's clusters fit in one wave, 2 wherever they
+ * fit; SAKER_ATTN_CLUSTER, or this call (tests), sets it. */
+void sk_attn_decode_set_cluster(int on);
+/* 1 when the last launch merged its splits by clusters (tests). */
+int sk_attn_decode_cluster_used(void);
 /* Same with an explicit configuration (which must be valid for the shape; asserted). */
 void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg *cfg,
                                cudaStream_t s);
@@ -149,7 +160,40 @@ typedef struct sk_ad_args {
     int l2pf;     /* chunks ahead of the L2 bulk prefetch, 0: off (sk_attn_decode_cfg) */
     float sl2;    /* sm_scale * log2(e) */
     int pdl_early; /* trigger the next launch at the start (sk_attn_pdl_mode 2) */
+    int clus;      /* 1: the launch is clusters of the n_splits blocks of one (sequence, KV head,
+                    * query block), merged through distributed shared memory (no combine) */
 } sk_ad_args;
+
+/* Distributed shared memory of a cluster (sm_90): the address of this block's shared variable p
+ * in the block of cluster rank `rank`, loads from it, and the cluster-wide barrier (every thread
+ * of every block; release / acquire orders the shared memory writes before it with the reads
+ * after it). */
+static __device__ __forceinline__ uint32_t sk_ad_mapa(const void *p, unsigned rank) {
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
+                 : "=r"(r)
+                 : "r"((uint32_t)__cvta_generic_to_shared(p)), "r"(rank));
+    return r;
+}
+static __device__ __forceinline__ float sk_ad_ld_cl(uint32_t addr) {
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+    return v;
+}
+static __device__ __forceinline__ float4 sk_ad_ld_cl4(uint32_t addr) {
+    float4 v;
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
+}
+static __device__ __forceinline__ void sk_ad_cluster_sync(void) {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
+                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+/* Most splits a cluster merge takes (clusters of up to 16 blocks, non-portable above 8). */
+#define SK_AD_CLUSTER_MAX 16
 
 /* D += A . B, m16n8k16, bf16 inputs, fp32 accumulators. */
 static __device__ __forceinline__ void sk_ad_mma(float (&d)[4], uint32_t a0, uint32_t a1,
@@ -561,12 +605,22 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     const int wq = a.wq, wqi = warp % wq, wt = warp / wq, WT = W / wq;
     const int ns = a.p.n_splits, nkv = a.p.kv.n_kv_heads, group = a.group;
 
-    int bid = blockIdx.x;
-    const int qb = bid % a.n_qblk;
-    bid /= a.n_qblk;
-    const int kvh = bid % nkv;
-    bid /= nkv;
-    const int split = bid % ns, b = bid / ns;
+    int bid = blockIdx.x, qb, kvh, split, b;
+    if (a.clus) { /* split fastest: a cluster is the splits of one (sequence, KV head, query block) */
+        split = bid % ns;
+        bid /= ns;
+        qb = bid % a.n_qblk;
+        bid /= a.n_qblk;
+        kvh = bid % nkv;
+        b = bid / nkv;
+    } else {
+        qb = bid % a.n_qblk;
+        bid /= a.n_qblk;
+        kvh = bid % nkv;
+        bid /= nkv;
+        split = bid % ns;
+        b = bid / ns;
+    }
 
     const int len = a.p.kv.kv_len[b];
     const int32_t *ids = a.p.kv.indices + a.p.kv.indptr[b];
@@ -749,9 +803,65 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         __syncthreads();
     }
 
+    const int H = a.p.n_heads;
+    /* Cluster merge (session 22): the cluster's ns blocks (cluster rank = split) hold their
+     * merged unnormalised outputs, 1 / sum and lse in shared memory; after a cluster barrier each
+     * block merges a share of the (query, 4 dims) outputs by reading every split's values from
+     * its peers (distributed shared memory), in the combine kernel's arithmetic and order (the
+     * partial is o * inv, the weights 2^(lse - max) summed in the combine's shuffle-tree order),
+     * so the result is bitwise that of the split path with sk_ad_combine_kernel, without its
+     * launch and the partials' round trip through global memory. A second barrier keeps every
+     * block's shared memory alive until its peers have read it. */
+    if (a.clus) {
+        sk_ad_cluster_sync();
+        for (int e = split * W * 32 + threadIdx.x; e < QB * (HD / 4); e += ns * W * 32) {
+            const int qq = e / (HD / 4), d4 = e % (HD / 4);
+            const int j = qb * QB + qq;
+            if (j >= group) continue;
+            float lse_s[SK_AD_CLUSTER_MAX], mx = -INFINITY;
+#pragma unroll
+            for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
+                lse_s[u] = u < ns ? sk_ad_ld_cl(sk_ad_mapa(sm_lse + qq, u)) : -INFINITY;
+                mx = fmaxf(mx, lse_s[u]);
+            }
+            /* weights, and their sum in the order of the combine's xor-shuffle tree over 32
+             * lanes (lane u holding weight u; lanes 16..31 zero, which adds exactly) */
+            float w[SK_AD_CLUSTER_MAX], t[SK_AD_CLUSTER_MAX];
+#pragma unroll
+            for (int u = 0; u < SK_AD_CLUSTER_MAX; u++)
+                t[u] = w[u] = (u < ns && mx != -INFINITY) ? sk_ad_exp2(lse_s[u] - mx) : 0.0f;
+#pragma unroll
+            for (int off = SK_AD_CLUSTER_MAX / 2; off > 0; off >>= 1)
+#pragma unroll
+                for (int u = 0; u < off; u++) t[u] = t[u] + t[u + off];
+            const float den = t[0], inv = den > 0.0f ? 1.0f / den : 0.0f;
+            float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int u = 0; u < ns; u++) {
+                const float iu = sk_ad_ld_cl(sk_ad_mapa(sm_inv + qq, u));
+                const float4 x = sk_ad_ld_cl4(sk_ad_mapa(sm_o + qq * HD + 4 * d4, u));
+                acc.x = fmaf(w[u], x.x * iu, acc.x);
+                acc.y = fmaf(w[u], x.y * iu, acc.y);
+                acc.z = fmaf(w[u], x.z * iu, acc.z);
+                acc.w = fmaf(w[u], x.w * iu, acc.w);
+            }
+            const size_t bh = (size_t)b * (size_t)H + (size_t)(kvh * group + j);
+            if (a.p.out_f32) {
+                *(float4 *)((float *)a.p.out + bh * HD + 4 * d4) =
+                    make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+            } else {
+                uint2 u2;
+                u2.x = sk_ad_pack_bf16(acc.x * inv, acc.y * inv);
+                u2.y = sk_ad_pack_bf16(acc.z * inv, acc.w * inv);
+                *(uint2 *)((__nv_bfloat16 *)a.p.out + bh * HD + 4 * d4) = u2;
+            }
+        }
+        sk_ad_cluster_sync();
+        SK_TRACE_END(SK_TRACE_DEC << 24);
+        return;
+    }
+
     /* Write: the output (bf16, or fp32 when out_f32), or the split's normalised fp32 partial
      * and its lse. */
-    const int H = a.p.n_heads;
     for (int idx = threadIdx.x; idx < QB * (HD / 8); idx += W * 32) {
         const int qq = idx / (HD / 8), d8 = idx % (HD / 8);
         const int j = qb * QB + qq;

@@ -132,6 +132,33 @@ static void sk_launch_pdl_smem(void (*k)(KA...), dim3 grid, unsigned block, size
         abort();
     }
 }
+/* The same as clusters of cluster_x blocks along x (grid.x a multiple of it): the cluster
+ * dimension attribute next to the PDL one. */
+template <typename... KA, typename... A>
+static void sk_launch_pdl_cluster(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
+                                  unsigned cluster_x, cudaStream_t s, A... args) {
+    sk_trace_bind();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(block);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = cluster_x;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = sk_pdl_enabled() ? 2 : 1;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "saker: CUDA error %s: cudaLaunchKernelEx (clusters of %u) in %s at %s:%d\n",
+                cudaGetErrorString(e), cluster_x, __func__, __FILE__, __LINE__);
+        abort();
+    }
+}
 /* The decode attention's kernels (rope/store, decode, combine) and PDL, SAKER_ATTN_PDL: 0 launched
  * without the attribute; 1 with it, the rope/store kernel triggering the next launch at its
  * start, the decode and combine kernels only by ending; 2 all triggering at their start; 3 (the
