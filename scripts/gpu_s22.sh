@@ -14,6 +14,12 @@
 #   cab   the engine, SAKER_ATTN_CLUSTER 0 / 1 alternating, two rounds: 70B INT4 batch 1, 7B
 #         batch 1, then 70B batch 16 and 64 (CAB_B)
 #   ct    the workbench's timing of the engine-like short shapes, AD_CLUSTER 0 / 1
+#   fin   the final binary against the session's start (SAKER_ATTN_CLUSTER=0 SAKER_ATTN_PREWAIT=0:
+#         the same paths as before), two rounds alternating, FIN_B (model:batch), plus
+#         SAKER_ATTN_PREWAIT=4 at 2 and 4 rows
+#   pw    the engine, SAKER_ATTN_PREWAIT 0 / 1 alternating (the decode kernel's pre-wait page
+#         table and L2 prefetch, the rope/store triggering after its wait): two rounds of 70B and
+#         7B batch 1, then PW_B (model:batch) once each
 # Staging: .stage/s22 (dev_attention_decode, dev_attention_decode_tr) as s22_bin.txz.
 . "$(dirname "$0")/device_lib.sh"
 dev_init s22${TAG:-} "${1:-.stage/s22}"
@@ -64,6 +70,24 @@ for st in $STEPS; do
                 AD_NO_L2PF=1 AD_NO_MQ=1 "$S/dev_attention_decode" time
             grep -A10 "^SUMMARY" "$R/ct_c${v}_$n.log"
          done ;;
+    fin) for r in 1 2; do
+            for sb in ${FIN_B:-70:1 7:1 70:2 70:4 70:8 7:4}; do
+                sh=llama2-${sb%%:*}b; b=${sb##*:}
+                dev_b1 ${sb%%:*}b${b}_base_r$r $sh $b SAKER_ATTN_CLUSTER=0 SAKER_ATTN_PREWAIT=0
+                dev_b1 ${sb%%:*}b${b}_new_r$r $sh $b
+                [ $r = 1 ] && [ $b = 2 -o $b = 4 ] && dev_b1 ${sb%%:*}b${b}_pw4_r$r $sh $b SAKER_ATTN_PREWAIT=4
+            done
+         done ;;
+    pw) for r in 1 2; do
+            for v in 0 1; do
+                dev_b1 70b1_pw${v}_r$r llama2-70b 1 SAKER_ATTN_PREWAIT=$v
+                dev_b1 7b1_pw${v}_r$r llama2-7b 1 SAKER_ATTN_PREWAIT=$v
+            done
+        done
+        for sb in ${PW_B:-70:8 70:16 70:64 7:16}; do
+            sh=llama2-${sb%%:*}b; b=${sb##*:}
+            for v in 0 1; do dev_b1 ${sb%%:*}b${b}_pw${v} $sh $b SAKER_ATTN_PREWAIT=$v; done
+        done ;;
     esac
 done
 echo "done (+$(( $(date +%s) - T0 )) s)"

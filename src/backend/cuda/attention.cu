@@ -97,9 +97,12 @@ static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
                              int kv_stride, int n_heads, const float *freq, int rope_dim,
                              int halves, bf16 *q_out, int pdl_early) {
     /* PDL (session 9, sk_attn_pdl_mode): the decode kernel may launch now (modes 1, 2); q, k, v
-     * wait for the qkv GEMV */
-    if (pdl_early) sk_pdl_trigger();
+     * wait for the qkv GEMV. pdl_early 2 (session 22, SAKER_ATTN_PREWAIT): the trigger right
+     * after the wait, so that the decode kernel launches while this one runs (its pre-wait
+     * prefetch overlapping it) but is not resident during the qkv GEMV (session 21: that cost). */
+    if (pdl_early == 1) sk_pdl_trigger();
     sk_pdl_wait();
+    if (pdl_early == 2) sk_pdl_trigger();
     const int t = blockIdx.x, hd = p.head_dim, half = rope_dim / 2, hp = hd / 2;
     const int KVH = p.n_kv_heads;
     const int j = blockIdx.y * SK_ROPE_STORE_THREADS + threadIdx.x;
@@ -259,6 +262,10 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         kv->dec_heads = n_heads;
         kv->dec_T = T;
     }
+    /* The decode kernel's pre-wait prologue (session 22, sk_attn_params.kv_prewait, with the
+     * rope/store triggering right after its wait): where the batch's page tables came from the
+     * host and the rope/store is fused, for steps of at most sk_attn_prewait_rows() rows. */
+    const bool prewait = c->paged && sk_attn_prewait() && T <= sk_attn_prewait_rows();
     sk_attn1_params_t<float, bf16> p1;
     memset(&p1, 0, sizeof p1);
     p1.k_cache = (bf16 *)kv->k + (size_t)layer * kv->layer_elems;
@@ -287,7 +294,7 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
             sk_launch_pdl(sk_dec_rope_store_kernel, grid, SK_ROPE_STORE_THREADS, c->stream, p1, q,
                           q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
                           (int)(rp->pairing == SK_ROPE_HALVES), (bf16 *)kv->q_half,
-                          (int)(sk_attn_pdl_mode() != 3));
+                          prewait ? 2 : (int)(sk_attn_pdl_mode() != 3));
         else
             sk_dec_rope_store_kernel<<<grid, SK_ROPE_STORE_THREADS, 0, c->stream>>>(
                 p1, q, q_stride, k, v, kv_stride, n_heads, freq, rp->rope_dim,
@@ -336,6 +343,9 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p.part_out = kv->part_out;
     p.part_lse = kv->part_lse;
     p.n_splits = kv->dec_splits;
+    /* the fused rope/store just before writes only each row's last token; the batch's page
+     * tables came from the host (begin_paged), not from a kernel of this step */
+    p.kv_prewait = rp && prewait;
     if (kv->dec_mq)
         sk_attn_decode_mq(&p, c->stream);
     else

@@ -436,6 +436,8 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     a.clus = p->n_splits > 1 &&
              sk_ad_cluster_fits(fn, p->n_splits, (unsigned)(cfg->warps * 32), smem, blocks);
     sk_ad_cluster_last = a.clus;
+    /* the caller's kv_prewait, taken under SAKER_ATTN_PREWAIT=1 (pdl.cuh sk_attn_prewait) */
+    a.prewait = p->kv_prewait && sk_attn_prewait();
     /* PDL launches (session 9): both kernels trigger and wait at their start (attn_decode.cuh) */
     if (sk_attn_skip() & SK_ATTN_SKIP_DECODE) {
     } else if (a.clus) {

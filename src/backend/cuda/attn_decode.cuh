@@ -162,7 +162,11 @@ typedef struct sk_ad_args {
     int pdl_early; /* trigger the next launch at the start (sk_attn_pdl_mode 2) */
     int clus;      /* 1: the launch is clusters of the n_splits blocks of one (sequence, KV head,
                     * query block), merged through distributed shared memory (no combine) */
+    int prewait;   /* 1: page table and the K/V of all but each sequence's last token into L2
+                    * before griddepcontrol.wait (sk_attn_params.kv_prewait) */
 } sk_ad_args;
+/* Chunks a warp brings into L2 before its wait (a.prewait). */
+#define SK_AD_PREWAIT_CHUNKS 4
 
 /* Distributed shared memory of a cluster (sm_90): the address of this block's shared variable p
  * in the block of cluster rank `rank`, loads from it, and the cluster-wide barrier (every thread
@@ -599,7 +603,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
      * launch may start now only in mode 2 (else at this kernel's end). */
     SK_TRACE_BEGIN();
     if (a.pdl_early) sk_pdl_trigger();
-    sk_pdl_wait();
+    if (!a.prewait) sk_pdl_wait();
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, t = lane & 3;
     const int wq = a.wq, wqi = warp % wq, wt = warp / wq, WT = W / wq;
@@ -632,6 +636,24 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     const int qbase = (qb * wq + wqi) * QPW; /* this warp's first query slot in the group */
     const int w_lo = min(c_hi, c_lo + wt * cpw);
     const int w_hi = qbase < group ? min(c_hi, w_lo + cpw) : w_lo; /* idle query tiles skip */
+
+    /* a.prewait (session 22): before the wait, only what the kernel before does not write: the
+     * page table (the host's) and the chunks wholly before the sequence's last token (the one
+     * the RoPE + K/V store writes), brought into L2 so that the loads after the wait hit there. */
+    if (a.prewait) {
+        if (w_lo < w_hi) {
+            sk_ad_pwin pw;
+            pw.base = (w_lo * SK_AD_CHUNK) >> a.lg_page;
+            pw.cur = sk_ad_ld_pid(ids, pw.base + lane, npg);
+            pw.nxt = sk_ad_ld_pid(ids, pw.base + 32 + lane, npg);
+#pragma unroll
+            for (int i = 0; i < SK_AD_PREWAIT_CHUNKS; i++) {
+                const int c = w_lo + i;
+                if ((c + 1) * SK_AD_CHUNK <= len - 1) sk_ad_prefetch_chunk<HD>(a, pw, c, w_hi, kvh);
+            }
+        }
+        sk_pdl_wait();
+    }
 
     /* Q as the B operand (see the mapping); slots past the group are zero queries. */
     uint4 qf[NQT][KC];

@@ -51,6 +51,12 @@ typedef struct sk_attn_params {
     /* Decode only: 1 writes out as fp32 [rows][n_heads][head_dim] (the backend's activation
      * type, so no cast kernel follows), 0 as bf16. */
     int out_f32;
+    /* Decode only: 1 when the page table and every cached token but the last of each sequence
+     * were complete before the kernel launched just before this one (the fused RoPE + K/V store,
+     * which writes the last): the decode kernel may then read the table and bring those tokens'
+     * K/V into L2 before its griddepcontrol.wait (session 22; SAKER_ATTN_PREWAIT). 0: it waits
+     * before reading anything. */
+    int kv_prewait;
 } sk_attn_params;
 
 #endif

@@ -180,6 +180,24 @@ static inline int sk_attn_pdl_mode(void) {
     return m;
 }
 static inline bool sk_attn_pdl_enabled(void) { return sk_attn_pdl_mode() != 0; }
+/* The decode kernel's pre-wait prologue (session 22): the fused rope/store triggers right after
+ * its wait and the decode kernel reads the page table and brings the older K/V into L2 before
+ * its own (sk_attn_params.kv_prewait), at decode steps of up to sk_attn_prewait_rows() rows.
+ * SAKER_ATTN_PREWAIT: 0 off, N > 0 up to N rows; default 1. H200, engine ITL p50 (128/256, two
+ * rounds): 70B INT4 batch 1 11.25 / 11.27 -> 11.17 / 11.20 ms, 7B batch 1 1.795 / 1.780 ->
+ * 1.743 / 1.745; but 70B batch 8 / 16 / 64 +0.6 / +0.5 / +1.0% and 7B batch 16 +4.5% (one run
+ * each: the decode blocks launched early hold SM slots while a larger rope/store runs). */
+static inline int sk_attn_prewait_rows(void) {
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("SAKER_ATTN_PREWAIT");
+        m = e && *e ? atoi(e) : 1;
+        if (m < 0) m = 0;
+        if (!sk_attn_pdl_enabled()) m = 0;
+    }
+    return m;
+}
+static inline bool sk_attn_prewait(void) { return sk_attn_prewait_rows() > 0; }
 /* SAKER_ATTN_SKIP=store,decode,combine (timing experiments only: the outputs are garbage): the
  * decode attention's kernels left out of every step, so that a captured step without one, against
  * the full step, gives what that launch costs inside the graph (SAKER_SKIP=attn leaves all out). */
