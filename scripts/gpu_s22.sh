@@ -17,6 +17,8 @@
 #   fin   the final binary against the session's start (SAKER_ATTN_CLUSTER=0 SAKER_ATTN_PREWAIT=0:
 #         the same paths as before), two rounds alternating, FIN_B (model:batch), plus
 #         SAKER_ATTN_PREWAIT=4 at 2 and 4 rows
+#   ns    the engine at batch 1 (70B, 7B): the split count forced (SAKER_ATTN_NS) under the
+#         cluster merge, and the attention's launches left out (SAKER_ATTN_SKIP, timing only)
 #   pw    the engine, SAKER_ATTN_PREWAIT 0 / 1 alternating (the decode kernel's pre-wait page
 #         table and L2 prefetch, the rope/store triggering after its wait): two rounds of 70B and
 #         7B batch 1, then PW_B (model:batch) once each
@@ -78,6 +80,15 @@ for st in $STEPS; do
                 [ $r = 1 ] && [ $b = 2 -o $b = 4 ] && dev_b1 ${sb%%:*}b${b}_pw4_r$r $sh $b SAKER_ATTN_PREWAIT=4
             done
          done ;;
+    ns) for r in 1 2; do
+            for m in 70 7; do
+                dev_b1 ${m}b1_def_r$r llama2-${m}b 1
+                for n in ${NS_LIST:-4 8 12}; do dev_b1 ${m}b1_ns${n}_r$r llama2-${m}b 1 SAKER_ATTN_NS=$n; done
+                [ $r = 1 ] && for k in store decode store,decode; do
+                    dev_b1 ${m}b1_skip_${k/,/_} llama2-${m}b 1 SAKER_ATTN_SKIP=$k
+                done
+            done
+        done ;;
     pw) for r in 1 2; do
             for v in 0 1; do
                 dev_b1 70b1_pw${v}_r$r llama2-70b 1 SAKER_ATTN_PREWAIT=$v

@@ -110,33 +110,11 @@ static inline bool sk_pdl_enabled(void) {
 static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 
 /* Launches kernel k (grid, block, smem bytes of dynamic shared memory) on s, with the PDL
- * attribute when enabled. */
+ * attribute when enabled, and as clusters of cluster_x blocks along x when cluster_x > 1 (grid.x
+ * a multiple of it). */
 template <typename... KA, typename... A>
-static void sk_launch_pdl_smem(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
-                               cudaStream_t s, A... args) {
-    sk_trace_bind();
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(block);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = sk_pdl_enabled() ? 1 : 0;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
-    if (e != cudaSuccess) { /* a bad launch is a bug (common.cuh's CUDA_CHECK policy) */
-        fprintf(stderr, "saker: CUDA error %s: cudaLaunchKernelEx in %s at %s:%d\n",
-                cudaGetErrorString(e), __func__, __FILE__, __LINE__);
-        abort();
-    }
-}
-/* The same as clusters of cluster_x blocks along x (grid.x a multiple of it): the cluster
- * dimension attribute next to the PDL one. */
-template <typename... KA, typename... A>
-static void sk_launch_pdl_cluster(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
-                                  unsigned cluster_x, cudaStream_t s, A... args) {
+static void sk_launch_pdl_ex(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
+                             unsigned cluster_x, cudaStream_t s, A... args) {
     sk_trace_bind();
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
@@ -144,20 +122,37 @@ static void sk_launch_pdl_cluster(void (*k)(KA...), dim3 grid, unsigned block, s
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[2];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = cluster_x;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    unsigned n = 0;
+    if (cluster_x > 1) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster_x;
+        attr[n].val.clusterDim.y = 1;
+        attr[n].val.clusterDim.z = 1;
+        n++;
+    }
+    if (sk_pdl_enabled()) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n].val.programmaticStreamSerializationAllowed = 1;
+        n++;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = sk_pdl_enabled() ? 2 : 1;
+    cfg.numAttrs = n;
     const cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
-    if (e != cudaSuccess) {
+    if (e != cudaSuccess) { /* a bad launch is a bug (common.cuh's CUDA_CHECK policy) */
         fprintf(stderr, "saker: CUDA error %s: cudaLaunchKernelEx (clusters of %u) in %s at %s:%d\n",
                 cudaGetErrorString(e), cluster_x, __func__, __FILE__, __LINE__);
         abort();
     }
+}
+template <typename... KA, typename... A>
+static void sk_launch_pdl_smem(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
+                               cudaStream_t s, A... args) {
+    sk_launch_pdl_ex(k, grid, block, smem, 0u, s, args...);
+}
+template <typename... KA, typename... A>
+static void sk_launch_pdl_cluster(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
+                                  unsigned cluster_x, cudaStream_t s, A... args) {
+    sk_launch_pdl_ex(k, grid, block, smem, cluster_x, s, args...);
 }
 /* The decode attention's kernels (rope/store, decode, combine) and PDL, SAKER_ATTN_PDL: 0 launched
  * without the attribute; 1 with it, the rope/store kernel triggering the next launch at its
