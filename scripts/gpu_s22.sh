@@ -19,6 +19,8 @@
 #         SAKER_ATTN_PREWAIT=4 at 2 and 4 rows
 #   ns    the engine at batch 1 (70B, 7B): the split count forced (SAKER_ATTN_NS) under the
 #         cluster merge, and the attention's launches left out (SAKER_ATTN_SKIP, timing only)
+#   tg    the engine, SAKER_ATTN_TRIG 0 / N alternating (the decode kernel triggering o after
+#         its chunk loop): two rounds of 70B and 7B batch 1, then 70B batch 4
 #   pw    the engine, SAKER_ATTN_PREWAIT 0 / 1 alternating (the decode kernel's pre-wait page
 #         table and L2 prefetch, the rope/store triggering after its wait): two rounds of 70B and
 #         7B batch 1, then PW_B (model:batch) once each
@@ -89,6 +91,13 @@ for st in $STEPS; do
                 done
             done
         done ;;
+    tg) for r in 1 2; do
+            for v in 0 1; do
+                dev_b1 70b1_tg${v}_r$r llama2-70b 1 SAKER_ATTN_TRIG=$v
+                dev_b1 7b1_tg${v}_r$r llama2-7b 1 SAKER_ATTN_TRIG=$v
+            done
+        done
+        for v in 0 4; do dev_b1 70b4_tg${v} llama2-70b 4 SAKER_ATTN_TRIG=$v; done ;;
     pw) for r in 1 2; do
             for v in 0 1; do
                 dev_b1 70b1_pw${v}_r$r llama2-70b 1 SAKER_ATTN_PREWAIT=$v
