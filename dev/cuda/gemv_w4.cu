@@ -51,7 +51,10 @@
  *                 bias / residual read early, pf: L2 prefetch distance in steps (0: off)
  *   ts CFG        sk_w4_ts_kernel (w4.cuh, session 10): ZC3 SwiGLU at T <= 2 on persistent blocks
  *                 (one ring across a block's tiles), x split once per block (XS1) or per step
- *                 (XS0); sk_w4_ts_launch_cfg's list 1..8 (5..8: the ring in shared memory)
+ *                 (XS0); sk_w4_ts_launch_cfg's list 1..12 (5..8: the ring in shared memory;
+ *                 9..12: sk_w4_tb_kernel, w4_tb.cuh, the weights by TMA boxes, session 23; tq's
+ *                 ADD list 9..11: sk_w4_tba_kernel). Built with -DSK_W4TB_TILEMAJOR=1, tb reads
+ *                 q4 as if tile-major (timing only: sw's tb rows; its outputs are wrong)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -523,6 +526,8 @@ static const variant g_variants[] = {
     TQ(2, 5, 0, 0), TQ(2, 6, 0, 0), TQ(2, 7, 0, 0), TQ(2, 8, 0, 0),
     TQ(2, 5, 1, 0), TQ(2, 6, 1, 0), TQ(2, 7, 1, 0), TQ(2, 8, 1, 0),
     TQ(2, 5, 0, 1), TQ(2, 6, 0, 1), TQ(2, 7, 0, 1), TQ(2, 8, 0, 1),
+    /* (session 23) sk_w4_tba_kernel (ADD: o, down), configurations 9..11 */
+    TQ(1, 9, 0, 1), TQ(1, 10, 0, 1), TQ(1, 11, 0, 1), TQ(2, 9, 0, 1), TQ(2, 10, 0, 1), TQ(2, 11, 0, 1),
     /* (session 10) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
      * without the fused norm, T = 1, 2 */
     TS(1, 1, 0), TS(1, 2, 0), TS(1, 3, 0), TS(1, 4, 0), TS(1, 1, 1), TS(1, 2, 1), TS(1, 3, 1), TS(1, 4, 1),
@@ -530,6 +535,9 @@ static const variant g_variants[] = {
     /* (session 14) the ring in shared memory (RS1), configurations 5..8 */
     TS(1, 5, 0), TS(1, 6, 0), TS(1, 7, 0), TS(1, 8, 0), TS(1, 5, 1), TS(1, 6, 1), TS(1, 7, 1), TS(1, 8, 1),
     TS(2, 5, 0), TS(2, 6, 0), TS(2, 7, 0), TS(2, 8, 0), TS(2, 5, 1), TS(2, 6, 1), TS(2, 7, 1), TS(2, 8, 1),
+    /* (session 23) sk_w4_tb_kernel: the weights by TMA boxes of 8 steps, configurations 9..12 */
+    TS(1, 9, 0), TS(1, 10, 0), TS(1, 11, 0), TS(1, 12, 0), TS(1, 9, 1), TS(1, 10, 1), TS(1, 11, 1), TS(1, 12, 1),
+    TS(2, 9, 0), TS(2, 10, 0), TS(2, 11, 0), TS(2, 12, 0), TS(2, 9, 1), TS(2, 10, 1), TS(2, 11, 1), TS(2, 12, 1),
 };
 /* (KS, NS) of the bulk-copy kernel's checks */
 static const int g_bk_cfg[4][2] = {{8, 4}, {4, 2}, {8, 8}, {4, 6}}; /* {8, 3}, {4, 4} to session 12 */
@@ -1319,9 +1327,10 @@ static void time_s9(void) {
         {"7B o 4096x4096 +=", 4096, 4096, 1, 32},         {"7B down 4096x11008 +=", 4096, 11008, 1, 32},
     };
     /* the timed versions: (cfg, pf); cfg 0 = the backend's launch */
+    /* (session 23: 5..8 and tba's 9..11; STORE's 9..11 are its configuration 5 again) */
     /* (session 14: 5..8, the ring in shared memory, in place of session 9's pf 4 rows, which were
      * 5-12% slower everywhere) */
-    const int vers[][2] = {{0, 0}, {1, 0}, {2, 0}, {3, 0}, {4, 0}, {5, 0}, {6, 0}, {7, 0}, {8, 0}};
+    const int vers[][2] = {{0, 0}, {5, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}, {10, 0}, {11, 0}};
     const int NVER = (int)(sizeof vers / sizeof vers[0]);
     const int G = 128;
     double step_be[2][2] = {{0}}, step_best[2][2] = {{0}}; /* [model][T - 1]: us x layers */
@@ -1407,7 +1416,7 @@ static void time_s9(void) {
 }
 
 /* (sw) The backend's launch of gate/up (SwiGLU, as the engine calls it: with the fused norm, and
- * once without) against sk_w4_ts_kernel's configurations (sk_w4_ts_launch_cfg 1..8) on the 70B
+ * once without) against sk_w4_ts_kernel's configurations (sk_w4_ts_launch_cfg 1..12) on the 70B
  * (28672 x 8192) and 7B (11008 x 4096) shapes, T = 1, 2, G = 128; with the norm two rounds, the
  * second in reverse order, without it one; weights rotated past L2 as time_gemv (CUDA events,
  * batches of 10, 2 warm-up batches, median of 15); no checks (dev_gemv_w4 checksw does them).
@@ -1511,7 +1520,7 @@ static void time_sw(void) {
         const char *name;
         int N_out, K, layers;
     } shapes[] = {{"70B gate/up 2x28672x8192", 28672, 8192, 80}, {"7B gate/up 2x11008x4096", 11008, 4096, 32}};
-    const int NVER = 9; /* 0: the backend's launch, 1..8: sk_w4_ts_launch_cfg */
+    const int NVER = 13; /* 0: the backend's launch, 1..12: sk_w4_ts_launch_cfg (9..12: tb) */
     const int G = 128;
     std::vector<std::string> bests;
     printf("\n| shape | T | norm | round | version | us | INT4 GB/s | of copy | / backend |\n");

@@ -52,6 +52,7 @@
 
 #include "attn_params.h"
 #include "wgmma.cuh"
+#include "mbar.cuh"
 
 /* ---- small device helpers (inline PTX) ---------------------------------------------------- */
 
@@ -890,38 +891,7 @@ struct sk_ap4_cfg {
     static_assert(D == 64 || D == 128, "v4: head dim 64 or 128");
 };
 
-static __device__ __forceinline__ void sk_mb_init(uint32_t a, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
-}
-static __device__ __forceinline__ void sk_mb_arrive(uint32_t a) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory");
-}
-static __device__ __forceinline__ bool sk_mb_try_wait(uint32_t a, uint32_t parity) {
-    uint32_t ok;
-    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                 "selp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(ok)
-                 : "r"(a), "r"(parity)
-                 : "memory");
-    return ok != 0;
-}
-static __device__ __forceinline__ void sk_mb_wait(uint32_t a, uint32_t parity) {
-    while (!sk_mb_try_wait(a, parity)) {
-    }
-}
-
-static __device__ __forceinline__ void sk_mb_expect_tx(uint32_t a, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes)
-                 : "memory");
-}
-/* 2-D tensor copy global -> shared of box (c0, c1), completing on mbarrier mb. */
-static __device__ __forceinline__ void sk_tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0,
-                                                      int c1, uint32_t mb) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                 "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb)
-                 : "memory");
-}
+/* (the mbarrier / TMA helpers: mbar.cuh) */
 
 /* Version 4's tensor maps (built per launch by sk_attn_prefill_launch4). */
 typedef struct sk_ap4_maps {

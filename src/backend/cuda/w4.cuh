@@ -925,6 +925,17 @@ static struct {
     sk_w4_pn pn;
 } sk_w4_pn_req;
 
+/* The pending side request of a launch of mode `mode` and `blocks` blocks (none: all NULL). */
+static inline sk_w4_pn sk_w4_pn_take(int mode, int blocks) {
+    sk_w4_pn pn = {nullptr, nullptr, nullptr, nullptr, 0};
+    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == mode) {
+        pn = sk_w4_pn_req.pn;
+        sk_w4_pn_req.on = false;
+        sk_w4_pn_req.blocks = blocks;
+    }
+    return pn;
+}
+
 /* ---- sk_w4_tq_kernel: one wave and a deeper ring for the small decode products (session 9,
  * written without a GPU: compiled, NOT yet run) ------------------------------------------------
  *
@@ -1265,15 +1276,147 @@ static void sk_w4_tq_launch(int pf, const float *x, const uint32_t *q4, const __
         }
     }
     /* the pending side request (sk_w4_pn_req), for this mode only */
-    sk_w4_pn pn = {nullptr, nullptr, nullptr, nullptr, 0};
-    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == MODE) {
-        pn = sk_w4_pn_req.pn;
-        sk_w4_pn_req.on = false;
-        sk_w4_pn_req.blocks = (int)blocks;
-    }
+    const sk_w4_pn pn = sk_w4_pn_take(MODE, (int)blocks);
     sk_launch_pdl_smem(k, blocks, 32u * NW, smem, s, x, q4, q4s, bias, N_out, K, out, gamma, eps, pf,
                        pn);
 }
+
+/* What sk_w4_ts_kernel and w4_tb.cuh's kernels share (session 23). */
+/* XS 1: all of x (times gamma with the norm) split into ZC3's fp16 hi / lo once per block, warp w
+ * taking steps w, w + NW, ..., U loads in flight a lane; the squares summed into ssq. */
+template <int T, int NW, int NORM, int U>
+static __device__ __forceinline__ void sk_w4ts_split_all(const float *__restrict__ x,
+                                                         const float *__restrict__ gamma, int K,
+                                                         int S, int warp, int lane, uint32_t *xs,
+                                                         float (&ssq)[T]) {
+    constexpr int XB = sk_w4tc_dims<T, 1>::XB;
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+    for (int s0 = warp; s0 < S; s0 += U * NW) {
+        float4 xq[U][T];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int k_ = 128 * (s0 + u * NW) + 4 * lane;
+#pragma unroll
+            for (int tau = 0; tau < T; tau++)
+                xq[u][tau] = s0 + u * NW < S && k_ < K
+                                 ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau * K + k_))
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int s = s0 + u * NW, k_ = 128 * s + 4 * lane;
+            if (s >= S) break;
+            if (NORM && k_ < K) {
+                const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));
+#pragma unroll
+                for (int tau = 0; tau < T; tau++) {
+                    float4 &v_ = xq[u][tau];
+                    ssq[tau] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau]))));
+                    v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;
+                }
+            }
+            sk_w4tc_xsplit<T, 1>(xq[u], xs + s * XB, xoff);
+        }
+    }
+}
+/* The warp's sums of squares (lane totals) into row `warp` of s_ssq. */
+template <int T>
+static __device__ __forceinline__ void sk_w4ts_put_ssq(const float (&ssq)[T], float *s_ssq_w, int lane) {
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) {
+        float v = ssq[tau];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) s_ssq_w[tau] = v;
+    }
+}
+/* ssq_in (the carried norm): warp tau < T puts 1 / rms of row tau into s_rstd_in[tau]. */
+template <int T>
+static __device__ __forceinline__ void sk_w4ts_rstd_in(const float *ssq_in, int nssq, int warp, int lane,
+                                                       int K, float eps, float *s_rstd_in) {
+    if (!ssq_in || warp >= T) return;
+    float pre[SK_W4_PN_PRE];
+    sk_w4_pn_issue(ssq_in, nssq, T, warp, lane, pre);
+    const float r = sk_w4_pn_finish(ssq_in, nssq, T, warp, lane, pre, K, eps);
+    if (lane == 0) s_rstd_in[warp] = r;
+}
+/* A SwiGLU tile's end, part 1: the warp's sums (2^28 ZC3 scale undone) into rd[warp], acc zeroed. */
+template <int NT, int NB>
+static __device__ __forceinline__ void sk_w4ts_tile_red(float (*rd)[NT][4 * NB][16], int warp, int g,
+                                                        int t, float (&acc)[NT][NB][2]) {
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            rd[warp][m][t + 4 * b][g] = acc[m][b][0] * 268435456.0f; /* 2^28 (ZC3) */
+            rd[warp][m][t + 4 * b][g + 8] = acc[m][b][1] * 268435456.0f;
+            acc[m][b][0] = acc[m][b][1] = 0.0f;
+        }
+}
+/* Part 2 (after a barrier; a thread with o_r < 16 MT): output (o_tau, n = tile row o_r) =
+ * silu(gate) up from the KS warps' sums (sk_w4tc_finish's order: sums, times 1 / rms, SwiGLU). */
+template <int T, int MT, int NB, int GP, int KS, int NORM>
+static __device__ __forceinline__ void sk_w4ts_tile_out(float (*rd)[2 * MT][4 * NB][16], const float (*s_ssq)[T],
+                                                        const float *s_rstd_in, bool rstd_in, int o_tau,
+                                                        int o_r, int n, int N_out, int K, float eps,
+                                                        float *__restrict__ out) {
+    const int m = o_r >> 4, row = o_r & 15;
+    float v = 0.0f, u = 0.0f;
+#pragma unroll
+    for (int w = 0; w < KS; w++)
+#pragma unroll
+        for (int gi = 0; gi < GP; gi++) {
+            v += rd[w][m][o_tau * GP + gi][row];
+            u += rd[w][MT + m][o_tau * GP + gi][row];
+        }
+    if (NORM) {
+        float a = 0.0f;
+#pragma unroll
+        for (int w = 0; w < KS; w++) a += s_ssq[w][o_tau];
+        const float rstd = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
+        v *= rstd, u *= rstd;
+    } else if (rstd_in) {
+        v *= s_rstd_in[o_tau], u *= s_rstd_in[o_tau];
+    }
+    out[(size_t)o_tau * N_out + n] = v / (1.0f + __expf(-v)) * u;
+}
+/* A SwiGLU launch of `grid` blocks without a gamma takes the pending side request (sk_w4_pn_req):
+ * the sums of squares of the ADD launch before. */
+static inline void sk_w4_pn_take_sw(const float *gamma, int grid, const float **ssq_in, int *nssq) {
+    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == SK_GEMV_SWIGLU && !gamma) {
+        *ssq_in = sk_w4_pn_req.pn.ssq_in;
+        *nssq = sk_w4_pn_req.pn.nssq;
+        sk_w4_pn_req.on = false;
+        sk_w4_pn_req.blocks = grid;
+    }
+}
+/* A persistent launch's grid: the resident slots of kernel k (occupancy at `threads` and smem,
+ * asked again when smem changes; the dynamic limit raised to lim once) x SMs, at most ntile.
+ * The statics are the caller's (one set per kernel). 0 on failure (printed). */
+template <typename KF>
+static inline int sk_w4_persist_grid(KF k, int threads, size_t smem, size_t lim, int ntile, bool &set,
+                                     size_t &occ_smem, int &occ, int &sms, const char *who) {
+    cudaError_t e = cudaSuccess;
+    if (!set) {
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)lim);
+        set = true;
+    }
+    if (e == cudaSuccess && occ_smem != smem) {
+        int dev = 0;
+        e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k, threads, smem);
+        occ_smem = smem;
+    }
+    if (e != cudaSuccess || occ < 1) {
+        fprintf(stderr, "saker: w4 %s: occupancy of %zu bytes of shared memory: %s (%d blocks)\n", who,
+                smem, cudaGetErrorString(e), occ);
+        return 0;
+    }
+    return ntile < occ * sms ? ntile : occ * sms;
+}
+
+#include "backend/cuda/w4_tb.cuh"
 
 /* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
  * STORE (qkv, with or without the fused norm) and ADD (o, down) have their own lists:
@@ -1306,6 +1449,24 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 6: sk_w4_tq_launch<T, 2, 3, MODE, 8, 2, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 7: sk_w4_tq_launch<T, 2, 6, MODE, 4, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 8: sk_w4_tq_launch<T, 2, 8, MODE, 8, 1, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 9: /* session 23: sk_w4_tba_kernel (w4_tb.cuh), ADD 6 where it cannot take the product */
+            if (sk_w4_tba_ok<T, 8, 3>(G, K, x, q4, q4s)) {
+                sk_w4_tba_launch<T, 8, 3, 2>(x, q4, q4s, bias, N_out, K, out, s);
+                return true;
+            }
+            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+        case 10:
+            if (sk_w4_tba_ok<T, 8, 2>(G, K, x, q4, q4s)) {
+                sk_w4_tba_launch<T, 8, 2, 2>(x, q4, q4s, bias, N_out, K, out, s);
+                return true;
+            }
+            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+        case 11:
+            if (sk_w4_tba_ok<T, 16, 2>(G, K, x, q4, q4s)) {
+                sk_w4_tba_launch<T, 16, 2, 1>(x, q4, q4s, bias, N_out, K, out, s);
+                return true;
+            }
+            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
         default: return false;
         }
     } else if constexpr (MODE == SK_GEMV_STORE) {
@@ -1318,6 +1479,8 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 6: sk_w4_tq_launch<T, 1, 6, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 7: sk_w4_tq_launch<T, 2, 4, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 8: sk_w4_tq_launch<T, 1, 3, MODE, 8, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
+        case 9: case 10: case 11: /* (the ADD list's tba; STORE: configuration 5) */
+            return sk_w4_tq_launch_cfg<T, MODE>(5, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
         default: return false;
         }
     }
@@ -1330,8 +1493,10 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
                                "tq MT2 NW4 D4 LB4 RS1", "tq MT1 NW8 D3 LB3 RS1"};
     static const char *ad[] = {"-", "tq MT2 NW8 D2", "tq MT2 NW4 D4 LB3", "tq MT2 NW4 D6 LB2",
                                "tq MT2 NW4 D8 LB2", "tq MT2 NW8 D4 LB2 RS1", "tq MT2 NW8 D3 LB2 RS1",
-                               "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1"};
-    return cfg < 1 || cfg > 8 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
+                               "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1", "tba NW8 NS3 LB2",
+                               "tba NW8 NS2 LB2", "tba NW16 NS2 LB1"};
+    if (mode != SK_GEMV_ADD && cfg >= 9 && cfg <= 11) return "(tq STORE 5)";
+    return cfg < 1 || cfg > 11 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
 }
 
 /* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
@@ -1467,59 +1632,20 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         }                                                                                          \
     } while (0)
     if (XS) { /* 2. all of x, split once: warp w takes steps w, w + NW, ..., four loads at a time */
-        for (int s0 = warp; s0 < S; s0 += 4 * NW) {
-            float4 xq[4][T];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int k_ = 128 * (s0 + u * NW) + 4 * lane;
-#pragma unroll
-                for (int tau = 0; tau < T; tau++)
-                    xq[u][tau] = s0 + u * NW < S && k_ < K
-                                     ? __ldg(reinterpret_cast<const float4 *>(x + (size_t)tau * K + k_))
-                                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            }
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int s = s0 + u * NW, k_ = 128 * s + 4 * lane;
-                if (s >= S) break;
-                if (NORM && k_ < K) {
-                    const float4 g_ = __ldg(reinterpret_cast<const float4 *>(gamma + k_));
-#pragma unroll
-                    for (int tau = 0; tau < T; tau++) {
-                        float4 &v_ = xq[u][tau];
-                        ssq[tau] = fmaf(v_.x, v_.x, fmaf(v_.y, v_.y, fmaf(v_.z, v_.z, fmaf(v_.w, v_.w, ssq[tau]))));
-                        v_.x *= g_.x, v_.y *= g_.y, v_.z *= g_.z, v_.w *= g_.w;
-                    }
-                }
-                sk_w4tc_xsplit<T, 1>(xq[u], xs + s * XB, xoff);
-            }
-        }
+        sk_w4ts_split_all<T, NW, NORM, 4>(x, gamma, K, S, warp, lane, xs, ssq);
     } else if (warp < S && J > 0) {
         SK_W4TS_LOADX(warp, true);
     }
     /* The sum of squares per warp: XS 1 now; XS 0 at the end of the first tile (each element of
      * x is loaded once in the first tile; later tiles' loads do not add). Both before a barrier
      * that comes before any read of s_ssq. */
-    auto put_ssq = [&]() {
-#pragma unroll
-        for (int tau = 0; tau < T; tau++) {
-            float v = ssq[tau];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) s_ssq[warp][tau] = v;
-        }
-    };
+    auto put_ssq = [&]() { sk_w4ts_put_ssq<T>(ssq, s_ssq[warp], lane); };
     if (NORM && XS) put_ssq();
     /* ssq_in (session 15, NORM 0): x arrived multiplied by gamma from the ADD GEMV before
      * (w4.cuh's sk_w4_pn); 1 / rms of row tau from that launch's per-block sums of squares
      * (nssq of them), added by warp tau in a fixed order. */
     __shared__ float s_rstd_in[T];
-    if (!NORM && ssq_in && warp < T) {
-        float pre[SK_W4_PN_PRE];
-        sk_w4_pn_issue(ssq_in, nssq, T, warp, lane, pre);
-        const float r = sk_w4_pn_finish(ssq_in, nssq, T, warp, lane, pre, K, eps);
-        if (lane == 0) s_rstd_in[warp] = r;
-    }
+    if (!NORM) sk_w4ts_rstd_in<T>(ssq_in, nssq, warp, lane, K, eps, s_rstd_in);
     __syncthreads(); /* xzero, the split x */
 
     int bsrc[NB];
@@ -1569,37 +1695,12 @@ __global__ void __launch_bounds__(32 * NW, MINB)
                 c_i = 0;
                 if (NORM && !XS && c_tile == 0) put_ssq();
                 float(*rd)[NT][4 * NB][16] = red[c_tile & 1];
-#pragma unroll
-                for (int m = 0; m < NT; m++)
-#pragma unroll
-                    for (int b = 0; b < NB; b++) {
-                        rd[warp][m][t + 4 * b][g] = acc[m][b][0] * 268435456.0f; /* 2^28 (ZC3) */
-                        rd[warp][m][t + 4 * b][g + 8] = acc[m][b][1] * 268435456.0f;
-                        acc[m][b][0] = acc[m][b][1] = 0.0f;
-                    }
+                sk_w4ts_tile_red<NT, NB>(rd, warp, g, t, acc);
                 __syncthreads();
                 const int n = c_n0 + o_r;
-                if (threadIdx.x < NOUT && n < N_out) {
-                    const int m = o_r >> 4, row = o_r & 15;
-                    float v = 0.0f, u = 0.0f;
-#pragma unroll
-                    for (int w = 0; w < KS; w++)
-#pragma unroll
-                        for (int gi = 0; gi < GP; gi++) {
-                            v += rd[w][m][o_tau * GP + gi][row];
-                            u += rd[w][MT + m][o_tau * GP + gi][row];
-                        }
-                    if (NORM) {
-                        float a = 0.0f;
-#pragma unroll
-                        for (int w = 0; w < KS; w++) a += s_ssq[w][o_tau];
-                        const float rstd = 1.0f / sqrtf(a / (float)K + eps); /* the CPU's formula */
-                        v *= rstd, u *= rstd;
-                    } else if (ssq_in) {
-                        v *= s_rstd_in[o_tau], u *= s_rstd_in[o_tau];
-                    }
-                    out[(size_t)o_tau * N_out + n] = v / (1.0f + __expf(-v)) * u;
-                }
+                if (threadIdx.x < NOUT && n < N_out)
+                    sk_w4ts_tile_out<T, MT, NB, GP, KS, NORM>(rd, s_ssq, s_rstd_in, ssq_in != nullptr, o_tau,
+                                                              o_r, n, N_out, K, eps, out);
                 c_n0 += tstride;
                 c_tile++;
             }
@@ -1630,38 +1731,19 @@ static void sk_w4_ts_launch_k(const float *x, const uint32_t *q4, const __half2 
     auto k = sk_w4_ts_kernel<T, MT, D, GP, NW, MINB, NORM, XS, RS>;
     const size_t smem = sk_w4_ts_smem<T, GP, NW, XS, RS, D, MT>(K);
     static bool set = false; /* the dynamic limit (by default 48 KB less the static bytes) */
-    static size_t occ_smem = (size_t)-1;
+    static size_t occ_smem = (size_t)-1, lim = 0;
     static int occ = 0, sms = 0;
-    cudaError_t e = cudaSuccess;
     if (!set) { /* RS 1: all an SM offers a block beside the static bytes */
         cudaFuncAttributes fa;
-        e = cudaFuncGetAttributes(&fa, k);
-        const size_t lim = RS ? (size_t)227 * 1024 - fa.sharedSizeBytes : (size_t)SK_W4TS_SMEM_MAX;
-        if (e == cudaSuccess) e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)lim);
-        set = true;
-    }
-    if (e == cudaSuccess && occ_smem != smem) {
-        int dev = 0;
-        e = cudaGetDevice(&dev);
-        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, k, 32 * NW, smem);
-        occ_smem = smem;
-    }
-    if (e != cudaSuccess || occ < 1) {
-        fprintf(stderr, "saker: w4 ts: occupancy of %zu bytes of shared memory: %s (%d blocks)\n",
-                smem, cudaGetErrorString(e), occ);
-        abort();
+        lim = RS && cudaFuncGetAttributes(&fa, k) == cudaSuccess ? (size_t)227 * 1024 - fa.sharedSizeBytes
+                                                                 : (size_t)SK_W4TS_SMEM_MAX;
     }
     const int ntile = (N_out + 16 * MT - 1) / (16 * MT);
-    const int grid = ntile < occ * sms ? ntile : occ * sms;
+    const int grid = sk_w4_persist_grid(k, 32 * NW, smem, lim, ntile, set, occ_smem, occ, sms, "ts");
+    if (grid < 1) abort();
     const float *ssq_in = nullptr; /* the pending side request (sk_w4_pn_req), SwiGLU's */
     int nssq = 0;
-    if (sk_w4_pn_req.on && sk_w4_pn_req.mode == SK_GEMV_SWIGLU && !gamma) {
-        ssq_in = sk_w4_pn_req.pn.ssq_in;
-        nssq = sk_w4_pn_req.pn.nssq;
-        sk_w4_pn_req.on = false;
-        sk_w4_pn_req.blocks = grid;
-    }
+    sk_w4_pn_take_sw(gamma, grid, &ssq_in, &nssq);
     sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * NW, smem, s, x, q4, q4s, N_out, K, out, gamma,
                        eps, ssq_in, nssq);
 }
@@ -1715,6 +1797,22 @@ static bool sk_w4_ts_launch_cfg(int cfg, const float *x, const uint32_t *q4, con
     case 6: sk_w4_ts_launch<T, 1, 4, 8, 2, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
     case 7: sk_w4_ts_launch<T, 1, 6, 8, 1, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
     case 8: sk_w4_ts_launch<T, 1, 6, 4, 2, 1, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s); return true;
+    default: break;
+    }
+    if (cfg < 9 || cfg > 12) return false;
+    const bool fits = cfg == 9    ? sk_w4_tb_fits<T, 8, 3>(K)
+                      : cfg == 10 ? sk_w4_tb_fits<T, 8, 2>(K)
+                      : cfg == 11 ? sk_w4_tb_fits<T, 16, 2>(K)
+                                  : sk_w4_tb_fits<T, 16, 3>(K);
+    if (!sk_w4_tb_ok(T, G, K, q4, q4s) || !fits) { /* (a product tb cannot take: ts configuration 2) */
+        sk_w4_ts_launch<T, 1, 2, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
+        return true;
+    }
+    switch (cfg) {
+    case 9: sk_w4_tb_launch<T, 8, 3, 2>(x, q4, q4s, N_out, K, out, gamma, eps, s); return true;
+    case 10: sk_w4_tb_launch<T, 8, 2, 2>(x, q4, q4s, N_out, K, out, gamma, eps, s); return true;
+    case 11: sk_w4_tb_launch<T, 16, 2, 1>(x, q4, q4s, N_out, K, out, gamma, eps, s); return true;
+    case 12: sk_w4_tb_launch<T, 16, 3, 1>(x, q4, q4s, N_out, K, out, gamma, eps, s); return true;
     default: return false;
     }
 }
@@ -1722,8 +1820,10 @@ static inline const char *sk_w4_ts_name(int cfg) {
     static const char *nm[] = {"-", "ts MT1 NW8 D2 LB2 XS0", "ts MT1 NW8 D2 LB2 XS1",
                                "ts MT1 NW4 D4 LB3 XS1", "ts MT1 NW8 D3 LB2 XS1",
                                "ts MT1 NW8 D3 LB2 XS1 RS1", "ts MT1 NW8 D4 LB2 XS1 RS1",
-                               "ts MT1 NW8 D6 LB1 XS1 RS1", "ts MT1 NW4 D6 LB2 XS1 RS1"};
-    return cfg < 1 || cfg > 8 ? "-" : nm[cfg];
+                               "ts MT1 NW8 D6 LB1 XS1 RS1", "ts MT1 NW4 D6 LB2 XS1 RS1",
+                               "tb NW8 NS3 LB2", "tb NW8 NS2 LB2", "tb NW16 NS2 LB1",
+                               "tb NW16 NS3 LB1"};
+    return cfg < 1 || cfg > 12 ? "-" : nm[cfg];
 }
 
 /* Whether the W4 GEMV can take the product: T <= SK_W4_MAX_T, K % 32 == 0 (whole chunks; G is a
@@ -1745,6 +1845,12 @@ static inline int sk_w4_gemv_version(void) {
     if (v < 0) v = sk_w4_env_int("SAKER_W4_GEMV", 2) == 1 ? 1 : 2;
     return v;
 }
+/* SAKER_W4_TB=0: no sk_w4_tb_kernel / sk_w4_tba_kernel in the picks below (session 23). */
+static inline bool sk_w4_tb_on(void) {
+    static int on = -1;
+    if (on < 0) on = sk_w4_env_int("SAKER_W4_TB", 1) != 0;
+    return on != 0;
+}
 /* The sk_w4_tq_kernel configuration sk_w4_gemv_launch_t takes for a STORE or ADD product at
  * T <= 2 rows (0: another kernel), SAKER_W4_TQ_STORE / SAKER_W4_TQ_ADD overriding (the
  * reasons are at its use below). */
@@ -1755,7 +1861,13 @@ static inline int sk_w4_tq_pick(int T, int mode, int N_out, int K) {
         add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
     }
     if (T > 2 || mode == SK_GEMV_SWIGLU || sk_w4_gemv_version() == 1) return 0;
-    if (mode == SK_GEMV_ADD) return add >= 0 ? add : 6;
+    /* Session 23: sk_w4_tba_kernel (configuration 9: NW8 NS3, 2 blocks an SM; tq ADD 6 where it
+     * cannot take the product) for the long-K ADD product (down) at one row and for K >= 8192 at
+     * two (dev_gemv_w4 s9, H200, us: 70B down 32.22 -> 31.44 at T = 1, 34.84 -> 33.29 at T = 2;
+     * 70B o 12.10 -> 11.79 at T = 2 but 10.78 -> 11.06 at T = 1; 7B o slower at both).
+     * SAKER_W4_TB=0: the session-22 picks. */
+    if (mode == SK_GEMV_ADD)
+        return add >= 0 ? add : sk_w4_tb_on() && K >= (T == 1 ? 16384 : 8192) ? 9 : 6;
     return st >= 0 ? st : N_out <= 16384 ? (T == 1 && K >= 8192 ? 5 : 7) : 0;
 }
 /* The sk_w4_ts_kernel configuration for a SwiGLU product at T <= 2 rows (0: another kernel),
@@ -1765,6 +1877,11 @@ static inline int sk_w4_ts_pick(int K) {
     static int sw = -2;
     if (sw == -2) sw = sk_w4_env_int("SAKER_W4_TQ_SW", -1);
     if (T > 2 || sk_w4_gemv_version() == 1) return 0;
+    /* Session 23: sk_w4_tb_kernel where it can take the product (sk_w4_ts_launch_cfg falls back
+     * to configuration 2): 10 (NW8 NS2) at one row of K >= 8192, 11 (NW16 NS2) at two, 9 (NW8 NS3)
+     * / 10 below (dev_gemv_w4 sw, H200, us without the fused norm, as the engine runs it: 70B
+     * 62.91 -> 61.21 at T = 1, 74.08 -> 62.40 at T = 2; 7B 15.68 -> 14.61, 18.34 -> 15.43). */
+    if (sw < 0 && sk_w4_tb_on()) return T == 1 ? (K >= 8192 ? 10 : 9) : (K >= 8192 ? 11 : 10);
     return sw >= 0 ? sw : sk_w4_ts_smem<T, 1, 8, 1>(K) <= SK_W4TS_SMEM_MAX ? 2 : 0;
 }
 

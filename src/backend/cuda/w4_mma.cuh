@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "backend/cuda/act.cuh"
+#include "backend/cuda/mbar.cuh"
 #include "backend/cuda/pdl.cuh"
 #include "backend/cuda/w4_sk.h"
 #include "backend/cuda/wgmma.cuh"
@@ -853,10 +854,7 @@ __global__ void __launch_bounds__(128 * NWG) sk_w4g_kernel(const sk_w4m_params p
     }
 }
 
-/* mbarrier helpers of sk_w4ws_kernel (the style of attn_prefill.cuh's sk_mb_*; shared addresses) */
-static __device__ __forceinline__ void sk_w4ws_init(uint32_t a, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory");
-}
+/* mbarrier helpers of sk_w4ws_kernel beyond mbar.cuh's (shared addresses) */
 /* An arrival on the barrier at a when p, as a predicated instruction: a branch around the arrival
  * between wgmmas and their wait made ptxas serialize the wgmmas (C7513). */
 static __device__ __forceinline__ void sk_w4ws_arrive_if(uint32_t a, bool p) {
@@ -864,36 +862,12 @@ static __device__ __forceinline__ void sk_w4ws_arrive_if(uint32_t a, bool p) {
                  "@q mbarrier.arrive.shared::cta.b64 _, [%0];\n}\n" ::"r"(a), "r"((int)p)
                  : "memory");
 }
-/* Returns once the phase of parity `parity` of the barrier at a has completed. */
-static __device__ __forceinline__ void sk_w4ws_wait(uint32_t a, uint32_t parity) {
-    uint32_t ok;
-    do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(ok)
-                     : "r"(a), "r"(parity)
-                     : "memory");
-    } while (!ok);
-}
 /* An arrival on the barrier at a once every cp.async this thread issued so far has landed (noinc:
  * the barrier's count includes this arrival). */
 static __device__ __forceinline__ void sk_w4ws_cp_arrive(uint32_t a) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory");
 }
 
-/* TMA helpers of sk_w4ws_kernel's TMA producer (attn_prefill.cuh's sk_mb_expect_tx and
- * sk_tma_load_2d, separate names so that one translation unit can include both headers) */
-static __device__ __forceinline__ void sk_w4ws_expect_tx(uint32_t a, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes)
-                 : "memory");
-}
-static __device__ __forceinline__ void sk_w4ws_tma2d(uint32_t dst, const CUtensorMap *map, int c0,
-                                                     int c1, uint32_t mb) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                 "[%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb)
-                 : "memory");
-}
 /* cp.async of 4, 8 or 16 bytes (nb, warp-uniform) with zero fill when !ok */
 static __device__ __forceinline__ void sk_w4ws_cpn(uint32_t dst, const void *src, int nb, bool ok) {
     if (nb == 16)
@@ -1252,8 +1226,8 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
     if (tid == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; s++) {
-            sk_w4ws_init(full0 + 8u * s, TMA ? 33 : 128);
-            sk_w4ws_init(empty0 + 8u * s, 4 * NCW); /* one arrival a consumer warp */
+            sk_mb_init(full0 + 8u * s, TMA ? 33 : 128);
+            sk_mb_init(empty0 + 8u * s, 4 * NCW); /* one arrival a consumer warp */
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -1280,14 +1254,14 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
         const int rw1 = SW ? N_out + n0 : n0 + BM / 2;
         int slot = 0, round = 0;
         for (int kb = kb0; kb < kb1; kb++) {
-            if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
+            if (round > 0) sk_mb_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
             const uint32_t st = sm_a + (uint32_t)(slot * SB), fb = full0 + 8u * slot;
             if (lt == 0) {
-                sk_w4ws_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
-                sk_w4ws_tma2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
-                sk_w4ws_tma2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
-                sk_w4ws_tma2d(st + (uint32_t)(BN * 256), &tmw, kb * (SK_W4M_BK / 8), n0, fb);
-                sk_w4ws_tma2d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, kb * (SK_W4M_BK / 8), rw1,
+                sk_mb_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
+                sk_tma_load_2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
+                sk_tma_load_2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
+                sk_tma_load_2d(st + (uint32_t)(BN * 256), &tmw, kb * (SK_W4M_BK / 8), n0, fb);
+                sk_tma_load_2d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, kb * (SK_W4M_BK / 8), rw1,
                               fb);
             }
 #pragma unroll
@@ -1324,7 +1298,7 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
         const int xu = tid & 15, xhalf = xu >> 3, xc = xu & 7, xr = tid >> 4;
         int slot = 0, round = 0; /* this K block's stage and use of it */
         for (int kb = kb0; kb < kb1; kb++) {
-            if (round > 0) sk_w4ws_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
+            if (round > 0) sk_mb_wait(empty0 + 8u * slot, (uint32_t)(round - 1) & 1u);
             const uint32_t st = sm_a + (uint32_t)(slot * SB);
             const int k0 = kb * SK_W4M_BK;
 #pragma unroll
@@ -1372,7 +1346,7 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
     int slot = 0, pslot = 0;
     uint32_t fph = 0; /* parity of the full phase of the slot's current use */
     for (int kb = kb0; kb < kb1; kb++) {
-        sk_w4ws_wait(full0 + 8u * slot, fph);
+        sk_mb_wait(full0 + 8u * slot, fph);
         if constexpr (!TMA)
             sk_wg_fence_proxy_async(); /* cp.async (generic proxy) writes -> wgmma (async proxy) */
         sk_w4ws_block<BN, BM, H>(acc, aset, sm + slot * SB, sm_a + (uint32_t)(slot * SB), r0, q,

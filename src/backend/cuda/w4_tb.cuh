@@ -1,0 +1,496 @@
+/* sk_w4_tb_kernel (SwiGLU: gate/up) and sk_w4_tba_kernel (ADD: o, down): the INT4 decode GEMVs
+ * at T <= 2 with their weights brought by the tensor-memory accelerator in wide boxes (session
+ * 23). Included by w4.cuh (after what they share with sk_w4_ts_kernel: the x split, the tile
+ * epilogue, the persistent grid); the arithmetic is ZC3's sk_w4tc_mma unchanged.
+ *
+ * Why: at one row the 70B gate/up (ts, register ring, 16-20 warps an SM) took ~64 us where its
+ * loads alone took ~58 and its arithmetic alone (weights from L2) ~57 (awq-speed.md session
+ * 19): the warps that wait for their ring are the warps that would compute. Five ways of
+ * feeding the same arithmetic had been measured and none beat the coupled register ring; the
+ * nearest to this one, session 19's TMA ring, copied one 16-row x 64-byte box (1 KB) per
+ * consumer warp and step, from one thread that waited on each warp's slot in turn: ~12 GB/s an
+ * SM. Session 13's read probe streams the same bytes at 4.5 TB/s with 16 KB bulk copies.
+ *
+ * What: a block = NW consumer warps + one producer warp. sk_w4_tb_kernel is persistent over
+ * tiles of 16 gate + 16 up rows (tile b, b + grid, ...); sk_w4_tba_kernel takes one tile of 32
+ * rows (two 16-row tiles) and all of K. K is cut into stages of SB = NW steps of 128 k; a stage
+ * of a 16-row tile is SB / 8 3-D tensor copies of 16 rows x 8 steps (8 KB; q4 seen as
+ * [rows][K / 256 pieces of 128 bytes][32 words] so that the 128-byte swizzle applies) and one 2-D
+ * copy of its scale words (16 rows x SB words); tba's stage also carries its x (T rows x SB x 128
+ * floats, one bulk copy a row, issued after the producer's griddepcontrol.wait). Consumer warp w
+ * takes step w of every stage, then arrives on the stage's empty barrier; the producer (one
+ * thread) refills a stage once all NW warps have read it, NS stages ahead, and issues the
+ * weights before griddepcontrol.wait (they never depend on the kernel before), so that they
+ * stream during the previous product's tail. Bank conflicts: lane (g, t) reads 16 bytes of rows
+ * g and g + 8 at step w; with 8 steps a box, rows g = 0, 1 of a read phase are 4 lines apart and
+ * the swizzle puts them in different halves of the 128-byte line.
+ *
+ * H200 (awq-speed.md session 23): 70B gate/up at one row 62.9 -> 61.2 us (97% of copy), two rows
+ * 74.1 -> 62.4; down 32.2 -> 31.4; Llama-2-70B INT4 batch 1 ITL -3.9..-5.7%, batch 2 -7%.
+ *
+ * Needs G = 128, K % 512 == 0 (the scale map's row pitch a multiple of 16 bytes; the weight map's
+ * rows whole 128-byte pieces), 16-byte aligned q4 / q4s (tba also K % (128 NW) == 0 and x
+ * aligned); sk_w4_tb_ok / sk_w4_tba_ok say. Rows past N_out read garbage (the up rows or zeros)
+ * and are never stored. Outputs as sk_w4_ts_kernel / sk_w4_tq_kernel's ADD. */
+#ifndef SK_CUDA_W4_TB_CUH
+#define SK_CUDA_W4_TB_CUH
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include "backend/cuda/mbar.cuh"
+
+/* SK_W4TB_TILEMAJOR (a build-time probe, 0 in every product build): the producer reads q4 as if
+ * it were stored tile-major ([2 N_out / 16 tiles][S steps][16 rows][64 bytes]), each box one
+ * contiguous 8 KB bulk copy, and the consumers read the box as [8 steps][16 rows][64 bytes]
+ * (no swizzle needed). Random weights are random in either layout, so the workbench's timings
+ * say what the layout alone would change (its outputs are wrong: no checks). */
+#ifndef SK_W4TB_TILEMAJOR
+#define SK_W4TB_TILEMAJOR 0
+#endif
+/* Shared-memory layout of one configuration (bytes): NS stages of weights (2 boxes of 16 rows x
+ * SB x 64 bytes, 1024-aligned for the swizzle), then NS stages of scale words (2 x 16 x SB
+ * words), then the split x (S steps x XB words). */
+template <int T, int NW, int NS>
+struct sk_w4tb_shape {
+    static constexpr int SB = NW;                    /* steps a stage: one a consumer warp */
+    static constexpr int BX = SB / 8;                /* weight boxes of 8 steps a tile and stage */
+    static constexpr int WBOX = 16 * 8 * 64;         /* bytes of one weight box (8 KB) */
+    static constexpr int SBOX = 16 * SB * 4;         /* bytes of one scale box */
+    static constexpr int WSTAGE = 2 * BX * WBOX, SSTAGE = 2 * SBOX;
+    static constexpr int XB = sk_w4tc_dims<T, 1>::XB;
+    /* 8 steps a box: rows g and g + 1 are 4 lines apart, so the swizzle puts them in different
+     * halves of the line (16 steps a box would put them 8 lines apart: the same XOR) */
+    static_assert(SB % 8 == 0 && SB <= 32, "whole boxes of 8 steps");
+    static size_t smem(int K) { return (size_t)NS * (WSTAGE + SSTAGE) + (size_t)(K / 128) * XB * 4 + 1024; }
+};
+
+/* What sk_w4_tb_kernel and sk_w4_tba_kernel share. The dynamic shared memory's base rounded up
+ * to 1024 bytes (the swizzled boxes'), as a shared-window address and a pointer. */
+static __device__ __forceinline__ uint32_t sk_w4tb_base(unsigned char *raw_p, unsigned char **base) {
+    const uint32_t raw = (uint32_t)__cvta_generic_to_shared(raw_p);
+    const uint32_t wbase = (raw + 1023u) & ~1023u;
+    *base = raw_p + (wbase - raw);
+    return wbase;
+}
+/* xzero and the NS stages' barriers (full: the producer's one arrival and the copies' bytes;
+ * empty: the NW consumer warps), then a barrier of the whole block. */
+template <int NS, int NW>
+static __device__ __forceinline__ void sk_w4tb_init(uint32_t *xzero, uint64_t *mb_full, uint64_t *mb_empty) {
+    if (threadIdx.x < 16) xzero[threadIdx.x] = 0u;
+    if (threadIdx.x < NS) {
+        sk_mb_init((uint32_t)__cvta_generic_to_shared(&mb_full[threadIdx.x]), 1);
+        sk_mb_init((uint32_t)__cvta_generic_to_shared(&mb_empty[threadIdx.x]), NW);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    __syncthreads();
+}
+/* This lane's byte offsets in a stage: 16 bytes of rows g and g + 8 at step `warp` (box warp / 8,
+ * in it row r, piece (warp % 8) / 2, 16-byte chunk c = 4 (warp % 2) + t, swizzled by the line
+ * (4 r + (warp % 8) / 2) % 8; SK_W4TB_TILEMAJOR: the box as [8 steps][16 rows][64 bytes]), and
+ * the scale words of those rows at that step ([16 rows][SB words]). */
+template <int SB, int WBOX>
+static __device__ __forceinline__ void sk_w4tb_offsets(int warp, int g, int t, uint32_t (&woff)[2],
+                                                       uint32_t (&soff)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = g + 8 * r, line = row * 4 + (warp & 7) / 2, c = 4 * (warp & 1) + t;
+#if SK_W4TB_TILEMAJOR
+        woff[r] = (uint32_t)((warp >> 3) * WBOX + (warp & 7) * 1024 + row * 64 + t * 16);
+        (void)line, (void)c;
+#else
+        woff[r] = (uint32_t)((warp >> 3) * WBOX + line * 128 + ((c ^ (line & 7)) << 4));
+#endif
+        soff[r] = (uint32_t)((row * SB + warp) * 4);
+    }
+}
+/* Waits for stage `slot` (use `use`) and reads this lane's weights and scale words of its NT tiles
+ * (tile m's boxes BX WBOX apart, its scale box SBOX); sk_w4tb_release then frees the stage, once
+ * every read of it by this warp is done. */
+template <int NT, int BX, int WBOX, int SBOX, int WSTAGE, int SSTAGE, int NS>
+static __device__ __forceinline__ void sk_w4tb_take(const unsigned char *base, int slot, int use,
+                                                    uint64_t *mb_full, const uint32_t (&woff)[2],
+                                                    const uint32_t (&soff)[2], uint4 (&wr)[NT][2],
+                                                    uint32_t (&sv)[NT][2]) {
+    sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_full[slot]), (uint32_t)(use & 1));
+    const unsigned char *wsl = base + slot * WSTAGE;
+    const unsigned char *ssl = base + NS * WSTAGE + slot * SSTAGE;
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            wr[m][r] = *reinterpret_cast<const uint4 *>(wsl + m * BX * WBOX + woff[r]);
+            sv[m][r] = *reinterpret_cast<const uint32_t *>(ssl + m * SBOX + soff[r]);
+        }
+}
+static __device__ __forceinline__ void sk_w4tb_release(uint64_t *mb_empty, int slot, int lane) {
+    __syncwarp();
+    if (lane == 0) sk_mb_arrive((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]));
+}
+/* The producer's copies of tile rows [r0, r0 + 16) for stage q into slot's boxes at wd (weights,
+ * BX boxes of 8 steps) and sd (scale words), completing on fb. */
+template <int SB, int BX, int WBOX>
+static __device__ __forceinline__ void sk_w4tb_copy_tile(const CUtensorMap *tmw, const CUtensorMap *tms,
+                                                         const uint32_t *q4, int S, uint32_t wd, uint32_t sd,
+                                                         int q, int r0, uint32_t fb) {
+#pragma unroll
+    for (int j = 0; j < BX; j++) {
+#if SK_W4TB_TILEMAJOR
+        sk_bulk_load(wd + j * WBOX, reinterpret_cast<const char *>(q4) + ((size_t)(r0 >> 4) * S + q * SB + 8 * j) * 1024,
+                     WBOX, fb);
+#else
+        sk_tma_load_3d(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb);
+        (void)q4, (void)S;
+#endif
+    }
+    sk_tma_load_2d(sd, tms, q * SB, r0, fb);
+}
+
+template <int T, int NW, int NS, int MINB, int NORM>
+__global__ void __launch_bounds__(32 * (NW + 1), MINB)
+    sk_w4_tb_kernel(const float *__restrict__ x, const uint32_t *__restrict__ q4, int N_out, int K,
+                    float *__restrict__ out,
+                    const float *__restrict__ gamma, float eps, const float *__restrict__ ssq_in,
+                    int nssq, const __grid_constant__ CUtensorMap tmw,
+                    const __grid_constant__ CUtensorMap tms) {
+    using SH = sk_w4tb_shape<T, NW, NS>;
+    constexpr int SB = SH::SB, NT = 2, GP = 1, ZC = 3, NOUT = 16 * T;
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = SH::XB;
+    extern __shared__ __align__(128) unsigned char sk_w4tb_raw[];
+    __shared__ __align__(16) float red[2][NW][NT][4 * NB][16];
+    __shared__ __align__(16) uint32_t xzero[16];
+    __shared__ __align__(8) uint64_t mb_full[NS], mb_empty[NS];
+    __shared__ float s_ssq[NW][T], s_rstd_in[T];
+    unsigned char *base;
+    const uint32_t wbase = sk_w4tb_base(sk_w4tb_raw, &base), sbase = wbase + NS * SH::WSTAGE;
+    uint32_t *const xs = reinterpret_cast<uint32_t *>(base + NS * (SH::WSTAGE + SH::SSTAGE));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int S = K >> 7;              /* steps (K % 512 == 0) */
+    const int nst = (S + SB - 1) / SB; /* stages a tile */
+    const int ntile = (N_out + 15) >> 4;
+    const int ntb = (int)blockIdx.x < ntile ? (ntile - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+    SK_TRACE_BEGIN();
+    sk_pdl_trigger();
+    sk_w4tb_init<NS, NW>(xzero, mb_full, mb_empty);
+
+    if (warp == NW) { /* the producer */
+        if (lane == 0) {
+            int slot = 0, use = 0;
+            for (int i = 0; i < ntb; i++) {
+                const int n0 = ((int)blockIdx.x + i * (int)gridDim.x) * 16;
+                for (int q = 0; q < nst; q++) {
+                    const uint32_t fb = (uint32_t)__cvta_generic_to_shared(&mb_full[slot]);
+                    if (use > 0)
+                        sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]), (uint32_t)((use - 1) & 1));
+                    sk_mb_expect_tx(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
+                    const uint32_t wd = wbase + slot * SH::WSTAGE, sd = sbase + slot * SH::SSTAGE;
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, q4, S, wd, sd, q, n0, fb);
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, q4, S, wd + SH::BX * SH::WBOX,
+                                                            sd + SH::SBOX, q, N_out + n0, fb);
+                    if (++slot == NS) slot = 0, use++;
+                }
+            }
+        }
+        return;
+    }
+
+    sk_pdl_wait();
+    /* all of x, split once (as sk_w4_ts_kernel's XS 1): warp w takes steps w, w + NW, ..., the
+     * steps it computes below (SB = NW), so no block barrier before its loop: the MMA step's
+     * __syncwarp publishes the lanes' split. Eight loads in flight a lane (one L2 round trip for
+     * the 8 steps of a warp at K = 8192, NW = 8). */
+    float ssq[T];
+#pragma unroll
+    for (int tau = 0; tau < T; tau++) ssq[tau] = 0.0f;
+    sk_w4ts_split_all<T, NW, NORM, 8>(x, gamma, K, S, warp, lane, xs, ssq);
+    if (NORM) sk_w4ts_put_ssq<T>(ssq, s_ssq[warp], lane);
+    if (!NORM) sk_w4ts_rstd_in<T>(ssq_in, nssq, warp, lane, K, eps, s_rstd_in);
+    /* (xzero: sk_w4tb_init's barrier; s_ssq and s_rstd_in: read after the first tile's barrier) */
+
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+    uint32_t woff[2], soff[2];
+    sk_w4tb_offsets<SB, SH::WBOX>(warp, g, t, woff, soff);
+    float acc[NT][NB][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+    const int o_tau = threadIdx.x / 16, o_r = threadIdx.x % 16;
+    int slot = 0, use = 0;
+    for (int i = 0; i < ntb; i++) {
+        const int n0 = ((int)blockIdx.x + i * (int)gridDim.x) * 16;
+        for (int q = 0; q < nst; q++) {
+            const int st = q * SB + warp;
+            uint4 wr[NT][2];
+            uint32_t sv[NT][2];
+            sk_w4tb_take<NT, SH::BX, SH::WBOX, SH::SBOX, SH::WSTAGE, SH::SSTAGE, NS>(
+                base, slot, use, mb_full, woff, soff, wr, sv);
+            sk_w4tb_release(mb_empty, slot, lane);
+            if (++slot == NS) slot = 0, use++;
+            if (st < S) sk_w4tc_mma<T, NT, GP, ZC>(wr, sv, xs + st * XB, bsrc, xzero, lane, t, acc);
+        }
+        /* the tile's epilogue (sk_w4_ts_kernel's), the consumers' barrier only */
+        float(*rd)[NT][4 * NB][16] = red[i & 1];
+        sk_w4ts_tile_red<NT, NB>(rd, warp, g, t, acc);
+        asm volatile("bar.sync 1, %0;" ::"r"(32 * NW) : "memory");
+        const int n = n0 + o_r;
+        if (threadIdx.x < NOUT && n < N_out)
+            sk_w4ts_tile_out<T, 1, NB, GP, NW, NORM>(rd, s_ssq, s_rstd_in, ssq_in != nullptr, o_tau, o_r, n,
+                                                     N_out, K, eps, out);
+    }
+    SK_TRACE_END(SK_TRACE_TS << 24 | (K >> 5));
+}
+
+/* Whether sk_w4_tb_kernel can take the product (the shared memory: at most 227 KB a block with
+ * ~8 KB of static arrays for the largest NW; the split x grows with K: 40 KB at 8192). */
+static inline bool sk_w4_tb_ok(int T, int G, int K, const void *q4, const void *q4s) {
+    return T >= 1 && T <= 2 && G == 128 && K % 512 == 0 && ((uintptr_t)q4 & 15) == 0 &&
+           ((uintptr_t)q4s & 15) == 0;
+}
+template <int T, int NW, int NS>
+static inline bool sk_w4_tb_fits(int K) {
+    constexpr size_t st = 2 * NW * 2 * 4 * sk_w4tc_dims<T, 1>::NB * 16 * 4 + 1024;
+    return sk_w4tb_shape<T, NW, NS>::smem(K) + st <= (size_t)227 * 1024;
+}
+
+/* The two tensor maps of a product: q4 as [2 N_out rows][K / 256 pieces][32 words], boxes of
+ * 32 x 4 x 16 (8 steps of 16 rows) with the 128-byte swizzle; q4s as [2 N_out][K / 128] words,
+ * boxes SB x 16. */
+static inline bool sk_w4tb_maps(CUtensorMap *tmw, CUtensorMap *tms, const uint32_t *q4,
+                                const __half2 *q4s, int N_out, int K, int SB, int parts = 2) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult q;
+        void *fn = NULL;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                             &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess || !fn)
+            return false;
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    memset(tmw, 0, sizeof *tmw), memset(tms, 0, sizeof *tms);
+    const cuuint32_t e3[3] = {1, 1, 1}, e2[2] = {1, 1};
+    const cuuint64_t wd[3] = {32, (cuuint64_t)K / 256, (cuuint64_t)N_out * parts};
+    const cuuint64_t wst[2] = {128, (cuuint64_t)K / 2};
+    const cuuint32_t wbx[3] = {32, 4, 16};
+    const cuuint64_t sd[2] = {(cuuint64_t)K / 128, (cuuint64_t)N_out * parts};
+    const cuuint64_t sst[1] = {(cuuint64_t)K / 32};
+    const cuuint32_t sbx[2] = {(cuuint32_t)SB, 16};
+    return encode(tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, (void *)q4, wd, wst, wbx, e3,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
+           encode(tms, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)q4s, sd, sst, sbx, e2,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* One launch on a grid of the resident slots (occupancy x SMs, at most the tiles). The caller has
+ * checked sk_w4_tb_ok. The side request (sk_w4_pn_req) as sk_w4_ts_launch_k. */
+template <int T, int NW, int NS, int MINB, int NORM>
+static void sk_w4_tb_launch_k(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out,
+                              int K, float *out, const float *gamma, float eps, cudaStream_t s) {
+    using SH = sk_w4tb_shape<T, NW, NS>;
+    auto k = sk_w4_tb_kernel<T, NW, NS, MINB, NORM>;
+    const size_t smem = SH::smem(K);
+    static bool set = false;
+    static size_t occ_smem = (size_t)-1;
+    static int occ = 0, sms = 0;
+    cudaFuncAttributes fa;
+    const size_t lim = !set && cudaFuncGetAttributes(&fa, k) == cudaSuccess
+                           ? (size_t)227 * 1024 - fa.sharedSizeBytes : (size_t)200 * 1024;
+    const int grid = sk_w4_persist_grid(k, 32 * (NW + 1), smem, lim, (N_out + 15) / 16, set, occ_smem,
+                                        occ, sms, "tb");
+    CUtensorMap tmw, tms;
+    if (grid < 1 || !sk_w4tb_maps(&tmw, &tms, q4, q4s, N_out, K, SH::SB)) {
+        fprintf(stderr, "saker: w4 tb: no grid or no tensor maps (N_out %d, K %d)\n", N_out, K);
+        abort();
+    }
+    const float *ssq_in = nullptr;
+    int nssq = 0;
+    sk_w4_pn_take_sw(gamma, grid, &ssq_in, &nssq);
+    sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * (NW + 1), smem, s, x, q4, N_out, K, out, gamma, eps,
+                       ssq_in, nssq, tmw, tms);
+}
+template <int T, int NW, int NS, int MINB>
+static void sk_w4_tb_launch(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out, int K,
+                            float *out, const float *gamma, float eps, cudaStream_t s) {
+    if (gamma)
+        sk_w4_tb_launch_k<T, NW, NS, MINB, 1>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+    else
+        sk_w4_tb_launch_k<T, NW, NS, MINB, 0>(x, q4, q4s, N_out, K, out, gamma, eps, s);
+}
+
+/* ---- sk_w4_tba_kernel: the ADD products (o, down) at T <= 2 with the same feed -------------
+ * A block = 32 output rows (two 16-row tiles, as sk_w4_tq_kernel's MT2 ADD picks) and all of K,
+ * NW consumer warps + one producer warp. A stage = SB = NW steps: per tile the 8-step weight
+ * boxes and the scale words (as sk_w4_tb_kernel) and the stage's x (T rows x SB x 128 floats,
+ * one bulk copy a row; x is the kernel before's output, so the producer copies it only after
+ * griddepcontrol.wait, the weights of the first NS stages before it). Warp w splits and computes
+ * step w of each stage (sk_w4tc_xsplit into its own two alternating buffers, then
+ * sk_w4tc_mma), as sk_w4_tq_kernel's warps do per step. The end is sk_w4_tq_kernel's ADD
+ * epilogue: the warps' sums, bias, the residual (read right after the wait), and with pn.gnext
+ * the next norm's x * gamma and this block's sums of squares (the carried norm, sk_w4_pn).
+ * Needs K % (128 SB) == 0 besides sk_w4_tb_ok's conditions (sk_w4_tba_ok). */
+template <int T, int NW, int NS>
+struct sk_w4tba_shape {
+    static constexpr int SB = NW, BX = SB / 8, WBOX = 16 * 8 * 64, SBOX = 16 * SB * 4;
+    static constexpr int XST = T * SB * 512; /* bytes of x a stage */
+    static constexpr int WSTAGE = 2 * BX * WBOX, SSTAGE = 2 * SBOX;
+    static constexpr int XB = sk_w4tc_dims<T, 1>::XB;
+    static_assert(SB % 8 == 0 && SB <= 32, "whole boxes of 8 steps");
+    static constexpr size_t SMEM = (size_t)NS * (WSTAGE + SSTAGE + XST) + (size_t)NW * 2 * XB * 4 + 1024;
+};
+
+template <int T, int NW, int NS, int MINB>
+__global__ void __launch_bounds__(32 * (NW + 1), MINB)
+    sk_w4_tba_kernel(const float *__restrict__ x, const float *__restrict__ bias, int N_out, int K,
+                     float *__restrict__ out, sk_w4_pn pn, const __grid_constant__ CUtensorMap tmw,
+                     const __grid_constant__ CUtensorMap tms) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    constexpr int SB = SH::SB, MT = 2, GP = 1, ZC = 3, NOUT = 32 * T;
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = SH::XB;
+    extern __shared__ __align__(128) unsigned char sk_w4tba_raw[];
+    __shared__ __align__(16) float red[NW][MT][4 * NB][16];
+    __shared__ __align__(16) uint32_t xzero[16];
+    __shared__ __align__(8) uint64_t mb_full[NS], mb_empty[NS];
+    unsigned char *base;
+    const uint32_t wbase = sk_w4tb_base(sk_w4tba_raw, &base);
+    const uint32_t sbase = wbase + NS * SH::WSTAGE, xbase = sbase + NS * SH::SSTAGE;
+    uint32_t *const xwb = reinterpret_cast<uint32_t *>(base + NS * (SH::WSTAGE + SH::SSTAGE + SH::XST));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int nst = (K >> 7) / SB;
+    const int n0 = (int)blockIdx.x * 32;
+    SK_TRACE_BEGIN();
+    sk_pdl_trigger();
+    sk_w4tb_init<NS, NW>(xzero, mb_full, mb_empty);
+
+    if (warp == NW) { /* the producer */
+        if (lane == 0) {
+            auto weights = [&](int q, int slot) {
+                const uint32_t fb = (uint32_t)__cvta_generic_to_shared(&mb_full[slot]);
+                sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
+#pragma unroll
+                for (int m = 0; m < MT; m++)
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, nullptr, 0,
+                                                            wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
+                                                            sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
+                                                            n0 + 16 * m, fb);
+            };
+            auto xcopy = [&](int q, int slot) {
+                const uint32_t fb = (uint32_t)__cvta_generic_to_shared(&mb_full[slot]);
+                sk_mb_expect_tx(fb, (uint32_t)SH::XST); /* the stage's one arrival */
+#pragma unroll
+                for (int tau = 0; tau < T; tau++)
+                    sk_bulk_load(xbase + slot * SH::XST + tau * SB * 512,
+                                 x + (size_t)tau * K + (size_t)q * SB * 128, SB * 512, fb);
+            };
+            const int pre = nst < NS ? nst : NS;
+            for (int q = 0; q < pre; q++) weights(q, q); /* weights never depend on the kernel before */
+            sk_pdl_wait();
+            for (int q = 0; q < pre; q++) xcopy(q, q);
+            for (int q = pre, slot = 0, use = 1; q < nst; q++) {
+                sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]), (uint32_t)((use - 1) & 1));
+                weights(q, slot);
+                xcopy(q, slot);
+                if (++slot == NS) slot = 0, use++;
+            }
+        }
+        return;
+    }
+
+    sk_pdl_wait();
+    /* this thread's output (o < NOUT: row tau, block row r): bias and residual now */
+    const int o_tau = threadIdx.x >> 5, o_r = threadIdx.x & 31, o_n = n0 + o_r;
+    const bool o_live = threadIdx.x < NOUT && o_n < N_out;
+    float o_bias = 0.0f, o_res = 0.0f, o_g = 0.0f;
+    if (o_live) {
+        if (bias) o_bias = __ldg(bias + o_n);
+        o_res = out[(size_t)o_tau * N_out + o_n];
+        if (pn.gnext) o_g = __ldg(pn.gnext + o_n);
+    }
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+    uint32_t woff[2], soff[2];
+    sk_w4tb_offsets<SB, SH::WBOX>(warp, g, t, woff, soff);
+    float acc[MT][NB][2];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+    int slot = 0, use = 0;
+    for (int q = 0; q < nst; q++) {
+        const unsigned char *xsl = base + NS * (SH::WSTAGE + SH::SSTAGE) + slot * SH::XST;
+        uint4 wr[MT][2];
+        uint32_t sv[MT][2];
+        sk_w4tb_take<MT, SH::BX, SH::WBOX, SH::SBOX, SH::WSTAGE, SH::SSTAGE, NS>(
+            base, slot, use, mb_full, woff, soff, wr, sv);
+        float4 xn[T];
+#pragma unroll
+        for (int tau = 0; tau < T; tau++)
+            xn[tau] = *reinterpret_cast<const float4 *>(xsl + tau * SB * 512 + warp * 512 + lane * 16);
+        sk_w4tb_release(mb_empty, slot, lane);
+        if (++slot == NS) slot = 0, use++;
+        uint32_t *xw = xwb + (warp * 2 + (q & 1)) * XB;
+        sk_w4tc_xsplit<T, 1>(xn, xw, xoff);
+        sk_w4tc_mma<T, MT, GP, ZC>(wr, sv, xw, bsrc, xzero, lane, t, acc);
+    }
+    sk_w4ts_tile_red<MT, NB>(red, warp, g, t, acc);
+    asm volatile("bar.sync 1, %0;" ::"r"(32 * NW) : "memory");
+    float o_sq = 0.0f;
+    if (o_live) {
+        const int m = o_r >> 4, row = o_r & 15;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++) v += red[w][m][o_tau][row];
+        v += o_bias; /* the order of sk_w4_tq_kernel: sum, bias, residual */
+        v += o_res;
+        out[(size_t)o_tau * N_out + o_n] = v;
+        if (pn.gnext) {
+            pn.xg[(size_t)o_tau * N_out + o_n] = v * o_g;
+            o_sq = v * v;
+        }
+    }
+    if (pn.gnext && warp < T) { /* row tau's 32 outputs are warp tau's lanes */
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) o_sq += __shfl_xor_sync(0xffffffffu, o_sq, o);
+        if (lane == 0) pn.ssq_out[(size_t)blockIdx.x * T + warp] = o_sq;
+    }
+    SK_TRACE_END(SK_TRACE_TQ_ADD << 24 | (K >> 5));
+}
+
+template <int T, int NW, int NS>
+static inline bool sk_w4_tba_ok(int G, int K, const void *x, const void *q4, const void *q4s) {
+    return sk_w4_tb_ok(T, G, K, q4, q4s) && K % (128 * NW) == 0 && ((uintptr_t)x & 15) == 0 &&
+           sk_w4tba_shape<T, NW, NS>::SMEM + 8192 <= (size_t)227 * 1024;
+}
+
+/* One launch: ceil(N_out / 32) blocks. The caller has checked sk_w4_tba_ok. The pending side
+ * request (sk_w4_pn_req) for ADD as sk_w4_tq_launch. */
+template <int T, int NW, int NS, int MINB>
+static void sk_w4_tba_launch(const float *x, const uint32_t *q4, const __half2 *q4s, const float *bias,
+                             int N_out, int K, float *out, cudaStream_t s) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    auto k = sk_w4_tba_kernel<T, NW, NS, MINB>;
+    static bool set = false;
+    cudaError_t e = cudaSuccess;
+    if (!set) {
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SH::SMEM);
+        set = true;
+    }
+    /* the weight map as sk_w4_tb_kernel's over N_out rows (no up half) */
+    CUtensorMap tmw, tms;
+    if (e != cudaSuccess || !sk_w4tb_maps(&tmw, &tms, q4, q4s, N_out, K, SH::SB, 1)) {
+        fprintf(stderr, "saker: w4 tba: %zu bytes of shared memory: %s, or its tensor maps\n",
+                SH::SMEM, cudaGetErrorString(e));
+        abort();
+    }
+    const unsigned blocks = (unsigned)((N_out + 31) / 32);
+    const sk_w4_pn pn = sk_w4_pn_take(SK_GEMV_ADD, (int)blocks);
+    sk_launch_pdl_smem(k, dim3(blocks), 32u * (NW + 1), SH::SMEM, s, x, bias, N_out, K, out, pn, tmw, tms);
+}
+
+#endif
