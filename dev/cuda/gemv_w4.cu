@@ -13,8 +13,9 @@
  *  gate/up), 70B and 7B, two rounds; no checks - see time_zc();
  *  s9: the backend's launch against sk_w4_tq_kernel's configurations on qkv (+norm), o and down,
  *  70B and 7B, T = 1, 2, two rounds; no checks - see time_s9();
- *  checksw: the checks of SwiGLU at T = 1, 2 only (the backend's launch and sk_w4_ts_kernel), on
- *  more shapes (persistent blocks over several tiles) - see check_all;
+ *  checksw: the checks of SwiGLU and STORE at T = 1, 2 only (the backend's launch, sk_w4_ts_kernel
+ *  and sk_w4_tb_kernel's configurations), on more shapes (persistent blocks over several tiles,
+ *  STORE pairs shared by two blocks) - see check_all;
  *  bk3: the backend's launch against sk_w4_bk_kernel at ZC3 over MT, KS and NS, 70B and 7B, T = 1;
  *  no checks (check_all has them) - see time_bk3();
  *  sw: the backend's gate/up launch against sk_w4_ts_kernel's configurations, 70B and 7B, T = 1,
@@ -528,6 +529,12 @@ static const variant g_variants[] = {
     TQ(2, 5, 0, 1), TQ(2, 6, 0, 1), TQ(2, 7, 0, 1), TQ(2, 8, 0, 1),
     /* (session 23) sk_w4_tba_kernel (ADD: o, down), configurations 9..11 */
     TQ(1, 9, 0, 1), TQ(1, 10, 0, 1), TQ(1, 11, 0, 1), TQ(2, 9, 0, 1), TQ(2, 10, 0, 1), TQ(2, 11, 0, 1),
+    /* (session 24) sk_w4_tb_kernel as a STORE product (qkv: pairs of tiles, stream-K), 9..12,
+     * with and without the norm */
+    TQ(1, 9, 0, 0), TQ(1, 10, 0, 0), TQ(1, 11, 0, 0), TQ(1, 12, 0, 0),
+    TQ(1, 9, 1, 0), TQ(1, 10, 1, 0), TQ(1, 11, 1, 0), TQ(1, 12, 1, 0),
+    TQ(2, 9, 0, 0), TQ(2, 10, 0, 0), TQ(2, 11, 0, 0), TQ(2, 12, 0, 0),
+    TQ(2, 9, 1, 0), TQ(2, 10, 1, 0), TQ(2, 11, 1, 0), TQ(2, 12, 1, 0),
     /* (session 10) sk_w4_ts_kernel, every configuration of sk_w4_ts_launch_cfg: SwiGLU with and
      * without the fused norm, T = 1, 2 */
     TS(1, 1, 0), TS(1, 2, 0), TS(1, 3, 0), TS(1, 4, 0), TS(1, 1, 1), TS(1, 2, 1), TS(1, 3, 1), TS(1, 4, 1),
@@ -586,8 +593,8 @@ static bool check_out(const std::vector<float> &got, const std::vector<double> &
     return !bad && *worst <= tol;
 }
 
-/* sw_only (dev_gemv_w4 checksw): SwiGLU at T = 1, 2 only, the backend's launch and
- * sk_w4_ts_kernel's configurations, on the shapes below and on sw_shapes (persistent blocks that
+/* sw_only (dev_gemv_w4 checksw): SwiGLU and STORE at T = 1, 2 only, the backend's launch and
+ * sk_w4_ts_kernel's configurations (STORE: tq configurations 9..12, sk_w4_tb_kernel's), on the shapes below and on sw_shapes (persistent blocks that
  * walk several tiles: more than 132 x 3 tiles of 16 rows; K = 576 (SmolLM2), 4096, 8192, 28672). */
 static int check_all(bool sw_only = false) {
     /* N_out x K: odd row counts (tiles of 16 and groups of 8 rows end inside), K with partial
@@ -595,8 +602,12 @@ static int check_all(bool sw_only = false) {
     const int shapes_all[][2] = {{8, 128},   {37, 256},  {576, 512}, {100, 4096}, {33, 1536},
                                  {64, 8192}, {1, 96},    {300, 160}, {40, 576},   {19, 4160},
                                  {17, 32},   {130, 1088}, {200, 4608}, {72, 2560}, {40, 512}};
+    /* (checksw also runs STORE at T <= 2 since session 24: 12002 x 4096 and 9001 x 2048 give
+     * sk_w4_tb_kernel's STORE more pairs than blocks, so that blocks share pairs; (N + K) % 3 ==
+     * 0: no bias, which it needs) */
     const int sw_shapes[][2] = {{1536, 576}, {4523, 576}, {9001, 1088}, {6421, 4096},
-                                {5000, 8192}, {700, 28672}, {2300, 28672}};
+                                {5000, 8192}, {700, 28672}, {2300, 28672}, {12002, 4096},
+                                {9001, 2048}};
     std::vector<std::array<int, 2>> shapes;
     for (auto &e : shapes_all) shapes.push_back({e[0], e[1]});
     if (sw_only)
@@ -639,7 +650,7 @@ static int check_all(bool sw_only = false) {
             }
             for (int mode = 0; mode < 3; mode++)
                 for (int T = 1; T <= 4; T++) {
-                    if (sw_only && (mode != SK_GEMV_SWIGLU || T > 2)) continue;
+                    if (sw_only && (mode == SK_GEMV_ADD || T > 2)) continue;
                     const int N_out = N_out0, N = mode == SK_GEMV_SWIGLU ? 2 * N_out : N_out;
                     w4mat m;
                     w4_make(&m, N, K, G);
@@ -713,7 +724,7 @@ static int check_all(bool sw_only = false) {
                         const bool vn = vi == N_VARIANTS + 1 || (v && v->tn) ||
                                         (v && (v->tq || v->ts) && v->U); /* fused norm */
                         if (v && (v->T != T || v->mode != mode)) continue;
-                        if (sw_only && v && !v->ts) continue;
+                        if (sw_only && v && !v->ts && !(v->tq && v->R >= 9)) continue;
                         if (vn && !norm) continue;
                         if (v && v->bk && !sk_w4_bk_ok(K, G, m.dq, m.ds)) continue;
                         const int nks = v && (v->tc || v->bk || v->tn) ? 4 : v && v->tq ? 2 : 1;
@@ -1330,7 +1341,8 @@ static void time_s9(void) {
     /* (session 23: 5..8 and tba's 9..11; STORE's 9..11 are its configuration 5 again) */
     /* (session 14: 5..8, the ring in shared memory, in place of session 9's pf 4 rows, which were
      * 5-12% slower everywhere) */
-    const int vers[][2] = {{0, 0}, {5, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}, {10, 0}, {11, 0}};
+    /* (session 24: STORE's 9..12 are sk_w4_tb_kernel's STORE; ADD has no 12: skipped) */
+    const int vers[][2] = {{0, 0}, {5, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}, {10, 0}, {11, 0}, {12, 0}};
     const int NVER = (int)(sizeof vers / sizeof vers[0]);
     const int G = 128;
     double step_be[2][2] = {{0}}, step_best[2][2] = {{0}}; /* [model][T - 1]: us x layers */
@@ -1359,13 +1371,19 @@ static void time_s9(void) {
         rand_f32_kernel<<<64, 256>>>(gamma, (size_t)K, 8);
         rand_f32_kernel<<<256, 256>>>(out, (size_t)2 * N_out, 6);
         CK(cudaDeviceSynchronize());
-        const float *gp = mode == SK_GEMV_ADD ? NULL : gamma;
+        /* S9_NONORM=1 (session 24): qkv without the fused norm, as the engine runs it (x * gamma
+         * carried from the ADD product before; sk_w4_tbs_kernel takes no gamma) */
+        const float *gp = mode == SK_GEMV_ADD || getenv("S9_NONORM") ? NULL : gamma;
         for (int T = 1; T <= 2; T++) {
             std::vector<double> sum(NVER, 0.0);
             for (int round = 0; round < 2; round++) {
                 float us[16], be = 0;
                 for (int o = 0; o < NVER; o++) {
                     const int vi = round ? NVER - 1 - o : o;
+                    if (vers[vi][0] && strcmp(sk_w4_tq_name(mode, vers[vi][0]), "-") == 0) {
+                        us[vi] = 1e30f; /* not a configuration of this mode */
+                        continue;
+                    }
                     us[vi] = time_launches(
                         [&](int i) {
                             s9_launch(T, mode, vers[vi][0], vers[vi][1], x, q4s[i % n4], scs[i % n4],
@@ -1376,6 +1394,10 @@ static void time_s9(void) {
                 be = us[0];
                 for (int vi = 0; vi < NVER; vi++) {
                     char name[64];
+                    if (us[vi] > 1e29f) {
+                        sum[vi] = 1e30;
+                        continue;
+                    }
                     if (vers[vi][0] == 0)
                         snprintf(name, sizeof name, "backend's launch *");
                     else

@@ -1418,6 +1418,24 @@ static inline int sk_w4_persist_grid(KF k, int threads, size_t smem, size_t lim,
 
 #include "backend/cuda/w4_tb.cuh"
 
+/* The tq ADD configuration for a product tba does not take (session 24): at two rows, where the
+ * product's N_out / 32 blocks fit the SMs at once (one block an SM) and K >= 4096 (the sizes
+ * measured), 5 (MT2 NW8 D4: the ring one step deeper), else 6 (MT2 NW8 D3). H200: dev_gemv_w4
+ * s9, us, T = 2: 7B down (K = 11008, 128 blocks) 12.68 -> 9.73, 7B o 5.86-5.92 -> 5.76, but 70B o
+ * (256 blocks) 12.07 -> 15.25; the engine's 7B INT4 batch 2 ITL 1.844 / 1.844 -> 1.781 / 1.782 ms
+ * (-3.4%). At one row ADD 8 (D8, one block an SM) looked 16% faster on 7B down in the workbench
+ * and was even in the engine (batch 1 1.687 / 1.688 -> 1.692 / 1.695 ms): not taken. */
+static inline int sk_w4_tq_add_base(int T, int N_out, int K) {
+    static int sms = 0;
+    if (sms == 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            sms = -1;
+    }
+    return T == 2 && K >= 4096 && sms > 0 && (N_out + 31) / 32 <= sms ? 5 : 6;
+}
+
 /* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
  * STORE (qkv, with or without the fused norm) and ADD (o, down) have their own lists:
  *   STORE 1: MT1 NW4 D3, 5 blocks an SM (<= 102 registers): 70B qkv's 640 blocks in one wave
@@ -1454,19 +1472,22 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
                 sk_w4_tba_launch<T, 8, 3, 2>(x, q4, q4s, bias, N_out, K, out, s);
                 return true;
             }
-            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
+                                                K, out, gamma, eps, s);
         case 10:
             if (sk_w4_tba_ok<T, 8, 2>(G, K, x, q4, q4s)) {
                 sk_w4_tba_launch<T, 8, 2, 2>(x, q4, q4s, bias, N_out, K, out, s);
                 return true;
             }
-            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
+                                                K, out, gamma, eps, s);
         case 11:
             if (sk_w4_tba_ok<T, 16, 2>(G, K, x, q4, q4s)) {
                 sk_w4_tba_launch<T, 16, 2, 1>(x, q4, q4s, bias, N_out, K, out, s);
                 return true;
             }
-            return sk_w4_tq_launch_cfg<T, MODE>(6, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
+                                                K, out, gamma, eps, s);
         default: return false;
         }
     } else if constexpr (MODE == SK_GEMV_STORE) {
@@ -1479,10 +1500,29 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 6: sk_w4_tq_launch<T, 1, 6, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 7: sk_w4_tq_launch<T, 2, 4, MODE, 4, 4, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 8: sk_w4_tq_launch<T, 1, 3, MODE, 8, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
-        case 9: case 10: case 11: /* (the ADD list's tba; STORE: configuration 5) */
-            return sk_w4_tq_launch_cfg<T, MODE>(5, pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s);
+        /* session 24: sk_w4_tbs_kernel (w4_tb.cuh: tile pairs, stream-K, no gamma / bias), the
+         * session-23 pick where it cannot take the product */
+        case 9:
+            if (!sk_w4_tbs_ok<T, 8, 3>(G, N_out, K, bias, gamma, x, q4, q4s)) break;
+            sk_w4_tbs_launch<T, 8, 3, 2>(x, q4, q4s, N_out, K, out, eps, s);
+            return true;
+        case 10:
+            if (!sk_w4_tbs_ok<T, 8, 2>(G, N_out, K, bias, gamma, x, q4, q4s)) break;
+            sk_w4_tbs_launch<T, 8, 2, 3>(x, q4, q4s, N_out, K, out, eps, s);
+            return true;
+        case 11:
+            if (!sk_w4_tbs_ok<T, 8, 4>(G, N_out, K, bias, gamma, x, q4, q4s)) break;
+            sk_w4_tbs_launch<T, 8, 4, 2>(x, q4, q4s, N_out, K, out, eps, s);
+            return true;
+        case 12:
+            if (!sk_w4_tbs_ok<T, 16, 2>(G, N_out, K, bias, gamma, x, q4, q4s)) break;
+            sk_w4_tbs_launch<T, 16, 2, 1>(x, q4, q4s, N_out, K, out, eps, s);
+            return true;
         default: return false;
         }
+        /* (the product tb cannot take: the session-23 pick) */
+        return sk_w4_tq_launch_cfg<T, MODE>(T == 1 && K >= 8192 ? 5 : 7, pf, x, q4, q4s, G, bias, N_out, K,
+                                            out, gamma, eps, s);
     }
     return false;
 }
@@ -1495,7 +1535,9 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
                                "tq MT2 NW4 D8 LB2", "tq MT2 NW8 D4 LB2 RS1", "tq MT2 NW8 D3 LB2 RS1",
                                "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1", "tba NW8 NS3 LB2",
                                "tba NW8 NS2 LB2", "tba NW16 NS2 LB1"};
-    if (mode != SK_GEMV_ADD && cfg >= 9 && cfg <= 11) return "(tq STORE 5)";
+    static const char *tbs[] = {"tbs NW8 NS3 LB2", "tbs NW8 NS2 LB3", "tbs NW8 NS4 LB2",
+                                "tbs NW16 NS2 LB1"};
+    if (mode != SK_GEMV_ADD && cfg >= 9 && cfg <= 12) return tbs[cfg - 9];
     return cfg < 1 || cfg > 11 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
 }
 
@@ -1867,7 +1909,13 @@ static inline int sk_w4_tq_pick(int T, int mode, int N_out, int K) {
      * 70B o 12.10 -> 11.79 at T = 2 but 10.78 -> 11.06 at T = 1; 7B o slower at both).
      * SAKER_W4_TB=0: the session-22 picks. */
     if (mode == SK_GEMV_ADD)
-        return add >= 0 ? add : sk_w4_tb_on() && K >= (T == 1 ? 16384 : 8192) ? 9 : 6;
+        return add >= 0 ? add : sk_w4_tb_on() && K >= (T == 1 ? 16384 : 8192) ? 9 : sk_w4_tq_add_base(T, N_out, K);
+    /* Session 24: sk_w4_tbs_kernel (configuration 9: NW8 NS3, tile pairs, stream-K; tq 7 where it
+     * cannot take the product) for qkv at two rows, K >= 8192 (dev_gemv_w4 s9 without the norm,
+     * H200, us: 70B qkv 16.14-16.20 -> 15.77-15.80 at T = 2; at T = 1 14.68-15.20 against tq 5's
+     * 15.00, and the engine's 70B batch 1 even, so tq 5 stays there; 70B batch 2 ITL 11.28-11.31
+     * -> 11.18-11.24 ms). */
+    if (st < 0 && sk_w4_tb_on() && T == 2 && N_out <= 16384 && K >= 8192) return 9;
     return st >= 0 ? st : N_out <= 16384 ? (T == 1 && K >= 8192 ? 5 : 7) : 0;
 }
 /* The sk_w4_ts_kernel configuration for a SwiGLU product at T <= 2 rows (0: another kernel),
@@ -1964,7 +2012,7 @@ static void sk_w4_gemv_launch_t(const float *x, const uint32_t *q4, const __half
      * (12.6 -> 12.3 us), down even, 7B o and down 1-13% slower: left off. The L2 prefetch was
      * 5-12% slower everywhere. So the default: STORE products of qkv size (N_out <= 16384, the
      * sizes measured) at T <= 2 take configuration 1 where K >= 8192, else 3.
-     * SAKER_W4_TQ_STORE=0 (off) / 1..8 and SAKER_W4_TQ_ADD=0 (off) / 1..8 force a configuration
+     * SAKER_W4_TQ_STORE=0 (off) / 1..12 and SAKER_W4_TQ_ADD=0 (off) / 1..11 force a configuration
      * of sk_w4_tq_launch_cfg, SAKER_W4_TQ_PF=n its L2 prefetch distance (0: off).
      * Session 14: the ring (and each step's x and gamma) in shared memory, RS1 (sk_w4_tq_kernel's
      * comment says why). ADD products (o, down) take configuration 6 (MT2 NW8 D3, 2 blocks an

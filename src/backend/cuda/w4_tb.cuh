@@ -343,6 +343,79 @@ struct sk_w4tba_shape {
     static constexpr size_t SMEM = (size_t)NS * (WSTAGE + SSTAGE + XST) + (size_t)NW * 2 * XB * 4 + 1024;
 };
 
+/* sk_w4_tbs_kernel's producer and stage step, as sk_w4_tba_kernel's (which keeps its own copy:
+ * with these shared, the 70B batch-1 step measured 0.4% slower, session 24). The producer (one
+ * thread): units [u0, u1), unit u = stage q = u % nst of the two tiles at rows r0 + 32 (u / nst)
+ * and r0 + 32 (u / nst) + 16; the weights of the first NS units before griddepcontrol.wait (they
+ * never depend on the kernel before), each stage's x (T rows x SB x 128 floats, one bulk copy a
+ * row) after it. */
+template <int T, int NW, int NS>
+static __device__ __forceinline__ void sk_w4tba_produce(const CUtensorMap *tmw, const CUtensorMap *tms,
+                                                        const float *x, int K, uint32_t wbase, uint32_t sbase,
+                                                        uint32_t xbase, uint64_t *mb_full, uint64_t *mb_empty,
+                                                        int u0, int u1, int nst, int r0) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    constexpr int SB = SH::SB;
+    auto weights = [&](int u, int slot) {
+        const int p = u / nst, q = u - p * nst;
+        const uint32_t fb = (uint32_t)__cvta_generic_to_shared(&mb_full[slot]);
+        sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
+#pragma unroll
+        for (int m = 0; m < 2; m++)
+            sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(tmw, tms, nullptr, 0,
+                                                    wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
+                                                    sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
+                                                    r0 + 32 * p + 16 * m, fb);
+    };
+    auto xcopy = [&](int u, int slot) {
+        const int q = u % nst;
+        const uint32_t fb = (uint32_t)__cvta_generic_to_shared(&mb_full[slot]);
+        sk_mb_expect_tx(fb, (uint32_t)SH::XST); /* the stage's one arrival */
+#pragma unroll
+        for (int tau = 0; tau < T; tau++)
+            sk_bulk_load(xbase + slot * SH::XST + tau * SB * 512, x + (size_t)tau * K + (size_t)q * SB * 128,
+                         SB * 512, fb);
+    };
+    const int pre = u1 - u0 < NS ? u1 - u0 : NS;
+    for (int i = 0; i < pre; i++) weights(u0 + i, i);
+    sk_pdl_wait();
+    for (int i = 0; i < pre; i++) xcopy(u0 + i, i);
+    for (int u = u0 + pre, slot = 0, use = 1; u < u1; u++) {
+        sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]), (uint32_t)((use - 1) & 1));
+        weights(u, slot);
+        xcopy(u, slot);
+        if (++slot == NS) slot = 0, use++;
+    }
+}
+/* A consumer warp's step of one stage: its weights, scale words and x (step `warp`), the stage
+ * released, x split into the warp's buffer xb of two (then toggled), the MMAs into acc. */
+template <int T, int NW, int NS>
+static __device__ __forceinline__ void sk_w4tba_step(const unsigned char *base, int &slot, int &use, int &xb,
+                                                     uint64_t *mb_full, uint64_t *mb_empty,
+                                                     const uint32_t (&woff)[2], const uint32_t (&soff)[2],
+                                                     uint32_t *xwb, int xoff,
+                                                     const int (&bsrc)[sk_w4tc_dims<T, 1>::NB],
+                                                     const uint32_t *xzero, int lane, int warp, int t,
+                                                     float (&acc)[2][sk_w4tc_dims<T, 1>::NB][2]) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    constexpr int SB = SH::SB;
+    const unsigned char *xsl = base + NS * (SH::WSTAGE + SH::SSTAGE) + slot * SH::XST;
+    uint4 wr[2][2];
+    uint32_t sv[2][2];
+    sk_w4tb_take<2, SH::BX, SH::WBOX, SH::SBOX, SH::WSTAGE, SH::SSTAGE, NS>(base, slot, use, mb_full, woff,
+                                                                           soff, wr, sv);
+    float4 xn[T];
+#pragma unroll
+    for (int tau = 0; tau < T; tau++)
+        xn[tau] = *reinterpret_cast<const float4 *>(xsl + tau * SB * 512 + warp * 512 + lane * 16);
+    sk_w4tb_release(mb_empty, slot, lane);
+    if (++slot == NS) slot = 0, use++;
+    uint32_t *xw = xwb + (warp * 2 + xb) * SH::XB;
+    xb ^= 1;
+    sk_w4tc_xsplit<T, 1>(xn, xw, xoff);
+    sk_w4tc_mma<T, 2, 1, 3>(wr, sv, xw, bsrc, xzero, lane, t, acc);
+}
+
 template <int T, int NW, int NS, int MINB>
 __global__ void __launch_bounds__(32 * (NW + 1), MINB)
     sk_w4_tba_kernel(const float *__restrict__ x, const float *__restrict__ bias, int N_out, int K,
@@ -491,6 +564,156 @@ static void sk_w4_tba_launch(const float *x, const uint32_t *q4, const __half2 *
     const unsigned blocks = (unsigned)((N_out + 31) / 32);
     const sk_w4_pn pn = sk_w4_pn_take(SK_GEMV_ADD, (int)blocks);
     sk_launch_pdl_smem(k, dim3(blocks), 32u * (NW + 1), SH::SMEM, s, x, bias, N_out, K, out, pn, tmw, tms);
+}
+
+/* ---- sk_w4_tbs_kernel: the STORE product (qkv) at T <= 2 with the same feed (session 24) ------
+ * Why: at one row qkv (tq STORE 5, one 16-row tile a warp) is bound by its per-step instructions
+ * (70B 16.5 us, 64% of copy; gate/up on the TMA feed with two tiles a warp's step: 97%). As a
+ * persistent product of tile pairs with all of x split at each block's start (sk_w4_tb_kernel's
+ * way, measured this session: 70B qkv + norm 17.9-19.5 us; session 23's one tile a stage 18.6-19.1)
+ * it loses the kernel's start to the split: every block splits all K before its first MMA.
+ * What: tba's stages (8-step boxes of two adjacent 16-row tiles, a pair: rows 32 p .. 32 p + 31,
+ * the scale words, the stage's x by one bulk copy a row after the producer's griddepcontrol.wait;
+ * warp w splits and computes step w) over stream-K ranges: the P x nst (pair, stage) units cut
+ * into grid contiguous ranges (within one unit of each other), the grid at most P, so that a range
+ * holds at least nst units and a pair is shared by at most two blocks. The later range's block
+ * takes the pair's tail first (the "starter": stores its partial, then releases the pair's flag),
+ * the earlier one its head last (the "finisher": acquires the flag, adds its partial to the
+ * starter's in that fixed order, resets the flag for the next launch). Deterministic; no zeroing.
+ * A finisher waits only at its end, on a block that began its range with that pair (every block
+ * of the grid runs: the kernel after this one launches once all of this grid's blocks have begun).
+ * No fused norm (gamma) and no bias: the carried norm's 1 / rms (ssq_in) only, as the engine's
+ * qkv runs (sk_cuda_rmsnorm_matmul); sk_w4_tbs_ok says.
+ * H200 (awq-speed.md session 24; dev_gemv_w4 s9 without the norm, us): 70B qkv at one row 14.68-
+ * 15.20 against tq 5's 15.00 (one pair a block in one wave, NW8 NS2 LB3, best: the stream-K grids
+ * of 264 blocks were not faster), two rows 15.77-15.80 against tq 7's 16.14-16.20; engine 70B
+ * INT4 ITL even at batch 1, -0.7% at batch 2. Predicted was 12.5-13.5 us at one row: the product
+ * is held by its start and end (its loads begin only as the kernel before frees the SMs), not by
+ * the per-step instructions that bind tq there. The default at two rows only (sk_w4_tq_pick). */
+static __device__ __forceinline__ unsigned int sk_w4tbs_acquire(const unsigned int *f) {
+    unsigned int v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
+    return v;
+}
+static __device__ __forceinline__ void sk_w4tbs_release(unsigned int *f, unsigned int v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(v) : "memory");
+}
+/* One flag a pair, 0 between launches; internal to each translation unit (its own module). */
+#define SK_W4TBS_MAXP 4096
+static __device__ unsigned int sk_w4tbs_flags[SK_W4TBS_MAXP];
+
+template <int T, int NW, int NS, int MINB>
+__global__ void __launch_bounds__(32 * (NW + 1), MINB)
+    sk_w4_tbs_kernel(const float *__restrict__ x, int N_out, int K, float *__restrict__ out, float eps,
+                     const float *__restrict__ ssq_in, int nssq, const __grid_constant__ CUtensorMap tmw,
+                     const __grid_constant__ CUtensorMap tms) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    constexpr int SB = SH::SB, NT = 2, GP = 1, NOUT = 32 * T;
+    constexpr int NB = sk_w4tc_dims<T, GP>::NB;
+    extern __shared__ __align__(128) unsigned char sk_w4tbs_raw[];
+    __shared__ __align__(16) float red[2][NW][NT][4 * NB][16];
+    __shared__ __align__(16) uint32_t xzero[16];
+    __shared__ __align__(8) uint64_t mb_full[NS], mb_empty[NS];
+    __shared__ float s_rstd_in[T];
+    unsigned char *base;
+    const uint32_t wbase = sk_w4tb_base(sk_w4tbs_raw, &base);
+    const uint32_t sbase = wbase + NS * SH::WSTAGE, xbase = sbase + NS * SH::SSTAGE;
+    uint32_t *const xwb = reinterpret_cast<uint32_t *>(base + NS * (SH::WSTAGE + SH::SSTAGE + SH::XST));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int nst = (K >> 7) / SB;
+    const long long U = (long long)((N_out + 31) >> 5) * nst;
+    const int u0 = (int)(U * blockIdx.x / gridDim.x), u1 = (int)(U * (blockIdx.x + 1) / gridDim.x);
+    SK_TRACE_BEGIN();
+    sk_pdl_trigger();
+    sk_w4tb_init<NS, NW>(xzero, mb_full, mb_empty);
+
+    if (warp == NW) { /* the producer (tba's, over the range's units) */
+        if (lane == 0)
+            sk_w4tba_produce<T, NW, NS>(&tmw, &tms, x, K, wbase, sbase, xbase, mb_full, mb_empty, u0, u1, nst, 0);
+        return;
+    }
+
+    sk_pdl_wait();
+    sk_w4ts_rstd_in<T>(ssq_in, nssq, warp, lane, K, eps, s_rstd_in); /* (read after a barrier below) */
+    int bsrc[NB];
+    sk_w4tc_bsrc<T, GP>(bsrc, g, t);
+    const int xoff = (lane >> 3) * SK_W4TC_XW + (lane & 7) * 2;
+    uint32_t woff[2], soff[2];
+    sk_w4tb_offsets<SB, SH::WBOX>(warp, g, t, woff, soff);
+    float acc[NT][NB][2];
+#pragma unroll
+    for (int m = 0; m < NT; m++)
+#pragma unroll
+        for (int b = 0; b < NB; b++) acc[m][b][0] = acc[m][b][1] = 0.0f;
+    const int o_tau = threadIdx.x >> 5, o_r = threadIdx.x & 31;
+    int slot = 0, use = 0, xb = 0;
+    for (int u = u0, i = 0; u < u1; i++) {
+        const int p = u / nst, qa = u - p * nst, qb = min(nst, qa + (u1 - u));
+        for (int q = qa; q < qb; q++)
+            sk_w4tba_step<T, NW, NS>(base, slot, use, xb, mb_full, mb_empty, woff, soff, xwb, xoff, bsrc, xzero,
+                                     lane, warp, t, acc);
+        u += qb - qa;
+        /* 0: the whole pair; 1: its tail, first in this block (starter); 2: its head, last (finisher) */
+        const int role = qa == 0 && qb == nst ? 0 : qa > 0 ? 1 : 2;
+        float(*rd)[NT][4 * NB][16] = red[i & 1];
+        sk_w4ts_tile_red<NT, NB>(rd, warp, g, t, acc);
+        asm volatile("bar.sync 1, %0;" ::"r"(32 * NW) : "memory");
+        if (role == 2) {
+            if (threadIdx.x == 0)
+                while (sk_w4tbs_acquire(&sk_w4tbs_flags[p]) == 0u) __nanosleep(32);
+            asm volatile("bar.sync 1, %0;" ::"r"(32 * NW) : "memory");
+        }
+        const int n = 32 * p + o_r;
+        if (threadIdx.x < NOUT && n < N_out) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) v += rd[w][o_r >> 4][o_tau][o_r & 15];
+            if (ssq_in) v *= s_rstd_in[o_tau];
+            float *op = out + (size_t)o_tau * N_out + n;
+            if (role == 2) v += __ldcg(op); /* the starter's partial, after this block's */
+            *op = v;
+        }
+        if (role == 1) { /* publish the partial (CUTLASS's semaphore pattern) */
+            asm volatile("bar.sync 1, %0;" ::"r"(32 * NW) : "memory");
+            if (threadIdx.x == 0) {
+                __threadfence();
+                sk_w4tbs_release(&sk_w4tbs_flags[p], 1u);
+            }
+        } else if (role == 2 && threadIdx.x == 0) {
+            sk_w4tbs_flags[p] = 0u; /* for the next launch (its starters begin after this grid ends) */
+        }
+    }
+    SK_TRACE_END(SK_TRACE_TQ_STORE << 24 | (K >> 5));
+}
+
+/* Whether sk_w4_tbs_kernel can take the product: tba's conditions, no gamma, no bias, at most
+ * SK_W4TBS_MAXP pairs (its flags). */
+template <int T, int NW, int NS>
+static inline bool sk_w4_tbs_ok(int G, int N_out, int K, const float *bias, const float *gamma, const void *x,
+                                const void *q4, const void *q4s) {
+    return !bias && !gamma && sk_w4_tba_ok<T, NW, NS>(G, K, x, q4, q4s) && (N_out + 31) / 32 <= SK_W4TBS_MAXP;
+}
+/* One launch on the resident slots (occupancy x SMs), at most the pairs. The caller has checked
+ * sk_w4_tbs_ok. The carried norm's sums (the side request, sk_w4_pn_take) as sk_w4_tq_kernel's. */
+template <int T, int NW, int NS, int MINB>
+static void sk_w4_tbs_launch(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out, int K,
+                             float *out, float eps, cudaStream_t s) {
+    using SH = sk_w4tba_shape<T, NW, NS>;
+    auto k = sk_w4_tbs_kernel<T, NW, NS, MINB>;
+    static bool set = false;
+    static size_t occ_smem = (size_t)-1;
+    static int occ = 0, sms = 0;
+    const int grid = sk_w4_persist_grid(k, 32 * (NW + 1), SH::SMEM, SH::SMEM, (N_out + 31) / 32, set,
+                                        occ_smem, occ, sms, "tbs");
+    CUtensorMap tmw, tms;
+    if (grid < 1 || !sk_w4tb_maps(&tmw, &tms, q4, q4s, N_out, K, SH::SB, 1)) {
+        fprintf(stderr, "saker: w4 tbs: no grid or no tensor maps (N_out %d, K %d)\n", N_out, K);
+        abort();
+    }
+    const sk_w4_pn pn = sk_w4_pn_take(SK_GEMV_STORE, grid);
+    sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * (NW + 1), SH::SMEM, s, x, N_out, K, out, eps, pn.ssq_in,
+                       pn.nssq, tmw, tms);
 }
 
 #endif
