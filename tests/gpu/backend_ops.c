@@ -940,6 +940,18 @@ static void test_w4(void) {
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* The decode steps' RoPE + K/V store inside the decode kernel (the new token in fp32): taken by
+ * the bf16 backend's decode steps with a ring configuration unless SAKER_ATTN_NEWTOK=0; a group
+ * that compares it must have run it (and none with it off). */
+static void check_newtok_taken(const char *group, long before) {
+    const char *e = getenv("SAKER_ATTN_NEWTOK");
+    const bool on = !(e && *e && strcmp(e, "0") == 0) && strcmp(g_dtype, "bf16") == 0;
+    const long took = sk_cuda_attn_newtok() - before;
+    printf("%s (%s): %ld decode launches took the new token in fp32\n", group, g_dtype, took);
+    CHECKF(on ? took > 0 : took == 0, "%s: %ld decode launches with the new token in fp32, "
+           "expected %s", group, took, on ? "some" : "none");
+}
+
 /* Length of the long-sequence cases (a compile-time knob so that slow emulated runs can shorten
  * it). */
 #ifndef ATTN_LONG
@@ -1053,6 +1065,7 @@ static void test_attention(void) {
         {32, 1, 128, false}, /* MQA, group over 16 at 128: the ring config over 48 KB of smem */
     };
     const int n_layers = 2, layer = 1, n_seq = 2;
+    const long nt0 = sk_cuda_attn_newtok();
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
         const attn_cfg *cf = &cfgs[ci];
         const int n_ctx = 200, L0 = 150;
@@ -1106,6 +1119,7 @@ static void test_attention(void) {
         g_cpu->ops->kv_free(g_cpu, kc);
         g_gpu->ops->kv_free(g_gpu, kg);
     }
+    check_newtok_taken("attention", nt0);
 }
 
 /* ---- weight_random ------------------------------------------------------------------------ */
@@ -1126,6 +1140,7 @@ static void test_attention_paged(void) {
     };
     static const int page_sizes[] = {64, 16};
     const int n_layers = 2, layer = 1, NS = 4, max_len = 300;
+    const long nt0 = sk_cuda_attn_newtok();
     CHECK(g_gpu->kv_page_size == 64 && g_gpu->kv_elem_bytes == 2);
     for (size_t pi = 0; pi < sizeof page_sizes / sizeof page_sizes[0]; pi++)
         for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
@@ -1239,6 +1254,7 @@ static void test_attention_paged(void) {
     size_t fr = 0, tot = 0;
     g_gpu->ops->mem_info(g_gpu, &fr, &tot);
     CHECKF(fr > 0 && fr <= tot, "mem_info: %zu free of %zu", fr, tot);
+    check_newtok_taken("paged", nt0);
 }
 
 static void test_random(void) {
@@ -1378,6 +1394,7 @@ static void test_decode(void) {
      * without graphs; session 13: killed again at 6 sequences and 30 layers). */
     const char *small_env = getenv("BOPS_DECODE_SMALL");
     const bool small = small_env && *small_env && strcmp(small_env, "0") != 0;
+    const long nt0 = sk_cuda_attn_newtok();
     sk_model_params p;
     sk_model_params_default(&p);
     p.shape_layers = small ? 2 : 0;
@@ -1514,6 +1531,7 @@ static void test_decode(void) {
     free(lc);
     free(le);
     free(lgr);
+    check_newtok_taken("decode", nt0);
 }
 
 /* ---- main --------------------------------------------------------------------------------- */

@@ -186,6 +186,10 @@ static bool sk_attn_split(void) {
     return env_switch("SAKER_ATTN_SPLIT", true, &split);
 }
 
+/* Decode launches that took the new token in fp32 (sk_cuda_attn_newtok). */
+static long g_attn_newtok = 0;
+extern "C" long sk_cuda_attn_newtok(void) { return g_attn_newtok; }
+
 /* Rows [0, T) through the decode kernel (each the only row of its sequence); the K/V of all
  * c->T rows of the batch stored first (T < c->T: the leading rows of a mixed batch, the rest
  * computed by the prefill path). */
@@ -281,9 +285,30 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     p1.pages_per_seq = kv->pages_per_seq;
     p1.n_ctx = kv->n_ctx;
     const int kw = kv->n_kv_heads * hd;
-    if (rp) { /* rope + store + q cast fused (every row of the batch is a decode row) */
+    /* The RoPE + store folded into the decode kernel itself (sk_attn_params.nt, session 25),
+     * where kernel 2 runs a ring configuration. SAKER_ATTN_NEWTOK: 0 the separate rope/store
+     * launch always; 2 the fold wherever kernel 2 takes it; 1 (the default) as measured (H200,
+     * 128/256, ITL p50, two rounds, bench/results/decode.md session 25): taken at steps of two
+     * rows and more (70B INT4 batch 2 / 4 / 8 -1.0 / -0.9 / -0.9%, 7B batch 2 -0.9%) and for
+     * single-row steps without grouping (7B batch 1 -3.5%), not for single-row grouped steps
+     * (70B batch 1 +1.4%: there the fold loses at every split count, clusters or not, one or
+     * two warps a block, with or without PDL; not understood). */
+    static int nt_mode = -1;
+    if (nt_mode < 0) {
+        const char *e = getenv("SAKER_ATTN_NEWTOK");
+        nt_mode = e && *e ? atoi(e) : 1;
+        if (nt_mode < 0 || nt_mode > 2) nt_mode = 1;
+    }
+    const bool newtok = rp && nt_mode != 0 && !kv->dec_mq &&
+                        (nt_mode == 2 || T >= 2 || n_heads == kv->n_kv_heads) &&
+                        sk_attn_decode_takes_newtok(T, n_heads, kv->n_kv_heads, hd,
+                                                    kv->dec_splits);
+    const float *freq = rp ? sk_cuda_rope_freq(c, rp->theta, rp->rope_dim) : NULL;
+    if (newtok) {
         SK_ASSERT(T == c->T);
-        const float *freq = sk_cuda_rope_freq(c, rp->theta, rp->rope_dim);
+        g_attn_newtok++;
+    } else if (rp) { /* rope + store + q cast fused (every row of the batch is a decode row) */
+        SK_ASSERT(T == c->T);
         const int pairs = (n_heads + 2 * kv->n_kv_heads) * (hd / 2);
         const dim3 grid((unsigned)c->T,
                         (unsigned)((pairs + SK_ROPE_STORE_THREADS - 1) / SK_ROPE_STORE_THREADS));
@@ -346,6 +371,18 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
     /* the fused rope/store just before writes only each row's last token; the batch's page
      * tables came from the host (begin_paged), not from a kernel of this step */
     p.kv_prewait = rp && prewait;
+    if (newtok) {
+        p.nt.q = q;
+        p.nt.k = k;
+        p.nt.v = v;
+        p.nt.q_stride = q_stride;
+        p.nt.kv_stride = kv_stride;
+        p.nt.freq = freq;
+        p.nt.rope_dim = rp->rope_dim;
+        p.nt.halves = rp->pairing == SK_ROPE_HALVES;
+        p.nt.k_pool = p1.k_cache;
+        p.nt.v_pool = p1.v_cache;
+    }
     if (kv->dec_mq)
         sk_attn_decode_mq(&p, c->stream);
     else

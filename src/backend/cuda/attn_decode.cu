@@ -414,6 +414,19 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     SK_AD_CHECK(p->n_splits == 1 ||
                     (p->part_out && p->part_lse && sk_ad_aligned16(p->part_out)),
                 "split scratch missing or part_out not 16-byte aligned");
+    const sk_attn_newtok *nt = &p->nt;
+    SK_AD_CHECK(!nt->q || (cfg->ring > 0 && kv->head_dim % 64 == 0),
+                "nt (the new token in fp32) needs a ring configuration (head_dim 64 or 128)");
+    SK_AD_CHECK(!nt->q || (nt->k && nt->v && nt->freq && sk_ad_aligned16(nt->q) &&
+                           sk_ad_aligned16(nt->k) && sk_ad_aligned16(nt->v) &&
+                           nt->q_stride % 4 == 0 && nt->kv_stride % 4 == 0 &&
+                           nt->q_stride >= p->n_heads * kv->head_dim &&
+                           nt->kv_stride >= kv->n_kv_heads * kv->head_dim),
+                "nt: q/k/v/freq missing, rows not 16-byte aligned, or strides too small");
+    SK_AD_CHECK(!nt->q || (nt->rope_dim >= 0 && nt->rope_dim % 2 == 0 &&
+                           nt->rope_dim <= kv->head_dim && nt->k_pool == kv->k &&
+                           nt->v_pool == kv->v),
+                "nt: rope_dim must be even and <= head_dim, k_pool / v_pool must be kv.k / kv.v");
     const sk_ad_kfn fn = sk_ad_kernel(kv->head_dim, cfg);
     SK_AD_CHECK(fn != NULL, "configuration not instantiated");
 
@@ -464,6 +477,20 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
             sk_ad_combine_kernel<<<(unsigned)((c.rows + 3) / 4), 128, 0, s>>>(c);
         SK_AD_CUDA(cudaGetLastError());
     }
+}
+
+int sk_attn_decode_takes_newtok(int batch, int n_heads, int n_kv_heads, int head_dim,
+                                int n_splits) {
+    if (n_kv_heads <= 0 || n_heads <= 0 || head_dim % 64 != 0) return 0;
+    static int n_sm = 0; /* one device per process */
+    if (n_sm == 0) {
+        int dev = 0;
+        SK_AD_CUDA(cudaGetDevice(&dev));
+        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    }
+    const sk_attn_decode_cfg cfg =
+        sk_ad_entry_cfg(batch, n_heads, n_kv_heads, head_dim, n_sm, n_splits);
+    return cfg.ring > 0;
 }
 
 void sk_attn_decode(const sk_attn_params *p, cudaStream_t s) {

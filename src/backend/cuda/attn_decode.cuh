@@ -47,6 +47,11 @@
  * (bitwise its output), with no combine launch and no partials in global memory (H200: 70B INT4
  * batch 1 -0.8..-1.0% a step, 7B -2..-3%; bench/results/decode.md session 22).
  *
+ * New token in fp32 (session 25, sk_attn_params.nt; ring configurations): q is rotated (RoPE) as
+ * it is loaded and the step's K/V row is rotated, written into its page and patched into the ring
+ * slot that holds it, so that no rope/store launch runs before this kernel (attention.cu takes it
+ * where measured faster; bench/results/decode.md session 25).
+ *
  * Page table reads: each warp keeps 64 page ids in two registers per lane (the current and next
  * window of 32) and takes the chunk's id with one shuffle, so the page-id load is off the critical
  * path except at the block's start. */
@@ -127,6 +132,10 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
  * Bad parameters (unsupported shape, misaligned pointers or stride, missing scratch) are bugs of
  * the caller: printed with the field and aborted. */
 void sk_attn_decode(const sk_attn_params *p, cudaStream_t s);
+/* 1 when sk_attn_decode's configuration for this step takes the new token in fp32
+ * (sk_attn_params.nt: a ring configuration, head_dim 64 or 128). */
+int sk_attn_decode_takes_newtok(int batch, int n_heads, int n_kv_heads, int head_dim,
+                                int n_splits);
 /* The split merge by clusters of the n_splits blocks (no combine kernel; bitwise the same
  * output): 0 off, 1 (the default) where the launch's clusters fit in one wave, 2 wherever they
  * fit; SAKER_ATTN_CLUSTER, or this call (tests), sets it. */
@@ -452,6 +461,133 @@ static __device__ __forceinline__ void sk_ad_ring_read(sk_ad_chunk<HD> &ch,
     }
 }
 
+/* ---- the new token handed over in fp32 (sk_attn_params.nt) ---- */
+
+/* rot[i] = (sin, cos) of pos * freq[i] for i < rope_dim / 2, by the block's threads (the angle
+ * expression of sk_dec_rope_store_kernel, attention.cu); the caller syncs the block. */
+static __device__ __forceinline__ void sk_ad_rot_table(float2 *rot, const sk_attn_newtok &nt,
+                                                       int pos) {
+    for (int i = threadIdx.x; i < nt.rope_dim / 2; i += blockDim.x) {
+        float sn, cs;
+        sincosf((float)pos * nt.freq[i], &sn, &cs);
+        rot[i] = make_float2(sn, cs);
+    }
+}
+
+/* bf16(a) | bf16(b) << 16 (round to nearest even, as __floats2bfloat162_rn). */
+static __device__ __forceinline__ uint32_t sk_ad_pack_bf2(float a, float b) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
+           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
+}
+static __device__ __forceinline__ uint4 sk_ad_pack8(const float (&y)[8]) {
+    return make_uint4(sk_ad_pack_bf2(y[0], y[1]), sk_ad_pack_bf2(y[2], y[3]),
+                      sk_ad_pack_bf2(y[4], y[5]), sk_ad_pack_bf2(y[6], y[7]));
+}
+/* Component c (a constant after unrolling) of v. */
+static __device__ __forceinline__ float sk_ad_c(const float4 &v, int c) {
+    return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+}
+/* One element after RoPE, as the rope/store kernel computes it: the first of a pair x0 cos -
+ * x1 sin, the second x0 sin + x1 cos; x is the element, p its partner, r = (sin, cos). */
+static __device__ __forceinline__ float sk_ad_rot1(float x, float p, bool second, float2 r) {
+    return second ? p * r.x + x * r.y : x * r.y - p * r.x;
+}
+
+/* A query row's fragment dims (32 cc + 8 t + e: cc < KC, e < 8) from its raw fp32 values xr
+ * (loaded by the caller, all before any arithmetic, so that they are one trip to L2) to rotated
+ * bf16. The pairs at halves with rope_dim / 2 = 32 OFF lie in the lane's own values (dims of
+ * cc and cc + OFF); adjacent pairs too (e and e ^ 1); any other rotated width reads the
+ * partners from src (a slower path no shape here takes). */
+template <int KC, int OFF>
+static __device__ __forceinline__ void sk_ad_rope_q_off(const float4 (&xr)[KC][2], uint4 (&out)[KC],
+                                                        int t, const float2 *rot) {
+#pragma unroll
+    for (int cc = 0; cc < KC; cc++) {
+        float y[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const float x = sk_ad_c(xr[cc][e >> 2], e & 3);
+            const int lo = cc < OFF ? cc : cc - OFF, hi = cc < OFF ? cc + OFF : cc;
+            const float pa = sk_ad_c(xr[lo < KC ? lo : KC - 1][e >> 2], e & 3);
+            const float pb = sk_ad_c(xr[hi < KC ? hi : KC - 1][e >> 2], e & 3);
+            if (cc < OFF)
+                y[e] = sk_ad_rot1(x, pb, false, rot[32 * cc + 8 * t + e]);
+            else if (cc < 2 * OFF)
+                y[e] = sk_ad_rot1(x, pa, true, rot[32 * (cc - OFF) + 8 * t + e]);
+            else
+                y[e] = x;
+        }
+        out[cc] = sk_ad_pack8(y);
+    }
+}
+template <int KC>
+static __device__ __forceinline__ void sk_ad_rope_q(const float4 (&xr)[KC][2], uint4 (&out)[KC],
+                                                    const float *src, int t, const float2 *rot,
+                                                    int rope_dim, int halves) {
+    const int half = rope_dim >> 1;
+    if (halves && half == 32 && KC >= 2) {
+        sk_ad_rope_q_off<KC, 1>(xr, out, t, rot);
+    } else if (halves && half == 64 && KC >= 4) {
+        sk_ad_rope_q_off<KC, (KC >= 4 ? 2 : 1)>(xr, out, t, rot);
+    } else {
+#pragma unroll
+        for (int cc = 0; cc < KC; cc++) {
+            float y[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const int d = 32 * cc + 8 * t + e;
+                const float x = sk_ad_c(xr[cc][e >> 2], e & 3);
+                y[e] = x;
+                if (d < rope_dim) {
+                    if (halves) {
+                        const bool second = d >= half;
+                        const int i = second ? d - half : d;
+                        y[e] = sk_ad_rot1(x, __ldg(src + (second ? i : d + half)), second, rot[i]);
+                    } else {
+                        y[e] = sk_ad_rot1(x, sk_ad_c(xr[cc][(e ^ 1) >> 2], (e ^ 1) & 3),
+                                          (e & 1) != 0, rot[d >> 1]);
+                    }
+                }
+            }
+            out[cc] = sk_ad_pack8(y);
+        }
+    }
+}
+
+/* The new token's K or V unit of this lane (lane u < HD / 8: K dims 8u .. 8u + 7, rotated; lane
+ * HD / 8 + u: V's) as bf16, from its raw fp32 values xr. Called by the whole warp (the halves
+ * partners come from lane ^ (rope_dim / 16) by a shuffle when that is a power of two; else from
+ * ksrc, the K row). */
+template <int HD>
+static __device__ __forceinline__ uint4 sk_ad_newtok_unit(const float4 (&xr)[2],
+                                                          const sk_attn_newtok &nt,
+                                                          const float2 *rot, const float *ksrc) {
+    constexpr int UPR = HD / 8;
+    const int lane = threadIdx.x & 31, which = lane / UPR, col = lane % UPR;
+    const int rope_dim = nt.rope_dim, half = rope_dim >> 1, hp8 = half >> 3;
+    const bool shfl = nt.halves && (half & 7) == 0 && hp8 > 0 && (hp8 & (hp8 - 1)) == 0;
+    float y[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const float x = sk_ad_c(xr[e >> 2], e & 3);
+        const float p = __shfl_xor_sync(SK_AD_FULL, x, shfl ? hp8 : 0);
+        const int d = 8 * col + e;
+        y[e] = x;
+        if (which == 0 && d < rope_dim) {
+            if (nt.halves) {
+                const bool second = d >= half;
+                const int i = second ? d - half : d;
+                y[e] = sk_ad_rot1(x, shfl ? p : __ldg(ksrc + (second ? i : d + half)), second,
+                                  rot[i]);
+            } else {
+                y[e] = sk_ad_rot1(x, sk_ad_c(xr[(e ^ 1) >> 2], (e ^ 1) & 3), (e & 1) != 0,
+                                  rot[d >> 1]);
+            }
+        }
+    }
+    return sk_ad_pack8(y);
+}
+
 /* Online-softmax step over chunk c: scores, running max/sum, rescale, P V. */
 template <int HD, int NQT>
 static __device__ __forceinline__ void sk_ad_compute_chunk(
@@ -637,10 +773,44 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     const int w_lo = min(c_hi, c_lo + wt * cpw);
     const int w_hi = qbase < group ? min(c_hi, w_lo + cpw) : w_lo; /* idle query tiles skip */
 
+    /* a.p.nt (the new token in fp32, ring configurations only): a table of the rotation at the
+     * sequence's position, q rotated as it is loaded, the token's K/V row patched into its ring
+     * slot (sk_ad_newtok_unit). */
+    constexpr bool NT_OK = RS > 0;
+    const bool nt = NT_OK && a.p.nt.q != NULL;
+    __shared__ float2 rot[NT_OK ? HD / 2 : 1];
+    __nv_bfloat16 *ring = NULL; /* this warp's ring (RS > 0) */
+    if constexpr (RS > 0)
+        ring = (__nv_bfloat16 *)((char *)sk_ad_smem + sk_ad_ring_offset(HD, NQT, W, wq)) +
+               (size_t)warp * RS * 2 * SK_AD_CHUNK * HD;
+    sk_ad_pwin wi = {0, 0, 0}; /* the ring's issuing page-id window */
+    bool issued = false;       /* the ring's first RS - 1 chunks already issued */
+    (void)ring, (void)issued;
+
     /* a.prewait (session 22): before the wait, only what the kernel before does not write: the
      * page table (the host's) and the chunks wholly before the sequence's last token (the one
-     * the RoPE + K/V store writes), brought into L2 so that the loads after the wait hit there. */
-    if (a.prewait) {
+     * the RoPE + K/V store writes), brought into L2 so that the loads after the wait hit there.
+     * With nt (session 25) nothing before this kernel writes the cache, and the last token's row
+     * is patched after the wait: the rotation table and the ring's first RS - 1 chunks (every
+     * chunk, that one's too) are started before the wait, into shared memory. */
+    if (a.prewait && nt) {
+        sk_ad_rot_table(rot, a.p.nt, len - 1);
+        if constexpr (RS > 0) {
+            if (w_lo < w_hi) {
+                wi.base = (w_lo * SK_AD_CHUNK) >> a.lg_page;
+                wi.cur = sk_ad_ld_pid(ids, wi.base + lane, npg);
+                wi.nxt = sk_ad_ld_pid(ids, wi.base + 32 + lane, npg);
+#pragma unroll
+                for (int i = 0; i < RS - 1; i++) {
+                    sk_ad_ring_issue<HD>(ring + (size_t)((w_lo + i) % RS) * 2 * SK_AD_CHUNK * HD,
+                                         a, ids, npg, wi, w_lo + i, w_hi, kvh);
+                    sk_ad_cp_commit();
+                }
+            }
+        }
+        issued = true;
+        sk_pdl_wait();
+    } else if (a.prewait) {
         if (w_lo < w_hi) {
             sk_ad_pwin pw;
             pw.base = (w_lo * SK_AD_CHUNK) >> a.lg_page;
@@ -655,6 +825,52 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         sk_pdl_wait();
     }
 
+    /* nt: every raw fp32 value this warp needs (its q rows; the new token's K / V unit where
+     * its chunks hold the token, and the token's page id) loaded first, in one trip, then the
+     * rotation table (unless made before the wait), then the arithmetic. */
+    constexpr int UPR = HD / 8;
+    const int c_last = (len - 1) / SK_AD_CHUNK;
+    const bool has_last = nt && w_lo <= c_last && c_last < w_hi;
+    const bool store_last = has_last && qb == 0 && wqi == 0;
+    float4 xq[NT_OK ? NQT : 1][NT_OK ? KC : 1][2];
+    float4 xn[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+    int last_pid = 0;
+    uint4 nt_unit = make_uint4(0u, 0u, 0u, 0u);
+    const float *nt_krow = NULL;
+    if constexpr (NT_OK) {
+        if (nt) {
+#pragma unroll
+            for (int nq = 0; nq < NQT; nq++) {
+                const int j = qbase + 8 * nq + r;
+                const bool ok = j < group;
+                const float *qs = a.p.nt.q + (size_t)b * (size_t)a.p.nt.q_stride +
+                                  (size_t)(kvh * group + (ok ? j : 0)) * HD;
+#pragma unroll
+                for (int cc = 0; cc < KC; cc++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        xq[nq][cc][h] = ok ? __ldg((const float4 *)(qs + 32 * cc + 8 * t + 4 * h))
+                                           : make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+            if (has_last) {
+                nt_krow = a.p.nt.k + (size_t)b * a.p.nt.kv_stride + (size_t)kvh * HD;
+                if (lane < 2 * UPR) {
+                    const float *src = (lane < UPR ? nt_krow
+                                                   : a.p.nt.v + (size_t)b * a.p.nt.kv_stride +
+                                                         (size_t)kvh * HD) +
+                                       8 * (lane % UPR);
+                    xn[0] = __ldg((const float4 *)src);
+                    xn[1] = __ldg((const float4 *)(src + 4));
+                }
+                if (store_last) last_pid = __ldg(ids + ((len - 1) >> a.lg_page));
+            }
+            if (!a.prewait) sk_ad_rot_table(rot, a.p.nt, len - 1);
+            __syncthreads();
+            if (has_last) nt_unit = sk_ad_newtok_unit<HD>(xn, a.p.nt, rot, nt_krow);
+        }
+    }
+    (void)xq, (void)last_pid, (void)nt_unit, (void)store_last;
+
     /* Q as the B operand (see the mapping); slots past the group are zero queries. */
     uint4 qf[NQT][KC];
     uint2 qr[NQT];
@@ -664,9 +880,21 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         const bool ok = j < group;
         const __nv_bfloat16 *qp = (const __nv_bfloat16 *)a.p.q + (size_t)b * (size_t)a.p.q_stride +
                                   (size_t)(kvh * group + (ok ? j : 0)) * HD;
+        if constexpr (NT_OK) {
+            if (nt) {
+                const float *qs = a.p.nt.q + (size_t)b * (size_t)a.p.nt.q_stride +
+                                  (size_t)(kvh * group + (ok ? j : 0)) * HD;
+                sk_ad_rope_q<KC>(xq[nq], qf[nq], qs, t, rot, a.p.nt.rope_dim, a.p.nt.halves);
+                if (!ok)
 #pragma unroll
-        for (int cc = 0; cc < KC; cc++)
-            qf[nq][cc] = ok ? __ldg((const uint4 *)(qp + 32 * cc + 8 * t)) : make_uint4(0u, 0u, 0u, 0u);
+                    for (int cc = 0; cc < KC; cc++) qf[nq][cc] = make_uint4(0u, 0u, 0u, 0u);
+            }
+        }
+        if (!nt) {
+#pragma unroll
+            for (int cc = 0; cc < KC; cc++)
+                qf[nq][cc] = ok ? __ldg((const uint4 *)(qp + 32 * cc + 8 * t)) : make_uint4(0u, 0u, 0u, 0u);
+        }
         qr[nq] = make_uint2(0u, 0u);
         if constexpr (HD % 32 != 0)
             if (ok) qr[nq] = __ldg((const uint2 *)(qp + 32 * KC + 4 * t));
@@ -709,16 +937,14 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
              * chunk c's group, reads it into registers and computes. The barrier at the top
              * keeps the slot being refilled (read in the previous iteration) from being
              * overwritten before every lane has read it. */
-            __nv_bfloat16 *ring =
-                (__nv_bfloat16 *)((char *)sk_ad_smem +
-                                  sk_ad_ring_offset(HD, NQT, W, wq)) +
-                (size_t)warp * RS * 2 * SK_AD_CHUNK * HD;
-            sk_ad_pwin wi = win;
+            if (!issued) {
+                wi = win;
 #pragma unroll
-            for (int i = 0; i < RS - 1; i++) {
-                sk_ad_ring_issue<HD>(ring + (size_t)((c + i) % RS) * 2 * SK_AD_CHUNK * HD, a, ids,
-                                     npg, wi, c + i, w_hi, kvh);
-                sk_ad_cp_commit();
+                for (int i = 0; i < RS - 1; i++) {
+                    sk_ad_ring_issue<HD>(ring + (size_t)((c + i) % RS) * 2 * SK_AD_CHUNK * HD, a,
+                                         ids, npg, wi, c + i, w_hi, kvh);
+                    sk_ad_cp_commit();
+                }
             }
             for (; c < w_hi; c++) {
                 __syncwarp();
@@ -727,6 +953,23 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 sk_ad_cp_commit();
                 sk_ad_cp_wait<RS - 1>();
                 __syncwarp();
+                if (has_last && c == c_last) { /* the new token's row, in place */
+                    const int pos = len - 1, row = pos & (SK_AD_CHUNK - 1);
+                    if (lane < 2 * UPR) {
+                        const int which = lane / UPR, col = lane % UPR;
+                        *(uint4 *)(ring + (size_t)(c % RS) * 2 * SK_AD_CHUNK * HD +
+                                   (which * SK_AD_CHUNK + row) * HD + 8 * (col ^ sk_ad_swz(row))) =
+                            nt_unit;
+                        if (store_last) {
+                            const size_t base = (((size_t)last_pid * (size_t)nkv + (size_t)kvh)
+                                                 << a.lg_page) +
+                                                (size_t)(pos & ((1 << a.lg_page) - 1));
+                            *(uint4 *)((__nv_bfloat16 *)(which ? a.p.nt.v_pool : a.p.nt.k_pool) +
+                                       base * HD + 8 * col) = nt_unit;
+                        }
+                    }
+                    __syncwarp();
+                }
                 sk_ad_ring_read<HD>(ca, ring + (size_t)(c % RS) * 2 * SK_AD_CHUNK * HD, c, len);
                 sk_ad_compute_chunk<HD, NQT>(ca, qf, qr, o, m, l, a.sl2, c, len);
             }

@@ -387,9 +387,10 @@ static void sk_attn_decode_mq_st(const sk_attn_params *p, int stages, cudaStream
     if (p->kv.n_kv_heads < 1 || p->n_heads < 1 || p->batch < 0 || p->batch > 65535 ||
         ((uintptr_t)p->kv.k & 15) || ((uintptr_t)p->kv.v & 15) || ((uintptr_t)p->q & 3) ||
         (p->q_stride & 1) || ((uintptr_t)p->out & (p->out_f32 ? 7 : 3)) ||
-        ((uintptr_t)p->part_out & 7)) {
+        ((uintptr_t)p->part_out & 7) || p->nt.q) {
         fprintf(stderr, "saker: decode attention (mq): bad head counts, batch or alignment (k, v "
-                        "16 bytes; q 4 and an even stride; out 8 (fp32) or 4; part_out 8)\n");
+                        "16 bytes; q 4 and an even stride; out 8 (fp32) or 4; part_out 8), or nt "
+                        "set (the new token in fp32 is kernel 2's only)\n");
         abort();
     }
     const int hd = p->kv.head_dim, group = p->n_heads / p->kv.n_kv_heads;

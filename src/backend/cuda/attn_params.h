@@ -34,6 +34,21 @@ typedef struct sk_paged_kv {
     int head_dim;
 } sk_paged_kv;
 
+/* Decode only (kernel 2 with its shared-memory ring, session 25): each sequence's new token
+ * handed over as the QKV product's fp32 rows rather than already rotated into q and the cache.
+ * The kernel then applies RoPE to q as it loads it, and the warp whose chunk holds the token
+ * rotates k, writes the token's K/V row into its page (query block 0) and into its ring slot, in
+ * place of what the copy found there: the separate RoPE + store launch is gone. q = NULL: off. */
+typedef struct sk_attn_newtok {
+    const float *q;        /* [batch] rows of n_heads * head_dim, stride q_stride floats */
+    const float *k, *v;    /* [batch] rows of n_kv_heads * head_dim, stride kv_stride floats */
+    int q_stride, kv_stride;
+    const float *freq;     /* RoPE inverse frequencies, [rope_dim / 2] */
+    int rope_dim;          /* rotated dims (even, <= head_dim); the rest pass through */
+    int halves;            /* 1: pairs (i, i + rope_dim / 2); 0: (2i, 2i + 1) */
+    void *k_pool, *v_pool; /* kv.k, kv.v as writable pointers */
+} sk_attn_newtok;
+
 typedef struct sk_attn_params {
     sk_paged_kv kv;
     const void *q;             /* bf16 [rows][n_heads][head_dim], row stride q_stride elements */
@@ -57,6 +72,7 @@ typedef struct sk_attn_params {
      * K/V into L2 before its griddepcontrol.wait (session 22; SAKER_ATTN_PREWAIT). 0: it waits
      * before reading anything. */
     int kv_prewait;
+    sk_attn_newtok nt;
 } sk_attn_params;
 
 #endif

@@ -20,6 +20,11 @@ void sk_cuda_upload_f32(sk_backend *be, void *dst, const float *src, size_t n);
  * them (norm_next; tests check that the path they compare was taken). */
 long sk_cuda_norm_carried(void);
 
+/* How many decode attention launches of this process took the step's new tokens as the QKV
+ * product's fp32 rows, RoPE and the K/V store inside the decode kernel (sk_attn_params.nt;
+ * tests check that the path they compare was taken). */
+long sk_cuda_attn_newtok(void);
+
 #ifdef __cplusplus
 }
 #endif
