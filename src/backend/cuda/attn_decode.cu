@@ -443,6 +443,23 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     const long long blocks =
         (long long)p->batch * p->n_splits * kv->n_kv_heads * (long long)a.n_qblk;
     SK_AD_CHECK(blocks <= INT_MAX, "grid too large");
+    /* The next launch (the o GEMV) triggered after the chunk loop, before the merge (session
+     * 25), so that its blocks start their weight loads while this kernel merges: where this
+     * grid leaves SMs free (at most one block an SM). SAKER_ATTN_TRIG_LOOP: 0 never, 1 (the
+     * default) that rule, 2 always. H200, 128/256, ITL p50 (bench/results/decode.md session 25):
+     * 70B INT4 batch 1 (64 blocks) -0.8%, batch 2 (128) -0.7%; where the grid covers the SMs it
+     * loses: 7B batch 1 (256 blocks) +0.8%, 70B batch 8 (512) +6%. */
+    static int trig_loop = -1, n_sm_tl = 0;
+    if (trig_loop < 0) {
+        const char *e = getenv("SAKER_ATTN_TRIG_LOOP");
+        trig_loop = e && *e ? atoi(e) : 1;
+        if (trig_loop < 0 || trig_loop > 2) trig_loop = 1;
+        int dev = 0;
+        SK_AD_CUDA(cudaGetDevice(&dev));
+        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm_tl, cudaDevAttrMultiProcessorCount, dev));
+    }
+    a.pdl_loop = sk_attn_pdl_enabled() && !a.pdl_early &&
+                 (trig_loop == 2 || (trig_loop == 1 && blocks <= n_sm_tl));
     const size_t smem =
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
     sk_ad_allow_smem(fn, smem);

@@ -169,6 +169,8 @@ typedef struct sk_ad_args {
     int l2pf;     /* chunks ahead of the L2 bulk prefetch, 0: off (sk_attn_decode_cfg) */
     float sl2;    /* sm_scale * log2(e) */
     int pdl_early; /* trigger the next launch at the start (sk_attn_pdl_mode 2) */
+    int pdl_loop;  /* trigger the next launch after the chunk loop (attn_decode.cu: grids of at
+                    * most one block an SM; SAKER_ATTN_TRIG_LOOP) */
     int clus;      /* 1: the launch is clusters of the n_splits blocks of one (sequence, KV head,
                     * query block), merged through distributed shared memory (no combine) */
     int prewait;   /* 1: page table and the K/V of all but each sequence's last token into L2
@@ -985,6 +987,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         }
     }
 
+    if (a.pdl_loop) sk_pdl_trigger();
     /* Per-lane partial sums -> the query's sum over the warp's tokens. */
 #pragma unroll
     for (int nq = 0; nq < NQT; nq++) {
