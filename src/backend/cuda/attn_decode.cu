@@ -392,6 +392,17 @@ void sk_attn_decode_make_plan(int batch, int n_heads, int n_kv_heads, int head_d
 
 /* ---- launch -------------------------------------------------------------------------------- */
 
+/* The current device's multiprocessors (one device per process: asked once). */
+static int sk_ad_n_sm(void) {
+    static int n_sm = 0;
+    if (n_sm == 0) {
+        int dev = 0;
+        SK_AD_CUDA(cudaGetDevice(&dev));
+        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return n_sm;
+}
+
 static bool sk_ad_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 
@@ -449,17 +460,14 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
      * default) that rule, 2 always. H200, 128/256, ITL p50 (bench/results/decode.md session 25):
      * 70B INT4 batch 1 (64 blocks) -0.8%, batch 2 (128) -0.7%; where the grid covers the SMs it
      * loses: 7B batch 1 (256 blocks) +0.8%, 70B batch 8 (512) +6%. */
-    static int trig_loop = -1, n_sm_tl = 0;
+    static int trig_loop = -1;
     if (trig_loop < 0) {
         const char *e = getenv("SAKER_ATTN_TRIG_LOOP");
         trig_loop = e && *e ? atoi(e) : 1;
         if (trig_loop < 0 || trig_loop > 2) trig_loop = 1;
-        int dev = 0;
-        SK_AD_CUDA(cudaGetDevice(&dev));
-        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm_tl, cudaDevAttrMultiProcessorCount, dev));
     }
     a.pdl_loop = sk_attn_pdl_enabled() && !a.pdl_early &&
-                 (trig_loop == 2 || (trig_loop == 1 && blocks <= n_sm_tl));
+                 (trig_loop == 2 || (trig_loop == 1 && blocks <= sk_ad_n_sm()));
     const size_t smem =
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
     sk_ad_allow_smem(fn, smem);
@@ -499,26 +507,14 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
 int sk_attn_decode_takes_newtok(int batch, int n_heads, int n_kv_heads, int head_dim,
                                 int n_splits) {
     if (n_kv_heads <= 0 || n_heads <= 0 || head_dim % 64 != 0) return 0;
-    static int n_sm = 0; /* one device per process */
-    if (n_sm == 0) {
-        int dev = 0;
-        SK_AD_CUDA(cudaGetDevice(&dev));
-        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
-    }
     const sk_attn_decode_cfg cfg =
-        sk_ad_entry_cfg(batch, n_heads, n_kv_heads, head_dim, n_sm, n_splits);
+        sk_ad_entry_cfg(batch, n_heads, n_kv_heads, head_dim, sk_ad_n_sm(), n_splits);
     return cfg.ring > 0;
 }
 
 void sk_attn_decode(const sk_attn_params *p, cudaStream_t s) {
     SK_AD_CHECK(p->kv.n_kv_heads > 0 && p->n_heads > 0, "bad head counts");
-    static int n_sm = 0; /* one device per process */
-    if (n_sm == 0) {
-        int dev = 0;
-        SK_AD_CUDA(cudaGetDevice(&dev));
-        SK_AD_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
-    }
-    const sk_attn_decode_cfg cfg =
-        sk_ad_entry_cfg(p->batch, p->n_heads, p->kv.n_kv_heads, p->kv.head_dim, n_sm, p->n_splits);
+    const sk_attn_decode_cfg cfg = sk_ad_entry_cfg(p->batch, p->n_heads, p->kv.n_kv_heads,
+                                                   p->kv.head_dim, sk_ad_n_sm(), p->n_splits);
     sk_attn_decode_cfg_launch(p, &cfg, s);
 }
