@@ -41,3 +41,16 @@ dev_b1() {
     echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $shape b$b $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
     pack
 }
+# dev_eab OLD: two rounds of, for each MODEL:BATCH of $AB_B, dev_b1 under OLD (or $AB_OLD), under
+# the default (SAKER_NOOP=1) and under each variant of $AB_V (its variables joined by +).
+dev_eab() {
+    local round mb m b v
+    for round in 1 2; do
+        for mb in $AB_B; do
+            m=${mb%%:*} b=${mb##*:}
+            dev_b1 ${m}_b${b}_old_r$round $m $b ${AB_OLD:-$1}
+            dev_b1 ${m}_b${b}_new_r$round $m $b SAKER_NOOP=1
+            for v in $AB_V; do dev_b1 ${m}_b${b}_${v//[=,+]/_}_r$round $m $b ${v//+/ }; done
+        done
+    done
+}

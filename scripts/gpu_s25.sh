@@ -27,14 +27,7 @@ for st in $STEPS; do
         done ;;
     eb) step eb 500 "$S/gpu_engine_batch" ${EBARGS:-llama2-7b bf16 int4}
         tail -3 "$R/eb.log" ;;
-    eab) for round in 1 2; do
-            for mb in ${AB_B:-llama2-70b:1 llama2-7b:1 llama2-70b:2 llama2-70b:8}; do
-                m=${mb%%:*} b=${mb##*:}
-                dev_b1 ${m}_b${b}_old_r$round $m $b ${AB_OLD:-SAKER_ATTN_NEWTOK=0}
-                dev_b1 ${m}_b${b}_new_r$round $m $b SAKER_NOOP=1
-                for v in $AB_V; do dev_b1 ${m}_b${b}_${v//[=,+]/_}_r$round $m $b ${v//+/ }; done
-            done
-         done ;;
+    eab) AB_B=${AB_B:-"llama2-70b:1 llama2-7b:1 llama2-70b:2 llama2-70b:8"} dev_eab SAKER_ATTN_NEWTOK=0 ;;
     esac
 done
 echo "done (+$(( $(date +%s) - T0 )) s)"

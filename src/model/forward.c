@@ -150,6 +150,9 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
             op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
             op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
         }
+        if (op->prefetch_next && !(skip & (SKIP_ATTN | SKIP_O)))
+            op->prefetch_next(be, L->wo, skip & SKIP_MLP ? NULL : L->ffn_gate_up,
+                              L->ffn_gate_up != NULL);
         if (!(skip & SKIP_ATTN)) rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
     } else {
         void *q = buf->qkv;
