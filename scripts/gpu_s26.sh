@@ -15,7 +15,8 @@ dev_init s26${TAG:-} "${1:-.stage/s26}"
 for f in s25_eng.txz; do [ -f "$S/$f" ] && dev_unpack $f; done
 STEPS=${STEPS:-"ck eb eab"}
 STEP_PATTERN="FAIL\|RESULT\|checks\|SUMMARY\|into L2"
-AB_V=${AB_V-"SAKER_ATTN_L2NEXT=1 SAKER_ATTN_L2NEXT=2 SAKER_ATTN_L2NEXT=3 SAKER_ATTN_L2NEXT=1+SAKER_ATTN_L2AFTER_MB=0 SAKER_ATTN_L2NEXT=1+SAKER_ATTN_L2AFTER_MB=32"}
+# o on tba (SAKER_W4_TQ_ADD=9 moves o only at 70B batch 1: down is there already) may read L2 better
+AB_V=${AB_V-"SAKER_ATTN_L2NEXT=1 SAKER_ATTN_L2NEXT=2 SAKER_ATTN_L2NEXT=3 SAKER_ATTN_L2NEXT=1+SAKER_ATTN_L2AFTER_MB=0 SAKER_ATTN_L2NEXT=1+SAKER_ATTN_L2AFTER_MB=32 SAKER_ATTN_L2NEXT=1+SAKER_W4_TQ_ADD=9"}
 for st in $STEPS; do
     case $st in
     ck) for l2 in 0 1 2 3; do
