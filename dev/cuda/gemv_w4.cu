@@ -1304,7 +1304,8 @@ static void time_zc(void) {
 /* (s9) The backend's launch (sk_w4_gemv_launch as the engine calls it: qkv with the fused norm)
  * against sk_w4_tq_kernel's configurations (sk_w4_tq_launch_cfg 1..8 of the mode, L2 prefetch
  * off) on the products it is for: qkv (+norm), o and down, 70B and 7B, T = 1, 2,
- * G = 128; two rounds, the second in reverse order; weights rotated past L2 as time_gemv; no
+ * G = 128; two rounds, the second in reverse order; weights rotated past L2 as time_gemv (one
+ * copy with S9_HOT=1: the shapes that fit L2 read from there); no
  * checks (dev_gemv_w4 check does them). Then per shape the best configuration (mean of the two
  * rounds) and the decode step's qkv + o + down (x layers) with each pick. */
 template <int T, int MODE>
@@ -1355,7 +1356,10 @@ static void time_s9(void) {
     for (auto &sh : shapes) {
         const int N_out = sh.N_out, K = sh.K, mode = sh.mode, model = sh.layers == 80 ? 0 : 1;
         const size_t w4b = (size_t)N_out * K / 2 + (size_t)N_out * (K / G) * 4;
-        const int n4 = (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
+        /* S9_HOT=1 (session 26): one copy of the weights, so that those that fit L2 (70B o:
+         * 34.5 MB of 60) are read from there: what o could do once the decode attention has
+         * brought its weights into L2 (SAKER_ATTN_L2NEXT) */
+        const int n4 = getenv("S9_HOT") ? 1 : (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
         std::vector<uint32_t *> q4s(n4);
         std::vector<__half2 *> scs(n4);
         for (int i = 0; i < n4; i++) {
