@@ -5,7 +5,8 @@
  * - Small random models built in memory (Llama GQA/MHA with both RoPE pairings; Falcon parallel
  *   with one or two LayerNorms, sequential with biases, MQA, partial rotary) against a naive
  *   double-precision forward written here.
- * - Session limits: context overflow, bad token ids, chunking of long prompts. */
+ * - Session limits: context overflow, bad token ids, chunking of long prompts.
+ * - The prefetch_next hints a Llama pass hands its backend (o and gate/up per layer). */
 #include "model/model.h"
 #include "testlib.h"
 
