@@ -144,19 +144,6 @@ static int name_in_list(const char *name, const char *list) {
     return 0;
 }
 static int g_no_l2pf = 0;
-/* AD_L2NEXT=1|2|3 (session 26): kernel 2 (versions 2 and 3) also brings AD_L2NEXT_MB (default 50)
- * MB of an unrelated buffer into L2 at that point (sk_attn_params.l2: 1 after the wait, 2 at the
- * start, 3 after the chunk loop), as it does for the o / gate/up weights in the engine: the
- * checks say the outputs are unchanged, the timing what the prefetch traffic costs the kernel. */
-static int g_l2next = 0;
-static void *g_l2buf = NULL;
-static uint64_t g_l2bytes = 0;
-static void l2next_fill(sk_attn_params *p) {
-    if (!g_l2next) return;
-    p->l2.ptr[0] = g_l2buf;
-    p->l2.bytes[0] = g_l2bytes;
-    p->l2.when = g_l2next;
-}
 /* AD_TRACE=1 (a binary built with -DSAKER_TRACE; session 22): after each timed configuration,
  * one more launch with pdl.cuh's per-block trace on, summarised as the spread of the blocks'
  * starts and ends (where a launch's fixed cost goes: ramp, tail). */
@@ -795,7 +782,6 @@ static void launch_run(const run_cfg *rc, const problem *P, int copy, const scra
                     sk_attn_decode_takes_newtok(P->batch, P->H, P->KVH, P->hd, rc->n_splits));
         else if (rc->version == 2)
             nt_fill(&p, P, copy, rc->cfg.ring > 0);
-        if (rc->version == 2 || rc->version == 3) l2next_fill(&p);
         if (rc->version == 3)
             sk_attn_decode(&p, s);
         else if (rc->version == 4)
@@ -1486,18 +1472,6 @@ int main(int argc, char **argv) {
     }
     g_ordered = getenv("AD_ORDERED") ? atoi(getenv("AD_ORDERED")) : 0;
     g_trace = getenv("AD_TRACE") && atoi(getenv("AD_TRACE")) != 0;
-    g_l2next = getenv("AD_L2NEXT") ? atoi(getenv("AD_L2NEXT")) : 0;
-    if (g_l2next < 0 || g_l2next > 3) g_l2next = 0;
-    if (g_l2next) {
-        const double mb = getenv("AD_L2NEXT_MB") ? atof(getenv("AD_L2NEXT_MB")) : 50.0;
-        g_l2bytes = (uint64_t)(mb * 1048576.0) & ~(uint64_t)15u;
-        if (cudaMalloc(&g_l2buf, g_l2bytes ? g_l2bytes : 16) != cudaSuccess) {
-            fprintf(stderr, "AD_L2NEXT: cannot allocate %.1f MB\n", mb);
-            return 2;
-        }
-        printf("AD_L2NEXT=%d: kernel 2 brings %.1f MB into L2 each launch\n", g_l2next,
-               (double)g_l2bytes / 1048576.0);
-    }
     sk_attn_decode_set_cluster(g_cluster);
     const char *only4 = getenv("AD_ONLY_V4");
     g_only_v4 = only4 && *only4 && strcmp(only4, "0") != 0;

@@ -1358,7 +1358,8 @@ static void time_s9(void) {
         const size_t w4b = (size_t)N_out * K / 2 + (size_t)N_out * (K / G) * 4;
         /* S9_HOT=1 (session 26): one copy of the weights, so that those that fit L2 (70B o:
          * 34.5 MB of 60) are read from there: what o could do once the decode attention has
-         * brought its weights into L2 (SAKER_ATTN_L2NEXT) */
+         * brought its weights into L2 (session 26's SAKER_ATTN_L2NEXT: measured slower and removed,
+         * decode.md session 27) */
         const int n4 = getenv("S9_HOT") ? 1 : (int)std::max<size_t>(2, ((size_t)256 << 20) / w4b + 1);
         std::vector<uint32_t *> q4s(n4);
         std::vector<__half2 *> scs(n4);

@@ -174,14 +174,6 @@ typedef struct sk_backend_ops {
      * x * gamma and the sums of squares in the INT4 decode GEMV's epilogue). Results are as
      * without the hint. */
     void (*norm_next)(sk_backend *be, const sk_weight *norm, int swiglu);
-    /* Optional (NULL: nothing; a hint). next is the weight of the product right after the next
-     * attention op (Llama: o), after (or NULL) the weight of the product after that one (Llama:
-     * gate/up; after_swiglu 1 when it is a matmul_swiglu pair, gate rows then up rows): a backend
-     * may bring them, or the part of after its kernel reads first, into a cache while the
-     * attention runs, which at small batches reads little else (CUDA: into L2 from the decode
-     * kernel). Results are as without the hint. */
-    void (*prefetch_next)(sk_backend *be, const sk_weight *next, const sk_weight *after,
-                          int after_swiglu);
     /* Optional (NULL: rmsnorm into h, then matmul_swiglu). out[T, F] = matmul_swiglu of
      * rmsnorm(x, norm, eps), h as above. */
     void (*rmsnorm_matmul_swiglu)(sk_backend *be, const void *x, const sk_weight *norm, float eps,

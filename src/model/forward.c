@@ -127,15 +127,6 @@ static int skip_parts(void) {
     return mask;
 }
 
-/* The backend's hint before a Llama layer's attention: the products after it are o, then the MLP's
- * gate/up (a SwiGLU pair when concatenated), unless SAKER_SKIP leaves them out. */
-static void prefetch_next(const sk_model *m, const sk_layer_weights *L, int skip) {
-    sk_backend *be = m->be;
-    if (!be->ops->prefetch_next || (skip & (SKIP_ATTN | SKIP_O))) return;
-    const sk_weight *after = skip & SKIP_MLP ? NULL : L->ffn_gate_up;
-    be->ops->prefetch_next(be, L->wo, after, after != NULL);
-}
-
 /* Llama layer l on the T rows of buf->x. */
 static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv, int l, int T) {
     sk_backend *be = m->be;
@@ -159,7 +150,6 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
             op->rmsnorm(be, buf->x, L->attn_norm, hp->norm_eps, T, D, buf->h);
             op->matmul(be, buf->h, T, L->wqkv, NULL, buf->qkv);
         }
-        prefetch_next(m, L, skip);
         if (!(skip & SKIP_ATTN)) rope_attend(m, kv, l, T, q, W, k, v, W, &rp, buf->att);
     } else {
         void *q = buf->qkv;
@@ -169,7 +159,6 @@ static void llama_layer(const sk_model *m, sk_fwd_buffers *buf, sk_kv_cache *kv,
         op->matmul(be, buf->h, T, L->wq, L->bq, q);
         op->matmul(be, buf->h, T, L->wk, L->bk, k);
         op->matmul(be, buf->h, T, L->wv, L->bv, v);
-        prefetch_next(m, L, skip);
         rope_attend(m, kv, l, T, q, H * hd, k, v, KV * hd, &rp, buf->att);
     }
     if (!(skip & SKIP_O)) {

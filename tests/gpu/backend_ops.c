@@ -952,20 +952,6 @@ static void check_newtok_taken(const char *group, long before) {
            "expected %s", group, took, on ? "some" : "none");
 }
 
-/* The next products' weights brought into L2 by the decode kernel (prefetch_next, session 26):
- * with SAKER_ATTN_L2NEXT 1..3 the bf16 model's decode steps take the forward pass's hint; with
- * it 0 (the default) none does. The outputs compared are the same either way (a hint). */
-static void check_l2next_taken(const char *group, long before) {
-    const char *e = getenv("SAKER_ATTN_L2NEXT");
-    const bool on = e && *e && strcmp(e, "0") != 0;
-    const long took = sk_cuda_attn_l2next() - before;
-    printf("%s (%s): %ld decode launches brought the next weights into L2\n", group, g_dtype, took);
-    if (!on)
-        CHECKF(took == 0, "%s: %ld decode launches took the L2 hint with it off", group, took);
-    else if (strcmp(g_dtype, "bf16") == 0)
-        CHECKF(took > 0, "%s: no decode launch took the L2 hint (SAKER_ATTN_L2NEXT=%s)", group, e);
-}
-
 /* Length of the long-sequence cases (a compile-time knob so that slow emulated runs can shorten
  * it). */
 #ifndef ATTN_LONG
@@ -1408,7 +1394,7 @@ static void test_decode(void) {
      * without graphs; session 13: killed again at 6 sequences and 30 layers). */
     const char *small_env = getenv("BOPS_DECODE_SMALL");
     const bool small = small_env && *small_env && strcmp(small_env, "0") != 0;
-    const long nt0 = sk_cuda_attn_newtok(), l2n0 = sk_cuda_attn_l2next();
+    const long nt0 = sk_cuda_attn_newtok();
     sk_model_params p;
     sk_model_params_default(&p);
     p.shape_layers = small ? 2 : 0;
@@ -1546,7 +1532,6 @@ static void test_decode(void) {
     free(le);
     free(lgr);
     check_newtok_taken("decode", nt0);
-    check_l2next_taken("decode", l2n0);
 }
 
 /* ---- main --------------------------------------------------------------------------------- */

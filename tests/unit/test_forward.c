@@ -5,8 +5,7 @@
  * - Small random models built in memory (Llama GQA/MHA with both RoPE pairings; Falcon parallel
  *   with one or two LayerNorms, sequential with biases, MQA, partial rotary) against a naive
  *   double-precision forward written here.
- * - Session limits: context overflow, bad token ids, chunking of long prompts.
- * - The prefetch_next hints a Llama pass hands its backend (o and gate/up per layer). */
+ * - Session limits: context overflow, bad token ids, chunking of long prompts. */
 #include "model/model.h"
 #include "testlib.h"
 
@@ -660,69 +659,7 @@ static void test_session_limits(void) {
     bank_free(&bk);
 }
 
-/* prefetch_next (session 26): a Llama layer hands the backend, before its attention, the weights
- * of the two products after it (o, then gate/up with its SwiGLU flag); a Falcon layer hands
- * nothing. Checked on the CPU backend with the hint op recorded (the CPU has none of its own). */
-static struct {
-    int n;
-    const sk_weight *next[16], *after[16];
-    int sw[16];
-} g_hints;
-static void record_hint(sk_backend *be, const sk_weight *next, const sk_weight *after, int sw) {
-    (void)be;
-    if (g_hints.n < 16) {
-        g_hints.next[g_hints.n] = next;
-        g_hints.after[g_hints.n] = after;
-        g_hints.sw[g_hints.n] = sw;
-    }
-    g_hints.n++;
-}
-static void check_prefetch_hints(sk_hparams *hp, const char *what) {
-    sk_model_file mf;
-    bank bk;
-    build_model(hp, false, &mf, &bk);
-    sk_model *m = NULL;
-    CHECKF(sk_model_from_file(&mf, NULL, &m) == SK_OK, "%s: %s", what, sk_last_error());
-    if (!m) {
-        bank_free(&bk);
-        return;
-    }
-    CHECK(m->be->ops->prefetch_next == NULL); /* the CPU takes no hint */
-    sk_backend_ops ops = *m->be->ops;
-    ops.prefetch_next = record_hint;
-    const sk_backend_ops *saved = m->be->ops;
-    m->be->ops = &ops;
-    memset(&g_hints, 0, sizeof g_hints);
-    sk_session *se = NULL;
-    CHECK(sk_session_new(m, 16, &se) == SK_OK);
-    const int32_t tok[3] = {1, 7, 3};
-    CHECK(sk_session_eval(se, tok, 3, NULL, false) == SK_OK); /* one batch: one pass */
-    const int L = hp->n_layers;
-    if (hp->arch == SK_ARCH_LLAMA) {
-        CHECKF(g_hints.n == L, "%s: %d hints for %d layers", what, g_hints.n, L);
-        for (int l = 0; l < L && l < g_hints.n && l < 16; l++) {
-            const sk_layer_weights *lw = &m->layers[l];
-            CHECKF(g_hints.next[l] == lw->wo && g_hints.after[l] == lw->ffn_gate_up &&
-                       g_hints.sw[l] == (lw->ffn_gate_up != NULL),
-                   "%s: layer %d's hint is not (o, gate/up)", what, l);
-        }
-    } else {
-        CHECKF(g_hints.n == 0, "%s: %d hints from a Falcon pass", what, g_hints.n);
-    }
-    sk_session_free(se);
-    m->be->ops = saved;
-    sk_model_close(m);
-    bank_free(&bk);
-}
-static void test_prefetch_hints(void) {
-    sk_hparams hp = base_hp(SK_ARCH_LLAMA);
-    check_prefetch_hints(&hp, "llama hints");
-    hp = base_hp(SK_ARCH_FALCON);
-    check_prefetch_hints(&hp, "falcon hints");
-}
-
 int main(void) {
-    test_prefetch_hints();
     test_random_models();
     test_session_limits();
     test_stories();

@@ -190,72 +190,6 @@ static bool sk_attn_split(void) {
 static long g_attn_newtok = 0;
 extern "C" long sk_cuda_attn_newtok(void) { return g_attn_newtok; }
 
-/* prefetch_next (session 26): the decode kernel brings the next product's weights (o's) and the
- * first rows of each half of the one after it (gate/up's: tiles 0 .. grid - 1 are the first
- * every block of the persistent SwiGLU GEMV reads) into L2 while it runs (sk_attn_params.l2).
- * SAKER_ATTN_L2NEXT: 0 off, 1 after the blocks' wait, 2 at their start, 3 after their chunk
- * loop. SAKER_ATTN_L2NEXT_MB (default 40): the most bytes of the next weight (a larger one is
- * left alone: it would not stay in the 60 MB L2); SAKER_ATTN_L2AFTER_MB (default 16, 0 none):
- * the bytes of the one after. Launches that took a range: sk_cuda_attn_l2next. */
-static long g_attn_l2next = 0;
-extern "C" long sk_cuda_attn_l2next(void) { return g_attn_l2next; }
-void sk_cuda_prefetch_next(sk_backend *be, const sk_weight *next, const sk_weight *after,
-                           int after_swiglu) {
-    cuda_ctx *c = sk_cuda_ctx(be);
-    c->l2_next = next;
-    c->l2_after = after;
-    c->l2_after_sw = after_swiglu;
-}
-/* Rows [r0, r0 + n) of w (q4 and scales, or half rows) as ranges r[0..1] of l2. */
-static void l2_rows(sk_attn_l2next *l2, int r, const sk_weight *w, int64_t r0, int64_t n) {
-    if (w->q4) {
-        const uint64_t rb = (uint64_t)w->cols / 2u, sb = (uint64_t)(w->cols / w->q4_group) * 4u;
-        l2->ptr[r] = (const char *)w->q4 + (uint64_t)r0 * rb;
-        l2->bytes[r] = (uint64_t)n * rb;
-        l2->ptr[r + 1] = (const char *)w->q4s + (uint64_t)r0 * sb;
-        l2->bytes[r + 1] = (uint64_t)n * sb;
-    } else if (w->h) {
-        l2->ptr[r] = (const char *)w->h + (uint64_t)r0 * (uint64_t)w->cols * 2u;
-        l2->bytes[r] = (uint64_t)n * (uint64_t)w->cols * 2u;
-    }
-}
-static uint64_t l2_row_bytes(const sk_weight *w) {
-    return w->q4 ? (uint64_t)w->cols / 2u + (uint64_t)(w->cols / w->q4_group) * 4u
-                 : w->h ? (uint64_t)w->cols * 2u : 0u;
-}
-static void attention_l2_next(cuda_ctx *c, sk_attn_l2next *l2) {
-    static int when = -1;
-    static long next_mb = 40, after_mb = 16;
-    if (when < 0) {
-        const char *e = getenv("SAKER_ATTN_L2NEXT");
-        when = e && *e ? atoi(e) : 0;
-        if (when < 0 || when > 3) when = 0;
-        if ((e = getenv("SAKER_ATTN_L2NEXT_MB")) && *e) next_mb = atol(e);
-        if ((e = getenv("SAKER_ATTN_L2AFTER_MB")) && *e) after_mb = atol(e);
-    }
-    const sk_weight *w = c->l2_next, *u = c->l2_after;
-    const int sw = c->l2_after_sw;
-    c->l2_next = c->l2_after = NULL; /* one attention's hint */
-    memset(l2, 0, sizeof *l2);
-    if (!w || when == 0) return;
-    const uint64_t wb = l2_row_bytes(w) * (uint64_t)w->rows;
-    if (wb == 0 || wb > (uint64_t)next_mb << 20) return;
-    l2_rows(l2, 0, w, 0, w->rows);
-    const uint64_t ub = u ? l2_row_bytes(u) : 0u;
-    if (ub > 0 && after_mb > 0) {
-        const int64_t half = sw ? u->rows / 2 : u->rows;
-        int64_t n = (int64_t)(((uint64_t)after_mb << 20) / ub / (sw ? 2u : 1u));
-        if (n > half) n = half;
-        l2_rows(l2, 2, u, 0, n);
-        if (sw) l2_rows(l2, 4, u, half, n);
-    }
-    for (int r = 0; r < SK_ATTN_L2_RANGES; r++) /* whole 16-byte units from aligned starts */
-        if ((uintptr_t)l2->ptr[r] % 16u) l2->bytes[r] = 0;
-        else l2->bytes[r] &= ~(uint64_t)15u;
-    l2->when = when;
-    g_attn_l2next++;
-}
-
 /* Rows [0, T) through the decode kernel (each the only row of its sequence); the K/V of all
  * c->T rows of the batch stored first (T < c->T: the leading rows of a mixed batch, the rest
  * computed by the prefill path). */
@@ -449,8 +383,6 @@ static void attention_decode(sk_backend *be, cuda_ctx *c, sk_kv_cache *kv, int l
         p.nt.k_pool = p1.k_cache;
         p.nt.v_pool = p1.v_cache;
     }
-    if (!kv->dec_mq) attention_l2_next(c, &p.l2);
-    c->l2_next = c->l2_after = NULL;
     if (kv->dec_mq)
         sk_attn_decode_mq(&p, c->stream);
     else

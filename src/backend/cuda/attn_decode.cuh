@@ -370,27 +370,6 @@ static __device__ __forceinline__ void sk_ad_prefetch_chunk(const sk_ad_args &a,
                  ::"l"((const __nv_bfloat16 *)a.p.kv.v + base * HD), "r"(bytes) : "memory");
 }
 
-/* a.p.l2 (session 26): this block's share of the ranges (the next product's weights) brought
- * into L2, in pieces of SK_AD_L2N_PIECE bytes, one bulk prefetch a lane of the block's last warp
- * (the pieces round-robin over its lanes). */
-#define SK_AD_L2N_PIECE 8192u
-static __device__ __forceinline__ void sk_ad_l2_next(const sk_attn_l2next &l2, int warp, int nw) {
-    if (warp != nw - 1) return;
-    const unsigned lane = threadIdx.x & 31u;
-    const uint64_t nb = gridDim.x, bi = blockIdx.x;
-    for (int r = 0; r < SK_ATTN_L2_RANGES; r++) {
-        const uint64_t units = l2.bytes[r] >> 4; /* 16-byte units */
-        const uint64_t lo = units * bi / nb * 16u, hi = units * (bi + 1u) / nb * 16u;
-        const char *base = (const char *)l2.ptr[r];
-        for (uint64_t off = lo + (uint64_t)lane * SK_AD_L2N_PIECE; off < hi;
-             off += 32u * (uint64_t)SK_AD_L2N_PIECE) {
-            const unsigned sz = (unsigned)min((uint64_t)SK_AD_L2N_PIECE, hi - off);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(base + off), "r"(sz)
-                         : "memory");
-        }
-    }
-}
-
 /* ---- the shared-memory ring (cfg.ring) ---- */
 
 /* A ring slot holds one chunk: K rows [16][HD] then V rows [16][HD], bf16, each row's 16-byte
@@ -762,7 +741,6 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
      * launch may start now only in mode 2 (else at this kernel's end). */
     SK_TRACE_BEGIN();
     if (a.pdl_early) sk_pdl_trigger();
-    if (a.p.l2.when == 2) sk_ad_l2_next(a.p.l2, (int)(threadIdx.x >> 5), W);
     if (!a.prewait) sk_pdl_wait();
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, t = lane & 3;
@@ -848,7 +826,6 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         }
         sk_pdl_wait();
     }
-    if (a.p.l2.when == 1) sk_ad_l2_next(a.p.l2, warp, W);
 
     /* nt: every raw fp32 value this warp needs (its q rows; the new token's K / V unit where
      * its chunks hold the token, and the token's page id) loaded first, in one trip, then the
@@ -1011,7 +988,6 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
     }
 
     if (a.pdl_loop) sk_pdl_trigger();
-    if (a.p.l2.when == 3) sk_ad_l2_next(a.p.l2, warp, W);
     /* Per-lane partial sums -> the query's sum over the warp's tokens. */
 #pragma unroll
     for (int nq = 0; nq < NQT; nq++) {

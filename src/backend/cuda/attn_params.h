@@ -49,20 +49,6 @@ typedef struct sk_attn_newtok {
     void *k_pool, *v_pool; /* kv.k, kv.v as writable pointers */
 } sk_attn_newtok;
 
-/* Decode only (session 26): up to SK_ATTN_L2_RANGES byte ranges brought into L2 while the
- * kernel runs, each split over its grid, in order: the weights of the product after it (the o
- * projection's q4 and scales) and the part of the next one's its kernel reads first (gate/up's),
- * which then read from L2 rather than DRAM; at small batches the kernel itself reads little, so
- * DRAM is idle while it runs. 16-byte aligned, sizes multiples of 16 (0: unused). when: 0 off,
- * 1 after the block's wait (and the pre-wait prologue's loads), 2 at the kernel's start, 3 after
- * the chunk loop. A hint: results are the same without it. */
-#define SK_ATTN_L2_RANGES 6
-typedef struct sk_attn_l2next {
-    const void *ptr[SK_ATTN_L2_RANGES];
-    uint64_t bytes[SK_ATTN_L2_RANGES];
-    int when;
-} sk_attn_l2next;
-
 typedef struct sk_attn_params {
     sk_paged_kv kv;
     const void *q;             /* bf16 [rows][n_heads][head_dim], row stride q_stride elements */
@@ -87,7 +73,6 @@ typedef struct sk_attn_params {
      * before reading anything. */
     int kv_prewait;
     sk_attn_newtok nt;
-    sk_attn_l2next l2;
 } sk_attn_params;
 
 #endif

@@ -562,7 +562,6 @@ static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_pa
     c->paged = pt != NULL;
     c->batch_gen++;
     c->pn_hint = NULL, c->pn_x = NULL; /* nothing carried across steps */
-    c->l2_next = c->l2_after = NULL;
     memcpy(c->h_batch, b->tokens, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + c->cap, b->pos, sizeof(int32_t) * (size_t)T);
     memcpy(c->h_batch + 2 * c->cap, b->seq, sizeof(int32_t) * (size_t)T);
@@ -708,7 +707,6 @@ static void ops_init(void) {
     o->matmul_swiglu = sk_cuda_matmul_swiglu;
     o->rmsnorm_matmul = sk_cuda_rmsnorm_matmul;
     o->norm_next = sk_cuda_norm_next;
-    o->prefetch_next = sk_cuda_prefetch_next;
     o->rmsnorm_matmul_swiglu = sk_cuda_rmsnorm_matmul_swiglu;
     o->add = sk_cuda_add;
     o->swiglu = sk_cuda_swiglu;

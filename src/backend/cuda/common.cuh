@@ -126,10 +126,6 @@ typedef struct cuda_ctx {
     const float *pn_gamma;
     int pn_T, pn_n, pn_nssq;
     float *pn_xg, *pn_ssq;
-    /* prefetch_next's weights until the next decode attention takes them (attention.cu; begin
-     * clears them). */
-    const struct sk_weight *l2_next, *l2_after;
-    int l2_after_sw;
 
     /* Weight upload staging (weight_load). */
     uint16_t *h_stage[2]; /* pinned, [SK_CUDA_UPLOAD_CHUNK] half bits each */
@@ -329,8 +325,6 @@ void sk_cuda_matmul(sk_backend *be, const void *x, int T, const sk_weight *w,
 void sk_cuda_rmsnorm_matmul(sk_backend *be, const void *x, const sk_weight *norm, float eps, int T,
                             const sk_weight *w, const sk_weight *bias, void *h, void *out);
 void sk_cuda_norm_next(sk_backend *be, const sk_weight *norm, int swiglu);
-void sk_cuda_prefetch_next(sk_backend *be, const sk_weight *next, const sk_weight *after,
-                           int after_swiglu);
 void sk_cuda_rmsnorm_matmul_swiglu(sk_backend *be, const void *x, const sk_weight *norm, float eps,
                                    int T, const sk_weight *w, void *h, void *out);
 

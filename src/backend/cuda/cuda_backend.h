@@ -24,9 +24,6 @@ long sk_cuda_norm_carried(void);
  * product's fp32 rows, RoPE and the K/V store inside the decode kernel (sk_attn_params.nt;
  * tests check that the path they compare was taken). */
 long sk_cuda_attn_newtok(void);
-/* Decode launches that brought the next product's weights into L2 (prefetch_next,
- * SAKER_ATTN_L2NEXT). */
-long sk_cuda_attn_l2next(void);
 
 #ifdef __cplusplus
 }

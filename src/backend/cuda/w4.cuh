@@ -1488,6 +1488,24 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
             }
             return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
                                                 K, out, gamma, eps, s);
+        /* session 27: one block an SM with a ring of 8 or 6 stages: at K = 8192 (70B o) 8 stages
+         * are a 32-row tile's whole K, all issued before griddepcontrol.wait, so that a block
+         * resident while the decode attention runs (SAKER_ATTN_TRIG_LOOP=3) holds its weights by
+         * the time the attention ends */
+        case 12:
+            if (sk_w4_tba_ok<T, 8, 8>(G, K, x, q4, q4s)) {
+                sk_w4_tba_launch<T, 8, 8, 1>(x, q4, q4s, bias, N_out, K, out, s);
+                return true;
+            }
+            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
+                                                K, out, gamma, eps, s);
+        case 13:
+            if (sk_w4_tba_ok<T, 8, 6>(G, K, x, q4, q4s)) {
+                sk_w4_tba_launch<T, 8, 6, 1>(x, q4, q4s, bias, N_out, K, out, s);
+                return true;
+            }
+            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
+                                                K, out, gamma, eps, s);
         default: return false;
         }
     } else if constexpr (MODE == SK_GEMV_STORE) {
@@ -1534,11 +1552,13 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
     static const char *ad[] = {"-", "tq MT2 NW8 D2", "tq MT2 NW4 D4 LB3", "tq MT2 NW4 D6 LB2",
                                "tq MT2 NW4 D8 LB2", "tq MT2 NW8 D4 LB2 RS1", "tq MT2 NW8 D3 LB2 RS1",
                                "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1", "tba NW8 NS3 LB2",
-                               "tba NW8 NS2 LB2", "tba NW16 NS2 LB1"};
+                               "tba NW8 NS2 LB2", "tba NW16 NS2 LB1", "tba NW8 NS8 LB1",
+                               "tba NW8 NS6 LB1"};
     static const char *tbs[] = {"tbs NW8 NS3 LB2", "tbs NW8 NS2 LB3", "tbs NW8 NS4 LB2",
                                 "tbs NW16 NS2 LB1"};
     if (mode != SK_GEMV_ADD && cfg >= 9 && cfg <= 12) return tbs[cfg - 9];
-    return cfg < 1 || cfg > 11 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
+    if (mode == SK_GEMV_ADD) return cfg < 1 || cfg > 13 ? "-" : ad[cfg];
+    return cfg < 1 || cfg > 8 ? "-" : st[cfg];
 }
 
 /* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
@@ -1897,11 +1917,13 @@ static inline bool sk_w4_tb_on(void) {
  * T <= 2 rows (0: another kernel), SAKER_W4_TQ_STORE / SAKER_W4_TQ_ADD overriding (the
  * reasons are at its use below). */
 static inline int sk_w4_tq_pick(int T, int mode, int N_out, int K) {
-    static int st = -2, add = -2;
+    static int st = -2, add = -2, add_o = -2;
     if (st == -2) {
         st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
         add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
+        add_o = sk_w4_env_int("SAKER_W4_TQ_ADD_O", -1); /* ADD products of K < 16384 only (o) */
     }
+    if (mode == SK_GEMV_ADD && add_o >= 0 && K < 16384 && T <= 2 && sk_w4_gemv_version() != 1) return add_o;
     if (T > 2 || mode == SK_GEMV_SWIGLU || sk_w4_gemv_version() == 1) return 0;
     /* Session 23: sk_w4_tba_kernel (configuration 9: NW8 NS3, 2 blocks an SM; tq ADD 6 where it
      * cannot take the product) for the long-K ADD product (down) at one row and for K >= 8192 at
