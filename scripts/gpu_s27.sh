@@ -3,7 +3,8 @@
 # units (SAKER_W4_TB_SK; measured slower in the first call and removed: steps ck, eb, eab as run
 # then); (2) the o GEMV's weights loaded while the decode attention runs: decode kernel 2 triggers
 # o at its start where its grid is at most one block an SM (SAKER_ATTN_TRIG_LOOP=3) and o runs on
-# tba with one block an SM and a ring of 8 (12) or 6 (13) stages (SAKER_W4_TQ_ADD_O), step ob / oab.
+# tba with one block an SM and a ring of 8 (12) or 6 (13) stages (SAKER_W4_TQ_ADD_O), steps oc / oab
+# (measured slower and removed: awq-speed.md session 27; the variables are gone from the code).
 # Steps (STEPS):
 #   ck    gpu_backend_ops groups (CKG, default w4 fused norm_matmul carry) under the default, and
 #         w4 under SAKER_W4_TB_SK=0

@@ -464,12 +464,8 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     if (trig_loop < 0) {
         const char *e = getenv("SAKER_ATTN_TRIG_LOOP");
         trig_loop = e && *e ? atoi(e) : 1;
-        if (trig_loop < 0 || trig_loop > 3) trig_loop = 1;
+        if (trig_loop < 0 || trig_loop > 2) trig_loop = 1;
     }
-    /* 3 (session 27): the same rule, the trigger at the kernel's start (o's blocks resident and
-     * loading their weights while the attention runs; with o on a one-block-an-SM ring deep
-     * enough for its whole tile, SAKER_W4_TQ_ADD_O=12) */
-    if (trig_loop == 3 && sk_attn_pdl_enabled() && blocks <= sk_ad_n_sm()) a.pdl_early = 1;
     a.pdl_loop = sk_attn_pdl_enabled() && !a.pdl_early &&
                  (trig_loop == 2 || (trig_loop == 1 && blocks <= sk_ad_n_sm()));
     const size_t smem =

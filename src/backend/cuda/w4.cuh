@@ -1436,6 +1436,14 @@ static inline int sk_w4_tq_add_base(int T, int N_out, int K) {
     return T == 2 && K >= 4096 && sms > 0 && (N_out + 31) / 32 <= sms ? 5 : 6;
 }
 
+/* sk_w4_tba_kernel <T, NW, NS, MINB> if it can take the product (sk_w4_tba_ok): launched, true. */
+template <int T, int NW, int NS, int MINB>
+static inline bool sk_w4_tba_try(const float *x, const uint32_t *q4, const __half2 *q4s, int G, const float *bias,
+                                 int N_out, int K, float *out, cudaStream_t s) {
+    if (!sk_w4_tba_ok<T, NW, NS>(G, K, x, q4, q4s)) return false;
+    sk_w4_tba_launch<T, NW, NS, MINB>(x, q4, q4s, bias, N_out, K, out, s);
+    return true;
+}
 /* The configurations timed against the backend's launch (dev_gemv_w4 s9; index 1..4, 0: none).
  * STORE (qkv, with or without the fused norm) and ADD (o, down) have their own lists:
  *   STORE 1: MT1 NW4 D3, 5 blocks an SM (<= 102 registers): 70B qkv's 640 blocks in one wave
@@ -1467,47 +1475,15 @@ static bool sk_w4_tq_launch_cfg(int cfg, int pf, const float *x, const uint32_t 
         case 6: sk_w4_tq_launch<T, 2, 3, MODE, 8, 2, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 7: sk_w4_tq_launch<T, 2, 6, MODE, 4, 3, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
         case 8: sk_w4_tq_launch<T, 2, 8, MODE, 8, 1, 1>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
-        case 9: /* session 23: sk_w4_tba_kernel (w4_tb.cuh), ADD 6 where it cannot take the product */
-            if (sk_w4_tba_ok<T, 8, 3>(G, K, x, q4, q4s)) {
-                sk_w4_tba_launch<T, 8, 3, 2>(x, q4, q4s, bias, N_out, K, out, s);
-                return true;
-            }
-            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
-                                                K, out, gamma, eps, s);
-        case 10:
-            if (sk_w4_tba_ok<T, 8, 2>(G, K, x, q4, q4s)) {
-                sk_w4_tba_launch<T, 8, 2, 2>(x, q4, q4s, bias, N_out, K, out, s);
-                return true;
-            }
-            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
-                                                K, out, gamma, eps, s);
-        case 11:
-            if (sk_w4_tba_ok<T, 16, 2>(G, K, x, q4, q4s)) {
-                sk_w4_tba_launch<T, 16, 2, 1>(x, q4, q4s, bias, N_out, K, out, s);
-                return true;
-            }
-            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
-                                                K, out, gamma, eps, s);
-        /* session 27: one block an SM with a ring of 8 or 6 stages: at K = 8192 (70B o) 8 stages
-         * are a 32-row tile's whole K, all issued before griddepcontrol.wait, so that a block
-         * resident while the decode attention runs (SAKER_ATTN_TRIG_LOOP=3) holds its weights by
-         * the time the attention ends */
-        case 12:
-            if (sk_w4_tba_ok<T, 8, 8>(G, K, x, q4, q4s)) {
-                sk_w4_tba_launch<T, 8, 8, 1>(x, q4, q4s, bias, N_out, K, out, s);
-                return true;
-            }
-            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
-                                                K, out, gamma, eps, s);
-        case 13:
-            if (sk_w4_tba_ok<T, 8, 6>(G, K, x, q4, q4s)) {
-                sk_w4_tba_launch<T, 8, 6, 1>(x, q4, q4s, bias, N_out, K, out, s);
-                return true;
-            }
-            return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out,
-                                                K, out, gamma, eps, s);
+        /* session 23: sk_w4_tba_kernel (w4_tb.cuh) */
+        case 9: if (sk_w4_tba_try<T, 8, 3, 2>(x, q4, q4s, G, bias, N_out, K, out, s)) return true; break;
+        case 10: if (sk_w4_tba_try<T, 8, 2, 2>(x, q4, q4s, G, bias, N_out, K, out, s)) return true; break;
+        case 11: if (sk_w4_tba_try<T, 16, 2, 1>(x, q4, q4s, G, bias, N_out, K, out, s)) return true; break;
         default: return false;
         }
+        /* (a product tba cannot take: sk_w4_tq_add_base's pick) */
+        return sk_w4_tq_launch_cfg<T, MODE>(sk_w4_tq_add_base(T, N_out, K), pf, x, q4, q4s, G, bias, N_out, K,
+                                            out, gamma, eps, s);
     } else if constexpr (MODE == SK_GEMV_STORE) {
         switch (cfg) {
         case 1: sk_w4_tq_launch<T, 1, 3, MODE, 4, 5>(pf, x, q4, q4s, G, bias, N_out, K, out, gamma, eps, s); return true;
@@ -1552,13 +1528,11 @@ static inline const char *sk_w4_tq_name(int mode, int cfg) {
     static const char *ad[] = {"-", "tq MT2 NW8 D2", "tq MT2 NW4 D4 LB3", "tq MT2 NW4 D6 LB2",
                                "tq MT2 NW4 D8 LB2", "tq MT2 NW8 D4 LB2 RS1", "tq MT2 NW8 D3 LB2 RS1",
                                "tq MT2 NW4 D6 LB3 RS1", "tq MT2 NW8 D8 LB1 RS1", "tba NW8 NS3 LB2",
-                               "tba NW8 NS2 LB2", "tba NW16 NS2 LB1", "tba NW8 NS8 LB1",
-                               "tba NW8 NS6 LB1"};
+                               "tba NW8 NS2 LB2", "tba NW16 NS2 LB1"};
     static const char *tbs[] = {"tbs NW8 NS3 LB2", "tbs NW8 NS2 LB3", "tbs NW8 NS4 LB2",
                                 "tbs NW16 NS2 LB1"};
     if (mode != SK_GEMV_ADD && cfg >= 9 && cfg <= 12) return tbs[cfg - 9];
-    if (mode == SK_GEMV_ADD) return cfg < 1 || cfg > 13 ? "-" : ad[cfg];
-    return cfg < 1 || cfg > 8 ? "-" : st[cfg];
+    return cfg < 1 || cfg > 11 ? "-" : mode == SK_GEMV_ADD ? ad[cfg] : st[cfg];
 }
 
 /* ---- sk_w4_ts_kernel: SwiGLU (gate/up) at T <= 2, persistent blocks with one ring across their
@@ -1917,13 +1891,11 @@ static inline bool sk_w4_tb_on(void) {
  * T <= 2 rows (0: another kernel), SAKER_W4_TQ_STORE / SAKER_W4_TQ_ADD overriding (the
  * reasons are at its use below). */
 static inline int sk_w4_tq_pick(int T, int mode, int N_out, int K) {
-    static int st = -2, add = -2, add_o = -2;
+    static int st = -2, add = -2;
     if (st == -2) {
         st = sk_w4_env_int("SAKER_W4_TQ_STORE", -1);
         add = sk_w4_env_int("SAKER_W4_TQ_ADD", -1);
-        add_o = sk_w4_env_int("SAKER_W4_TQ_ADD_O", -1); /* ADD products of K < 16384 only (o) */
     }
-    if (mode == SK_GEMV_ADD && add_o >= 0 && K < 16384 && T <= 2 && sk_w4_gemv_version() != 1) return add_o;
     if (T > 2 || mode == SK_GEMV_SWIGLU || sk_w4_gemv_version() == 1) return 0;
     /* Session 23: sk_w4_tba_kernel (configuration 9: NW8 NS3, 2 blocks an SM; tq ADD 6 where it
      * cannot take the product) for the long-K ADD product (down) at one row and for K >= 8192 at
