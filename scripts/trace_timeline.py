@@ -28,7 +28,8 @@ import struct
 import sys
 
 GAP_NS = 20000
-KINDS = {1: "tq.store", 2: "tq.add", 3: "ts", 4: "decode", 5: "combine"}
+KINDS = {1: "tq.store", 2: "tq.add", 3: "ts", 4: "decode", 5: "combine", 7: "rope"}
+PH = 6  # a phase record (pdl.cuh SK_TRACE_END_PH): marks 2, 3, 4 of the record before it
 
 
 def name(tag):
@@ -41,11 +42,19 @@ def load(path):
     n = (len(data) // 8 - 4) // 4
     cnt = struct.unpack_from("<Q", data, 0)[0]
     recs = []
+    prev = None
     for i in range(min(n, cnt)):
         w0, t0, tw, t1 = struct.unpack_from("<4Q", data, 32 + 32 * i)
+        if (w0 >> 56) == PH:  # the phases of the block just before it in the ring
+            if prev is not None and prev[2] == (w0 & 0xFFFFFF):
+                prev[6] = (t0, tw, t1)
+            prev = None
+            continue
+        prev = None
         if t0 == 0 or t1 == 0:
             continue
-        recs.append((w0 >> 32, (w0 >> 24) & 0xFF, w0 & 0xFFFFFF, t0, tw, t1))
+        prev = [w0 >> 32, (w0 >> 24) & 0xFF, w0 & 0xFFFFFF, t0, tw, t1, None]
+        recs.append(prev)
     return cnt, recs
 
 
@@ -110,6 +119,51 @@ def main():
         print("| %s -> %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |" % (
             name(ta), name(tb), len(d["incr"]), mode[tb], med["incr"], med["wlat"], med["run"],
             med["tail"], med["early"], med["sspr"], med["espr"]))
+    # the phases of the kernels that record them (SK_TRACE_END_PH): per launch the median block's
+    # wait -> mark 2 -> mark 3 -> mark 4 -> end (us), then the median over launches
+    ph = {}
+    for x in L:
+        if x["n"] != mode[x["tag"]]:
+            continue
+        rs = [r for r in x["recs"] if r[6]]
+        if not rs:
+            continue
+        def seg(r):
+            m2, m3, m4 = r[6]
+            st = r[4] or r[3]
+            out = [m2 - st if m2 else 0, m3 - m2 if m3 and m2 else 0,
+                   m4 - m3 if m4 and m3 else 0, r[5] - (m4 or m3 or m2 or st)]
+            return out
+        segs = [seg(r) for r in rs]
+        d = ph.setdefault(x["tag"], {k: [] for k in range(8)})
+        for k in range(4):
+            d[k].append(statistics.median(sg[k] for sg in segs))
+        d[4].append(statistics.median((r[4] - r[3]) if r[4] else 0 for r in rs))
+        # mark 3 (loop done) by block index mod 8 (the split at batch 1's clusters of 8), against
+        # the launch's median
+        m3 = [r[6][1] for r in rs if r[6][1]]
+        if m3:
+            med3 = statistics.median(m3)
+            bysp = d.setdefault("bysplit", {})
+            for r in rs:
+                if r[6][1]:
+                    bysp.setdefault(r[2] % 8, []).append(r[6][1] - med3)
+        # how far apart the launch's blocks reach marks 3 and 4 and their wait (last - median)
+        for k, f in ((5, lambda r: r[6][1]), (6, lambda r: r[6][2]), (7, lambda r: r[4])):
+            v = [f(r) for r in rs if f(r)]
+            d[k].append(max(v) - statistics.median(v) if v else 0)
+    if ph:
+        print("\nphases (median block, median launch; us): start -> wait | wait -> mark 2 | 2 -> 3 | 3 -> 4 | 4 -> end (decode: mark 2 q loaded, 3 chunk loop done, 4 warp merge done; the end includes the trace record)")
+        for tag, d in ph.items():
+            print("| %s | %d launches | %s |" % (name(tag), len(d[0]), " | ".join(
+                "%.2f" % (statistics.median(v) / 1000.0) for v in [d[4], d[0], d[1], d[2], d[3]])))
+            print("  last block - median block (us): wait %.2f, mark 3 %.2f, mark 4 %.2f" % tuple(
+                statistics.median(v) / 1000.0 for v in (d[7], d[5], d[6])))
+            if "bysplit" in d:
+                print("  mark 3 - launch median by block % 8 (us, median / p90): " + ", ".join(
+                    "%d: %.2f / %.2f" % (k, statistics.median(v) / 1000.0,
+                                         sorted(v)[int(0.9 * (len(v) - 1))] / 1000.0)
+                    for k, v in sorted(d["bysplit"].items())))
     # timeline of nl layers from the middle
     mid = len(L) // 2
     while mid < len(L) and KINDS.get(L[mid]["tag"] >> 24) != "tq.store":

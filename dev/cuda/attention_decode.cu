@@ -149,7 +149,7 @@ static int g_no_l2pf = 0;
  * starts and ends (where a launch's fixed cost goes: ramp, tail). */
 static int g_trace = 0;
 /* Runs whose cluster-merged output was compared with the combine's (check_run). */
-static long g_cluster_cmp = 0, g_cluster_used = 0;
+static long g_cluster_cmp = 0, g_cluster_used = 0, g_push_used = 0;
 /* The cluster merge's mode (sk_attn_decode_set_cluster): 2 (wherever clusters fit) during the
  * checks, so that every 2..16-split run takes it where it can; AD_CLUSTER (default 1, the
  * backend's) during the timing. */
@@ -826,6 +826,7 @@ static int check_run(const run_cfg *rc, const problem *P, const refset *R, doubl
     const int ns = run_splits(rc);
     if (g_cluster && (rc->version == 2 || rc->version == 3) && ns >= 2 && ns <= SK_AD_CLUSTER_MAX) {
         g_cluster_used += sk_attn_decode_cluster_used();
+        g_push_used += sk_attn_decode_push_used();
         uint16_t *h1 = (uint16_t *)malloc(P->out_bytes), *h2 = (uint16_t *)malloc(P->out_bytes);
         CUDA_CHECK(cudaMemcpy(h1, P->out_raw + GUARD, P->out_bytes, cudaMemcpyDeviceToHost));
         CUDA_CHECK(cudaMemset(P->out_raw + GUARD, 0xff, P->out_bytes));
@@ -1497,9 +1498,9 @@ int main(int argc, char **argv) {
         printf("correctness (tolerance: err <= max(4e-3, 3 x naive bf16 err), <= 1e-2):\n");
         for (size_t i = 0; i < sizeof(k_cases) / sizeof(k_cases[0]); i++)
             if (!g_cases || strstr(k_cases[i].name, g_cases)) fails += run_case(&k_cases[i], &runs);
-        printf("correctness: %d runs, %d failed (%.1f s); %ld of them (%ld merged by clusters) "
-               "also compared bitwise with clusters off\n", runs, fails, now_s() - t0,
-               g_cluster_cmp, g_cluster_used);
+        printf("correctness: %d runs, %d failed (%.1f s); %ld of them (%ld merged by clusters, "
+               "%ld of those by the push merge) also compared bitwise with clusters off\n", runs,
+               fails, now_s() - t0, g_cluster_cmp, g_cluster_used, g_push_used);
         if (fails) {
             printf("RESULT: FAIL (%d correctness failures)\n", fails);
             return 1;

@@ -100,6 +100,7 @@ static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
      * wait for the qkv GEMV. pdl_early 2 (session 22, SAKER_ATTN_PREWAIT): the trigger right
      * after the wait, so that the decode kernel launches while this one runs (its pre-wait
      * prefetch overlapping it) but is not resident during the qkv GEMV (session 21: that cost). */
+    SK_TRACE_BEGIN();
     if (pdl_early == 1) sk_pdl_trigger();
     sk_pdl_wait();
     if (pdl_early == 2) sk_pdl_trigger();
@@ -119,6 +120,7 @@ static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
         bf16 *o = p.v_cache + sk_attn1_kv_offset(&p, t, s, ps, kvh);
         o[ia] = __float2bfloat16_rn(src[ia]);
         o[ib] = __float2bfloat16_rn(src[ib]);
+        SK_TRACE_END(SK_TRACE_ROPE << 24);
         return;
     }
     const bool is_q = h < n_heads;
@@ -142,6 +144,7 @@ static __global__ void __launch_bounds__(SK_ROPE_STORE_THREADS)
                    : p.k_cache + sk_attn1_kv_offset(&p, t, s, ps, h - n_heads);
     o[ia] = __float2bfloat16_rn(a);
     o[ib] = __float2bfloat16_rn(b);
+    SK_TRACE_END(SK_TRACE_ROPE << 24);
 }
 
 void sk_cuda_q_to_bf16(cuda_ctx *c, const float *q, int q_stride, int w, int T, void *dst) {

@@ -193,9 +193,22 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
  * more than a wave) 16.75 against 16.53, batch 64 even (bench/results/decode.md, session 22).
  * The occupancy is asked once per kernel and split count; the planner asks first, outside any
  * graph capture. */
+/* The push merge (session 28, attn_decode.cuh kernel 2's a.push) where the cluster merge runs
+ * with one warp a block at head_dim 64 / 128: SAKER_ATTN_PUSH=0 keeps the pull merge
+ * (comparisons). */
+static bool sk_ad_push_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SAKER_ATTN_PUSH");
+        on = !(e && *e && strcmp(e, "0") == 0);
+    }
+    return on != 0;
+}
 static int sk_ad_cluster_on = -1, sk_ad_cluster_last = 0;
 void sk_attn_decode_set_cluster(int on) { sk_ad_cluster_on = on < 0 ? 0 : on > 2 ? 2 : on; }
 int sk_attn_decode_cluster_used(void) { return sk_ad_cluster_last; }
+static int sk_ad_push_last = 0;
+int sk_attn_decode_push_used(void) { return sk_ad_push_last; }
 static bool sk_ad_cluster_fits(sk_ad_kfn fn, int ns, unsigned threads, size_t smem, long long blocks) {
     if (sk_ad_cluster_on < 0) {
         const char *e = getenv("SAKER_ATTN_CLUSTER");
@@ -312,9 +325,12 @@ void sk_attn_decode_make_plan_cfg(int batch, int n_heads, int n_kv_heads, int he
         if (ns > c) ns = c;
     }
     plan->n_splits = ns;
-    if (ns > 1) /* the cluster merge's feasibility, asked here (outside any capture) */
-        (void)sk_ad_cluster_fits(fn, ns, (unsigned)(cfg->warps * 32), smem,
+    if (ns > 1) { /* the cluster merge's feasibility, asked here (outside any capture) */
+        const size_t pb = sk_ad_push_on() ? sk_ad_push_bytes(head_dim, cfg->qtiles, cfg->warps, ns) : 0;
+        sk_ad_allow_smem(fn, smem + pb);
+        (void)sk_ad_cluster_fits(fn, ns, (unsigned)(cfg->warps * 32), smem + pb,
                                  (long long)base * ns);
+    }
     const size_t rows = (size_t)batch * (size_t)n_heads * (size_t)ns;
     plan->part_out_floats = ns > 1 ? rows * (size_t)head_dim : 0;
     plan->part_lse_floats = ns > 1 ? rows : 0;
@@ -468,12 +484,17 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     }
     a.pdl_loop = sk_attn_pdl_enabled() && !a.pdl_early &&
                  (trig_loop == 2 || (trig_loop == 1 && blocks <= sk_ad_n_sm()));
-    const size_t smem =
+    const size_t smem0 =
         sk_ad_smem_bytes(kv->head_dim, cfg->qtiles, cfg->warps, cfg->wq, cfg->ring);
-    sk_ad_allow_smem(fn, smem);
-    a.clus = p->n_splits > 1 &&
-             sk_ad_cluster_fits(fn, p->n_splits, (unsigned)(cfg->warps * 32), smem, blocks);
+    const size_t pb =
+        sk_ad_push_on() ? sk_ad_push_bytes(kv->head_dim, cfg->qtiles, cfg->warps, p->n_splits) : 0;
+    sk_ad_allow_smem(fn, smem0 + pb);
+    a.clus = p->n_splits > 1 && sk_ad_cluster_fits(fn, p->n_splits, (unsigned)(cfg->warps * 32),
+                                                   smem0 + pb, blocks);
+    a.push = a.clus && pb > 0 ? (int)smem0 : 0;
+    const size_t smem = smem0 + (a.push ? pb : 0);
     sk_ad_cluster_last = a.clus;
+    sk_ad_push_last = a.push > 0;
     /* the caller's kv_prewait, taken under SAKER_ATTN_PREWAIT=1 (pdl.cuh sk_attn_prewait) */
     a.prewait = p->kv_prewait && sk_attn_prewait();
     /* PDL launches (session 9): both kernels trigger and wait at their start (attn_decode.cuh) */

@@ -142,6 +142,8 @@ int sk_attn_decode_takes_newtok(int batch, int n_heads, int n_kv_heads, int head
 void sk_attn_decode_set_cluster(int on);
 /* 1 when the last launch merged its splits by clusters (tests). */
 int sk_attn_decode_cluster_used(void);
+/* Whether the last sk_attn_decode launch merged its splits by pushing (session 28). */
+int sk_attn_decode_push_used(void);
 /* Same with an explicit configuration (which must be valid for the shape; asserted). */
 void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg *cfg,
                                cudaStream_t s);
@@ -175,6 +177,8 @@ typedef struct sk_ad_args {
                     * query block), merged through distributed shared memory (no combine) */
     int prewait;   /* 1: page table and the K/V of all but each sequence's last token into L2
                     * before griddepcontrol.wait (sk_attn_params.kv_prewait) */
+    int push;      /* > 0 (with clus, one warp a block, head_dim 64j): the push merge (session
+                    * 28); its receive area's byte offset in dynamic shared memory */
 } sk_ad_args;
 /* Chunks a warp brings into L2 before its wait (a.prewait). */
 #define SK_AD_PREWAIT_CHUNKS 4
@@ -209,6 +213,42 @@ static __device__ __forceinline__ void sk_ad_cluster_sync(void) {
 }
 /* Most splits a cluster merge takes (clusters of up to 16 blocks, non-portable above 8). */
 #define SK_AD_CLUSTER_MAX 16
+/* The push merge's helpers: a posted store of a float4 / float2 into a peer's shared memory (an
+ * address from sk_ad_mapa), and the two halves of a cluster barrier. */
+static __device__ __forceinline__ void sk_ad_st_cl4(uint32_t addr, float4 v) {
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "f"(v.x),
+                 "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_ad_st_cl2(uint32_t addr, float x, float y) {
+    asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};" ::"r"(addr), "f"(x), "f"(y)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_ad_cluster_arrive_relaxed(void) {
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+static __device__ __forceinline__ void sk_ad_cluster_wait(void) {
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+}
+
+/* SAKER_TRACE (session 28): thread 0's %globaltimer into phase slot i (pdl.cuh SK_TRACE_MARK),
+ * read only once dep is known (a predicate on it guards the read), so that the scheduler cannot
+ * move the mark ahead of the phase it closes. */
+static __device__ __forceinline__ void sk_ad_mark(int i, float dep) {
+#ifdef SAKER_TRACE
+    if (threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.neu.f32 p, %1, 0f7F7FFFFF;\n\t"
+                     "mov.u64 %0, 1;\n\t@p mov.u64 %0, %%globaltimer;\n\t}"
+                     : "=l"(t)
+                     : "f"(dep)
+                     : "memory");
+        sk_trace_sh()[i] = t;
+    }
+#else
+    (void)i, (void)dep;
+#endif
+}
 
 /* D += A . B, m16n8k16, bf16 inputs, fp32 accumulators. */
 static __device__ __forceinline__ void sk_ad_mma(float (&d)[4], uint32_t a0, uint32_t a1,
@@ -727,6 +767,18 @@ static inline size_t sk_ad_smem_bytes(int head_dim, int qtiles, int warps, int w
     return sk_ad_ring_offset(head_dim, qtiles, warps, wq) +
            (size_t)warps * (size_t)ring * 2 * SK_AD_CHUNK * (size_t)head_dim * 2;
 }
+/* The push merge's receive area (session 28; kernel 2's a.push), after sk_ad_smem_bytes: the
+ * normalised float4 partials of the elements a block owns ([slot][split], element e of the
+ * query block's qpw x head_dim / 4 owned by block e % ns at slot e / ns), then every split's lse
+ * of the qpw queries ([split][qpw]). 0 where the push merge does not apply: one warp a block
+ * (one query tile group), head_dim 64 / 128, 2..SK_AD_CLUSTER_MAX splits. */
+static inline size_t sk_ad_push_bytes(int head_dim, int qtiles, int warps, int ns) {
+    if (warps != 1 || head_dim % 64 != 0 || ns < 2 || ns > SK_AD_CLUSTER_MAX) return 0;
+    const size_t qpw = 8 * (size_t)qtiles, e = qpw * (size_t)head_dim / 4;
+    const size_t slots = (e + (size_t)ns - 1) / (size_t)ns;
+    const size_t f = slots * (size_t)ns * 4 + (size_t)ns * qpw;
+    return (f * sizeof(float) + 127) / 128 * 128;
+}
 
 /* Grid: batch * n_splits * n_kv_heads * n_qblk blocks (query block fastest, so the blocks that
  * share a KV head run side by side), W * 32 threads, sk_ad_smem_bytes of dynamic shared memory. */
@@ -740,6 +792,10 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
      * rope/store kernel just wrote, the page tables) waits for the kernels before it; the next
      * launch may start now only in mode 2 (else at this kernel's end). */
     SK_TRACE_BEGIN();
+    /* the push merge's first barrier half: every block has started before any block writes into
+     * a peer's shared memory (its wait is taken just before the pushes) */
+    if constexpr (W == 1 && HD % 64 == 0)
+        if (a.push > 0) sk_ad_cluster_arrive_relaxed();
     if (a.pdl_early) sk_pdl_trigger();
     if (!a.prewait) sk_pdl_wait();
 
@@ -902,6 +958,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             if (ok) qr[nq] = __ldg((const uint2 *)(qp + 32 * KC + 4 * t));
     }
 
+    sk_ad_mark(2, __uint_as_float(qf[0][0].x | qf[NQT - 1][KC - 1].w));
     float o[NMT][NQT][4], m[NQT][2], l[NQT][2];
 #pragma unroll
     for (int nq = 0; nq < NQT; nq++) {
@@ -987,6 +1044,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         }
     }
 
+    sk_ad_mark(3, o[NMT - 1][NQT - 1][3] + l[NQT - 1][1]);
     if (a.pdl_loop) sk_pdl_trigger();
     /* Per-lane partial sums -> the query's sum over the warp's tokens. */
 #pragma unroll
@@ -998,6 +1056,109 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             v += __shfl_xor_sync(SK_AD_FULL, v, 8);
             v += __shfl_xor_sync(SK_AD_FULL, v, 16);
             l[nq][e] = v;
+        }
+    }
+
+    /* The push merge (session 28, a.push; one warp a block, so no merge between warps): each
+     * lane normalises its outputs in registers (the arithmetic of the shared-memory merge below
+     * with one warp: f = 2^0, L = 0 + l f) and stores each float4 of the partial, and its lse,
+     * straight into the shared memory of the block that owns the element; one cluster barrier
+     * publishes them; each block then merges the splits of its elements from its own shared
+     * memory in the cluster merge's arithmetic and order below (bitwise its output). Saves the
+     * block's merge through shared memory, the remote loads' round trips and one barrier. */
+    if constexpr (W == 1 && HD % 64 == 0) {
+        if (a.push > 0) {
+            constexpr int D4 = HD / 4, E = QPW * D4, VC = HD / 64;
+            const int slots = (E + ns - 1) / ns;
+            float *recv = (float *)((char *)sk_ad_smem + a.push);
+            float *recv_lse = recv + (size_t)slots * ns * 4;
+            float f[NQT][2], inv[NQT][2], lse[NQT][2];
+#pragma unroll
+            for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float M = m[nq][e];
+                    float L = 0.0f;
+                    if (M != -INFINITY) L += l[nq][e] * sk_ad_exp2((M - M) * a.sl2);
+                    inv[nq][e] = L > 0.0f ? 1.0f / L : 0.0f;
+                    lse[nq][e] = L > 0.0f ? M * a.sl2 + log2f(L) : -INFINITY;
+                    f[nq][e] = M == -INFINITY ? 0.0f : sk_ad_exp2((M - M) * a.sl2);
+                }
+            }
+            sk_ad_cluster_wait();
+#pragma unroll
+            for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int qq = 8 * nq + 2 * t + e;
+#pragma unroll
+                    for (int j = 0; j < VC; j++) {
+#pragma unroll
+                        for (int hh = 0; hh < 2; hh++) {
+                            const int ei = qq * D4 + 16 * j + 2 * r + hh;
+                            const float fe = f[nq][e], ie = inv[nq][e];
+                            float4 v;
+                            v.x = (o[4 * j + 0][nq][2 * hh + e] * fe) * ie;
+                            v.y = (o[4 * j + 1][nq][2 * hh + e] * fe) * ie;
+                            v.z = (o[4 * j + 2][nq][2 * hh + e] * fe) * ie;
+                            v.w = (o[4 * j + 3][nq][2 * hh + e] * fe) * ie;
+                            sk_ad_st_cl4(sk_ad_mapa(recv + ((size_t)(ei / ns) * ns + split) * 4,
+                                                    (unsigned)(ei % ns)),
+                                         v);
+                        }
+                    }
+                }
+                if (r == 0)
+                    for (int u = 0; u < ns; u++)
+                        sk_ad_st_cl2(sk_ad_mapa(recv_lse + split * QPW + 8 * nq + 2 * t, (unsigned)u),
+                                     lse[nq][0], lse[nq][1]);
+            }
+            sk_ad_cluster_sync();
+            sk_ad_mark(4, recv_lse[0]);
+            const int H = a.p.n_heads;
+            for (int slot = lane; slot * ns + split < E; slot += 32) {
+                const int ei = slot * ns + split, qq = ei / D4, d4 = ei % D4;
+                const int j = qb * QPW + qq;
+                if (j >= group) continue;
+                float lse_s[SK_AD_CLUSTER_MAX], mx = -INFINITY;
+#pragma unroll
+                for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
+                    lse_s[u] = u < ns ? recv_lse[u * QPW + qq] : -INFINITY;
+                    mx = fmaxf(mx, lse_s[u]);
+                }
+                float w[SK_AD_CLUSTER_MAX], tt[SK_AD_CLUSTER_MAX];
+#pragma unroll
+                for (int u = 0; u < SK_AD_CLUSTER_MAX; u++)
+                    tt[u] = w[u] = (u < ns && mx != -INFINITY) ? sk_ad_exp2(lse_s[u] - mx) : 0.0f;
+#pragma unroll
+                for (int off = SK_AD_CLUSTER_MAX / 2; off > 0; off >>= 1)
+#pragma unroll
+                    for (int u = 0; u < off; u++) tt[u] = tt[u] + tt[u + off];
+                const float den = tt[0], dinv = den > 0.0f ? 1.0f / den : 0.0f;
+                float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                const float4 *src = (const float4 *)recv + (size_t)slot * ns;
+#pragma unroll
+                for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
+                    if (u >= ns) break;
+                    const float4 x = src[u];
+                    acc.x = fmaf(w[u], x.x, acc.x);
+                    acc.y = fmaf(w[u], x.y, acc.y);
+                    acc.z = fmaf(w[u], x.z, acc.z);
+                    acc.w = fmaf(w[u], x.w, acc.w);
+                }
+                const size_t bh = (size_t)b * (size_t)H + (size_t)(kvh * group + j);
+                if (a.p.out_f32) {
+                    *(float4 *)((float *)a.p.out + bh * HD + 4 * d4) =
+                        make_float4(acc.x * dinv, acc.y * dinv, acc.z * dinv, acc.w * dinv);
+                } else {
+                    uint2 u2;
+                    u2.x = sk_ad_pack_bf16(acc.x * dinv, acc.y * dinv);
+                    u2.y = sk_ad_pack_bf16(acc.z * dinv, acc.w * dinv);
+                    *(uint2 *)((__nv_bfloat16 *)a.p.out + bh * HD + 4 * d4) = u2;
+                }
+            }
+            SK_TRACE_END_PH(SK_TRACE_DEC << 24);
+            return;
         }
     }
 
@@ -1071,6 +1232,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
         __syncthreads();
     }
 
+    sk_ad_mark(4, sm_o[threadIdx.x & 7]);
     const int H = a.p.n_heads;
     /* Cluster merge (session 22): the cluster's ns blocks (cluster rank = split) hold their
      * merged unnormalised outputs, 1 / sum and lse in shared memory; after a cluster barrier each
@@ -1124,7 +1286,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             }
         }
         sk_ad_cluster_sync();
-        SK_TRACE_END(SK_TRACE_DEC << 24);
+        SK_TRACE_END_PH(SK_TRACE_DEC << 24);
         return;
     }
 
@@ -1157,7 +1319,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             if (d8 == 0) a.p.part_lse[bh * (size_t)ns + (size_t)split] = sm_lse[qq];
         }
     }
-    SK_TRACE_END(SK_TRACE_DEC << 24);
+    SK_TRACE_END_PH(SK_TRACE_DEC << 24);
 }
 
 /* Combine of the split partials: one warp per (sequence, head); 4 warps per block.

@@ -52,6 +52,21 @@ static __device__ __forceinline__ void sk_tma_load_3d(uint32_t dst, const CUtens
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(mb)
                  : "memory");
 }
+/* The same with an L2 cache policy (createpolicy; the weight feeds' evict-first, w4.cuh SK_W4_EF). */
+static __device__ __forceinline__ void sk_tma_load_2d_hint(uint32_t dst, const CUtensorMap *map, int c0,
+                                                           int c1, uint32_t mb, uint64_t pol) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(mb), "l"(pol)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_tma_load_3d_hint(uint32_t dst, const CUtensorMap *map, int c0,
+                                                           int c1, int c2, uint32_t mb, uint64_t pol) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".L2::cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(mb), "l"(pol)
+                 : "memory");
+}
 /* A contiguous bulk copy global -> shared (16-byte aligned, bytes % 16 == 0) completing on mb. */
 static __device__ __forceinline__ void sk_bulk_load(uint32_t dst, const void *src, uint32_t bytes,
                                                     uint32_t mb) {

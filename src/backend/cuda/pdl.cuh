@@ -37,12 +37,40 @@ static __device__ __forceinline__ unsigned long long sk_gtimer(void) {
     return t;
 }
 static __device__ __forceinline__ unsigned long long *sk_trace_sh(void) {
-    __shared__ unsigned long long s[2];
+    __shared__ unsigned long long s[8];
     return s;
 }
 #define SK_TRACE_BEGIN()                                                                           \
     do {                                                                                           \
-        if (threadIdx.x == 0) sk_trace_sh()[0] = sk_gtimer(), sk_trace_sh()[1] = 0ull;            \
+        if (threadIdx.x == 0)                                                                      \
+            sk_trace_sh()[0] = sk_gtimer(), sk_trace_sh()[1] = 0ull, sk_trace_sh()[2] = 0ull,      \
+            sk_trace_sh()[3] = 0ull, sk_trace_sh()[4] = 0ull;                                      \
+    } while (0)
+/* SK_TRACE_MARK(i), i in 2..4 (session 28): thread 0's time at a phase boundary of its block;
+ * SK_TRACE_END_PH writes the block's record and, in the slot after it, a phase record (kind
+ * SK_TRACE_PH: marks 2, 3, 4 in place of t0, t_wait, t_end; 0 where a mark was not reached). */
+#define SK_TRACE_MARK(i)                                                                           \
+    do {                                                                                           \
+        if (threadIdx.x == 0) sk_trace_sh()[i] = sk_gtimer();                                      \
+    } while (0)
+#define SK_TRACE_END_PH(tag)                                                                       \
+    do {                                                                                           \
+        if (threadIdx.x == 0 && sk_trace_dev) {                                                    \
+            unsigned smid_;                                                                        \
+            asm volatile("mov.u32 %0, %%smid;" : "=r"(smid_));                                     \
+            const unsigned long long i_ = atomicAdd(sk_trace_dev, 2ull) % SK_TRACE_CAP;            \
+            unsigned long long *r_ = sk_trace_dev + 4 + 4 * i_;                                    \
+            r_[0] = (unsigned long long)(unsigned)(tag) << 32 | (unsigned long long)smid_ << 24 |  \
+                    (blockIdx.x & 0xffffffu);                                                      \
+            r_[1] = sk_trace_sh()[0];                                                              \
+            r_[2] = sk_trace_sh()[1];                                                              \
+            r_[3] = sk_gtimer();                                                                   \
+            r_[4] = (unsigned long long)(SK_TRACE_PH << 24) << 32 |                                \
+                    (unsigned long long)smid_ << 24 | (blockIdx.x & 0xffffffu);                    \
+            r_[5] = sk_trace_sh()[2];                                                              \
+            r_[6] = sk_trace_sh()[3];                                                              \
+            r_[7] = sk_trace_sh()[4];                                                              \
+        }                                                                                          \
     } while (0)
 #define SK_TRACE_END(tag)                                                                          \
     do {                                                                                           \
@@ -71,10 +99,20 @@ static inline void sk_trace_bind(void) {
 #else
 #define SK_TRACE_BEGIN() ((void)0)
 #define SK_TRACE_END(tag) ((void)0)
+#define SK_TRACE_MARK(i) ((void)0)
+#define SK_TRACE_END_PH(tag) ((void)0)
 static inline void sk_trace_bind(void) {}
 #endif
 /* Trace tags: kind << 24 | K / 32 (the GEMVs), kind alone (the attention's kernels). */
-enum { SK_TRACE_TQ_STORE = 1, SK_TRACE_TQ_ADD = 2, SK_TRACE_TS = 3, SK_TRACE_DEC = 4, SK_TRACE_COMB = 5 };
+enum {
+    SK_TRACE_TQ_STORE = 1,
+    SK_TRACE_TQ_ADD = 2,
+    SK_TRACE_TS = 3,
+    SK_TRACE_DEC = 4,
+    SK_TRACE_COMB = 5,
+    SK_TRACE_PH = 6,   /* a phase record: follows its block's record (SK_TRACE_END_PH) */
+    SK_TRACE_ROPE = 7, /* the decode step's RoPE + K/V store (attention.cu) */
+};
 
 static __device__ __forceinline__ void sk_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -265,10 +265,31 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
 #ifndef SK_W4_L2HINT
 #define SK_W4_L2HINT 256
 #endif
-static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
+/* SK_W4_EF (session 28, build time; default 1): the weights streamed by the products of at most
+ * SK_W4_EF_ROWS rows (each weight byte read once a step) carry an L2 evict-first policy
+ * (createpolicy), so that a step's streaming (~450 MB a 70B layer through the 60 MB L2) evicts
+ * them before what the latency-bound kernels reread: code, page tables, activations. H200,
+ * 128/256, ITL p50 (bench/results/decode.md session 28): 70B INT4 batch 1 -0.6%, batch 2 -1.0%,
+ * 7B batch 1 -1.4%; at 16 rows (weights reread from L2 by the x split) +8.6%, hence the rows. */
+#ifndef SK_W4_EF
+#define SK_W4_EF 1
+#endif
+#define SK_W4_EF_ROWS 2
+static __device__ __forceinline__ uint64_t sk_w4_ef_policy(void) {
+    uint64_t pol;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    return pol;
+}
+template <bool EF = false> static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
     uint4 v;
     p = SK_W4_PROBE_ADDR(p);
 #if SK_W4_L2HINT == 256
+    if constexpr (EF && SK_W4_EF) {
+        asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+            : "l"(p), "l"(sk_w4_ef_policy()));
+        return v;
+    }
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
@@ -285,10 +306,17 @@ static __device__ __forceinline__ uint4 sk_w4_ld_stream(const uint4 *p) {
 }
 /* The same 16 bytes copied into shared memory (cp.async, L1 bypassed, the same L2 hint), for the
  * rings that live there (sk_w4_ts_kernel RS = 1): completes by cp.async.wait_group. */
+template <bool EF = false>
 static __device__ __forceinline__ void sk_w4_cp_stream(void *dst, const uint4 *p) {
     p = SK_W4_PROBE_ADDR(p);
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
 #if SK_W4_L2HINT == 256
+    if constexpr (EF && SK_W4_EF) {
+        asm volatile("cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2;" ::"r"(d),
+                     "l"(p), "l"(sk_w4_ef_policy())
+                     : "memory");
+        return;
+    }
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
 #elif SK_W4_L2HINT == 128
     asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;" ::"r"(d), "l"(p) : "memory");
@@ -1027,9 +1055,11 @@ __global__ void __launch_bounds__(32 * NW, MINB)
         _Pragma("unroll") for (int m_ = 0; m_ < MT; m_++)                                          \
             _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                     \
             if constexpr (RS)                                                                      \
-                sk_w4_cp_stream(ring + ((d_) * SW + m_ * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_)));    \
+                sk_w4_cp_stream<(T <= SK_W4_EF_ROWS)>(ring + ((d_) * SW + m_ * 2 + r_) * 32,          \
+                                                       wq + (wo[m_][r_] + SK_W4_WC(c_)));          \
             else                                                                                   \
-                wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + SK_W4_WC(c_)));        \
+                wb[(d_) % (RS ? 1 : D)][m_][r_] =                                                  \
+                    sk_w4_ld_stream<(T <= SK_W4_EF_ROWS)>(wq + (wo[m_][r_] + SK_W4_WC(c_)));       \
             sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                               \
         }                                                                                          \
     } while (0)
@@ -1624,9 +1654,11 @@ __global__ void __launch_bounds__(32 * NW, MINB)
             _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                      \
                 _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                 \
                 if constexpr (RS)                                                                  \
-                    sk_w4_cp_stream(ring + (((d_) * NT + m_) * 2 + r_) * 32, wq + (wo[m_][r_] + SK_W4_WC(c_))); \
+                    sk_w4_cp_stream<(T <= SK_W4_EF_ROWS)>(ring + (((d_) * NT + m_) * 2 + r_) * 32,    \
+                                                           wq + (wo[m_][r_] + SK_W4_WC(c_)));      \
                 else                                                                               \
-                    wb[(d_) % (RS ? 1 : D)][m_][r_] = sk_w4_ld_stream(wq + (wo[m_][r_] + SK_W4_WC(c_)));    \
+                    wb[(d_) % (RS ? 1 : D)][m_][r_] =                                              \
+                        sk_w4_ld_stream<(T <= SK_W4_EF_ROWS)>(wq + (wo[m_][r_] + SK_W4_WC(c_)));   \
                 sb[d_][m_][r_] = __ldg(sq + (so[m_][r_] + (c_ >> GSH)));                           \
             }                                                                                      \
         }                                                                                          \

@@ -129,21 +129,30 @@ static __device__ __forceinline__ void sk_w4tb_release(uint64_t *mb_empty, int s
 }
 /* The producer's copies of tile rows [r0, r0 + 16) for stage q into slot's boxes at wd (weights,
  * BX boxes of 8 steps) and sd (scale words), completing on fb. */
-template <int SB, int BX, int WBOX>
+template <int SB, int BX, int WBOX, bool EF>
 static __device__ __forceinline__ void sk_w4tb_copy_tile(const CUtensorMap *tmw, const CUtensorMap *tms,
                                                          const uint32_t *q4, int S, uint32_t wd, uint32_t sd,
                                                          int q, int r0, uint32_t fb) {
+    /* EF: the evict-first policy (w4.cuh SK_W4_EF) */
+    const uint64_t pol = EF && SK_W4_EF ? sk_w4_ef_policy() : 0;
 #pragma unroll
     for (int j = 0; j < BX; j++) {
 #if SK_W4TB_TILEMAJOR
         sk_bulk_load(wd + j * WBOX, reinterpret_cast<const char *>(q4) + ((size_t)(r0 >> 4) * S + q * SB + 8 * j) * 1024,
                      WBOX, fb);
 #else
-        sk_tma_load_3d(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb);
+        if constexpr (EF && SK_W4_EF)
+            sk_tma_load_3d_hint(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb, pol);
+        else
+            sk_tma_load_3d(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb);
         (void)q4, (void)S;
 #endif
     }
-    sk_tma_load_2d(sd, tms, q * SB, r0, fb);
+    if constexpr (EF && SK_W4_EF)
+        sk_tma_load_2d_hint(sd, tms, q * SB, r0, fb, pol);
+    else
+        sk_tma_load_2d(sd, tms, q * SB, r0, fb);
+    (void)pol;
 }
 
 template <int T, int NW, int NS, int MINB, int NORM>
@@ -185,8 +194,8 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
                         sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]), (uint32_t)((use - 1) & 1));
                     sk_mb_expect_tx(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
                     const uint32_t wd = wbase + slot * SH::WSTAGE, sd = sbase + slot * SH::SSTAGE;
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, q4, S, wd, sd, q, n0, fb);
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, q4, S, wd + SH::BX * SH::WBOX,
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, q4, S, wd, sd, q, n0, fb);
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, q4, S, wd + SH::BX * SH::WBOX,
                                                             sd + SH::SBOX, q, N_out + n0, fb);
                     if (++slot == NS) slot = 0, use++;
                 }
@@ -362,7 +371,7 @@ static __device__ __forceinline__ void sk_w4tba_produce(const CUtensorMap *tmw, 
         sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
 #pragma unroll
         for (int m = 0; m < 2; m++)
-            sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(tmw, tms, nullptr, 0,
+            sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(tmw, tms, nullptr, 0,
                                                     wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
                                                     sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
                                                     r0 + 32 * p + 16 * m, fb);
@@ -447,7 +456,7 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
                 sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
 #pragma unroll
                 for (int m = 0; m < MT; m++)
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX>(&tmw, &tms, nullptr, 0,
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, nullptr, 0,
                                                             wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
                                                             sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
                                                             n0 + 16 * m, fb);
