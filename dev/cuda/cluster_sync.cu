@@ -16,6 +16,8 @@
  * checked), so the modes are correct before they are timed.
  *
  * Usage: dev_cluster_sync [reps]   (prints one table; no GPU: exits 0 after saying so) */
+#include "backend/cuda/attn_decode.cuh" /* the cluster helpers kernel 2 uses */
+
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,17 +36,6 @@
 
 #define BLOCKS 64
 
-static __device__ __forceinline__ uint32_t mapa(const void *p, unsigned rank) {
-    uint32_t r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
-                 : "=r"(r)
-                 : "r"((uint32_t)__cvta_generic_to_shared(p)), "r"(rank));
-    return r;
-}
-static __device__ __forceinline__ void sync_cluster(void) {
-    asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
-                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
 static __device__ __forceinline__ unsigned cluster_rank(void) {
     unsigned r;
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
@@ -58,35 +49,28 @@ template <int MODE> __global__ void __launch_bounds__(32) k_clus(float *out, lon
     __shared__ float4 mine[32];
     const int lane = threadIdx.x;
     const unsigned me = cluster_rank();
-    if (MODE == 2) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+    if (MODE == 2) sk_ad_cluster_arrive_relaxed();
     mine[lane] = make_float4((float)(me * 32 + lane), 0.f, 0.f, 0.f);
     __syncwarp();
     const long long c0 = clock64();
     float v = (float)me;
     if (MODE == 1) {
-        sync_cluster();
+        sk_ad_cluster_sync();
         v += 1.0f;
     } else if (MODE == 2) {
-        asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+        sk_ad_cluster_wait();
         const float4 x = mine[lane];
-        for (int u = 0; u < ns; u++) {
-            const uint32_t a = mapa(&slot[me][lane], (unsigned)u);
-            asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(a), "f"(x.x),
-                         "f"(x.y), "f"(x.z), "f"(x.w)
-                         : "memory");
-        }
-        sync_cluster();
+        for (int u = 0; u < ns; u++) sk_ad_st_cl4(sk_ad_mapa(&slot[me][lane], (unsigned)u), x);
+        sk_ad_cluster_sync();
         v = 0.0f;
         for (int u = 0; u < ns; u++) v += slot[u][lane].x;
     } else if (MODE == 3) {
-        sync_cluster();
+        sk_ad_cluster_sync();
         v = 0.0f;
         for (int u = 0; u < ns; u++) {
-            float x;
-            asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(x) : "r"(mapa(&mine[lane], (unsigned)u)) : "memory");
-            v += x;
+            v += sk_ad_ld_cl4(sk_ad_mapa(&mine[lane], (unsigned)u)).x;
         }
-        sync_cluster();
+        sk_ad_cluster_sync();
     }
     const long long c1 = clock64();
     out[blockIdx.x * 32 + lane] = v;

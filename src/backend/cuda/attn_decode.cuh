@@ -780,6 +780,39 @@ static inline size_t sk_ad_push_bytes(int head_dim, int qtiles, int warps, int n
     return (f * sizeof(float) + 127) / 128 * 128;
 }
 
+/* The cluster merges' weights (pull and push, kernel 2): w[u] = 2^(lse_u - max) for the ns splits
+ * (0 past them or when every split was empty), summed in the order of the combine's xor-shuffle
+ * tree over 32 lanes (lane u holding weight u; lanes 16..31 zero, which adds exactly); returns
+ * 1 / sum (0 for an empty sum). */
+static __device__ __forceinline__ float sk_ad_merge_weights(const float (&lse_s)[SK_AD_CLUSTER_MAX],
+                                                            int ns, float (&w)[SK_AD_CLUSTER_MAX]) {
+    float mx = -INFINITY, t[SK_AD_CLUSTER_MAX];
+#pragma unroll
+    for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) mx = fmaxf(mx, lse_s[u]);
+#pragma unroll
+    for (int u = 0; u < SK_AD_CLUSTER_MAX; u++)
+        t[u] = w[u] = (u < ns && mx != -INFINITY) ? sk_ad_exp2(lse_s[u] - mx) : 0.0f;
+#pragma unroll
+    for (int off = SK_AD_CLUSTER_MAX / 2; off > 0; off >>= 1)
+#pragma unroll
+        for (int u = 0; u < off; u++) t[u] = t[u] + t[u + off];
+    const float den = t[0];
+    return den > 0.0f ? 1.0f / den : 0.0f;
+}
+/* The merged output's 4 dims d4 of row bh (b * n_heads + head), acc * inv, as fp32 or bf16. */
+static __device__ __forceinline__ void sk_ad_store_merged(const sk_attn_params &p, size_t bh, int hd,
+                                                          int d4, float4 acc, float inv) {
+    if (p.out_f32) {
+        *(float4 *)((float *)p.out + bh * hd + 4 * d4) =
+            make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+    } else {
+        uint2 u2;
+        u2.x = sk_ad_pack_bf16(acc.x * inv, acc.y * inv);
+        u2.y = sk_ad_pack_bf16(acc.z * inv, acc.w * inv);
+        *(uint2 *)((__nv_bfloat16 *)p.out + bh * hd + 4 * d4) = u2;
+    }
+}
+
 /* Grid: batch * n_splits * n_kv_heads * n_qblk blocks (query block fastest, so the blocks that
  * share a KV head run side by side), W * 32 threads, sk_ad_smem_bytes of dynamic shared memory. */
 template <int HD, int NQT, int W, bool PF, int RS>
@@ -1120,21 +1153,11 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 const int ei = slot * ns + split, qq = ei / D4, d4 = ei % D4;
                 const int j = qb * QPW + qq;
                 if (j >= group) continue;
-                float lse_s[SK_AD_CLUSTER_MAX], mx = -INFINITY;
-#pragma unroll
-                for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
-                    lse_s[u] = u < ns ? recv_lse[u * QPW + qq] : -INFINITY;
-                    mx = fmaxf(mx, lse_s[u]);
-                }
-                float w[SK_AD_CLUSTER_MAX], tt[SK_AD_CLUSTER_MAX];
+                float lse_s[SK_AD_CLUSTER_MAX], w[SK_AD_CLUSTER_MAX];
 #pragma unroll
                 for (int u = 0; u < SK_AD_CLUSTER_MAX; u++)
-                    tt[u] = w[u] = (u < ns && mx != -INFINITY) ? sk_ad_exp2(lse_s[u] - mx) : 0.0f;
-#pragma unroll
-                for (int off = SK_AD_CLUSTER_MAX / 2; off > 0; off >>= 1)
-#pragma unroll
-                    for (int u = 0; u < off; u++) tt[u] = tt[u] + tt[u + off];
-                const float den = tt[0], dinv = den > 0.0f ? 1.0f / den : 0.0f;
+                    lse_s[u] = u < ns ? recv_lse[u * QPW + qq] : -INFINITY;
+                const float dinv = sk_ad_merge_weights(lse_s, ns, w);
                 float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 const float4 *src = (const float4 *)recv + (size_t)slot * ns;
 #pragma unroll
@@ -1146,16 +1169,8 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                     acc.z = fmaf(w[u], x.z, acc.z);
                     acc.w = fmaf(w[u], x.w, acc.w);
                 }
-                const size_t bh = (size_t)b * (size_t)H + (size_t)(kvh * group + j);
-                if (a.p.out_f32) {
-                    *(float4 *)((float *)a.p.out + bh * HD + 4 * d4) =
-                        make_float4(acc.x * dinv, acc.y * dinv, acc.z * dinv, acc.w * dinv);
-                } else {
-                    uint2 u2;
-                    u2.x = sk_ad_pack_bf16(acc.x * dinv, acc.y * dinv);
-                    u2.y = sk_ad_pack_bf16(acc.z * dinv, acc.w * dinv);
-                    *(uint2 *)((__nv_bfloat16 *)a.p.out + bh * HD + 4 * d4) = u2;
-                }
+                sk_ad_store_merged(a.p, (size_t)b * (size_t)H + (size_t)(kvh * group + j), HD, d4,
+                                   acc, dinv);
             }
             SK_TRACE_END_PH(SK_TRACE_DEC << 24);
             return;
@@ -1248,23 +1263,11 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
             const int qq = e / (HD / 4), d4 = e % (HD / 4);
             const int j = qb * QB + qq;
             if (j >= group) continue;
-            float lse_s[SK_AD_CLUSTER_MAX], mx = -INFINITY;
-#pragma unroll
-            for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
-                lse_s[u] = u < ns ? sk_ad_ld_cl(sk_ad_mapa(sm_lse + qq, u)) : -INFINITY;
-                mx = fmaxf(mx, lse_s[u]);
-            }
-            /* weights, and their sum in the order of the combine's xor-shuffle tree over 32
-             * lanes (lane u holding weight u; lanes 16..31 zero, which adds exactly) */
-            float w[SK_AD_CLUSTER_MAX], t[SK_AD_CLUSTER_MAX];
+            float lse_s[SK_AD_CLUSTER_MAX], w[SK_AD_CLUSTER_MAX];
 #pragma unroll
             for (int u = 0; u < SK_AD_CLUSTER_MAX; u++)
-                t[u] = w[u] = (u < ns && mx != -INFINITY) ? sk_ad_exp2(lse_s[u] - mx) : 0.0f;
-#pragma unroll
-            for (int off = SK_AD_CLUSTER_MAX / 2; off > 0; off >>= 1)
-#pragma unroll
-                for (int u = 0; u < off; u++) t[u] = t[u] + t[u + off];
-            const float den = t[0], inv = den > 0.0f ? 1.0f / den : 0.0f;
+                lse_s[u] = u < ns ? sk_ad_ld_cl(sk_ad_mapa(sm_lse + qq, u)) : -INFINITY;
+            const float inv = sk_ad_merge_weights(lse_s, ns, w);
             float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             for (int u = 0; u < ns; u++) {
                 const float iu = sk_ad_ld_cl(sk_ad_mapa(sm_inv + qq, u));
@@ -1274,16 +1277,8 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 acc.z = fmaf(w[u], x.z * iu, acc.z);
                 acc.w = fmaf(w[u], x.w * iu, acc.w);
             }
-            const size_t bh = (size_t)b * (size_t)H + (size_t)(kvh * group + j);
-            if (a.p.out_f32) {
-                *(float4 *)((float *)a.p.out + bh * HD + 4 * d4) =
-                    make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
-            } else {
-                uint2 u2;
-                u2.x = sk_ad_pack_bf16(acc.x * inv, acc.y * inv);
-                u2.y = sk_ad_pack_bf16(acc.z * inv, acc.w * inv);
-                *(uint2 *)((__nv_bfloat16 *)a.p.out + bh * HD + 4 * d4) = u2;
-            }
+            sk_ad_store_merged(a.p, (size_t)b * (size_t)H + (size_t)(kvh * group + j), HD, d4, acc,
+                               inv);
         }
         sk_ad_cluster_sync();
         SK_TRACE_END_PH(SK_TRACE_DEC << 24);

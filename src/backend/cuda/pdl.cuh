@@ -46,6 +46,25 @@ static __device__ __forceinline__ unsigned long long *sk_trace_sh(void) {
             sk_trace_sh()[0] = sk_gtimer(), sk_trace_sh()[1] = 0ull, sk_trace_sh()[2] = 0ull,      \
             sk_trace_sh()[3] = 0ull, sk_trace_sh()[4] = 0ull;                                      \
     } while (0)
+/* Record i of the ring (pdl.cuh's format above), and a record's first word for this block. */
+static __device__ __forceinline__ void sk_trace_put(unsigned long long i, unsigned long long w0,
+                                                    unsigned long long a, unsigned long long b,
+                                                    unsigned long long c) {
+    unsigned long long *r_ = sk_trace_dev + 4 + 4 * (i % SK_TRACE_CAP);
+    r_[0] = w0, r_[1] = a, r_[2] = b, r_[3] = c;
+}
+static __device__ __forceinline__ unsigned long long sk_trace_w0(unsigned tag) {
+    unsigned smid_;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid_));
+    return (unsigned long long)tag << 32 | (unsigned long long)smid_ << 24 |
+           (blockIdx.x & 0xffffffu);
+}
+#define SK_TRACE_END(tag)                                                                          \
+    do {                                                                                           \
+        if (threadIdx.x == 0 && sk_trace_dev)                                                      \
+            sk_trace_put(atomicAdd(sk_trace_dev, 1ull), sk_trace_w0(tag), sk_trace_sh()[0],        \
+                         sk_trace_sh()[1], sk_gtimer());                                           \
+    } while (0)
 /* SK_TRACE_MARK(i), i in 2..4 (session 28): thread 0's time at a phase boundary of its block;
  * SK_TRACE_END_PH writes the block's record and, in the slot after it, a phase record (kind
  * SK_TRACE_PH: marks 2, 3, 4 in place of t0, t_wait, t_end; 0 where a mark was not reached). */
@@ -56,34 +75,10 @@ static __device__ __forceinline__ unsigned long long *sk_trace_sh(void) {
 #define SK_TRACE_END_PH(tag)                                                                       \
     do {                                                                                           \
         if (threadIdx.x == 0 && sk_trace_dev) {                                                    \
-            unsigned smid_;                                                                        \
-            asm volatile("mov.u32 %0, %%smid;" : "=r"(smid_));                                     \
-            const unsigned long long i_ = atomicAdd(sk_trace_dev, 2ull) % SK_TRACE_CAP;            \
-            unsigned long long *r_ = sk_trace_dev + 4 + 4 * i_;                                    \
-            r_[0] = (unsigned long long)(unsigned)(tag) << 32 | (unsigned long long)smid_ << 24 |  \
-                    (blockIdx.x & 0xffffffu);                                                      \
-            r_[1] = sk_trace_sh()[0];                                                              \
-            r_[2] = sk_trace_sh()[1];                                                              \
-            r_[3] = sk_gtimer();                                                                   \
-            r_[4] = (unsigned long long)(SK_TRACE_PH << 24) << 32 |                                \
-                    (unsigned long long)smid_ << 24 | (blockIdx.x & 0xffffffu);                    \
-            r_[5] = sk_trace_sh()[2];                                                              \
-            r_[6] = sk_trace_sh()[3];                                                              \
-            r_[7] = sk_trace_sh()[4];                                                              \
-        }                                                                                          \
-    } while (0)
-#define SK_TRACE_END(tag)                                                                          \
-    do {                                                                                           \
-        if (threadIdx.x == 0 && sk_trace_dev) {                                                    \
-            unsigned smid_;                                                                        \
-            asm volatile("mov.u32 %0, %%smid;" : "=r"(smid_));                                     \
-            const unsigned long long i_ = atomicAdd(sk_trace_dev, 1ull) % SK_TRACE_CAP;            \
-            unsigned long long *r_ = sk_trace_dev + 4 + 4 * i_;                                    \
-            r_[0] = (unsigned long long)(unsigned)(tag) << 32 | (unsigned long long)smid_ << 24 |  \
-                    (blockIdx.x & 0xffffffu);                                                      \
-            r_[1] = sk_trace_sh()[0];                                                              \
-            r_[2] = sk_trace_sh()[1];                                                              \
-            r_[3] = sk_gtimer();                                                                   \
+            const unsigned long long i_ = atomicAdd(sk_trace_dev, 2ull);                           \
+            sk_trace_put(i_, sk_trace_w0(tag), sk_trace_sh()[0], sk_trace_sh()[1], sk_gtimer());   \
+            sk_trace_put(i_ + 1, sk_trace_w0(SK_TRACE_PH << 24), sk_trace_sh()[2],                 \
+                         sk_trace_sh()[3], sk_trace_sh()[4]);                                      \
         }                                                                                          \
     } while (0)
 /* The ring (backend.cu: allocated and zeroed on first use). */
