@@ -10,6 +10,8 @@
 #         7B; tr2: default, SAKER_ATTN_PUSH=0, and 7B), scripts/trace_timeline.py's medians (the
 #         rope/store launch; the decode kernel's phases: wait, q loaded, chunk loop done, merge
 #         done, end)
+#   tr3   the same under SAKER_ATTN_PREWAIT=0 (no bulk L2 prefetch in kernel 2's prologue), 70B
+#         and 7B batch 1
 #   wck   (workbench) dev_attention_decode check: every configuration against the reference, and
 #         the cluster-merged (push-merged where it applies) outputs bitwise against the combine's
 #   wt    (workbench) dev_attention_decode time at WT_SHAPES under SAKER_ATTN_PUSH 1 and 0
@@ -49,6 +51,10 @@ for st in $STEPS; do
         trace 70rp0 llama2-70b 1 SAKER_ROPE_PREWAIT=0
         trace 70tl0 llama2-70b 1 SAKER_ATTN_TRIG_LOOP=0
         trace 7 llama2-7b 1 A=1 ;;
+    tr3) trace 70 llama2-70b 1 A=1
+        trace 70pw0 llama2-70b 1 SAKER_ATTN_PREWAIT=0
+        trace 7 llama2-7b 1 A=1
+        trace 7pw0 llama2-7b 1 SAKER_ATTN_PREWAIT=0 ;;
     tr2) trace 70 llama2-70b 1 A=1
         trace 70pu0 llama2-70b 1 SAKER_ATTN_PUSH=0
         trace 7 llama2-7b 1 A=1 ;;
