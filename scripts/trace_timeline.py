@@ -30,6 +30,8 @@ import sys
 GAP_NS = 20000
 KINDS = {1: "tq.store", 2: "tq.add", 3: "ts", 4: "decode", 5: "combine", 7: "rope"}
 PH = 6  # a phase record (pdl.cuh SK_TRACE_END_PH): marks 2, 3, 4 of the record before it
+PH2 = 8  # (session 29, attn_decode.cuh sk_ad_trace_end_push) the push merge's marks 5, 6, 7
+PH3 = 9  # (session 29) clock64 at marks 3 and 4
 
 
 def name(tag):
@@ -42,18 +44,20 @@ def load(path):
     n = (len(data) // 8 - 4) // 4
     cnt = struct.unpack_from("<Q", data, 0)[0]
     recs = []
-    prev = None
+    prev = None  # the last block record, while phase records follow it
     for i in range(min(n, cnt)):
         w0, t0, tw, t1 = struct.unpack_from("<4Q", data, 32 + 32 * i)
-        if (w0 >> 56) == PH:  # the phases of the block just before it in the ring
+        kind = w0 >> 56
+        if kind in (PH, PH2, PH3):  # the phases of the block just before it in the ring
             if prev is not None and prev[2] == (w0 & 0xFFFFFF):
-                prev[6] = (t0, tw, t1)
-            prev = None
+                prev[{PH: 6, PH2: 7, PH3: 8}[kind]] = (t0, tw, t1)
+            else:
+                prev = None
             continue
         prev = None
         if t0 == 0 or t1 == 0:
             continue
-        prev = [w0 >> 32, (w0 >> 24) & 0xFF, w0 & 0xFFFFFF, t0, tw, t1, None]
+        prev = [w0 >> 32, (w0 >> 24) & 0xFF, w0 & 0xFFFFFF, t0, tw, t1, None, None, None]
         recs.append(prev)
     return cnt, recs
 
@@ -148,6 +152,15 @@ def main():
             for r in rs:
                 if r[6][1]:
                     bysp.setdefault(r[2] % 8, []).append(r[6][1] - med3)
+        # the push merge's finer phases (marks 3 -> 5 -> 6 -> 7 -> 4) and the SM clock across
+        # marks 3 -> 4 (cycles / ns), where recorded
+        fine = [r for r in rs if r[7] and r[8] and r[6][1] and r[6][2]]
+        if fine:
+            fs = [[r[7][0] - r[6][1], r[7][1] - r[7][0], r[7][2] - r[7][1], r[6][2] - r[7][2],
+                   r[8][1] - r[8][0], (r[8][1] - r[8][0]) / max(1, r[6][2] - r[6][1])] for r in fine]
+            fd = d.setdefault("fine", [[] for _ in range(6)])
+            for k in range(6):
+                fd[k].append(statistics.median(f[k] for f in fs))
         # how far apart the launch's blocks reach marks 3 and 4 and their wait (last - median)
         for k, f in ((5, lambda r: r[6][1]), (6, lambda r: r[6][2]), (7, lambda r: r[4])):
             v = [f(r) for r in rs if f(r)]
@@ -159,6 +172,13 @@ def main():
                 "%.2f" % (statistics.median(v) / 1000.0) for v in [d[4], d[0], d[1], d[2], d[3]])))
             print("  last block - median block (us): wait %.2f, mark 3 %.2f, mark 4 %.2f" % tuple(
                 statistics.median(v) / 1000.0 for v in (d[7], d[5], d[6])))
+            if "fine" in d:
+                fd = d["fine"]
+                print("  push merge (median block, median launch): 3 -> 5 arithmetic %.2f us | 5 -> 6 first barrier's wait %.2f | "
+                      "6 -> 7 pushes issued %.2f | 7 -> 4 barrier %.2f | marks 3 -> 4: %.0f cycles, %.2f cycles/ns" % (
+                          statistics.median(fd[0]) / 1000.0, statistics.median(fd[1]) / 1000.0,
+                          statistics.median(fd[2]) / 1000.0, statistics.median(fd[3]) / 1000.0,
+                          statistics.median(fd[4]), statistics.median(fd[5])))
             if "bysplit" in d:
                 print("  mark 3 - launch median by block % 8 (us, median / p90): " + ", ".join(
                     "%d: %.2f / %.2f" % (k, statistics.median(v) / 1000.0,

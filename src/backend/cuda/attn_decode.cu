@@ -194,16 +194,20 @@ sk_attn_decode_cfg sk_attn_decode_default_cfg(int head_dim, int group) {
  * The occupancy is asked once per kernel and split count; the planner asks first, outside any
  * graph capture. */
 /* The push merge (session 28, attn_decode.cuh kernel 2's a.push) where the cluster merge runs
- * with one warp a block at head_dim 64 / 128: SAKER_ATTN_PUSH=0 keeps the pull merge
- * (comparisons). */
-static bool sk_ad_push_on(void) {
-    static int on = -1;
-    if (on < 0) {
+ * with one warp a block at head_dim 64 / 128. SAKER_ATTN_PUSH: 2 (default, session 29) the staged
+ * pushes (each block's partial staged in its own shared memory, then one coalesced store a lane
+ * and peer); 1 session 28's scattered pushes (from the MMA fragments, each store to 4 peers);
+ * 0 the pull merge (comparisons). */
+static int sk_ad_push_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
         const char *e = getenv("SAKER_ATTN_PUSH");
-        on = !(e && *e && strcmp(e, "0") == 0);
+        mode = e && *e ? atoi(e) : 2;
+        if (mode < 0 || mode > 2) mode = 2;
     }
-    return on != 0;
+    return mode;
 }
+static bool sk_ad_push_on(void) { return sk_ad_push_mode() > 0; }
 static int sk_ad_cluster_on = -1, sk_ad_cluster_last = 0;
 void sk_attn_decode_set_cluster(int on) { sk_ad_cluster_on = on < 0 ? 0 : on > 2 ? 2 : on; }
 int sk_attn_decode_cluster_used(void) { return sk_ad_cluster_last; }
@@ -492,6 +496,7 @@ void sk_attn_decode_cfg_launch(const sk_attn_params *p, const sk_attn_decode_cfg
     a.clus = p->n_splits > 1 && sk_ad_cluster_fits(fn, p->n_splits, (unsigned)(cfg->warps * 32),
                                                    smem0 + pb, blocks);
     a.push = a.clus && pb > 0 ? (int)smem0 : 0;
+    a.push_staged = sk_ad_push_mode() == 2;
     const size_t smem = smem0 + (a.push ? pb : 0);
     sk_ad_cluster_last = a.clus;
     sk_ad_push_last = a.push > 0;

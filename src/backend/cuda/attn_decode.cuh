@@ -179,6 +179,9 @@ typedef struct sk_ad_args {
                     * before griddepcontrol.wait (sk_attn_params.kv_prewait) */
     int push;      /* > 0 (with clus, one warp a block, head_dim 64j): the push merge (session
                     * 28); its receive area's byte offset in dynamic shared memory */
+    int push_staged; /* with push: stage the partial in this block's shared memory and push it
+                      * with one coalesced store a lane and peer (session 29), else from the
+                      * fragments (session 28) */
 } sk_ad_args;
 /* Chunks a warp brings into L2 before its wait (a.prewait). */
 #define SK_AD_PREWAIT_CHUNKS 4
@@ -233,20 +236,46 @@ static __device__ __forceinline__ void sk_ad_cluster_wait(void) {
 
 /* SAKER_TRACE (session 28): thread 0's %globaltimer into phase slot i (pdl.cuh SK_TRACE_MARK),
  * read only once dep is known (a predicate on it guards the read), so that the scheduler cannot
- * move the mark ahead of the phase it closes. */
+ * move the mark ahead of the phase it closes. Session 29: marks 3 and 4 also read clock64 under
+ * the same guard (the SM's cycles across the merge: is the clock or the warp what is slow), and
+ * the push merge has three finer marks (5: its arithmetic done, 6: the first barrier's wait
+ * passed, 7: the pushes issued), written by sk_ad_trace_end_push as two more records. */
+#ifdef SAKER_TRACE
+#define SK_TRACE_PH2 8 /* pdl.cuh's trace kinds, continued: marks 5, 6, 7 (push merge) */
+#define SK_TRACE_PH3 9 /* clock64 at marks 3 and 4 */
+static __device__ __forceinline__ unsigned long long *sk_ad_clk_sh(void) {
+    __shared__ unsigned long long s[2];
+    return s;
+}
+#endif
 static __device__ __forceinline__ void sk_ad_mark(int i, float dep) {
 #ifdef SAKER_TRACE
     if (threadIdx.x == 0) {
-        unsigned long long t;
-        asm volatile("{\n\t.reg .pred p;\n\tsetp.neu.f32 p, %1, 0f7F7FFFFF;\n\t"
-                     "mov.u64 %0, 1;\n\t@p mov.u64 %0, %%globaltimer;\n\t}"
-                     : "=l"(t)
+        unsigned long long t, c;
+        asm volatile("{\n\t.reg .pred p;\n\tsetp.neu.f32 p, %2, 0f7F7FFFFF;\n\t"
+                     "mov.u64 %0, 1;\n\tmov.u64 %1, 1;\n\t@p mov.u64 %0, %%globaltimer;\n\t"
+                     "@p mov.u64 %1, %%clock64;\n\t}"
+                     : "=l"(t), "=l"(c)
                      : "f"(dep)
                      : "memory");
         sk_trace_sh()[i] = t;
+        if (i == 3 || i == 4) sk_ad_clk_sh()[i - 3] = c;
     }
 #else
     (void)i, (void)dep;
+#endif
+}
+/* The push merge's end under SAKER_TRACE: the block's record, its phase record (marks 2, 3, 4),
+ * then marks 5, 6, 7 (SK_TRACE_PH2) and the clocks at marks 3 and 4 (SK_TRACE_PH3). */
+static __device__ __forceinline__ void sk_ad_trace_end_push(void) {
+#ifdef SAKER_TRACE
+    if (threadIdx.x == 0 && sk_trace_dev) {
+        const unsigned long long i = atomicAdd(sk_trace_dev, 4ull), *s = sk_trace_sh();
+        sk_trace_put(i, sk_trace_w0(SK_TRACE_DEC << 24), s[0], s[1], sk_gtimer());
+        sk_trace_put(i + 1, sk_trace_w0(SK_TRACE_PH << 24), s[2], s[3], s[4]);
+        sk_trace_put(i + 2, sk_trace_w0(SK_TRACE_PH2 << 24), s[5], s[6], s[7]);
+        sk_trace_put(i + 3, sk_trace_w0(SK_TRACE_PH3 << 24), sk_ad_clk_sh()[0], sk_ad_clk_sh()[1], 0ull);
+    }
 #endif
 }
 
@@ -768,10 +797,12 @@ static inline size_t sk_ad_smem_bytes(int head_dim, int qtiles, int warps, int w
            (size_t)warps * (size_t)ring * 2 * SK_AD_CHUNK * (size_t)head_dim * 2;
 }
 /* The push merge's receive area (session 28; kernel 2's a.push), after sk_ad_smem_bytes: the
- * normalised float4 partials of the elements a block owns ([slot][split], element e of the
- * query block's qpw x head_dim / 4 owned by block e % ns at slot e / ns), then every split's lse
- * of the qpw queries ([split][qpw]). 0 where the push merge does not apply: one warp a block
- * (one query tile group), head_dim 64 / 128, 2..SK_AD_CLUSTER_MAX splits. */
+ * normalised float4 partials of the elements a block owns, then every split's lse of the qpw
+ * queries ([split][qpw]). Element e of the query block's qpw x head_dim / 4, slots = e's count / ns
+ * rounded up: staged (a.push_staged, session 29) block e / slots owns it, at [split][e % slots]
+ * (a sender's values for one owner contiguous); scattered (session 28) block e % ns owns it, at
+ * [e / ns][split]. 0 where the push merge does not apply: one warp a block (one query tile
+ * group), head_dim 64 / 128, 2..SK_AD_CLUSTER_MAX splits. */
 static inline size_t sk_ad_push_bytes(int head_dim, int qtiles, int warps, int ns) {
     if (warps != 1 || head_dim % 64 != 0 || ns < 2 || ns > SK_AD_CLUSTER_MAX) return 0;
     const size_t qpw = 8 * (size_t)qtiles, e = qpw * (size_t)head_dim / 4;
@@ -1098,7 +1129,9 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
      * straight into the shared memory of the block that owns the element; one cluster barrier
      * publishes them; each block then merges the splits of its elements from its own shared
      * memory in the cluster merge's arithmetic and order below (bitwise its output). Saves the
-     * block's merge through shared memory, the remote loads' round trips and one barrier. */
+     * block's merge through shared memory, the remote loads' round trips and one barrier.
+     * a.push_staged (session 29, the default) stages the partial in the block's own shared memory
+     * first, so that each remote store goes to one peer, coalesced (sk_ad_push_bytes' layout). */
     if constexpr (W == 1 && HD % 64 == 0) {
         if (a.push > 0) {
             constexpr int D4 = HD / 4, E = QPW * D4, VC = HD / 64;
@@ -1118,39 +1151,99 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                     f[nq][e] = M == -INFINITY ? 0.0f : sk_ad_exp2((M - M) * a.sl2);
                 }
             }
-            sk_ad_cluster_wait();
+            sk_ad_mark(5, lse[NQT - 1][1] + inv[0][0] + f[NQT - 1][1]);
+            float lastv = 0.0f;
+            if (a.push_staged) {
+                /* Staged (session 29): the partial [qpw][head_dim] and the lse [qpw] into this
+                 * block's own shared memory (the pull merge's sm_o / sm_m, free here), then per
+                 * peer u the slots of the elements u owns (e / slots == u), one coalesced float4
+                 * store a lane (the scattered stores below reach 4 peers each: inside the 70B
+                 * batch-1 step they took 3.3 us against 0.5 for this pattern alone,
+                 * dev/cuda/coresident.cu). Elements of query slots past the group are not sent
+                 * (their owner skips them). */
+                float4 *part4 = (float4 *)(sk_ad_smem + 2 * QPW);
+                float *sl = sk_ad_smem;
 #pragma unroll
-            for (int nq = 0; nq < NQT; nq++) {
+                for (int nq = 0; nq < NQT; nq++) {
 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int qq = 8 * nq + 2 * t + e;
+                    for (int e = 0; e < 2; e++) {
+                        const int qq = 8 * nq + 2 * t + e;
 #pragma unroll
-                    for (int j = 0; j < VC; j++) {
+                        for (int j = 0; j < VC; j++) {
 #pragma unroll
-                        for (int hh = 0; hh < 2; hh++) {
-                            const int ei = qq * D4 + 16 * j + 2 * r + hh;
-                            const float fe = f[nq][e], ie = inv[nq][e];
-                            float4 v;
-                            v.x = (o[4 * j + 0][nq][2 * hh + e] * fe) * ie;
-                            v.y = (o[4 * j + 1][nq][2 * hh + e] * fe) * ie;
-                            v.z = (o[4 * j + 2][nq][2 * hh + e] * fe) * ie;
-                            v.w = (o[4 * j + 3][nq][2 * hh + e] * fe) * ie;
-                            sk_ad_st_cl4(sk_ad_mapa(recv + ((size_t)(ei / ns) * ns + split) * 4,
-                                                    (unsigned)(ei % ns)),
-                                         v);
+                            for (int hh = 0; hh < 2; hh++) {
+                                const float fe = f[nq][e], ie = inv[nq][e];
+                                float4 v;
+                                v.x = (o[4 * j + 0][nq][2 * hh + e] * fe) * ie;
+                                v.y = (o[4 * j + 1][nq][2 * hh + e] * fe) * ie;
+                                v.z = (o[4 * j + 2][nq][2 * hh + e] * fe) * ie;
+                                v.w = (o[4 * j + 3][nq][2 * hh + e] * fe) * ie;
+                                part4[qq * D4 + 16 * j + 2 * r + hh] = v;
+                            }
                         }
+                        if (r == 0) sl[qq] = lse[nq][e];
                     }
                 }
-                if (r == 0)
-                    for (int u = 0; u < ns; u++)
-                        sk_ad_st_cl2(sk_ad_mapa(recv_lse + split * QPW + 8 * nq + 2 * t, (unsigned)u),
-                                     lse[nq][0], lse[nq][1]);
+                __syncwarp();
+                sk_ad_cluster_wait();
+                sk_ad_mark(6, *(volatile float *)recv_lse);
+                const int nvalid = max(0, min(QPW, group - qb * QPW)) * D4; /* elements worth sending */
+                for (int u = 0; u < ns; u++) {
+                    for (int sl_i = lane; sl_i < slots; sl_i += 32) {
+                        const int ei = u * slots + sl_i;
+                        if (ei >= nvalid) break;
+                        const float4 v = part4[ei];
+                        lastv = v.w;
+                        sk_ad_st_cl4(sk_ad_mapa(recv + ((size_t)split * slots + sl_i) * 4, (unsigned)u), v);
+                    }
+                }
+                for (int i = lane; i < ns * (QPW / 4); i += 32) {
+                    const int u = i / (QPW / 4), h = i % (QPW / 4);
+                    sk_ad_st_cl4(sk_ad_mapa(recv_lse + split * QPW + 4 * h, (unsigned)u),
+                                 ((const float4 *)sl)[h]);
+                }
+            } else {
+                sk_ad_cluster_wait();
+                sk_ad_mark(6, *(volatile float *)recv_lse);
+#pragma unroll
+                for (int nq = 0; nq < NQT; nq++) {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int qq = 8 * nq + 2 * t + e;
+#pragma unroll
+                        for (int j = 0; j < VC; j++) {
+#pragma unroll
+                            for (int hh = 0; hh < 2; hh++) {
+                                const int ei = qq * D4 + 16 * j + 2 * r + hh;
+                                const float fe = f[nq][e], ie = inv[nq][e];
+                                float4 v;
+                                v.x = (o[4 * j + 0][nq][2 * hh + e] * fe) * ie;
+                                v.y = (o[4 * j + 1][nq][2 * hh + e] * fe) * ie;
+                                v.z = (o[4 * j + 2][nq][2 * hh + e] * fe) * ie;
+                                v.w = (o[4 * j + 3][nq][2 * hh + e] * fe) * ie;
+                                lastv = v.w;
+                                sk_ad_st_cl4(sk_ad_mapa(recv + ((size_t)(ei / ns) * ns + split) * 4,
+                                                        (unsigned)(ei % ns)),
+                                             v);
+                            }
+                        }
+                    }
+                    if (r == 0)
+                        for (int u = 0; u < ns; u++)
+                            sk_ad_st_cl2(sk_ad_mapa(recv_lse + split * QPW + 8 * nq + 2 * t, (unsigned)u),
+                                         lse[nq][0], lse[nq][1]);
+                }
             }
+            sk_ad_mark(7, lastv);
             sk_ad_cluster_sync();
             sk_ad_mark(4, recv_lse[0]);
             const int H = a.p.n_heads;
-            for (int slot = lane; slot * ns + split < E; slot += 32) {
-                const int ei = slot * ns + split, qq = ei / D4, d4 = ei % D4;
+            /* this block's elements: staged e = split * slots + s at [u][s]; scattered
+             * e = s * ns + split at [s][u] */
+            for (int slot = lane; slot < slots; slot += 32) {
+                const int ei = a.push_staged ? split * slots + slot : slot * ns + split;
+                if (ei >= E) break;
+                const int qq = ei / D4, d4 = ei % D4;
                 const int j = qb * QPW + qq;
                 if (j >= group) continue;
                 float lse_s[SK_AD_CLUSTER_MAX], w[SK_AD_CLUSTER_MAX];
@@ -1159,11 +1252,12 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                     lse_s[u] = u < ns ? recv_lse[u * QPW + qq] : -INFINITY;
                 const float dinv = sk_ad_merge_weights(lse_s, ns, w);
                 float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                const float4 *src = (const float4 *)recv + (size_t)slot * ns;
+                const float4 *src = (const float4 *)recv + (a.push_staged ? (size_t)slot : (size_t)slot * ns);
+                const size_t su = a.push_staged ? (size_t)slots : 1;
 #pragma unroll
                 for (int u = 0; u < SK_AD_CLUSTER_MAX; u++) {
                     if (u >= ns) break;
-                    const float4 x = src[u];
+                    const float4 x = src[u * su];
                     acc.x = fmaf(w[u], x.x, acc.x);
                     acc.y = fmaf(w[u], x.y, acc.y);
                     acc.z = fmaf(w[u], x.z, acc.z);
@@ -1172,7 +1266,7 @@ __global__ void __launch_bounds__(W * 32) sk_attn_decode_kernel2(const __grid_co
                 sk_ad_store_merged(a.p, (size_t)b * (size_t)H + (size_t)(kvh * group + j), HD, d4,
                                    acc, dinv);
             }
-            SK_TRACE_END_PH(SK_TRACE_DEC << 24);
+            sk_ad_trace_end_push();
             return;
         }
     }
