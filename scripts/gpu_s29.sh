@@ -8,6 +8,8 @@
 #         merge's finer marks and clock64 across it (session 29)
 #   tr2   the same after the staged pushes: 70B batch 1 under SAKER_ATTN_PUSH 2 (default) and 1,
 #         7B batch 1 under 2
+#   tr3   70B batch 1 traced: default, o on the TMA feed (SAKER_W4_TQ_ADD=9: its blocks' prologue
+#         one producer thread), SAKER_ATTN_TRIG_LOOP=0
 #   wck   (workbench) dev_attention_decode check under SAKER_ATTN_PUSH 2 and 1: every
 #         configuration against the reference, the cluster-merged (push-merged where it applies)
 #         outputs bitwise against the combine's
@@ -43,6 +45,9 @@ for st in $STEPS; do
         trace 70pu1 llama2-70b 1 SAKER_ATTN_PUSH=1
         trace 70tl0 llama2-70b 1 SAKER_ATTN_TRIG_LOOP=0
         trace 7 llama2-7b 1 A=1 ;;
+    tr3) trace 70 llama2-70b 1 A=1
+        trace 70tba llama2-70b 1 SAKER_W4_TQ_ADD=9
+        trace 70tl0 llama2-70b 1 SAKER_ATTN_TRIG_LOOP=0 ;;
     wck) for pu in 2 1; do
             step wck_push$pu 600 env SAKER_ATTN_PUSH=$pu "$S/dev_attention_decode" check
             grep "correctness:\|FAIL\|RESULT" "$R/wck_push$pu.log" | tail -4

@@ -28,7 +28,9 @@
  * Variants: the victim alone; victim + aggressor without the attribute (serial, the same work);
  * victim + aggressor with it, per mode, triggers at start and after the spin; and with a global
  * store of 16 bytes a lane just before the section (every block, or rank 0 of each cluster:
- * kernel 2's new K/V row), which the barrier's release has to see performed.
+ * kernel 2's new K/V row), which the barrier's release has to see performed; and with the
+ * section `post` cycles after the trigger, so that it meets the aggressor's blocks as they start
+ * (without it the section is over before they do).
  *
  * Usage: dev_coresident [reps]   (no GPU: says so, exits 0) */
 #include "backend/cuda/attn_decode.cuh" /* the cluster helpers kernel 2 uses */
@@ -70,7 +72,7 @@ static __device__ __forceinline__ unsigned long long gtimer(void) {
 
 /* out[block][lane] = sum over peers u of (u * 32 + lane); rec[launch][block] = {cycles, ns}. */
 __global__ void __launch_bounds__(32) k_vic(float *out, long long *rec, int launch, int spin,
-                                            int trig_after, int gst, float4 *gbuf) {
+                                            int trig_after, int gst, float4 *gbuf, int post) {
     __shared__ float4 slot[VCLUS][32];
     __shared__ float4 mine[32];
     const int lane = threadIdx.x;
@@ -83,6 +85,12 @@ __global__ void __launch_bounds__(32) k_vic(float *out, long long *rec, int laun
     }
     __syncwarp();
     if (trig_after) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    /* post: cycles between the trigger and the section, so that the section meets the
+     * aggressor's blocks as they start (in the step o's first blocks start ~0.7 us after kernel
+     * 2's trigger, while it merges) */
+    const long long p0 = clock64();
+    while (clock64() - p0 < post) {
+    }
     /* gst: a global store before the section (kernel 2's new K/V row, stored by one block of a
      * cluster), which the barrier's release must see performed */
     if (gst == 1 || (gst == 2 && me == 0)) gbuf[(size_t)launch * VBLOCKS * 32 + blockIdx.x * 32 + lane] = mine[lane];
@@ -167,7 +175,7 @@ __global__ void __launch_bounds__(AGG_THREADS) k_agg(const uint4 *big, size_t bi
 }
 
 static void launch_vic(float *out, long long *rec, int launch, int spin, int trig_after, int gst,
-                       float4 *gbuf, cudaStream_t st) {
+                       float4 *gbuf, int post, cudaStream_t st) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(VBLOCKS);
     cfg.blockDim = dim3(32);
@@ -179,7 +187,7 @@ static void launch_vic(float *out, long long *rec, int launch, int spin, int tri
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, k_vic, out, rec, launch, spin, trig_after, gst, gbuf));
+    CK(cudaLaunchKernelEx(&cfg, k_vic, out, rec, launch, spin, trig_after, gst, gbuf, post));
 }
 static void launch_agg(const uint4 *big, int mode, size_t base, float *acc, int blocks, int pdl,
                        cudaStream_t st) {
@@ -236,27 +244,34 @@ int main(int argc, char **argv) {
            prop.name, nsm, VBLOCKS, VCLUS, AGG_THREADS, AGG_SMEM / 1024, reps);
     static const char *mname[] = {"residency only", "cp.async 16 B", "bulk 16 KB", "ld.global 16 B",
                                   "bulk + spinning producer"};
-    printf("| aggressor | blocks an SM | launch | trigger | spin cycles | global store before | section cycles p50 / p90 | "
+    printf("| aggressor | blocks an SM | launch | trigger | spin cycles | global store before | cycles trigger -> section | section cycles p50 / p90 | "
            "section ns p50 / p90 | cycles per ns | graph us a pair |\n"
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     int fails = 0;
     /* rows: mode -1 = the victim alone */
-    struct row { int mode, bps, pdl, trig_after, spin, gst; } rows[64];
+    struct row { int mode, bps, pdl, trig_after, spin, gst, post; } rows[96];
     int nr = 0;
     const int spins[2] = {4000, 12000};
     for (int sp = 0; sp < 2; sp++) {
-        rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], 0};
-        rows[nr++] = (struct row){1, 2, 0, 1, spins[sp], 0};
+        rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], 0, 0};
+        rows[nr++] = (struct row){1, 2, 0, 1, spins[sp], 0, 0};
         for (int mode = 0; mode <= 4; mode++)
-            for (int ta = 1; ta >= 0; ta--) rows[nr++] = (struct row){mode, 2, 1, ta, spins[sp], 0};
-        rows[nr++] = (struct row){1, 1, 1, 1, spins[sp], 0};
-        rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], 0};
+            for (int ta = 1; ta >= 0; ta--) rows[nr++] = (struct row){mode, 2, 1, ta, spins[sp], 0, 0};
+        rows[nr++] = (struct row){1, 1, 1, 1, spins[sp], 0, 0};
+        rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], 0, 0};
         for (int gst = 1; gst <= 2; gst++) {
-            rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], gst};
-            rows[nr++] = (struct row){1, 2, 1, 1, spins[sp], gst};
-            rows[nr++] = (struct row){2, 2, 1, 1, spins[sp], gst};
-            rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], gst};
+            rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], gst, 0};
+            rows[nr++] = (struct row){1, 2, 1, 1, spins[sp], gst, 0};
+            rows[nr++] = (struct row){2, 2, 1, 1, spins[sp], gst, 0};
+            rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], gst, 0};
         }
+    }
+    /* the section after the trigger by `post` cycles: it meets the aggressor's blocks starting */
+    const int posts[3] = {1000, 2000, 4000};
+    for (int pi = 0; pi < 3; pi++) {
+        rows[nr++] = (struct row){-1, 0, 0, 1, 4000, 0, posts[pi]};
+        for (int mode = 0; mode <= 4; mode++) rows[nr++] = (struct row){mode, 2, 1, 1, 4000, 0, posts[pi]};
+        rows[nr++] = (struct row){1, 4, 1, 1, 4000, 0, posts[pi]};
     }
     size_t base = 0;
     long long *h = (long long *)malloc((size_t)reps * VBLOCKS * 2 * sizeof(long long));
@@ -268,7 +283,7 @@ int main(int argc, char **argv) {
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
         for (int i = 0; i < reps; i++) {
-            launch_vic(out, rec, i, R.spin, R.trig_after, R.gst, gbuf, st);
+            launch_vic(out, rec, i, R.spin, R.trig_after, R.gst, gbuf, R.post, st);
             if (R.mode >= 0) {
                 launch_agg(big, R.mode, base, acc, nsm * R.bps, R.pdl, st);
                 base = (base + (size_t)nsm * R.bps * (AGG_SMEM / 16)) % (BIG_BYTES / 16 - (1u << 24));
@@ -308,10 +323,10 @@ int main(int argc, char **argv) {
         }
         qsort(cy, n, sizeof(long long), cmp_ll);
         qsort(ns, n, sizeof(long long), cmp_ll);
-        printf("| %s | %d | %s | %s | %d | %s | %lld / %lld | %lld / %lld | %.2f | %.2f |\n",
+        printf("| %s | %d | %s | %s | %d | %s | %d | %lld / %lld | %lld / %lld | %.2f | %.2f |\n",
                R.mode < 0 ? "none (victim alone)" : mname[R.mode], R.bps,
                R.mode < 0 ? "-" : (R.pdl ? "PDL" : "serial"), R.trig_after ? "after spin" : "at start",
-               R.spin, R.gst == 0 ? "no" : (R.gst == 1 ? "every block" : "rank 0"), cy[n / 2], cy[(size_t)(0.9 * (n - 1))], ns[n / 2], ns[(size_t)(0.9 * (n - 1))],
+               R.spin, R.gst == 0 ? "no" : (R.gst == 1 ? "every block" : "rank 0"), R.post, cy[n / 2], cy[(size_t)(0.9 * (n - 1))], ns[n / 2], ns[(size_t)(0.9 * (n - 1))],
                sum_n > 0 ? sum_c / sum_n : 0.0, t[2]);
         CK(cudaGraphExecDestroy(ge));
         CK(cudaGraphDestroy(g));
