@@ -23,6 +23,7 @@
  *   3  ld.global: every thread loads D 16-byte pieces into registers before the wait
  *   4  mode 2 plus a producer that spins on an mbarrier (try_wait) until the other warps have
  *      passed the wait (the tb producer's ring refill)
+ *   5  ~2,050 straight-line instructions before the wait (its code arriving cold)
  * Each aggressor launch reads fresh bytes of a 2 GB buffer (from DRAM, not L2).
  *
  * Variants: the victim alone; victim + aggressor without the attribute (serial, the same work);
@@ -30,7 +31,11 @@
  * store of 16 bytes a lane just before the section (every block, or rank 0 of each cluster:
  * kernel 2's new K/V row), which the barrier's release has to see performed; and with the
  * section `post` cycles after the trigger, so that it meets the aggressor's blocks as they start
- * (without it the section is over before they do).
+ * (without it the section is over before they do). The icache rows: the victim with ~260
+ * straight-line instructions after its barrier, every SM's instruction caches (and L2) cleared
+ * of its code before each pair by 8 evictor kernels of ~32 KB of code (and a 256 MB read), alone
+ * or with an aggressor (mode 5) that runs ~2,050 instructions of its own cold code before its
+ * wait while the victim merges.
  *
  * Usage: dev_coresident [reps]   (no GPU: says so, exits 0) */
 #include "backend/cuda/attn_decode.cuh" /* the cluster helpers kernel 2 uses */
@@ -72,7 +77,8 @@ static __device__ __forceinline__ unsigned long long gtimer(void) {
 
 /* out[block][lane] = sum over peers u of (u * 32 + lane); rec[launch][block] = {cycles, ns}. */
 __global__ void __launch_bounds__(32) k_vic(float *out, long long *rec, int launch, int spin,
-                                            int trig_after, int gst, float4 *gbuf, int post) {
+                                            int trig_after, int gst, float4 *gbuf, int post,
+                                            int tail) {
     __shared__ float4 slot[VCLUS][32];
     __shared__ float4 mine[32];
     const int lane = threadIdx.x;
@@ -102,8 +108,22 @@ __global__ void __launch_bounds__(32) k_vic(float *out, long long *rec, int laun
     sk_ad_cluster_sync();
     float v = 0.0f;
     for (int u = 0; u < VCLUS; u++) v += slot[u][lane].x;
+    if (tail) { /* ~260 straight-line instructions after the barrier (kernel 2's merge code) */
+        float t8[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) t8[k] = v + (float)k;
+#pragma unroll
+        for (int i = 0; i < 32; i++)
+#pragma unroll
+            for (int k = 0; k < 8; k++) t8[k] = fmaf(t8[k], 1.0f + (float)((i * 37 + k * 11) % 97) * (1.0f / 4096.0f), -0.25f);
+        float z = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) z += t8[k];
+        if (z == 12345.0f) out[blockIdx.x * 32 + lane] = z; /* practically never: keeps the code */
+    }
     const long long c1 = clock64();
     const unsigned long long g1 = gtimer();
+    __syncwarp();
     out[blockIdx.x * 32 + lane] = v;
     if (lane == 0) {
         rec[2 * ((size_t)launch * VBLOCKS + blockIdx.x)] = c1 - c0;
@@ -152,6 +172,16 @@ __global__ void __launch_bounds__(AGG_THREADS) k_agg(const uint4 *big, size_t bi
                          : "l"(big + i));
         }
     }
+    if (mode == 5) { /* ~2,050 straight-line instructions before the wait (cold code landing) */
+        float a8[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) a8[k] = (float)(tid + k) * (1.0f / 64.0f);
+#pragma unroll
+        for (int i = 0; i < 256; i++)
+#pragma unroll
+            for (int k = 0; k < 8; k++) a8[k] = fmaf(a8[k], 1.0f + (float)((i * 53 + k * 7) % 89) * (1.0f / 4096.0f), -0.5f / 64.0f);
+        r[0].x = __float_as_uint(a8[0] + a8[1] + a8[2] + a8[3] + a8[4] + a8[5] + a8[6] + a8[7]);
+    }
     if (mode == 4 && tid == 32 * (AGG_THREADS / 32 - 1)) {
         /* the producer: spins until the other warps have passed the wait */
         sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty), 0);
@@ -170,12 +200,38 @@ __global__ void __launch_bounds__(AGG_THREADS) k_agg(const uint4 *big, size_t bi
         for (int d = 0; d < AGG_D; d++) s ^= sbuf[d * AGG_THREADS + tid].x;
     } else if (mode == 3) {
         for (int d = 0; d < AGG_D; d++) s ^= r[d].x ^ r[d].w;
+    } else if (mode == 5) {
+        s = r[0].x;
     }
     if (s == 0x12345678u) acc[tid] = (float)s; /* practically never: keeps the loads */
 }
 
+/* The instruction-cache evictors (icache rows): instance S of ~2,050 straight-line FFMAs (~32 KB
+ * of code, different immediates per instance), one warp on every SM; and a 256 MB read that
+ * evicts code from L2. */
+template <int S> __global__ void __launch_bounds__(32) k_evict(float *sink) {
+    float a8[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) a8[k] = (float)(threadIdx.x + k) * (1.0f / 64.0f);
+#pragma unroll
+    for (int i = 0; i < 256; i++)
+#pragma unroll
+        for (int k = 0; k < 8; k++) a8[k] = fmaf(a8[k], 1.0f + (float)((i * 37 + S * 11 + k) % 97) * (1.0f / 4096.0f), -0.5f / 64.0f);
+    const float z = a8[0] + a8[1] + a8[2] + a8[3] + a8[4] + a8[5] + a8[6] + a8[7];
+    if (z == 12345.0f) sink[blockIdx.x] = z;
+}
+typedef void (*evfn)(float *);
+static const evfn k_evicts[8] = {k_evict<0>, k_evict<1>, k_evict<2>, k_evict<3>,
+                                 k_evict<4>, k_evict<5>, k_evict<6>, k_evict<7>};
+__global__ void k_stream(const uint4 *p, size_t n, float *sink) {
+    unsigned s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s ^= p[i].x;
+    if (s == 0x12345678u) sink[blockIdx.x] = (float)s;
+}
+
 static void launch_vic(float *out, long long *rec, int launch, int spin, int trig_after, int gst,
-                       float4 *gbuf, int post, cudaStream_t st) {
+                       float4 *gbuf, int post, int tail, cudaStream_t st) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(VBLOCKS);
     cfg.blockDim = dim3(32);
@@ -187,7 +243,7 @@ static void launch_vic(float *out, long long *rec, int launch, int spin, int tri
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, k_vic, out, rec, launch, spin, trig_after, gst, gbuf, post));
+    CK(cudaLaunchKernelEx(&cfg, k_vic, out, rec, launch, spin, trig_after, gst, gbuf, post, tail));
 }
 static void launch_agg(const uint4 *big, int mode, size_t base, float *acc, int blocks, int pdl,
                        cudaStream_t st) {
@@ -243,36 +299,47 @@ int main(int argc, char **argv) {
            "%d KB a block before its wait; %d pairs a graph\n",
            prop.name, nsm, VBLOCKS, VCLUS, AGG_THREADS, AGG_SMEM / 1024, reps);
     static const char *mname[] = {"residency only", "cp.async 16 B", "bulk 16 KB", "ld.global 16 B",
-                                  "bulk + spinning producer"};
-    printf("| aggressor | blocks an SM | launch | trigger | spin cycles | global store before | cycles trigger -> section | section cycles p50 / p90 | "
+                                  "bulk + spinning producer", "2,050 instructions of code"};
+    printf("| aggressor | blocks an SM | launch | trigger | spin cycles | global store before | cycles trigger -> section | code cleared (1 SMs, 2 and L2) / victim tail | section cycles p50 / p90 | "
            "section ns p50 / p90 | cycles per ns | graph us a pair |\n"
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     int fails = 0;
     /* rows: mode -1 = the victim alone */
-    struct row { int mode, bps, pdl, trig_after, spin, gst, post; } rows[96];
+    struct row { int mode, bps, pdl, trig_after, spin, gst, post, evict, tail; } rows[96];
     int nr = 0;
     const int spins[2] = {4000, 12000};
     for (int sp = 0; sp < 2; sp++) {
-        rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], 0, 0};
-        rows[nr++] = (struct row){1, 2, 0, 1, spins[sp], 0, 0};
+        rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], 0, 0, 0, 0};
+        rows[nr++] = (struct row){1, 2, 0, 1, spins[sp], 0, 0, 0, 0};
         for (int mode = 0; mode <= 4; mode++)
-            for (int ta = 1; ta >= 0; ta--) rows[nr++] = (struct row){mode, 2, 1, ta, spins[sp], 0, 0};
-        rows[nr++] = (struct row){1, 1, 1, 1, spins[sp], 0, 0};
-        rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], 0, 0};
+            for (int ta = 1; ta >= 0; ta--) rows[nr++] = (struct row){mode, 2, 1, ta, spins[sp], 0, 0, 0, 0};
+        rows[nr++] = (struct row){1, 1, 1, 1, spins[sp], 0, 0, 0, 0};
+        rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], 0, 0, 0, 0};
         for (int gst = 1; gst <= 2; gst++) {
-            rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], gst, 0};
-            rows[nr++] = (struct row){1, 2, 1, 1, spins[sp], gst, 0};
-            rows[nr++] = (struct row){2, 2, 1, 1, spins[sp], gst, 0};
-            rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], gst, 0};
+            rows[nr++] = (struct row){-1, 0, 0, 1, spins[sp], gst, 0, 0, 0};
+            rows[nr++] = (struct row){1, 2, 1, 1, spins[sp], gst, 0, 0, 0};
+            rows[nr++] = (struct row){2, 2, 1, 1, spins[sp], gst, 0, 0, 0};
+            rows[nr++] = (struct row){1, 4, 1, 1, spins[sp], gst, 0, 0, 0};
         }
     }
     /* the section after the trigger by `post` cycles: it meets the aggressor's blocks starting */
     const int posts[3] = {1000, 2000, 4000};
     for (int pi = 0; pi < 3; pi++) {
-        rows[nr++] = (struct row){-1, 0, 0, 1, 4000, 0, posts[pi]};
-        for (int mode = 0; mode <= 4; mode++) rows[nr++] = (struct row){mode, 2, 1, 1, 4000, 0, posts[pi]};
-        rows[nr++] = (struct row){1, 4, 1, 1, 4000, 0, posts[pi]};
+        rows[nr++] = (struct row){-1, 0, 0, 1, 4000, 0, posts[pi], 0, 0};
+        for (int mode = 0; mode <= 4; mode++) rows[nr++] = (struct row){mode, 2, 1, 1, 4000, 0, posts[pi], 0, 0};
+        rows[nr++] = (struct row){1, 4, 1, 1, 4000, 0, posts[pi], 0, 0};
     }
+    /* icache rows: the victim with a code tail, every SM's instruction caches (1) and L2 (2)
+     * cleared of its code before each pair, alone or with an aggressor whose own cold code lands
+     * while the victim merges (mode 5) */
+    for (int ev = 0; ev <= 2; ev++) {
+        rows[nr++] = (struct row){-1, 0, 0, 1, 4000, 0, 2000, ev, 1};
+        rows[nr++] = (struct row){1, 2, 1, 1, 4000, 0, 2000, ev, 1};
+        rows[nr++] = (struct row){5, 2, 1, 1, 4000, 0, 2000, ev, 1};
+        rows[nr++] = (struct row){5, 2, 1, 1, 4000, 0, 0, ev, 1};
+    }
+    rows[nr++] = (struct row){-1, 0, 0, 1, 4000, 0, 2000, 1, 0};
+    rows[nr++] = (struct row){5, 2, 1, 1, 4000, 0, 2000, 1, 0};
     size_t base = 0;
     long long *h = (long long *)malloc((size_t)reps * VBLOCKS * 2 * sizeof(long long));
     long long *cy = (long long *)malloc((size_t)reps * VBLOCKS * sizeof(long long));
@@ -283,7 +350,10 @@ int main(int argc, char **argv) {
         cudaGraphExec_t ge;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
         for (int i = 0; i < reps; i++) {
-            launch_vic(out, rec, i, R.spin, R.trig_after, R.gst, gbuf, R.post, st);
+            if (R.evict >= 1)
+                for (int k = 0; k < 8; k++) k_evicts[k]<<<nsm, 32, 0, st>>>(acc);
+            if (R.evict >= 2) k_stream<<<nsm * 4, 512, 0, st>>>(big + (size_t)(i % 7) * (1u << 24), (size_t)1 << 24, acc);
+            launch_vic(out, rec, i, R.spin, R.trig_after, R.gst, gbuf, R.post, R.tail, st);
             if (R.mode >= 0) {
                 launch_agg(big, R.mode, base, acc, nsm * R.bps, R.pdl, st);
                 base = (base + (size_t)nsm * R.bps * (AGG_SMEM / 16)) % (BIG_BYTES / 16 - (1u << 24));
@@ -323,10 +393,10 @@ int main(int argc, char **argv) {
         }
         qsort(cy, n, sizeof(long long), cmp_ll);
         qsort(ns, n, sizeof(long long), cmp_ll);
-        printf("| %s | %d | %s | %s | %d | %s | %d | %lld / %lld | %lld / %lld | %.2f | %.2f |\n",
+        printf("| %s | %d | %s | %s | %d | %s | %d | %d / %d | %lld / %lld | %lld / %lld | %.2f | %.2f |\n",
                R.mode < 0 ? "none (victim alone)" : mname[R.mode], R.bps,
                R.mode < 0 ? "-" : (R.pdl ? "PDL" : "serial"), R.trig_after ? "after spin" : "at start",
-               R.spin, R.gst == 0 ? "no" : (R.gst == 1 ? "every block" : "rank 0"), R.post, cy[n / 2], cy[(size_t)(0.9 * (n - 1))], ns[n / 2], ns[(size_t)(0.9 * (n - 1))],
+               R.spin, R.gst == 0 ? "no" : (R.gst == 1 ? "every block" : "rank 0"), R.post, R.evict, R.tail, cy[n / 2], cy[(size_t)(0.9 * (n - 1))], ns[n / 2], ns[(size_t)(0.9 * (n - 1))],
                sum_n > 0 ? sum_c / sum_n : 0.0, t[2]);
         CK(cudaGraphExecDestroy(ge));
         CK(cudaGraphDestroy(g));
