@@ -10,6 +10,9 @@
 #         7B batch 1 under 2
 #   tr3   70B batch 1 traced: default, o on the TMA feed (SAKER_W4_TQ_ADD=9: its blocks' prologue
 #         one producer thread), SAKER_ATTN_TRIG_LOOP=0
+#   tr4   70B batch 1 traced with the ADD products (o, and down) on other configurations
+#         (SAKER_W4_TQ_ADD 1: register ring D2 NW8; 4: register ring D8 NW4; 8: shared ring D8
+#         NW8; 11: tba NW16 NS2), for what o's blocks do to kernel 2's pushes
 #   wck   (workbench) dev_attention_decode check under SAKER_ATTN_PUSH 2 and 1: every
 #         configuration against the reference, the cluster-merged (push-merged where it applies)
 #         outputs bitwise against the combine's
@@ -48,6 +51,8 @@ for st in $STEPS; do
     tr3) trace 70 llama2-70b 1 A=1
         trace 70tba llama2-70b 1 SAKER_W4_TQ_ADD=9
         trace 70tl0 llama2-70b 1 SAKER_ATTN_TRIG_LOOP=0 ;;
+    tr4) trace 70 llama2-70b 1 A=1
+        for c in 1 4 8 11; do trace 70add$c llama2-70b 1 SAKER_W4_TQ_ADD=$c; done ;;
     wck) for pu in 2 1; do
             step wck_push$pu 600 env SAKER_ATTN_PUSH=$pu "$S/dev_attention_decode" check
             grep "correctness:\|FAIL\|RESULT" "$R/wck_push$pu.log" | tail -4
