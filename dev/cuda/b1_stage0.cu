@@ -337,7 +337,7 @@ __global__ void __launch_bounds__(32 * B1_NW, 2) b1_dep_kernel(const b1_dep_para
                 n_ = min(l_n0 + g + 8 * r_, NB_ - 1);                                              \
                 if (m_) n_ += NB_;                                                                 \
             }                                                                                      \
-            wo[m_][r_] = n_ * C;                                                                   \
+            wo[m_][r_] = SK_W4_WO(n_, C);                                                          \
             so[m_][r_] = n_ * KG;                                                                  \
         }                                                                                          \
     } while (0)
@@ -351,7 +351,7 @@ __global__ void __launch_bounds__(32 * B1_NW, 2) b1_dep_kernel(const b1_dep_para
             const int c_ = 4 * st_ + t;                                                            \
             _Pragma("unroll") for (int m_ = 0; m_ < NT; m_++)                                      \
                 _Pragma("unroll") for (int r_ = 0; r_ < 2; r_++) {                                 \
-                wb[d_][m_][r_] = sk_w4_ld_stream(l_wq + (wo[m_][r_] + c_));                        \
+                wb[d_][m_][r_] = sk_w4_ld_stream(l_wq + (wo[m_][r_] + SK_W4_WC(c_)));              \
                 sb[d_][m_][r_] = __ldg(l_sq + (so[m_][r_] + (c_ >> GSH)));                         \
             }                                                                                      \
         }                                                                                          \
@@ -713,9 +713,13 @@ static int run_dep(void) {
         CK(cudaMalloc(&qb[r], (size_t)2 * NB * K / 2));
         CK(cudaMalloc(&sb[r], (size_t)2 * NB * (K / G) * 4));
         if (r == 0) {
-            CK(cudaMemcpy(qa[0], ha.q4.data(), ha.q4.size() * 4, cudaMemcpyHostToDevice));
+            /* the device's q4 is tile-major (w4_layout.h; NA, 2 NB multiples of 16, K of 128) */
+            std::vector<uint32_t> ta(sk_w4_words(NA, K)), tb(sk_w4_words(2 * NB, K));
+            sk_w4_tile_host(ha.q4.data(), NA, K, ta.data());
+            sk_w4_tile_host(hb.q4.data(), 2 * NB, K, tb.data());
+            CK(cudaMemcpy(qa[0], ta.data(), ta.size() * 4, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(sa[0], ha.sc.data(), ha.sc.size() * 2, cudaMemcpyHostToDevice));
-            CK(cudaMemcpy(qb[0], hb.q4.data(), hb.q4.size() * 4, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(qb[0], tb.data(), tb.size() * 4, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(sb[0], hb.sc.data(), hb.sc.size() * 2, cudaMemcpyHostToDevice));
         } else {
             sk_w4_random_kernel<<<4096, 256>>>(qa[r], sa[r], G, NA, K, 0.01f, 100 + r);

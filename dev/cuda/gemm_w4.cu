@@ -99,9 +99,12 @@ static void w4_make(w4mat *m, int N, int K, int G) {
         m->sc[2 * g] = f2h(0.001f + 0.019f * (0.5f + 0.5f * frand()));
         m->sc[2 * g + 1] = (uint16_t)(0x6400 | (next_rng() >> 60));
     }
-    CK(cudaMalloc(&m->dq, m->q4.size() * 4));
+    /* the device's q4 is tile-major (w4_layout.h); m->q4 stays row-major for the references */
+    std::vector<uint32_t> tiles(sk_w4_words(N, K));
+    sk_w4_tile_host(m->q4.data(), N, K, tiles.data());
+    CK(cudaMalloc(&m->dq, tiles.size() * 4));
     CK(cudaMalloc(&m->ds, m->sc.size() * 2));
-    CK(cudaMemcpy(m->dq, m->q4.data(), m->q4.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(m->dq, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(m->ds, m->sc.data(), m->sc.size() * 2, cudaMemcpyHostToDevice));
 }
 static void w4_free(w4mat *m) { cudaFree(m->dq), cudaFree(m->ds); }
@@ -154,7 +157,7 @@ static __global__ void __launch_bounds__(256)
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= K8) return;
     for (int n = blockIdx.y; n < N; n += gridDim.y) {
-        const uint32_t w = __ldg(q4 + (size_t)n * K8 + j);
+        const uint32_t w = __ldg(q4 + sk_w4_widx(n, j, K));
         const __half2 s = q4s[(size_t)n * KG + (8 * j) / G];
         const __half2 zb = __half2half2(__high2half(s));
         const float d = __low2float(s);
@@ -252,7 +255,9 @@ static int check_one(const check_shape &sh, int G, int mode, const w4mat &m,
     int fails = 0;
     const int split_opts[] = {0, 1, 3, SK_W4M_STREAMK};
     for (int cfg = 0; cfg < SK_W4M_NCFG; cfg++) {
-        if (!sk_w4m_cfg_fits(cfg, K) || !cfg_on(cfg)) continue;
+        if (!sk_w4m_cfg_fits(cfg, K) || !sk_w4m_cfg_rows_ok(cfg, N_out, mode == SK_GEMV_SWIGLU) ||
+            !cfg_on(cfg))
+            continue;
         if (sk_w4m_cfg_permuted(cfg))
             sk_w4g_cast<H>(dx, dxh, T, K, 0);
         else

@@ -54,8 +54,8 @@
  *                 (one ring across a block's tiles), x split once per block (XS1) or per step
  *                 (XS0); sk_w4_ts_launch_cfg's list 1..12 (5..8: the ring in shared memory;
  *                 9..12: sk_w4_tb_kernel, w4_tb.cuh, the weights by TMA boxes, session 23; tq's
- *                 ADD list 9..11: sk_w4_tba_kernel). Built with -DSK_W4TB_TILEMAJOR=1, tb reads
- *                 q4 as if tile-major (timing only: sw's tb rows; its outputs are wrong)
+ *                 ADD list 9..11: sk_w4_tba_kernel). q4 is tile-major (w4_layout.h) since
+ *                 session 30 (the SK_W4TB_TILEMAJOR probe made the layout)
  *   bk MT/ZC/KS/NS sk_w4_bk_kernel (in this file, session 4): sk_w4_tc_kernel's arithmetic, the
  *                 weights and scales streamed by a producer warp with cp.async.bulk into NS
  *                 shared-memory stages (one request per row and stage), KS consumer warps
@@ -210,8 +210,8 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
                 if (n >= N_out) n = N_out - 1;
                 if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
                 if (lane < 4 * steps)
-                    sk_cp16_g2s(sp + r * WROW + 16 * lane, reinterpret_cast<const uint8_t *>(q4) +
-                                                                (size_t)n * (K >> 1) + (size_t)i * KS * 64 + 16 * lane);
+                    sk_cp16_g2s(sp + r * WROW + 16 * lane,
+                                q4 + sk_w4_widx(n, (size_t)i * KS * 16 + 4 * lane, K)); /* tile-major */
             }
             for (int c = lane; c < R * sc; c += 32) {
                 const int r = c / sc, j = c % sc, m = r / 16;
@@ -238,8 +238,8 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
             if (MODE == SK_GEMV_SWIGLU && m >= MT) n += N_out;
             if (c >= 2 * R) {
                 src[k] = NULL, dst[k] = 0, unit[k] = 0;
-            } else if (c < R) {
-                src[k] = reinterpret_cast<const uint8_t *>(q4) + (size_t)n * (K >> 1);
+            } else if (c < R) { /* tile-major q4: a row's steps are 64-byte pieces 1 KB apart */
+                src[k] = reinterpret_cast<const uint8_t *>(q4 + sk_w4_widx(n, 0, K));
                 dst[k] = r * WROW, unit[k] = 64; /* bytes per step */
             } else {
                 src[k] = reinterpret_cast<const uint8_t *>(q4s) + (size_t)n * KG * 4;
@@ -253,7 +253,11 @@ __global__ void __launch_bounds__(32 * (SK_W4TC_MAXW + 1))
             __syncwarp();
 #pragma unroll
             for (int k = 0; k < NC; k++)
-                if (src[k])
+                if (src[k] && lane + 32 * k < R) /* weights: one copy a step */
+                    for (int j = 0; j < steps; j++)
+                        sk_bulk_g2s(ring + slot * SB + dst[k] + 64 * j, src[k] + ((size_t)i * KS + j) * 1024, 64u,
+                                    &full[slot]);
+                else if (src[k])
                     sk_bulk_g2s(ring + slot * SB + dst[k], src[k] + (size_t)i * KS * unit[k],
                                 (uint32_t)(steps * unit[k]), &full[slot]);
         }
@@ -571,9 +575,12 @@ static void w4_make(w4mat *m, int N, int K, int G) {
         g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
         m->sc[2 * g + 1] = (uint16_t)(0x6400 | (g_rng >> 60));
     }
-    CK(cudaMalloc(&m->dq, m->q4.size() * 4));
+    /* the device's q4 is tile-major (w4_layout.h); m->q4 stays row-major for the references */
+    std::vector<uint32_t> tiles(sk_w4_words(N, K));
+    sk_w4_tile_host(m->q4.data(), N, K, tiles.data());
+    CK(cudaMalloc(&m->dq, tiles.size() * 4));
     CK(cudaMalloc(&m->ds, m->sc.size() * 2));
-    CK(cudaMemcpy(m->dq, m->q4.data(), m->q4.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(m->dq, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(m->ds, m->sc.data(), m->sc.size() * 2, cudaMemcpyHostToDevice));
 }
 static void w4_free(w4mat *m) { cudaFree(m->dq), cudaFree(m->ds); }

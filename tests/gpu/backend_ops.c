@@ -873,6 +873,9 @@ static void test_w4(void) {
          * the tile kernels otherwise) */
         {20, 1000, 2048, true}, {24, 264, 8192, false}, {32, 4100, 1024, true}, {31, 300, 1088, false},
         {11, 2000, 4608, true},
+        /* session 30 (tile-major q4): whole tiles at one and two rows (the TMA-fed tb / tba take
+         * SwiGLU only where N % 16 == 0), and parts that do not start a tile (N 100, 33 above) */
+        {1, 64, 8192, false}, {2, 160, 4096, true}, {1, 48, 1024, true},
     };
     const sk_dtype types[] = {SK_Q4G128, SK_Q4G64, SK_Q4G32};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

@@ -175,7 +175,7 @@ static sk_weight *w4_alloc(sk_backend *be, const char *name, int64_t rows, int64
     w->rows = rows;
     w->cols = cols;
     w->q4_group = g;
-    w->q4 = (uint32_t *)dev_alloc((size_t)(rows * (cols / 8)) * sizeof(uint32_t), name);
+    w->q4 = (uint32_t *)dev_alloc(sk_w4_words(rows, cols) * sizeof(uint32_t), name); /* tile-major */
     if (w->q4) w->q4s = (__half2 *)dev_alloc((size_t)(rows * (cols / g)) * sizeof(__half2), name);
     if (!w->q4 || !w->q4s) {
         cuda_weight_free(be, w);
@@ -197,9 +197,10 @@ static sk_status w4_load(sk_backend *be, const sk_tensor *t, int64_t rows, int64
     const size_t row_bytes = sk_dtype_row_bytes(t->type, cols);
     const int64_t slab = 1024;
     uint32_t *words = (uint32_t *)malloc((size_t)slab * (size_t)(cols / 8) * sizeof(uint32_t));
+    uint32_t *tiles = (uint32_t *)malloc(sk_w4_words(slab, cols) * sizeof(uint32_t));
     uint16_t *sc = (uint16_t *)malloc((size_t)slab * (size_t)(cols / g) * 2 * sizeof(uint16_t));
-    if (!words || !sc) {
-        free(words), free(sc);
+    if (!words || !tiles || !sc) {
+        free(words), free(tiles), free(sc);
         cuda_weight_free(be, w);
         return sk_fail(SK_ERR_NOMEM, "cuda: out of host memory repacking '%s'", t->name);
     }
@@ -210,15 +211,16 @@ static sk_status w4_load(sk_backend *be, const sk_tensor *t, int64_t rows, int64
             sk_w4_repack_row((const uint8_t *)t->data + (size_t)(r0 + r) * row_bytes, g, (int)cols,
                              words + (size_t)r * (size_t)(cols / 8),
                              sc + (size_t)r * (size_t)(cols / g) * 2);
-        CUDA_CHECK(cudaMemcpyAsync(w->q4 + (size_t)r0 * (size_t)(cols / 8), words,
-                                   (size_t)m * (size_t)(cols / 8) * sizeof(uint32_t),
+        sk_w4_tile_host(words, m, cols, tiles); /* slab % 16 == 0: r0 starts a tile */
+        CUDA_CHECK(cudaMemcpyAsync(w->q4 + sk_w4_widx(r0, 0, cols), tiles,
+                                   sk_w4_words(m, cols) * sizeof(uint32_t),
                                    cudaMemcpyHostToDevice, c->stream));
         CUDA_CHECK(cudaMemcpyAsync(w->q4s + (size_t)r0 * (size_t)(cols / g), sc,
                                    (size_t)m * (size_t)(cols / g) * sizeof(__half2),
                                    cudaMemcpyHostToDevice, c->stream));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
     }
-    free(words), free(sc);
+    free(words), free(tiles), free(sc);
     *out = w;
     return SK_OK;
 }
@@ -309,13 +311,19 @@ static sk_status w4_concat(sk_backend *be, sk_weight *const *parts, int n, sk_we
     }
     sk_weight *w = w4_alloc(be, "a fused INT4 weight", rows, cols, g);
     if (!w) return SK_ERR_NOMEM;
-    size_t ow = 0, os = 0;
+    size_t os = 0;
+    int64_t r0 = 0;
     cudaStream_t s = sk_cuda_ctx(be)->stream;
     for (int i = 0; i < n; i++) {
-        const size_t nw = (size_t)(parts[i]->rows * (cols / 8)), ns = (size_t)(parts[i]->rows * (cols / g));
-        CUDA_CHECK(cudaMemcpyAsync(w->q4 + ow, parts[i]->q4, nw * 4, cudaMemcpyDeviceToDevice, s));
+        /* q4 is tile-major (w4_layout.h): a part need not start a tile, so its rows are copied
+         * word by word into their places */
+        const size_t ns = (size_t)(parts[i]->rows * (cols / g));
+        const int64_t nw = parts[i]->rows * (cols / 8);
+        sk_w4_rows_copy_kernel<<<(unsigned)((nw + 255) / 256 < 65535 ? (nw + 255) / 256 : 65535), 256, 0, s>>>(
+            w->q4, r0, parts[i]->q4, parts[i]->rows, cols);
+        CUDA_CHECK_LAUNCH();
         CUDA_CHECK(cudaMemcpyAsync(w->q4s + os, parts[i]->q4s, ns * 4, cudaMemcpyDeviceToDevice, s));
-        ow += nw, os += ns;
+        os += ns, r0 += parts[i]->rows;
     }
     weights_written(be);
     *out = w;

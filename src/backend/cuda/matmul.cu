@@ -348,7 +348,7 @@ static void w4_tm_probe(cuda_ctx *c, int mode, const float *x, int T, const sk_w
     if (n_seen == 64) return;
     seen[n_seen][0] = mode, seen[n_seen][1] = N_out, seen[n_seen][2] = (int)w->cols, n_seen++;
     const int K = (int)w->cols;
-    const size_t qb = (size_t)w->rows * (size_t)K / 2, sb = (size_t)w->rows * (size_t)(K / w->q4_group) * 4;
+    const size_t qb = sk_w4_words(w->rows, K) * 4, sb = (size_t)w->rows * (size_t)(K / w->q4_group) * 4;
     const size_t xb = (size_t)T * K * 4, ob = (size_t)T * N_out * 4;
     const size_t scb = sk_w4_tm_scratch_bytes(K), wsb = c->mm->w4m.ws_floats * 4,
                  cb = (size_t)c->mm->w4m.cnt_n * 4;
@@ -459,7 +459,8 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
     }
     if (split) *split = 0;
     if (off || !sk_w4m_ok(T, K, w->q4_group) || ((uintptr_t)w->q4 & 15) != 0) return -1;
-    if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0)
+    if (!nobn && !notma && T > SK_W4M_WT_MAX_T && T <= wtmax && K % SK_W4M_BK == 0 &&
+        sk_w4m_cfg_rows_ok(SK_W4M_WT128, N_out, swiglu))
         return SK_W4M_WT128;
     const int cfg = nobn    ? sk_w4m_pick5(T, N_out, K)
                     : notma ? sk_w4m_pick6(T, N_out, K)
@@ -469,6 +470,7 @@ static int w4m_cfg(int T, int N_out, int K, const sk_weight *w, bool swiglu = fa
                             : sk_w4m_pick(T, N_out, K, swiglu,
                                           sk_w4m_model_max(K, mmax, SK_CUDA_SCRATCH_FLOATS), split);
     if (nowg && sk_w4m_cfg_permuted(cfg)) return T <= 128 ? SK_W4M_128x64 : -1;
+    if (cfg >= 0 && !sk_w4m_cfg_rows_ok(cfg, N_out, swiglu)) return sk_w4m_pick6(T, N_out, K);
     return cfg;
 }
 

@@ -37,7 +37,7 @@ static __device__ __forceinline__ void sk_mb_expect(uint32_t a, uint32_t bytes) 
     asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(bytes)
                  : "memory");
 }
-/* 2-D / 3-D tensor copy global -> shared of the box at (c0, c1[, c2]), completing on mbarrier mb. */
+/* 2-D / 3-D / 4-D tensor copy global -> shared of the box at (c0, c1[, c2]), completing on mbarrier mb. */
 static __device__ __forceinline__ void sk_tma_load_2d(uint32_t dst, const CUtensorMap *map, int c0,
                                                       int c1, uint32_t mb) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
@@ -50,6 +50,13 @@ static __device__ __forceinline__ void sk_tma_load_3d(uint32_t dst, const CUtens
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
                  "[%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(mb)
+                 : "memory");
+}
+static __device__ __forceinline__ void sk_tma_load_4d(uint32_t dst, const CUtensorMap *map, int c0,
+                                                      int c1, int c2, int c3, uint32_t mb) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(mb)
                  : "memory");
 }
 /* The same with an L2 cache policy (createpolicy; the weight feeds' evict-first, w4.cuh SK_W4_EF). */
@@ -65,6 +72,14 @@ static __device__ __forceinline__ void sk_tma_load_3d_hint(uint32_t dst, const C
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
                  ".L2::cache_hint [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(dst),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(c2), "r"(mb), "l"(pol)
+                 : "memory");
+}
+/* The same as sk_bulk_load with an L2 cache policy. */
+static __device__ __forceinline__ void sk_bulk_load_hint(uint32_t dst, const void *src, uint32_t bytes,
+                                                         uint32_t mb, uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;\n"
+                 ::"r"(dst), "l"(src), "r"(bytes), "r"(mb), "l"(pol)
                  : "memory");
 }
 /* A contiguous bulk copy global -> shared (16-byte aligned, bytes % 16 == 0) completing on mb. */

@@ -3,7 +3,9 @@
  *
  * Device layout of an N x K weight with group size G (32, 64 or 128), repacked on load from the
  * file's Q4G blocks (core/dtype.h) or drawn directly for synthetic models:
- *   q4  uint32 [N][K/8]: word j of row n holds elements 8j..8j+7, nibble order
+ *   q4  uint32, tile-major (w4_layout.h, session 30): [ceil(N/16) tiles][ceil(K/128) steps]
+ *       [16 rows][16 words], word j of row n at sk_w4_widx(n, j, K) (SK_W4_WO / SK_W4_WC in
+ *       16-byte units); word j of row n holds elements 8j..8j+7, nibble order
  *       e0 e2 e4 e6 in bits 0-15 (4 bits each, low first) and e1 e3 e5 e7 in bits 16-31, so that
  *       (word >> 4p) & 0x000f000f holds (e_2p, e_2p+1) in the two 16-bit halves: OR-ing
  *       0x64006400 makes the half2 (1024 + e_2p, 1024 + e_2p+1) with one LOP3.
@@ -42,6 +44,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/w4_layout.h"
 
 #define SK_W4_WARPS 4
 #ifndef SK_W4_KS
@@ -64,23 +67,13 @@
 #else
 #define SK_W4_PROBE_ADDR(p) (p)
 #endif
-/* SK_W4_TILEMAJOR (build-time, workbench timing only; 0 in every product build): 1 = the decode
- * GEMVs (tc, tq, ts, tm, tx) address their weights as if q4 were stored tile-major, [N / 16]
- * [steps of 128 k][2 halves of 8 rows][32 lanes][16 bytes] (each warp load 512 contiguous bytes,
- * a tile's step 1 KB), instead of row-major [N][K / 8] words (a warp load: 8 rows x 64 bytes at
- * a stride of K / 2 bytes). Random weights are random in either layout, so the timings say what
- * the layout alone would change; the outputs are wrong (no checks with it). Session 20. */
-#ifndef SK_W4_TILEMAJOR
-#define SK_W4_TILEMAJOR 0
-#endif
-#if SK_W4_TILEMAJOR
-#define SK_W4_WO(n, C) \
-    (((n) >> 4) * ((((C) + 3) >> 2) << 6) + (((n) >> 3) & 1) * 32 + ((n) & 7) * 4)
+/* The decode GEMVs' weight addressing in 16-byte units (uint4): row n's first chunk SK_W4_WO(n,
+ * C) (C = K / 32 chunks a row) plus chunk c's SK_W4_WC(c), for the tile-major q4 (w4_layout.h:
+ * a tile's step 64 chunks, 1 KB; row n & 15 at 4 chunks a row in it). Session 20 timed this
+ * layout with the per-lane loads (a warp load is then 512 contiguous bytes): no change; the
+ * TMA-fed kernels (w4_tb.cuh) are what gain from it. */
+#define SK_W4_WO(n, C) (((n) >> 4) * ((((C) + 3) >> 2) << 6) + ((n) & 15) * 4)
 #define SK_W4_WC(c) ((((c) >> 2) << 6) + ((c) & 3))
-#else
-#define SK_W4_WO(n, C) ((n) * (C))
-#define SK_W4_WC(c) (c)
-#endif
 /* SK_W4_PROBE 1: the step's weight and scale words folded into acc[0][0][0] (keeps the loads). */
 #define SK_W4_PROBE_FOLD(wv, sv, accf)                                                             \
     do {                                                                                           \
@@ -115,7 +108,7 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
     const int slice = wib % KS;
     const int n0 = (blockIdx.x * (SK_W4_WARPS / KS) + wib / KS) * R;
     if (n0 >= N_out && KS == 1) return;
-    const int K8 = K >> 3, KG = K / G, C = K >> 5; /* words per row, groups per row, chunks */
+    const int KG = K / G, C = K >> 5; /* groups per row, 16-byte chunks per row */
     const int gshift = G == 32 ? 0 : (G == 64 ? 1 : 2); /* chunks per group = 1 << gshift */
     int rows[NR];
 #pragma unroll
@@ -130,7 +123,8 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
     if (live && pf_bytes > 0)
 #pragma unroll
         for (int r = 0; r < NR; r++)
-            sk_prefetch_l2(q4 + (size_t)rows[r] * K8, (size_t)pf_bytes, lane + 32 * slice, 32 * KS);
+            sk_prefetch_l2(q4 + (size_t)4 * SK_W4_WO((size_t)rows[r], (size_t)C), (size_t)pf_bytes,
+                           lane + 32 * slice, 32 * KS); /* the first tile steps (not this row's alone) */
     sk_pdl_wait();
     float acc[T][NR];
 #pragma unroll
@@ -147,7 +141,8 @@ __global__ void __launch_bounds__(32 * SK_W4_WARPS)
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 if (c < C) {
-                    wv[u][r] = __ldg(reinterpret_cast<const uint4 *>(q4 + (size_t)rows[r] * K8) + c);
+                    wv[u][r] = __ldg(reinterpret_cast<const uint4 *>(q4) + SK_W4_WO((size_t)rows[r], (size_t)C) +
+                                     SK_W4_WC(c));
                     sc[u][r] = q4s[(size_t)rows[r] * KG + (c >> gshift)];
                 } else {
                     wv[u][r] = make_uint4(0, 0, 0, 0);
@@ -1171,7 +1166,7 @@ __global__ void __launch_bounds__(32 * NW, MINB)
 #pragma unroll
                 for (int m = 0; m < MT; m++)
 #pragma unroll
-                    for (int r = 0; r < 2; r++) sk_w4_prefetch_l2(wq + (wo[m][r] + c_));
+                    for (int r = 0; r < 2; r++) sk_w4_prefetch_l2(wq + (wo[m][r] + SK_W4_WC(c_)));
             }
             if constexpr (RS) { /* (waited for above) */
                 uint4 wr[MT][2];
@@ -1872,7 +1867,7 @@ static bool sk_w4_ts_launch_cfg(int cfg, const float *x, const uint32_t *q4, con
                       : cfg == 10 ? sk_w4_tb_fits<T, 8, 2>(K)
                       : cfg == 11 ? sk_w4_tb_fits<T, 16, 2>(K)
                                   : sk_w4_tb_fits<T, 16, 3>(K);
-    if (!sk_w4_tb_ok(T, G, K, q4, q4s) || !fits) { /* (a product tb cannot take: ts configuration 2) */
+    if (!sk_w4_tb_ok(T, G, K, q4, q4s) || N_out % 16 != 0 || !fits) { /* (up rows start a tile) */ /* (a product tb cannot take: ts configuration 2) */
         sk_w4_ts_launch<T, 1, 2, 8, 2, 1>(x, q4, q4s, G, N_out, K, out, gamma, eps, s);
         return true;
     }
@@ -1954,8 +1949,13 @@ static inline int sk_w4_ts_pick(int K) {
     /* Session 23: sk_w4_tb_kernel where it can take the product (sk_w4_ts_launch_cfg falls back
      * to configuration 2): 10 (NW8 NS2) at one row of K >= 8192, 11 (NW16 NS2) at two, 9 (NW8 NS3)
      * / 10 below (dev_gemv_w4 sw, H200, us without the fused norm, as the engine runs it: 70B
-     * 62.91 -> 61.21 at T = 1, 74.08 -> 62.40 at T = 2; 7B 15.68 -> 14.61, 18.34 -> 15.43). */
-    if (sw < 0 && sk_w4_tb_on()) return T == 1 ? (K >= 8192 ? 10 : 9) : (K >= 8192 ? 11 : 10);
+     * 62.91 -> 61.21 at T = 1, 74.08 -> 62.40 at T = 2; 7B 15.68 -> 14.61, 18.34 -> 15.43).
+     * Session 30 (the tile-major q4, its boxes by plain bulk copies): 12 (NW16 NS3, one block an
+     * SM) at one row of K >= 8192 where it fits; the engine, H200, 128/256, ITL p50: 70B batch 1
+     * 10.307 / 10.307 -> 10.188 / 10.159 ms (94.1-94.3 -> 95.3-95.4 output tok/s); 7B (K 4096)
+     * slower with it (1.64 -> 1.70), so 9 stays below 8192. */
+    if (sw < 0 && sk_w4_tb_on())
+        return T == 1 ? (K >= 8192 ? (sk_w4_tb_fits<1, 16, 3>(K) ? 12 : 10) : 9) : (K >= 8192 ? 11 : 10);
     return sw >= 0 ? sw : sk_w4_ts_smem<T, 1, 8, 1>(K) <= SK_W4TS_SMEM_MAX ? 2 : 0;
 }
 
@@ -2172,23 +2172,26 @@ static inline bool sk_w4_gemv_norm_ok(int T, long rows, int K, const void *x, co
  * device side too). */
 static __device__ __forceinline__ float sk_w4_at(const uint32_t *q4, const __half2 *q4s, int G,
                                                  int K, int64_t n, int k) {
-    const uint32_t w = q4[n * (K >> 3) + (k >> 3)];
+    const uint32_t w = q4[sk_w4_widx(n, k >> 3, K)];
     const int e = k & 7, sh = (e & 1) ? 16 + 4 * (e >> 1) : 4 * (e >> 1);
     const int q = (int)((w >> sh) & 0xf);
     const __half2 s = q4s[n * (K / G) + k / G];
     return (float)(q + 1024 - (int)__high2float(s)) * __low2float(s);
 }
 
-/* out [N][K] half (H = __nv_bfloat16 or __half) = dequantized rows; grid-stride over words. */
+/* out [N][K] half (H = __nv_bfloat16 or __half) = dequantized rows; grid-stride over the
+ * tile-major words (coalesced reads; a row's 16 words of a step, 256 bytes, per store run). */
 template <typename H>
 __global__ void sk_w4_dequant_kernel(const uint32_t *__restrict__ q4, const __half2 *__restrict__ q4s,
                                      int G, int64_t N, int K, H *__restrict__ out) {
-    const int K8 = K >> 3;
-    const int64_t nw = N * K8;
+    const int K8 = K >> 3, S = sk_w4_steps(K);
+    const int64_t nw = (int64_t)sk_w4_words(N, K);
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nw;
          i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t n = i / K8;
-        const int j = (int)(i % K8);
+        const int64_t tile_step = i >> 8;
+        const int64_t n = (tile_step / S) * 16 + ((i >> 4) & 15);
+        const int j = (int)(tile_step % S) * 16 + (int)(i & 15);
+        if (n >= N || j >= K8) continue; /* padding */
         const uint32_t w = q4[i];
         const __half2 s = q4s[n * (K / G) + (j * 8) / G];
         const __half2 zb = __half2half2(__high2half(s));
@@ -2229,7 +2232,7 @@ static __device__ __forceinline__ uint32_t sk_w4_hash(uint64_t seed, uint64_t i)
 
 static __global__ void sk_w4_random_kernel(uint32_t *__restrict__ q4, __half2 *__restrict__ q4s, int G,
                                     int64_t N, int K, float d, uint64_t seed) {
-    const int64_t nw = N * (K >> 3), ng = N * (K / G);
+    const int64_t nw = (int64_t)sk_w4_words(N, K), ng = N * (K / G); /* padding too: any value */
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nw;
          i += (int64_t)gridDim.x * blockDim.x)
         q4[i] = sk_w4_hash(seed, (uint64_t)i);
@@ -2238,8 +2241,21 @@ static __global__ void sk_w4_random_kernel(uint32_t *__restrict__ q4, __half2 *_
         q4s[i] = __floats2half2_rn(d, 1024.0f + (float)(7 + (i & 1)));
 }
 
+/* dst's rows [r0, r0 + m) = src's rows [0, m) (both tile-major, K columns): weight_concat's
+ * copy, for parts that need not start a tile. Grid-stride over src's words. */
+static __global__ void sk_w4_rows_copy_kernel(uint32_t *__restrict__ dst, int64_t r0,
+                                              const uint32_t *__restrict__ src, int64_t m, int64_t K) {
+    const int64_t K8 = K >> 3, nw = m * K8;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nw;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t n = i / K8, j = i % K8;
+        dst[sk_w4_widx(r0 + n, j, K)] = src[sk_w4_widx(n, j, K)];
+    }
+}
+
 /* Host: one Q4G block row (dtype.h: f16 d, u8 z, u8 pad, u8 q[G/2], element 2j low nibble of
- * byte j) of K elements to the device layout: words [K/8] and scales [K/G]. */
+ * byte j) of K elements to the device's words [K/8] (a row-major row: sk_w4_tile_host then
+ * tiles the rows) and scales [K/G]. */
 static inline void sk_w4_repack_row(const uint8_t *src, int G, int K, uint32_t *words,
                                     uint16_t *scales /* [K/G][2] half bits */) {
     const int bb = 4 + G / 2;

@@ -2,8 +2,9 @@
  * (fp32) = x[T, K] (half: bf16 or fp16, cast once per call) @ dequant(W)[N, K]^T, with the
  * epilogues of gemv.cuh (SK_GEMV_STORE + bias, SK_GEMV_ADD + bias, SK_GEMV_SWIGLU over
  * W = [Wg; Wu]). Included by matmul.cu (the backend) and dev/cuda/gemm_w4.cu (the workbench).
- * The INT4 layout is w4.cuh's (q4 uint32 [N][K/8], nibbles e0 e2 e4 e6 | e1 e3 e5 e7; q4s half2
- * (d, 1024 + z) per group of G = 32, 64 or 128), unchanged.
+ * The INT4 layout is w4.cuh's (q4 uint32 tile-major since session 30, w4_layout.h: a 16-byte
+ * chunk of a row at sk_w4_widx; nibbles e0 e2 e4 e6 | e1 e3 e5 e7; q4s half2 (d, 1024 + z) per
+ * group of G = 32, 64 or 128), unchanged.
  *
  * sk_w4m_kernel: mma.sync m16n8k16 (fp32 accumulation) with the weights as the M operand ("swap
  * AB": 16 weight rows x 8 tokens per MMA, so few tokens waste little). A block owns BM weight
@@ -197,7 +198,7 @@ static __device__ __forceinline__ int sk_w4m_swz(int u, int r) {
  * valid when wok[j], scale slot wu; x units of rows xr0 + j NTH / 16 from xsrc to the swizzled
  * xdst; only the K offset moves from stage to stage). */
 template <typename H, int BM, int BN, int NTH, int NWU, int NXU, int PF>
-static __device__ __forceinline__ void sk_w4m_load(int slot, int kb, int tid, int K, int K8, int KG,
+static __device__ __forceinline__ void sk_w4m_load(int slot, int kb, int tid, int K, int KG,
                                                    int spb, int T, int t0, int wu, int xu, int xr0,
                                                    int xdst, const int (&wn_)[NWU],
                                                    const bool (&wok)[NWU], const uint32_t *q4,
@@ -214,7 +215,7 @@ static __device__ __forceinline__ void sk_w4m_load(int slot, int kb, int tid, in
         if ((4 * BM) % NTH == 0 || tid + j * NTH < 4 * BM) {
             const int i = tid + j * NTH;
             const bool ok = wok[j] && wk, oks = wok[j] && sk;
-            const uint32_t *src = ok ? q4 + (size_t)wn_[j] * K8 + (k0 >> 3) + 4 * wu : q4;
+            const uint32_t *src = ok ? q4 + sk_w4_widx(wn_[j], (k0 >> 3) + 4 * wu, K) : q4;
             if (PF)
                 sk_w4m_cp16_pf(sk_w4m_smem(sw + i), src, ok);
             else
@@ -261,7 +262,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WM, wn = warp / WM, g = lane >> 2, q = lane & 3;
     const int K = p.K, G = p.G, T = p.T, N_out = p.N_out;
-    const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G; /* scales per row and stage */
+    const int KG = K / G, spb = SK_W4M_BK / G; /* scales per row and stage */
     const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);     /* lane q's scale: q >> sshift */
     const int RT = SW ? BM / 2 : BM;
     const int t0 = blockIdx.x * BN, n0 = blockIdx.y * RT;
@@ -302,7 +303,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (kb0 + s < kb1)
-            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(s, kb0 + s, tid, K, K8, KG, spb, T, t0, wu,
+            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(s, kb0 + s, tid, K, KG, spb, T, t0, wu,
                                                       xu, xr0, xdst, wn_, wok, q4, q4s, x, xsrc);
         sk_w4m_commit();
     }
@@ -311,7 +312,7 @@ __global__ void __launch_bounds__(32 * WM * WN) sk_w4m_kernel(const sk_w4m_param
         sk_w4m_wait<STAGES - 2>();
         __syncthreads();
         if (kb + STAGES - 1 < kb1)
-            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(lslot, kb + STAGES - 1, tid, K, K8, KG, spb,
+            sk_w4m_load<H, BM, BN, NTH, NWU, NXU, PF>(lslot, kb + STAGES - 1, tid, K, KG, spb,
                                                       T, t0, wu, xu, xr0, xdst, wn_, wok, q4, q4s,
                                                       x, xsrc);
         sk_w4m_commit();
@@ -605,7 +606,7 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int g = lane >> 2, q = lane & 3;
     const int K = p.K, G = p.G, T = p.T, N_out = p.N_out;
-    const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G;
+    const int KG = K / G, spb = SK_W4M_BK / G;
     const int sshift = G == 32 ? 0 : (G == 64 ? 1 : 2);
     const int RT = SW ? BM / 2 : BM;
     const int t0 = (SKM ? tx_ : (int)blockIdx.x) * BN, n0 = (SKM ? ty_ : (int)blockIdx.y) * RT;
@@ -647,7 +648,7 @@ static __device__ __forceinline__ void sk_w4g_tile(const sk_w4m_params &p, int t
         _Pragma("unroll") for (int j_ = 0; j_ < 2; j_++) {                                        \
             const int i_ = tid + NTH * j_;                                                         \
             const uint32_t dw_ = st_ + (uint32_t)(BN * 256 + 16 * i_);                             \
-            sk_w4m_cp16_pf(dw_, wok[j_] ? q4 + (size_t)wrow[j_] * K8 + (k0_ >> 3) + 4 * wu : q4,   \
+            sk_w4m_cp16_pf(dw_, wok[j_] ? q4 + sk_w4_widx(wrow[j_], (k0_ >> 3) + 4 * wu, K) : q4,  \
                            wok[j_]);                                                               \
             if (wu < spb) {                                                                        \
                 const uint32_t ds_ = st_ + (uint32_t)(BN * 256 + BM * 64 + 4 * i_);                \
@@ -1260,9 +1261,8 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
                 sk_mb_expect_tx(fb, (uint32_t)(BN * 256 + BM * 64));
                 sk_tma_load_2d(st, &tmx, kb * SK_W4M_BK, t0, fb);
                 sk_tma_load_2d(st + (uint32_t)(BN * 128), &tmx, kb * SK_W4M_BK + 64, t0, fb);
-                sk_tma_load_2d(st + (uint32_t)(BN * 256), &tmw, kb * (SK_W4M_BK / 8), n0, fb);
-                sk_tma_load_2d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, kb * (SK_W4M_BK / 8), rw1,
-                              fb);
+                sk_tma_load_4d(st + (uint32_t)(BN * 256), &tmw, 0, 0, kb, n0 >> 4, fb);
+                sk_tma_load_4d(st + (uint32_t)(BN * 256 + BM * 32), &tmw, 0, 0, kb, rw1 >> 4, fb);
             }
 #pragma unroll
             for (int j = 0; j < SR; j++)
@@ -1279,7 +1279,7 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
          * tid / 4 + 32 j, unit tid % 4; its scale word when tid % 4 < 128 / G), j = 0..3; x units
          * tid + 128 j (row tid / 16 + 8 j, unit tid % 16 -> half tid % 16 / 8, chunk tid % 8,
          * swizzled by the row) ---- */
-        const int K8 = K >> 3, KG = K / G, spb = SK_W4M_BK / G;
+        const int KG = K / G, spb = SK_W4M_BK / G;
         const H *x = static_cast<const H *>(p.x);
         const uint32_t *q4 = p.q4;
         const uint32_t *q4s = reinterpret_cast<const uint32_t *>(p.q4s);
@@ -1313,7 +1313,7 @@ __global__ void __launch_bounds__(SK_W4WS_NTH(NCW, PREG), MINB)
             for (int j = 0; j < 4; j++) {
                 const int i = tid + 128 * j;
                 sk_w4m_cp16_pf(st + (uint32_t)(BN * 256 + 16 * i),
-                               wok[j] ? q4 + (size_t)wrow[j] * K8 + (k0 >> 3) + 4 * wu : q4,
+                               wok[j] ? q4 + sk_w4_widx(wrow[j], (k0 >> 3) + 4 * wu, K) : q4,
                                wok[j]);
                 if (wu < spb)
                     sk_w4m_cp4(st + (uint32_t)(BN * 256 + BM * 64 + 4 * i),
@@ -1452,6 +1452,11 @@ static inline bool sk_w4m_cfg_permuted(int cfg) {
 }
 static inline bool sk_w4m_cfg_fits(int cfg, int K) {
     return !sk_w4m_cfg_permuted(cfg) || K % SK_W4M_BK == 0;
+}
+/* Whether configuration cfg takes a product of N_out outputs: the TMA tiles' weight boxes start
+ * tiles of the tile-major q4, so SwiGLU's up rows (N_out on) need N_out % 16 == 0. */
+static inline bool sk_w4m_cfg_rows_ok(int cfg, int N_out, bool swiglu) {
+    return !swiglu || N_out % 16 == 0 || cfg < SK_W4M_WT64 || cfg > SK_W4M_WR128x192;
 }
 /* Session 10: PDL between the x cast and the TMA tiles that read it (the cast triggers at its
  * start, both wait at theirs), so that the W4 kernel's launch and setup overlap the cast instead
@@ -1732,14 +1737,24 @@ static void sk_w4ws_run(const H *x, int T, const uint32_t *q4, const __half2 *q4
         const cuuint32_t estr[2] = {1, 1};
         const cuuint64_t xd[2] = {(cuuint64_t)K, (cuuint64_t)T}, xs[1] = {(cuuint64_t)K * 2};
         const cuuint32_t xb[2] = {64, (cuuint32_t)BN};
-        const cuuint64_t wd[2] = {(cuuint64_t)K / 8, (cuuint64_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1)};
-        const cuuint64_t ws[1] = {(cuuint64_t)K / 2};
-        const cuuint32_t wb[2] = {16, (cuuint32_t)BM / 2};
+        /* the tile-major q4 (w4_layout.h) as [tiles][K / 128 steps][16 rows][16 words]; a box of
+         * 16 words x 16 rows x 1 step x BM / 32 tiles lands as [BM / 2 rows][16 words], the image
+         * a row-major map's 16 x BM / 2 box gave. Box rows start tiles: n0 and N_out + n0 (SwiGLU's
+         * up rows, N_out % 16 == 0: sk_w4m_cfg_rows_ok) are multiples of 16. */
+        const int64_t rows = (int64_t)N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1);
+        const cuuint32_t e4[4] = {1, 1, 1, 1};
+        const cuuint64_t wd[4] = {16, 16, (cuuint64_t)K / 128, (cuuint64_t)(rows + 15) / 16};
+        const cuuint64_t ws[3] = {64, 1024, (cuuint64_t)K * 8};
+        const cuuint32_t wb[4] = {16, 16, 1, (cuuint32_t)BM / 32};
+        if (MODE == SK_GEMV_SWIGLU && N_out % 16 != 0) {
+            fprintf(stderr, "saker: w4 TMA kernel: SwiGLU with N_out %d (not a multiple of 16)\n", N_out);
+            abort();
+        }
         if (encode(&tmx, sk_w4ws_dtype((const H *)nullptr),
                    2, (void *)x, xd, xs, xb, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                    CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
-            encode(&tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)q4, wd, ws, wb, estr,
+            encode(&tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, (void *)q4, wd, ws, wb, e4,
                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) !=
                 CUDA_SUCCESS) {

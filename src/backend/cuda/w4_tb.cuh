@@ -14,16 +14,19 @@
  * What: a block = NW consumer warps + one producer warp. sk_w4_tb_kernel is persistent over
  * tiles of 16 gate + 16 up rows (tile b, b + grid, ...); sk_w4_tba_kernel takes one tile of 32
  * rows (two 16-row tiles) and all of K. K is cut into stages of SB = NW steps of 128 k; a stage
- * of a 16-row tile is SB / 8 3-D tensor copies of 16 rows x 8 steps (8 KB; q4 seen as
- * [rows][K / 256 pieces of 128 bytes][32 words] so that the 128-byte swizzle applies) and one 2-D
+ * of a 16-row tile is SB / 8 3-D tensor copies of 16 rows x 8 steps (8 KB, contiguous in the
+ * tile-major q4 since session 30: w4_layout.h; a row-major q4 took 16 rows x 512 bytes at the
+ * row pitch, with the 128-byte swizzle against bank conflicts) and one 2-D
  * copy of its scale words (16 rows x SB words); tba's stage also carries its x (T rows x SB x 128
  * floats, one bulk copy a row, issued after the producer's griddepcontrol.wait). Consumer warp w
  * takes step w of every stage, then arrives on the stage's empty barrier; the producer (one
  * thread) refills a stage once all NW warps have read it, NS stages ahead, and issues the
  * weights before griddepcontrol.wait (they never depend on the kernel before), so that they
  * stream during the previous product's tail. Bank conflicts: lane (g, t) reads 16 bytes of rows
- * g and g + 8 at step w; with 8 steps a box, rows g = 0, 1 of a read phase are 4 lines apart and
- * the swizzle puts them in different halves of the 128-byte line.
+ * g and g + 8 at step w; a box is [8 steps][16 rows][64 bytes], so a read phase's 8 lanes (rows
+ * g..g + 7 or chunks) cover 128 contiguous bytes: none.
+ * Session 30 (tile-major q4): the workbench's probe of this layout had 70B gate/up at one row
+ * 61.2 -> 59.2 us, two rows 62.4 -> 60.2 (session 22).
  *
  * H200 (awq-speed.md session 23): 70B gate/up at one row 62.9 -> 61.2 us (97% of copy), two rows
  * 74.1 -> 62.4; down 32.2 -> 31.4; Llama-2-70B INT4 batch 1 ITL -3.9..-5.7%, batch 2 -7%.
@@ -40,16 +43,8 @@
 
 #include "backend/cuda/mbar.cuh"
 
-/* SK_W4TB_TILEMAJOR (a build-time probe, 0 in every product build): the producer reads q4 as if
- * it were stored tile-major ([2 N_out / 16 tiles][S steps][16 rows][64 bytes]), each box one
- * contiguous 8 KB bulk copy, and the consumers read the box as [8 steps][16 rows][64 bytes]
- * (no swizzle needed). Random weights are random in either layout, so the workbench's timings
- * say what the layout alone would change (its outputs are wrong: no checks). */
-#ifndef SK_W4TB_TILEMAJOR
-#define SK_W4TB_TILEMAJOR 0
-#endif
 /* Shared-memory layout of one configuration (bytes): NS stages of weights (2 boxes of 16 rows x
- * SB x 64 bytes, 1024-aligned for the swizzle), then NS stages of scale words (2 x 16 x SB
+ * SB x 64 bytes, 1024-aligned), then NS stages of scale words (2 x 16 x SB
  * words), then the split x (S steps x XB words). */
 template <int T, int NW, int NS>
 struct sk_w4tb_shape {
@@ -59,8 +54,6 @@ struct sk_w4tb_shape {
     static constexpr int SBOX = 16 * SB * 4;         /* bytes of one scale box */
     static constexpr int WSTAGE = 2 * BX * WBOX, SSTAGE = 2 * SBOX;
     static constexpr int XB = sk_w4tc_dims<T, 1>::XB;
-    /* 8 steps a box: rows g and g + 1 are 4 lines apart, so the swizzle puts them in different
-     * halves of the line (16 steps a box would put them 8 lines apart: the same XOR) */
     static_assert(SB % 8 == 0 && SB <= 32, "whole boxes of 8 steps");
     static size_t smem(int K) { return (size_t)NS * (WSTAGE + SSTAGE) + (size_t)(K / 128) * XB * 4 + 1024; }
 };
@@ -85,22 +78,16 @@ static __device__ __forceinline__ void sk_w4tb_init(uint32_t *xzero, uint64_t *m
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     __syncthreads();
 }
-/* This lane's byte offsets in a stage: 16 bytes of rows g and g + 8 at step `warp` (box warp / 8,
- * in it row r, piece (warp % 8) / 2, 16-byte chunk c = 4 (warp % 2) + t, swizzled by the line
- * (4 r + (warp % 8) / 2) % 8; SK_W4TB_TILEMAJOR: the box as [8 steps][16 rows][64 bytes]), and
- * the scale words of those rows at that step ([16 rows][SB words]). */
+/* This lane's byte offsets in a stage: 16 bytes (chunk t) of rows g and g + 8 at step `warp`
+ * (box warp / 8, in it [8 steps][16 rows][64 bytes]), and the scale words of those rows at that
+ * step ([16 rows][SB words]). */
 template <int SB, int WBOX>
 static __device__ __forceinline__ void sk_w4tb_offsets(int warp, int g, int t, uint32_t (&woff)[2],
                                                        uint32_t (&soff)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        const int row = g + 8 * r, line = row * 4 + (warp & 7) / 2, c = 4 * (warp & 1) + t;
-#if SK_W4TB_TILEMAJOR
+        const int row = g + 8 * r;
         woff[r] = (uint32_t)((warp >> 3) * WBOX + (warp & 7) * 1024 + row * 64 + t * 16);
-        (void)line, (void)c;
-#else
-        woff[r] = (uint32_t)((warp >> 3) * WBOX + line * 128 + ((c ^ (line & 7)) << 4));
-#endif
         soff[r] = (uint32_t)((row * SB + warp) * 4);
     }
 }
@@ -127,26 +114,50 @@ static __device__ __forceinline__ void sk_w4tb_release(uint64_t *mb_empty, int s
     __syncwarp();
     if (lane == 0) sk_mb_arrive((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]));
 }
-/* The producer's copies of tile rows [r0, r0 + 16) for stage q into slot's boxes at wd (weights,
- * BX boxes of 8 steps) and sd (scale words), completing on fb. */
+/* Where the producers' weight boxes come from: the tile-major q4 and its steps a row (S), and
+ * how (bulk 1, the default: plain cp.async.bulk of the contiguous 8 KB, as session 22's probe
+ * timed; 0: the 3-D tensor map's box). SAKER_W4_TB_BULK=0 takes the map. Session 30, H200, the
+ * engine at 128/256, ITL p50 over three rounds: 70B INT4 batch 1 10.43-10.50 ms (row-major,
+ * session 29's binary) -> 10.42-10.46 (tile-major, the map) -> 10.30-10.33 (bulk); 7B batch 1
+ * 1.636-1.646 -> 1.656-1.661 -> 1.641-1.646; 70B batch 2 10.73-10.75 -> 10.76-10.82 ->
+ * 10.70-10.75. The same boxes by the tensor map gained nothing (dev_gemv_w4 sw, 70B gate/up at
+ * one row: 61.47 us, 97.2% of copy, against 61.21 row-major in session 23). */
+struct sk_w4tb_src {
+    const uint32_t *q4;
+    int S, bulk;
+};
+static inline sk_w4tb_src sk_w4tb_src_of(const uint32_t *q4, int K) {
+    static int bulk = -1;
+    if (bulk < 0) {
+        const char *e = getenv("SAKER_W4_TB_BULK");
+        bulk = e && *e ? atoi(e) : 1;
+    }
+    sk_w4tb_src r;
+    r.q4 = q4, r.S = K / 128, r.bulk = bulk;
+    return r;
+}
+/* The producer's copies of tile rows [r0, r0 + 16) (r0 % 16 == 0) for stage q into slot's boxes
+ * at wd (weights, BX boxes of 8 steps: tile r0 / 16's steps, 8 KB contiguous) and sd (scale
+ * words), completing on fb. */
 template <int SB, int BX, int WBOX, bool EF>
 static __device__ __forceinline__ void sk_w4tb_copy_tile(const CUtensorMap *tmw, const CUtensorMap *tms,
-                                                         const uint32_t *q4, int S, uint32_t wd, uint32_t sd,
+                                                         const sk_w4tb_src &src, uint32_t wd, uint32_t sd,
                                                          int q, int r0, uint32_t fb) {
     /* EF: the evict-first policy (w4.cuh SK_W4_EF) */
     const uint64_t pol = EF && SK_W4_EF ? sk_w4_ef_policy() : 0;
 #pragma unroll
     for (int j = 0; j < BX; j++) {
-#if SK_W4TB_TILEMAJOR
-        sk_bulk_load(wd + j * WBOX, reinterpret_cast<const char *>(q4) + ((size_t)(r0 >> 4) * S + q * SB + 8 * j) * 1024,
-                     WBOX, fb);
-#else
-        if constexpr (EF && SK_W4_EF)
-            sk_tma_load_3d_hint(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb, pol);
-        else
-            sk_tma_load_3d(wd + j * WBOX, tmw, 0, (q * SB + 8 * j) / 2, r0, fb);
-        (void)q4, (void)S;
-#endif
+        if (src.bulk) {
+            const uint32_t *p = src.q4 + ((size_t)(r0 >> 4) * src.S + q * SB + 8 * j) * 256;
+            if constexpr (EF && SK_W4_EF)
+                sk_bulk_load_hint(wd + j * WBOX, p, WBOX, fb, pol);
+            else
+                sk_bulk_load(wd + j * WBOX, p, WBOX, fb);
+        } else if constexpr (EF && SK_W4_EF) {
+            sk_tma_load_3d_hint(wd + j * WBOX, tmw, 0, q * SB + 8 * j, r0 >> 4, fb, pol);
+        } else {
+            sk_tma_load_3d(wd + j * WBOX, tmw, 0, q * SB + 8 * j, r0 >> 4, fb);
+        }
     }
     if constexpr (EF && SK_W4_EF)
         sk_tma_load_2d_hint(sd, tms, q * SB, r0, fb, pol);
@@ -161,7 +172,7 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
                     float *__restrict__ out,
                     const float *__restrict__ gamma, float eps, const float *__restrict__ ssq_in,
                     int nssq, const __grid_constant__ CUtensorMap tmw,
-                    const __grid_constant__ CUtensorMap tms) {
+                    const __grid_constant__ CUtensorMap tms, const sk_w4tb_src wsrc) {
     using SH = sk_w4tb_shape<T, NW, NS>;
     constexpr int SB = SH::SB, NT = 2, GP = 1, ZC = 3, NOUT = 16 * T;
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = SH::XB;
@@ -194,8 +205,8 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
                         sk_mb_wait((uint32_t)__cvta_generic_to_shared(&mb_empty[slot]), (uint32_t)((use - 1) & 1));
                     sk_mb_expect_tx(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
                     const uint32_t wd = wbase + slot * SH::WSTAGE, sd = sbase + slot * SH::SSTAGE;
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, q4, S, wd, sd, q, n0, fb);
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, q4, S, wd + SH::BX * SH::WBOX,
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, wsrc, wd, sd, q, n0, fb);
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, wsrc, wd + SH::BX * SH::WBOX,
                                                             sd + SH::SBOX, q, N_out + n0, fb);
                     if (++slot == NS) slot = 0, use++;
                 }
@@ -264,9 +275,9 @@ static inline bool sk_w4_tb_fits(int K) {
     return sk_w4tb_shape<T, NW, NS>::smem(K) + st <= (size_t)227 * 1024;
 }
 
-/* The two tensor maps of a product: q4 as [2 N_out rows][K / 256 pieces][32 words], boxes of
- * 32 x 4 x 16 (8 steps of 16 rows) with the 128-byte swizzle; q4s as [2 N_out][K / 128] words,
- * boxes SB x 16. */
+/* The two tensor maps of a product: the tile-major q4 as [parts N_out / 16 tiles][K / 128 steps]
+ * [256 words], boxes of 256 x 8 x 1 (8 steps of a tile, 8 KB contiguous); q4s as [parts N_out]
+ * [K / 128] words, boxes SB x 16. */
 static inline bool sk_w4tb_maps(CUtensorMap *tmw, CUtensorMap *tms, const uint32_t *q4,
                                 const __half2 *q4s, int N_out, int K, int SB, int parts = 2) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
@@ -281,14 +292,14 @@ static inline bool sk_w4tb_maps(CUtensorMap *tmw, CUtensorMap *tms, const uint32
     }
     memset(tmw, 0, sizeof *tmw), memset(tms, 0, sizeof *tms);
     const cuuint32_t e3[3] = {1, 1, 1}, e2[2] = {1, 1};
-    const cuuint64_t wd[3] = {32, (cuuint64_t)K / 256, (cuuint64_t)N_out * parts};
-    const cuuint64_t wst[2] = {128, (cuuint64_t)K / 2};
-    const cuuint32_t wbx[3] = {32, 4, 16};
+    const cuuint64_t wd[3] = {256, (cuuint64_t)K / 128, (cuuint64_t)(N_out * parts + 15) / 16};
+    const cuuint64_t wst[2] = {1024, (cuuint64_t)K * 8};
+    const cuuint32_t wbx[3] = {256, 8, 1};
     const cuuint64_t sd[2] = {(cuuint64_t)K / 128, (cuuint64_t)N_out * parts};
     const cuuint64_t sst[1] = {(cuuint64_t)K / 32};
     const cuuint32_t sbx[2] = {(cuuint32_t)SB, 16};
     return encode(tmw, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, (void *)q4, wd, wst, wbx, e3,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
            encode(tms, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, (void *)q4s, sd, sst, sbx, e2,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
@@ -320,7 +331,7 @@ static void sk_w4_tb_launch_k(const float *x, const uint32_t *q4, const __half2 
     int nssq = 0;
     sk_w4_pn_take_sw(gamma, grid, &ssq_in, &nssq);
     sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * (NW + 1), smem, s, x, q4, N_out, K, out, gamma, eps,
-                       ssq_in, nssq, tmw, tms);
+                       ssq_in, nssq, tmw, tms, sk_w4tb_src_of(q4, K));
 }
 template <int T, int NW, int NS, int MINB>
 static void sk_w4_tb_launch(const float *x, const uint32_t *q4, const __half2 *q4s, int N_out, int K,
@@ -360,7 +371,7 @@ struct sk_w4tba_shape {
  * row) after it. */
 template <int T, int NW, int NS>
 static __device__ __forceinline__ void sk_w4tba_produce(const CUtensorMap *tmw, const CUtensorMap *tms,
-                                                        const float *x, int K, uint32_t wbase, uint32_t sbase,
+                                                        const sk_w4tb_src &wsrc, const float *x, int K, uint32_t wbase, uint32_t sbase,
                                                         uint32_t xbase, uint64_t *mb_full, uint64_t *mb_empty,
                                                         int u0, int u1, int nst, int r0) {
     using SH = sk_w4tba_shape<T, NW, NS>;
@@ -371,7 +382,7 @@ static __device__ __forceinline__ void sk_w4tba_produce(const CUtensorMap *tmw, 
         sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
 #pragma unroll
         for (int m = 0; m < 2; m++)
-            sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(tmw, tms, nullptr, 0,
+            sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(tmw, tms, wsrc,
                                                     wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
                                                     sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
                                                     r0 + 32 * p + 16 * m, fb);
@@ -429,7 +440,7 @@ template <int T, int NW, int NS, int MINB>
 __global__ void __launch_bounds__(32 * (NW + 1), MINB)
     sk_w4_tba_kernel(const float *__restrict__ x, const float *__restrict__ bias, int N_out, int K,
                      float *__restrict__ out, sk_w4_pn pn, const __grid_constant__ CUtensorMap tmw,
-                     const __grid_constant__ CUtensorMap tms) {
+                     const __grid_constant__ CUtensorMap tms, const sk_w4tb_src wsrc) {
     using SH = sk_w4tba_shape<T, NW, NS>;
     constexpr int SB = SH::SB, MT = 2, GP = 1, ZC = 3, NOUT = 32 * T;
     constexpr int NB = sk_w4tc_dims<T, GP>::NB, XB = SH::XB;
@@ -456,7 +467,7 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
                 sk_mb_expect(fb, (uint32_t)(SH::WSTAGE + SH::SSTAGE));
 #pragma unroll
                 for (int m = 0; m < MT; m++)
-                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, nullptr, 0,
+                    sk_w4tb_copy_tile<SB, SH::BX, SH::WBOX, (T <= SK_W4_EF_ROWS)>(&tmw, &tms, wsrc,
                                                             wbase + slot * SH::WSTAGE + m * SH::BX * SH::WBOX,
                                                             sbase + slot * SH::SSTAGE + m * SH::SBOX, q,
                                                             n0 + 16 * m, fb);
@@ -572,7 +583,8 @@ static void sk_w4_tba_launch(const float *x, const uint32_t *q4, const __half2 *
     }
     const unsigned blocks = (unsigned)((N_out + 31) / 32);
     const sk_w4_pn pn = sk_w4_pn_take(SK_GEMV_ADD, (int)blocks);
-    sk_launch_pdl_smem(k, dim3(blocks), 32u * (NW + 1), SH::SMEM, s, x, bias, N_out, K, out, pn, tmw, tms);
+    sk_launch_pdl_smem(k, dim3(blocks), 32u * (NW + 1), SH::SMEM, s, x, bias, N_out, K, out, pn, tmw, tms,
+                       sk_w4tb_src_of(q4, K));
 }
 
 /* ---- sk_w4_tbs_kernel: the STORE product (qkv) at T <= 2 with the same feed (session 24) ------
@@ -615,7 +627,7 @@ template <int T, int NW, int NS, int MINB>
 __global__ void __launch_bounds__(32 * (NW + 1), MINB)
     sk_w4_tbs_kernel(const float *__restrict__ x, int N_out, int K, float *__restrict__ out, float eps,
                      const float *__restrict__ ssq_in, int nssq, const __grid_constant__ CUtensorMap tmw,
-                     const __grid_constant__ CUtensorMap tms) {
+                     const __grid_constant__ CUtensorMap tms, const sk_w4tb_src wsrc) {
     using SH = sk_w4tba_shape<T, NW, NS>;
     constexpr int SB = SH::SB, NT = 2, GP = 1, NOUT = 32 * T;
     constexpr int NB = sk_w4tc_dims<T, GP>::NB;
@@ -639,7 +651,7 @@ __global__ void __launch_bounds__(32 * (NW + 1), MINB)
 
     if (warp == NW) { /* the producer (tba's, over the range's units) */
         if (lane == 0)
-            sk_w4tba_produce<T, NW, NS>(&tmw, &tms, x, K, wbase, sbase, xbase, mb_full, mb_empty, u0, u1, nst, 0);
+            sk_w4tba_produce<T, NW, NS>(&tmw, &tms, wsrc, x, K, wbase, sbase, xbase, mb_full, mb_empty, u0, u1, nst, 0);
         return;
     }
 
@@ -722,7 +734,7 @@ static void sk_w4_tbs_launch(const float *x, const uint32_t *q4, const __half2 *
     }
     const sk_w4_pn pn = sk_w4_pn_take(SK_GEMV_STORE, grid);
     sk_launch_pdl_smem(k, dim3((unsigned)grid), 32u * (NW + 1), SH::SMEM, s, x, N_out, K, out, eps, pn.ssq_in,
-                       pn.nssq, tmw, tms);
+                       pn.nssq, tmw, tms, sk_w4tb_src_of(q4, K));
 }
 
 #endif
