@@ -295,6 +295,39 @@ __global__ void __launch_bounds__(32 * NW, 1)
 
 /* Shared memory a block may take (the H200's opt-in limit less the kernel's static part). */
 #define SK_W4TX_SMEM_CAP ((size_t)220 << 10)
+/* Session 31 probes (awq-speed.md session 31): a block's shared memory, not its speed alone,
+ * moves the engine at 16 rows. A bulk-copy weight feed for this kernel (not kept:
+ * bench/results/data/s31/tx_bulk_not_kept.diff) added 0.25-0.75 KB of static shared memory (its
+ * barriers) and no spills; with the bulk feed off, 70B INT4 batch 16 ran 4% slower in the
+ * engine, while dev_gemv_w4 moved the same products by under 3%. With this code
+ * (128/256, ITL p50, two rounds, the same call):
+ *   SAKER_W4_TX_PAD=768 (768 unused bytes more a block; no product's range length changes):
+ *     70B batch 16 16.03-16.11 -> 16.64-16.67 ms (+3.6%); batch 24 and 32 even.
+ *   SAKER_W4_TX_SMEM_KB=192 (caps what the range length may take; 220 is the most and the
+ *     default): batch 16 +3.5%, 24 even, 32 26.48-26.55 -> 28.34-28.36; 160: +8.5% / +25% /
+ *     +13%.
+ * The likely mechanism (unverified): a tx block leaves ~30 KB of an SM's 228 KB, and the next
+ * kernel's blocks (launched early under PDL) fit beside it or not. */
+static inline size_t sk_w4_tx_cap(void) {
+    static long kb = -1;
+    if (kb < 0) {
+        const char *e = getenv("SAKER_W4_TX_SMEM_KB");
+        kb = e && *e ? atol(e) : 220;
+        if (kb < 64) kb = 64;
+        if (kb > 220) kb = 220;
+    }
+    return (size_t)kb << 10;
+}
+static inline size_t sk_w4_tx_pad(void) {
+    static long pad = -1;
+    if (pad < 0) {
+        const char *e = getenv("SAKER_W4_TX_PAD");
+        pad = e && *e ? atol(e) : 0;
+        if (pad < 0 || pad > (16 << 10)) pad = 0;
+        pad = (pad + 15) & ~15L;
+    }
+    return (size_t)pad;
+}
 
 /* The range length (steps a block) for a launch: spb_force where given (the workbench), else the
  * number of ranges k (from the fewest whose x slice fits shared memory) that minimises
@@ -304,7 +337,8 @@ __global__ void __launch_bounds__(32 * NW, 1)
  * sweep of forced ranges on the 70B / 7B products); ws must hold k ranges. 0 where none fits. */
 static inline int sk_w4_tx_spb(int rblocks, int S, int slots, size_t ring, size_t xstep_bytes,
                                size_t ws_per_range, size_t ws_floats, int spb_force) {
-    const int spb_max = (int)((SK_W4TX_SMEM_CAP - ring) / xstep_bytes);
+    const size_t cap = sk_w4_tx_cap() - sk_w4_tx_pad();
+    const int spb_max = cap > ring ? (int)((cap - ring) / xstep_bytes) : 0;
     if (spb_max < 1 || slots < 1) return 0;
     int spb;
     if (spb_force > 0) {
@@ -334,7 +368,7 @@ static inline int sk_w4_tx_spb(int rblocks, int S, int slots, size_t ring, size_
  * routes 17..32 rows here (there is no other GEMV for them). */
 static inline bool sk_w4_tx_fits(int TP, int MODE, int N_out, int K, size_t ws_floats, int cnt_n) {
     const size_t xstep = (size_t)TP * 4 * SK_W4TC_XW * 4 + 128; /* (x and column sums) */
-    const int spb_max = (int)((SK_W4TX_SMEM_CAP - ((size_t)96 << 10)) / xstep);
+    const int spb_max = (int)((sk_w4_tx_cap() - sk_w4_tx_pad() - ((size_t)96 << 10)) / xstep);
     const int S = ((K >> 5) + 3) >> 2, kmin = (S + spb_max - 1) / spb_max;
     const size_t wsr = (size_t)TP * N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1);
     return spb_max >= 1 && (size_t)kmin * wsr <= ws_floats && (N_out + 127) / 128 <= cnt_n;
@@ -374,7 +408,7 @@ static bool sk_w4_tx_launch_k(const __half *x16, const float *ssq, float eps, co
                                  wsr, ws_floats, spb_force);
     if (spb < 1) return false;
     const int ksplit = (S + spb - 1) / spb;
-    const size_t smem = SH::RING + (size_t)spb * (SH::XSTEP * 16 + SH::SGS);
+    const size_t smem = SH::RING + (size_t)spb * (SH::XSTEP * 16 + SH::SGS) + sk_w4_tx_pad();
     sk_launch_pdl_smem(k, dim3((unsigned)rblocks, (unsigned)ksplit), 32u * NW, smem, s, x16, ssq, eps,
                        q4, q4s, bias, N_out, K, Tr, out, spb, ws, cnt);
     return true;
