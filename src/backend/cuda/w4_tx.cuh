@@ -29,6 +29,9 @@
 #ifndef SK_CUDA_W4_TX_CUH
 #define SK_CUDA_W4_TX_CUH
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "backend/cuda/w4_tm.cuh"
 
 template <int TP, int MT, int D, int GP, int MODE, int NW, int RL>
@@ -306,8 +309,37 @@ __global__ void __launch_bounds__(32 * NW, 1)
  *   SAKER_W4_TX_SMEM_KB=192 (caps what the range length may take; 220 is the most and the
  *     default): batch 16 +3.5%, 24 even, 32 26.48-26.55 -> 28.34-28.36; 160: +8.5% / +25% /
  *     +13%.
- * The likely mechanism (unverified): a tx block leaves ~30 KB of an SM's 228 KB, and the next
- * kernel's blocks (launched early under PDL) fit beside it or not. */
+ * The likely mechanism (unverified): a tx block at 16 rows takes 145-200 KB of an SM's 228 KB,
+ * and whether the next kernel's blocks (launched early under PDL) fit beside it decides how much
+ * overlaps. To find which product it is, SAKER_W4_TX_PAD and SAKER_W4_TX_SPB (the range length,
+ * steps a block, in place of the launch's choice) also take per-product entries
+ * "MODE:K:VALUE,..." (MODE 0 STORE, 1 ADD, 2 SwiGLU; K the product's input width), e.g.
+ * SAKER_W4_TX_SPB=0:8192:16,1:28672:24; a plain number applies to every product. */
+/* The value for (mode, K) in variable v's entries (0 SAKER_W4_TX_PAD, 1 SAKER_W4_TX_SPB; read
+ * once), or dflt. */
+static inline long sk_w4_tx_spec(int v, int mode, int K, long dflt) {
+    static const char *ev[2];
+    static int read = 0;
+    if (!read) {
+        ev[0] = getenv("SAKER_W4_TX_PAD"), ev[1] = getenv("SAKER_W4_TX_SPB");
+        read = 1;
+    }
+    const char *e = ev[v & 1];
+    if (!e || !*e) return dflt;
+    if (!strchr(e, ':')) return atol(e);
+    for (const char *p = e; *p;) {
+        char *q;
+        const long m = strtol(p, &q, 10);
+        if (q == p || *q != ':') break;
+        const long k = strtol(q + 1, &q, 10);
+        if (*q != ':') break;
+        const long val = strtol(q + 1, &q, 10);
+        if (m == mode && k == K) return val;
+        if (*q != ',') break;
+        p = q + 1;
+    }
+    return dflt;
+}
 static inline size_t sk_w4_tx_cap(void) {
     static long kb = -1;
     if (kb < 0) {
@@ -318,15 +350,10 @@ static inline size_t sk_w4_tx_cap(void) {
     }
     return (size_t)kb << 10;
 }
-static inline size_t sk_w4_tx_pad(void) {
-    static long pad = -1;
-    if (pad < 0) {
-        const char *e = getenv("SAKER_W4_TX_PAD");
-        pad = e && *e ? atol(e) : 0;
-        if (pad < 0 || pad > (16 << 10)) pad = 0;
-        pad = (pad + 15) & ~15L;
-    }
-    return (size_t)pad;
+static inline size_t sk_w4_tx_pad(int mode, int K) {
+    long pad = sk_w4_tx_spec(0, mode, K, 0);
+    if (pad < 0 || pad > (16 << 10)) pad = 0;
+    return (size_t)((pad + 15) & ~15L);
 }
 
 /* The range length (steps a block) for a launch: spb_force where given (the workbench), else the
@@ -336,8 +363,8 @@ static inline size_t sk_w4_tx_pad(void) {
  * partials' traffic (k T N 8 bytes written and read) and the x slices (fitted to the session-17
  * sweep of forced ranges on the 70B / 7B products); ws must hold k ranges. 0 where none fits. */
 static inline int sk_w4_tx_spb(int rblocks, int S, int slots, size_t ring, size_t xstep_bytes,
-                               size_t ws_per_range, size_t ws_floats, int spb_force) {
-    const size_t cap = sk_w4_tx_cap() - sk_w4_tx_pad();
+                               size_t ws_per_range, size_t ws_floats, int spb_force, size_t pad) {
+    const size_t cap = sk_w4_tx_cap() - pad;
     const int spb_max = cap > ring ? (int)((cap - ring) / xstep_bytes) : 0;
     if (spb_max < 1 || slots < 1) return 0;
     int spb;
@@ -368,7 +395,7 @@ static inline int sk_w4_tx_spb(int rblocks, int S, int slots, size_t ring, size_
  * routes 17..32 rows here (there is no other GEMV for them). */
 static inline bool sk_w4_tx_fits(int TP, int MODE, int N_out, int K, size_t ws_floats, int cnt_n) {
     const size_t xstep = (size_t)TP * 4 * SK_W4TC_XW * 4 + 128; /* (x and column sums) */
-    const int spb_max = (int)((sk_w4_tx_cap() - sk_w4_tx_pad() - ((size_t)96 << 10)) / xstep);
+    const int spb_max = (int)((sk_w4_tx_cap() - sk_w4_tx_pad(MODE, K) - ((size_t)96 << 10)) / xstep);
     const int S = ((K >> 5) + 3) >> 2, kmin = (S + spb_max - 1) / spb_max;
     const size_t wsr = (size_t)TP * N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1);
     return spb_max >= 1 && (size_t)kmin * wsr <= ws_floats && (N_out + 127) / 128 <= cnt_n;
@@ -404,11 +431,17 @@ static bool sk_w4_tx_launch_k(const __half *x16, const float *ssq, float eps, co
      * most two at 4 */
     const int occ = NW >= 8 ? 1 : (occ_small > 2 ? 2 : occ_small);
     const size_t wsr = (size_t)TP * N_out * (MODE == SK_GEMV_SWIGLU ? 2 : 1);
-    const int spb = sk_w4_tx_spb(rblocks, S, occ * sms, SH::RING, (size_t)SH::XSTEP * 16 + SH::SGS,
-                                 wsr, ws_floats, spb_force);
+    /* (a range length forced by SAKER_W4_TX_SPB that does not fit: the launch's own choice) */
+    const int spb_env = spb_force > 0 ? 0 : (int)sk_w4_tx_spec(1, MODE, K, 0);
+    const size_t pad = sk_w4_tx_pad(MODE, K);
+    int spb = sk_w4_tx_spb(rblocks, S, occ * sms, SH::RING, (size_t)SH::XSTEP * 16 + SH::SGS, wsr,
+                           ws_floats, spb_force > 0 ? spb_force : spb_env, pad);
+    if (spb < 1 && spb_env > 0)
+        spb = sk_w4_tx_spb(rblocks, S, occ * sms, SH::RING, (size_t)SH::XSTEP * 16 + SH::SGS, wsr,
+                           ws_floats, 0, pad);
     if (spb < 1) return false;
     const int ksplit = (S + spb - 1) / spb;
-    const size_t smem = SH::RING + (size_t)spb * (SH::XSTEP * 16 + SH::SGS) + sk_w4_tx_pad();
+    const size_t smem = SH::RING + (size_t)spb * (SH::XSTEP * 16 + SH::SGS) + pad;
     sk_launch_pdl_smem(k, dim3((unsigned)rblocks, (unsigned)ksplit), 32u * NW, smem, s, x16, ssq, eps,
                        q4, q4s, bias, N_out, K, Tr, out, spb, ws, cnt);
     return true;
