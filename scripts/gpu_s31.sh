@@ -7,6 +7,10 @@
 #   ev    the staged saker alone at AB_B: the default, then each variant of AB_V
 #   ops   gpu_backend_ops CKG groups (default w4) under each of OPS_V
 # Staging (this machine): NAME/s30_all.txz with the stripped binaries (saker_old and libgomp).
+# Next (session 32), which 70B product's shared memory moves batch 16 (w4_tx.cuh probes), e.g.
+#   STEPS=ev AB_B="llama2-70b:16" AB_V="SAKER_W4_TX_PAD=0:8192:768 SAKER_W4_TX_PAD=1:8192:768
+#     SAKER_W4_TX_PAD=2:8192:768 SAKER_W4_TX_PAD=1:28672:768 SAKER_W4_TX_SPB=0:8192:16" \
+#     bash scripts/gpu_s31.sh .stage/s31g
 . "$(dirname "$0")/device_lib.sh"
 dev_init s31${TAG:-} "${1:-.stage/s30f}"
 dev_unpack s30_all.txz
