@@ -567,6 +567,7 @@ static sk_status cuda_begin_paged(sk_backend *be, const sk_batch *b, const sk_pa
         be->addr_epoch++;
     }
     c->T = T;
+    sk_carveout_rows() = T; /* (pdl.cuh: the launches' carveout preference) */
     c->paged = pt != NULL;
     c->batch_gen++;
     c->pn_hint = NULL, c->pn_x = NULL; /* nothing carried across steps */

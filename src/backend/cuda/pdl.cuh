@@ -145,6 +145,37 @@ static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 /* Launches kernel k (grid, block, smem bytes of dynamic shared memory) on s, with the PDL
  * attribute when enabled, and as clusters of cluster_x blocks along x when cluster_x > 1 (grid.x
  * a multiple of it). */
+/* Shared-memory carveouts (session 32; bench/results/awq-speed.md). An SM's 256 KB hold L1 and
+ * shared memory in one of the steps 0, 8, 16, 32, 64, 100, 132, 164, 196, 228 KB of shared
+ * memory; by default the driver picks one per kernel. Measured on the H200 (128/256, ITL p50):
+ *   - the 16-row down product's block growing past 196 KB by a few hundred unused bytes (the
+ *     228 KB step: L1 60 -> 28 KB) cost 70B INT4 batch 16 3.5%; every kernel at 228 KB 7%;
+ *   - every kernel preferring 196 KB (85%): 7B INT4 batch 1 / 16 / 32 -1..-2 / -0.6 / -1%, 70B
+ *     batch 1-32 even to -0.8%, but 70B batch 64 +23% (the MMA GEMM's blocks) and, with the MMA
+ *     GEMM left out, 7B batch 64 still +4%;
+ *   - only the decode GEMVs preferring it: no gain: what gains is the rest (norms, RoPE / cache
+ *     store, attention) matching the GEMVs' step.
+ * So the preference is set per launch, and only in steps of at most 32 rows (the decode GEMVs'
+ * range; larger steps run the MMA GEMM, which wants the driver's choice): SAKER_CARVEOUT=P
+ * (default 85, which the driver rounds up to the 196 KB step; -1: never, as before session 32)
+ * in percent of 228 KB, for every kernel launched here while sk_carveout_rows() (the backend's
+ * current step rows; 0 outside a step: the workbenches) is 1..32. A kernel needing more than its
+ * preference gets what it needs. */
+inline int &sk_carveout_rows(void) { /* (one object across translation units) */
+    static int rows = 0;
+    return rows;
+}
+static inline int sk_carveout_pct(void) {
+    static int pct = -2;
+    if (pct == -2) {
+        const char *e = getenv("SAKER_CARVEOUT");
+        pct = e && *e ? atoi(e) : 85;
+        if (pct > 100) pct = 100;
+        if (pct < 0) pct = -1;
+    }
+    const int r = sk_carveout_rows();
+    return r >= 1 && r <= 32 ? pct : -1;
+}
 template <typename... KA, typename... A>
 static void sk_launch_pdl_ex(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
                              unsigned cluster_x, cudaStream_t s, A... args) {
@@ -154,8 +185,14 @@ static void sk_launch_pdl_ex(void (*k)(KA...), dim3 grid, unsigned block, size_t
     cfg.blockDim = dim3(block);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
-    cudaLaunchAttribute attr[2];
+    cudaLaunchAttribute attr[3];
     unsigned n = 0;
+    const int carve = sk_carveout_pct();
+    if (carve >= 0) {
+        attr[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+        attr[n].val.sharedMemCarveout = (unsigned)carve;
+        n++;
+    }
     if (cluster_x > 1) {
         attr[n].id = cudaLaunchAttributeClusterDimension;
         attr[n].val.clusterDim.x = cluster_x;

@@ -309,9 +309,9 @@ __global__ void __launch_bounds__(32 * NW, 1)
  *   SAKER_W4_TX_SMEM_KB=192 (caps what the range length may take; 220 is the most and the
  *     default): batch 16 +3.5%, 24 even, 32 26.48-26.55 -> 28.34-28.36; 160: +8.5% / +25% /
  *     +13%.
- * The likely mechanism (unverified): a tx block at 16 rows takes 145-200 KB of an SM's 228 KB,
- * and whether the next kernel's blocks (launched early under PDL) fit beside it decides how much
- * overlaps. To find which product it is, SAKER_W4_TX_PAD and SAKER_W4_TX_SPB (the range length,
+ * Session 32 found the mechanism: the down product alone (its block at ~200 KB) moves, and only
+ * when it passes the 196 KB carveout step (L1 60 -> 28 KB); pdl.cuh's carveout note. To find
+ * which product, SAKER_W4_TX_PAD and SAKER_W4_TX_SPB (the range length,
  * steps a block, in place of the launch's choice) also take per-product entries
  * "MODE:K:VALUE,..." (MODE 0 STORE, 1 ADD, 2 SwiGLU; K the product's input width), e.g.
  * SAKER_W4_TX_SPB=0:8192:16,1:28672:24; a plain number applies to every product. */
