@@ -36,7 +36,7 @@ dev_unpack() {
 dev_b1() {
     local name=$1 shape=$2 b=$3
     shift 3
-    timeout "${B1_TO:-300}" env "$@" "${SAKER_BIN:-$S/saker}" bench --device cuda --shape "$shape" --weights int4 --batch "$b" \
+    timeout "${B1_TO:-300}" env "$@" "${SAKER_BIN:-$S/saker}" bench --device cuda --shape "$shape" --weights "${B1_W:-int4}" --batch "$b" \
         --isl 128 --osl 256 > "$R/b1_$name.log" 2>&1
     echo "b1_$name rc=$? (+$(( $(date +%s) - T0 )) s) $shape b$b $*: $(grep -h '^| 128' "$R/b1_$name.log" | cut -d'|' -f6,11)"
     pack
