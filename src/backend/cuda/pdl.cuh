@@ -142,9 +142,6 @@ static inline bool sk_pdl_enabled(void) {
 /* Overrides SAKER_PDL for the launches that follow in this translation unit (workbenches). */
 static inline void sk_pdl_set(bool on) { *sk_pdl_flag() = on ? 1 : 0; }
 
-/* Launches kernel k (grid, block, smem bytes of dynamic shared memory) on s, with the PDL
- * attribute when enabled, and as clusters of cluster_x blocks along x when cluster_x > 1 (grid.x
- * a multiple of it). */
 /* Shared-memory carveouts (session 32; bench/results/awq-speed.md). An SM's 256 KB hold L1 and
  * shared memory in one of the steps 0, 8, 16, 32, 64, 100, 132, 164, 196, 228 KB of shared
  * memory; by default the driver picks one per kernel. Measured on the H200 (128/256, ITL p50):
@@ -179,6 +176,9 @@ static inline int sk_carveout_pct(void) {
     const int r = sk_carveout_rows();
     return r >= 1 && r <= 32 ? pct : -1;
 }
+/* Launches kernel k (grid, block, smem bytes of dynamic shared memory) on s, with the PDL
+ * attribute when enabled, and as clusters of cluster_x blocks along x when cluster_x > 1 (grid.x
+ * a multiple of it), with the carveout preference above where it applies. */
 template <typename... KA, typename... A>
 static void sk_launch_pdl_ex(void (*k)(KA...), dim3 grid, unsigned block, size_t smem,
                              unsigned cluster_x, cudaStream_t s, A... args) {
